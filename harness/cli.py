@@ -1,0 +1,127 @@
+"""The ``harness`` command: one thin function per subcommand.
+
+Exit codes: 0 success; 2 the submission was rejected (bad file or interface; also
+command-line usage errors); 1 a run failed or the setup is wrong (data, leaderboard).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from harness.data import DatasetError, default_data_dir, download_cifar100, write_synthetic
+from harness.leaderboard import LeaderboardError
+from harness.protocol import PROFILES, get_profile
+from harness.sandbox import available_sandboxes, get_sandbox
+from harness.submission import SubmissionRejected, interface_check, static_check
+from harness.train import RunFailed
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_REJECTED = 0, 1, 2
+
+
+def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
+    from harness.evaluate import EvaluateOptions, evaluate
+
+    opts = EvaluateOptions(
+        profile=get_profile(args.profile), phase=args.phase, archs=tuple(args.arch or ()),
+        seeds=tuple(args.seed or ()), device=args.device, data_dir=args.data_dir, runs_dir=args.runs_dir,
+        leaderboard=args.leaderboard, sandbox=args.sandbox, hidden_dir=args.hidden_dir,
+    )
+    return evaluate(args.path, opts, console)
+
+
+def cmd_check(args: argparse.Namespace, console: Console) -> int:
+    from harness.evaluate import print_capabilities
+
+    static_check(args.path)
+    sandbox = get_sandbox(args.sandbox)
+    if sandbox.warning:
+        console.print(f"[yellow]warning:[/] {sandbox.warning}")
+    report = interface_check(args.path, sandbox=sandbox)
+    print_capabilities(console, report)
+    console.print(f"[green]{args.path}: ok[/] ({report.probes} probe calls in sandbox '{sandbox.name}')")
+    return EXIT_OK
+
+
+def cmd_data_synthetic(args: argparse.Namespace, console: Console) -> int:
+    out = write_synthetic(args.dir, seed=args.seed, n_train=args.train_size, n_test=args.test_size)
+    console.print(f"wrote synthetic CIFAR-100-format data ({args.train_size:,} train / {args.test_size:,} test) to {out}")
+    return EXIT_OK
+
+
+def cmd_data_download(args: argparse.Namespace, console: Console) -> int:
+    root = args.data_dir or default_data_dir("cifar100")
+    out = download_cifar100(root)
+    console.print(f"CIFAR-100 is at {out}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ev = sub.add_parser("evaluate", help="check a submission, train with it and append to the leaderboard")
+    ev.add_argument("path", type=Path, help="the submission file (defines class MultiTaskLoss)")
+    ev.add_argument("--profile", default="full", choices=list(PROFILES),
+                    help="full: the task card's protocol (default); smoke: quick demo on synthetic data; "
+                         "tiny: for tests")
+    ev.add_argument("--phase", default="public", choices=["public", "final"],
+                    help="final adds the hidden architecture (vgg16bn)")
+    ev.add_argument("--arch", action="append", metavar="NAME", help="only this architecture (repeatable)")
+    ev.add_argument("--seed", action="append", type=int, metavar="N", help="only this seed (repeatable)")
+    ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ev.add_argument("--data-dir", type=Path, help="directory containing cifar-100-python/ "
+                    "(default: $HARNESS_DATA_DIR, else the user cache dir)")
+    ev.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default: runs)")
+    ev.add_argument("--leaderboard", type=Path,
+                    help="CSV to append to (default: leaderboard.csv, or leaderboard-PROFILE.csv)")
+    ev.add_argument("--sandbox", default="none", choices=available_sandboxes(),
+                    help="how the submission is isolated (none: a plain process, trusted code only)")
+    ev.add_argument("--hidden-dir", type=Path, help="where the hidden architectures are (default: ./hidden "
+                    "of the source checkout)")
+    ev.set_defaults(func=cmd_evaluate)
+
+    ck = sub.add_parser("check", help="check a submission's file and interface without training")
+    ck.add_argument("path", type=Path)
+    ck.add_argument("--sandbox", default="none", choices=available_sandboxes())
+    ck.set_defaults(func=cmd_check)
+
+    data = sub.add_parser("data", help="get the dataset").add_subparsers(dest="data_command", required=True)
+    syn = data.add_parser("synthetic", help="write synthetic CIFAR-100-format data to DIR")
+    syn.add_argument("dir", type=Path)
+    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--train-size", type=int, default=5000)
+    syn.add_argument("--test-size", type=int, default=1000)
+    syn.set_defaults(func=cmd_data_synthetic)
+    dl = data.add_parser("download", help="download CIFAR-100 (needs torchvision: pip install 'harness[download]')")
+    dl.add_argument("--data-dir", type=Path)
+    dl.set_defaults(func=cmd_data_download)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    for c in (console, err):
+        if not c.is_terminal:
+            c.width = 160  # logs: one line per message
+    try:
+        return args.func(args, console)
+    except SubmissionRejected as e:
+        err.print(f"[red]rejected:[/] {e}", markup=True)
+        return EXIT_REJECTED
+    except (DatasetError, LeaderboardError, RunFailed, KeyError, FileNotFoundError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        err.print(f"[red]error:[/] {msg}")
+        return EXIT_RUN_FAILED
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: loss workers were stopped; finished runs are in the leaderboard")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""``harness evaluate``: check a submission, train every (architecture, seed) of the
+profile with it, and append one leaderboard row per run.
+
+Each run is independent: a failed run is reported (terminal, ``failure.txt``, a
+``failed`` row) and the others go on. The submission is copied into the evaluation's
+directory first; that copy is what is hashed, checked and run, so editing the file
+while an evaluation runs changes nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from harness import leaderboard
+from harness.data import default_data_dir, ensure_synthetic, load_dataset
+from harness.models import get_arch, load_hidden_archs
+from harness.progress import RichProgress
+from harness.protocol import HIDDEN_ARCHS, LeaderboardRow, Kind, Phase, Profile, RunResult, RunSpec
+from harness.provenance import device_name, harness_commit, harness_version, utc_now
+from harness.sandbox import get_sandbox
+from harness.submission import CheckReport, interface_check, sha256_file, static_check
+from harness.train import resolve_device, run_one
+
+import torch
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    profile: Profile
+    phase: Phase = "public"
+    archs: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = ()
+    device: str = "auto"
+    data_dir: Path | None = None
+    runs_dir: Path = Path("runs")
+    leaderboard: Path | None = None
+    sandbox: str = "none"
+    kind: Kind = "submission"
+    hidden_dir: Path | None = None
+
+
+def default_leaderboard(profile: Profile) -> Path:
+    """``leaderboard.csv`` for the full protocol, ``leaderboard-<profile>.csv`` otherwise."""
+    return Path("leaderboard.csv" if profile.name == "full" else f"leaderboard-{profile.name}.csv")
+
+
+def planned_archs(opts: EvaluateOptions) -> tuple[str, ...]:
+    """The requested architectures, else the profile's plus the hidden ones in the final phase.
+    Loads the hidden architectures when the plan needs them."""
+    archs = opts.archs or (opts.profile.archs + (HIDDEN_ARCHS if opts.phase == "final" else ()))
+    if any(a in HIDDEN_ARCHS for a in archs):
+        if opts.phase != "final":
+            raise KeyError("the hidden architectures are evaluated only with --phase final")
+        load_hidden_archs(opts.hidden_dir)
+    for a in archs:
+        get_arch(a)  # a clear error for an unknown name, before anything trains
+    return archs
+
+
+def prepare_submission(path: Path, runs_dir: Path, profile: Profile) -> tuple[Path, str]:
+    """Statically check ``path`` and copy it into its evaluation directory.
+
+    Returns the copy and its sha256. Raises ``SubmissionRejected``.
+    """
+    static_check(path)
+    sha = sha256_file(path)
+    eval_dir = runs_dir / profile.name / f"{path.stem}-{sha[:12]}"
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    copy = eval_dir / "submission.py"
+    if not copy.exists() or sha256_file(copy) != sha:
+        tmp = eval_dir / ".submission.py.tmp"
+        shutil.copyfile(path, tmp)
+        tmp.replace(copy)
+    if sha256_file(copy) != sha:  # the file changed between hashing and copying
+        raise RuntimeError(f"{path} changed while it was being read; run again")
+    return copy, sha
+
+
+def load_data(profile: Profile, data_dir: Path | None):
+    root = Path(data_dir) if data_dir else default_data_dir(profile.dataset)
+    if profile.dataset == "synthetic":
+        ensure_synthetic(root)
+    train, test = load_dataset(root, dataset=profile.dataset)
+    return train.head(profile.train_subset), test.head(profile.test_subset)
+
+
+def print_capabilities(console: Console, report: CheckReport) -> None:
+    caps = ", ".join(report.capabilities) or "none (losses, epoch and total_epochs only)"
+    console.print(f"interface ok: {report.num_params} loss-module parameters; extra inputs: {caps}")
+
+
+def evaluate(path: Path, opts: EvaluateOptions, console: Console) -> int:
+    """Run the evaluation; returns the exit code (0 all ok, 1 a run failed).
+
+    Raises ``SubmissionRejected`` (exit 2) before training when the file or its
+    interface is bad, and ``DatasetError``/``KeyError``/``LeaderboardError`` for setup errors.
+    """
+    path = Path(path)
+    profile = opts.profile
+    lb_path = opts.leaderboard or default_leaderboard(profile)
+    leaderboard.read_rows(lb_path)  # refuse a foreign CSV before hours of training
+    archs = planned_archs(opts)
+    seeds = opts.seeds or profile.seeds
+    device = resolve_device(opts.device)
+    copy, sha = prepare_submission(path, opts.runs_dir, profile)
+    eval_dir = copy.parent
+    sandbox = get_sandbox(opts.sandbox)
+    if sandbox.warning:
+        console.print(f"[yellow]warning:[/] {sandbox.warning}")
+
+    console.print(f"checking {path} (sha256 {sha[:12]}) in sandbox '{sandbox.name}'")
+    report = interface_check(copy, sandbox=sandbox, log_path=eval_dir / "check.log",
+                             start_timeout=profile.worker_start_timeout_s, call_timeout=profile.worker_call_timeout_s)
+    print_capabilities(console, report)
+
+    train, test = load_data(profile, opts.data_dir)
+    console.print(f"profile '{profile.name}': {profile.description}")
+    console.print(f"data: {len(train):,} train / {len(test):,} test images; device {device_name(device)}; "
+                  f"runs: {', '.join(archs)} x seeds {', '.join(map(str, seeds))}")
+
+    results: list[tuple[RunSpec, RunResult, str]] = []
+    with RichProgress(console) as progress:
+        for arch in archs:
+            for seed in seeds:
+                spec = RunSpec(submission=path.name, submission_sha256=sha, kind=opts.kind, profile=profile,
+                               phase=opts.phase, arch=arch, seed=seed, device=str(device), sandbox=sandbox.name)
+                run_dir = eval_dir / opts.phase / f"{arch}-seed{seed}"
+                outcome = run_one(spec, submission=copy, train=train, test=test, run_dir=run_dir,
+                                  sandbox=sandbox, observer=progress)
+                run_id = str(run_dir.relative_to(opts.runs_dir))
+                leaderboard.append_row(lb_path, _row(spec, outcome.result, device, run_id))
+                if outcome.result.status == "failed":
+                    console.print(f"[red]run failed:[/] {arch} seed {seed}: {outcome.result.reason}\n"
+                                  f"  (details in {run_dir / 'failure.txt'}, worker output in "
+                                  f"{run_dir / 'worker.log'})", markup=False, highlight=False)
+                results.append((spec, outcome.result, run_id))
+    _summary(console, results, lb_path)
+    return 0 if all(r.status == "ok" for _, r, _ in results) else 1
+
+
+def _row(spec: RunSpec, result: RunResult, device, run_id: str) -> LeaderboardRow:
+    return LeaderboardRow(
+        finished_at=utc_now(), submission=spec.submission, submission_sha256=spec.submission_sha256,
+        kind=spec.kind, profile=spec.profile.name, phase=spec.phase, arch=spec.arch, seed=spec.seed,
+        epochs=spec.profile.epochs, best_fine_acc=result.best_fine_acc, best_epoch=result.best_epoch,
+        final_fine_acc=result.final_fine_acc, best_coarse_acc=result.best_coarse_acc,
+        wall_seconds=round(result.wall_seconds, 2), device=device_name(device), precision="fp32",
+        channels_last=spec.channels_last, torch_version=torch.__version__, harness_version=harness_version(),
+        harness_commit=harness_commit(), sandbox=spec.sandbox, run_id=run_id, status=result.status,
+    )
+
+
+def _summary(console: Console, results: list[tuple[RunSpec, RunResult, str]], lb_path: Path) -> None:
+    table = Table(title="results", title_justify="left")
+    for col in ("arch", "seed", "status", "best fine acc", "best epoch", "final fine acc", "best coarse acc", "time"):
+        table.add_column(col, justify="left" if col in ("arch", "status") else "right")
+    for spec, r, _ in results:
+        fmt = lambda v: "" if v is None else f"{v:.2f}"  # noqa: E731
+        status = "[green]ok[/]" if r.status == "ok" else "[red]failed[/]"
+        table.add_row(spec.arch, str(spec.seed), status, fmt(r.best_fine_acc),
+                      "" if r.best_epoch is None else str(r.best_epoch), fmt(r.final_fine_acc),
+                      fmt(r.best_coarse_acc), f"{r.wall_seconds:.0f} s")
+    console.print(table)
+    console.print(f"appended {len(results)} row(s) to {lb_path}")

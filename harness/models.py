@@ -1,0 +1,221 @@
+"""Architectures: a small registry, CIFAR ResNets, and the two-head wrapper.
+
+Every architecture is a *backbone* (image -> feature vector) plus a head factory; the
+two-head wrapper :class:`TwoHeadNet` adds a fine (100-way) and a coarse (20-way) head and
+exposes the shared backbone parameters separately from the heads, which the Gramian path
+of the trainer needs.
+
+Conventions (DESIGN.md): CIFAR ResNets as in He et al. 2016: 3x3 stem to 16 channels,
+three stages of 16/32/64 channels with n basic blocks each, 1x1-conv + BN projection
+shortcut where the shape changes, global average pooling (a mean over the spatial dims,
+which has a deterministic backward on CUDA, unlike ``AdaptiveAvgPool2d``), 64-d features.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+HeadFactory = Callable[[int, int], nn.Module]
+"""``head_factory(in_features, num_classes) -> nn.Module``."""
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A registered architecture: a backbone builder, its feature width and a head factory."""
+
+    name: str
+    build_backbone: Callable[[], nn.Module]
+    feature_dim: int
+    head_factory: HeadFactory
+    hidden: bool = False
+
+
+_REGISTRY: dict[str, ArchSpec] = {}
+
+
+def linear_head(in_features: int, num_classes: int) -> nn.Module:
+    """The usual ResNet head: one linear layer on the pooled features."""
+    return nn.Linear(in_features, num_classes)
+
+
+def register_arch(
+    name: str,
+    *,
+    feature_dim: int,
+    head_factory: HeadFactory = linear_head,
+    hidden: bool = False,
+) -> Callable[[Callable[[], nn.Module]], Callable[[], nn.Module]]:
+    """Decorator registering a backbone builder under ``name``.
+
+    Raises ``ValueError`` if the name is taken, so two modules cannot silently shadow
+    each other.
+    """
+
+    def decorate(build: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"architecture {name!r} is already registered")
+        _REGISTRY[name] = ArchSpec(name, build, feature_dim, head_factory, hidden)
+        return build
+
+    return decorate
+
+
+def available_archs(*, include_hidden: bool = True) -> list[str]:
+    return sorted(n for n, s in _REGISTRY.items() if include_hidden or not s.hidden)
+
+
+def get_arch(name: str) -> ArchSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(available_archs()) or "none"
+        hint = ""
+        if name == "vgg16bn":
+            hint = " (vgg16bn is hidden: it is loaded only with --phase final)"
+        raise KeyError(f"unknown architecture {name!r}{hint}; registered: {known}") from None
+
+
+def default_hidden_dir() -> Path:
+    """``hidden/`` beside the package (a source checkout)."""
+    return Path(__file__).resolve().parent.parent / "hidden"
+
+
+def load_hidden_archs(hidden_dir: Path | None = None) -> list[str]:
+    """Import every ``*.py`` in ``hidden_dir`` so that it registers its architectures.
+
+    Returns the names that were newly registered. Raises ``FileNotFoundError`` with the
+    fix when the directory is absent (the hidden architectures ship only with the
+    maintainers' checkout). Importing twice is a no-op.
+    """
+    hidden_dir = Path(hidden_dir) if hidden_dir is not None else default_hidden_dir()
+    if not hidden_dir.is_dir():
+        raise FileNotFoundError(
+            f"the final phase needs the hidden architectures, but {hidden_dir} does not exist; "
+            "run from a checkout that has hidden/, or pass --hidden-dir DIR"
+        )
+    before = set(_REGISTRY)
+    for path in sorted(hidden_dir.glob("*.py")):
+        module_name = f"harness_hidden_{path.stem}"
+        if module_name in _loaded_hidden:
+            continue
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _loaded_hidden.add(module_name)
+    return sorted(set(_REGISTRY) - before)
+
+
+_loaded_hidden: set[str] = set()
+
+
+# --------------------------------------------------------------------------- networks
+
+
+class GlobalAvgPool(nn.Module):
+    """Mean over the spatial dims (deterministic backward on CUDA)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """CIFAR ResNet backbone with ``6n + 2`` layers; outputs 64-d features."""
+
+    feature_dim = 64
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.Conv2d(3, 16, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(16),
+            nn.ReLU(inplace=True),
+        ]
+        in_planes = 16
+        for planes, stride in ((16, 1), (32, 2), (64, 2)):
+            for i in range(n):
+                layers.append(BasicBlock(in_planes, planes, stride if i == 0 else 1))
+                in_planes = planes
+        layers.append(GlobalAvgPool())
+        self.body = nn.Sequential(*layers)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+@register_arch("resnet20", feature_dim=64)
+def resnet20() -> nn.Module:
+    return CifarResNet(3)
+
+
+@register_arch("resnet56", feature_dim=64)
+def resnet56() -> nn.Module:
+    return CifarResNet(9)
+
+
+class TwoHeadNet(nn.Module):
+    """Shared backbone with a fine and a coarse head; ``forward`` returns both logits."""
+
+    def __init__(self, backbone: nn.Module, fine_head: nn.Module, coarse_head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.fine_head = fine_head
+        self.coarse_head = coarse_head
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.backbone(x)
+        return self.fine_head(features), self.coarse_head(features)
+
+    def backbone_parameters(self) -> Iterator[nn.Parameter]:
+        return self.backbone.parameters()
+
+    def head_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.fine_head.parameters()
+        yield from self.coarse_head.parameters()
+
+
+def build_model(arch: str, num_fine: int = 100, num_coarse: int = 20) -> TwoHeadNet:
+    """Build ``arch`` with two heads. Uses the global torch RNG for initialisation."""
+    spec = get_arch(arch)
+    backbone = spec.build_backbone()
+    return TwoHeadNet(
+        backbone,
+        spec.head_factory(spec.feature_dim, num_fine),
+        spec.head_factory(spec.feature_dim, num_coarse),
+    )
+
+
+def count_parameters(params: Iterator[nn.Parameter]) -> int:
+    return sum(p.numel() for p in params)

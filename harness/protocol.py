@@ -1,0 +1,216 @@
+"""The protocol as data: the task card's fixed settings, the profiles, and the records
+that cross module boundaries (run spec, epoch metrics, run result, leaderboard row).
+
+Defaults live here and only here. Every run saves its full :class:`RunSpec` (which embeds
+its :class:`Profile`) next to its results, so a row can always be traced to the exact
+settings that produced it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PUBLIC_ARCHS: tuple[str, ...] = ("resnet20", "resnet56")
+HIDDEN_ARCHS: tuple[str, ...] = ("vgg16bn",)
+PROTOCOL_SEEDS: tuple[int, ...] = (42, 123, 456)
+
+Phase = Literal["public", "final"]
+Kind = Literal["baseline", "submission"]
+Status = Literal["ok", "failed"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class OptimizerSettings(_Frozen):
+    """SGD with a cosine schedule; the loss module's parameters use the same settings."""
+
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    schedule: Literal["cosine"] = "cosine"
+
+    def lr_at(self, epoch: int, total_epochs: int) -> float:
+        """Cosine annealing stepped once per epoch: ``lr/2 * (1 + cos(pi * epoch / E))``.
+
+        The same function drives the model's optimizer and the loss worker's optimizer.
+        """
+        return 0.5 * self.lr * (1.0 + math.cos(math.pi * epoch / total_epochs))
+
+
+class Profile(_Frozen):
+    """A named set of protocol settings. ``full`` is the task card exactly."""
+
+    name: str
+    description: str
+    dataset: Literal["cifar100", "synthetic"]
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    seeds: tuple[int, ...]
+    archs: tuple[str, ...]
+    train_subset: int | None = Field(default=None, ge=1, description="first N training images")
+    test_subset: int | None = Field(default=None, ge=1, description="first N test images")
+    eval_batch_size: int = Field(default=1000, ge=1)
+    optimizer: OptimizerSettings = OptimizerSettings()
+    crop_padding: int = 4
+    horizontal_flip: bool = True
+    # Loss-worker limits (seconds). The first call includes importing torch in the worker.
+    worker_start_timeout_s: float = 120.0
+    worker_call_timeout_s: float = 30.0
+
+
+PROFILES: dict[str, Profile] = {
+    "full": Profile(
+        name="full",
+        description="the task card: CIFAR-100, 200 epochs, seeds 42/123/456, batch 128",
+        dataset="cifar100",
+        epochs=200,
+        batch_size=128,
+        seeds=PROTOCOL_SEEDS,
+        archs=PUBLIC_ARCHS,
+    ),
+    "smoke": Profile(
+        name="smoke",
+        description="synthetic CIFAR-format data, 2,000 train / 500 test images, 3 epochs, seed 42, "
+        "batch 32, lr 0.02",
+        dataset="synthetic",
+        epochs=3,
+        batch_size=32,
+        # ResNet-56 barely leaves chance level in ~190 steps at lr 0.1; 0.02 learns within the demo.
+        optimizer=OptimizerSettings(lr=0.02),
+        seeds=(42,),
+        archs=PUBLIC_ARCHS,
+        train_subset=2000,
+        test_subset=500,
+    ),
+    "tiny": Profile(
+        name="tiny",
+        description="for tests: synthetic data, 256 train / 128 test images, 1 epoch, resnet20",
+        dataset="synthetic",
+        epochs=1,
+        batch_size=64,
+        optimizer=OptimizerSettings(lr=0.02),
+        seeds=(42,),
+        archs=("resnet20",),
+        train_subset=256,
+        test_subset=128,
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise KeyError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}") from None
+
+
+class RunSpec(_Frozen):
+    """Everything that determines one (architecture, seed) training run."""
+
+    submission: str = Field(description="file name of the submission, for display")
+    submission_sha256: str
+    kind: Kind = "submission"
+    profile: Profile
+    phase: Phase = "public"
+    arch: str
+    seed: int
+    device: str
+    sandbox: str = "none"
+    channels_last: bool = True
+
+
+class EpochMetrics(_Frozen):
+    """One line of a run's ``metrics.jsonl``. ``epoch`` is 0-indexed, as in ``forward``."""
+
+    epoch: int
+    lr: float
+    train_fine_loss: float
+    train_coarse_loss: float
+    train_combined_loss: float
+    weight_fine: float = Field(description="mean dL/d fine_loss over the epoch's steps")
+    weight_coarse: float = Field(description="mean dL/d coarse_loss over the epoch's steps")
+    test_fine_loss: float
+    test_coarse_loss: float
+    test_fine_acc: float = Field(description="percent")
+    test_coarse_acc: float = Field(description="percent")
+    seconds: float
+
+
+class RunResult(_Frozen):
+    """The outcome of one run; ``status='failed'`` carries a reason and no accuracies."""
+
+    status: Status
+    epochs_done: int
+    best_fine_acc: float | None = None
+    best_epoch: int | None = None
+    final_fine_acc: float | None = None
+    best_coarse_acc: float | None = None
+    wall_seconds: float
+    reason: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunResult:
+        if self.status == "ok" and self.best_fine_acc is None:
+            raise ValueError("an ok result needs best_fine_acc")
+        if self.status == "failed" and not self.reason:
+            raise ValueError("a failed result needs a reason")
+        return self
+
+    @classmethod
+    def from_epochs(cls, history: list[EpochMetrics], wall_seconds: float) -> RunResult:
+        best = max(history, key=lambda m: m.test_fine_acc)  # first epoch wins ties
+        return cls(
+            status="ok",
+            epochs_done=len(history),
+            best_fine_acc=best.test_fine_acc,
+            best_epoch=best.epoch,
+            final_fine_acc=history[-1].test_fine_acc,
+            best_coarse_acc=max(m.test_coarse_acc for m in history),
+            wall_seconds=wall_seconds,
+        )
+
+
+SCHEMA_VERSION = 1
+
+
+class LeaderboardRow(_Frozen):
+    """One line of ``leaderboard.csv``: one (submission, profile, phase, arch, seed) run.
+
+    The field order is the column order; ``schema_version`` changes whenever it does.
+    Accuracies are percentages; ``best_epoch`` is 0-indexed. A failed run has empty
+    accuracy columns and ``status=failed`` (its reason is in ``runs/<run_id>/failure.txt``).
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    finished_at: str = Field(description="UTC, ISO 8601")
+    submission: str
+    submission_sha256: str
+    kind: Kind
+    profile: str
+    phase: Phase
+    arch: str
+    seed: int
+    epochs: int
+    best_fine_acc: float | None
+    best_epoch: int | None
+    final_fine_acc: float | None
+    best_coarse_acc: float | None
+    wall_seconds: float
+    device: str
+    precision: str
+    channels_last: bool
+    torch_version: str
+    harness_version: str
+    harness_commit: str
+    sandbox: str
+    run_id: str = Field(description="the run's directory, relative to the runs dir")
+    status: Status
+
+
+LEADERBOARD_COLUMNS: tuple[str, ...] = tuple(LeaderboardRow.model_fields)

@@ -1,0 +1,43 @@
+"""Where a result came from: harness version and commit, torch version, device."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from harness import __version__
+
+SOURCE_DIR = Path(__file__).resolve().parent.parent
+
+
+@functools.cache
+def harness_commit() -> str:
+    """The source checkout's commit, with ``-dirty`` if tracked files changed; ``unknown``
+    outside a git checkout (an installed wheel)."""
+    try:
+        run = functools.partial(subprocess.run, cwd=SOURCE_DIR, capture_output=True, text=True, timeout=10)
+        head = run(["git", "rev-parse", "HEAD"])
+        if head.returncode != 0:
+            return "unknown"
+        dirty = run(["git", "status", "--porcelain", "--untracked-files=no"]).stdout.strip()
+        return head.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def harness_version() -> str:
+    return __version__
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return device.type
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

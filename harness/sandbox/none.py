@@ -1,0 +1,46 @@
+"""``none``: the worker as a plain child process. Isolates the submission from the
+trainer's memory (it cannot touch the model, the data or the scorer), but not from the
+machine: it can read files, use the network and spawn processes. For trusted code only.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO
+
+from harness.sandbox import WORKER_SCRIPT, Sandbox, register_sandbox
+
+SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+
+
+def worker_environment() -> dict[str, str]:
+    """A minimal environment: no host variables but what Python needs to start."""
+    env = dict(SINGLE_THREAD_ENV, PATH=os.defpath, LANG="C.UTF-8")
+    if "LD_LIBRARY_PATH" in os.environ:
+        env["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
+    return env
+
+
+@register_sandbox
+class NoSandbox(Sandbox):
+    name = "none"
+    warning = (
+        "--sandbox none runs the submission as a plain process: it cannot touch the model or "
+        "the scorer, but it can read your files and use the network. Use it for trusted code only."
+    )
+
+    def spawn(self, submission: Path, *, stderr: IO[bytes]) -> tuple[subprocess.Popen, str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-B", str(WORKER_SCRIPT)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=worker_environment(),
+            cwd="/",
+            start_new_session=True,
+            close_fds=True,
+        )
+        return proc, str(Path(submission).resolve())

@@ -1,0 +1,112 @@
+"""Checking a submission: the static check (on the host, nothing imported) and the
+interface check (through the loss worker, in the sandbox).
+
+The contract itself is documented in ``submissions/README.md`` and enforced per call by
+:mod:`harness.worker`; the interface check drives a fresh worker through a short probe
+schedule with exactly the messages training sends.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.protocol import OptimizerSettings
+from harness.sandbox import Sandbox
+from harness.worker_client import LossWorker, StepRequest, WorkerError
+
+MAX_FILE_BYTES = 64 * 1024
+
+
+class SubmissionRejected(Exception):
+    """The file or its interface is not acceptable; the message says why and where."""
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def static_check(path: Path) -> ast.Module:
+    """Reject files that cannot be a submission before anything is imported.
+
+    Checks: the file exists and is at most ``MAX_FILE_BYTES``; it is UTF-8 Python that
+    parses; it defines a top-level ``class MultiTaskLoss`` with a base class.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SubmissionRejected(f"{path}: no such file")
+    data = path.read_bytes()
+    if len(data) > MAX_FILE_BYTES:
+        raise SubmissionRejected(f"{path}: {len(data):,} bytes; a submission is at most {MAX_FILE_BYTES:,} bytes")
+    try:
+        tree = ast.parse(data.decode("utf-8"), filename=str(path))
+    except UnicodeDecodeError as e:
+        raise SubmissionRejected(f"{path}: not UTF-8 text ({e})") from None
+    except SyntaxError as e:
+        raise SubmissionRejected(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "MultiTaskLoss"]
+    if not classes:
+        raise SubmissionRejected(f"{path}: defines no top-level `class MultiTaskLoss(nn.Module)`")
+    if not classes[0].bases:
+        raise SubmissionRejected(f"{path}:{classes[0].lineno}: MultiTaskLoss must derive from nn.Module")
+    return tree
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    capabilities: tuple[str, ...]
+    num_params: int
+    probes: int
+    weights: list[tuple[float, float]] = field(default_factory=list)
+
+
+def _probe_schedule(total_epochs: int = 4, steps_per_epoch: int = 3) -> list[StepRequest]:
+    """Plausible, decreasing losses, random Gramians (some conflicting) and accuracies."""
+    rng = random.Random(0)
+    out = []
+    for epoch in range(total_epochs):
+        lr = OptimizerSettings().lr_at(epoch, total_epochs)
+        for i in range(steps_per_epoch):
+            step = epoch * steps_per_epoch + i
+            decay = 0.85 ** step
+            gf = [rng.gauss(0, 1) for _ in range(8)]
+            gc = [rng.gauss(0, 1) - (0.8 * a if step % 2 else 0.0) for a in gf]
+            dot = sum(a * b for a, b in zip(gf, gc))
+            out.append(StepRequest(
+                epoch=epoch, total_epochs=total_epochs, step=step, steps_per_epoch=steps_per_epoch, lr=lr,
+                fine_loss=math.log(100) * decay + 0.05 * rng.random(),
+                coarse_loss=math.log(20) * decay + 0.05 * rng.random(),
+                gramian=(sum(a * a for a in gf), dot, sum(b * b for b in gc)),
+                batch_accuracy=(min(1.0, 0.01 + 0.07 * step), min(1.0, 0.05 + 0.08 * step)),
+            ))
+    return out
+
+
+def interface_check(path: Path, *, sandbox: Sandbox, log_path: Path | None = None,
+                    start_timeout: float = 120.0, call_timeout: float = 30.0) -> CheckReport:
+    """Construct the module in a fresh worker and call ``forward`` on the probe schedule.
+
+    Every reply must satisfy the per-call contract (enforced by the worker) and at least
+    one must have a non-zero ``dL/d fine_loss``. Raises :class:`SubmissionRejected`.
+    """
+    probes = _probe_schedule()
+    weights = []
+    try:
+        with LossWorker(path, sandbox=sandbox, seed=0, optimizer=OptimizerSettings(), log_path=log_path,
+                        start_timeout=start_timeout, call_timeout=call_timeout) as worker:
+            ready = worker.start()
+            for req in probes:
+                _, d_fine, d_coarse = worker.step(req)
+                weights.append((d_fine, d_coarse))
+    except WorkerError as e:
+        raise SubmissionRejected(f"{path}: interface check failed ({e.stage}): {e}") from None
+    if all(w[0] == 0.0 for w in weights):
+        raise SubmissionRejected(
+            f"{path}: interface check failed: the loss never depends on fine_loss "
+            f"(dL/d fine_loss was 0 on all {len(probes)} probe calls)"
+        )
+    return CheckReport(ready.capabilities, ready.num_params, len(probes), weights)

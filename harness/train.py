@@ -1,0 +1,267 @@
+"""The trainer: train one epoch, evaluate, run one (architecture, seed).
+
+Reads top to bottom. The model, the data, the optimizer, the schedule and the scorer
+live here; the submission lives in the loss worker, which sees two loss values (and
+what else it asked for) per step and answers ``(L, dL/dfine, dL/dcoarse)``. The model
+then receives exactly the gradient of ``L``:
+
+* plain path: ``autograd.backward([fine, coarse], [dL/dfine, dL/dcoarse])``;
+* Gramian path (``forward`` asked for ``gramian``): two backward passes give the per-task
+  gradients over the shared backbone; their 2x2 Gramian goes to the worker and the
+  backbone gradient is assembled as ``dL/dfine * g_fine + dL/dcoarse * g_coarse`` (each
+  head gets its own task's gradient scaled by its weight). No third backward pass.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from harness.data import Split, TrainLoader, eval_batches
+from harness.models import TwoHeadNet, build_model
+from harness.protocol import EpochMetrics, RunResult, RunSpec
+from harness.sandbox import Sandbox
+from harness.worker_client import LossWorker, StepRequest, WorkerError
+
+
+class RunFailed(RuntimeError):
+    """A run could not finish; the message is the reason shown to the user."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RunFailed("--device cuda was given but torch sees no CUDA device")
+    return torch.device(name)
+
+
+# ------------------------------------------------------------------------ one step
+
+
+class _EpochTally:
+    """Running sums for an epoch's train metrics (plain floats: values are on the host)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.sums = [0.0] * 5  # fine, coarse, combined, w_fine, w_coarse
+
+    def add(self, *values: float) -> None:
+        self.n += 1
+        for i, v in enumerate(values):
+            self.sums[i] += v
+
+    def means(self) -> list[float]:
+        return [s / max(self.n, 1) for s in self.sums]
+
+
+def _per_task_gradients(model: TwoHeadNet, fine: torch.Tensor, coarse: torch.Tensor
+                        ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Backward each task separately. Returns the fine task's backbone gradients and the
+    Gramian entries ``(g00, g01, g11)``; the coarse task's backbone gradients are left in
+    ``.grad`` and each head holds its own task's gradient."""
+    backbone = list(model.backbone_parameters())
+    fine.backward(retain_graph=True)
+    g_fine = [p.grad for p in backbone]
+    for p in backbone:
+        p.grad = None
+    coarse.backward()
+    flat_f = torch.cat([g.reshape(-1) for g in g_fine])
+    flat_c = torch.cat([p.grad.reshape(-1) for p in backbone])
+    gram = torch.stack([flat_f.dot(flat_f), flat_f.dot(flat_c), flat_c.dot(flat_c)])
+    return g_fine, gram
+
+
+def _assemble_gradients(model: TwoHeadNet, g_fine: list[torch.Tensor], w_fine: float, w_coarse: float) -> None:
+    """``.grad <- w_fine * g_fine + w_coarse * g_coarse`` on the backbone; heads scaled."""
+    backbone_grads = [p.grad for p in model.backbone_parameters()]
+    torch._foreach_mul_(backbone_grads, w_coarse)
+    torch._foreach_add_(backbone_grads, g_fine, alpha=w_fine)
+    torch._foreach_mul_([p.grad for p in model.fine_head.parameters()], w_fine)
+    torch._foreach_mul_([p.grad for p in model.coarse_head.parameters()], w_coarse)
+
+
+def train_one_epoch(model: TwoHeadNet, loader: TrainLoader, optimizer: torch.optim.Optimizer,
+                    worker: LossWorker, *, capabilities: tuple[str, ...], epoch: int, total_epochs: int,
+                    on_step: Callable[[], None] | None = None) -> list[float]:
+    """Train one epoch; returns the means of (fine, coarse, combined, w_fine, w_coarse)."""
+    lr = optimizer.param_groups[0]["lr"]
+    use_gramian = "gramian" in capabilities
+    use_accuracy = "batch_fine_acc" in capabilities or "batch_coarse_acc" in capabilities
+    steps_per_epoch = loader.steps_per_epoch
+    tally = _EpochTally()
+    model.train()
+    for i, (x, y_fine, y_coarse) in enumerate(loader.epoch(epoch)):
+        step = epoch * steps_per_epoch + i
+        fine_logits, coarse_logits = model(x)
+        fine = F.cross_entropy(fine_logits, y_fine)
+        coarse = F.cross_entropy(coarse_logits, y_coarse)
+        optimizer.zero_grad(set_to_none=True)
+
+        to_host = [fine.detach(), coarse.detach()]
+        if use_gramian:
+            g_fine, gram = _per_task_gradients(model, fine, coarse)
+            to_host.extend(gram)
+        if use_accuracy:
+            to_host.append((fine_logits.argmax(1) == y_fine).float().mean())
+            to_host.append((coarse_logits.argmax(1) == y_coarse).float().mean())
+        host = torch.stack(to_host).tolist()  # the one host synchronisation of the step
+        fine_v, coarse_v = host[0], host[1]
+        if not (math.isfinite(fine_v) and math.isfinite(coarse_v)):
+            raise RunFailed(f"training diverged: the task losses became non-finite "
+                            f"(fine={fine_v}, coarse={coarse_v}) at epoch {epoch}, step {step}")
+        request = StepRequest(
+            epoch=epoch, total_epochs=total_epochs, step=step, steps_per_epoch=steps_per_epoch, lr=lr,
+            fine_loss=fine_v, coarse_loss=coarse_v,
+            gramian=tuple(host[2:5]) if use_gramian else None,
+            batch_accuracy=tuple(host[-2:]) if use_accuracy else None,
+        )
+        try:
+            combined, w_fine, w_coarse = worker.step(request)
+        except WorkerError as e:
+            raise RunFailed(f"epoch {epoch}, step {step}: {e}") from e
+
+        if use_gramian:
+            _assemble_gradients(model, g_fine, w_fine, w_coarse)
+        else:
+            torch.autograd.backward(
+                [fine, coarse],
+                [torch.tensor(w_fine, dtype=fine.dtype, device=fine.device),
+                 torch.tensor(w_coarse, dtype=coarse.dtype, device=coarse.device)],
+            )
+        optimizer.step()
+        tally.add(fine_v, coarse_v, combined, w_fine, w_coarse)
+        if on_step is not None:
+            on_step()
+    return tally.means()
+
+
+@torch.no_grad()
+def evaluate(model: TwoHeadNet, batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+             ) -> tuple[float, float, float, float]:
+    """Mean fine loss, mean coarse loss, fine accuracy (%), coarse accuracy (%)."""
+    model.eval()
+    totals = None
+    n = 0
+    for x, y_fine, y_coarse in batches:
+        fine_logits, coarse_logits = model(x)
+        batch = torch.stack([
+            F.cross_entropy(fine_logits, y_fine, reduction="sum"),
+            F.cross_entropy(coarse_logits, y_coarse, reduction="sum"),
+            (fine_logits.argmax(1) == y_fine).sum().float(),
+            (coarse_logits.argmax(1) == y_coarse).sum().float(),
+        ])
+        totals = batch if totals is None else totals + batch
+        n += y_fine.numel()
+    assert totals is not None, "empty test split"
+    fine_loss, coarse_loss, fine_correct, coarse_correct = totals.tolist()
+    return fine_loss / n, coarse_loss / n, 100.0 * fine_correct / n, 100.0 * coarse_correct / n
+
+
+# -------------------------------------------------------------------------- one run
+
+
+class RunObserver:
+    """Hooks for progress display; the default does nothing."""
+
+    def run_started(self, spec: RunSpec, total_steps: int) -> None: ...
+    def step_done(self) -> None: ...
+    def epoch_done(self, spec: RunSpec, metrics: EpochMetrics, best_fine_acc: float) -> None: ...
+    def run_finished(self, spec: RunSpec, result: RunResult) -> None: ...
+
+
+@dataclass
+class RunOutcome:
+    result: RunResult
+    history: list[EpochMetrics] = field(default_factory=list)
+    model: TwoHeadNet | None = None
+    loss_state: dict[str, list[float]] | None = None
+
+
+def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_dir: Path,
+            sandbox: Sandbox, observer: RunObserver | None = None) -> RunOutcome:
+    """Train ``spec.arch`` with ``spec.seed`` and the submission's loss; never raises for
+    a failure of the submission or the worker: the outcome is then ``failed``.
+
+    Writes into ``run_dir``: ``settings.json`` (the spec), ``metrics.jsonl`` (one
+    :class:`EpochMetrics` per line), ``worker.log``, ``loss_state.json`` (the loss
+    module's final parameters), ``result.json``, and ``failure.txt`` when it failed.
+    """
+    observer = observer or RunObserver()
+    profile = spec.profile
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "settings.json").write_text(spec.model_dump_json(indent=2))
+    metrics_path = run_dir / "metrics.jsonl"
+    metrics_path.unlink(missing_ok=True)
+    for stale in ("failure.txt", "result.json", "loss_state.json"):
+        (run_dir / stale).unlink(missing_ok=True)
+    start = time.perf_counter()
+    device = torch.device(spec.device)
+
+    torch.manual_seed(spec.seed)
+    model = build_model(spec.arch).to(device)
+    if spec.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = profile.optimizer
+    optimizer = torch.optim.SGD(model.parameters(), lr=opt.lr, momentum=opt.momentum,
+                                weight_decay=opt.weight_decay, nesterov=opt.nesterov)
+    loader = TrainLoader(train, batch_size=profile.batch_size, seed=spec.seed, device=device,
+                         padding=profile.crop_padding, flip=profile.horizontal_flip,
+                         channels_last=spec.channels_last)
+    test_batches = eval_batches(test, batch_size=profile.eval_batch_size, device=device,
+                                channels_last=spec.channels_last)
+    observer.run_started(spec, profile.epochs * loader.steps_per_epoch)
+
+    history: list[EpochMetrics] = []
+    loss_state = None
+    try:
+        with LossWorker(submission, sandbox=sandbox, seed=spec.seed, optimizer=opt,
+                        log_path=run_dir / "worker.log", start_timeout=profile.worker_start_timeout_s,
+                        call_timeout=profile.worker_call_timeout_s) as worker:
+            try:
+                ready = worker.start()
+            except WorkerError as e:
+                raise RunFailed(f"starting the loss module: {e}") from e
+            for epoch in range(profile.epochs):
+                epoch_start = time.perf_counter()
+                lr = opt.lr_at(epoch, profile.epochs)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                fine_l, coarse_l, combined, w_fine, w_coarse = train_one_epoch(
+                    model, loader, optimizer, worker, capabilities=ready.capabilities,
+                    epoch=epoch, total_epochs=profile.epochs, on_step=observer.step_done)
+                test_fine_l, test_coarse_l, fine_acc, coarse_acc = evaluate(model, test_batches)
+                metrics = EpochMetrics(
+                    epoch=epoch, lr=lr, train_fine_loss=fine_l, train_coarse_loss=coarse_l,
+                    train_combined_loss=combined, weight_fine=w_fine, weight_coarse=w_coarse,
+                    test_fine_loss=test_fine_l, test_coarse_loss=test_coarse_l,
+                    test_fine_acc=fine_acc, test_coarse_acc=coarse_acc,
+                    seconds=time.perf_counter() - epoch_start,
+                )
+                history.append(metrics)
+                with open(metrics_path, "a") as f:
+                    f.write(metrics.model_dump_json() + "\n")
+                observer.epoch_done(spec, metrics, max(m.test_fine_acc for m in history))
+            try:
+                loss_state = worker.state()
+                (run_dir / "loss_state.json").write_text(json.dumps(loss_state))
+            except WorkerError:
+                loss_state = None  # a report only; the run itself succeeded
+        result = RunResult.from_epochs(history, time.perf_counter() - start)
+    except RunFailed as e:
+        reason = str(e)
+        (run_dir / "failure.txt").write_text(
+            f"{spec.submission} failed on {spec.arch}, seed {spec.seed}:\n{reason}\n")
+        result = RunResult(status="failed", epochs_done=len(history), reason=reason,
+                           wall_seconds=time.perf_counter() - start)
+    (run_dir / "result.json").write_text(result.model_dump_json(indent=2))
+    observer.run_finished(spec, result)
+    return RunOutcome(result, history, model, loss_state)

@@ -1,0 +1,316 @@
+"""The loss worker: the only process that imports a submission, and its wire protocol.
+
+This file runs inside the sandbox as a plain script (``python -I worker.py``) and imports
+nothing but the standard library and torch; the trainer imports it only for the frame
+and record definitions below.
+
+Wire format (both directions): frames of ``<type: u8><length: u32 LE><payload>``. Control
+payloads are UTF-8 JSON objects; the per-step request and reply are fixed-size
+little-endian binary records (:data:`STEP_RECORD`, :data:`RESULT_RECORD`). Nothing is
+ever pickled. The worker moves the protocol off fds 0/1 before it imports the
+submission, so whatever the submission prints goes to stderr (the worker log) and
+cannot corrupt the protocol.
+
+Session::
+
+    trainer -> INIT {"submission", "seed", "optimizer", "max_params"}
+    worker  -> READY {"capabilities", "num_params"}   | ERROR {...}
+    trainer -> STEP record                              (one per training step)
+    worker  -> RESULT (L, dL/dfine, dL/dcoarse)          | ERROR {...}
+    trainer -> STATE                                   (optional, any time)
+    worker  -> STATE {"params": {name: [values...]}}
+    trainer -> CLOSE, or closes the pipe
+
+Per STEP the worker feeds fresh float32 leaf tensors to ``forward``, checks the result is
+exactly a finite 0-d floating ``torch.Tensor`` that depends on the losses, backpropagates
+it, steps its own SGD over the loss module's parameters with the trainer's settings and
+the lr of this epoch, and replies. See ``submissions/README.md`` for the contract.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import random
+import struct
+import sys
+import traceback
+from typing import Any
+
+# ------------------------------------------------------------------------ wire format
+
+INIT, STEP, STATE, CLOSE = 1, 2, 3, 4  # trainer -> worker
+READY, RESULT, ERROR, STATE_REPLY = 101, 102, 103, 104  # worker -> trainer
+
+HEADER = struct.Struct("<BI")
+MAX_FRAME = 4 << 20  # bytes; a longer frame is a protocol violation
+
+STEP_RECORD = struct.Struct("<qqqqddddddddI")
+"""epoch, total_epochs, step, steps_per_epoch, lr, fine_loss, coarse_loss,
+g00, g01, g11, batch_fine_acc, batch_coarse_acc, flags"""
+FLAG_GRAMIAN = 1
+FLAG_ACCURACY = 2
+
+RESULT_RECORD = struct.Struct("<ddd")
+"""L, dL/d fine_loss, dL/d coarse_loss"""
+
+CAPABILITIES: dict[str, str] = {
+    "gramian": "2x2 float32 tensor G[i][j] = <g_i, g_j> of the per-task gradients over the "
+    "shared backbone parameters (0 = fine, 1 = coarse)",
+    "step": "int, global training step, 0-indexed (epoch * steps_per_epoch + batch index)",
+    "steps_per_epoch": "int, training steps per epoch",
+    "batch_fine_acc": "float in [0, 1], fine accuracy of the current training batch before the update",
+    "batch_coarse_acc": "float in [0, 1], coarse accuracy of the current training batch before the update",
+}
+"""Optional keyword-only parameters of ``forward``; the trainer computes only those asked for."""
+
+TRACEBACK_LIMIT = 4000  # characters of a submission's traceback that travel back
+
+
+def pack_frame(kind: int, payload: bytes = b"") -> bytes:
+    return HEADER.pack(kind, len(payload)) + payload
+
+
+def pack_json(kind: int, obj: dict[str, Any]) -> bytes:
+    return pack_frame(kind, json.dumps(obj, allow_nan=False).encode())
+
+
+# ----------------------------------------------------------------------------- worker
+
+
+class InterfaceError(Exception):
+    """The submission broke the interface contract (a message for the submitter)."""
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    chunks, remaining = [], n
+    while remaining:
+        chunk = os.read(fd, remaining)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _claim_protocol_fds() -> tuple[int, int]:
+    """Move the protocol to private fds; point fd 0 at /dev/null and fd 1 at stderr."""
+    proto_in, proto_out = os.dup(0), os.dup(1)  # non-inheritable by default
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    return proto_in, proto_out
+
+
+def _short_traceback(exc: BaseException, submission: str) -> str:
+    """The traceback from the first frame in the submission on, truncated."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    for i, frame in enumerate(frames):
+        if frame.filename == submission:
+            frames = frames[i:]
+            break
+    text = "".join(traceback.format_list(frames)) + "".join(traceback.format_exception_only(type(exc), exc))
+    if len(text) > TRACEBACK_LIMIT:
+        text = "...\n" + text[-TRACEBACK_LIMIT:]
+    return text
+
+
+def read_capabilities(forward: Any) -> list[str]:
+    """Keyword-only parameters of ``forward`` that the trainer knows how to compute."""
+    try:
+        params = inspect.signature(forward).parameters.values()
+    except (TypeError, ValueError) as e:
+        raise InterfaceError(f"cannot read the signature of MultiTaskLoss.forward: {e}") from e
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    has_varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
+    if len(positional) < 4 and not has_varargs:
+        raise InterfaceError(
+            "MultiTaskLoss.forward must accept (fine_loss, coarse_loss, epoch, total_epochs); "
+            f"it takes {[p.name for p in positional]}"
+        )
+    caps = []
+    for p in params:
+        if p.kind != p.KEYWORD_ONLY:
+            continue
+        if p.name in CAPABILITIES:
+            caps.append(p.name)
+        elif p.default is p.empty:
+            raise InterfaceError(
+                f"MultiTaskLoss.forward has a required keyword-only parameter {p.name!r} that the "
+                f"harness does not provide; available: {', '.join(CAPABILITIES)}"
+            )
+    return caps
+
+
+class LossSession:
+    """The submission's loss module, its optimizer, and the per-step contract."""
+
+    def __init__(self, submission: str, seed: int, optimizer: dict[str, Any], max_params: int) -> None:
+        import importlib.util
+
+        import torch
+
+        self.torch = torch
+        self.submission = submission
+        torch.set_num_threads(1)
+        torch.manual_seed(seed)
+        random.seed(seed)
+        spec = importlib.util.spec_from_file_location("submission", submission)
+        if spec is None or spec.loader is None:
+            raise InterfaceError(f"cannot import {submission}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        cls = getattr(module, "MultiTaskLoss", None)
+        if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
+            raise InterfaceError("the file must define `class MultiTaskLoss(nn.Module)`")
+        self.module = cls()
+        if not isinstance(self.module, torch.nn.Module):
+            raise InterfaceError("MultiTaskLoss() did not produce an nn.Module")
+        self.module.train()
+        self.params = [p for p in self.module.parameters() if p.requires_grad]
+        self.num_params = sum(p.numel() for p in self.module.parameters())
+        if self.num_params > max_params:
+            raise InterfaceError(
+                f"the loss module has {self.num_params:,} parameters; the limit is {max_params:,}"
+            )
+        for p in self.module.parameters():
+            if p.device.type != "cpu":
+                raise InterfaceError("the loss module runs on the CPU; do not move it to another device")
+        self.capabilities = read_capabilities(self.module.forward)
+        self.optimizer = (
+            torch.optim.SGD(self.params, lr=optimizer["lr"], momentum=optimizer["momentum"],
+                            weight_decay=optimizer["weight_decay"], nesterov=optimizer["nesterov"])
+            if self.params else None
+        )
+
+    def step(self, record: tuple) -> tuple[float, float, float]:
+        torch = self.torch
+        (epoch, total_epochs, step, steps_per_epoch, lr, fine_v, coarse_v,
+         g00, g01, g11, fine_acc, coarse_acc, flags) = record
+        fine = torch.tensor(fine_v, dtype=torch.float32, requires_grad=True)
+        coarse = torch.tensor(coarse_v, dtype=torch.float32, requires_grad=True)
+        kwargs: dict[str, Any] = {}
+        for cap in self.capabilities:
+            if cap == "gramian":
+                if not flags & FLAG_GRAMIAN:
+                    raise RuntimeError("trainer sent no Gramian")
+                kwargs[cap] = torch.tensor([[g00, g01], [g01, g11]], dtype=torch.float32)
+            elif cap == "step":
+                kwargs[cap] = int(step)
+            elif cap == "steps_per_epoch":
+                kwargs[cap] = int(steps_per_epoch)
+            elif cap in ("batch_fine_acc", "batch_coarse_acc"):
+                if not flags & FLAG_ACCURACY:
+                    raise RuntimeError("trainer sent no batch accuracies")
+                kwargs[cap] = float(fine_acc if cap == "batch_fine_acc" else coarse_acc)
+        for p in self.params:
+            p.grad = None
+        out = self.module(fine, coarse, int(epoch), int(total_epochs), **kwargs)
+        self._check_output(out)
+        out.backward()
+        d_fine = 0.0 if fine.grad is None else float(fine.grad)
+        d_coarse = 0.0 if coarse.grad is None else float(coarse.grad)
+        if not (math.isfinite(d_fine) and math.isfinite(d_coarse)):
+            raise InterfaceError(
+                f"the gradient of the loss is not finite (dL/dfine={d_fine}, dL/dcoarse={d_coarse})"
+            )
+        if self.optimizer is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.optimizer.step()
+        return float(out.detach()), d_fine, d_coarse
+
+    def _check_output(self, out: Any) -> None:
+        torch = self.torch
+        if type(out) is not torch.Tensor:
+            raise InterfaceError(
+                f"forward must return a 0-d floating torch.Tensor, got {type(out).__module__}.{type(out).__qualname__}"
+            )
+        if out.dim() != 0:
+            raise InterfaceError(
+                f"forward must return a 0-d tensor (a scalar), got shape {tuple(out.shape)}; "
+                "combine the losses into one number, e.g. with .sum()"
+            )
+        if not out.is_floating_point():
+            raise InterfaceError(f"forward must return a floating tensor, got dtype {out.dtype}")
+        value = float(out.detach())
+        if not math.isfinite(value):
+            raise InterfaceError(f"forward returned a non-finite loss ({value})")
+        if not out.requires_grad:
+            raise InterfaceError(
+                "the returned loss does not depend on fine_loss or coarse_loss "
+                "(it is a constant or was detached); return a differentiable combination"
+            )
+
+    def state(self) -> dict[str, list[float]]:
+        return {name: p.detach().reshape(-1).tolist() for name, p in self.module.named_parameters()}
+
+
+def main() -> int:
+    proto_in, proto_out = _claim_protocol_fds()
+
+    def send(frame: bytes) -> None:
+        _write_all(proto_out, frame)
+
+    def fail(stage: str, message: str, tb: str = "") -> int:
+        send(pack_json(ERROR, {"stage": stage, "message": message, "traceback": tb}))
+        return 1
+
+    header = _read_exact(proto_in, HEADER.size)
+    if header is None:
+        return 0
+    kind, length = HEADER.unpack(header)
+    payload = _read_exact(proto_in, length) if length else b""
+    if kind != INIT or payload is None:
+        return fail("protocol", "expected INIT")
+    init = json.loads(payload)
+    submission = init["submission"]
+    try:
+        session = LossSession(submission, init["seed"], init["optimizer"], init["max_params"])
+    except InterfaceError as e:
+        return fail("interface", str(e))
+    except BaseException as e:  # noqa: BLE001  (anything the submission raises while loading)
+        return fail("load", f"importing or constructing MultiTaskLoss raised {type(e).__name__}: {e}",
+                    _short_traceback(e, submission))
+    send(pack_json(READY, {"capabilities": session.capabilities, "num_params": session.num_params}))
+
+    while True:
+        header = _read_exact(proto_in, HEADER.size)
+        if header is None:
+            return 0
+        kind, length = HEADER.unpack(header)
+        payload = _read_exact(proto_in, length) if length else b""
+        if payload is None:
+            return 0
+        if kind == STEP:
+            if length != STEP_RECORD.size:
+                return fail("protocol", f"STEP record of {length} bytes")
+            record = STEP_RECORD.unpack(payload)
+            try:
+                send(pack_frame(RESULT, RESULT_RECORD.pack(*session.step(record))))
+            except InterfaceError as e:
+                return fail("forward", str(e))
+            except BaseException as e:  # noqa: BLE001
+                return fail("forward", f"forward raised {type(e).__name__}: {e}", _short_traceback(e, submission))
+        elif kind == STATE:
+            try:
+                send(pack_json(STATE_REPLY, {"params": session.state()}))
+            except ValueError as e:  # non-finite parameters cannot travel as JSON
+                return fail("state", f"cannot report the loss module's parameters: {e}")
+        elif kind == CLOSE:
+            return 0
+        else:
+            return fail("protocol", f"unknown frame type {kind}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

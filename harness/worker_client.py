@@ -1,0 +1,244 @@
+"""The trainer's side of the loss worker: spawn it in a sandbox, exchange frames with
+time limits, validate every reply, and turn every way it can fail into a
+:class:`WorkerError` with a message for the submitter.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import select
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import worker as wire
+from harness.protocol import OptimizerSettings
+from harness.sandbox import Sandbox
+
+DEFAULT_MAX_PARAMS = 1_000_000
+
+
+class WorkerError(RuntimeError):
+    """The loss worker failed. ``stage`` says where; ``detail`` holds the submission's
+    traceback or the worker's last output, already truncated."""
+
+    def __init__(self, stage: str, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.message = message
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.message}\n{self.detail}".rstrip()
+
+
+@dataclass(frozen=True)
+class Ready:
+    capabilities: tuple[str, ...]
+    num_params: int
+
+
+@dataclass(frozen=True)
+class StepRequest:
+    epoch: int
+    total_epochs: int
+    step: int
+    steps_per_epoch: int
+    lr: float
+    fine_loss: float
+    coarse_loss: float
+    gramian: tuple[float, float, float] | None = None  # g00, g01, g11
+    batch_accuracy: tuple[float, float] | None = None  # fine, coarse in [0, 1]
+
+    def pack(self) -> bytes:
+        g = self.gramian or (0.0, 0.0, 0.0)
+        a = self.batch_accuracy or (0.0, 0.0)
+        flags = (wire.FLAG_GRAMIAN if self.gramian else 0) | (wire.FLAG_ACCURACY if self.batch_accuracy else 0)
+        return wire.pack_frame(wire.STEP, wire.STEP_RECORD.pack(
+            self.epoch, self.total_epochs, self.step, self.steps_per_epoch, self.lr,
+            self.fine_loss, self.coarse_loss, *g, *a, flags))
+
+
+def _tail(path: Path | None, limit: int = 2000) -> str:
+    if path is None or not path.exists():
+        return ""
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - limit))
+        return f.read().decode("utf-8", "replace").strip()
+
+
+class LossWorker:
+    """One loss worker for one run. Use as a context manager; the process (group) is
+    killed on exit whatever happened."""
+
+    def __init__(self, submission: Path, *, sandbox: Sandbox, seed: int, optimizer: OptimizerSettings,
+                 log_path: Path | None = None, start_timeout: float = 120.0, call_timeout: float = 30.0,
+                 max_params: int = DEFAULT_MAX_PARAMS) -> None:
+        self.submission = Path(submission)
+        self.sandbox = sandbox
+        self.seed = seed
+        self.optimizer = optimizer
+        self.log_path = log_path
+        self.start_timeout = start_timeout
+        self.call_timeout = call_timeout
+        self.max_params = max_params
+        self.proc: subprocess.Popen | None = None
+        self._buffer = bytearray()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> LossWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> Ready:
+        log = open(self.log_path, "ab") if self.log_path else open(os.devnull, "wb")  # noqa: SIM115
+        try:
+            self.proc, inside_path = self.sandbox.spawn(self.submission, stderr=log)
+        finally:
+            log.close()
+        self._send(wire.pack_json(wire.INIT, {
+            "submission": inside_path, "seed": self.seed, "max_params": self.max_params,
+            "optimizer": self.optimizer.model_dump(include={"lr", "momentum", "weight_decay", "nesterov"}),
+        }))
+        reply = self._expect_json(wire.READY, self.start_timeout, "starting the loss module")
+        caps = reply.get("capabilities")
+        if not (isinstance(caps, list) and all(c in wire.CAPABILITIES for c in caps)):
+            raise WorkerError("protocol", f"the worker announced unknown capabilities {caps!r}")
+        num_params = reply.get("num_params")
+        if not isinstance(num_params, int) or num_params < 0:
+            raise WorkerError("protocol", "the worker announced an invalid parameter count")
+        return Ready(tuple(caps), num_params)
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        try:
+            if proc.poll() is None and proc.stdin:
+                proc.stdin.write(wire.pack_frame(wire.CLOSE))
+                proc.stdin.flush()
+                proc.wait(timeout=2)
+        except (OSError, subprocess.TimeoutExpired, ValueError):
+            pass
+        finally:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                try:
+                    if stream:
+                        stream.close()
+                except OSError:
+                    pass
+
+    # ------------------------------------------------------------------- requests
+
+    def step(self, request: StepRequest) -> tuple[float, float, float]:
+        """One training step: returns ``(L, dL/dfine, dL/dcoarse)``, all finite."""
+        self._send(request.pack())
+        kind, payload = self._recv(self.call_timeout, "computing the loss")
+        if kind != wire.RESULT or len(payload) != wire.RESULT_RECORD.size:
+            self._unexpected(kind, payload)
+        values = wire.RESULT_RECORD.unpack(payload)
+        if not all(math.isfinite(v) for v in values):
+            raise WorkerError("protocol", f"the worker replied with non-finite values {values}")
+        return values
+
+    def state(self) -> dict[str, list[float]]:
+        """The loss module's parameters by name (for reports; never fed back to training)."""
+        self._send(wire.pack_frame(wire.STATE))
+        reply = self._expect_json(wire.STATE_REPLY, self.call_timeout, "reporting its parameters")
+        params = reply.get("params")
+        if not isinstance(params, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) and all(isinstance(x, (int, float)) for x in v)
+            for k, v in params.items()
+        ):
+            raise WorkerError("protocol", "the worker's parameter report is malformed")
+        return params
+
+    # ------------------------------------------------------------------- plumbing
+
+    def _send(self, frame: bytes) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(frame)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise self._crashed("the loss worker exited") from None
+
+    def _crashed(self, what: str) -> WorkerError:
+        code = None
+        if self.proc is not None:
+            try:
+                code = self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
+        how = f" with exit code {code}" if code is not None else ""
+        if code is not None and code < 0:
+            how = f" (killed by signal {signal.Signals(-code).name})" if -code in signal.valid_signals() else how
+        tail = _tail(self.log_path)
+        return WorkerError("crash", f"{what}{how}", f"last worker output:\n{tail}" if tail else "")
+
+    def _read_some(self, deadline: float, doing: str) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        remaining = deadline - time.monotonic()
+        ready, _, _ = select.select([fd], [], [], max(0.0, remaining))
+        if not ready:
+            self.close()
+            raise WorkerError("timeout", f"the loss worker did not answer within "
+                              f"{self._limit:.0f} s while {doing}; it was stopped")
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            raise self._crashed(f"the loss worker exited while {doing}")
+        self._buffer += chunk
+
+    def _recv(self, timeout: float, doing: str) -> tuple[int, bytes]:
+        self._limit = timeout
+        deadline = time.monotonic() + timeout
+        while len(self._buffer) < wire.HEADER.size:
+            self._read_some(deadline, doing)
+        kind, length = wire.HEADER.unpack_from(self._buffer)
+        if length > wire.MAX_FRAME:
+            raise WorkerError("protocol", f"the worker sent a frame of {length} bytes (limit {wire.MAX_FRAME})")
+        while len(self._buffer) < wire.HEADER.size + length:
+            self._read_some(deadline, doing)
+        payload = bytes(self._buffer[wire.HEADER.size : wire.HEADER.size + length])
+        del self._buffer[: wire.HEADER.size + length]
+        if kind == wire.ERROR:
+            self._raise_reported(payload)
+        return kind, payload
+
+    def _expect_json(self, kind: int, timeout: float, doing: str) -> dict[str, Any]:
+        got, payload = self._recv(timeout, doing)
+        if got != kind:
+            self._unexpected(got, payload)
+        try:
+            obj = json.loads(payload)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict):
+            raise WorkerError("protocol", "the worker sent a malformed control message")
+        return obj
+
+    def _raise_reported(self, payload: bytes) -> None:
+        try:
+            obj = json.loads(payload)
+            stage, message, tb = str(obj["stage"]), str(obj["message"]), str(obj.get("traceback", ""))
+        except (ValueError, KeyError, TypeError):
+            raise WorkerError("protocol", "the worker sent a malformed error report") from None
+        raise WorkerError(stage, message[:2000], tb[: wire.TRACEBACK_LIMIT + 100])
+
+    def _unexpected(self, kind: int, payload: bytes) -> None:
+        raise WorkerError("protocol", f"the worker sent an unexpected frame (type {kind}, {len(payload)} bytes)")
