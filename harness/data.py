@@ -256,9 +256,9 @@ def download_cifar100(root: Path) -> Path:
 # ----------------------------------------------------------------------------- loader
 
 
-def _normaliser(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    std = torch.tensor(CIFAR100_STD, device=device).view(1, 3, 1, 1)
-    mean = torch.tensor(CIFAR100_MEAN, device=device).view(1, 3, 1, 1)
+def _normaliser(device: torch.device, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    std = torch.tensor(CIFAR100_STD, device=device, dtype=dtype).view(1, 3, 1, 1)
+    mean = torch.tensor(CIFAR100_MEAN, device=device, dtype=dtype).view(1, 3, 1, 1)
     return 1.0 / (255.0 * std), -mean / std
 
 
@@ -278,7 +278,8 @@ class TrainLoader:
     """
 
     def __init__(self, split: Split, *, batch_size: int, seed: int, device: torch.device,
-                 padding: int = 4, flip: bool = True, channels_last: bool = False) -> None:
+                 padding: int = 4, flip: bool = True, channels_last: bool = False,
+                 dtype: torch.dtype = torch.float32) -> None:
         self.n = len(split)
         self.batch_size = batch_size
         self.seed = seed
@@ -290,7 +291,8 @@ class TrainLoader:
         self.padded = F.pad(split.images, (p, p, p, p)).to(device)  # zero fill, uint8
         self.fine = split.fine.to(device)
         self.coarse = split.coarse.to(device)
-        self.scale, self.shift = _normaliser(device)
+        self.dtype = dtype
+        self.scale, self.shift = _normaliser(device, dtype)
         self._ar = torch.arange(32, device=device)
         self._channels = torch.arange(3, device=device).view(1, 3, 1, 1)
 
@@ -314,18 +316,18 @@ class TrainLoader:
         rows = (offsets[0][:, None] + self._ar)[:, None, :, None]  # (B, 1, 32, 1)
         cols = (offsets[1][:, None] + cols_in_crop)[:, None, None, :]  # (B, 1, 1, 32)
         crops = self.padded[idx[:, None, None, None], self._channels, rows, cols]
-        x = crops.to(torch.float32).mul_(self.scale).add_(self.shift)
+        x = crops.to(self.dtype).mul_(self.scale).add_(self.shift)
         return x.contiguous(memory_format=self.memory_format)
 
 
-def eval_batches(split: Split, *, batch_size: int, device: torch.device,
-                 channels_last: bool = False) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def eval_batches(split: Split, *, batch_size: int, device: torch.device, channels_last: bool = False,
+                 dtype: torch.dtype = torch.float32) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The test split as normalised batches on ``device`` (built once, reused every epoch)."""
-    scale, shift = _normaliser(device)
+    scale, shift = _normaliser(device, dtype)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     out = []
     for start in range(0, len(split), batch_size):
-        x = split.images[start : start + batch_size].to(device).float().mul_(scale).add_(shift)
+        x = split.images[start : start + batch_size].to(device, dtype).mul_(scale).add_(shift)
         out.append((x.contiguous(memory_format=fmt), split.fine[start : start + batch_size].to(device),
                     split.coarse[start : start + batch_size].to(device)))
     return out

@@ -20,6 +20,8 @@ PROTOCOL_SEEDS: tuple[int, ...] = (42, 123, 456)
 Phase = Literal["public", "final"]
 Kind = Literal["baseline", "submission"]
 Status = Literal["ok", "failed"]
+Precision = Literal["fp32", "fp64"]
+"""fp32: the protocol. fp64: for verification (the equivalence tests), slow."""
 
 
 class _Frozen(BaseModel):
@@ -122,7 +124,12 @@ class RunSpec(_Frozen):
     seed: int
     device: str
     sandbox: str = "none"
+    precision: Precision = "fp32"
     channels_last: bool = True
+
+    @property
+    def dtype(self) -> str:
+        return {"fp32": "float32", "fp64": "float64"}[self.precision]
 
 
 class EpochMetrics(_Frozen):

@@ -206,8 +206,9 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
     start = time.perf_counter()
     device = torch.device(spec.device)
 
+    dtype = getattr(torch, spec.dtype)
     torch.manual_seed(spec.seed)
-    model = build_model(spec.arch).to(device)
+    model = build_model(spec.arch).to(device, dtype)
     if spec.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = profile.optimizer
@@ -215,15 +216,15 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
                                 weight_decay=opt.weight_decay, nesterov=opt.nesterov)
     loader = TrainLoader(train, batch_size=profile.batch_size, seed=spec.seed, device=device,
                          padding=profile.crop_padding, flip=profile.horizontal_flip,
-                         channels_last=spec.channels_last)
+                         channels_last=spec.channels_last, dtype=dtype)
     test_batches = eval_batches(test, batch_size=profile.eval_batch_size, device=device,
-                                channels_last=spec.channels_last)
+                                channels_last=spec.channels_last, dtype=dtype)
     observer.run_started(spec, profile.epochs * loader.steps_per_epoch)
 
     history: list[EpochMetrics] = []
     loss_state = None
     try:
-        with LossWorker(submission, sandbox=sandbox, seed=spec.seed, optimizer=opt,
+        with LossWorker(submission, sandbox=sandbox, seed=spec.seed, optimizer=opt, dtype=spec.dtype,
                         log_path=run_dir / "worker.log", start_timeout=profile.worker_start_timeout_s,
                         call_timeout=profile.worker_call_timeout_s) as worker:
             try:

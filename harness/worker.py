@@ -13,7 +13,7 @@ cannot corrupt the protocol.
 
 Session::
 
-    trainer -> INIT {"submission", "seed", "optimizer", "max_params"}
+    trainer -> INIT {"submission", "seed", "optimizer", "max_params", "dtype"}
     worker  -> READY {"capabilities", "num_params"}   | ERROR {...}
     trainer -> STEP record                              (one per training step)
     worker  -> RESULT (L, dL/dfine, dL/dcoarse)          | ERROR {...}
@@ -21,7 +21,7 @@ Session::
     worker  -> STATE {"params": {name: [values...]}}
     trainer -> CLOSE, or closes the pipe
 
-Per STEP the worker feeds fresh float32 leaf tensors to ``forward``, checks the result is
+Per STEP the worker feeds fresh float32 (float64 for ``fp64`` runs) leaf tensors to ``forward``, checks the result is
 exactly a finite 0-d floating ``torch.Tensor`` that depends on the losses, backpropagates
 it, steps its own SGD over the loss module's parameters with the trainer's settings and
 the lr of this epoch, and replies. See ``submissions/README.md`` for the contract.
@@ -154,7 +154,8 @@ def read_capabilities(forward: Any) -> list[str]:
 class LossSession:
     """The submission's loss module, its optimizer, and the per-step contract."""
 
-    def __init__(self, submission: str, seed: int, optimizer: dict[str, Any], max_params: int) -> None:
+    def __init__(self, submission: str, seed: int, optimizer: dict[str, Any], max_params: int,
+                 dtype: str = "float32") -> None:
         import importlib.util
 
         import torch
@@ -175,6 +176,10 @@ class LossSession:
         self.module = cls()
         if not isinstance(self.module, torch.nn.Module):
             raise InterfaceError("MultiTaskLoss() did not produce an nn.Module")
+        if dtype not in ("float32", "float64"):
+            raise InterfaceError(f"unsupported dtype {dtype!r}")
+        self.dtype = getattr(torch, dtype)
+        self.module.to(self.dtype)
         self.module.train()
         self.params = [p for p in self.module.parameters() if p.requires_grad]
         self.num_params = sum(p.numel() for p in self.module.parameters())
@@ -196,14 +201,14 @@ class LossSession:
         torch = self.torch
         (epoch, total_epochs, step, steps_per_epoch, lr, fine_v, coarse_v,
          g00, g01, g11, fine_acc, coarse_acc, flags) = record
-        fine = torch.tensor(fine_v, dtype=torch.float32, requires_grad=True)
-        coarse = torch.tensor(coarse_v, dtype=torch.float32, requires_grad=True)
+        fine = torch.tensor(fine_v, dtype=self.dtype, requires_grad=True)
+        coarse = torch.tensor(coarse_v, dtype=self.dtype, requires_grad=True)
         kwargs: dict[str, Any] = {}
         for cap in self.capabilities:
             if cap == "gramian":
                 if not flags & FLAG_GRAMIAN:
                     raise RuntimeError("trainer sent no Gramian")
-                kwargs[cap] = torch.tensor([[g00, g01], [g01, g11]], dtype=torch.float32)
+                kwargs[cap] = torch.tensor([[g00, g01], [g01, g11]], dtype=self.dtype)
             elif cap == "step":
                 kwargs[cap] = int(step)
             elif cap == "steps_per_epoch":
@@ -275,7 +280,8 @@ def main() -> int:
     init = json.loads(payload)
     submission = init["submission"]
     try:
-        session = LossSession(submission, init["seed"], init["optimizer"], init["max_params"])
+        session = LossSession(submission, init["seed"], init["optimizer"], init["max_params"],
+                              init.get("dtype", "float32"))
     except InterfaceError as e:
         return fail("interface", str(e))
     except BaseException as e:  # noqa: BLE001  (anything the submission raises while loading)

@@ -78,7 +78,7 @@ class LossWorker:
 
     def __init__(self, submission: Path, *, sandbox: Sandbox, seed: int, optimizer: OptimizerSettings,
                  log_path: Path | None = None, start_timeout: float = 120.0, call_timeout: float = 30.0,
-                 max_params: int = DEFAULT_MAX_PARAMS) -> None:
+                 max_params: int = DEFAULT_MAX_PARAMS, dtype: str = "float32") -> None:
         self.submission = Path(submission)
         self.sandbox = sandbox
         self.seed = seed
@@ -87,6 +87,7 @@ class LossWorker:
         self.start_timeout = start_timeout
         self.call_timeout = call_timeout
         self.max_params = max_params
+        self.dtype = dtype
         self.proc: subprocess.Popen | None = None
         self._buffer = bytearray()
 
@@ -105,7 +106,7 @@ class LossWorker:
         finally:
             log.close()
         self._send(wire.pack_json(wire.INIT, {
-            "submission": inside_path, "seed": self.seed, "max_params": self.max_params,
+            "submission": inside_path, "seed": self.seed, "max_params": self.max_params, "dtype": self.dtype,
             "optimizer": self.optimizer.model_dump(include={"lr", "momentum", "weight_decay", "nesterov"}),
         }))
         reply = self._expect_json(wire.READY, self.start_timeout, "starting the loss module")

@@ -1,0 +1,47 @@
+"""Hidden architecture for the final phase: VGG-16 with BatchNorm (configuration D).
+
+Loaded by ``harness.models.load_hidden_archs`` only for ``--phase final``. Backbone: 13
+3x3 convs, each followed by BatchNorm and ReLU, five 2x2 max-pools (32 -> 1), 512-d
+features. Each head is the usual CIFAR VGG classifier:
+Linear 512-512, ReLU, Dropout, Linear 512-512, ReLU, Dropout, Linear 512-k.
+"""
+
+from torch import nn
+
+from harness.models import register_arch
+
+CONFIG_D = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+
+
+def vgg_head(in_features: int, num_classes: int) -> nn.Module:
+    return nn.Sequential(
+        nn.Linear(in_features, 512), nn.ReLU(inplace=True), nn.Dropout(),
+        nn.Linear(512, 512), nn.ReLU(inplace=True), nn.Dropout(),
+        nn.Linear(512, num_classes),
+    )
+
+
+class VGGFeatures(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_ch = 3
+        for v in CONFIG_D:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers += [nn.Conv2d(in_ch, v, 3, padding=1), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
+                in_ch = v
+        self.features = nn.Sequential(*layers)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        return self.features(x).flatten(1)
+
+
+@register_arch("vgg16bn", feature_dim=512, head_factory=vgg_head, hidden=True)
+def vgg16bn() -> nn.Module:
+    return VGGFeatures()

@@ -1,0 +1,68 @@
+"""Shared fixtures: a tiny synthetic dataset, helper to write submission files."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness.data import load_dataset, write_synthetic
+
+REPO = Path(__file__).resolve().parent.parent
+SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A small synthetic dataset (600 train / 200 test), generated once per session."""
+    root = tmp_path_factory.mktemp("synthetic")
+    write_synthetic(root, seed=0, n_train=600, n_test=200)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_splits(synthetic_root):
+    train, test = load_dataset(synthetic_root, dataset="synthetic")
+    return train.head(192), test.head(100)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test uses one session-wide cache dir, never the user's."""
+    cache = tmp_path_factory.getbasetemp() / "harness-cache"
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(cache))
+    monkeypatch.delenv("HARNESS_DATA_DIR", raising=False)
+
+
+@pytest.fixture
+def write_submission(tmp_path):
+    """``write_submission(body, name='loss.py') -> Path``: dedented source to a file."""
+
+    def write(body: str, name: str = "loss.py") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(body))
+        return path
+
+    return write
+
+
+def harness_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("COLUMNS", "160")
+    return env
+
+
+def tiny_profile(**overrides):
+    """The ``tiny`` profile with overrides (for tests that call the trainer directly)."""
+    from harness.protocol import get_profile
+
+    return get_profile("tiny").model_copy(update=overrides)
+
+
+def run_spec(profile, arch="resnet20", seed=42, submission="loss.py"):
+    from harness.protocol import RunSpec
+
+    return RunSpec(submission=submission, submission_sha256="0" * 64, profile=profile, arch=arch, seed=seed,
+                   device="cpu")

@@ -1,0 +1,6 @@
+import torch.nn as nn
+
+
+class MultiTaskLoss(nn.Module):
+    def forward(self, fine_loss, coarse_loss, epoch, total_epochs):
+        return float(fine_loss + coarse_loss)

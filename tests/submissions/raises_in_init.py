@@ -1,0 +1,10 @@
+import torch.nn as nn
+
+
+class MultiTaskLoss(nn.Module):
+    def __init__(self):
+        super().__init__()
+        raise RuntimeError("cannot build this loss")
+
+    def forward(self, fine_loss, coarse_loss, epoch, total_epochs):
+        return fine_loss + coarse_loss

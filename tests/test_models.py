@@ -1,0 +1,47 @@
+import pytest
+import torch
+
+from harness.models import available_archs, build_model, count_parameters, get_arch, load_hidden_archs
+
+
+@pytest.mark.parametrize("arch, expected", [("resnet20", 0.27e6), ("resnet56", 0.86e6)])
+def test_backbone_parameter_counts_match_published(arch, expected):
+    model = build_model(arch)
+    backbone = count_parameters(model.backbone_parameters())
+    # Published counts use parameter-free shortcuts; the 1x1 projections add ~2.7k.
+    assert abs(backbone - expected) / expected < 0.03, backbone
+    heads = count_parameters(model.head_parameters())
+    assert heads == (64 * 100 + 100) + (64 * 20 + 20)
+    assert backbone + heads == count_parameters(model.parameters())
+
+
+def test_backbone_and_heads_partition_the_parameters():
+    model = build_model("resnet20")
+    ids = [id(p) for p in model.backbone_parameters()] + [id(p) for p in model.head_parameters()]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+
+
+def test_forward_shapes_and_channels_last():
+    model = build_model("resnet20").to(memory_format=torch.channels_last)
+    x = torch.randn(4, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    fine, coarse = model(x)
+    assert fine.shape == (4, 100) and coarse.shape == (4, 20)
+
+
+def test_unknown_and_hidden_arch_errors_are_helpful():
+    with pytest.raises(KeyError, match="registered: .*resnet20"):
+        get_arch("resnet1000")
+    if "vgg16bn" not in available_archs():
+        with pytest.raises(KeyError, match="--phase final"):
+            get_arch("vgg16bn")
+
+
+def test_hidden_archs_load_from_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--hidden-dir"):
+        load_hidden_archs(tmp_path / "absent")
+    load_hidden_archs()  # the repository's hidden/
+    model = build_model("vgg16bn")
+    backbone = count_parameters(model.backbone_parameters())
+    assert abs(backbone - 14.72e6) / 14.72e6 < 0.01, backbone
+    fine, coarse = model(torch.randn(2, 3, 32, 32))
+    assert fine.shape == (2, 100) and coarse.shape == (2, 20)

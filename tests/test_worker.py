@@ -1,0 +1,125 @@
+"""The loss worker and the interface check, through the same code the CLI uses."""
+
+import pytest
+
+from conftest import SUBMISSIONS, run_spec, tiny_profile
+from harness.protocol import OptimizerSettings
+from harness.sandbox import get_sandbox
+from harness.submission import SubmissionRejected, interface_check, static_check
+from harness.train import run_one
+from harness.worker_client import LossWorker, StepRequest
+
+NONE = get_sandbox("none")
+
+
+@pytest.mark.parametrize("name, caps", [
+    ("uncertainty.py", ()),
+    ("dwa_state.py", ()),
+    ("gramian_mgda.py", ("gramian",)),
+    ("capabilities.py", ("step", "steps_per_epoch", "batch_fine_acc", "batch_coarse_acc")),
+    ("prints_garbage.py", ()),
+])
+def test_interface_check_accepts(name, caps):
+    report = interface_check(SUBMISSIONS / name, sandbox=NONE)
+    assert report.capabilities == caps
+    assert report.probes == len(report.weights) == 12
+
+
+@pytest.mark.parametrize("name, message", [
+    ("vector_return.py", "0-d tensor (a scalar), got shape (2,)"),
+    ("float_return.py", "0-d floating torch.Tensor, got builtins.float"),
+    ("detached_return.py", "does not depend on fine_loss or coarse_loss"),
+    ("coarse_only.py", "never depends on fine_loss"),
+    ("raises_in_init.py", "RuntimeError: cannot build this loss"),
+])
+def test_interface_check_rejects_with_a_clear_message(name, message):
+    with pytest.raises(SubmissionRejected) as e:
+        interface_check(SUBMISSIONS / name, sandbox=NONE)
+    assert message in str(e.value)
+
+
+def test_static_check_rejects_a_file_without_the_class(tmp_path):
+    with pytest.raises(SubmissionRejected, match="no top-level `class MultiTaskLoss"):
+        static_check(SUBMISSIONS / "no_class.py")
+    bad = tmp_path / "bad.py"
+    bad.write_text("class MultiTaskLoss(nn.Module):\n    def forward(self:\n")
+    with pytest.raises(SubmissionRejected, match=r"bad.py:2: syntax error"):
+        static_check(bad)
+
+
+def test_uncertainty_weights_and_sgd_match_hand_computation():
+    import math
+
+    with LossWorker(SUBMISSIONS / "uncertainty.py", sandbox=NONE, seed=0, optimizer=OptimizerSettings()) as w:
+        w.start()
+        loss, d_fine, d_coarse = w.step(StepRequest(0, 10, 0, 5, 0.1, fine_loss=4.0, coarse_loss=2.0))
+        assert (loss, d_fine, d_coarse) == (6.0, 1.0, 1.0)  # log_vars start at 0
+        # dL/ds = 1 - exp(-s) L; SGD lr 0.1: s_fine = 0 - 0.1 * (1 - 4) = 0.3, s_coarse = 0.1
+        s_fine, s_coarse = w.state()["log_vars"]
+        assert s_fine == pytest.approx(0.3, rel=1e-6) and s_coarse == pytest.approx(0.1, rel=1e-6)
+        loss, d_fine, d_coarse = w.step(StepRequest(0, 10, 1, 5, 0.1, fine_loss=4.0, coarse_loss=2.0))
+        assert d_fine == pytest.approx(math.exp(-0.3), rel=1e-6)
+        s_fine_2 = w.state()["log_vars"][0]
+    # second step: momentum 0.9 and weight decay 5e-4
+    grad = 1 - math.exp(-0.3) * 4 + 5e-4 * 0.3
+    assert s_fine_2 == pytest.approx(0.3 - 0.1 * (0.9 * -3 + grad), rel=1e-6)
+
+
+def _run(name, tmp_path, **profile_overrides):
+    profile = tiny_profile(**profile_overrides)
+    train, test = _run.splits
+    return run_one(run_spec(profile, submission=name), submission=SUBMISSIONS / name, train=train, test=test,
+                   run_dir=tmp_path / "run", sandbox=NONE)
+
+
+@pytest.fixture(autouse=True)
+def _splits(tiny_splits):
+    _run.splits = tiny_splits
+
+
+def test_exception_mid_run_fails_with_the_submissions_traceback(tmp_path):
+    profile = tiny_profile()
+    train, test = _run.splits
+    ok = run_one(run_spec(profile, seed=42), submission=SUBMISSIONS / "raises_later.py", train=train,
+                 test=test, run_dir=tmp_path / "run42", sandbox=NONE)
+    assert ok.result.status == "ok"  # this submission fails only with seed 1
+    outcome = run_one(run_spec(profile, seed=1), submission=SUBMISSIONS / "raises_later.py", train=train,
+                      test=test, run_dir=tmp_path / "run1", sandbox=NONE)
+    assert outcome.result.status == "failed"
+    reason = outcome.result.reason
+    assert "epoch 0, step 2" in reason and "ZeroDivisionError: deliberate failure" in reason
+    assert "raises_later.py" in reason and "raise ZeroDivisionError" in reason  # the submission's own frame
+    failure = (tmp_path / "run1" / "failure.txt").read_text()
+    assert "ZeroDivisionError" in failure and not (tmp_path / "run1" / "metrics.jsonl").exists()
+
+
+def test_worker_that_stops_answering_is_killed_and_the_run_fails(tmp_path):
+    outcome = _run("hangs_later.py", tmp_path, worker_call_timeout_s=2.0)
+    assert outcome.result.status == "failed"
+    assert "did not answer within 2 s" in outcome.result.reason and "epoch 0, step 2" in outcome.result.reason
+
+
+def test_worker_exit_mid_run_fails_the_run(tmp_path):
+    outcome = _run("exits_mid_run.py", tmp_path)
+    assert outcome.result.status == "failed"
+    assert "exited" in outcome.result.reason and "exit code 3" in outcome.result.reason
+
+
+def test_nan_after_the_first_epoch_fails_the_run(tmp_path):
+    outcome = _run("nan_after_first_epoch.py", tmp_path, epochs=5)
+    assert outcome.result.status == "failed"
+    assert "epoch 1, step 3" in outcome.result.reason and "non-finite loss (nan)" in outcome.result.reason
+    assert outcome.result.epochs_done == 1
+
+
+def test_printing_garbage_does_not_corrupt_the_protocol(tmp_path):
+    outcome = _run("prints_garbage.py", tmp_path)
+    assert outcome.result.status == "ok"
+    assert b"fake frame" in (tmp_path / "run" / "worker.log").read_bytes()
+
+
+def test_optional_inputs_reach_forward(tmp_path):
+    outcome = _run("capabilities.py", tmp_path, epochs=2)
+    assert outcome.result.status == "ok", outcome.result.reason
+    # weight_coarse = 0.5 + 0.5 * batch coarse accuracy: strictly between 0.5 and 1
+    assert all(0.5 <= m.weight_coarse <= 1.0 for m in outcome.history)
