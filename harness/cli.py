@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from harness.data import DatasetError, default_data_dir, download_cifar100, write_synthetic
 from harness.leaderboard import LeaderboardError
@@ -107,16 +108,17 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     for c in (console, err):
-        if not c.is_terminal:
-            c.width = 160  # logs: one line per message
+        if not c.is_terminal:  # logs: one line per message, tables up to 160 columns
+            c.width = 160
+            c.soft_wrap = True
     try:
         return args.func(args, console)
     except SubmissionRejected as e:
-        err.print(f"[red]rejected:[/] {e}", markup=True)
+        err.print(f"[red]rejected:[/] {escape(str(e))}")
         return EXIT_REJECTED
     except (DatasetError, LeaderboardError, RunFailed, KeyError, FileNotFoundError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        err.print(f"[red]error:[/] {msg}")
+        err.print(f"[red]error:[/] {escape(str(msg))}")
         return EXIT_RUN_FAILED
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: loss workers were stopped; finished runs are in the leaderboard")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness import leaderboard
@@ -135,9 +136,8 @@ def evaluate(path: Path, opts: EvaluateOptions, console: Console) -> int:
                 run_id = str(run_dir.relative_to(opts.runs_dir))
                 leaderboard.append_row(lb_path, _row(spec, outcome.result, device, run_id))
                 if outcome.result.status == "failed":
-                    console.print(f"[red]run failed:[/] {arch} seed {seed}: {outcome.result.reason}\n"
-                                  f"  (details in {run_dir / 'failure.txt'}, worker output in "
-                                  f"{run_dir / 'worker.log'})", markup=False, highlight=False)
+                    console.print(f"[red]run failed:[/] {escape(f'{arch} seed {seed}: {outcome.result.reason}')}\n"
+                                  f"  details: {run_dir / 'failure.txt'}; worker output: {run_dir / 'worker.log'}")
                 results.append((spec, outcome.result, run_id))
     _summary(console, results, lb_path)
     return 0 if all(r.status == "ok" for _, r, _ in results) else 1

@@ -45,7 +45,8 @@ class RichProgress(RunObserver):
         self.task = self.progress.add_task(
             "", total=total_steps, label=_label(spec), epoch=f"0/{spec.profile.epochs}", stats="starting")
         if not self.live:
-            self.console.print(f"{_label(spec)}: training {spec.profile.epochs} epochs on {spec.device}")
+            n = spec.profile.epochs
+            self.console.print(f"{_label(spec)}: training {n} epoch{'s' if n != 1 else ''} on {spec.device}")
 
     def step_done(self) -> None:
         if self.task is not None:

@@ -1,0 +1,92 @@
+"""The ``harness`` command as a user runs it (a subprocess of the installed entry point)."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import REPO, SUBMISSIONS, harness_env
+
+
+def harness(*args, cwd, timeout=600):
+    exe = shutil.which("harness")
+    cmd = [exe] if exe else [sys.executable, "-m", "harness.cli"]
+    return subprocess.run(cmd + [str(a) for a in args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=harness_env(), stdin=subprocess.DEVNULL)
+
+
+def test_check_accepts_task_card_files_and_reports_capabilities(tmp_path):
+    r = harness("check", SUBMISSIONS / "dwa_state.py", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "dwa_state.py: ok" in r.stdout
+    r = harness("check", SUBMISSIONS / "gramian_mgda.py", cwd=tmp_path)
+    assert r.returncode == 0 and "extra inputs: gramian" in r.stdout
+
+
+@pytest.mark.parametrize("name, message", [
+    ("vector_return.py", "forward must return a 0-d tensor (a scalar), got shape (2,)"),
+    ("no_class.py", "defines no top-level `class MultiTaskLoss"),
+])
+def test_check_rejects_with_exit_2(name, message, tmp_path):
+    r = harness("check", SUBMISSIONS / name, cwd=tmp_path)
+    assert r.returncode == 2
+    assert message in " ".join(r.stderr.split())
+
+
+def test_evaluate_tiny_appends_ok_rows_and_writes_run_dirs(tmp_path):
+    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "tiny",
+                "--seed", "1", "--seed", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    df = pd.read_csv(tmp_path / "leaderboard-tiny.csv")
+    assert df["status"].tolist() == ["ok", "ok"] and df["seed"].tolist() == [1, 2]
+    assert set(df["arch"]) == {"resnet20"} and (df["kind"] == "submission").all()
+    assert df["submission_sha256"].str.len().eq(64).all()
+    run_dir = tmp_path / "runs" / df["run_id"][0]
+    settings = json.loads((run_dir / "settings.json").read_text())
+    assert settings["profile"]["name"] == "tiny" and settings["seed"] == 1
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == 1 and {"weight_fine", "weight_coarse", "test_fine_acc"} <= metrics[0].keys()
+    assert "log_vars" in json.loads((run_dir / "loss_state.json").read_text())
+    assert "epoch 1/1" in r.stdout and "appended 2 row(s)" in r.stdout
+
+
+def test_evaluate_reports_a_failed_run_and_finishes_the_others(tmp_path):
+    r = harness("evaluate", SUBMISSIONS / "raises_later.py", "--profile", "tiny",
+                "--seed", "1", "--seed", "2", cwd=tmp_path)
+    assert r.returncode == 1
+    df = pd.read_csv(tmp_path / "leaderboard-tiny.csv")
+    assert df.set_index("seed")["status"].to_dict() == {1: "failed", 2: "ok"}
+    out = " ".join((r.stdout + r.stderr).split())
+    assert "run failed: resnet20 seed 1: epoch 0, step 2" in out and "deliberate failure" in out
+
+
+def test_evaluate_rejects_before_training(tmp_path):
+    r = harness("evaluate", SUBMISSIONS / "float_return.py", "--profile", "tiny", cwd=tmp_path)
+    assert r.returncode == 2 and "got builtins.float" in r.stderr
+    assert not (tmp_path / "leaderboard-tiny.csv").exists()
+
+
+def test_missing_dataset_error_names_the_fix(tmp_path):
+    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--data-dir", tmp_path / "nowhere",
+                cwd=tmp_path)
+    assert r.returncode == 1
+    assert "harness data download" in r.stderr and "nowhere" in r.stderr
+
+
+def test_data_synthetic_writes_cifar_format(tmp_path):
+    r = harness("data", "synthetic", tmp_path / "syn", "--train-size", "200", "--test-size", "100", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert {p.name for p in (tmp_path / "syn" / "cifar-100-python").iterdir()} == {"train", "test", "meta"}
+
+
+@pytest.mark.slow
+def test_readme_smoke_evaluation(tmp_path):
+    """The README's first command: both public architectures, at least 10% fine accuracy."""
+    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "smoke", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    df = pd.read_csv(tmp_path / "leaderboard-smoke.csv")
+    assert df["arch"].tolist() == ["resnet20", "resnet56"] and (df["status"] == "ok").all()
+    assert (df["best_fine_acc"] >= 10).all(), df[["arch", "best_fine_acc"]]
