@@ -13,12 +13,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from harness.data import DatasetError, default_data_dir, download_cifar100, write_synthetic
-from harness.leaderboard import LeaderboardError
+from harness.data import default_data_dir, download_cifar100, write_synthetic
+from harness.errors import HarnessError, SubmissionRejected, UsageError
 from harness.protocol import PROFILES, get_profile
 from harness.sandbox import available_sandboxes, get_sandbox
-from harness.submission import SubmissionRejected, interface_check, static_check
-from harness.train import RunFailed
+from harness.submission import interface_check, static_check
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_REJECTED = 0, 1, 2
 
@@ -116,9 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     except SubmissionRejected as e:
         err.print(f"[red]rejected:[/] {escape(str(e))}")
         return EXIT_REJECTED
-    except (DatasetError, LeaderboardError, RunFailed, KeyError, FileNotFoundError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        err.print(f"[red]error:[/] {escape(str(msg))}")
+    except UsageError as e:
+        err.print(f"[red]error:[/] {escape(str(e))}")
+        return EXIT_REJECTED
+    except HarnessError as e:
+        err.print(f"[red]error:[/] {escape(str(e))}")
+        return EXIT_RUN_FAILED
+    except OSError as e:  # a path that cannot be read or written, a full disk...
+        err.print(f"[red]error:[/] {escape(str(e))}")
         return EXIT_RUN_FAILED
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: loss workers were stopped; finished runs are in the leaderboard")

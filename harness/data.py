@@ -30,16 +30,14 @@ import torch.nn.functional as F
 from filelock import FileLock
 from platformdirs import user_cache_dir
 
+from harness.errors import DatasetError
+
 SUBDIR = "cifar-100-python"
 NUM_FINE, NUM_COARSE = 100, 20
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
 DATA_DIR_ENV = "HARNESS_DATA_DIR"
 CACHE_DIR_ENV = "HARNESS_CACHE_DIR"
-
-
-class DatasetError(RuntimeError):
-    """The dataset is missing or damaged; the message names the path and the fix."""
 
 
 # ------------------------------------------------------------------------- locations

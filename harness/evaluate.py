@@ -13,11 +13,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from harness import leaderboard
+from harness.errors import SubmissionRejected, UsageError
 from harness.data import default_data_dir, ensure_synthetic, load_dataset
 from harness.models import get_arch, load_hidden_archs
 from harness.progress import RichProgress
@@ -26,8 +28,6 @@ from harness.provenance import device_name, harness_commit, harness_version, utc
 from harness.sandbox import get_sandbox
 from harness.submission import CheckReport, interface_check, sha256_file, static_check
 from harness.train import resolve_device, run_one
-
-import torch
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def planned_archs(opts: EvaluateOptions) -> tuple[str, ...]:
     archs = opts.archs or (opts.profile.archs + (HIDDEN_ARCHS if opts.phase == "final" else ()))
     if any(a in HIDDEN_ARCHS for a in archs):
         if opts.phase != "final":
-            raise KeyError("the hidden architectures are evaluated only with --phase final")
+            raise UsageError("the hidden architectures are evaluated only with --phase final")
         load_hidden_archs(opts.hidden_dir)
     for a in archs:
         get_arch(a)  # a clear error for an unknown name, before anything trains
@@ -78,7 +78,7 @@ def prepare_submission(path: Path, runs_dir: Path, profile: Profile) -> tuple[Pa
         shutil.copyfile(path, tmp)
         tmp.replace(copy)
     if sha256_file(copy) != sha:  # the file changed between hashing and copying
-        raise RuntimeError(f"{path} changed while it was being read; run again")
+        raise SubmissionRejected(f"{path} changed while it was being read; run again")
     return copy, sha
 
 
@@ -99,7 +99,7 @@ def evaluate(path: Path, opts: EvaluateOptions, console: Console) -> int:
     """Run the evaluation; returns the exit code (0 all ok, 1 a run failed).
 
     Raises ``SubmissionRejected`` (exit 2) before training when the file or its
-    interface is bad, and ``DatasetError``/``KeyError``/``LeaderboardError`` for setup errors.
+    interface is bad, and other :class:`HarnessError` subclasses for setup errors.
     """
     path = Path(path)
     profile = opts.profile

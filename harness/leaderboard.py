@@ -16,11 +16,8 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock
 
+from harness.errors import LeaderboardError
 from harness.protocol import LEADERBOARD_COLUMNS, SCHEMA_VERSION, LeaderboardRow
-
-
-class LeaderboardError(RuntimeError):
-    pass
 
 
 def _csv_line(values: list[object]) -> str:
@@ -46,8 +43,11 @@ def _check_header(path: Path) -> bool:
     """True if the file exists with content and the right header; False if empty/absent."""
     if not path.exists() or path.stat().st_size == 0:
         return False
-    with open(path, encoding="utf-8", newline="") as f:
-        first = f.readline()
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            first = f.readline()
+    except (UnicodeDecodeError, IsADirectoryError) as e:
+        raise LeaderboardError(f"{path} is not a harness leaderboard ({e}); it was left unchanged") from None
     if first != HEADER_LINE:
         found = first.strip()[:200]
         raise LeaderboardError(
@@ -82,8 +82,10 @@ def append_row(path: Path, row: LeaderboardRow) -> None:
 
 
 def read_rows(path: Path) -> pd.DataFrame:
-    """The leaderboard as a DataFrame with the schema's columns (empty if absent)."""
+    """The leaderboard as a DataFrame with the schema's columns (empty if absent); a row
+    torn by a crash mid-write is left out."""
     path = Path(path)
     if not _check_header(path):
         return pd.DataFrame(columns=list(LEADERBOARD_COLUMNS))
-    return pd.read_csv(path, dtype={"submission_sha256": str, "harness_commit": str}, on_bad_lines="skip")
+    df = pd.read_csv(path, dtype={"submission_sha256": str, "harness_commit": str}, on_bad_lines="skip")
+    return df[df["status"].isin(["ok", "failed"])].reset_index(drop=True)  # drops a line torn by a crash

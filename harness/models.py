@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from harness.errors import UsageError
+
 HeadFactory = Callable[[int, int], nn.Module]
 """``head_factory(in_features, num_classes) -> nn.Module``."""
 
@@ -78,7 +80,7 @@ def get_arch(name: str) -> ArchSpec:
         hint = ""
         if name == "vgg16bn":
             hint = " (vgg16bn is hidden: it is loaded only with --phase final)"
-        raise KeyError(f"unknown architecture {name!r}{hint}; registered: {known}") from None
+        raise UsageError(f"unknown architecture {name!r}{hint}; registered: {known}") from None
 
 
 def default_hidden_dir() -> Path:
@@ -89,13 +91,13 @@ def default_hidden_dir() -> Path:
 def load_hidden_archs(hidden_dir: Path | None = None) -> list[str]:
     """Import every ``*.py`` in ``hidden_dir`` so that it registers its architectures.
 
-    Returns the names that were newly registered. Raises ``FileNotFoundError`` with the
+    Returns the names that were newly registered. Raises :class:`UsageError` with the
     fix when the directory is absent (the hidden architectures ship only with the
     maintainers' checkout). Importing twice is a no-op.
     """
     hidden_dir = Path(hidden_dir) if hidden_dir is not None else default_hidden_dir()
     if not hidden_dir.is_dir():
-        raise FileNotFoundError(
+        raise UsageError(
             f"the final phase needs the hidden architectures, but {hidden_dir} does not exist; "
             "run from a checkout that has hidden/, or pass --hidden-dir DIR"
         )

@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from harness.errors import UsageError
+
 PUBLIC_ARCHS: tuple[str, ...] = ("resnet20", "resnet56")
 HIDDEN_ARCHS: tuple[str, ...] = ("vgg16bn",)
 PROTOCOL_SEEDS: tuple[int, ...] = (42, 123, 456)
@@ -64,6 +66,9 @@ class Profile(_Frozen):
     # Loss-worker limits (seconds). The first call includes importing torch in the worker.
     worker_start_timeout_s: float = 120.0
     worker_call_timeout_s: float = 30.0
+    # Total seconds the loss worker may spend answering step calls in one run (the full
+    # protocol makes 78,200 calls; ordinary losses need well under 1 ms each).
+    worker_run_budget_s: float = 3600.0
 
 
 PROFILES: dict[str, Profile] = {
@@ -109,7 +114,7 @@ def get_profile(name: str) -> Profile:
     try:
         return PROFILES[name]
     except KeyError:
-        raise KeyError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}") from None
+        raise UsageError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}") from None
 
 
 class RunSpec(_Frozen):

@@ -15,15 +15,12 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.errors import SubmissionRejected
 from harness.protocol import OptimizerSettings
 from harness.sandbox import Sandbox
 from harness.worker_client import LossWorker, StepRequest, WorkerError
 
 MAX_FILE_BYTES = 64 * 1024
-
-
-class SubmissionRejected(Exception):
-    """The file or its interface is not acceptable; the message says why and where."""
 
 
 def sha256_file(path: Path) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,14 +26,11 @@ import torch
 import torch.nn.functional as F
 
 from harness.data import Split, TrainLoader, eval_batches
+from harness.errors import RunFailed
 from harness.models import TwoHeadNet, build_model
 from harness.protocol import EpochMetrics, RunResult, RunSpec
 from harness.sandbox import Sandbox
 from harness.worker_client import LossWorker, StepRequest, WorkerError
-
-
-class RunFailed(RuntimeError):
-    """A run could not finish; the message is the reason shown to the user."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -115,9 +113,10 @@ def train_one_epoch(model: TwoHeadNet, loader: TrainLoader, optimizer: torch.opt
             to_host.append((coarse_logits.argmax(1) == y_coarse).float().mean())
         host = torch.stack(to_host).tolist()  # the one host synchronisation of the step
         fine_v, coarse_v = host[0], host[1]
-        if not (math.isfinite(fine_v) and math.isfinite(coarse_v)):
-            raise RunFailed(f"training diverged: the task losses became non-finite "
-                            f"(fine={fine_v}, coarse={coarse_v}) at epoch {epoch}, step {step}")
+        if not all(math.isfinite(v) for v in host):
+            what = "task losses" if not (math.isfinite(fine_v) and math.isfinite(coarse_v)) else "task gradients"
+            raise RunFailed(f"training diverged: the {what} became non-finite "
+                            f"(fine loss={fine_v}, coarse loss={coarse_v}) at epoch {epoch}, step {step}")
         request = StepRequest(
             epoch=epoch, total_epochs=total_epochs, step=step, steps_per_epoch=steps_per_epoch, lr=lr,
             fine_loss=fine_v, coarse_loss=coarse_v,
@@ -201,7 +200,7 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
     (run_dir / "settings.json").write_text(spec.model_dump_json(indent=2))
     metrics_path = run_dir / "metrics.jsonl"
     metrics_path.unlink(missing_ok=True)
-    for stale in ("failure.txt", "result.json", "loss_state.json"):
+    for stale in ("failure.txt", "result.json", "loss_state.json", "worker.log"):
         (run_dir / stale).unlink(missing_ok=True)
     start = time.perf_counter()
     device = torch.device(spec.device)
@@ -226,7 +225,8 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
     try:
         with LossWorker(submission, sandbox=sandbox, seed=spec.seed, optimizer=opt, dtype=spec.dtype,
                         log_path=run_dir / "worker.log", start_timeout=profile.worker_start_timeout_s,
-                        call_timeout=profile.worker_call_timeout_s) as worker:
+                        call_timeout=profile.worker_call_timeout_s,
+                        run_budget=profile.worker_run_budget_s) as worker:
             try:
                 ready = worker.start()
             except WorkerError as e:
@@ -257,11 +257,12 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
             except WorkerError:
                 loss_state = None  # a report only; the run itself succeeded
         result = RunResult.from_epochs(history, time.perf_counter() - start)
-    except RunFailed as e:
-        reason = str(e)
+    except Exception as e:  # noqa: BLE001  (one run's failure must not stop the others)
+        reason = str(e) if isinstance(e, RunFailed) else (
+            f"internal error at epoch {len(history)}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=-8)}")
         (run_dir / "failure.txt").write_text(
             f"{spec.submission} failed on {spec.arch}, seed {spec.seed}:\n{reason}\n")
-        result = RunResult(status="failed", epochs_done=len(history), reason=reason,
+        result = RunResult(status="failed", epochs_done=len(history), reason=reason.strip(),
                            wall_seconds=time.perf_counter() - start)
     (run_dir / "result.json").write_text(result.model_dump_json(indent=2))
     observer.run_finished(spec, result)

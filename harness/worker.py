@@ -165,6 +165,12 @@ class LossSession:
         torch.set_num_threads(1)
         torch.manual_seed(seed)
         random.seed(seed)
+        try:
+            import numpy
+
+            numpy.random.seed(seed)
+        except ImportError:
+            pass
         spec = importlib.util.spec_from_file_location("submission", submission)
         if spec is None or spec.loader is None:
             raise InterfaceError(f"cannot import {submission}")
@@ -260,7 +266,21 @@ class LossSession:
         return {name: p.detach().reshape(-1).tolist() for name, p in self.module.named_parameters()}
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when the trainer dies (best effort)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(1)
+    except (OSError, AttributeError):
+        pass
+
+
 def main() -> int:
+    _die_with_parent()
     proto_in, proto_out = _claim_protocol_fds()
 
     def send(frame: bytes) -> None:

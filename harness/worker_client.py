@@ -78,7 +78,8 @@ class LossWorker:
 
     def __init__(self, submission: Path, *, sandbox: Sandbox, seed: int, optimizer: OptimizerSettings,
                  log_path: Path | None = None, start_timeout: float = 120.0, call_timeout: float = 30.0,
-                 max_params: int = DEFAULT_MAX_PARAMS, dtype: str = "float32") -> None:
+                 max_params: int = DEFAULT_MAX_PARAMS, dtype: str = "float32",
+                 run_budget: float = float("inf")) -> None:
         self.submission = Path(submission)
         self.sandbox = sandbox
         self.seed = seed
@@ -88,6 +89,8 @@ class LossWorker:
         self.call_timeout = call_timeout
         self.max_params = max_params
         self.dtype = dtype
+        self.run_budget = run_budget
+        self.spent = 0.0  # seconds spent waiting for step replies, against run_budget
         self.proc: subprocess.Popen | None = None
         self._buffer = bytearray()
 
@@ -100,18 +103,18 @@ class LossWorker:
         self.close()
 
     def start(self) -> Ready:
-        log = open(self.log_path, "ab") if self.log_path else open(os.devnull, "wb")  # noqa: SIM115
         try:
-            self.proc, inside_path = self.sandbox.spawn(self.submission, stderr=log)
-        finally:
-            log.close()
+            with open(self.log_path or os.devnull, "wb") as log:
+                self.proc, inside_path = self.sandbox.spawn(self.submission, stderr=log)
+        except OSError as e:
+            raise WorkerError("spawn", f"could not start the loss worker ({type(e).__name__}: {e})") from e
         self._send(wire.pack_json(wire.INIT, {
             "submission": inside_path, "seed": self.seed, "max_params": self.max_params, "dtype": self.dtype,
             "optimizer": self.optimizer.model_dump(include={"lr", "momentum", "weight_decay", "nesterov"}),
         }))
         reply = self._expect_json(wire.READY, self.start_timeout, "starting the loss module")
         caps = reply.get("capabilities")
-        if not (isinstance(caps, list) and all(c in wire.CAPABILITIES for c in caps)):
+        if not (isinstance(caps, list) and all(isinstance(c, str) and c in wire.CAPABILITIES for c in caps)):
             raise WorkerError("protocol", f"the worker announced unknown capabilities {caps!r}")
         num_params = reply.get("num_params")
         if not isinstance(num_params, int) or num_params < 0:
@@ -130,12 +133,11 @@ class LossWorker:
         except (OSError, subprocess.TimeoutExpired, ValueError):
             pass
         finally:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait()
+            try:  # the whole group: whatever the submission started goes too
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait()
             for stream in (proc.stdin, proc.stdout):
                 try:
                     if stream:
@@ -148,7 +150,17 @@ class LossWorker:
     def step(self, request: StepRequest) -> tuple[float, float, float]:
         """One training step: returns ``(L, dL/dfine, dL/dcoarse)``, all finite."""
         self._send(request.pack())
-        kind, payload = self._recv(self.call_timeout, "computing the loss")
+        started = time.monotonic()
+        budget_left = self.run_budget - self.spent
+        timeout = min(self.call_timeout, budget_left)
+        try:
+            kind, payload = self._recv(timeout, "computing the loss")
+        except WorkerError as e:
+            if e.stage == "timeout" and timeout < self.call_timeout:
+                raise WorkerError("budget", f"the loss worker used up its time budget of {self.run_budget:.0f} s "
+                                  "for this run; it was stopped") from None
+            raise
+        self.spent += time.monotonic() - started
         if kind != wire.RESULT or len(payload) != wire.RESULT_RECORD.size:
             self._unexpected(kind, payload)
         values = wire.RESULT_RECORD.unpack(payload)
@@ -162,7 +174,7 @@ class LossWorker:
         reply = self._expect_json(wire.STATE_REPLY, self.call_timeout, "reporting its parameters")
         params = reply.get("params")
         if not isinstance(params, dict) or not all(
-            isinstance(k, str) and isinstance(v, list) and all(isinstance(x, (int, float)) for x in v)
+            isinstance(k, str) and isinstance(v, list) and all(type(x) in (int, float) for x in v)
             for k, v in params.items()
         ):
             raise WorkerError("protocol", "the worker's parameter report is malformed")
@@ -227,7 +239,7 @@ class LossWorker:
             self._unexpected(got, payload)
         try:
             obj = json.loads(payload)
-        except ValueError:
+        except Exception:  # noqa: BLE001  (hostile JSON: bad UTF-8, deep nesting, ...)
             obj = None
         if not isinstance(obj, dict):
             raise WorkerError("protocol", "the worker sent a malformed control message")
@@ -237,7 +249,7 @@ class LossWorker:
         try:
             obj = json.loads(payload)
             stage, message, tb = str(obj["stage"]), str(obj["message"]), str(obj.get("traceback", ""))
-        except (ValueError, KeyError, TypeError):
+        except Exception:  # noqa: BLE001  (hostile JSON: bad UTF-8, deep nesting, not an object, ...)
             raise WorkerError("protocol", "the worker sent a malformed error report") from None
         raise WorkerError(stage, message[:2000], tb[: wire.TRACEBACK_LIMIT + 100])
 

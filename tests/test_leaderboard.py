@@ -67,3 +67,15 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     df = read_rows(path)
     assert sorted(df["seed"]) == sorted(100 * k + i for k in range(8) for i in range(10))
     assert path.read_text().count(HEADER_LINE) == 1
+
+
+def test_read_rows_skips_a_torn_line_and_binary_files_are_refused(tmp_path):
+    path = tmp_path / "lb.csv"
+    append_row(path, make_row(1))
+    with open(path, "a") as f:
+        f.write("1,2026-11-23T10:00:00+00:00,loss.py,abab\n")
+    assert read_rows(path)["seed"].tolist() == [1]
+    binary = tmp_path / "bin.csv"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(LeaderboardError, match="left unchanged"):
+        append_row(binary, make_row())

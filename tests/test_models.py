@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from harness.errors import UsageError
+
 from harness.models import available_archs, build_model, count_parameters, get_arch, load_hidden_archs
 
 
@@ -29,15 +31,15 @@ def test_forward_shapes_and_channels_last():
 
 
 def test_unknown_and_hidden_arch_errors_are_helpful():
-    with pytest.raises(KeyError, match="registered: .*resnet20"):
+    with pytest.raises(UsageError, match="registered: .*resnet20"):
         get_arch("resnet1000")
     if "vgg16bn" not in available_archs():
-        with pytest.raises(KeyError, match="--phase final"):
+        with pytest.raises(UsageError, match="--phase final"):
             get_arch("vgg16bn")
 
 
 def test_hidden_archs_load_from_directory(tmp_path):
-    with pytest.raises(FileNotFoundError, match="--hidden-dir"):
+    with pytest.raises(UsageError, match="--hidden-dir"):
         load_hidden_archs(tmp_path / "absent")
     load_hidden_archs()  # the repository's hidden/
     model = build_model("vgg16bn")

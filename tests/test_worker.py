@@ -123,3 +123,23 @@ def test_optional_inputs_reach_forward(tmp_path):
     assert outcome.result.status == "ok", outcome.result.reason
     # weight_coarse = 0.5 + 0.5 * batch coarse accuracy: strictly between 0.5 and 1
     assert all(0.5 <= m.weight_coarse <= 1.0 for m in outcome.history)
+
+
+def test_python_state_persists_across_epochs(tmp_path):
+    outcome = _run("dwa_state.py", tmp_path, epochs=3)
+    assert outcome.result.status == "ok", outcome.result.reason
+    weights = [(m.weight_fine, m.weight_coarse) for m in outcome.history]
+    assert weights[0] == weights[1] == (1.0, 1.0)  # uniform for the first two epochs
+    w_fine, w_coarse = weights[2]  # then from the loss ratios of epochs 0 and 1
+    assert w_fine != 1.0 and w_fine + w_coarse == pytest.approx(2.0)
+
+
+def test_forged_hostile_frames_fail_cleanly():
+    with pytest.raises(SubmissionRejected, match="malformed error report"):
+        interface_check(SUBMISSIONS / "forges_frames.py", sandbox=NONE)
+
+
+def test_per_run_time_budget_stops_a_slow_submission(tmp_path):
+    outcome = _run("slow_calls.py", tmp_path, worker_run_budget_s=1.0)
+    assert outcome.result.status == "failed"
+    assert "time budget of 1 s" in outcome.result.reason and "step 1" in outcome.result.reason

@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import IO
 
+from harness.errors import UsageError
+
 WORKER_SCRIPT = Path(__file__).resolve().parent.parent / "worker.py"
 
 
@@ -47,7 +49,7 @@ def get_sandbox(name: str) -> Sandbox:
     try:
         return _BACKENDS[name]()
     except KeyError:
-        raise KeyError(f"unknown sandbox {name!r}; choose one of {', '.join(available_sandboxes())}") from None
+        raise UsageError(f"unknown sandbox {name!r}; choose one of {', '.join(available_sandboxes())}") from None
 
 
 from harness.sandbox import none as _none  # noqa: E402,F401  (registers the backend)

@@ -13,7 +13,8 @@ from typing import IO
 
 from harness.sandbox import WORKER_SCRIPT, Sandbox, register_sandbox
 
-SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
+                     "CUDA_VISIBLE_DEVICES": ""}
 
 
 def worker_environment() -> dict[str, str]:
