@@ -18,6 +18,7 @@ from pathlib import Path
 from harness.errors import SubmissionRejected
 from harness.protocol import OptimizerSettings
 from harness.sandbox import Sandbox
+from harness.static_check import allowed_imports, find_problems
 from harness.worker_client import LossWorker, StepRequest, WorkerError
 
 MAX_FILE_BYTES = 64 * 1024
@@ -31,7 +32,8 @@ def static_check(path: Path) -> ast.Module:
     """Reject files that cannot be a submission before anything is imported.
 
     Checks: the file exists and is at most ``MAX_FILE_BYTES``; it is UTF-8 Python that
-    parses; it defines a top-level ``class MultiTaskLoss`` with a base class.
+    parses; it defines a top-level ``class MultiTaskLoss`` with a base class; and it
+    breaks none of the rules of :mod:`harness.static_check` (all problems are listed).
     """
     path = Path(path)
     if not path.is_file():
@@ -50,6 +52,13 @@ def static_check(path: Path) -> ast.Module:
         raise SubmissionRejected(f"{path}: defines no top-level `class MultiTaskLoss(nn.Module)`")
     if not classes[0].bases:
         raise SubmissionRejected(f"{path}:{classes[0].lineno}: MultiTaskLoss must derive from nn.Module")
+    problems = find_problems(tree)
+    if problems:
+        listing = "\n".join(f"  {path}:{p.line}: {p.message}" for p in problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        allowed = f"\nallowed imports: {allowed_imports()}" if any("import" in p.message for p in problems) else ""
+        raise SubmissionRejected(f"{path}: the static check found {len(problems)} problem(s):\n{listing}{more}"
+                                 f"{allowed}\nsee submissions/README.md for what a submission may use")
     return tree
 
 
