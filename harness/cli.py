@@ -16,7 +16,7 @@ from rich.markup import escape
 from harness.data import default_data_dir, download_cifar100, write_synthetic
 from harness.errors import HarnessError, SubmissionRejected, UsageError
 from harness.protocol import PROFILES, get_profile
-from harness.sandbox import available_sandboxes, get_sandbox
+from harness.sandbox import available_sandboxes, resolve_sandbox
 from harness.submission import interface_check, static_check
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_REJECTED = 0, 1, 2
@@ -37,9 +37,9 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     from harness.evaluate import print_capabilities
 
     static_check(args.path)
-    sandbox = get_sandbox(args.sandbox)
-    if sandbox.warning:
-        console.print(f"[yellow]warning:[/] {sandbox.warning}")
+    sandbox, warning = resolve_sandbox(args.sandbox, allow_fallback=True)
+    if warning:
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}")
     report = interface_check(args.path, sandbox=sandbox)
     print_capabilities(console, report)
     console.print(f"[green]{args.path}: ok[/] ({report.probes} probe calls in sandbox '{sandbox.name}')")
@@ -78,15 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default: runs)")
     ev.add_argument("--leaderboard", type=Path,
                     help="CSV to append to (default: leaderboard.csv, or leaderboard-PROFILE.csv)")
-    ev.add_argument("--sandbox", default="none", choices=available_sandboxes(),
-                    help="how the submission is isolated (none: a plain process, trusted code only)")
+    ev.add_argument("--sandbox", default="auto", choices=["auto", *available_sandboxes()],
+                    help="how the submission is isolated: auto (default) picks a real sandbox; "
+                         "none runs it as a plain process (trusted code only)")
     ev.add_argument("--hidden-dir", type=Path, help="where the hidden architectures are (default: ./hidden "
                     "of the source checkout)")
     ev.set_defaults(func=cmd_evaluate)
 
     ck = sub.add_parser("check", help="check a submission's file and interface without training")
     ck.add_argument("path", type=Path)
-    ck.add_argument("--sandbox", default="none", choices=available_sandboxes())
+    ck.add_argument("--sandbox", default="auto", choices=["auto", *available_sandboxes()])
     ck.set_defaults(func=cmd_check)
 
     data = sub.add_parser("data", help="get the dataset").add_subparsers(dest="data_command", required=True)

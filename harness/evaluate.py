@@ -25,7 +25,7 @@ from harness.models import get_arch, load_hidden_archs
 from harness.progress import RichProgress
 from harness.protocol import HIDDEN_ARCHS, LeaderboardRow, Kind, Phase, Profile, RunResult, RunSpec
 from harness.provenance import device_name, harness_commit, harness_version, utc_now
-from harness.sandbox import get_sandbox
+from harness.sandbox import resolve_sandbox
 from harness.submission import CheckReport, interface_check, sha256_file, static_check
 from harness.train import resolve_device, run_one
 
@@ -40,7 +40,7 @@ class EvaluateOptions:
     data_dir: Path | None = None
     runs_dir: Path = Path("runs")
     leaderboard: Path | None = None
-    sandbox: str = "none"
+    sandbox: str = "auto"
     kind: Kind = "submission"
     hidden_dir: Path | None = None
 
@@ -110,9 +110,9 @@ def evaluate(path: Path, opts: EvaluateOptions, console: Console) -> int:
     device = resolve_device(opts.device)
     copy, sha = prepare_submission(path, opts.runs_dir, profile)
     eval_dir = copy.parent
-    sandbox = get_sandbox(opts.sandbox)
-    if sandbox.warning:
-        console.print(f"[yellow]warning:[/] {sandbox.warning}")
+    sandbox, warning = resolve_sandbox(opts.sandbox, allow_fallback=profile.allow_unsandboxed_fallback)
+    if warning:
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}")
 
     console.print(f"checking {path} (sha256 {sha[:12]}) in sandbox '{sandbox.name}'")
     report = interface_check(copy, sandbox=sandbox, log_path=eval_dir / "check.log",

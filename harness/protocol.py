@@ -69,6 +69,8 @@ class Profile(_Frozen):
     # Total seconds the loss worker may spend answering step calls in one run (the full
     # protocol makes 78,200 calls; ordinary losses need well under 1 ms each).
     worker_run_budget_s: float = 3600.0
+    # --sandbox auto may fall back to running unsandboxed (loudly) when no sandbox exists.
+    allow_unsandboxed_fallback: bool = False
 
 
 PROFILES: dict[str, Profile] = {
@@ -94,6 +96,7 @@ PROFILES: dict[str, Profile] = {
         archs=PUBLIC_ARCHS,
         train_subset=2000,
         test_subset=500,
+        allow_unsandboxed_fallback=True,
     ),
     "tiny": Profile(
         name="tiny",
@@ -106,6 +109,7 @@ PROFILES: dict[str, Profile] = {
         archs=("resnet20",),
         train_subset=256,
         test_subset=128,
+        allow_unsandboxed_fallback=True,
     ),
 }
 

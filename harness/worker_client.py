@@ -138,6 +138,7 @@ class LossWorker:
             except (ProcessLookupError, PermissionError):
                 pass
             proc.wait()
+            self.sandbox.release(proc)
             for stream in (proc.stdin, proc.stdout):
                 try:
                     if stream:
@@ -198,8 +199,11 @@ class LossWorker:
             except subprocess.TimeoutExpired:
                 pass
         how = f" with exit code {code}" if code is not None else ""
-        if code is not None and code < 0:
-            how = f" (killed by signal {signal.Signals(-code).name})" if -code in signal.valid_signals() else how
+        # a negative code is a signal; sandboxes (bwrap, docker) report 128 + signal
+        sig = -code if code is not None and code < 0 else (code - 128 if code is not None and code > 128 else None)
+        if sig is not None and sig in signal.valid_signals():
+            how = f" (killed by signal {signal.Signals(sig).name}"
+            how += ": the sandbox's memory limit is the usual cause)" if sig == signal.SIGKILL else ")"
         tail = _tail(self.log_path)
         return WorkerError("crash", f"{what}{how}", f"last worker output:\n{tail}" if tail else "")
 

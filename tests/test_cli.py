@@ -91,3 +91,38 @@ def test_readme_smoke_evaluation(tmp_path):
     df = pd.read_csv(tmp_path / "leaderboard-smoke.csv")
     assert df["arch"].tolist() == ["resnet20", "resnet56"] and (df["status"] == "ok").all()
     assert (df["best_fine_acc"] >= 10).all(), df[["arch", "best_fine_acc"]]
+
+
+def _without_sandboxes(tmp_path):
+    env = harness_env()
+    env["PATH"] = str(tmp_path / "empty-bin")  # no bwrap, no docker on PATH
+    return env
+
+
+def test_auto_sandbox_refuses_the_full_profile_without_a_sandbox(tmp_path):
+    exe = shutil.which("harness")
+    r = subprocess.run([exe, "evaluate", str(REPO / "submissions" / "example_loss.py")], cwd=tmp_path,
+                       capture_output=True, text=True, env=_without_sandboxes(tmp_path), timeout=300)
+    assert r.returncode == 2
+    assert "no sandbox is available" in r.stderr and "bubblewrap" in r.stderr and "--sandbox none" in r.stderr
+
+
+def test_auto_sandbox_falls_back_loudly_for_the_demo_profiles(tmp_path):
+    exe = shutil.which("harness")
+    r = subprocess.run([exe, "evaluate", str(REPO / "submissions" / "example_loss.py"), "--profile", "tiny"],
+                       cwd=tmp_path, capture_output=True, text=True, env=_without_sandboxes(tmp_path), timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "NO SANDBOX AVAILABLE" in r.stdout
+    assert pd.read_csv(tmp_path / "leaderboard-tiny.csv")["sandbox"].tolist() == ["none"]
+
+
+@pytest.mark.bwrap
+def test_default_evaluation_uses_a_real_sandbox_when_there_is_one(tmp_path):
+    from harness.sandbox import get_sandbox
+
+    if not get_sandbox("bwrap").available():
+        pytest.skip("bubblewrap is not available")
+    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "tiny", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "in sandbox 'bwrap'" in r.stdout
+    assert pd.read_csv(tmp_path / "leaderboard-tiny.csv")["sandbox"].tolist() == ["bwrap"]

@@ -25,10 +25,18 @@ class Sandbox(ABC):
     #: What this backend does not protect against, shown to the user.
     warning: str | None = None
 
+    @classmethod
+    def available(cls) -> bool:
+        """Whether this backend can run on this host now (used by ``--sandbox auto``)."""
+        return True
+
     @abstractmethod
     def spawn(self, submission: Path, *, stderr: IO[bytes]) -> tuple[subprocess.Popen, str]:
         """Start the worker. Returns the process (stdin/stdout piped, in its own session
         so it can be killed as a group) and the submission path as the worker sees it."""
+
+    def release(self, proc: subprocess.Popen) -> None:  # noqa: B027  (optional hook)
+        """Called after ``proc`` was killed: remove whatever else the backend created."""
 
 
 _BACKENDS: dict[str, type[Sandbox]] = {}
@@ -49,7 +57,40 @@ def get_sandbox(name: str) -> Sandbox:
     try:
         return _BACKENDS[name]()
     except KeyError:
-        raise UsageError(f"unknown sandbox {name!r}; choose one of {', '.join(available_sandboxes())}") from None
+        raise UsageError(f"unknown sandbox {name!r}; choose one of auto, {', '.join(available_sandboxes())}") from None
 
 
-from harness.sandbox import none as _none  # noqa: E402,F401  (registers the backend)
+AUTO_ORDER = ("docker", "bwrap")
+"""``--sandbox auto`` takes the first of these that is registered and available."""
+
+NO_SANDBOX_HELP = (
+    "install bubblewrap (apt-get install bubblewrap), or Docker plus the sandbox image "
+    "(harness image build), or pass --sandbox none to run trusted code unsandboxed"
+)
+
+
+def resolve_sandbox(name: str, *, allow_fallback: bool) -> tuple[Sandbox, str | None]:
+    """The backend for ``--sandbox NAME``; for ``auto`` the first available real one.
+
+    With none available, ``auto`` falls back to ``none`` if ``allow_fallback`` (the
+    demo profiles on synthetic data), returning a prominent warning as the second item;
+    otherwise it raises :class:`UsageError` listing the options.
+    """
+    if name != "auto":
+        sandbox = get_sandbox(name)
+        if not sandbox.available():
+            raise UsageError(f"the {name} sandbox is not available on this host; {NO_SANDBOX_HELP}")
+        return sandbox, sandbox.warning
+    for candidate in AUTO_ORDER:
+        cls = _BACKENDS.get(candidate)
+        if cls is not None and cls.available():
+            return cls(), None
+    if not allow_fallback:
+        raise UsageError(f"no sandbox is available for untrusted code: {NO_SANDBOX_HELP}")
+    none = get_sandbox("none")
+    return none, ("NO SANDBOX AVAILABLE: the submission runs as a plain process that can read your files "
+                  f"and use the network (allowed for this demo profile only). To fix: {NO_SANDBOX_HELP}.")
+
+
+from harness.sandbox import bwrap as _bwrap  # noqa: E402,F401  (registers the backends)
+from harness.sandbox import none as _none  # noqa: E402,F401

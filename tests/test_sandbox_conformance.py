@@ -1,0 +1,158 @@
+"""One conformance suite for every sandbox backend.
+
+Each backend runs the same probe (``sandbox_probe_template.py``) and must hold the same
+guarantees. ``none`` is not a sandbox: its known gaps are listed in ``NONE_GAPS`` and
+asserted as gaps, so the day one closes the list must change.
+
+Backends that are not installed are skipped, except those named in
+``HARNESS_REQUIRE_SANDBOXES`` (comma-separated; CI sets it), which then fail instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.protocol import OptimizerSettings
+from harness.sandbox import get_sandbox
+from harness.worker_client import LossWorker, StepRequest, WorkerError
+
+TEMPLATE = Path(__file__).parent / "sandbox_probe_template.py"
+REQUIRED = {s for s in os.environ.get("HARNESS_REQUIRE_SANDBOXES", "").split(",") if s}
+BACKENDS = [pytest.param("none"), pytest.param("bwrap", marks=pytest.mark.bwrap)]
+
+#: What ``--sandbox none`` does not protect against (it is for trusted code).
+NONE_GAPS = {"network", "secret_file", "write_leaderboard", "write_tmp_64mib", "uid_root", "spawn_64",
+             "detached_survives", "memory"}
+
+
+def backend(name):
+    sandbox = get_sandbox(name)
+    if not sandbox.available():
+        if name in REQUIRED:
+            pytest.fail(f"sandbox {name!r} is required here (HARNESS_REQUIRE_SANDBOXES) but not available")
+        pytest.skip(f"sandbox {name!r} is not available on this host")
+    return sandbox
+
+
+@pytest.fixture
+def listener():
+    """A TCP server on loopback that answers 'host-secret' to anyone who connects."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            conn.sendall(b"host-secret")
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def make_probe(tmp_path, port, allocate="no"):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("host-secret")
+    leaderboard = tmp_path / "leaderboard.csv"
+    leaderboard.write_text("schema_version\n")
+    source = (TEMPLATE.read_text().replace("SECRET_FILE_PATH", str(secret)).replace("LEADERBOARD_PATH", str(leaderboard))
+              .replace("PORT_NUMBER", str(port)).replace("SECRET_ENV_NAME", "HARNESS_TEST_SECRET")
+              .replace('"ALLOCATE"', f'"{allocate}"'))
+    probe = tmp_path / "probe.py"
+    probe.write_text(source)
+    return probe, leaderboard
+
+
+def run_probe(sandbox, probe, log, steps=1):
+    with LossWorker(probe, sandbox=sandbox, seed=0, optimizer=OptimizerSettings(), log_path=log,
+                    start_timeout=120, call_timeout=60) as worker:
+        worker.start()
+        for i in range(steps):
+            worker.step(StepRequest(0, 10, i, 5, 0.1, 2.0, 1.0))
+    text = log.read_text(errors="replace")
+    line = next(line for line in text.splitlines() if line.startswith("PROBE "))
+    return json.loads(line[len("PROBE "):]), text
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _sleepers() -> set[int]:
+    pids = set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", b"300"] and _alive(int(d.name)):
+                    pids.add(int(d.name))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_conformance(name, tmp_path, listener, monkeypatch):
+    sandbox = backend(name)
+    monkeypatch.setenv("HARNESS_TEST_SECRET", "host-secret-env")
+    probe, leaderboard = make_probe(tmp_path, listener)
+    before = _sleepers()
+    report, log = run_probe(sandbox, probe, tmp_path / "worker.log")
+    time.sleep(0.5)
+    leftover = _sleepers() - before
+    for pid in leftover:  # never leave anything behind on the test machine
+        os.kill(pid, 9)
+
+    observed_gaps = {
+        "network": report["network"]["ok"],
+        "secret_file": report["secret_file"]["ok"],
+        "write_leaderboard": report["write_leaderboard"]["ok"] or "forged" in leaderboard.read_text(),
+        "write_tmp_64mib": report["write_tmp_64mib"]["ok"],
+        "uid_root": report["uid"] == 0,
+        "spawn_64": report["spawn_64"]["ok"],
+        "detached_survives": bool(leftover),
+    }
+    expected = {gap: (name == "none" and gap in NONE_GAPS) for gap in observed_gaps}
+    assert observed_gaps == expected, json.dumps(report, indent=1)
+
+    # guarantees every backend gives, none included
+    assert not report["secret_env"]["ok"] and "HARNESS_TEST_SECRET" not in report["environ"]
+    assert "host-secret" not in json.dumps(report["environ"])
+    assert report["threads"] == 1 and report["cuda_visible"] == ""
+    assert report["write_tmp_small"]["ok"], report["write_tmp_small"]
+    if name != "none":
+        assert not report["etc_passwd"]["ok"] and not report["write_root"]["ok"]
+        assert set(report["environ"]) <= {"PATH", "LANG", "HOME", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                           "PYTHONHASHSEED", "CUDA_VISIBLE_DEVICES", "PWD", "LC_CTYPE"}
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_memory_cap(name, tmp_path, listener):
+    sandbox = backend(name)
+    if name == "none":
+        pytest.skip("known gap of --sandbox none: no memory cap (allocating 3 GiB would succeed)")
+    probe, _ = make_probe(tmp_path, listener, allocate="yes")
+    with pytest.raises(WorkerError) as e:
+        run_probe(sandbox, probe, tmp_path / "worker.log")
+    assert e.value.stage in ("crash", "forward"), e.value
+    assert "killed by signal SIGKILL" in str(e.value) or "out of memory" in str(e.value).lower()
