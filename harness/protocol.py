@@ -110,6 +110,7 @@ PROFILES: dict[str, Profile] = {
         train_subset=256,
         test_subset=128,
         allow_unsandboxed_fallback=True,
+        worker_call_timeout_s=10.0,
     ),
 }
 

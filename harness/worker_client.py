@@ -11,16 +11,40 @@ import os
 import select
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from harness import worker as wire
 from harness.protocol import OptimizerSettings
 from harness.sandbox import Sandbox
 
 DEFAULT_MAX_PARAMS = 1_000_000
+LOG_CAP_BYTES = 1 << 20  # of worker output kept per log; the rest is counted and dropped
+
+
+class _LogDrain(threading.Thread):
+    """Copies the worker's stderr into its log, keeping at most ``cap`` bytes."""
+
+    def __init__(self, pipe: IO[bytes], path: Path | None, cap: int = LOG_CAP_BYTES) -> None:
+        super().__init__(daemon=True)
+        self.pipe, self.path, self.cap = pipe, path, cap
+        self.kept = self.dropped = 0
+
+    def run(self) -> None:
+        with open(self.path or os.devnull, "wb") as log:
+            while chunk := self.pipe.read1(1 << 16):
+                room = max(0, self.cap - self.kept)
+                if room:
+                    log.write(chunk[:room])
+                    log.flush()
+                self.kept += min(room, len(chunk))
+                self.dropped += len(chunk) - min(room, len(chunk))
+            if self.dropped:
+                log.write(f"\n[harness: {self.dropped:,} more bytes of worker output were dropped]\n".encode())
+        self.pipe.close()
 
 
 class WorkerError(RuntimeError):
@@ -92,6 +116,7 @@ class LossWorker:
         self.run_budget = run_budget
         self.spent = 0.0  # seconds spent waiting for step replies, against run_budget
         self.proc: subprocess.Popen | None = None
+        self._drain: _LogDrain | None = None
         self._buffer = bytearray()
 
     # ------------------------------------------------------------------ lifecycle
@@ -104,10 +129,12 @@ class LossWorker:
 
     def start(self) -> Ready:
         try:
-            with open(self.log_path or os.devnull, "wb") as log:
-                self.proc, inside_path = self.sandbox.spawn(self.submission, stderr=log)
+            self.proc, inside_path = self.sandbox.spawn(self.submission, stderr=subprocess.PIPE)
         except OSError as e:
             raise WorkerError("spawn", f"could not start the loss worker ({type(e).__name__}: {e})") from e
+        assert self.proc.stderr is not None
+        self._drain = _LogDrain(self.proc.stderr, self.log_path)
+        self._drain.start()
         self._send(wire.pack_json(wire.INIT, {
             "submission": inside_path, "seed": self.seed, "max_params": self.max_params, "dtype": self.dtype,
             "optimizer": self.optimizer.model_dump(include={"lr", "momentum", "weight_decay", "nesterov"}),
@@ -139,6 +166,7 @@ class LossWorker:
                 pass
             proc.wait()
             self.sandbox.release(proc)
+            self._join_drain()
             for stream in (proc.stdin, proc.stdout):
                 try:
                     if stream:
@@ -191,6 +219,10 @@ class LossWorker:
         except (BrokenPipeError, OSError):
             raise self._crashed("the loss worker exited") from None
 
+    def _join_drain(self) -> None:
+        if self._drain is not None:
+            self._drain.join(timeout=2)
+
     def _crashed(self, what: str) -> WorkerError:
         code = None
         if self.proc is not None:
@@ -198,6 +230,7 @@ class LossWorker:
                 code = self.proc.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 pass
+            self._join_drain()
         how = f" with exit code {code}" if code is not None else ""
         # a negative code is a signal; sandboxes (bwrap, docker) report 128 + signal
         sig = -code if code is not None and code < 0 else (code - 128 if code is not None and code > 128 else None)

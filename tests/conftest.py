@@ -48,6 +48,22 @@ def write_submission(tmp_path):
     return write
 
 
+REQUIRED_SANDBOXES = {s for s in os.environ.get("HARNESS_REQUIRE_SANDBOXES", "").split(",") if s}
+
+
+def require_sandbox(name: str):
+    """The backend, or skip the test when it is not installed here; a backend listed in
+    ``HARNESS_REQUIRE_SANDBOXES`` (CI sets it) fails the test instead of skipping it."""
+    from harness.sandbox import get_sandbox
+
+    sandbox = get_sandbox(name)
+    if not sandbox.available():
+        if name in REQUIRED_SANDBOXES:
+            pytest.fail(f"sandbox {name!r} is required here (HARNESS_REQUIRE_SANDBOXES) but not available")
+        pytest.skip(f"sandbox {name!r} is not available on this host")
+    return sandbox
+
+
 def harness_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("COLUMNS", "160")

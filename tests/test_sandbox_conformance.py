@@ -19,12 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require_sandbox
 from harness.protocol import OptimizerSettings
-from harness.sandbox import get_sandbox
 from harness.worker_client import LossWorker, StepRequest, WorkerError
 
 TEMPLATE = Path(__file__).parent / "sandbox_probe_template.py"
-REQUIRED = {s for s in os.environ.get("HARNESS_REQUIRE_SANDBOXES", "").split(",") if s}
 BACKENDS = [pytest.param("none"), pytest.param("bwrap", marks=pytest.mark.bwrap)]
 
 #: What ``--sandbox none`` does not protect against (it is for trusted code).
@@ -33,12 +32,7 @@ NONE_GAPS = {"network", "secret_file", "write_leaderboard", "write_tmp_64mib", "
 
 
 def backend(name):
-    sandbox = get_sandbox(name)
-    if not sandbox.available():
-        if name in REQUIRED:
-            pytest.fail(f"sandbox {name!r} is required here (HARNESS_REQUIRE_SANDBOXES) but not available")
-        pytest.skip(f"sandbox {name!r} is not available on this host")
-    return sandbox
+    return require_sandbox(name)
 
 
 @pytest.fixture

@@ -31,9 +31,10 @@ class Sandbox(ABC):
         return True
 
     @abstractmethod
-    def spawn(self, submission: Path, *, stderr: IO[bytes]) -> tuple[subprocess.Popen, str]:
-        """Start the worker. Returns the process (stdin/stdout piped, in its own session
-        so it can be killed as a group) and the submission path as the worker sees it."""
+    def spawn(self, submission: Path, *, stderr: IO[bytes] | int) -> tuple[subprocess.Popen, str]:
+        """Start the worker. Returns the process (stdin/stdout piped, stderr to ``stderr``,
+        in its own session so it can be killed as a group) and the submission path as the
+        worker sees it."""
 
     def release(self, proc: subprocess.Popen) -> None:  # noqa: B027  (optional hook)
         """Called after ``proc`` was killed: remove whatever else the backend created."""

@@ -98,7 +98,7 @@ class BwrapSandbox(Sandbox):
         prefix = cgroups.join_command() or rlimit_command(self.limits)
         return prefix + args
 
-    def spawn(self, submission: Path, *, stderr: IO[bytes]) -> tuple[subprocess.Popen, str]:
+    def spawn(self, submission: Path, *, stderr: IO[bytes] | int) -> tuple[subprocess.Popen, str]:
         cgroups = make_cgroups(self.limits)
         try:
             proc = subprocess.Popen(self.command(submission, cgroups), stdin=subprocess.PIPE,

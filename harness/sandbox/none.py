@@ -33,7 +33,7 @@ class NoSandbox(Sandbox):
         "the scorer, but it can read your files and use the network. Use it for trusted code only."
     )
 
-    def spawn(self, submission: Path, *, stderr: IO[bytes]) -> tuple[subprocess.Popen, str]:
+    def spawn(self, submission: Path, *, stderr: IO[bytes] | int) -> tuple[subprocess.Popen, str]:
         proc = subprocess.Popen(
             [sys.executable, "-I", "-B", str(WORKER_SCRIPT)],
             stdin=subprocess.PIPE,
