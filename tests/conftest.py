@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -46,6 +49,35 @@ def write_submission(tmp_path):
         return path
 
     return write
+
+
+@contextlib.contextmanager
+def loopback_listener(reply: bytes):
+    """A TCP server on 127.0.0.1 that sends ``reply`` to whoever connects; yields its port.
+    Bounded: it stops with the test."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            conn.sendall(reply)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
 
 
 REQUIRED_SANDBOXES = {s for s in os.environ.get("HARNESS_REQUIRE_SANDBOXES", "").split(",") if s}

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import require_sandbox
+from conftest import loopback_listener, require_sandbox
 from harness.protocol import OptimizerSettings
 from harness.worker_client import LossWorker, StepRequest, WorkerError
 
@@ -37,28 +35,9 @@ def backend(name):
 
 @pytest.fixture
 def listener():
-    """A TCP server on loopback that answers 'host-secret' to anyone who connects."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(4)
-    server.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            conn.sendall(b"host-secret")
-            conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    server.close()
+    """A loopback server that answers 'host-secret' to anyone who connects."""
+    with loopback_listener(b"host-secret") as port:
+        yield port
 
 
 def make_probe(tmp_path, port, allocate="no"):

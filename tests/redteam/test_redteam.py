@@ -16,16 +16,14 @@ not exist, and no process the submission started is still running.
 import os
 import re
 import shutil
-import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import harness_env, require_sandbox, run_spec, tiny_profile
+from conftest import harness_env, loopback_listener, require_sandbox, run_spec, tiny_profile
 from harness.errors import SubmissionRejected
 from harness.submission import interface_check, static_check
 from harness.train import run_one
@@ -70,26 +68,8 @@ def host(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_REDTEAM_SECRET", SECRET)
     leaderboard = tmp_path / "leaderboard.csv"
     leaderboard.write_text("schema_version,status\n1,ok\n")
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    server.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-                conn.sendall(SECRET.encode())
-                conn.close()
-            except OSError:
-                continue
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield {"dir": tmp_path, "port": server.getsockname()[1], "leaderboard": leaderboard,
-           "marker": tmp_path / "pwned-marker"}
-    stop.set()
-    server.close()
+    with loopback_listener(SECRET.encode()) as port:
+        yield {"dir": tmp_path, "port": port, "leaderboard": leaderboard, "marker": tmp_path / "pwned-marker"}
 
 
 def materialise(name: str, host: dict) -> Path:
