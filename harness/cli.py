@@ -20,17 +20,51 @@ from harness.sandbox import available_sandboxes, resolve_sandbox
 from harness.submission import interface_check, static_check
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_REJECTED = 0, 1, 2
+DEFAULT_BASELINES_DIR = Path(__file__).resolve().parent.parent / "baselines"
+
+
+def _evaluate_options(args: argparse.Namespace, kind: str):
+    from harness.evaluate import EvaluateOptions
+
+    return EvaluateOptions(
+        profile=get_profile(args.profile), phase=args.phase, archs=tuple(args.arch or ()),
+        seeds=tuple(args.seed or ()), device=args.device, data_dir=args.data_dir, runs_dir=args.runs_dir,
+        leaderboard=args.leaderboard, sandbox=args.sandbox, hidden_dir=args.hidden_dir, kind=kind,
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
-    from harness.evaluate import EvaluateOptions, evaluate
+    from harness.evaluate import evaluate
 
-    opts = EvaluateOptions(
-        profile=get_profile(args.profile), phase=args.phase, archs=tuple(args.arch or ()),
-        seeds=tuple(args.seed or ()), device=args.device, data_dir=args.data_dir, runs_dir=args.runs_dir,
-        leaderboard=args.leaderboard, sandbox=args.sandbox, hidden_dir=args.hidden_dir,
-    )
-    return evaluate(args.path, opts, console)
+    return evaluate(args.path, _evaluate_options(args, "submission"), console)
+
+
+def cmd_baselines(args: argparse.Namespace, console: Console) -> int:
+    """Evaluate every file in the baselines directory (or those named by --only) as
+    ordinary submissions whose rows say ``kind=baseline``."""
+    from harness.evaluate import evaluate
+
+    files = sorted(p for p in args.baselines_dir.glob("*.py") if not p.name.startswith("_"))
+    known = {p.stem: p for p in files}
+    if not known:
+        raise UsageError(f"no baselines found in {args.baselines_dir}")
+    unknown = [n for n in args.only or () if n not in known]
+    if unknown:
+        raise UsageError(f"unknown baseline(s) {', '.join(unknown)}; available: {', '.join(known)}")
+    chosen = [known[n] for n in args.only] if args.only else files
+    opts = _evaluate_options(args, "baseline")
+    codes = {}
+    for path in chosen:
+        console.rule(f"baseline {path.stem}")
+        try:
+            codes[path.stem] = evaluate(path, opts, console)
+        except SubmissionRejected as e:  # a broken baseline must not stop the others
+            console.print(f"[red]rejected:[/] {escape(str(e))}")
+            codes[path.stem] = EXIT_REJECTED
+    bad = {name: code for name, code in codes.items() if code}
+    if bad:
+        console.print(f"[red]not ok:[/] {', '.join(bad)}")
+    return max(codes.values())
 
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
@@ -65,6 +99,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="check a submission, train with it and append to the leaderboard")
     ev.add_argument("path", type=Path, help="the submission file (defines class MultiTaskLoss)")
+    _add_evaluate_options(ev)
+    ev.set_defaults(func=cmd_evaluate)
+
+    bl = sub.add_parser("baselines", help="evaluate the baselines (rows marked kind=baseline)")
+    bl.add_argument("--only", action="append", metavar="NAME", help="only this baseline (repeatable), e.g. dwa")
+    bl.add_argument("--baselines-dir", type=Path, default=DEFAULT_BASELINES_DIR,
+                    help="where the baseline files are (default: baselines/ of the source checkout)")
+    _add_evaluate_options(bl)
+    bl.set_defaults(func=cmd_baselines)
+
+    ck = sub.add_parser("check", help="check a submission's file and interface without training")
+    ck.add_argument("path", type=Path)
+    ck.add_argument("--sandbox", default="auto", choices=["auto", *available_sandboxes()])
+    ck.set_defaults(func=cmd_check)
+
+    data = sub.add_parser("data", help="get the dataset").add_subparsers(dest="data_command", required=True)
+    syn = data.add_parser("synthetic", help="write synthetic CIFAR-100-format data to DIR")
+    syn.add_argument("dir", type=Path)
+    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--train-size", type=int, default=5000)
+    syn.add_argument("--test-size", type=int, default=1000)
+    syn.set_defaults(func=cmd_data_synthetic)
+    dl = data.add_parser("download", help="download CIFAR-100 (needs torchvision: pip install 'harness[download]')")
+    dl.add_argument("--data-dir", type=Path)
+    dl.set_defaults(func=cmd_data_download)
+    return parser
+
+
+def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("--profile", default="full", choices=list(PROFILES),
                     help="full: the task card's protocol (default); smoke: quick demo on synthetic data; "
                          "tiny: for tests")
@@ -83,24 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
                          "none runs it as a plain process (trusted code only)")
     ev.add_argument("--hidden-dir", type=Path, help="where the hidden architectures are (default: ./hidden "
                     "of the source checkout)")
-    ev.set_defaults(func=cmd_evaluate)
-
-    ck = sub.add_parser("check", help="check a submission's file and interface without training")
-    ck.add_argument("path", type=Path)
-    ck.add_argument("--sandbox", default="auto", choices=["auto", *available_sandboxes()])
-    ck.set_defaults(func=cmd_check)
-
-    data = sub.add_parser("data", help="get the dataset").add_subparsers(dest="data_command", required=True)
-    syn = data.add_parser("synthetic", help="write synthetic CIFAR-100-format data to DIR")
-    syn.add_argument("dir", type=Path)
-    syn.add_argument("--seed", type=int, default=0)
-    syn.add_argument("--train-size", type=int, default=5000)
-    syn.add_argument("--test-size", type=int, default=1000)
-    syn.set_defaults(func=cmd_data_synthetic)
-    dl = data.add_parser("download", help="download CIFAR-100 (needs torchvision: pip install 'harness[download]')")
-    dl.add_argument("--data-dir", type=Path)
-    dl.set_defaults(func=cmd_data_download)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

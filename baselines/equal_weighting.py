@@ -1,0 +1,11 @@
+"""Equal weighting: the plain sum of the task losses, ``L = L_fine + L_coarse``.
+
+The task card's default baseline. Weights (1, 1).
+"""
+
+import torch.nn as nn
+
+
+class MultiTaskLoss(nn.Module):
+    def forward(self, fine_loss, coarse_loss, epoch, total_epochs):
+        return fine_loss + coarse_loss
