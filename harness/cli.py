@@ -80,6 +80,13 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def cmd_image_build(args: argparse.Namespace, console: Console) -> int:
+    from harness.sandbox.image import build_image
+
+    build_image(base_image=args.base_image, bootstrap=args.bootstrap, console=console)
+    return EXIT_OK
+
+
 def cmd_data_synthetic(args: argparse.Namespace, console: Console) -> int:
     out = write_synthetic(args.dir, seed=args.seed, n_train=args.train_size, n_test=args.test_size)
     console.print(f"wrote synthetic CIFAR-100-format data ({args.train_size:,} train / {args.test_size:,} test) to {out}")
@@ -113,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("path", type=Path)
     ck.add_argument("--sandbox", default="auto", choices=["auto", *available_sandboxes()])
     ck.set_defaults(func=cmd_check)
+
+    image = sub.add_parser("image", help="the Docker sandbox image").add_subparsers(dest="image_command", required=True)
+    ib = image.add_parser("build", help="build the sandbox image (wheelhouse on the host, no network in the build)")
+    ib.add_argument("--base-image", default="harness-base:bookworm",
+                    help="local base image with python3 3.11 (default: harness-base:bookworm)")
+    ib.add_argument("--bootstrap", action="store_true",
+                    help="build the base image from Debian with debootstrap when it is missing")
+    ib.set_defaults(func=cmd_image_build)
 
     data = sub.add_parser("data", help="get the dataset").add_subparsers(dest="data_command", required=True)
     syn = data.add_parser("synthetic", help="write synthetic CIFAR-100-format data to DIR")

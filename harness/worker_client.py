@@ -160,10 +160,7 @@ class LossWorker:
         except (OSError, subprocess.TimeoutExpired, ValueError):
             pass
         finally:
-            try:  # the whole group: whatever the submission started goes too
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            self.sandbox.kill(proc)  # the worker and whatever the submission started
             proc.wait()
             self.sandbox.release(proc)
             self._join_drain()

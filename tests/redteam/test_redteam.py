@@ -58,7 +58,7 @@ CASES = [
 
 HERE = Path(__file__).parent
 SECRET = "host-secret-7f3a9c"
-REAL_BACKENDS = [pytest.param("bwrap", marks=pytest.mark.bwrap)]
+REAL_BACKENDS = [pytest.param("bwrap", marks=pytest.mark.bwrap), pytest.param("docker", marks=pytest.mark.docker)]
 
 
 @pytest.fixture

@@ -1,0 +1,195 @@
+"""``docker``: the worker in a container, through the Docker SDK.
+
+Enforced: no network (``network_mode=none``); read-only root filesystem; all capabilities
+dropped; ``no-new-privileges``; uid/gid 65534; memory (no swap), process-count and CPU
+limits; a size-capped tmpfs at /tmp; a cleared environment; only the worker script and the
+submission are mounted, read-only, into an image that holds Python and torch and nothing
+else (see the top-level ``Dockerfile`` and ``harness image build``). No GPU is requested.
+
+The protocol runs over the container's attach stream: :class:`DockerProcess` demultiplexes
+it into stdout/stderr pipes so the trainer drives a container exactly like a process.
+Containers carry the trainer's pid as a label; containers left by a trainer that died are
+removed the next time the backend starts.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import struct
+import subprocess
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+from harness.sandbox import WORKER_SCRIPT, Sandbox, register_sandbox
+from harness.sandbox.limits import Limits
+from harness.sandbox.none import SINGLE_THREAD_ENV
+
+IMAGE = os.environ.get("HARNESS_SANDBOX_IMAGE", "harness-sandbox:latest")
+LABEL = "harness.loss-worker"
+INSIDE_WORKER = "/sandbox/worker.py"
+INSIDE_SUBMISSION = "/sandbox/submission.py"
+
+
+def _client() -> Any:
+    import docker  # noqa: PLC0415  (optional: only this backend needs it)
+
+    return docker.from_env(timeout=30)
+
+
+@functools.cache
+def docker_available() -> bool:
+    """An engine answers and the sandbox image exists."""
+    try:
+        client = _client()
+        client.ping()
+        client.images.get(IMAGE)
+        return True
+    except Exception:  # noqa: BLE001  (no SDK, no engine, no image: all mean "not available")
+        return False
+
+
+class _Stdin:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def write(self, data: bytes) -> int:
+        self.sock.sendall(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+class DockerProcess:
+    """A started container seen as a process: ``stdin``, ``stdout``, ``stderr`` (pipes fed
+    from the demultiplexed attach stream), ``poll``, ``wait``, ``returncode``."""
+
+    def __init__(self, container: Any, sock: socket.socket) -> None:
+        self.container = container
+        self.sock = sock
+        self.returncode: int | None = None
+        out_r, self._out_w = os.pipe()
+        err_r, self._err_w = os.pipe()
+        self.stdin = _Stdin(sock)
+        self.stdout = os.fdopen(out_r, "rb", buffering=0)
+        self.stderr = os.fdopen(err_r, "rb")
+        self._demux = threading.Thread(target=self._pump, daemon=True)
+        self._demux.start()
+
+    def _pump(self) -> None:
+        """Attach-stream frames: ``<stream u8><3 pad><size u32 BE><payload>``."""
+        buf = b""
+        try:
+            while True:
+                chunk = self.sock.recv(1 << 16)
+                if not chunk:
+                    break
+                buf += chunk
+                while len(buf) >= 8:
+                    stream, size = buf[0], struct.unpack(">I", buf[4:8])[0]
+                    if len(buf) < 8 + size:
+                        break
+                    payload, buf = buf[8 : 8 + size], buf[8 + size :]
+                    fd = self._out_w if stream == 1 else self._err_w
+                    view = memoryview(payload)
+                    while view:
+                        view = view[os.write(fd, view):]
+        except OSError:
+            pass
+        finally:
+            os.close(self._out_w)
+            os.close(self._err_w)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                self.container.reload()
+                if self.container.status in ("exited", "dead"):
+                    self.returncode = int(self.container.attrs["State"]["ExitCode"])
+            except Exception:  # noqa: BLE001  (removed: it is gone)
+                self.returncode = -9
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is not None:
+            return self.returncode
+        try:
+            self.returncode = int(self.container.wait(timeout=timeout)["StatusCode"])
+        except Exception as e:  # noqa: BLE001
+            if type(e).__name__ in ("ReadTimeout", "ConnectionError", "ReadTimeoutError"):
+                raise subprocess.TimeoutExpired("docker wait", timeout or 0) from None
+            self.returncode = -9  # the container was removed
+        return self.returncode
+
+
+@register_sandbox
+class DockerSandbox(Sandbox):
+    name = "docker"
+
+    @classmethod
+    def available(cls) -> bool:
+        return docker_available()
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = _client()
+            self._remove_orphans()
+        return self._client
+
+    def _remove_orphans(self) -> None:
+        for container in self._client.containers.list(all=True, filters={"label": LABEL}):
+            owner = int(container.labels.get(LABEL, "0") or 0)
+            try:
+                os.kill(owner, 0)
+                alive = owner != 0
+            except (ProcessLookupError, PermissionError):
+                alive = False
+            if not alive:
+                container.remove(force=True)
+
+    def spawn(self, submission: Path, *, stderr: IO[bytes] | int) -> tuple[DockerProcess, str]:
+        if stderr is not subprocess.PIPE:
+            raise ValueError("the docker backend delivers the worker's stderr as a pipe")
+        env = dict(SINGLE_THREAD_ENV, PATH="/usr/local/bin:/usr/bin:/bin", LANG="C.UTF-8", HOME="/tmp")
+        try:
+            container = self.client.containers.create(
+                IMAGE, command=["python3", "-I", "-B", INSIDE_WORKER], stdin_open=True, tty=False,
+                network_mode="none", read_only=True, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+                user="65534:65534", mem_limit=self.limits.memory_bytes, memswap_limit=self.limits.memory_bytes,
+                pids_limit=self.limits.max_processes, nano_cpus=int(self.limits.cpus * 1e9),
+                tmpfs={"/tmp": f"size={self.limits.tmpfs_bytes},mode=1777"}, environment=env, working_dir="/tmp",
+                volumes={str(WORKER_SCRIPT): {"bind": INSIDE_WORKER, "mode": "ro"},
+                         str(Path(submission).resolve()): {"bind": INSIDE_SUBMISSION, "mode": "ro"}},
+                labels={LABEL: str(os.getpid())}, ipc_mode="none",
+            )
+            sock = self.client.api.attach_socket(
+                container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+            raw = sock._sock  # the SDK's SocketIO wraps the hijacked connection
+            container.start()
+        except Exception as e:  # noqa: BLE001  (SDK errors become spawn failures for the run)
+            raise OSError(f"docker could not start the sandbox container: {e}") from e
+        return DockerProcess(container, raw), INSIDE_SUBMISSION
+
+    def kill(self, proc: Any) -> None:
+        try:
+            proc.container.remove(force=True)
+        except Exception:  # noqa: BLE001  (already gone)
+            pass
+        try:
+            proc.sock.close()
+        except OSError:
+            pass
