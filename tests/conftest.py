@@ -15,6 +15,8 @@ from harness.data import load_dataset, write_synthetic
 
 REPO = Path(__file__).resolve().parent.parent
 SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
+BASELINES = REPO / "baselines"
+REDTEAM = Path(__file__).resolve().parent / "redteam"
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,13 @@
 import torch
 
-from conftest import SUBMISSIONS, run_spec, tiny_profile
+from conftest import BASELINES, run_spec, tiny_profile
 from harness.sandbox import get_sandbox
 from harness.train import run_one
 
 
 def _train(seed, tiny_splits, run_dir):
     train, test = tiny_splits
-    return run_one(run_spec(tiny_profile(epochs=2), seed=seed), submission=SUBMISSIONS / "uncertainty.py",
+    return run_one(run_spec(tiny_profile(epochs=2), seed=seed), submission=BASELINES / "uncertainty.py",
                    train=train, test=test, run_dir=run_dir, sandbox=get_sandbox("none"))
 
 

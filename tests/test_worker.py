@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import SUBMISSIONS, run_spec, tiny_profile
+from conftest import BASELINES, REDTEAM, SUBMISSIONS, run_spec, tiny_profile
 from harness.protocol import OptimizerSettings
 from harness.sandbox import get_sandbox
 from harness.submission import SubmissionRejected, interface_check, static_check
@@ -12,15 +12,15 @@ from harness.worker_client import LossWorker, StepRequest
 NONE = get_sandbox("none")
 
 
-@pytest.mark.parametrize("name, caps", [
-    ("uncertainty.py", ()),
-    ("dwa_state.py", ()),
-    ("gramian_mgda.py", ("gramian",)),
-    ("capabilities.py", ("step", "steps_per_epoch", "batch_fine_acc", "batch_coarse_acc")),
-    ("prints_garbage.py", ()),
-])
-def test_interface_check_accepts(name, caps):
-    report = interface_check(SUBMISSIONS / name, sandbox=NONE)
+@pytest.mark.parametrize("path, caps", [
+    (BASELINES / "uncertainty.py", ()),
+    (SUBMISSIONS / "dwa_state.py", ()),
+    (SUBMISSIONS / "gramian_mgda.py", ("gramian",)),
+    (SUBMISSIONS / "capabilities.py", ("step", "steps_per_epoch", "batch_fine_acc", "batch_coarse_acc")),
+    (SUBMISSIONS / "prints_garbage.py", ()),
+], ids=lambda v: v.name if hasattr(v, "name") else None)
+def test_interface_check_accepts(path, caps):
+    report = interface_check(path, sandbox=NONE)
     assert report.capabilities == caps
     assert report.probes == len(report.weights) == 12
 
@@ -50,7 +50,7 @@ def test_static_check_rejects_a_file_without_the_class(tmp_path):
 def test_uncertainty_weights_and_sgd_match_hand_computation():
     import math
 
-    with LossWorker(SUBMISSIONS / "uncertainty.py", sandbox=NONE, seed=0, optimizer=OptimizerSettings()) as w:
+    with LossWorker(BASELINES / "uncertainty.py", sandbox=NONE, seed=0, optimizer=OptimizerSettings()) as w:
         w.start()
         loss, d_fine, d_coarse = w.step(StepRequest(0, 10, 0, 5, 0.1, fine_loss=4.0, coarse_loss=2.0))
         assert (loss, d_fine, d_coarse) == (6.0, 1.0, 1.0)  # log_vars start at 0
@@ -65,10 +65,10 @@ def test_uncertainty_weights_and_sgd_match_hand_computation():
     assert s_fine_2 == pytest.approx(0.3 - 0.1 * (0.9 * -3 + grad), rel=1e-6)
 
 
-def _run(name, tmp_path, **profile_overrides):
+def _run(name, tmp_path, directory=SUBMISSIONS, **profile_overrides):
     profile = tiny_profile(**profile_overrides)
     train, test = _run.splits
-    return run_one(run_spec(profile, submission=name), submission=SUBMISSIONS / name, train=train, test=test,
+    return run_one(run_spec(profile, submission=name), submission=directory / name, train=train, test=test,
                    run_dir=tmp_path / "run", sandbox=NONE)
 
 
@@ -100,7 +100,7 @@ def test_worker_that_stops_answering_is_killed_and_the_run_fails(tmp_path):
 
 
 def test_worker_exit_mid_run_fails_the_run(tmp_path):
-    outcome = _run("exits_mid_run.py", tmp_path)
+    outcome = _run("exit_mid_run.py", tmp_path, directory=REDTEAM)
     assert outcome.result.status == "failed"
     assert "exited" in outcome.result.reason and "exit code 3" in outcome.result.reason
 
