@@ -237,7 +237,7 @@ class LossWorker:
         tail = _tail(self.log_path)
         return WorkerError("crash", f"{what}{how}", f"last worker output:\n{tail}" if tail else "")
 
-    def _read_some(self, deadline: float, doing: str) -> None:
+    def _read_some(self, deadline: float, timeout: float, doing: str) -> None:
         assert self.proc is not None and self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         remaining = deadline - time.monotonic()
@@ -245,22 +245,21 @@ class LossWorker:
         if not ready:
             self.close()
             raise WorkerError("timeout", f"the loss worker did not answer within "
-                              f"{self._limit:.0f} s while {doing}; it was stopped")
+                              f"{timeout:.0f} s while {doing}; it was stopped")
         chunk = os.read(fd, 1 << 16)
         if not chunk:
             raise self._crashed(f"the loss worker exited while {doing}")
         self._buffer += chunk
 
     def _recv(self, timeout: float, doing: str) -> tuple[int, bytes]:
-        self._limit = timeout
         deadline = time.monotonic() + timeout
         while len(self._buffer) < wire.HEADER.size:
-            self._read_some(deadline, doing)
+            self._read_some(deadline, timeout, doing)
         kind, length = wire.HEADER.unpack_from(self._buffer)
         if length > wire.MAX_FRAME:
             raise WorkerError("protocol", f"the worker sent a frame of {length} bytes (limit {wire.MAX_FRAME})")
         while len(self._buffer) < wire.HEADER.size + length:
-            self._read_some(deadline, doing)
+            self._read_some(deadline, timeout, doing)
         payload = bytes(self._buffer[wire.HEADER.size : wire.HEADER.size + length])
         del self._buffer[: wire.HEADER.size + length]
         if kind == wire.ERROR:
