@@ -9,16 +9,15 @@ of equal weighting (the paper's weights sum to 1, which would halve the learning
 Gradients are taken over the shared parameters of the backbone, not its features (not MGDA-UB).
 """
 
-import torch
 import torch.nn as nn
 
 
 class MultiTaskLoss(nn.Module):
     def forward(self, fine_loss, coarse_loss, epoch, total_epochs, *, gramian):
-        g = gramian.detach()
-        denom = g[0, 0] + g[1, 1] - 2 * g[0, 1]
+        g = gramian.detach().double()
+        denom = float(g[0, 0] + g[1, 1] - 2 * g[0, 1])
         if denom > 0:
-            a = ((g[1, 1] - g[0, 1]) / denom).clamp(0.0, 1.0)
+            a = min(max(float(g[1, 1] - g[0, 1]) / denom, 0.0), 1.0)
         else:  # identical gradients: any convex combination is the same point
-            a = torch.tensor(0.5)
-        return 2 * (a * fine_loss + (1 - a) * coarse_loss)
+            a = 0.5
+        return 2 * a * fine_loss + 2 * (1 - a) * coarse_loss

@@ -1,7 +1,6 @@
 """Baselines: each file checked like a submission, and its weights checked against an
 independent computation (hand-computed values, explicit projections, brute force)."""
 
-import importlib.util
 import math
 import shutil
 import subprocess
@@ -10,35 +9,16 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO, harness_env
+from baseline_utils import call, load
+from conftest import BASELINES, harness_env
 
-BASELINES = REPO / "baselines"
 NAMES = sorted(p.stem for p in BASELINES.glob("*.py"))
 
 
-def load(name):
-    spec = importlib.util.spec_from_file_location(f"baseline_{name}", BASELINES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.MultiTaskLoss()
-
-
-def call(loss, fine, coarse, epoch=0, total=10, **kwargs):
-    """``(L, dL/dfine, dL/dcoarse)`` for loss values ``fine`` and ``coarse``."""
-    f = torch.tensor(float(fine), requires_grad=True)
-    c = torch.tensor(float(coarse), requires_grad=True)
-    out = loss(f, c, epoch, total, **kwargs)
-    d_f, d_c = torch.autograd.grad(out, [f, c], allow_unused=True)
-    return float(out.detach()), 0.0 if d_f is None else float(d_f), 0.0 if d_c is None else float(d_c)
-
-
-def gram(g_f, g_c):
-    return torch.tensor([[g_f @ g_f, g_f @ g_c], [g_c @ g_f, g_c @ g_c]], dtype=torch.float32)
-
-
 def test_the_expected_files_exist():
-    assert {"equal_weighting", "uncertainty", "dwa", "dwa_batch", "pcgrad", "fine_only", "coarse_anneal",
-            "mgda", "rlw", "gls"} <= set(NAMES)
+    assert set(NAMES) == {
+        "equal_weighting", "uncertainty", "dwa", "dwa_batch", "pcgrad", "fine_only", "coarse_anneal", "rlw", "gls",
+        "db_mtl", "famo", "amtl", "mgda", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl", "upgrad", "gradnorm"}
 
 
 def test_fixed_weightings():
@@ -96,41 +76,70 @@ def test_rlw_weights_are_random_positive_seeded_and_sum_to_two():
     assert all(w_f > 0 and w_c > 0 and w_f + w_c == pytest.approx(2.0, rel=1e-6) for w_f, w_c in first)
 
 
-def _random_pairs(n=200, dim=50, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    for i in range(n):
-        g_f = torch.randn(dim, generator=g)
-        g_c = torch.randn(dim, generator=g)
-        if i % 2:  # make half of them conflict strongly
-            g_c = g_c - 1.5 * g_f * (g_f @ g_c).sign().clamp(min=0) - 0.5 * g_f
-        yield g_f, g_c
+def test_famo_matches_an_adam_driven_reference():
+    """An independent FAMO in the style of the official code: softmax logits stepped by
+    ``torch.optim.Adam`` with the softmax Jacobian from autograd, fed the losses one step late."""
+    loss = load("famo")
+    xi = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    adam = torch.optim.Adam([xi], lr=0.025, weight_decay=1e-3)
+    gen = torch.Generator().manual_seed(0)
+    prev, seen = None, set()
+    for step in range(40):
+        losses = torch.tensor([4.6, 3.0], dtype=torch.float64) * torch.exp(-step / 20 * torch.rand(2, generator=gen,
+                                                                                                 dtype=torch.float64))
+        if prev is not None:
+            delta = (prev + 1e-8).log() - (losses + 1e-8).log()
+            adam.zero_grad()
+            xi.grad = torch.autograd.grad(torch.softmax(xi, -1), xi, grad_outputs=delta)[0]
+            adam.step()
+        prev = losses
+        z = torch.softmax(xi.detach(), -1)
+        d = losses + 1e-8
+        expected = 2 * z / ((z / d).sum() * d)  # K * d/dL_k of sum_k z_k log L_k / c
+        _, d_f, d_c = call(loss, float(losses[0]), float(losses[1]), epoch=step // 10)
+        assert (d_f, d_c) == (pytest.approx(float(expected[0]), rel=1e-5), pytest.approx(float(expected[1]), rel=1e-5))
+        seen.add(round(float(z[0]), 3))
+    assert len(seen) > 10  # the logits did move
 
 
-def test_pcgrad_equals_explicit_projection():
-    loss = load("pcgrad")
-    conflicting = 0
-    for g_f, g_c in _random_pairs():
-        _, w_f, w_c = call(loss, 1.0, 1.0, gramian=gram(g_f, g_c))
-        if g_f @ g_c < 0:
-            conflicting += 1
-            p_f = g_f - (g_f @ g_c) / (g_c @ g_c) * g_c
-            p_c = g_c - (g_c @ g_f) / (g_f @ g_f) * g_f
-            expected = p_f + p_c
-        else:
-            expected = g_f + g_c
-        torch.testing.assert_close(w_f * g_f + w_c * g_c, expected, rtol=1e-4, atol=1e-4)
-    assert 50 < conflicting < 200
+def test_amtl_weights_follow_epoch_achievements():
+    loss = load("amtl")
+    schedule = {0: [(0.2, 0.5), (0.4, 0.7)], 1: [(0.5, 0.8), (0.5, 0.8)], 2: [(0.9, 0.9)]}
+    fine, coarse = 3.0, 1.5
+    softmax = lambda a, b: (math.exp(a) / (math.exp(a) + math.exp(b)), math.exp(b) / (math.exp(a) + math.exp(b)))
+    kpi_1 = (0.3, 0.6)  # epoch-0 mean accuracies, the first measurement
+    kpi_2 = (0.1 * 0.5 + 0.9 * 0.3, 0.1 * 0.8 + 0.9 * 0.6)  # EMA with momentum 0.1
+    expected = {0: (0.5, 0.5), 1: softmax((1 - kpi_1[0]) ** 2, (1 - kpi_1[1]) ** 2),
+                2: softmax((1 - kpi_2[0]) ** 2, (1 - kpi_2[1]) ** 2)}
+    for epoch, batches in schedule.items():
+        for acc_f, acc_c in batches:
+            value, d_f, d_c = call(loss, fine, coarse, epoch=epoch, batch_fine_acc=acc_f, batch_coarse_acc=acc_c)
+            w_f, w_c = expected[epoch]
+            assert value == pytest.approx(fine ** w_f * coarse ** w_c, rel=1e-6)
+            assert (d_f, d_c) == (pytest.approx(w_f * value / fine, rel=1e-5), pytest.approx(w_c * value / coarse,
+                                                                                             rel=1e-5))
+    assert expected[1][0] > expected[1][1]  # the task with the lower achievement gets more weight
 
 
-def test_mgda_is_the_min_norm_point_of_the_hull():
-    loss = load("mgda")
-    alphas = torch.linspace(0, 1, 20001)
-    for g_f, g_c in _random_pairs(n=100, seed=1):
-        _, w_f, w_c = call(loss, 1.0, 1.0, gramian=gram(g_f, g_c))
-        assert w_f + w_c == pytest.approx(2.0, rel=1e-5) and w_f >= 0 and w_c >= 0
-        hull = alphas[:, None] * g_f + (1 - alphas[:, None]) * g_c
-        best = hull[hull.norm(dim=1).argmin()]
-        torch.testing.assert_close((w_f * g_f + w_c * g_c) / 2, best, rtol=1e-3, atol=2e-3)
+def test_gradnorm_weights_and_their_gradient():
+    loss = load("gradnorm")
+    gramian = torch.tensor([[4.0, -0.7], [-0.7, 1.0]])  # |g_f| = 2, |g_c| = 1
+    for fine, coarse in [(4.0, 2.0), (2.0, 1.0)]:  # epoch 0: equal weights, L(0) = (3, 1.5)
+        assert call(loss, fine, coarse, epoch=0, gramian=gramian)[1:] == (1.0, 1.0)
+    f, c = torch.tensor(1.5, requires_grad=True), torch.tensor(1.2, requires_grad=True)
+    out = loss(f, c, 1, 10, gramian=gramian)
+    out.backward()
+    assert (float(f.grad), float(c.grad)) == (1.0, 1.0)  # w = 2 softmax(0) = (1, 1)
+    # by hand: weighted norms (2, 1), mean 1.5; L/L(0) = (0.5, 0.8), r = L/L(0) / 0.65;
+    # targets 1.5 r^1.5 ~ (1.01, 2.05): dL_grad/dw = (+2, -1); dw/ds = [[.5, -.5], [-.5, .5]]
+    r = (0.5 / 0.65, 0.8 / 0.65)
+    assert 2 - 1.5 * r[0] ** 1.5 > 0 and 1 - 1.5 * r[1] ** 1.5 < 0
+    torch.testing.assert_close(loss.s.grad, torch.tensor([1.5, -1.5]))
+    with torch.no_grad():
+        loss.s.copy_(torch.tensor([0.3, -0.1]))
+    _, d_f, d_c = call(loss, 1.5, 1.2, epoch=2, gramian=gramian)
+    z = math.exp(0.3) / (math.exp(0.3) + math.exp(-0.1))
+    assert (d_f, d_c) == (pytest.approx(2 * z, rel=1e-6), pytest.approx(2 * (1 - z), rel=1e-6))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -142,13 +151,18 @@ def test_every_baseline_passes_harness_check(name, tmp_path):
 
 
 def test_harness_baselines_marks_rows_as_baselines(tmp_path):
-    r = subprocess.run([shutil.which("harness"), "baselines", "--only", "equal_weighting", "--only", "pcgrad",
-                        "--profile", "tiny"], capture_output=True, text=True, env=harness_env(), cwd=tmp_path,
-                       timeout=600)
+    """A short smoke evaluation of baselines that exercise each optional input: none, the Gramian
+    (pcgrad), the Gramian with learnable parameters (gradnorm), batch accuracies (amtl) and
+    state across steps (famo)."""
+    chosen = ["equal_weighting", "pcgrad", "gradnorm", "amtl", "famo"]
+    args = [a for name in chosen for a in ("--only", name)]
+    r = subprocess.run([shutil.which("harness"), "baselines", *args, "--profile", "tiny"], capture_output=True,
+                       text=True, env=harness_env(), cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     df = pd.read_csv(tmp_path / "leaderboard-tiny.csv")
-    assert df["submission"].tolist() == ["equal_weighting.py", "pcgrad.py"]
+    assert sorted(df["submission"]) == sorted(f"{name}.py" for name in chosen)
     assert (df["kind"] == "baseline").all() and (df["status"] == "ok").all()
+    assert (df["best_fine_acc"] > 0).all()
     r = subprocess.run([shutil.which("harness"), "baselines", "--only", "nope", "--profile", "tiny"],
                        capture_output=True, text=True, env=harness_env(), cwd=tmp_path, timeout=60)
     assert r.returncode == 2 and "unknown baseline(s) nope" in r.stderr

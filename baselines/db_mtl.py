@@ -1,0 +1,34 @@
+"""DB-MTL (Lin et al., "Dual-Balancing Multi-Task Learning", 2023), through the Gramian.
+
+Loss-scale balancing: each task loss is log-transformed, ``log(L_k + 1e-8)``. Gradient-magnitude
+balancing: the gradients of the log losses over the shared backbone, ``h_k = g_k / (L_k + 1e-8)``,
+are each scaled to the largest of their norms, and the update is ``sum_k (max_j |h_j| / |h_k|) h_k``.
+With ``|h_k| = sqrt(G_kk) / (L_k + 1e-8)`` this is the loss ``sum_k alpha_k log(L_k + 1e-8)`` with
+the detached weights ``alpha_k = max_j |h_j| / |h_k|``.
+
+Approximation: LibMTL's DB-MTL keeps an exponential moving average of the gradient vectors
+(beta = 0.9) and normalises the averaged vectors. An average of past gradients cannot be expressed
+as a weighting of the current two gradients, so this file uses the current batch's gradients
+(beta = 0). The heads receive ``alpha_k / (L_k + 1e-8)`` times their own gradient (LibMTL leaves the
+heads' log-loss gradients unscaled).
+
+Normalisation: none beyond the method's own (each balanced gradient has the largest norm).
+A zero task gradient gets weight 0 (the other keeps weight 1).
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+
+EPS = 1e-8
+
+
+class MultiTaskLoss(nn.Module):
+    def forward(self, fine_loss, coarse_loss, epoch, total_epochs, *, gramian):
+        g = gramian.detach().double()
+        losses = (float(fine_loss.detach()) + EPS, float(coarse_loss.detach()) + EPS)
+        norms = [math.sqrt(max(float(g[k, k]), 0.0)) / losses[k] for k in range(2)]
+        top = max(norms)
+        alpha = [top / n if n > 0 else (1.0 if top == 0 else 0.0) for n in norms]
+        return alpha[0] * torch.log(fine_loss + EPS) + alpha[1] * torch.log(coarse_loss + EPS)
