@@ -29,7 +29,7 @@ def _evaluate_options(args: argparse.Namespace, kind: str):
     return EvaluateOptions(
         profile=get_profile(args.profile), phase=args.phase, archs=tuple(args.arch or ()),
         seeds=tuple(args.seed or ()), device=args.device, data_dir=args.data_dir, runs_dir=args.runs_dir,
-        leaderboard=args.leaderboard, sandbox=args.sandbox, hidden_dir=args.hidden_dir, kind=kind,
+        leaderboard=args.leaderboard, sandbox=args.sandbox, hidden_dir=args.hidden_dir, kind=kind, force=args.force,
     )
 
 
@@ -68,15 +68,30 @@ def cmd_baselines(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
+    """Check each file (static check, then the interface in the sandbox); every file is checked
+    even after one is rejected. Exit 2 if any was rejected."""
     from harness.evaluate import print_capabilities
 
-    static_check(args.path)
     sandbox, warning = resolve_sandbox(args.sandbox, allow_fallback=True)
     if warning:
         console.print(f"[bold yellow]warning:[/] {escape(warning)}")
-    report = interface_check(args.path, sandbox=sandbox)
-    print_capabilities(console, report)
-    console.print(f"[green]{args.path}: ok[/] ({report.probes} probe calls in sandbox '{sandbox.name}')")
+    err = Console(stderr=True, highlight=False, width=console.width, soft_wrap=console.soft_wrap)
+    rejected = []
+    for path in args.paths:
+        try:
+            static_check(path)
+            report = interface_check(path, sandbox=sandbox)
+        except SubmissionRejected as e:
+            if len(args.paths) == 1:
+                raise
+            err.print(f"[red]rejected:[/] {escape(str(e))}")
+            rejected.append(path)
+            continue
+        print_capabilities(console, report)
+        console.print(f"[green]{path}: ok[/] ({report.probes} probe calls in sandbox '{sandbox.name}')")
+    if rejected:
+        err.print(f"[red]{len(rejected)} of {len(args.paths)} file(s) rejected:[/] {', '.join(map(str, rejected))}")
+        return EXIT_REJECTED
     return EXIT_OK
 
 
@@ -100,6 +115,51 @@ def cmd_data_download(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
+    from harness import leaderboard, report
+
+    path = args.leaderboard or _default_leaderboard_path()
+    if not path.exists():
+        raise UsageError(f"{path} does not exist; evaluate something first or pass --leaderboard CSV")
+    rep = report.build(leaderboard.read_rows(path), args.phase, args.profile)
+    if args.format == "table" and args.output is None:
+        report.render_table(rep, console)
+        return EXIT_OK
+    fmt = "markdown" if args.format == "table" else args.format
+    text = report.render(rep, fmt, args.runs_dir)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.output.with_name(f".{args.output.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(args.output)
+        console.print(f"wrote {args.output} ({fmt}, {len(rep.entries)} measured entries, profile {rep.profile}, "
+                      f"phase {rep.phase})")
+    return EXIT_OK
+
+
+def _default_leaderboard_path() -> Path:
+    """leaderboard.csv if present, else the only leaderboard-*.csv here."""
+    if Path("leaderboard.csv").exists():
+        return Path("leaderboard.csv")
+    found = sorted(Path(".").glob("leaderboard-*.csv"))
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise UsageError(f"several leaderboards here ({', '.join(map(str, found))}); choose one with --leaderboard")
+    return Path("leaderboard.csv")
+
+
+def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
+    from harness.leaderboard import migrate
+    from harness.protocol import SCHEMA_VERSION
+
+    dst, version = migrate(args.path, args.output)
+    console.print(f"wrote {dst}: schema version {version} -> {SCHEMA_VERSION}; {args.path} is unchanged")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,9 +177,26 @@ def build_parser() -> argparse.ArgumentParser:
     bl.set_defaults(func=cmd_baselines)
 
     ck = sub.add_parser("check", help="check a submission's file and interface without training")
-    ck.add_argument("path", type=Path)
+    ck.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="one or more submission files")
     ck.add_argument("--sandbox", default="auto", choices=["auto", *available_sandboxes()])
     ck.set_defaults(func=cmd_check)
+
+    lb = sub.add_parser("leaderboard", help="aggregate the leaderboard: mean ± std, n, score, rank, significance")
+    lb.add_argument("--leaderboard", type=Path, metavar="CSV",
+                    help="default: leaderboard.csv, else the only leaderboard-*.csv in this directory")
+    lb.add_argument("--format", default="table", choices=["table", "markdown", "csv", "html"])
+    lb.add_argument("--output", type=Path, metavar="PATH", help="write to PATH instead of the terminal")
+    lb.add_argument("--phase", default="public", choices=["public", "final"],
+                    help="final shows the hidden architecture's column")
+    lb.add_argument("--profile", help="which profile's rows, when the CSV holds several")
+    lb.add_argument("--runs-dir", type=Path, default=Path("runs"),
+                    help="where the run directories are, for the HTML report's curves (default: runs)")
+    lb.set_defaults(func=cmd_leaderboard)
+
+    mg = sub.add_parser("migrate", help="convert a leaderboard of an older schema version (the original is kept)")
+    mg.add_argument("path", type=Path)
+    mg.add_argument("--output", type=Path, help="default: PATH with .v<version> before the suffix")
+    mg.set_defaults(func=cmd_migrate)
 
     image = sub.add_parser("image", help="the Docker sandbox image").add_subparsers(dest="image_command", required=True)
     ib = image.add_parser("build", help="build the sandbox image (wheelhouse on the host, no network in the build)")
@@ -159,6 +236,8 @@ def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("--sandbox", default="auto", choices=["auto", *available_sandboxes()],
                     help="how the submission is isolated: auto (default) picks a real sandbox; "
                          "none runs it as a plain process (trusted code only)")
+    ev.add_argument("--force", action="store_true",
+                    help="re-run runs that already have an ok row for this file version (default: skip them)")
     ev.add_argument("--hidden-dir", type=Path, help="where the hidden architectures are (default: ./hidden "
                     "of the source checkout)")
 

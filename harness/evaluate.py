@@ -9,6 +9,7 @@ while an evaluation runs changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ class EvaluateOptions:
     sandbox: str = "auto"
     kind: Kind = "submission"
     hidden_dir: Path | None = None
+    force: bool = False
 
 
 def default_leaderboard(profile: Profile) -> Path:
@@ -104,12 +106,20 @@ def evaluate(path: Path, opts: EvaluateOptions, console: Console) -> int:
     path = Path(path)
     profile = opts.profile
     lb_path = opts.leaderboard or default_leaderboard(profile)
-    leaderboard.read_rows(lb_path)  # refuse a foreign CSV before hours of training
+    existing = leaderboard.read_rows(lb_path)  # refuses a foreign CSV before hours of training
     archs = planned_archs(opts)
     seeds = opts.seeds or profile.seeds
     device = resolve_device(opts.device)
     copy, sha = prepare_submission(path, opts.runs_dir, profile)
     eval_dir = copy.parent
+    done = {} if opts.force else completed_runs(existing, sha, profile.name, opts.phase)
+    for arch, seed in ((a, s) for a in archs for s in seeds if (a, s) in done):
+        console.print(f"skipping {arch} seed {seed}: already in {lb_path} (ok, finished {done[(arch, seed)]}) "
+                      "for this file version; --force re-runs it")
+    if all((a, s) in done for a in archs for s in seeds):
+        console.print(f"nothing to run: every run of {path.name} (sha256 {sha[:12]}) is already in {lb_path}")
+        _standing(console, lb_path, profile, opts.phase, sha)
+        return 0
     sandbox, warning = resolve_sandbox(opts.sandbox, allow_fallback=profile.allow_unsandboxed_fallback)
     if warning:
         console.print(f"[bold yellow]warning:[/] {escape(warning)}")
@@ -128,6 +138,8 @@ def evaluate(path: Path, opts: EvaluateOptions, console: Console) -> int:
     with RichProgress(console) as progress:
         for arch in archs:
             for seed in seeds:
+                if (arch, seed) in done:
+                    continue
                 spec = RunSpec(submission=path.name, submission_sha256=sha, kind=opts.kind, profile=profile,
                                phase=opts.phase, arch=arch, seed=seed, device=str(device), sandbox=sandbox.name)
                 run_dir = eval_dir / opts.phase / f"{arch}-seed{seed}"
@@ -140,7 +152,32 @@ def evaluate(path: Path, opts: EvaluateOptions, console: Console) -> int:
                                   f"  details: {run_dir / 'failure.txt'}; worker output: {run_dir / 'worker.log'}")
                 results.append((spec, outcome.result, run_id))
     _summary(console, results, lb_path)
+    _standing(console, lb_path, profile, opts.phase, sha)
     return 0 if all(r.status == "ok" for _, r, _ in results) else 1
+
+
+def completed_runs(rows, sha: str, profile: str, phase: str) -> dict[tuple[str, int], str]:
+    """``{(arch, seed): finished_at}`` of the ok rows of this file version, profile and phase."""
+    ok = rows[(rows["submission_sha256"] == sha) & (rows["profile"] == profile) & (rows["phase"] == phase)
+              & (rows["status"] == "ok")]
+    return {(str(a), int(s)): str(t) for a, s, t in zip(ok["arch"], ok["seed"], ok["finished_at"])}
+
+
+def _standing(console: Console, lb_path: Path, profile: Profile, phase: Phase, sha: str) -> None:
+    """This file version against the baselines already in the leaderboard (same profile and phase)."""
+    from harness import report
+
+    rep = report.build(leaderboard.read_rows(lb_path), phase, profile.name)
+    mine = [e for e in rep.entries if e.sha256 == sha]
+    others = [e for e in rep.entries if e.kind == "baseline" and e.sha256 != sha]
+    if not mine:
+        return
+    if not others:
+        console.print(f"no baselines in {lb_path} for profile {profile.name} yet: "
+                      f"`harness baselines --profile {profile.name}` adds them")
+    rep = dataclasses.replace(rep, entries=mine + others, references=[])
+    console.print(f"standing in {lb_path} (profile {profile.name}, phase {phase}):")
+    report.render_table(rep, console, highlight=sha)
 
 
 def _row(spec: RunSpec, result: RunResult, device, run_id: str) -> LeaderboardRow:
@@ -150,7 +187,7 @@ def _row(spec: RunSpec, result: RunResult, device, run_id: str) -> LeaderboardRo
         epochs=spec.profile.epochs, best_fine_acc=result.best_fine_acc, best_epoch=result.best_epoch,
         final_fine_acc=result.final_fine_acc, best_coarse_acc=result.best_coarse_acc,
         wall_seconds=round(result.wall_seconds, 2), device=device_name(device), precision=spec.precision,
-        channels_last=spec.channels_last, torch_version=torch.__version__, harness_version=harness_version(),
+        channels_last=spec.channels_last, compile=spec.compile, deterministic=spec.deterministic, torch_version=torch.__version__, harness_version=harness_version(),
         harness_commit=harness_commit(), sandbox=spec.sandbox, run_id=run_id, status=result.status,
     )
 

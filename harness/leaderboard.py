@@ -3,7 +3,11 @@
 Appending takes an exclusive file lock (``<csv>.lock``), checks that the existing header
 is exactly this schema's, and writes the row with a single ``write`` on an ``O_APPEND``
 descriptor followed by ``fsync``. A file with another header (a foreign CSV, an older
-schema) is never touched: :class:`LeaderboardError` says what was found.
+schema) is never touched: :class:`LeaderboardError` says what was found and what to do.
+
+Schema changes: every version's columns are kept in ``COLUMNS_BY_VERSION`` and each step
+``v -> v + 1`` in ``MIGRATIONS``. ``harness migrate OLD.csv`` writes a new file of the current
+version next to the old one (``OLD.v<N>.csv``) and leaves the old file as it was.
 """
 
 from __future__ import annotations
@@ -28,6 +32,32 @@ def _csv_line(values: list[object]) -> str:
 
 HEADER_LINE = _csv_line(list(LEADERBOARD_COLUMNS))
 
+_V1_COLUMNS = (
+    "schema_version", "finished_at", "submission", "submission_sha256", "kind", "profile", "phase", "arch", "seed",
+    "epochs", "best_fine_acc", "best_epoch", "final_fine_acc", "best_coarse_acc", "wall_seconds", "device",
+    "precision", "channels_last", "torch_version", "harness_version", "harness_commit", "sandbox", "run_id", "status",
+)
+COLUMNS_BY_VERSION: dict[int, tuple[str, ...]] = {1: _V1_COLUMNS, SCHEMA_VERSION: LEADERBOARD_COLUMNS}
+
+
+def _v1_to_v2(df: pd.DataFrame) -> pd.DataFrame:
+    """v2 added ``compile`` and ``deterministic``; version-1 runs had neither option."""
+    df = df.copy()
+    df["compile"] = "false"
+    df["deterministic"] = "false"
+    return df
+
+
+MIGRATIONS = {1: _v1_to_v2}
+assert set(COLUMNS_BY_VERSION) == set(MIGRATIONS) | {SCHEMA_VERSION}
+
+
+def _header_version(first_line: str) -> int | None:
+    for version, columns in COLUMNS_BY_VERSION.items():
+        if first_line == _csv_line(list(columns)):
+            return version
+    return None
+
 
 def _format(value: object) -> object:
     if value is None:
@@ -50,6 +80,13 @@ def _check_header(path: Path) -> bool:
         raise LeaderboardError(f"{path} is not a harness leaderboard ({e}); it was left unchanged") from None
     if first != HEADER_LINE:
         found = first.strip()[:200]
+        version = _header_version(first)
+        if version is not None:
+            raise LeaderboardError(
+                f"{path} has leaderboard schema version {version}, this harness writes version "
+                f"{SCHEMA_VERSION}; it was left unchanged. Convert a copy with `harness migrate {path}` "
+                "(the original is kept) and point --leaderboard at the new file."
+            )
         raise LeaderboardError(
             f"{path} is not a harness leaderboard of schema version {SCHEMA_VERSION} "
             f"(its first line is {found!r}); it was left unchanged. Use another --leaderboard path, "
@@ -89,3 +126,34 @@ def read_rows(path: Path) -> pd.DataFrame:
         return pd.DataFrame(columns=list(LEADERBOARD_COLUMNS))
     df = pd.read_csv(path, dtype={"submission_sha256": str, "harness_commit": str}, on_bad_lines="skip")
     return df[df["status"].isin(["ok", "failed"])].reset_index(drop=True)  # drops a line torn by a crash
+
+
+def migrate(src: Path, dst: Path | None = None) -> tuple[Path, int]:
+    """Write ``src`` (an older schema version) as a current-version CSV at ``dst``.
+
+    ``dst`` defaults to ``<src stem>.v<SCHEMA_VERSION>.csv`` beside ``src`` and must not exist;
+    ``src`` is only read. Returns ``(dst, version of src)``. Rows torn by a crash are dropped.
+    """
+    src = Path(src)
+    dst = Path(dst) if dst else src.with_name(f"{src.stem}.v{SCHEMA_VERSION}{src.suffix}")
+    if not src.exists():
+        raise LeaderboardError(f"{src} does not exist")
+    with open(src, encoding="utf-8", newline="") as f:
+        version = _header_version(f.readline())
+    if version is None:
+        raise LeaderboardError(f"{src} is not a harness leaderboard of any known schema version; nothing written")
+    if version == SCHEMA_VERSION:
+        raise LeaderboardError(f"{src} is already schema version {SCHEMA_VERSION}; nothing to migrate")
+    if dst.exists():
+        raise LeaderboardError(f"{dst} already exists; choose another --output")
+    df = pd.read_csv(src, dtype=str, keep_default_na=False, on_bad_lines="skip")
+    df = df[df["status"].isin(["ok", "failed"])]
+    original = version
+    while version < SCHEMA_VERSION:
+        df = MIGRATIONS[version](df)
+        version += 1
+    df["schema_version"] = str(SCHEMA_VERSION)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    df[list(LEADERBOARD_COLUMNS)].to_csv(tmp, index=False, lineterminator="\n")
+    tmp.replace(dst)
+    return dst, original

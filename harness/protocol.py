@@ -136,6 +136,8 @@ class RunSpec(_Frozen):
     sandbox: str = "none"
     precision: Precision = "fp32"
     channels_last: bool = True
+    compile: bool = Field(default=False, description="torch.compile of the model (not offered yet: always off)")
+    deterministic: bool = Field(default=False, description="cuDNN/cuBLAS determinism flags (not offered yet)")
 
     @property
     def dtype(self) -> str:
@@ -193,13 +195,15 @@ class RunResult(_Frozen):
         )
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class LeaderboardRow(_Frozen):
     """One line of ``leaderboard.csv``: one (submission, profile, phase, arch, seed) run.
 
-    The field order is the column order; ``schema_version`` changes whenever it does.
+    The field order is the column order; ``schema_version`` changes whenever it does, and
+    ``harness.leaderboard.MIGRATIONS`` gains the step from the previous version.
+    Version 2 added ``compile`` and ``deterministic``.
     Accuracies are percentages; ``best_epoch`` is 0-indexed. A failed run has empty
     accuracy columns and ``status=failed`` (its reason is in ``runs/<run_id>/failure.txt``).
     """
@@ -222,6 +226,8 @@ class LeaderboardRow(_Frozen):
     device: str
     precision: str
     channels_last: bool
+    compile: bool
+    deterministic: bool
     torch_version: str
     harness_version: str
     harness_commit: str

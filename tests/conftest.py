@@ -116,3 +116,20 @@ def run_spec(profile, arch="resnet20", seed=42, submission="loss.py"):
 
     return RunSpec(submission=submission, submission_sha256="0" * 64, profile=profile, arch=arch, seed=seed,
                    device="cpu")
+
+
+def leaderboard_row(seed=42, status="ok", acc=12.5, **kw):
+    """A valid leaderboard row (tiny profile, resnet20) with ``kw`` overriding any field."""
+    from harness.protocol import LeaderboardRow
+
+    values = dict(
+        finished_at="2026-11-23T10:00:00+00:00", submission="loss.py", submission_sha256="ab" * 32,
+        kind="submission", profile="tiny", phase="public", arch="resnet20", seed=seed, epochs=1,
+        best_fine_acc=acc if status == "ok" else None, best_epoch=0 if status == "ok" else None,
+        final_fine_acc=acc if status == "ok" else None, best_coarse_acc=30.0 if status == "ok" else None,
+        wall_seconds=3.2, device="cpu", precision="fp32", channels_last=True, compile=False, deterministic=False,
+        torch_version="2.13.0", harness_version="0.1.0", harness_commit="abc", sandbox="none",
+        run_id=f"tiny/x/public/resnet20-seed{seed}", status=status,
+    )
+    values.update(kw)
+    return LeaderboardRow(**values)

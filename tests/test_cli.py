@@ -37,6 +37,14 @@ def test_check_rejects_with_exit_2(name, message, tmp_path):
     assert message in " ".join(r.stderr.split())
 
 
+def test_check_several_files_reports_each_and_exits_2_if_any_is_rejected(tmp_path):
+    r = harness("check", SUBMISSIONS / "no_class.py", REPO / "submissions" / "example_loss.py", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "example_loss.py: ok" in r.stdout  # checked although the first file was rejected
+    err = " ".join(r.stderr.split())
+    assert "defines no top-level `class MultiTaskLoss" in err and "1 of 2 file(s) rejected" in err
+
+
 def test_evaluate_tiny_appends_ok_rows_and_writes_run_dirs(tmp_path):
     r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "tiny",
                 "--seed", "1", "--seed", "2", cwd=tmp_path)
@@ -52,6 +60,21 @@ def test_evaluate_tiny_appends_ok_rows_and_writes_run_dirs(tmp_path):
     assert len(metrics) == 1 and {"weight_fine", "weight_coarse", "test_fine_acc"} <= metrics[0].keys()
     assert "log_vars" in json.loads((run_dir / "loss_state.json").read_text())
     assert "epoch 1/1" in r.stdout and "appended 2 row(s)" in r.stdout
+    assert "standing in leaderboard-tiny.csv" in r.stdout and "no baselines in leaderboard-tiny.csv" in r.stdout
+
+    # re-running resumes: every run has an ok row for this file version, so nothing trains
+    stamp = (run_dir / "metrics.jsonl").stat().st_mtime_ns
+    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "tiny",
+                "--seed", "1", "--seed", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = " ".join(r.stdout.split())
+    assert "skipping resnet20 seed 1: already in leaderboard-tiny.csv" in out and "nothing to run" in out
+    assert len(pd.read_csv(tmp_path / "leaderboard-tiny.csv")) == 2
+    assert (run_dir / "metrics.jsonl").stat().st_mtime_ns == stamp
+    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "tiny", "--seed", "1", "--force",
+                cwd=tmp_path)
+    assert r.returncode == 0 and "appended 1 row(s)" in r.stdout
+    assert pd.read_csv(tmp_path / "leaderboard-tiny.csv")["seed"].tolist() == [1, 2, 1]
 
 
 def test_evaluate_reports_a_failed_run_and_finishes_the_others(tmp_path):
@@ -62,6 +85,12 @@ def test_evaluate_reports_a_failed_run_and_finishes_the_others(tmp_path):
     assert df.set_index("seed")["status"].to_dict() == {1: "failed", 2: "ok"}
     out = " ".join((r.stdout + r.stderr).split())
     assert "run failed: resnet20 seed 1: epoch 0, step 2" in out and "deliberate failure" in out
+    # re-running retries the failed run only
+    r = harness("evaluate", SUBMISSIONS / "raises_later.py", "--profile", "tiny",
+                "--seed", "1", "--seed", "2", cwd=tmp_path)
+    assert r.returncode == 1 and "skipping resnet20 seed 2" in r.stdout
+    df = pd.read_csv(tmp_path / "leaderboard-tiny.csv")
+    assert df["seed"].tolist() == [1, 2, 1] and df["status"].tolist() == ["failed", "ok", "failed"]
 
 
 def test_evaluate_rejects_before_training(tmp_path):

@@ -1,24 +1,15 @@
 import multiprocessing as mp
+import os
+import signal
+import time
 
 import pandas as pd
 import pytest
 
 from harness.leaderboard import HEADER_LINE, LeaderboardError, append_row, read_rows
-from harness.protocol import LEADERBOARD_COLUMNS, LeaderboardRow
+from harness.protocol import LEADERBOARD_COLUMNS
 
-
-def make_row(seed=42, status="ok", **kw):
-    values = dict(
-        finished_at="2026-11-23T10:00:00+00:00", submission="loss.py", submission_sha256="ab" * 32,
-        kind="submission", profile="tiny", phase="public", arch="resnet20", seed=seed, epochs=1,
-        best_fine_acc=12.5 if status == "ok" else None, best_epoch=0 if status == "ok" else None,
-        final_fine_acc=12.5 if status == "ok" else None, best_coarse_acc=30.0 if status == "ok" else None,
-        wall_seconds=3.2, device="cpu", precision="fp32", channels_last=True, torch_version="2.13.0",
-        harness_version="0.1.0", harness_commit="abc", sandbox="none", run_id=f"tiny/x/public/resnet20-seed{seed}",
-        status=status,
-    )
-    values.update(kw)
-    return LeaderboardRow(**values)
+from conftest import leaderboard_row as make_row
 
 
 def test_append_creates_header_and_keeps_rows(tmp_path):
@@ -79,3 +70,26 @@ def test_read_rows_skips_a_torn_line_and_binary_files_are_refused(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(LeaderboardError, match="left unchanged"):
         append_row(binary, make_row())
+
+
+def _endless_writer(path):
+    seed = 0
+    while True:
+        append_row(path, make_row(seed))
+        seed += 1
+
+
+def test_a_writer_killed_mid_run_leaves_a_valid_file(tmp_path):
+    path = tmp_path / "lb.csv"
+    proc = mp.get_context("spawn").Process(target=_endless_writer, args=(path,))
+    proc.start()
+    deadline = time.monotonic() + 60
+    while (not path.exists() or path.read_text().count("\n") < 30) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)  # no cleanup, lock held or not
+    proc.join(10)
+    before = read_rows(path)
+    assert len(before) >= 29 and before["seed"].tolist() == list(range(len(before)))
+    append_row(path, make_row(10_000))  # the lock is free again and the next row lands whole
+    after = read_rows(path)
+    assert after["seed"].tolist()[-1] == 10_000 and len(after) == len(before) + 1

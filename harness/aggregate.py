@@ -1,0 +1,188 @@
+"""Leaderboard aggregates: per-architecture mean, sample std and n over seeds, the score, the
+rank, and the difference from ``equal_weighting`` with a paired test over seeds.
+
+Input is the leaderboard as read by :func:`harness.leaderboard.read_rows` (one row per run).
+An *entry* is one submission file version: ``(kind, submission, submission_sha256)``. Per
+entry and architecture, each seed counts once: its latest ``ok`` row, else (if it only ever
+failed) it counts as failed. The score is the geometric mean over the phase's architectures of
+the per-architecture means, and exists only when every architecture has at least one ``ok`` seed.
+
+Significance: seeds fix the initialisation and the data order, so an entry's run with seed s
+and ``equal_weighting``'s run with seed s are a matched pair. The test is a two-sided paired
+t-test over the seeds both have (df = n - 1). With the protocol's n = 3 it has 2 degrees of
+freedom: only a large difference of consistent sign reaches p < 0.05, and a difference
+without a marker is *not* evidence that the methods are equal. It assumes the per-seed
+differences are roughly normal, which three values cannot check. No test is run with fewer
+than 2 pairs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from importlib import resources
+
+import pandas as pd
+from scipy import stats
+
+from harness.protocol import HIDDEN_ARCHS, PUBLIC_ARCHS, Phase
+
+REFERENCE_BASELINE = "equal_weighting.py"
+ALPHA = 0.05
+TEST_NAME = "paired t-test over seeds, two-sided"
+
+
+@dataclass(frozen=True)
+class ArchStats:
+    """One entry on one architecture. Accuracies in percent."""
+
+    n: int
+    failed: int
+    mean: float | None
+    std: float | None  # sample std (ddof = 1); None when n < 2
+    seeds: dict[int, float] = field(default_factory=dict)
+    run_ids: dict[int, str] = field(default_factory=dict)  # seed -> the counted run's directory
+    diff: float | None = None  # mean - equal_weighting's mean
+    p_value: float | None = None  # paired test against equal_weighting
+    n_pairs: int = 0
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value is not None and self.p_value < ALPHA
+
+
+@dataclass(frozen=True)
+class Standing:
+    label: str
+    kind: str  # submission | baseline | reference
+    submission: str
+    sha256: str
+    archs: dict[str, ArchStats]
+    score: float | None
+    rank: int | None = None
+    source: str = ""  # where a reference row was reported
+
+    @property
+    def complete(self) -> bool:
+        return self.score is not None
+
+
+def phase_archs(df: pd.DataFrame, phase: Phase, profile_archs: tuple[str, ...] = PUBLIC_ARCHS) -> list[str]:
+    """The architectures scored in ``phase``: the profile's, plus the hidden ones in the final
+    phase only, plus any other architecture that has rows of this phase."""
+    known = list(profile_archs) + (list(HIDDEN_ARCHS) if phase == "final" else [])
+    present = set(df.loc[df["phase"] == phase, "arch"]) if len(df) else set()
+    return known + sorted(present - set(known) - set(HIDDEN_ARCHS))
+
+
+def _per_seed(runs: pd.DataFrame) -> ArchStats:
+    """Each seed's latest ok run; seeds that only failed are counted as failed."""
+    ok = runs[runs["status"] == "ok"].sort_values("finished_at", kind="stable")
+    values = {int(seed): float(acc) for seed, acc in zip(ok["seed"], ok["best_fine_acc"])}  # latest wins
+    run_ids = {int(seed): str(rid) for seed, rid in zip(ok["seed"], ok["run_id"])}
+    failed_seeds = set(int(s) for s in runs.loc[runs["status"] == "failed", "seed"]) - set(values)
+    return arch_stats(values, len(failed_seeds), run_ids)
+
+
+def paired_test(a: dict[int, float], b: dict[int, float]) -> tuple[float | None, int]:
+    """Two-sided paired t-test of ``a - b`` over their common seeds: ``(p, n_pairs)``;
+    p is None below 2 pairs or when every difference is identical (no spread to test)."""
+    common = sorted(set(a) & set(b))
+    if len(common) < 2:
+        return None, len(common)
+    diffs = [a[s] - b[s] for s in common]
+    if max(diffs) - min(diffs) == 0:
+        return None, len(common)
+    return float(stats.ttest_rel([a[s] for s in common], [b[s] for s in common]).pvalue), len(common)
+
+
+def arch_stats(values: dict[int, float], failed: int, run_ids: dict[int, str] | None = None) -> ArchStats:
+    accs = list(values.values())
+    n = len(accs)
+    mean = sum(accs) / n if n else None
+    return ArchStats(n=n, failed=failed, mean=mean, std=statistics_std(accs), seeds=dict(values),
+                     run_ids=dict(run_ids or {}))
+
+
+def statistics_std(values: list[float]) -> float | None:
+    """Sample standard deviation (ddof = 1), None for fewer than 2 values."""
+    if len(values) < 2:
+        return None
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def geometric_mean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def _score(archs: dict[str, ArchStats]) -> float | None:
+    means = [s.mean for s in archs.values()]
+    if not means or any(m is None or m <= 0 for m in means):
+        return None
+    return geometric_mean(means)
+
+
+def standings(df: pd.DataFrame, phase: Phase, archs: list[str]) -> list[Standing]:
+    """Measured entries of ``phase`` with their statistics on ``archs``, ranked by score (best
+    first; entries without a score come last, unranked). Baselines and submissions share one
+    ranking."""
+    df = df[df["phase"] == phase]
+    groups = df.groupby(["kind", "submission", "submission_sha256"], sort=True)
+    names = df.groupby(["kind", "submission"])["submission_sha256"].nunique()
+    entries: list[Standing] = []
+    for (kind, submission, sha), runs in groups:
+        per_arch = {arch: _per_seed(runs[runs["arch"] == arch]) for arch in archs}
+        label = submission if names[(kind, submission)] == 1 else f"{submission} @{sha[:8]}"
+        entries.append(Standing(label=label, kind=kind, submission=submission, sha256=sha, archs=per_arch,
+                                score=_score(per_arch)))
+    entries = _with_differences(entries)
+    return _ranked(entries)
+
+
+def _with_differences(entries: list[Standing]) -> list[Standing]:
+    reference = [e for e in entries if e.kind == "baseline" and e.submission == REFERENCE_BASELINE]
+    if len(reference) != 1:  # absent, or several versions: nothing unambiguous to compare with
+        return entries
+    ref = reference[0]
+    out = []
+    for e in entries:
+        archs = {}
+        for arch, s in e.archs.items():
+            r = ref.archs.get(arch)
+            if e is ref or r is None or s.mean is None or r.mean is None:
+                archs[arch] = s
+                continue
+            p, n_pairs = paired_test(s.seeds, r.seeds)
+            archs[arch] = dataclasses.replace(s, diff=s.mean - r.mean, p_value=p, n_pairs=n_pairs)
+        out.append(dataclasses.replace(e, archs=archs))
+    return out
+
+
+def _ranked(entries: list[Standing]) -> list[Standing]:
+    scored = sorted((e for e in entries if e.score is not None), key=lambda e: (-e.score, e.label))
+    # competition ranking: equal scores share a rank ("1, 1, 3")
+    ranked = [dataclasses.replace(e, rank=1 + sum(o.score > e.score for o in scored)) for e in scored]
+    return ranked + sorted((e for e in entries if e.score is None), key=lambda e: e.label)
+
+
+def reference_standings(ref: pd.DataFrame, archs: list[str]) -> list[Standing]:
+    """Published numbers (long format: method, source, arch, seed, best_fine_acc) as unranked
+    standings, one per (method, source). They never enter the measured ranking or tests."""
+    out = []
+    for (method, source), rows in ref.groupby(["method", "source"], sort=True):
+        per_arch = {}
+        for arch in archs:
+            sel = rows[rows["arch"] == arch]
+            per_arch[arch] = arch_stats({int(s): float(a) for s, a in zip(sel["seed"], sel["best_fine_acc"])}, 0)
+        out.append(Standing(label=method, kind="reference", submission=method, sha256="", archs=per_arch,
+                            score=_score(per_arch), source=source))
+    return out
+
+
+def load_reference() -> pd.DataFrame:
+    """The published numbers shipped with the package (``harness/reference_results.csv``)."""
+    with resources.files("harness").joinpath("reference_results.csv").open(encoding="utf-8") as f:
+        return pd.read_csv(f, comment="#")
