@@ -2,7 +2,8 @@
 rank, and the difference from ``equal_weighting`` with a paired test over seeds.
 
 Input is the leaderboard as read by :func:`harness.leaderboard.read_rows` (one row per run).
-An *entry* is one submission file version: ``(kind, submission, submission_sha256)``. Per
+An *entry* is one submission file version run with one set of protocol options:
+``(kind, submission, submission_sha256, precision + compile + deterministic)``. Per
 entry and architecture, each seed counts once: its latest ``ok`` row, else (if it only ever
 failed) it counts as failed. The score is the geometric mean over the phase's architectures of
 the per-architecture means, and exists only when every architecture has at least one ``ok`` seed.
@@ -30,6 +31,13 @@ from scipy import stats
 from harness.protocol import HIDDEN_ARCHS, PUBLIC_ARCHS, Phase
 
 REFERENCE_BASELINE = "equal_weighting.py"
+DEFAULT_SETTINGS = "fp32"
+
+
+def settings_label(precision: object, compile: object, deterministic: object) -> str:
+    """``fp32``, ``bf16+compile``, ``fp32+deterministic``...: the protocol options of a row."""
+    truthy = lambda v: str(v).strip().lower() in ("true", "1")  # noqa: E731
+    return str(precision) + ("+compile" if truthy(compile) else "") + ("+deterministic" if truthy(deterministic) else "")
 ALPHA = 0.05
 TEST_NAME = "paired t-test over seeds, two-sided"
 
@@ -63,6 +71,7 @@ class Standing:
     score: float | None
     rank: int | None = None
     source: str = ""  # where a reference row was reported
+    settings: str = "fp32"  # precision (+compile, +deterministic): runs with other settings are another entry
 
     @property
     def complete(self) -> bool:
@@ -120,8 +129,10 @@ def geometric_mean(values: list[float]) -> float:
 
 def _score(archs: dict[str, ArchStats]) -> float | None:
     means = [s.mean for s in archs.values()]
-    if not means or any(m is None or m <= 0 for m in means):
+    if not means or any(m is None for m in means):
         return None
+    if min(means) <= 0:  # a zero accuracy makes the geometric mean zero
+        return 0.0
     return geometric_mean(means)
 
 
@@ -129,26 +140,33 @@ def standings(df: pd.DataFrame, phase: Phase, archs: list[str]) -> list[Standing
     """Measured entries of ``phase`` with their statistics on ``archs``, ranked by score (best
     first; entries without a score come last, unranked). Baselines and submissions share one
     ranking."""
-    df = df[df["phase"] == phase]
-    groups = df.groupby(["kind", "submission", "submission_sha256"], sort=True)
+    df = df[df["phase"] == phase].copy()
+    df["settings"] = [settings_label(p, c, d) for p, c, d in zip(df["precision"], df["compile"], df["deterministic"])]
+    groups = df.groupby(["kind", "submission", "submission_sha256", "settings"], sort=True)
     names = df.groupby(["kind", "submission"])["submission_sha256"].nunique()
     entries: list[Standing] = []
-    for (kind, submission, sha), runs in groups:
+    for (kind, submission, sha, settings), runs in groups:
         per_arch = {arch: _per_seed(runs[runs["arch"] == arch]) for arch in archs}
         label = submission if names[(kind, submission)] == 1 else f"{submission} @{sha[:8]}"
+        if settings != DEFAULT_SETTINGS:
+            label += f" [{settings}]"
         entries.append(Standing(label=label, kind=kind, submission=submission, sha256=sha, archs=per_arch,
-                                score=_score(per_arch)))
+                                score=_score(per_arch), settings=settings))
     entries = _with_differences(entries)
     return _ranked(entries)
 
 
 def _with_differences(entries: list[Standing]) -> list[Standing]:
-    reference = [e for e in entries if e.kind == "baseline" and e.submission == REFERENCE_BASELINE]
-    if len(reference) != 1:  # absent, or several versions: nothing unambiguous to compare with
-        return entries
-    ref = reference[0]
+    """Each entry against the ``equal_weighting`` baseline run with the same settings (none when
+    absent, or ambiguous because several versions of it are in the file)."""
     out = []
     for e in entries:
+        reference = [r for r in entries if r.kind == "baseline" and r.submission == REFERENCE_BASELINE
+                     and r.settings == e.settings]
+        if len(reference) != 1:
+            out.append(e)
+            continue
+        ref = reference[0]
         archs = {}
         for arch, s in e.archs.items():
             r = ref.archs.get(arch)

@@ -7,6 +7,7 @@ command-line usage errors); 1 a run failed or the setup is wrong (data, leaderbo
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -26,10 +27,13 @@ DEFAULT_BASELINES_DIR = Path(__file__).resolve().parent.parent / "baselines"
 def _evaluate_options(args: argparse.Namespace, kind: str):
     from harness.evaluate import EvaluateOptions
 
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     return EvaluateOptions(
         profile=get_profile(args.profile), phase=args.phase, archs=tuple(args.arch or ()),
         seeds=tuple(args.seed or ()), device=args.device, data_dir=args.data_dir, runs_dir=args.runs_dir,
         leaderboard=args.leaderboard, sandbox=args.sandbox, hidden_dir=args.hidden_dir, kind=kind, force=args.force,
+        precision=args.precision, compile=args.compile, deterministic=args.deterministic, jobs=args.jobs,
     )
 
 
@@ -160,6 +164,67 @@ def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def cmd_bench(args: argparse.Namespace, console: Console) -> int:
+    import json
+
+    import torch
+
+    from harness.bench import run_bench
+    from harness.train import resolve_device
+
+    device = resolve_device(args.device)
+    if device.type == "cpu" and args.threads:
+        torch.set_num_threads(args.threads)
+    steps = args.steps or (6 if device.type == "cpu" else 60)
+    workers = args.reference_workers if args.reference_workers is not None else (0 if device.type == "cpu" else 4)
+    log = (lambda m: console.print(f"[dim]{escape(m)}[/]")) if not args.json else (lambda m: print(m, file=sys.stderr))
+    if args.jobs:
+        try:
+            sweep = tuple(int(n) for n in args.jobs.split(","))
+        except ValueError:
+            raise UsageError(f"--jobs takes a comma-separated list of counts like 1,2,4, got {args.jobs!r}") from None
+        if any(n < 1 for n in sweep):
+            raise UsageError("--jobs counts must be at least 1")
+    else:
+        sweep = (1, 2, 4) if device.type == "cuda" else ()
+    rep = run_bench(archs=args.arch or ["resnet20", "resnet56"], device=device, precision=args.precision,
+                    channels_last=args.channels_last, steps=steps, rounds=args.rounds, batch=args.batch,
+                    sandbox_name=args.sandbox, calls=args.calls, eval_images=args.eval_images,
+                    reference_workers=workers, log=log, jobs=sweep)
+    if args.json:
+        print(json.dumps(rep.to_dict(), indent=2))
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(title=f"training throughput on {rep.device} ({rep.precision}, channels_last={rep.channels_last}, "
+                        f"{rep.threads} threads; harness worker in '{rep.sandbox}')", title_justify="left")
+    for col in ("arch", "harness img/s", "bare img/s", "reference img/s", "harness/bare", "harness/reference",
+                "eval s/epoch"):
+        table.add_column(col, justify="left" if col == "arch" else "right")
+    for a in rep.archs:
+        table.add_row(a.arch, f"{a.harness_img_s:.0f}", f"{a.bare_img_s:.0f}", f"{a.reference_img_s:.0f}",
+                      f"{a.harness_over_bare:.3f}", f"{a.harness_over_reference:.2f}",
+                      f"{a.eval_s_per_epoch:.2f} ({a.eval_images:,} img)")
+    console.print(table)
+    trips = Table(title="loss-worker round trip (one step exchange)", title_justify="left")
+    for col in ("sandbox", "median us", "p99 us", "calls"):
+        trips.add_column(col, justify="left" if col == "sandbox" else "right")
+    for t in rep.roundtrips:
+        trips.add_row(t.sandbox, f"{t.median_us:.0f}", f"{t.p99_us:.0f}", str(t.calls))
+    console.print(trips)
+    if rep.jobs:
+        jt = Table(title="several runs at once on one device (--jobs N): aggregate harness throughput",
+                   title_justify="left")
+        for col in ("arch", "jobs", "img/s in all", "img/s per run"):
+            jt.add_column(col, justify="left" if col == "arch" else "right")
+        for j in rep.jobs:
+            jt.add_row(j.arch, str(j.jobs), f"{j.aggregate_img_s:.0f}", f"{j.per_job_img_s:.0f}")
+        console.print(jt)
+    console.print(f"batch {rep.archs[0].batch_size if rep.archs else '-'}, median of {args.rounds} interleaved rounds "
+                  f"of {steps} steps each; total {rep.seconds:.0f} s")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -192,6 +257,28 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--runs-dir", type=Path, default=Path("runs"),
                     help="where the run directories are, for the HTML report's curves (default: runs)")
     lb.set_defaults(func=cmd_leaderboard)
+
+    bn = sub.add_parser("bench", help="training throughput against a bare loop and a conventional pipeline, "
+                                      "worker round trip, evaluation time")
+    bn.add_argument("--arch", action="append", metavar="NAME", help="architecture (repeatable; default resnet20 "
+                    "and resnet56)")
+    bn.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    bn.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    bn.add_argument("--channels-last", default=True, action=argparse.BooleanOptionalAction)
+    bn.add_argument("--batch", type=int, default=128)
+    bn.add_argument("--steps", type=int, help="steps per timed round (default: 6 on a CPU, 60 on a GPU)")
+    bn.add_argument("--rounds", type=int, default=3, help="interleaved timed rounds; the median is reported")
+    bn.add_argument("--calls", type=int, default=2000, help="worker round trips timed per sandbox")
+    bn.add_argument("--eval-images", type=int, default=10_000, help="test images for the evaluation timing")
+    bn.add_argument("--sandbox", default="auto", choices=["auto", *available_sandboxes()],
+                    help="sandbox of the harness step's worker (round trips are measured for every available one)")
+    bn.add_argument("--reference-workers", type=int, help="DataLoader workers of the conventional pipeline "
+                    "(default: 0 on a CPU, where workers would take the training's cores; 4 on a GPU)")
+    bn.add_argument("--jobs", metavar="N,N,...", help="also measure N concurrent runs on the device, e.g. 1,2,4 "
+                    "(default: 1,2,4 on a GPU, none on a CPU)")
+    bn.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    bn.add_argument("--json", action="store_true", help="print the figures as JSON (progress goes to stderr)")
+    bn.set_defaults(func=cmd_bench)
 
     mg = sub.add_parser("migrate", help="convert a leaderboard of an older schema version (the original is kept)")
     mg.add_argument("path", type=Path)
@@ -236,6 +323,16 @@ def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("--sandbox", default="auto", choices=["auto", *available_sandboxes()],
                     help="how the submission is isolated: auto (default) picks a real sandbox; "
                          "none runs it as a plain process (trusted code only)")
+    ev.add_argument("--precision", choices=["fp32", "bf16", "fp64"],
+                    help="fp32 (the full profile's default), bf16 (bfloat16 autocast, float32 parameters), "
+                         "fp64 (for verification); recorded in every row")
+    ev.add_argument("--compile", action="store_true", help="run the model through torch.compile (recorded)")
+    ev.add_argument("--deterministic", action="store_true",
+                    help="deterministic kernels (torch.use_deterministic_algorithms, cuDNN deterministic); "
+                         "slower on a GPU; recorded")
+    ev.add_argument("--jobs", type=int, default=1, metavar="N",
+                    help="run up to N (arch, seed) runs at once in separate processes, sharing the device "
+                         "(spread over the GPUs when there are several); default 1")
     ev.add_argument("--force", action="store_true",
                     help="re-run runs that already have an ok row for this file version (default: skip them)")
     ev.add_argument("--hidden-dir", type=Path, help="where the hidden architectures are (default: ./hidden "
@@ -244,6 +341,8 @@ def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "deterministic", False):  # cuBLAS reads it when CUDA starts, i.e. later
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     console = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     for c in (console, err):

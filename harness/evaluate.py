@@ -24,11 +24,12 @@ from harness.errors import SubmissionRejected, UsageError
 from harness.data import default_data_dir, ensure_synthetic, load_dataset
 from harness.models import get_arch, load_hidden_archs
 from harness.progress import RichProgress
-from harness.protocol import HIDDEN_ARCHS, LeaderboardRow, Kind, Phase, Profile, RunResult, RunSpec
+from harness.protocol import HIDDEN_ARCHS, Kind, LeaderboardRow, Phase, Precision, Profile, RunResult, RunSpec
 from harness.provenance import device_name, harness_commit, harness_version, utc_now
 from harness.sandbox import resolve_sandbox
 from harness.submission import CheckReport, interface_check, sha256_file, static_check
-from harness.train import resolve_device, run_one
+from harness.parallel import Job, run_parallel
+from harness.train import resolve_device, resolve_precision, run_one
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ class EvaluateOptions:
     kind: Kind = "submission"
     hidden_dir: Path | None = None
     force: bool = False
+    precision: Precision | None = None  # None: the profile's default
+    jobs: int = 1
+    compile: bool = False
+    deterministic: bool = False
 
 
 def default_leaderboard(profile: Profile) -> Path:
@@ -112,7 +117,9 @@ def evaluate(path: Path, opts: EvaluateOptions, console: Console) -> int:
     device = resolve_device(opts.device)
     copy, sha = prepare_submission(path, opts.runs_dir, profile)
     eval_dir = copy.parent
-    done = {} if opts.force else completed_runs(existing, sha, profile.name, opts.phase)
+    precision = resolve_precision(opts.precision or profile.precision, device)
+    settings = dict(precision=precision, compile=opts.compile, deterministic=opts.deterministic)
+    done = {} if opts.force else completed_runs(existing, sha, profile.name, opts.phase, settings)
     for arch, seed in ((a, s) for a in archs for s in seeds if (a, s) in done):
         console.print(f"skipping {arch} seed {seed}: already in {lb_path} (ok, finished {done[(arch, seed)]}) "
                       "for this file version; --force re-runs it")
@@ -133,33 +140,45 @@ def evaluate(path: Path, opts: EvaluateOptions, console: Console) -> int:
     console.print(f"profile '{profile.name}': {profile.description}")
     console.print(f"data: {len(train):,} train / {len(test):,} test images; device {device_name(device)}; "
                   f"runs: {', '.join(archs)} x seeds {', '.join(map(str, seeds))}")
+    console.print("settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()))
 
+    jobs = [Job(RunSpec(submission=path.name, submission_sha256=sha, kind=opts.kind, profile=profile,
+                        phase=opts.phase, arch=arch, seed=seed, device=str(device), sandbox=sandbox.name, **settings),
+                eval_dir / opts.phase / f"{arch}-seed{seed}")
+            for arch in archs for seed in seeds if (arch, seed) not in done]
     results: list[tuple[RunSpec, RunResult, str]] = []
+
+    def record(job: Job, result: RunResult) -> None:  # the only place rows are written
+        spec, run_dir = job.spec, job.run_dir
+        run_id = str(run_dir.relative_to(opts.runs_dir))
+        leaderboard.append_row(lb_path, _row(spec, result, torch.device(spec.device), run_id))
+        if result.status == "failed":
+            console.print(f"[red]run failed:[/] {escape(f'{spec.arch} seed {spec.seed}: {result.reason}')}\n"
+                          f"  details: {run_dir / 'failure.txt'}; worker output: {run_dir / 'worker.log'}")
+        results.append((spec, result, run_id))
+
     with RichProgress(console) as progress:
-        for arch in archs:
-            for seed in seeds:
-                if (arch, seed) in done:
-                    continue
-                spec = RunSpec(submission=path.name, submission_sha256=sha, kind=opts.kind, profile=profile,
-                               phase=opts.phase, arch=arch, seed=seed, device=str(device), sandbox=sandbox.name)
-                run_dir = eval_dir / opts.phase / f"{arch}-seed{seed}"
-                outcome = run_one(spec, submission=copy, train=train, test=test, run_dir=run_dir,
+        if opts.jobs > 1 and len(jobs) > 1:
+            console.print(f"running up to {opts.jobs} runs at once")
+            run_parallel(jobs, n=opts.jobs, submission=copy, data_dir=opts.data_dir, sandbox_name=sandbox.name,
+                         observer=progress, on_result=record)
+        else:
+            for job in jobs:
+                outcome = run_one(job.spec, submission=copy, train=train, test=test, run_dir=job.run_dir,
                                   sandbox=sandbox, observer=progress)
-                run_id = str(run_dir.relative_to(opts.runs_dir))
-                leaderboard.append_row(lb_path, _row(spec, outcome.result, device, run_id))
-                if outcome.result.status == "failed":
-                    console.print(f"[red]run failed:[/] {escape(f'{arch} seed {seed}: {outcome.result.reason}')}\n"
-                                  f"  details: {run_dir / 'failure.txt'}; worker output: {run_dir / 'worker.log'}")
-                results.append((spec, outcome.result, run_id))
+                record(job, outcome.result)
     _summary(console, results, lb_path)
     _standing(console, lb_path, profile, opts.phase, sha)
     return 0 if all(r.status == "ok" for _, r, _ in results) else 1
 
 
-def completed_runs(rows, sha: str, profile: str, phase: str) -> dict[tuple[str, int], str]:
-    """``{(arch, seed): finished_at}`` of the ok rows of this file version, profile and phase."""
+def completed_runs(rows, sha: str, profile: str, phase: str, settings: dict) -> dict[tuple[str, int], str]:
+    """``{(arch, seed): finished_at}`` of the ok rows of this file version, profile, phase and
+    protocol settings (precision, compile, deterministic)."""
     ok = rows[(rows["submission_sha256"] == sha) & (rows["profile"] == profile) & (rows["phase"] == phase)
               & (rows["status"] == "ok")]
+    for column, value in settings.items():
+        ok = ok[ok[column].astype(str).str.lower() == str(value).lower()]
     return {(str(a), int(s)): str(t) for a, s, t in zip(ok["arch"], ok["seed"], ok["finished_at"])}
 
 

@@ -32,7 +32,8 @@ class RichProgress(RunObserver):
             console=console,
             disable=not self.live,
         )
-        self.task: TaskID | None = None
+        self.task: TaskID | None = None  # the current run (sequential evaluation)
+        self.tasks: dict[tuple[str, int], TaskID] = {}
 
     def __enter__(self) -> RichProgress:
         self.progress.start()
@@ -44,6 +45,7 @@ class RichProgress(RunObserver):
     def run_started(self, spec: RunSpec, total_steps: int) -> None:
         self.task = self.progress.add_task(
             "", total=total_steps, label=_label(spec), epoch=f"0/{spec.profile.epochs}", stats="starting")
+        self.tasks[(spec.arch, spec.seed)] = self.task
         if not self.live:
             n = spec.profile.epochs
             self.console.print(f"{_label(spec)}: training {n} epoch{'s' if n != 1 else ''} on {spec.device}")
@@ -52,18 +54,27 @@ class RichProgress(RunObserver):
         if self.task is not None:
             self.progress.advance(self.task)
 
+    def steps_done_for(self, spec: RunSpec, steps: int) -> None:
+        """Steps of one of several concurrent runs (``--jobs``)."""
+        task = self.tasks.get((spec.arch, spec.seed))
+        if task is not None:
+            self.progress.advance(task, steps)
+
     def epoch_done(self, spec: RunSpec, m: EpochMetrics, best_fine_acc: float) -> None:
         stats = (f"loss {m.train_fine_loss:.3f}/{m.train_coarse_loss:.3f}  "
                  f"test fine {m.test_fine_acc:5.2f}%  best {best_fine_acc:5.2f}%")
-        if self.task is not None:
-            self.progress.update(self.task, epoch=f"{m.epoch + 1}/{spec.profile.epochs}", stats=stats)
+        task = self.tasks.get((spec.arch, spec.seed))
+        if task is not None:
+            self.progress.update(task, epoch=f"{m.epoch + 1}/{spec.profile.epochs}", stats=stats)
         if not self.live:
             self.console.print(f"{_label(spec)}  epoch {m.epoch + 1}/{spec.profile.epochs}  {stats}  "
                                f"({m.seconds:.1f} s)")
 
     def run_finished(self, spec: RunSpec, result: RunResult) -> None:
-        if self.task is not None:
+        task = self.tasks.pop((spec.arch, spec.seed), None)
+        if task is not None:
             done = "[green]ok" if result.status == "ok" else "[red]failed"
-            self.progress.update(self.task, stats=f"{done}[/]  best {result.best_fine_acc or 0:.2f}%")
-            self.progress.stop_task(self.task)
+            self.progress.update(task, stats=f"{done}[/]  best {result.best_fine_acc or 0:.2f}%")
+            self.progress.stop_task(task)
+        if task == self.task:
             self.task = None

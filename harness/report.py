@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness import aggregate
@@ -119,11 +120,12 @@ def render_table(report: Report, console: Console, *, highlight: str | None = No
             continue
         table = Table(title=title, title_justify="left")
         for col in _columns(report) + (["source"] if kind == "reference" else []):
-            table.add_column(col, justify="left" if col in ("entry", "source") else "right")
+            table.add_column(col, justify="left" if col in ("entry", "source") else "right",
+                             no_wrap=col == "entry")
         for e in rows:
             cells = _cells(report, e) + ([e.source] if kind == "reference" else [])
             style = "bold" if highlight and e.sha256 == highlight else None
-            table.add_row(*cells, style=style)
+            table.add_row(*(escape(c) for c in cells), style=style)  # "[bf16]" is not markup
         console.print(table)
     if not report.entries:
         console.print(f"no measured rows for profile {report.profile}, phase {report.phase}")

@@ -14,6 +14,7 @@ then receives exactly the gradient of ``L``:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -87,10 +88,46 @@ def _assemble_gradients(model: TwoHeadNet, g_fine: list[torch.Tensor], w_fine: f
     torch._foreach_mul_([p.grad for p in model.coarse_head.parameters()], w_coarse)
 
 
+def autocast_context(precision: str, device_type: str):
+    """bfloat16 autocast for ``bf16``; nothing for fp32 and fp64."""
+    if precision == "bf16":
+        return torch.autocast(device_type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively (a GPU with bf16, a CPU with AVX-512 BF16/AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` where it is native on ``device``, else ``fp32``; others unchanged."""
+    if precision != "auto":
+        return precision
+    return "bf16" if fast_bf16(device) else "fp32"
+
+
+def set_determinism(deterministic: bool, device: torch.device) -> None:
+    """``--deterministic``: deterministic kernels everywhere (an op without one raises), cuDNN
+    deterministic and without autotuning. Otherwise cuDNN autotunes (faster on a GPU)."""
+    torch.use_deterministic_algorithms(deterministic)
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = deterministic
+        torch.backends.cudnn.benchmark = not deterministic
+
+
 def train_one_epoch(model: TwoHeadNet, loader: TrainLoader, optimizer: torch.optim.Optimizer,
                     worker: LossWorker, *, capabilities: tuple[str, ...], epoch: int, total_epochs: int,
-                    on_step: Callable[[], None] | None = None) -> list[float]:
-    """Train one epoch; returns the means of (fine, coarse, combined, w_fine, w_coarse)."""
+                    on_step: Callable[[], None] | None = None, precision: str = "fp32",
+                    forward: Callable | None = None) -> list[float]:
+    """Train one epoch; returns the means of (fine, coarse, combined, w_fine, w_coarse).
+    ``forward`` (default: ``model``) computes the two heads' logits, e.g. a compiled model."""
+    forward = model if forward is None else forward
     lr = optimizer.param_groups[0]["lr"]
     use_gramian = "gramian" in capabilities
     use_accuracy = "batch_fine_acc" in capabilities or "batch_coarse_acc" in capabilities
@@ -99,9 +136,10 @@ def train_one_epoch(model: TwoHeadNet, loader: TrainLoader, optimizer: torch.opt
     model.train()
     for i, (x, y_fine, y_coarse) in enumerate(loader.epoch(epoch)):
         step = epoch * steps_per_epoch + i
-        fine_logits, coarse_logits = model(x)
-        fine = F.cross_entropy(fine_logits, y_fine)
-        coarse = F.cross_entropy(coarse_logits, y_coarse)
+        with autocast_context(precision, x.device.type):
+            fine_logits, coarse_logits = forward(x)
+            fine = F.cross_entropy(fine_logits, y_fine)  # float32 under autocast
+            coarse = F.cross_entropy(coarse_logits, y_coarse)
         optimizer.zero_grad(set_to_none=True)
 
         to_host = [fine.detach(), coarse.detach()]
@@ -144,14 +182,17 @@ def train_one_epoch(model: TwoHeadNet, loader: TrainLoader, optimizer: torch.opt
 
 
 @torch.no_grad()
-def evaluate(model: TwoHeadNet, batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-             ) -> tuple[float, float, float, float]:
+def evaluate(model: TwoHeadNet, batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], *,
+             precision: str = "fp32", forward: Callable | None = None) -> tuple[float, float, float, float]:
     """Mean fine loss, mean coarse loss, fine accuracy (%), coarse accuracy (%)."""
+    forward = model if forward is None else forward
     model.eval()
     totals = None
     n = 0
     for x, y_fine, y_coarse in batches:
-        fine_logits, coarse_logits = model(x)
+        with autocast_context(precision, x.device.type):
+            fine_logits, coarse_logits = forward(x)
+        fine_logits, coarse_logits = fine_logits.float(), coarse_logits.float()
         batch = torch.stack([
             F.cross_entropy(fine_logits, y_fine, reduction="sum"),
             F.cross_entropy(coarse_logits, y_coarse, reduction="sum"),
@@ -206,10 +247,12 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
     device = torch.device(spec.device)
 
     dtype = getattr(torch, spec.dtype)
+    set_determinism(spec.deterministic, device)
     torch.manual_seed(spec.seed)
     model = build_model(spec.arch).to(device, dtype)
     if spec.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if spec.compile else model  # shares the parameters
     opt = profile.optimizer
     optimizer = torch.optim.SGD(model.parameters(), lr=opt.lr, momentum=opt.momentum,
                                 weight_decay=opt.weight_decay, nesterov=opt.nesterov)
@@ -238,8 +281,10 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
                     group["lr"] = lr
                 fine_l, coarse_l, combined, w_fine, w_coarse = train_one_epoch(
                     model, loader, optimizer, worker, capabilities=ready.capabilities,
-                    epoch=epoch, total_epochs=profile.epochs, on_step=observer.step_done)
-                test_fine_l, test_coarse_l, fine_acc, coarse_acc = evaluate(model, test_batches)
+                    epoch=epoch, total_epochs=profile.epochs, on_step=observer.step_done,
+                    precision=spec.precision, forward=forward)
+                test_fine_l, test_coarse_l, fine_acc, coarse_acc = evaluate(
+                    model, test_batches, precision=spec.precision, forward=forward)
                 metrics = EpochMetrics(
                     epoch=epoch, lr=lr, train_fine_loss=fine_l, train_coarse_loss=coarse_l,
                     train_combined_loss=combined, weight_fine=w_fine, weight_coarse=w_coarse,

@@ -96,6 +96,7 @@ def _tail(path: Path | None, limit: int = 2000) -> str:
         return f.read().decode("utf-8", "replace").strip()
 
 
+
 class LossWorker:
     """One loss worker for one run. Use as a context manager; the process (group) is
     killed on exit whatever happened."""
@@ -240,6 +241,13 @@ class LossWorker:
     def _read_some(self, deadline: float, timeout: float, doing: str) -> None:
         assert self.proc is not None and self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
+        # The reply to a step usually comes within ~100 us: poll without sleeping for up to the
+        # sandbox's reply_spin_s first (the trainer has nothing else to do meanwhile), which
+        # saves the wake-up latency of a blocking wait; then block in select.
+        spin_until = time.perf_counter() + self.sandbox.reply_spin_s
+        while time.perf_counter() < spin_until:
+            if select.select([fd], [], [], 0)[0]:
+                break
         remaining = deadline - time.monotonic()
         ready, _, _ = select.select([fd], [], [], max(0.0, remaining))
         if not ready:

@@ -156,3 +156,42 @@ def test_default_evaluation_uses_a_real_sandbox_when_there_is_one(tmp_path):
     assert r.returncode == 0, r.stderr
     assert f"in sandbox '{available[0]}'" in r.stdout  # Docker first, then bubblewrap
     assert pd.read_csv(tmp_path / "leaderboard-tiny.csv")["sandbox"].tolist() == [available[0]]
+
+
+def test_protocol_options_are_recorded_and_keep_runs_apart(tmp_path):
+    """--precision bf16 and --deterministic run (on the CPU here) with --jobs 2 (two processes),
+    are recorded in the rows, and a run with other settings is not taken for already done."""
+    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "tiny", "--precision", "bf16",
+                "--deterministic", "--jobs", "2", "--seed", "1", "--seed", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "running up to 2 runs at once" in r.stdout and "appended 2 row(s)" in r.stdout
+    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "tiny", "--seed", "1",
+                cwd=tmp_path)
+    assert r.returncode == 0 and "appended 1 row(s)" in r.stdout, r.stdout + r.stderr
+    df = pd.read_csv(tmp_path / "leaderboard-tiny.csv")
+    assert sorted(df["seed"][:2]) == [1, 2] and (df["status"] == "ok").all()
+    assert df["precision"].tolist() == ["bf16", "bf16", "fp32"]
+    assert df["deterministic"].tolist() == [True, True, False] and (df["compile"] == False).all()  # noqa: E712
+    for run_id in df["run_id"]:
+        assert (tmp_path / "runs" / run_id / "metrics.jsonl").exists()
+    r = harness("leaderboard", cwd=tmp_path)
+    assert "example_loss.py [bf16+deterministic]" in r.stdout and "│ example_loss.py " in r.stdout
+    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "tiny", "--jobs", "0",
+                cwd=tmp_path)
+    assert r.returncode == 2 and "--jobs must be at least 1" in r.stderr
+
+
+def test_bench_json_reports_every_figure(tmp_path):
+    r = harness("bench", "--json", "--arch", "resnet20", "--steps", "1", "--rounds", "1", "--calls", "20",
+                "--eval-images", "200", "--batch", "32", "--jobs", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rep = json.loads(r.stdout)
+    (arch,) = rep["archs"]
+    for key in ("harness_img_s", "bare_img_s", "reference_img_s", "eval_s_per_epoch"):
+        assert arch[key] > 0, key
+    assert arch["harness_over_bare"] == pytest.approx(arch["harness_img_s"] / arch["bare_img_s"])
+    assert arch["harness_over_reference"] == pytest.approx(arch["harness_img_s"] / arch["reference_img_s"])
+    (two,) = rep["jobs"]
+    assert two["jobs"] == 2 and two["aggregate_img_s"] == pytest.approx(2 * two["per_job_img_s"])
+    trips = {t["sandbox"]: t for t in rep["roundtrips"]}
+    assert "none" in trips and all(0 < t["median_us"] <= t["p99_us"] for t in trips.values())

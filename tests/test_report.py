@@ -104,6 +104,12 @@ def test_a_rerun_counts_each_seed_once_and_versions_are_separate(tmp_path):
     assert s.n == 3 and s.seeds[42] == 99.0  # the latest ok run of seed 42 counts, once
 
 
+def test_score_of_a_zero_accuracy_is_zero_not_missing():
+    stats = {"resnet20": aggregate.arch_stats({42: 0.0}, 0), "resnet56": aggregate.arch_stats({42: 30.0}, 0)}
+    assert aggregate._score(stats) == 0.0
+    assert aggregate._score({**stats, "resnet20": aggregate.arch_stats({}, 1)}) is None
+
+
 def test_paired_test_refuses_to_test_with_fewer_than_two_pairs():
     assert aggregate.paired_test({42: 1.0}, {42: 0.0}) == (None, 1)
     assert aggregate.paired_test({42: 1.0, 123: 2.0}, {42: 0.0, 123: 1.0}) == (None, 2)  # no spread

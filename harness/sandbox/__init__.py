@@ -26,6 +26,10 @@ class Sandbox(ABC):
     name: str = ""
     #: What this backend does not protect against, shown to the user.
     warning: str | None = None
+    #: How long the trainer busy-polls for a step reply before blocking (saves the wake-up
+    #: latency of a blocking wait). 0 where replies are relayed by a thread of the trainer's own
+    #: process, which a polling loop would starve of the GIL.
+    reply_spin_s: float = 0.0005
 
     @classmethod
     def available(cls) -> bool:

@@ -134,6 +134,7 @@ class DockerProcess:
 @register_sandbox
 class DockerSandbox(Sandbox):
     name = "docker"
+    reply_spin_s = 0.0  # replies come through DockerProcess's relay thread
 
     @classmethod
     def available(cls) -> bool:
