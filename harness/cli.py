@@ -364,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"[red]error:[/] {escape(str(e))}")
         return EXIT_RUN_FAILED
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: loss workers were stopped; finished runs are in the leaderboard")
+        err.print("[yellow]interrupted[/]: loss workers were stopped; finished runs are in the leaderboard and "
+                  "unfinished ones keep their per-epoch checkpoints: run the same command again to resume them")
         return 130
 
 

@@ -41,6 +41,9 @@ class _QueueObserver(RunObserver):
     def run_started(self, spec: RunSpec, total_steps: int) -> None:
         self.q.put(("started", self.key, total_steps))
 
+    def run_resumed(self, spec: RunSpec, epochs_done: int, steps_done: int, notes: list[str]) -> None:
+        self.q.put(("resumed", self.key, epochs_done, steps_done, notes))
+
     def step_done(self) -> None:
         self.pending += 1
         if self.pending >= STEP_BATCH:
@@ -129,6 +132,8 @@ def run_parallel(jobs: list[Job], *, n: int, submission: Path, data_dir: Path | 
             job = running[key][1]
             if kind == "started":
                 observer.run_started(job.spec, event[2])
+            elif kind == "resumed":
+                observer.run_resumed(job.spec, event[2], event[3], event[4])
             elif kind == "steps":
                 observer.steps_done_for(job.spec, event[2])
             elif kind == "epoch":

@@ -50,6 +50,18 @@ class RichProgress(RunObserver):
             n = spec.profile.epochs
             self.console.print(f"{_label(spec)}: training {n} epoch{'s' if n != 1 else ''} on {spec.device}")
 
+    def run_resumed(self, spec: RunSpec, epochs_done: int, steps_done: int, notes: list[str]) -> None:
+        for note in notes:
+            self.console.print(f"[yellow]{_label(spec)}: {note}[/]")
+        if epochs_done:
+            self.console.print(f"{_label(spec)}: resuming after epoch {epochs_done}/{spec.profile.epochs} "
+                               "from its checkpoint (the loss module's messages are replayed)")
+        else:
+            self.console.print(f"{_label(spec)}: no intact checkpoint; starting from scratch")
+        task = self.tasks.get((spec.arch, spec.seed))
+        if task is not None and steps_done:
+            self.progress.advance(task, steps_done)
+
     def step_done(self) -> None:
         if self.task is not None:
             self.progress.advance(self.task)

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from harness.checkpoint import Checkpointer
 from harness.data import Split, TrainLoader, eval_batches
 from harness.errors import RunFailed
 from harness.models import TwoHeadNet, build_model
@@ -213,6 +214,7 @@ class RunObserver:
     """Hooks for progress display; the default does nothing."""
 
     def run_started(self, spec: RunSpec, total_steps: int) -> None: ...
+    def run_resumed(self, spec: RunSpec, epochs_done: int, steps_done: int, notes: list[str]) -> None: ...
     def step_done(self) -> None: ...
     def epoch_done(self, spec: RunSpec, metrics: EpochMetrics, best_fine_acc: float) -> None: ...
     def run_finished(self, spec: RunSpec, result: RunResult) -> None: ...
@@ -240,11 +242,19 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "settings.json").write_text(spec.model_dump_json(indent=2))
     metrics_path = run_dir / "metrics.jsonl"
-    metrics_path.unlink(missing_ok=True)
-    for stale in ("failure.txt", "result.json", "loss_state.json", "worker.log"):
+    for stale in ("failure.txt", "result.json", "loss_state.json"):
         (run_dir / stale).unlink(missing_ok=True)
     start = time.perf_counter()
     device = torch.device(spec.device)
+    checkpointer = Checkpointer(run_dir, spec)
+    resume, notes = checkpointer.load(device)
+    if resume is None:
+        checkpointer.clear()
+        (run_dir / "worker.log").unlink(missing_ok=True)
+    if resume is None:
+        metrics_path.unlink(missing_ok=True)
+    else:  # exactly the epochs the run continues from (a line written after the checkpoint goes)
+        metrics_path.write_text("".join(m.model_dump_json() + "\n" for m in resume.history))
 
     dtype = getattr(torch, spec.dtype)
     set_determinism(spec.deterministic, device)
@@ -262,8 +272,17 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
     test_batches = eval_batches(test, batch_size=profile.eval_batch_size, device=device,
                                 channels_last=spec.channels_last, dtype=dtype)
     observer.run_started(spec, profile.epochs * loader.steps_per_epoch)
-
+    first_epoch = 0
     history: list[EpochMetrics] = []
+    if resume is not None:
+        model.load_state_dict(resume.state["model"])
+        optimizer.load_state_dict(resume.state["optimizer"])
+        torch.set_rng_state(resume.state["rng_cpu"])
+        if device.type == "cuda" and resume.state.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(resume.state["rng_cuda"], device)
+        first_epoch, history = resume.epochs_done, list(resume.history)
+    if resume is not None or notes:
+        observer.run_resumed(spec, first_epoch, first_epoch * loader.steps_per_epoch, notes)
     loss_state = None
     try:
         with LossWorker(submission, sandbox=sandbox, seed=spec.seed, optimizer=opt, dtype=spec.dtype,
@@ -274,7 +293,12 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
                 ready = worker.start()
             except WorkerError as e:
                 raise RunFailed(f"starting the loss module: {e}") from e
-            for epoch in range(profile.epochs):
+            if resume is not None:
+                try:  # the loss module's state is rebuilt from what the trainer sent, never loaded
+                    worker.replay(resume.frames)
+                except WorkerError as e:
+                    raise RunFailed(f"replaying the first {first_epoch} epochs to the loss module: {e}") from e
+            for epoch in range(first_epoch, profile.epochs):
                 epoch_start = time.perf_counter()
                 lr = opt.lr_at(epoch, profile.epochs)
                 for group in optimizer.param_groups:
@@ -295,6 +319,11 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
                 history.append(metrics)
                 with open(metrics_path, "a") as f:
                     f.write(metrics.model_dump_json() + "\n")
+                if epoch + 1 < profile.epochs:
+                    checkpointer.save(epoch + 1, history, worker.sent_steps, {
+                        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "rng_cpu": torch.get_rng_state(),
+                        "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None})
                 observer.epoch_done(spec, metrics, max(m.test_fine_acc for m in history))
             try:
                 loss_state = worker.state()
@@ -302,6 +331,7 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
             except WorkerError:
                 loss_state = None  # a report only; the run itself succeeded
         result = RunResult.from_epochs(history, time.perf_counter() - start)
+        checkpointer.clear()
     except Exception as e:  # noqa: BLE001  (one run's failure must not stop the others)
         reason = str(e) if isinstance(e, RunFailed) else (
             f"internal error at epoch {len(history)}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=-8)}")

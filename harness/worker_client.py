@@ -116,6 +116,7 @@ class LossWorker:
         self.dtype = dtype
         self.run_budget = run_budget
         self.spent = 0.0  # seconds spent waiting for step replies, against run_budget
+        self.sent_steps: list[bytes] = []  # every STEP frame sent since start (for checkpoints)
         self.proc: subprocess.Popen | None = None
         self._drain: _LogDrain | None = None
         self._buffer = bytearray()
@@ -176,7 +177,17 @@ class LossWorker:
 
     def step(self, request: StepRequest) -> tuple[float, float, float]:
         """One training step: returns ``(L, dL/dfine, dL/dcoarse)``, all finite."""
-        self._send(request.pack())
+        return self._step_frame(request.pack())
+
+    def replay(self, frames: list[bytes]) -> None:
+        """Send the STEP frames of an earlier run to this fresh worker, so that the loss module
+        reaches the state it had (resuming from a checkpoint). Replies are checked, not used."""
+        for frame in frames:
+            self._step_frame(frame)
+
+    def _step_frame(self, frame: bytes) -> tuple[float, float, float]:
+        self.sent_steps.append(frame)
+        self._send(frame)
         started = time.monotonic()
         budget_left = self.run_budget - self.spent
         timeout = min(self.call_timeout, budget_left)

@@ -133,3 +133,17 @@ def leaderboard_row(seed=42, status="ok", acc=12.5, **kw):
     )
     values.update(kw)
     return LeaderboardRow(**values)
+
+
+@pytest.fixture(scope="session")
+def readme_smoke_run(tmp_path_factory):
+    """The README's first command, run once: ``(CompletedProcess, its directory)``. Shared by the
+    README test and the resume test, which compares a killed-and-resumed run against it."""
+    import shutil
+    import subprocess
+
+    cwd = tmp_path_factory.mktemp("readme-smoke")
+    r = subprocess.run([shutil.which("harness"), "evaluate", str(REPO / "submissions" / "example_loss.py"),
+                        "--profile", "smoke"], cwd=cwd, capture_output=True, text=True, timeout=900,
+                       env=harness_env(), stdin=subprocess.DEVNULL)
+    return r, cwd

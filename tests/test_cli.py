@@ -113,11 +113,11 @@ def test_data_synthetic_writes_cifar_format(tmp_path):
 
 
 @pytest.mark.slow
-def test_readme_smoke_evaluation(tmp_path):
+def test_readme_smoke_evaluation(readme_smoke_run):
     """The README's first command: both public architectures, at least 10% fine accuracy."""
-    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "smoke", cwd=tmp_path)
+    r, cwd = readme_smoke_run
     assert r.returncode == 0, r.stdout + r.stderr
-    df = pd.read_csv(tmp_path / "leaderboard-smoke.csv")
+    df = pd.read_csv(cwd / "leaderboard-smoke.csv")
     assert df["arch"].tolist() == ["resnet20", "resnet56"] and (df["status"] == "ok").all()
     assert (df["best_fine_acc"] >= 10).all(), df[["arch", "best_fine_acc"]]
 

@@ -1,0 +1,145 @@
+"""Per-epoch checkpoints of one run, so that a killed evaluation resumes where it stopped.
+
+At the end of every epoch the trainer writes, into ``<run_dir>/checkpoint/``:
+
+- ``messages.bin``: every STEP frame sent to the loss worker so far (append-only). The
+  worker's state is never saved: on resume a fresh worker is sent these frames again, so the
+  trainer never loads anything the (untrusted) worker wrote.
+- ``epoch-<e>.pt``: model, optimizer, RNG states, the metrics so far and how many bytes of
+  ``messages.bin`` belong to it. Written to a temporary file, fsynced, then renamed.
+- ``manifest.json``: the checkpoints (newest last) with the sha256 of each file, written the same
+  way. The two newest checkpoints are kept.
+
+Loading verifies the sha256 of the checkpoint and of the message log prefix; a damaged newest
+checkpoint falls back to the previous one, and with none left the run starts from scratch. The
+checkpoint directory is removed when the run finishes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from harness.protocol import EpochMetrics, RunSpec
+
+KEEP = 2
+
+
+@dataclass
+class Resume:
+    epochs_done: int
+    history: list[EpochMetrics]
+    frames: list[bytes]
+    state: dict
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def _frames(blob: bytes) -> list[bytes]:
+    from harness import worker as wire
+
+    frames, i = [], 0
+    while i < len(blob):
+        _, length = wire.HEADER.unpack_from(blob, i)
+        end = i + wire.HEADER.size + length
+        frames.append(blob[i:end])
+        i = end
+    return frames
+
+
+class Checkpointer:
+    def __init__(self, run_dir: Path, spec: RunSpec) -> None:
+        self.dir = run_dir / "checkpoint"
+        # where it runs (device, sandbox) may change between attempts; what it computes may not
+        self.spec_json = spec.model_dump_json(exclude={"device", "sandbox"})
+        self.messages = self.dir / "messages.bin"
+        self.manifest = self.dir / "manifest.json"
+
+    def clear(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _entries(self) -> list[dict]:
+        try:
+            data = json.loads(self.manifest.read_text())
+        except (OSError, ValueError):
+            return []
+        if data.get("spec") != self.spec_json:  # another protocol or settings: not ours to resume
+            return []
+        return list(data.get("checkpoints", []))
+
+    def save(self, epochs_done: int, history: list[EpochMetrics], frames: list[bytes], state: dict) -> None:
+        """Write the checkpoint after ``epochs_done`` epochs; ``frames`` are all STEP frames so far."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        entries = self._entries()
+        logged = entries[-1]["message_bytes"] if entries else 0
+        blob = b"".join(frames)
+        if not entries:  # fresh log
+            _write_atomic(self.messages, blob)
+        else:  # append what is new, after cutting anything beyond the last checkpoint
+            with open(self.messages, "r+b") as f:
+                f.truncate(logged)
+                f.seek(logged)
+                f.write(blob[logged:])
+                f.flush()
+                os.fsync(f.fileno())
+        payload = {"epochs_done": epochs_done, "history": [m.model_dump() for m in history],
+                   "message_bytes": len(blob), **state}
+        path = self.dir / f"epoch-{epochs_done}.pt"
+        import io
+
+        buf = io.BytesIO()
+        torch.save(payload, buf)
+        data = buf.getvalue()
+        _write_atomic(path, data)
+        entries.append({"file": path.name, "sha256": _sha256(data), "message_bytes": len(blob),
+                        "messages_sha256": _sha256(blob), "epochs_done": epochs_done})
+        for old in entries[:-KEEP]:
+            (self.dir / old["file"]).unlink(missing_ok=True)
+        entries = entries[-KEEP:]
+        _write_atomic(self.manifest, json.dumps({"spec": self.spec_json, "checkpoints": entries}).encode())
+
+    def load(self, map_location: str | torch.device) -> tuple[Resume | None, list[str]]:
+        """The newest intact checkpoint (None: start from scratch) and messages saying what was skipped."""
+        notes = []
+        entries = self._entries()
+        try:
+            log = self.messages.read_bytes() if entries else b""
+        except OSError:
+            log = b""
+        for entry in reversed(entries):
+            path = self.dir / entry["file"]
+            try:
+                data = path.read_bytes()
+            except OSError:
+                notes.append(f"checkpoint {entry['file']} is missing")
+                continue
+            prefix = log[:entry["message_bytes"]]
+            if _sha256(data) != entry["sha256"] or len(prefix) != entry["message_bytes"] \
+                    or _sha256(prefix) != entry["messages_sha256"]:
+                notes.append(f"checkpoint {entry['file']} is damaged (checksum mismatch)")
+                continue
+            import io
+
+            payload = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+            history = [EpochMetrics(**m) for m in payload.pop("history")]
+            epochs = payload.pop("epochs_done")
+            payload.pop("message_bytes")
+            return Resume(epochs, history, _frames(prefix), payload), notes
+        return None, notes
