@@ -100,12 +100,13 @@ def _evaluate_and_kill_in_second_epoch(cwd):
     deadline = time.monotonic() + 300
     metrics = None
     while time.monotonic() < deadline and proc.poll() is None:
-        found = list((cwd / "runs").glob("smoke/*/public/resnet20-seed42/metrics.jsonl"))
-        if found and found[0].read_text().count("\n") >= 1:
-            metrics = found[0]
+        # the epoch-1 checkpoint is complete once the manifest names it: the run is in epoch 2
+        found = list((cwd / "runs").glob("smoke/*/public/resnet20-seed42/checkpoint/manifest.json"))
+        if found and '"epochs_done": 1' in found[0].read_text():
+            metrics = found[0].parent.parent / "metrics.jsonl"
             break
         time.sleep(0.05)
-    assert metrics is not None, "the first epoch never finished"
+    assert metrics is not None, "the first epoch's checkpoint never appeared"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(30)
     return metrics
