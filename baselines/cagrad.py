@@ -16,7 +16,6 @@ with ``lambda = c |g0| / |g_x|``. Where ``|g_x| = 0`` (already Pareto-stationary
 
 import math
 
-import torch
 import torch.nn as nn
 
 C = 0.4

@@ -19,7 +19,6 @@ they sum to 2, the scale of equal weighting.
 
 import math
 
-import torch
 import torch.nn as nn
 
 LR, WEIGHT_DECAY, BETA1, BETA2, ADAM_EPS = 0.025, 1e-3, 0.9, 0.999, 1e-8

@@ -19,7 +19,6 @@ the median over rounds is reported.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import statistics
 import tempfile
@@ -34,7 +33,7 @@ import torch.nn.functional as F
 from harness.data import Split, TrainLoader, eval_batches
 from harness.models import build_model
 from harness.protocol import PROFILES, Precision
-from harness.sandbox import Sandbox, available_sandboxes, get_sandbox
+from harness.sandbox import Sandbox, available_sandboxes, get_sandbox, resolve_sandbox
 from harness.train import autocast_context, evaluate, train_one_epoch
 from harness.worker_client import LossWorker, StepRequest
 
@@ -282,8 +281,6 @@ def run_bench(*, archs: list[str], device: torch.device, precision: Precision, c
               rounds: int, batch: int, sandbox_name: str, calls: int, eval_images: int, reference_workers: int,
               log: Callable[[str], None], jobs: tuple[int, ...] = ()) -> BenchReport:
     start = time.perf_counter()
-    from harness.sandbox import resolve_sandbox
-
     sandbox, _ = resolve_sandbox(sandbox_name, allow_fallback=True)
     with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp:
         submission = Path(tmp) / "equal_weighting.py"
@@ -303,12 +300,15 @@ def run_bench(*, archs: list[str], device: torch.device, precision: Precision, c
         trips = []
         for name in available_sandboxes():
             box = get_sandbox(name)
-            with contextlib.suppress(Exception):
-                if not box.available():
-                    continue
+            if not box.available():
+                continue
+            try:
                 trips.append(roundtrip(box, submission, calls))
-                log(f"worker round trip in '{name}': median {trips[-1].median_us:.0f} us, "
-                    f"p99 {trips[-1].p99_us:.0f} us")
+            except Exception as e:  # noqa: BLE001  (one backend failing must not lose the other figures)
+                log(f"worker round trip in '{name}' could not be measured: {type(e).__name__}: {e}")
+                continue
+            log(f"worker round trip in '{name}': median {trips[-1].median_us:.0f} us, "
+                f"p99 {trips[-1].p99_us:.0f} us")
     return BenchReport(device=str(device), precision=precision, channels_last=channels_last, sandbox=sandbox.name,
                        threads=torch.get_num_threads(), archs=results, roundtrips=trips,
                        seconds=time.perf_counter() - start, jobs=sweep)

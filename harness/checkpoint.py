@@ -18,6 +18,7 @@ checkpoint directory is removed when the run finishes.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -102,8 +103,6 @@ class Checkpointer:
         payload = {"epochs_done": epochs_done, "history": [m.model_dump() for m in history],
                    "message_bytes": len(blob), **state}
         path = self.dir / f"epoch-{epochs_done}.pt"
-        import io
-
         buf = io.BytesIO()
         torch.save(payload, buf)
         data = buf.getvalue()
@@ -135,8 +134,6 @@ class Checkpointer:
                     or _sha256(prefix) != entry["messages_sha256"]:
                 notes.append(f"checkpoint {entry['file']} is damaged (checksum mismatch)")
                 continue
-            import io
-
             payload = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
             history = [EpochMetrics(**m) for m in payload.pop("history")]
             epochs = payload.pop("epochs_done")

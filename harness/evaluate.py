@@ -206,7 +206,8 @@ def _row(spec: RunSpec, result: RunResult, device, run_id: str) -> LeaderboardRo
         epochs=spec.profile.epochs, best_fine_acc=result.best_fine_acc, best_epoch=result.best_epoch,
         final_fine_acc=result.final_fine_acc, best_coarse_acc=result.best_coarse_acc,
         wall_seconds=round(result.wall_seconds, 2), device=device_name(device), precision=spec.precision,
-        channels_last=spec.channels_last, compile=spec.compile, deterministic=spec.deterministic, torch_version=torch.__version__, harness_version=harness_version(),
+        channels_last=spec.channels_last, compile=spec.compile, deterministic=spec.deterministic,
+        torch_version=torch.__version__, harness_version=harness_version(),
         harness_commit=harness_commit(), sandbox=spec.sandbox, run_id=run_id, status=result.status,
     )
 

@@ -250,9 +250,8 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
     resume, notes = checkpointer.load(device)
     if resume is None:
         checkpointer.clear()
-        (run_dir / "worker.log").unlink(missing_ok=True)
-    if resume is None:
-        metrics_path.unlink(missing_ok=True)
+        for stale in ("worker.log", "metrics.jsonl"):
+            (run_dir / stale).unlink(missing_ok=True)
     else:  # exactly the epochs the run continues from (a line written after the checkpoint goes)
         metrics_path.write_text("".join(m.model_dump_json() + "\n" for m in resume.history))
 

@@ -96,7 +96,6 @@ def _tail(path: Path | None, limit: int = 2000) -> str:
         return f.read().decode("utf-8", "replace").strip()
 
 
-
 class LossWorker:
     """One loss worker for one run. Use as a context manager; the process (group) is
     killed on exit whatever happened."""

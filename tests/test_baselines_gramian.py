@@ -7,7 +7,6 @@ Gradients are random (half of them made to conflict), with norms spread over fou
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import pytest
