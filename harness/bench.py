@@ -340,7 +340,7 @@ def jobs_throughput(arch: str, jobs: int, *, device: torch.device, precision: st
     import multiprocessing as mp
     import os
 
-    from harness.parallel import device_for_slot
+    from harness.executors.local import device_for_slot
 
     ctx = mp.get_context("spawn")
     start, out = ctx.Barrier(jobs + 1), ctx.Queue()

@@ -27,25 +27,37 @@ DEFAULT_BASELINES_DIR = Path(__file__).resolve().parent.parent / "baselines"
 def _evaluate_options(args: argparse.Namespace, kind: str):
     from harness.evaluate import EvaluateOptions
 
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    ray_only = {"--ray-address": args.ray_address, "--gpus-per-run": args.gpus_per_run,
+                "--cpus-per-run": args.cpus_per_run}
+    given = [flag for flag, value in ray_only.items() if value is not None]
+    if given and args.executor != "ray":
+        raise UsageError(f"{', '.join(given)} only apply with --executor ray")
+    for flag, value in (("--gpus-per-run", args.gpus_per_run), ("--cpus-per-run", args.cpus_per_run)):
+        if value is not None and value < 0:
+            raise UsageError(f"{flag} must be 0 or more, got {value}")
+    if args.ray_retries < 0:
+        raise UsageError(f"--ray-retries must be 0 or more, got {args.ray_retries}")
     return EvaluateOptions(
         profile=get_profile(args.profile), phase=args.phase, archs=tuple(args.arch or ()),
         seeds=tuple(args.seed or ()), device=args.device, data_dir=args.data_dir, runs_dir=args.runs_dir,
         leaderboard=args.leaderboard, sandbox=args.sandbox, hidden_dir=args.hidden_dir, kind=kind, force=args.force,
         precision=args.precision, compile=args.compile, deterministic=args.deterministic, jobs=args.jobs,
+        executor=args.executor, ray_address=args.ray_address, gpus_per_run=args.gpus_per_run,
+        cpus_per_run=args.cpus_per_run, ray_retries=args.ray_retries,
     )
 
 
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     from harness.evaluate import evaluate
 
-    return evaluate(args.path, _evaluate_options(args, "submission"), console)
+    return evaluate(args.paths, _evaluate_options(args, "submission"), console)
 
 
 def cmd_baselines(args: argparse.Namespace, console: Console) -> int:
-    """Evaluate every file in the baselines directory (or those named by --only) as
-    ordinary submissions whose rows say ``kind=baseline``."""
+    """Evaluate every file in the baselines directory (or those named by --only) as ordinary
+    submissions whose rows say ``kind=baseline``, all their runs scheduled together."""
     from harness.evaluate import evaluate
 
     files = sorted(p for p in args.baselines_dir.glob("*.py") if not p.name.startswith("_"))
@@ -56,19 +68,7 @@ def cmd_baselines(args: argparse.Namespace, console: Console) -> int:
     if unknown:
         raise UsageError(f"unknown baseline(s) {', '.join(unknown)}; available: {', '.join(known)}")
     chosen = [known[n] for n in args.only] if args.only else files
-    opts = _evaluate_options(args, "baseline")
-    codes = {}
-    for path in chosen:
-        console.rule(f"baseline {path.stem}")
-        try:
-            codes[path.stem] = evaluate(path, opts, console)
-        except SubmissionRejected as e:  # a broken baseline must not stop the others
-            console.print(f"[red]rejected:[/] {escape(str(e))}")
-            codes[path.stem] = EXIT_REJECTED
-    bad = {name: code for name, code in codes.items() if code}
-    if bad:
-        console.print(f"[red]not ok:[/] {', '.join(bad)}")
-    return max(codes.values())
+    return evaluate(chosen, _evaluate_options(args, "baseline"), console)
 
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
@@ -230,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     ev = sub.add_parser("evaluate", help="check a submission, train with it and append to the leaderboard")
-    ev.add_argument("path", type=Path, help="the submission file (defines class MultiTaskLoss)")
+    ev.add_argument("paths", type=Path, nargs="+", metavar="PATH",
+                    help="submission file(s) defining class MultiTaskLoss, e.g. submissions/*.py; "
+                         "the runs of all files are scheduled together")
     _add_evaluate_options(ev)
     ev.set_defaults(func=cmd_evaluate)
 
@@ -330,9 +332,21 @@ def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("--deterministic", action="store_true",
                     help="deterministic kernels (torch.use_deterministic_algorithms, cuDNN deterministic); "
                          "slower on a GPU; recorded")
-    ev.add_argument("--jobs", type=int, default=1, metavar="N",
-                    help="run up to N (arch, seed) runs at once in separate processes, sharing the device "
-                         "(spread over the GPUs when there are several); default 1")
+    ev.add_argument("--jobs", type=int, metavar="N",
+                    help="run up to N runs at once, each in its own process, sharing the device (spread over the "
+                         "GPUs when there are several); default 1, or with --executor ray as many as fit")
+    ev.add_argument("--executor", default="local", choices=["local", "ray"],
+                    help="local (default): this machine; ray: each run a Ray task, on a local Ray started for "
+                         "the evaluation or the cluster of --ray-address (pip install 'harness[ray]')")
+    ev.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (e.g. auto, or ray://host:10001)")
+    ev.add_argument("--gpus-per-run", type=float, metavar="F",
+                    help="Ray: GPUs each run asks for; a fraction shares a GPU (0.25: four runs per GPU); "
+                         "default 1 on CUDA, else 0")
+    ev.add_argument("--cpus-per-run", type=float, metavar="N",
+                    help="Ray: CPUs each run asks for (default 1 with a GPU, else the CPUs shared between the runs)")
+    ev.add_argument("--ray-retries", type=int, default=2, metavar="K",
+                    help="Ray: resubmit a lost task (worker or node died) up to K times, resuming from its "
+                         "checkpoint (default 2)")
     ev.add_argument("--force", action="store_true",
                     help="re-run runs that already have an ok row for this file version (default: skip them)")
     ev.add_argument("--hidden-dir", type=Path, help="where the hidden architectures are (default: ./hidden "

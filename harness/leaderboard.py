@@ -2,7 +2,8 @@
 
 Appending takes an exclusive file lock (``<csv>.lock``), checks that the existing header
 is exactly this schema's, and writes the row with a single ``write`` on an ``O_APPEND``
-descriptor followed by ``fsync``. A file with another header (a foreign CSV, an older
+descriptor followed by ``fsync``; when the write or the fsync fails (a full disk) the file is
+truncated back to its previous size, so no partial row is left. A file with another header (a foreign CSV, an older
 schema) is never touched: :class:`LeaderboardError` says what was found and what to do.
 
 Schema changes: every version's columns are kept in ``COLUMNS_BY_VERSION`` and each step
@@ -109,11 +110,15 @@ def append_row(path: Path, row: LeaderboardRow) -> None:
                     line = "\n" + line
         data = (line if has_header else HEADER_LINE + line).encode("utf-8")
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        size = os.fstat(fd).st_size
         try:
-            written = os.write(fd, data)
-            if written != len(data):
-                raise LeaderboardError(f"short write to {path} ({written} of {len(data)} bytes)")
+            written = 0
+            while written < len(data):  # a short write (the disk filling up) is followed by its error
+                written += os.write(fd, data[written:])
             os.fsync(fd)
+        except OSError as e:
+            os.ftruncate(fd, size)  # no partial row: the file is as it was
+            raise LeaderboardError(f"could not append to {path} ({e}); the file is unchanged") from e
         finally:
             os.close(fd)
 

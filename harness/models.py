@@ -13,6 +13,7 @@ which has a deterministic backward on CUDA, unlike ``AdaptiveAvgPool2d``), 64-d 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -221,3 +222,28 @@ def build_model(arch: str, num_fine: int = 100, num_coarse: int = 20) -> TwoHead
 
 def count_parameters(params: Iterator[nn.Parameter]) -> int:
     return sum(p.numel() for p in params)
+
+
+@functools.lru_cache(maxsize=None)
+def forward_macs(arch: str) -> int:
+    """Multiply-accumulates of one forward pass on one 32x32 image, counted over convolutions
+    and linear layers: the relative cost of architectures (e.g. to weigh runs in an ETA)."""
+    model = build_model(arch).eval()
+    total = 0
+
+    def count(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1]
+            total += output.numel() * (module.in_channels // module.groups) * k
+        elif isinstance(module, nn.Linear):
+            total += output.numel() * module.in_features
+
+    handles = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, 32, 32))
+    finally:
+        for h in handles:
+            h.remove()
+    return total

@@ -1,92 +1,235 @@
-"""Live progress for an evaluation: one bar per run with epoch, losses, accuracy and ETA.
+"""Live progress of an evaluation: one line across all runs (runs done, running, queued, failed,
+and an ETA), and one line per run with its state, epoch, losses and accuracy.
 
-On a terminal the bars update in place; when output is not a terminal (CI, a log file)
-one line per epoch is printed instead, so logs show the same information.
+On a terminal the lines update in place; when output is not a terminal (CI, a log file) a line
+is printed per epoch and per change of a run's state, with the overall line after each run ends.
+
+The ETA weighs runs by their architecture's cost (multiply-accumulates per image) and epochs: it
+measures wall seconds per unit of work over the runs that have made progress in this session
+(so a machine shared by ``--jobs N`` runs is measured as shared), and divides the work left by
+the number of runs that can go at once.
 """
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+import time
+from dataclasses import dataclass
 
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from harness.executors import run_key
+from harness.models import forward_macs
 from harness.protocol import EpochMetrics, RunResult, RunSpec
 from harness.train import RunObserver
 
-
-def _label(spec: RunSpec) -> str:
-    return f"{spec.arch} seed {spec.seed}"
+REFRESH_S = 0.5  # how often the ETAs are recomputed
 
 
-class RichProgress(RunObserver):
-    def __init__(self, console: Console) -> None:
-        self.console = console
+@dataclass
+class RunState:
+    spec: RunSpec
+    label: str
+    cost: float  # relative work of one epoch
+    state: str = "queued"  # queued, running, retrying, ok, failed
+    total_steps: int = 0
+    steps: int = 0
+    steps_at_start: int = 0  # done before this session (a resumed run)
+    started: float | None = None
+    ended: float | None = None
+    epoch: int = 0
+
+    @property
+    def fraction(self) -> float:
+        if self.state in ("ok", "failed"):
+            return 1.0
+        return self.steps / self.total_steps if self.total_steps else 0.0
+
+    @property
+    def work(self) -> float:
+        return self.spec.profile.epochs * self.cost
+
+    def session(self, now: float) -> tuple[float, float]:
+        """(work done in this session, wall seconds spent on it)."""
+        if self.started is None or not self.total_steps:
+            return 0.0, 0.0
+        done = (self.steps - self.steps_at_start) / self.total_steps * self.work
+        return done, (self.ended or now) - self.started
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "ETA -:--:--"
+    s = int(round(seconds))
+    return f"ETA {s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class EvaluationProgress(RunObserver):
+    """The observer of an evaluation's runs; ``specs`` is the plan, ``parallel`` how many go at once."""
+
+    def __init__(self, console: Console, specs: list[RunSpec], *, parallel: int = 1, clock=time.monotonic) -> None:
+        self.console, self.clock, self.parallel = console, clock, max(1, parallel)
         self.live = console.is_terminal
+        several = len({s.submission_sha256 for s in specs}) > 1
+        base = min((forward_macs(s.arch) for s in specs), default=1)
+        self.runs: dict[tuple[str, str, int], RunState] = {}
+        for s in specs:
+            label = f"{s.submission.removesuffix('.py')} {s.arch} seed {s.seed}" if several else f"{s.arch} seed {s.seed}"
+            self.runs[run_key(s)] = RunState(s, label, forward_macs(s.arch) / base)
+        width = max((len(r.label) for r in self.runs.values()), default=10) + 1
         self.progress = Progress(
-            TextColumn("[bold]{task.fields[label]:<18}"),
+            TextColumn(f"[bold]{{task.fields[label]:<{width}}}"),
             BarColumn(bar_width=24),
-            TextColumn("epoch {task.fields[epoch]}"),
+            TextColumn("{task.fields[state]:<13}"),
             TextColumn("{task.fields[stats]}"),
             TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[eta]}"),
             console=console,
             disable=not self.live,
         )
-        self.task: TaskID | None = None  # the current run (sequential evaluation)
-        self.tasks: dict[tuple[str, int], TaskID] = {}
+        self.overall = self.progress.add_task("", total=1.0, label=f"all {len(specs)} runs", state="",
+                                              stats="", eta=_duration(None))
+        self.tasks: dict[tuple[str, str, int], TaskID] = {
+            k: self.progress.add_task("", total=1.0, label=r.label, state="queued", stats="", eta="")
+            for k, r in self.runs.items()}
+        self.current: RunState | None = None  # the run that step_done() belongs to (inline executor)
+        self._last_refresh = 0.0
+        self._update_overall()
 
-    def __enter__(self) -> RichProgress:
+    def __enter__(self) -> EvaluationProgress:
         self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._update_overall()
         self.progress.stop()
 
-    def run_started(self, spec: RunSpec, total_steps: int) -> None:
-        self.task = self.progress.add_task(
-            "", total=total_steps, label=_label(spec), epoch=f"0/{spec.profile.epochs}", stats="starting")
-        self.tasks[(spec.arch, spec.seed)] = self.task
+    # ------------------------------------------------------------------ figures
+
+    def seconds_per_work(self) -> float | None:
+        now = self.clock()
+        done = spent = 0.0
+        for r in self.runs.values():
+            d, s = r.session(now)
+            done, spent = done + d, spent + s
+        return spent / done if done > 0 else None
+
+    def eta(self) -> float | None:
+        """Seconds until every run has ended, or None before any progress was measured."""
+        rate = self.seconds_per_work()
+        unfinished = [r for r in self.runs.values() if r.state not in ("ok", "failed")]
+        if not unfinished:
+            return 0.0
+        if rate is None:
+            return None
+        left = sum((1 - r.fraction) * r.work for r in unfinished)
+        return left * rate / min(self.parallel, len(unfinished))
+
+    def counts(self) -> dict[str, int]:
+        out = {"ok": 0, "failed": 0, "running": 0, "queued": 0}
+        for r in self.runs.values():
+            out["running" if r.state == "retrying" else r.state] += 1
+        return out
+
+    def summary(self) -> str:
+        c = self.counts()
+        ended = c["ok"] + c["failed"]
+        parts = [f"{ended}/{len(self.runs)} runs ended"]
+        if c["failed"]:
+            parts.append(f"{c['failed']} failed")
+        parts += [f"{c['running']} running", f"{c['queued']} queued"]
+        return ", ".join(parts)
+
+    def _update_overall(self, force: bool = True) -> None:
+        now = self.clock()
+        if not force and now - self._last_refresh < REFRESH_S:
+            return
+        self._last_refresh = now
+        total = sum(r.work for r in self.runs.values()) or 1.0
+        done = sum(r.fraction * r.work for r in self.runs.values()) / total
+        self.progress.update(self.overall, completed=done, stats=self.summary(), eta=_duration(self.eta()))
+        rate = self.seconds_per_work()
+        for k, r in self.runs.items():
+            if r.state in ("running", "retrying") and rate is not None:
+                self.progress.update(self.tasks[k], eta=_duration((1 - r.fraction) * r.work * rate))
+
+    def _set(self, r: RunState, **fields) -> None:
+        self.progress.update(self.tasks[run_key(r.spec)], **fields)
+
+    def _log(self, message: str) -> None:
         if not self.live:
-            n = spec.profile.epochs
-            self.console.print(f"{_label(spec)}: training {n} epoch{'s' if n != 1 else ''} on {spec.device}")
+            self.console.print(message)
+
+    # ------------------------------------------------------------------ RunObserver
+
+    def run_placed(self, spec: RunSpec, where: str) -> None:
+        r = self.runs[run_key(spec)]
+        self._log(f"{escape(r.label)}: running in {escape(where)}")
+
+    def run_started(self, spec: RunSpec, total_steps: int) -> None:
+        r = self.runs[run_key(spec)]
+        r.state, r.total_steps, r.steps, r.steps_at_start = "running", total_steps, 0, 0
+        r.started, r.ended = self.clock(), None
+        self.current = r
+        self._set(r, state=f"epoch 0/{spec.profile.epochs}", stats="starting", completed=0)
+        n = spec.profile.epochs
+        self._log(f"{escape(r.label)}: training {n} epoch{'s' if n != 1 else ''} on {spec.device}")
+        self._update_overall()
 
     def run_resumed(self, spec: RunSpec, epochs_done: int, steps_done: int, notes: list[str]) -> None:
+        r = self.runs[run_key(spec)]
         for note in notes:
-            self.console.print(f"[yellow]{_label(spec)}: {note}[/]")
+            self.console.print(f"[yellow]{escape(r.label)}: {escape(note)}[/]")
         if epochs_done:
-            self.console.print(f"{_label(spec)}: resuming after epoch {epochs_done}/{spec.profile.epochs} "
+            self.console.print(f"{escape(r.label)}: resuming after epoch {epochs_done}/{spec.profile.epochs} "
                                "from its checkpoint (the loss module's messages are replayed)")
         else:
-            self.console.print(f"{_label(spec)}: no intact checkpoint; starting from scratch")
-        task = self.tasks.get((spec.arch, spec.seed))
-        if task is not None and steps_done:
-            self.progress.advance(task, steps_done)
+            self.console.print(f"{escape(r.label)}: no intact checkpoint; starting from scratch")
+        r.steps = r.steps_at_start = steps_done
+        r.epoch = epochs_done
+        self._set(r, state=f"epoch {epochs_done}/{spec.profile.epochs}", completed=r.fraction)
+        self._update_overall()
 
     def step_done(self) -> None:
-        if self.task is not None:
-            self.progress.advance(self.task)
+        if self.current is not None:
+            self._advance(self.current, 1)
 
     def steps_done_for(self, spec: RunSpec, steps: int) -> None:
-        """Steps of one of several concurrent runs (``--jobs``)."""
-        task = self.tasks.get((spec.arch, spec.seed))
-        if task is not None:
-            self.progress.advance(task, steps)
+        self._advance(self.runs[run_key(spec)], steps)
+
+    def _advance(self, r: RunState, steps: int) -> None:
+        r.steps += steps
+        self._set(r, completed=r.fraction)
+        self._update_overall(force=False)
 
     def epoch_done(self, spec: RunSpec, m: EpochMetrics, best_fine_acc: float) -> None:
+        r = self.runs[run_key(spec)]
+        r.epoch = m.epoch + 1
         stats = (f"loss {m.train_fine_loss:.3f}/{m.train_coarse_loss:.3f}  "
                  f"test fine {m.test_fine_acc:5.2f}%  best {best_fine_acc:5.2f}%")
-        task = self.tasks.get((spec.arch, spec.seed))
-        if task is not None:
-            self.progress.update(task, epoch=f"{m.epoch + 1}/{spec.profile.epochs}", stats=stats)
-        if not self.live:
-            self.console.print(f"{_label(spec)}  epoch {m.epoch + 1}/{spec.profile.epochs}  {stats}  "
-                               f"({m.seconds:.1f} s)")
+        self._set(r, state=f"epoch {r.epoch}/{spec.profile.epochs}", stats=stats)
+        self._log(f"{escape(r.label)}  epoch {r.epoch}/{spec.profile.epochs}  {stats}  ({m.seconds:.1f} s)")
+        self._update_overall()
+
+    def run_retrying(self, spec: RunSpec, attempt: int, retries: int, reason: str) -> None:
+        r = self.runs[run_key(spec)]
+        if r.started is not None:  # the lost attempt's measurement ends here
+            r.ended = self.clock()
+        r.state = "retrying"
+        self._set(r, state=f"retry {attempt}/{retries}", stats="task lost")
+        self.console.print(f"[yellow]{escape(r.label)}: the task was lost ({escape(reason)}); "
+                           f"retry {attempt} of {retries}, resuming from its last checkpoint[/]")
+        self._update_overall()
 
     def run_finished(self, spec: RunSpec, result: RunResult) -> None:
-        task = self.tasks.pop((spec.arch, spec.seed), None)
-        if task is not None:
-            done = "[green]ok" if result.status == "ok" else "[red]failed"
-            self.progress.update(task, stats=f"{done}[/]  best {result.best_fine_acc or 0:.2f}%")
-            self.progress.stop_task(task)
-        if task == self.task:
-            self.task = None
+        r = self.runs[run_key(spec)]
+        r.state, r.ended = result.status, self.clock()
+        if self.current is r:
+            self.current = None
+        done = "[green]ok[/]" if result.status == "ok" else "[red]failed[/]"
+        best = f"best {result.best_fine_acc:.2f}%" if result.best_fine_acc is not None else ""
+        self._set(r, state=done, stats=best, eta="", completed=1.0)
+        self._update_overall()
+        eta = self.eta()
+        self._log(f"progress: {self.summary()}" + (f"; {_duration(eta)}" if eta else ""))

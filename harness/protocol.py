@@ -179,6 +179,7 @@ class RunResult(_Frozen):
     best_coarse_acc: float | None = None
     wall_seconds: float
     reason: str | None = None
+    device: str | None = None  # the name of the device it trained on, as the leaderboard records it
 
     @model_validator(mode="after")
     def _consistent(self) -> RunResult:

@@ -12,6 +12,7 @@ import base64
 import html
 import io
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,7 +114,7 @@ def _cells(report: Report, e: Standing) -> list[str]:
 
 # ---- table / markdown / csv -----------------------------------------------------------------------------
 
-def render_table(report: Report, console: Console, *, highlight: str | None = None) -> None:
+def render_table(report: Report, console: Console, *, highlight: Collection[str] = ()) -> None:
     for kind, title in SECTIONS:
         rows = report.section(kind)
         if not rows:
@@ -124,7 +125,7 @@ def render_table(report: Report, console: Console, *, highlight: str | None = No
                              no_wrap=col == "entry")
         for e in rows:
             cells = _cells(report, e) + ([e.source] if kind == "reference" else [])
-            style = "bold" if highlight and e.sha256 == highlight else None
+            style = "bold" if e.sha256 in highlight else None
             table.add_row(*(escape(c) for c in cells), style=style)  # "[bf16]" is not markup
         console.print(table)
     if not report.entries:

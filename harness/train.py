@@ -31,6 +31,7 @@ from harness.data import Split, TrainLoader, eval_batches
 from harness.errors import RunFailed
 from harness.models import TwoHeadNet, build_model
 from harness.protocol import EpochMetrics, RunResult, RunSpec
+from harness.provenance import device_name
 from harness.sandbox import Sandbox
 from harness.worker_client import LossWorker, StepRequest, WorkerError
 
@@ -218,6 +219,10 @@ class RunObserver:
     def step_done(self) -> None: ...
     def epoch_done(self, spec: RunSpec, metrics: EpochMetrics, best_fine_acc: float) -> None: ...
     def run_finished(self, spec: RunSpec, result: RunResult) -> None: ...
+    # reported by executors that run elsewhere than the driver's own loop
+    def run_placed(self, spec: RunSpec, where: str) -> None: ...
+    def steps_done_for(self, spec: RunSpec, steps: int) -> None: ...
+    def run_retrying(self, spec: RunSpec, attempt: int, retries: int, reason: str) -> None: ...
 
 
 @dataclass
@@ -242,7 +247,7 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "settings.json").write_text(spec.model_dump_json(indent=2))
     metrics_path = run_dir / "metrics.jsonl"
-    for stale in ("failure.txt", "result.json", "loss_state.json"):
+    for stale in ("failure.txt", "result.json", "loss_state.json", "row.json"):
         (run_dir / stale).unlink(missing_ok=True)
     start = time.perf_counter()
     device = torch.device(spec.device)
@@ -338,6 +343,7 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
             f"{spec.submission} failed on {spec.arch}, seed {spec.seed}:\n{reason}\n")
         result = RunResult(status="failed", epochs_done=len(history), reason=reason.strip(),
                            wall_seconds=time.perf_counter() - start)
+    result = result.model_copy(update={"device": device_name(device)})
     (run_dir / "result.json").write_text(result.model_dump_json(indent=2))
     observer.run_finished(spec, result)
     return RunOutcome(result, history, model, loss_state)

@@ -147,3 +147,78 @@ def readme_smoke_run(tmp_path_factory):
                         "--profile", "smoke"], cwd=cwd, capture_output=True, text=True, timeout=900,
                        env=harness_env(), stdin=subprocess.DEVNULL)
     return r, cwd
+
+
+class LiveHarness:
+    """``harness ARGS`` running in its own session (as from a terminal), its output (stdout and
+    stderr together) read line by line while it runs, so a test can act at a given moment."""
+
+    def __init__(self, *args, cwd: Path, env: dict[str, str] | None = None) -> None:
+        import queue
+        import shutil
+        import subprocess
+
+        exe = shutil.which("harness")
+        self.proc = subprocess.Popen([exe, *map(str, args)], cwd=cwd, env=env or harness_env(), text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        self.lines: list[str] = []
+        self._queue: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, pattern: str, timeout: float = 300.0):
+        """The match of the first new line matching the regular expression ``pattern``."""
+        import queue
+        import re
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(f"harness ended before {pattern!r}:\n" + "\n".join(self.lines))
+            self.lines.append(line)
+            m = re.search(pattern, line)
+            if m:
+                return m
+        raise AssertionError(f"no {pattern!r} within {timeout} s:\n" + "\n".join(self.lines))
+
+    def finish(self, timeout: float = 300.0) -> tuple[int, str]:
+        """Wait for the exit; returns (exit code, all output)."""
+        rc = self.proc.wait(timeout)
+        while (line := self._queue.get(timeout=10)) is not None:
+            self.lines.append(line)
+        return rc, "\n".join(self.lines)
+
+    def kill(self) -> None:
+        import signal
+
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of process ``pid`` (Linux /proc)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []

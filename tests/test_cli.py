@@ -68,13 +68,27 @@ def test_evaluate_tiny_appends_ok_rows_and_writes_run_dirs(tmp_path):
                 "--seed", "1", "--seed", "2", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     out = " ".join(r.stdout.split())
-    assert "skipping resnet20 seed 1: already in leaderboard-tiny.csv" in out and "nothing to run" in out
+    assert "skipping example_loss.py resnet20 seed 1: already in leaderboard-tiny.csv" in out and "nothing to run" in out
     assert len(pd.read_csv(tmp_path / "leaderboard-tiny.csv")) == 2
     assert (run_dir / "metrics.jsonl").stat().st_mtime_ns == stamp
     r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "tiny", "--seed", "1", "--force",
                 cwd=tmp_path)
     assert r.returncode == 0 and "appended 1 row(s)" in r.stdout
     assert pd.read_csv(tmp_path / "leaderboard-tiny.csv")["seed"].tolist() == [1, 2, 1]
+
+
+def test_evaluate_several_files_schedules_them_together_and_reports_a_rejected_one(tmp_path):
+    example = REPO / "submissions" / "example_loss.py"
+    r = harness("evaluate", example, REPO / "baselines" / "dwa.py", SUBMISSIONS / "no_class.py", example,
+                "--profile", "tiny", "--jobs", "2", cwd=tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr  # a file was rejected; the others were evaluated
+    out = " ".join(r.stdout.split())
+    assert "defines no top-level `class MultiTaskLoss" in out and "not ok: no_class.py" in out
+    assert "the same file as one already listed" in out
+    assert "runs: resnet20 x seeds 42 x 2 files" in out and "progress: 2/2 runs ended" in out
+    df = pd.read_csv(tmp_path / "leaderboard-tiny.csv")
+    assert sorted(df["submission"]) == ["dwa.py", "example_loss.py"] and (df["status"] == "ok").all()
+    assert "│ example_loss.py │ resnet20 │" in r.stdout and "│ dwa.py          │ resnet20 │" in r.stdout
 
 
 def test_evaluate_reports_a_failed_run_and_finishes_the_others(tmp_path):
@@ -84,11 +98,11 @@ def test_evaluate_reports_a_failed_run_and_finishes_the_others(tmp_path):
     df = pd.read_csv(tmp_path / "leaderboard-tiny.csv")
     assert df.set_index("seed")["status"].to_dict() == {1: "failed", 2: "ok"}
     out = " ".join((r.stdout + r.stderr).split())
-    assert "run failed: resnet20 seed 1: epoch 0, step 2" in out and "deliberate failure" in out
+    assert "run failed: raises_later.py resnet20 seed 1: epoch 0, step 2" in out and "deliberate failure" in out
     # re-running retries the failed run only
     r = harness("evaluate", SUBMISSIONS / "raises_later.py", "--profile", "tiny",
                 "--seed", "1", "--seed", "2", cwd=tmp_path)
-    assert r.returncode == 1 and "skipping resnet20 seed 2" in r.stdout
+    assert r.returncode == 1 and "skipping raises_later.py resnet20 seed 2" in r.stdout
     df = pd.read_csv(tmp_path / "leaderboard-tiny.csv")
     assert df["seed"].tolist() == [1, 2, 1] and df["status"].tolist() == ["failed", "ok", "failed"]
 

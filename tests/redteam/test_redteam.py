@@ -118,7 +118,7 @@ def test_sandboxed(name, static, outcome, message, backend, host, tiny_splits):
     run_dir = host["dir"] / "run"
     observed, text = "harmless", ""
     try:
-        interface_check(path, sandbox=sandbox, log_path=host["dir"] / "check.log", start_timeout=20, call_timeout=5)
+        interface_check(path, sandbox=sandbox, log_path=host["dir"] / "check.log", start_timeout=10, call_timeout=5)
     except SubmissionRejected as e:
         observed, text = "rejected", str(e)
     else:

@@ -1,0 +1,147 @@
+"""Faults an evaluation survives, each through the command a user runs: a run's loss worker or
+its whole process killed under ``--jobs`` (only that run fails, with the reason), Ctrl-C (a clean
+stop: sandboxes removed, checkpoints kept, a message saying how to resume) and a full disk while
+the row is appended (no partial row; the row is recorded by the next evaluation)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import re
+import subprocess
+import time
+
+import pandas as pd
+import pytest
+
+from conftest import REPO, SUBMISSIONS, LiveHarness, child_pids, cmdline, harness_env, require_sandbox
+
+SLOW = SUBMISSIONS / "slow_steps.py"
+
+
+@pytest.mark.bwrap
+def test_under_jobs_a_killed_worker_or_run_process_fails_that_run_and_the_others_finish(tmp_path):
+    require_sandbox("bwrap")
+    h = LiveHarness("evaluate", SLOW, "--profile", "tiny", "--jobs", "2", "--sandbox", "bwrap",
+                    "--seed", "1", "--seed", "2", "--seed", "3", cwd=tmp_path)
+    try:
+        pids = {}
+        for _ in range(2):
+            m = h.wait_for(r"resnet20 seed (\d): running in process (\d+)")
+            pids[int(m.group(1))] = int(m.group(2))
+        assert set(pids) == {1, 2}
+        for _ in range(2):
+            h.wait_for(r"resnet20 seed \d: training 1 epoch")
+        time.sleep(1.5)  # into the training steps (about a second each; the worker starts in a fraction of that)
+        # seed 1: kill its loss worker (the bubblewrap sandbox, a child of the run's process)
+        bwraps = [p for p in child_pids(pids[1]) if os.path.basename(cmdline(p)[0]) == "bwrap"]
+        assert len(bwraps) == 1, [cmdline(p) for p in child_pids(pids[1])]
+        os.killpg(bwraps[0], signal.SIGKILL)
+        # seed 2: kill the run's whole process
+        os.kill(pids[2], signal.SIGKILL)
+        rc, out = h.finish()
+    finally:
+        h.kill()
+    assert rc == 1, out
+    df = pd.read_csv(tmp_path / "leaderboard-tiny.csv").set_index("seed")
+    assert df.loc[1, "status"] == "failed" and df.loc[2, "status"] == "failed" and df.loc[3, "status"] == "ok"
+    flat = " ".join(out.split())
+    assert re.search(r"run failed: slow_steps.py resnet20 seed 1: epoch 0, step \d: the loss worker exited[^(]* "
+                     r"\(killed by signal SIGKILL", flat), out
+    assert "run failed: slow_steps.py resnet20 seed 2: the run's process died without a result (exit code -9)" \
+        in flat, out
+    assert "3/3 runs ended, 2 failed" in flat
+
+
+def _checkpoint_epochs(run_dir) -> int:
+    manifest = json.loads((run_dir / "checkpoint" / "manifest.json").read_text())
+    return max(c["epochs_done"] for c in manifest["checkpoints"])
+
+
+def test_ctrl_c_stops_cleanly_removes_sandboxes_keeps_checkpoints_and_says_how_to_resume(tmp_path):
+    """SIGINT to the process group, as a terminal's Ctrl-C sends it, during a --jobs 2 smoke run."""
+    h = LiveHarness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "smoke", "--arch", "resnet20",
+                    "--jobs", "2", "--seed", "1", "--seed", "2", cwd=tmp_path)
+    try:
+        sandbox = h.wait_for(r"in sandbox '(\w+)'").group(1)
+        pids = [int(h.wait_for(r"running in process (\d+)").group(1)) for _ in range(2)]
+        for _ in range(2):
+            h.wait_for(r"seed \d  epoch 1/3")  # reported after the epoch's checkpoint is written
+        os.killpg(h.proc.pid, signal.SIGINT)
+        rc, out = h.finish(timeout=120)
+    finally:
+        h.kill()
+    assert rc == 130, out
+    assert "interrupted" in out and "run the same command again to resume" in " ".join(out.split())
+    assert "Traceback" not in out, out
+    assert not (tmp_path / "leaderboard-smoke.csv").exists() or pd.read_csv(tmp_path / "leaderboard-smoke.csv").empty
+    runs = sorted((tmp_path / "runs").glob("smoke/*/public/resnet20-seed*"))
+    assert len(runs) == 2 and all(_checkpoint_epochs(r) >= 1 for r in runs)
+    for pid in pids:  # the run processes are gone, and nothing they started is left
+        assert not os.path.exists(f"/proc/{pid}")
+    leftovers = [p for p in map(int, filter(str.isdigit, os.listdir("/proc"))) if str(tmp_path) in " ".join(cmdline(p))]
+    assert leftovers == [], [cmdline(p) for p in leftovers]
+    if sandbox == "docker":
+        from harness.sandbox.docker import LABEL, _client
+
+        owners = [c.labels.get(LABEL) for c in _client().containers.list(all=True, filters={"label": LABEL})]
+        assert not set(map(str, pids)) & set(owners), owners
+
+
+def _can_mount_tmpfs() -> bool:
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=8k tmpfs /mnt"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs root and mount namespaces (unshare -m) for a tiny tmpfs")
+def test_a_full_disk_while_appending_leaves_no_partial_row_and_the_next_evaluation_records_it(tmp_path):
+    """The leaderboard lives on a 16 KiB tmpfs filled but for part of one page; the run's row does
+    not fit. Then space is freed and the same command records the kept row without training."""
+    lb_dir = tmp_path / "small-disk"
+    lb_dir.mkdir()
+    seed_rows = tmp_path / "before.csv"
+    from conftest import leaderboard_row
+    from harness import leaderboard
+
+    n, size = 0, 0
+    while size < 3300:
+        leaderboard.append_row(seed_rows, leaderboard_row(seed=100 + n))
+        row_len, size, n = seed_rows.stat().st_size - size, seed_rows.stat().st_size, n + 1
+    # one more row, padded to end the file at 4050 bytes: the run's row needs a page the disk lacks
+    pad = 4050 - size - row_len
+    leaderboard.append_row(seed_rows, leaderboard_row(seed=100 + n, submission="loss" + "x" * pad + ".py"))
+    n += 1
+    assert seed_rows.stat().st_size == 4050
+    cmd = [shutil.which("harness"), "evaluate", str(REPO / "submissions" / "example_loss.py"), "--profile", "tiny",
+           "--leaderboard", str(lb_dir / "lb.csv")]
+    script = f"""
+        set -u
+        mount -t tmpfs -o size=16k tmpfs {lb_dir}
+        cp {seed_rows} {lb_dir}/lb.csv
+        dd if=/dev/zero of={lb_dir}/fill bs=4096 count=3 2>/dev/null
+        {" ".join(cmd)} > {tmp_path}/first.out 2>&1; echo $? > {tmp_path}/first.rc
+        cp {lb_dir}/lb.csv {tmp_path}/after-first.csv
+        rm {lb_dir}/fill
+        {" ".join(cmd)} > {tmp_path}/second.out 2>&1; echo $? > {tmp_path}/second.rc
+        cp {lb_dir}/lb.csv {tmp_path}/after-second.csv
+    """
+    subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=tmp_path, env=harness_env(), check=True, timeout=600,
+                   stdin=subprocess.DEVNULL)
+    first = (tmp_path / "first.out").read_text()
+    assert (tmp_path / "first.rc").read_text().strip() == "1", first
+    flat = " ".join(first.split())
+    assert "could not write the row of example_loss.py resnet20 seed 42" in flat, first
+    assert "No space left on device" in flat and "recorded without training again" in flat, first
+    assert (tmp_path / "after-first.csv").read_bytes() == seed_rows.read_bytes()  # not a byte of a partial row
+    second = (tmp_path / "second.out").read_text()
+    assert (tmp_path / "second.rc").read_text().strip() == "0", second
+    assert "recorded example_loss.py resnet20 seed 42" in second and "training" not in second, second
+    after = pd.read_csv(tmp_path / "after-second.csv")
+    assert len(after) == n + 1 and after["status"].tolist()[-1] == "ok" and after["seed"].tolist()[-1] == 42
+    pending = list((tmp_path / "runs").rglob("row.json"))
+    assert pending == []
