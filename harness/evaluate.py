@@ -4,9 +4,9 @@ leaderboard row per run.
 
 Each run is independent: a failed run is reported (terminal, ``failure.txt``, a
 ``failed`` row) and the others go on. A row that cannot be appended (a full disk) is kept
-as ``row.json`` in its run directory and recorded by the next evaluation without training. The submission is copied into the evaluation's
-directory first; that copy is what is hashed, checked and run, so editing the file
-while an evaluation runs changes nothing.
+as ``row.json`` in its run directory and recorded by the next evaluation without training.
+Each submission is copied into its evaluation's directory first; that copy is what is
+hashed, checked and run, so editing the file while an evaluation runs changes nothing.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Conso
     device = _plan_device(opts)
     precision = resolve_precision(opts.precision or profile.precision, device)
     settings = dict(precision=precision, compile=opts.compile, deterministic=opts.deterministic)
-    codes: dict[str, int] = {}
+    codes: dict[str, int] = {}  # per file name: 0 ok, 1 a run failed or a row is unwritten, 2 rejected
 
     def rejected(path: Path, e: SubmissionRejected) -> None:
         if single:
@@ -154,22 +154,7 @@ def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Conso
         console.print(f"[red]rejected:[/] {escape(str(e))}")
         codes[path.name] = 2
 
-    files: list[_File] = []
-    for path in paths:
-        try:
-            copy, sha = prepare_submission(path, opts.runs_dir, profile)
-        except SubmissionRejected as e:
-            rejected(path, e)
-            continue
-        if any(f.sha == sha for f in files):
-            console.print(f"{path}: the same file as one already listed (sha256 {sha[:12]}); evaluated once")
-            continue
-        done = {} if opts.force else completed_runs(existing, sha, profile.name, opts.phase, settings)
-        done.update(_record_pending(copy.parent, opts, lb_path, sha, archs, seeds, settings, done, console))
-        for arch, seed in ((a, s) for a in archs for s in seeds if (a, s) in done):
-            console.print(f"skipping {path.name} {arch} seed {seed}: already in {lb_path} (ok, finished "
-                          f"{done[(arch, seed)]}) for this file version; --force re-runs it")
-        files.append(_File(path, copy, sha, done))
+    files = _plan_files(paths, opts, lb_path, existing, archs, seeds, settings, rejected, console)
     todo = [f for f in files if not all((a, s) in f.done for a in archs for s in seeds)]
     for f in files:
         if f not in todo:
@@ -231,6 +216,29 @@ def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Conso
     if len(paths) > 1 and bad:
         console.print(f"[red]not ok:[/] {', '.join(bad)}")
     return max(codes.values(), default=0)
+
+
+def _plan_files(paths: list[Path], opts: EvaluateOptions, lb_path: Path, existing, archs, seeds, settings: dict,
+                rejected, console: Console) -> list[_File]:
+    """Statically check and copy each file (a rejected one goes to ``rejected``), drop repeats,
+    record rows left pending by an earlier evaluation, and find the runs already done."""
+    files: list[_File] = []
+    for path in paths:
+        try:
+            copy, sha = prepare_submission(path, opts.runs_dir, opts.profile)
+        except SubmissionRejected as e:
+            rejected(path, e)
+            continue
+        if any(f.sha == sha for f in files):
+            console.print(f"{path}: the same file as one already listed (sha256 {sha[:12]}); evaluated once")
+            continue
+        done = {} if opts.force else completed_runs(existing, sha, opts.profile.name, opts.phase, settings)
+        done.update(_record_pending(copy.parent, opts, lb_path, sha, archs, seeds, settings, done, console))
+        for arch, seed in ((a, s) for a in archs for s in seeds if (a, s) in done):
+            console.print(f"skipping {path.name} {arch} seed {seed}: already in {lb_path} (ok, finished "
+                          f"{done[(arch, seed)]}) for this file version; --force re-runs it")
+        files.append(_File(path, copy, sha, done))
+    return files
 
 
 def _plan_device(opts: EvaluateOptions) -> torch.device:

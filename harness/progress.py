@@ -91,7 +91,7 @@ class EvaluationProgress(RunObserver):
         self.overall = self.progress.add_task("", total=1.0, label=f"all {len(specs)} runs", state="",
                                               stats="", eta=_duration(None))
         self.tasks: dict[tuple[str, str, int], TaskID] = {
-            k: self.progress.add_task("", total=1.0, label=r.label, state="queued", stats="", eta="")
+            k: self.progress.add_task("", total=1.0, label=r.label, state="queued", stats="", eta="", start=False)
             for k, r in self.runs.items()}
         self.current: RunState | None = None  # the run that step_done() belongs to (inline executor)
         self._last_refresh = 0.0
@@ -172,6 +172,7 @@ class EvaluationProgress(RunObserver):
         r.state, r.total_steps, r.steps, r.steps_at_start = "running", total_steps, 0, 0
         r.started, r.ended = self.clock(), None
         self.current = r
+        self.progress.start_task(self.tasks[run_key(spec)])  # its clock starts now, not while queued
         self._set(r, state=f"epoch 0/{spec.profile.epochs}", stats="starting", completed=0)
         n = spec.profile.epochs
         self._log(f"{escape(r.label)}: training {n} epoch{'s' if n != 1 else ''} on {spec.device}")

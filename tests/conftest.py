@@ -149,6 +149,14 @@ def readme_smoke_run(tmp_path_factory):
     return r, cwd
 
 
+def _default_sigint() -> None:
+    """As in a terminal: Ctrl-C interrupts (a test runner started in the background inherits
+    SIGINT ignored, which Python would keep)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class LiveHarness:
     """``harness ARGS`` running in its own session (as from a terminal), its output (stdout and
     stderr together) read line by line while it runs, so a test can act at a given moment."""
@@ -161,7 +169,7 @@ class LiveHarness:
         exe = shutil.which("harness")
         self.proc = subprocess.Popen([exe, *map(str, args)], cwd=cwd, env=env or harness_env(), text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_default_sigint)
         self.lines: list[str] = []
         self._queue: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()

@@ -57,7 +57,8 @@ def _stop_on_signal(signum: int, frame: object) -> None:
     later signals are swallowed so the cleanup (sandbox removal) completes. A Python no-op,
     not SIG_IGN: a signal already pending would otherwise raise "ignored due to race condition"."""
     signal.signal(signal.SIGTERM, _swallow)
-    signal.signal(signal.SIGINT, _swallow)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _swallow)
     raise KeyboardInterrupt
 
 
@@ -80,7 +81,8 @@ def execute(spec: RunSpec, *, run_dir: Path, submission: Path, sandbox_name: str
 
     if handle_signals:
         signal.signal(signal.SIGTERM, _stop_on_signal)
-        signal.signal(signal.SIGINT, _stop_on_signal)
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # ignored as the driver is (nohup, cmd &)
+            signal.signal(signal.SIGINT, _stop_on_signal)
     if threads:
         torch.set_num_threads(threads)
     send(("placed", key, f"process {os.getpid()} on {socket.gethostname()}"))
