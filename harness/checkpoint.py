@@ -44,7 +44,8 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, and rename it into place."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
@@ -92,7 +93,7 @@ class Checkpointer:
         logged = entries[-1]["message_bytes"] if entries else 0
         blob = b"".join(frames)
         if not entries:  # fresh log
-            _write_atomic(self.messages, blob)
+            write_atomic(self.messages, blob)
         else:  # append what is new, after cutting anything beyond the last checkpoint
             with open(self.messages, "r+b") as f:
                 f.truncate(logged)
@@ -106,13 +107,13 @@ class Checkpointer:
         buf = io.BytesIO()
         torch.save(payload, buf)
         data = buf.getvalue()
-        _write_atomic(path, data)
+        write_atomic(path, data)
         entries.append({"file": path.name, "sha256": _sha256(data), "message_bytes": len(blob),
                         "messages_sha256": _sha256(blob), "epochs_done": epochs_done})
         for old in entries[:-KEEP]:
             (self.dir / old["file"]).unlink(missing_ok=True)
         entries = entries[-KEEP:]
-        _write_atomic(self.manifest, json.dumps({"spec": self.spec_json, "checkpoints": entries}).encode())
+        write_atomic(self.manifest, json.dumps({"spec": self.spec_json, "checkpoints": entries}).encode())
 
     def load(self, map_location: str | torch.device) -> tuple[Resume | None, list[str]]:
         """The newest intact checkpoint (None: start from scratch) and messages saying what was skipped."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -353,10 +354,17 @@ def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
                     "of the source checkout)")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "deterministic", False):  # cuBLAS reads it when CUDA starts, i.e. later
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # stop as cleanly as on Ctrl-C (kept ignored under nohup)
+        if signal.getsignal(sig) is signal.SIG_DFL:
+            signal.signal(sig, _interrupt)
     console = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     for c in (console, err):

@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness import leaderboard
+from harness.checkpoint import write_atomic
 from harness.errors import LeaderboardError, SubmissionRejected, UsageError
 from harness.data import default_data_dir, ensure_synthetic, load_dataset
 from harness.models import get_arch, load_hidden_archs
@@ -75,7 +76,8 @@ class _File:
     path: Path
     copy: Path
     sha: str
-    done: dict[tuple[str, int], str]
+    done: dict[tuple[str, int], str]  # runs not to train: in the leaderboard, or finished with an unwritten row
+    unwritten: bool = False
 
 
 def default_leaderboard(profile: Profile) -> Path:
@@ -86,7 +88,7 @@ def default_leaderboard(profile: Profile) -> Path:
 def planned_archs(opts: EvaluateOptions) -> tuple[str, ...]:
     """The requested architectures, else the profile's plus the hidden ones in the final phase.
     Loads the hidden architectures when the plan needs them."""
-    archs = opts.archs or (opts.profile.archs + (HIDDEN_ARCHS if opts.phase == "final" else ()))
+    archs = tuple(dict.fromkeys(opts.archs)) or (opts.profile.archs + (HIDDEN_ARCHS if opts.phase == "final" else ()))
     if any(a in HIDDEN_ARCHS for a in archs):
         if opts.phase != "final":
             raise UsageError("the hidden architectures are evaluated only with --phase final")
@@ -142,7 +144,7 @@ def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Conso
     lb_path = opts.leaderboard or default_leaderboard(profile)
     existing = leaderboard.read_rows(lb_path)  # refuses a foreign CSV before hours of training
     archs = planned_archs(opts)
-    seeds = opts.seeds or profile.seeds
+    seeds = tuple(dict.fromkeys(opts.seeds)) or profile.seeds  # a repeated --seed runs once
     device = _plan_device(opts)
     precision = resolve_precision(opts.precision or profile.precision, device)
     settings = dict(precision=precision, compile=opts.compile, deterministic=opts.deterministic)
@@ -155,6 +157,7 @@ def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Conso
         codes[path.name] = 2
 
     files = _plan_files(paths, opts, lb_path, existing, archs, seeds, settings, rejected, console)
+    codes.update({f.path.name: 1 for f in files if f.unwritten})
     todo = [f for f in files if not all((a, s) in f.done for a in archs for s in seeds)]
     for f in files:
         if f not in todo:
@@ -179,6 +182,8 @@ def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Conso
             continue
         print_capabilities(console, report)
         checked.append(f)
+    if not checked:
+        return max(codes.values(), default=0)
 
     train, test = load_data(profile, opts.data_dir)
     console.print(f"profile '{profile.name}': {profile.description}")
@@ -233,11 +238,13 @@ def _plan_files(paths: list[Path], opts: EvaluateOptions, lb_path: Path, existin
             console.print(f"{path}: the same file as one already listed (sha256 {sha[:12]}); evaluated once")
             continue
         done = {} if opts.force else completed_runs(existing, sha, opts.profile.name, opts.phase, settings)
-        done.update(_record_pending(copy.parent, opts, lb_path, sha, archs, seeds, settings, done, console))
+        recorded, unwritten = _record_pending(copy.parent, opts, lb_path, sha, archs, seeds, settings, done, console)
+        done.update(recorded)
         for arch, seed in ((a, s) for a in archs for s in seeds if (a, s) in done):
             console.print(f"skipping {path.name} {arch} seed {seed}: already in {lb_path} (ok, finished "
                           f"{done[(arch, seed)]}) for this file version; --force re-runs it")
-        files.append(_File(path, copy, sha, done))
+        done.update({run: "its row is still unwritten" for run in unwritten})  # its result waits in row.json
+        files.append(_File(path, copy, sha, done, bool(unwritten)))
     return files
 
 
@@ -265,10 +272,12 @@ def executor_parallelism(opts: EvaluateOptions, n_jobs: int) -> int:
 def _make_executor(opts: EvaluateOptions, device: torch.device, sandbox, train, test, n_jobs: int,
                    console: Console) -> Executor:
     if opts.executor == "ray":
-        from harness.executors.ray_tasks import RayExecutor, ray_available
+        import importlib.util
 
-        if not ray_available():
+        if importlib.util.find_spec("ray") is None:
             raise UsageError("--executor ray needs Ray: pip install 'harness[ray]' (or pip install ray)")
+        from harness.executors.ray_tasks import RayExecutor
+
         gpus = opts.gpus_per_run if opts.gpus_per_run is not None else (1.0 if device.type == "cuda" else 0.0)
         if gpus > 0 and device.type != "cuda":
             raise UsageError("--gpus-per-run needs --device cuda (or auto on a machine with a GPU)")
@@ -288,14 +297,17 @@ def _append(lb_path: Path, row: LeaderboardRow, run_dir: Path, label: str, conso
     run directory, for the next ``harness evaluate`` to record without training again."""
     pending = run_dir / PENDING_ROW
     try:
-        _write_atomic(pending, row.model_dump_json())
+        write_atomic(pending, row.model_dump_json().encode())
     except OSError:
         pass  # a full disk: the append below most likely fails too, and says so
     try:
         leaderboard.append_row(lb_path, row)
     except (LeaderboardError, OSError) as e:
-        kept = (f"the row is kept in {pending}: run the same command again once that is fixed and it is "
-                "recorded without training again") if pending.exists() else "the run will be trained again"
+        if row.status == "ok" and pending.exists():
+            kept = (f"the row is kept in {pending}: run the same command again once that is fixed and it is "
+                    "recorded without training again")
+        else:
+            kept = "the run will be run again by the same command"
         console.print(f"[red]could not write the row of {escape(label)} to {lb_path}:[/] {escape(str(e))}\n  {kept}")
         return False
     pending.unlink(missing_ok=True)
@@ -303,20 +315,22 @@ def _append(lb_path: Path, row: LeaderboardRow, run_dir: Path, label: str, conso
 
 
 def _record_pending(eval_dir: Path, opts: EvaluateOptions, lb_path: Path, sha: str, archs, seeds, settings: dict,
-                    done: dict, console: Console) -> dict[tuple[str, int], str]:
-    """Append the ok rows that an earlier evaluation of this file finished but could not write;
-    returns them as ``{(arch, seed): finished_at}``."""
+                    done: dict, console: Console) -> tuple[dict[tuple[str, int], str], set[tuple[str, int]]]:
+    """Append the ok rows that an earlier evaluation of this file finished but could not write.
+    Returns ``({(arch, seed): finished_at} recorded now, {(arch, seed)} still unwritten)``; an
+    unwritten one keeps its ``row.json`` and is not trained again."""
     recorded: dict[tuple[str, int], str] = {}
+    unwritten: set[tuple[str, int]] = set()
     if opts.force:
-        return recorded
+        return recorded, unwritten
     for arch, seed in ((a, s) for a in archs for s in seeds if (a, s) not in done):
         pending = eval_dir / opts.phase / f"{arch}-seed{seed}" / PENDING_ROW
         try:
             row = LeaderboardRow.model_validate_json(pending.read_text())
         except (OSError, ValueError):
             continue
-        same = (row.submission_sha256, row.profile, row.phase, row.arch, row.seed, row.status) == (
-            sha, opts.profile.name, opts.phase, arch, seed, "ok") and all(
+        same = (row.submission_sha256, row.kind, row.profile, row.phase, row.arch, row.seed, row.status) == (
+            sha, opts.kind, opts.profile.name, opts.phase, arch, seed, "ok") and all(
             getattr(row, k) == v for k, v in settings.items())
         if not same:
             continue
@@ -324,13 +338,9 @@ def _record_pending(eval_dir: Path, opts: EvaluateOptions, lb_path: Path, sha: s
             console.print(f"recorded {row.submission} {arch} seed {seed} in {lb_path}: the run finished at "
                           f"{row.finished_at} but its row could not be written then")
             recorded[(arch, seed)] = row.finished_at
-    return recorded
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+        else:
+            unwritten.add((arch, seed))
+    return recorded, unwritten
 
 
 def completed_runs(rows, sha: str, profile: str, phase: str, settings: dict) -> dict[tuple[str, int], str]:

@@ -7,7 +7,7 @@ is printed per epoch and per change of a run's state, with the overall line afte
 The ETA weighs runs by their architecture's cost (multiply-accumulates per image) and epochs: it
 measures wall seconds per unit of work over the runs that have made progress in this session
 (so a machine shared by ``--jobs N`` runs is measured as shared), and divides the work left by
-the number of runs that can go at once.
+the number of runs going at once.
 """
 
 from __future__ import annotations
@@ -124,7 +124,10 @@ class EvaluationProgress(RunObserver):
         if rate is None:
             return None
         left = sum((1 - r.fraction) * r.work for r in unfinished)
-        return left * rate / min(self.parallel, len(unfinished))
+        running = sum(r.state in ("running", "retrying") for r in unfinished)
+        # as many at once as are running now (Ray's resources may allow fewer than planned), else the plan
+        lanes = running if running else min(self.parallel, len(unfinished))
+        return left * rate / lanes
 
     def counts(self) -> dict[str, int]:
         out = {"ok": 0, "failed": 0, "running": 0, "queued": 0}
@@ -215,7 +218,7 @@ class EvaluationProgress(RunObserver):
 
     def run_retrying(self, spec: RunSpec, attempt: int, retries: int, reason: str) -> None:
         r = self.runs[run_key(spec)]
-        if r.started is not None:  # the lost attempt's measurement ends here
+        if r.started is not None:  # its clock stops until the new attempt starts
             r.ended = self.clock()
         r.state = "retrying"
         self._set(r, state=f"retry {attempt}/{retries}", stats="task lost")

@@ -190,6 +190,10 @@ class RunResult(_Frozen):
         return self
 
     @classmethod
+    def failed(cls, reason: str, *, epochs_done: int = 0, wall_seconds: float = 0.0) -> RunResult:
+        return cls(status="failed", epochs_done=epochs_done, wall_seconds=wall_seconds, reason=reason)
+
+    @classmethod
     def from_epochs(cls, history: list[EpochMetrics], wall_seconds: float) -> RunResult:
         best = max(history, key=lambda m: m.test_fine_acc)  # first epoch wins ties
         return cls(

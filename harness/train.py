@@ -247,7 +247,7 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "settings.json").write_text(spec.model_dump_json(indent=2))
     metrics_path = run_dir / "metrics.jsonl"
-    for stale in ("failure.txt", "result.json", "loss_state.json", "row.json"):
+    for stale in ("failure.txt", "result.json", "loss_state.json"):
         (run_dir / stale).unlink(missing_ok=True)
     start = time.perf_counter()
     device = torch.device(spec.device)

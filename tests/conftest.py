@@ -201,9 +201,15 @@ class LiveHarness:
 
     def finish(self, timeout: float = 300.0) -> tuple[int, str]:
         """Wait for the exit; returns (exit code, all output)."""
+        import queue
+
         rc = self.proc.wait(timeout)
-        while (line := self._queue.get(timeout=10)) is not None:
-            self.lines.append(line)
+        try:
+            while (line := self._queue.get(timeout=10)) is not None:
+                self.lines.append(line)
+        except queue.Empty:
+            raise AssertionError("harness exited but its output stays open: a process it started is still "
+                                 "running:\n" + "\n".join(self.lines)) from None
         return rc, "\n".join(self.lines)
 
     def kill(self) -> None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
 
 import pandas as pd
 import pytest
 
-from conftest import REPO, LiveHarness
+from conftest import REPO, LiveHarness, harness_env
 
 if not os.environ.get("HARNESS_REQUIRE_RAY"):  # CI sets it: there a missing Ray fails the tests
     pytest.importorskip("ray")
@@ -21,7 +23,8 @@ pytestmark = pytest.mark.ray
 
 def test_ray_executor_retries_a_lost_task_from_its_checkpoint_and_gives_up_after_the_bound(tmp_path):
     h = LiveHarness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "smoke", "--arch", "resnet20",
-                    "--seed", "1", "--seed", "2", "--executor", "ray", "--jobs", "2", "--ray-retries", "1", cwd=tmp_path)
+                    "--seed", "1", "--seed", "2", "--executor", "ray", "--jobs", "2", "--ray-retries", "1",
+                    "--device", "cpu", cwd=tmp_path)
     pids: dict[int, int] = {}
     kills = {1: 0, 2: 0}
     try:
@@ -53,3 +56,25 @@ def test_ray_executor_retries_a_lost_task_from_its_checkpoint_and_gives_up_after
     epochs = [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [0, 1, 2]  # the retry trained only the missing epochs
     assert json.loads((run_dir / "result.json").read_text())["device"] == "cpu"
+
+
+def test_a_request_no_ray_node_can_meet_is_refused_instead_of_queued_forever(tmp_path):
+    r = subprocess.run([shutil.which("harness"), "evaluate", str(REPO / "submissions" / "example_loss.py"),
+                        "--profile", "tiny", "--executor", "ray", "--cpus-per-run", "512", "--device", "cpu"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300, env=harness_env(),
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "each run asks for 512 CPUs but the largest Ray node has" in " ".join(r.stderr.split())
+
+
+def test_a_task_on_a_node_with_another_harness_build_fails_with_the_reason(tmp_path):
+    """The check at the top of the task, called directly (no Ray needed to reach it)."""
+    from conftest import run_spec, tiny_profile
+    from harness.executors.ray_tasks import _task, build_id
+
+    spec = run_spec(tiny_profile())
+    out = _task(spec.model_dump_json(), str(tmp_path), "loss.py", b"", None, "none", 1, None, "0:0", "9.9 (abc)")
+    result = json.loads(out)
+    assert result["status"] == "failed"
+    assert result["reason"] == (f"this Ray node runs harness {build_id()}, the driver 9.9 (abc): install the same "
+                                "harness on every node")

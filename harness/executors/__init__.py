@@ -8,7 +8,7 @@ Every executor calls ``on_result`` in the driver once per job, in the order the 
 feeds the observer; only the driver writes the leaderboard. A run that fails (the submission, the
 worker, a lost process) ends as a ``failed`` result with its reason, and the others go on.
 ``KeyboardInterrupt`` stops every run cleanly (loss workers and their sandboxes removed,
-checkpoints kept) and is re-raised.
+checkpoints kept), records the results that had already arrived, and is re-raised.
 """
 
 from __future__ import annotations
@@ -30,10 +30,6 @@ class Job:
     run_dir: Path
     submission: Path
 
-    @property
-    def key(self) -> tuple[str, str, int]:
-        return run_key(self.spec)
-
 
 def run_key(spec: RunSpec) -> tuple[str, str, int]:
     """Identifies a run within one evaluation (several files may be evaluated together)."""
@@ -41,6 +37,9 @@ def run_key(spec: RunSpec) -> tuple[str, str, int]:
 
 
 OnResult = Callable[[Job, RunResult], None]
+
+#: How long a stopping run may take to unwind (remove its sandbox) before it is killed.
+STOP_GRACE_S = 20.0
 
 
 class Executor(ABC):

@@ -66,6 +66,17 @@ def _swallow(signum: int, frame: object) -> None:
     pass
 
 
+def _stop_when_the_driver_dies() -> None:
+    """Linux: SIGTERM this process when its parent (the driver) dies, e.g. by SIGKILL, so that the
+    run stops cleanly instead of training on with nobody to record it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def execute(spec: RunSpec, *, run_dir: Path, submission: Path, sandbox_name: str, send: Send, key: object,
             data=None, data_dir: Path | None = None, threads: int = 0, handle_signals: bool = True) -> RunResult:
     """Carry out one run in this process and report it through ``send``; returns the result.
@@ -80,6 +91,7 @@ def execute(spec: RunSpec, *, run_dir: Path, submission: Path, sandbox_name: str
     from harness.train import run_one
 
     if handle_signals:
+        _stop_when_the_driver_dies()
         signal.signal(signal.SIGTERM, _stop_on_signal)
         if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # ignored as the driver is (nohup, cmd &)
             signal.signal(signal.SIGINT, _stop_on_signal)
@@ -93,8 +105,7 @@ def execute(spec: RunSpec, *, run_dir: Path, submission: Path, sandbox_name: str
                           sandbox=get_sandbox(sandbox_name), observer=reporter)
         result = outcome.result
     except Exception as e:  # noqa: BLE001  (run_one catches run failures; this is setup)
-        result = RunResult(status="failed", epochs_done=0, wall_seconds=0.0,
-                           reason=f"the run's process could not start training: {type(e).__name__}: {e}")
+        result = RunResult.failed(f"the run's process could not start training: {type(e).__name__}: {e}")
     reporter.flush()
     send(("finished", key, result.model_dump_json()))
     return result
@@ -115,6 +126,4 @@ def dispatch(event: tuple, spec: RunSpec, observer: RunObserver) -> RunResult | 
         observer.epoch_done(spec, EpochMetrics.model_validate_json(event[2]), event[3])
     elif kind == "finished":
         return RunResult.model_validate_json(event[2])
-    elif kind == "interrupted":
-        return RunResult(status="failed", epochs_done=0, wall_seconds=0.0, reason=INTERRUPTED)
-    return None
+    return None  # "interrupted" is the executor's to handle

@@ -17,26 +17,24 @@ inside the run is not a lost task: :func:`harness.train.run_one` turns it into a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import os
 import tempfile
 from pathlib import Path
 
-from harness.executors import Executor, Job, OnResult
+import ray
+
+from harness.data import Split
+from harness.executors import STOP_GRACE_S, Executor, Job, OnResult
 from harness.executors.events import dispatch, execute
+from harness.errors import UsageError
 from harness.protocol import RunResult, RunSpec
 from harness.provenance import harness_commit, harness_version
 from harness.train import RunObserver
 
 POLL_S = 0.2
-STOP_GRACE_S = 20.0
-
-
-def ray_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("ray") is not None
 
 
 class _Events:
@@ -53,23 +51,34 @@ class _Events:
         return events
 
 
+@functools.lru_cache(maxsize=1)
+def build_id() -> str:
+    """The harness version and commit (without the working tree's ``-dirty`` flag, which an edit
+    during the evaluation would flip): a task refuses to run on a node whose build differs."""
+    return f"{harness_version()} ({harness_commit().removesuffix('-dirty')})"
+
+
 def _task(spec_json: str, run_dir: str, submission_name: str, submission_bytes: bytes, data, sandbox_name: str,
-          threads: int, events, key: str, build: tuple[str, str]) -> str:
+          threads: int, events, key: str, build: str) -> str:
     """One run, in a Ray worker process; returns its :class:`RunResult` as JSON."""
     spec = RunSpec.model_validate_json(spec_json)
-    here = (harness_version(), harness_commit())
-    if here != build:
-        return RunResult(status="failed", epochs_done=0, wall_seconds=0.0, reason=(
-            f"this Ray node runs harness {here[0]} ({here[1]}), the driver {build[0]} ({build[1]}): "
-            "install the same harness on every node")).model_dump_json()
-    submission = Path(submission_name)
+    if build_id() != build:
+        return RunResult.failed(f"this Ray node runs harness {build_id()}, the driver {build}: install the same "
+                                "harness on every node").model_dump_json()
+    submission, scratch = Path(submission_name), None
     if not (submission.is_file() and hashlib.sha256(submission.read_bytes()).hexdigest() == spec.submission_sha256):
         # not on a shared filesystem: the driver's copy travels with the task
-        submission = Path(tempfile.mkdtemp(prefix="harness-submission-")) / "submission.py"
+        scratch = tempfile.TemporaryDirectory(prefix="harness-submission-")
+        submission = Path(scratch.name) / "submission.py"
         submission.write_bytes(submission_bytes)
-    result = execute(spec, run_dir=Path(run_dir), submission=submission, sandbox_name=sandbox_name,
-                     send=lambda event: events.put.remote(event), key=key, data=data, threads=threads,
-                     handle_signals=False)  # Ray delivers cancellation as KeyboardInterrupt itself
+    try:
+        result = execute(spec, run_dir=Path(run_dir), submission=submission, sandbox_name=sandbox_name,
+                         send=lambda event: events.put.remote(event), key=key, data=data, threads=threads,
+                         handle_signals=False)  # Ray delivers cancellation as KeyboardInterrupt itself
+        ray.get(events.put.remote(("sent", key)))  # a barrier: every event is at the actor before the result
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
     return result.model_dump_json()
 
 
@@ -82,8 +91,6 @@ class RayExecutor(Executor):
 
     def _connect(self) -> bool:
         """Join the cluster or start a local Ray; True if this call started Ray."""
-        import ray
-
         if ray.is_initialized():
             return False
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network calls from the driver
@@ -98,33 +105,40 @@ class RayExecutor(Executor):
         return True
 
     def _resources(self, n_jobs: int) -> tuple[float, float, int]:
-        """(CPUs per task, GPUs per task, torch threads per task)."""
-        import ray
-
+        """(CPUs per task, GPUs per task, torch threads per task); raises ``UsageError`` for a
+        request no node of the cluster can meet (Ray would queue such a task forever)."""
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        node_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
+        node_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
         cpus = self.cpus_per_run
         if cpus is None:
             if self.gpus_per_run > 0:
                 cpus = 1.0
-            else:  # CPU runs share the cluster's cores between the runs in flight
+            else:  # CPU runs share a node's cores between the runs in flight
                 in_flight = min(n_jobs, self.jobs or n_jobs)
                 cpus = max(1.0, float(int(ray.cluster_resources().get("CPU", 1) // max(1, in_flight))))
+                cpus = min(cpus, max(1.0, node_cpus))
+        if cpus > node_cpus:
+            raise UsageError(f"each run asks for {cpus:g} CPUs but the largest Ray node has {node_cpus:g}; "
+                             "lower --cpus-per-run")
+        if self.gpus_per_run > node_gpus:
+            raise UsageError(f"each run asks for {self.gpus_per_run:g} GPUs but the largest Ray node has "
+                             f"{node_gpus:g}; use --gpus-per-run 0 --device cpu, or a cluster with GPUs")
         threads = 0 if self.gpus_per_run > 0 else max(1, int(cpus))
         return cpus, self.gpus_per_run, threads
 
     def run(self, jobs: list[Job], observer: RunObserver, on_result: OnResult) -> None:
-        import ray
         from ray.exceptions import RayError, RayTaskError
 
         started_here = self._connect()
         pending: dict = {}  # ObjectRef -> (job, attempt, key)
+        live: dict[str, Job] = {}  # event key -> job, while its task may still send
         try:
-            events = ray.remote(num_cpus=0)(_Events).remote()
-            data_ref = ray.put(self.data)
             cpus, gpus, threads = self._resources(len(jobs))
+            events = ray.remote(num_cpus=0)(_Events).remote()
+            data_ref = ray.put(tuple(_compact(split) for split in self.data))
             task = ray.remote(_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
-            build = (harness_version(), harness_commit())
             waiting = [(job, 0) for job in jobs]
-            live: dict[str, Job] = {}
             counter = itertools.count()
             limit = self.jobs or len(jobs)
 
@@ -132,14 +146,38 @@ class RayExecutor(Executor):
                 key = f"{next(counter)}:{attempt}"
                 live[key] = job
                 ref = task.remote(job.spec.model_dump_json(), str(job.run_dir.resolve()), str(job.submission.resolve()),
-                                  job.submission.read_bytes(), data_ref, self.sandbox_name, threads, events, key, build)
+                                  job.submission.read_bytes(), data_ref, self.sandbox_name, threads, events, key,
+                                  build_id())
                 pending[ref] = (job, attempt, key)
 
             def drain() -> None:
-                for event in ray.get(events.drain.remote()):
+                try:
+                    batch = ray.get(events.drain.remote())
+                except RayError:  # progress only; results come with the tasks
+                    return
+                for event in batch:
                     job = live.get(event[1])
-                    if job is not None and event[0] not in ("finished", "interrupted"):
+                    if job is not None and event[0] not in ("finished", "interrupted", "sent"):
                         dispatch(event, job.spec, observer)
+
+            def finish(ref) -> None:
+                job, attempt, key = pending.pop(ref)
+                live.pop(key, None)
+                try:
+                    result = RunResult.model_validate_json(ray.get(ref))
+                except RayTaskError as e:  # an exception escaped the task: not a lost task
+                    result = RunResult.failed(f"the Ray task raised {type(e.cause).__name__}: {e.cause}")
+                except RayError as e:  # the task was lost: worker or node died, result lost
+                    reason = f"{type(e).__name__}: {' '.join(str(e).split())[:400]}"
+                    if attempt < self.retries:
+                        observer.run_retrying(job.spec, attempt + 1, self.retries, reason)
+                        submit(job, attempt + 1)
+                        return
+                    retries = f"{self.retries} retr{'y' if self.retries == 1 else 'ies'}"
+                    result = RunResult.failed(f"the Ray task was lost {attempt + 1} time(s), the last time with "
+                                              f"{reason}; gave up after {retries} (--ray-retries)")
+                observer.run_finished(job.spec, result)
+                on_result(job, result)
 
             while waiting or pending:
                 while waiting and len(pending) < limit:
@@ -147,31 +185,28 @@ class RayExecutor(Executor):
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
                 drain()
                 for ref in ready:
-                    job, attempt, key = pending.pop(ref)
-                    live.pop(key, None)
-                    try:
-                        result = RunResult.model_validate_json(ray.get(ref))
-                    except RayTaskError as e:  # an exception escaped the task: not a lost task
-                        result = RunResult(status="failed", epochs_done=0, wall_seconds=0.0,
-                                           reason=f"the Ray task raised {type(e.cause).__name__}: {e.cause}")
-                    except RayError as e:  # the task was lost: worker or node died, result lost
-                        reason = f"{type(e).__name__}: {' '.join(str(e).split())[:400]}"
-                        if attempt < self.retries:
-                            observer.run_retrying(job.spec, attempt + 1, self.retries, reason)
-                            submit(job, attempt + 1)
-                            continue
-                        result = RunResult(status="failed", epochs_done=0, wall_seconds=0.0, reason=(
-                            f"the Ray task was lost {attempt + 1} time(s), the last time with {reason}; "
-                            f"gave up after {self.retries} retr{'y' if self.retries == 1 else 'ies'} "
-                            "(--ray-retries)"))
-                    observer.run_finished(job.spec, result)
-                    on_result(job, result)
-        except KeyboardInterrupt:
+                    finish(ref)
+        except BaseException:
             for ref in pending:  # KeyboardInterrupt inside each task: its cleanup runs
                 ray.cancel(ref)
             if pending:
-                ray.wait(list(pending), num_returns=len(pending), timeout=STOP_GRACE_S)
+                done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=STOP_GRACE_S)
+                for ref in done:  # results that arrived before the stop are kept
+                    job, _, key = pending[ref]
+                    try:
+                        result = RunResult.model_validate_json(ray.get(ref))
+                    except RayError:
+                        continue
+                    observer.run_finished(job.spec, result)
+                    on_result(job, result)
             raise
         finally:
             if started_here:
                 ray.shutdown()
+
+
+def _compact(split: Split) -> Split:
+    """A copy that owns only its own rows: a ``head()`` view would ship the whole dataset."""
+    if split.images.untyped_storage().nbytes() == split.images.nbytes:
+        return split
+    return Split(split.images.clone(), split.fine.clone(), split.coarse.clone())
