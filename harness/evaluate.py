@@ -148,21 +148,22 @@ def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Conso
     device = _plan_device(opts)
     precision = resolve_precision(opts.precision or profile.precision, device)
     settings = dict(precision=precision, compile=opts.compile, deterministic=opts.deterministic)
-    codes: dict[str, int] = {}  # per file name: 0 ok, 1 a run failed or a row is unwritten, 2 rejected
+    codes: dict[str, int] = {}  # per file as given: 0 ok, 1 a run failed or a row is unwritten, 2 rejected
 
     def rejected(path: Path, e: SubmissionRejected) -> None:
         if single:
             raise e
         console.print(f"[red]rejected:[/] {escape(str(e))}")
-        codes[path.name] = 2
+        codes[str(path)] = 2
 
     files = _plan_files(paths, opts, lb_path, existing, archs, seeds, settings, rejected, console)
-    codes.update({f.path.name: 1 for f in files if f.unwritten})
+    codes.update({str(f.path): 1 for f in files if f.unwritten})
+    given = {f.sha: str(f.path) for f in files}  # two files may share a name: keep them apart
     todo = [f for f in files if not all((a, s) in f.done for a in archs for s in seeds)]
     for f in files:
         if f not in todo:
             console.print(f"nothing to run: every run of {f.path.name} (sha256 {f.sha[:12]}) is already in {lb_path}")
-            codes.setdefault(f.path.name, 0)
+            codes.setdefault(str(f.path), 0)
     if not todo:
         _standing(console, lb_path, profile, opts.phase, {f.sha for f in files})
         return max(codes.values(), default=0)
@@ -208,7 +209,7 @@ def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Conso
         written = _append(lb_path, _row(spec, result, run_id), run_dir, label, console)
         results.append((spec, result, written))
         if not written:
-            codes[spec.submission] = max(codes.get(spec.submission, 0), 1)
+            codes[given[spec.submission_sha256]] = 1
 
     executor = _make_executor(opts, device, sandbox, train, test, len(jobs), console)
     with EvaluationProgress(console, [j.spec for j in jobs], parallel=executor_parallelism(opts, len(jobs))) as progress:
@@ -216,7 +217,8 @@ def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Conso
     _summary(console, results, lb_path, several=len(checked) > 1)
     _standing(console, lb_path, profile, opts.phase, {f.sha for f in files})
     for spec, r, _ in results:
-        codes[spec.submission] = max(codes.get(spec.submission, 0), 0 if r.status == "ok" else 1)
+        name = given[spec.submission_sha256]
+        codes[name] = max(codes.get(name, 0), 0 if r.status == "ok" else 1)
     bad = sorted(name for name, code in codes.items() if code)
     if len(paths) > 1 and bad:
         console.print(f"[red]not ok:[/] {', '.join(bad)}")

@@ -71,11 +71,14 @@ class EvaluationProgress(RunObserver):
     def __init__(self, console: Console, specs: list[RunSpec], *, parallel: int = 1, clock=time.monotonic) -> None:
         self.console, self.clock, self.parallel = console, clock, max(1, parallel)
         self.live = console.is_terminal
-        several = len({s.submission_sha256 for s in specs}) > 1
+        names = {s.submission_sha256: s.submission.removesuffix(".py") for s in specs}
+        clash = {n for n in names.values() if list(names.values()).count(n) > 1}
+        names = {sha: f"{n}@{sha[:8]}" if n in clash else n for sha, n in names.items()}  # same name, other file
         base = min((forward_macs(s.arch) for s in specs), default=1)
         self.runs: dict[tuple[str, str, int], RunState] = {}
         for s in specs:
-            label = f"{s.submission.removesuffix('.py')} {s.arch} seed {s.seed}" if several else f"{s.arch} seed {s.seed}"
+            run = f"{s.arch} seed {s.seed}"
+            label = f"{names[s.submission_sha256]} {run}" if len(names) > 1 else run
             self.runs[run_key(s)] = RunState(s, label, forward_macs(s.arch) / base)
         width = max((len(r.label) for r in self.runs.values()), default=10) + 1
         self.progress = Progress(

@@ -83,7 +83,7 @@ def test_evaluate_several_files_schedules_them_together_and_reports_a_rejected_o
                 "--profile", "tiny", "--jobs", "2", cwd=tmp_path)
     assert r.returncode == 2, r.stdout + r.stderr  # a file was rejected; the others were evaluated
     out = " ".join(r.stdout.split())
-    assert "defines no top-level `class MultiTaskLoss" in out and "not ok: no_class.py" in out
+    assert "defines no top-level `class MultiTaskLoss" in out and f"not ok: {SUBMISSIONS / 'no_class.py'}" in out
     assert "the same file as one already listed" in out
     assert "runs: resnet20 x seeds 42 x 2 files" in out and "progress: 2/2 runs ended" in out
     df = pd.read_csv(tmp_path / "leaderboard-tiny.csv")

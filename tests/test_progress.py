@@ -77,3 +77,6 @@ def test_several_files_are_labelled_by_file():
     b = run_spec(profile, "resnet20", 1, submission="b.py").model_copy(update={"submission_sha256": "1" * 64})
     p, _, _ = _progress([a, b], parallel=1)
     assert sorted(r.label for r in p.runs.values()) == ["a resnet20 seed 1", "b resnet20 seed 1"]
+    c = b.model_copy(update={"submission": "a.py"})  # another file of the same name
+    p, _, _ = _progress([a, c], parallel=1)
+    assert sorted(r.label for r in p.runs.values()) == [f"a@{'0' * 8} resnet20 seed 1", f"a@{'1' * 8} resnet20 seed 1"]
