@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from harness.fileio import write_atomic
 from harness.protocol import EpochMetrics, RunSpec
 
 KEEP = 2
@@ -42,16 +43,6 @@ class Resume:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, and rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
 
 
 def _frames(blob: bytes) -> list[bytes]:

@@ -135,10 +135,10 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
     if args.output is None:
         sys.stdout.write(text)
     else:
+        from harness.fileio import write_atomic
+
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.output.with_name(f".{args.output.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(args.output)
+        write_atomic(args.output, text.encode("utf-8"))
         console.print(f"wrote {args.output} ({fmt}, {len(rep.entries)} measured entries, profile {rep.profile}, "
                       f"phase {rep.phase})")
     return EXIT_OK

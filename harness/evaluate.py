@@ -24,13 +24,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness import leaderboard
-from harness.checkpoint import write_atomic
 from harness.errors import LeaderboardError, SubmissionRejected, UsageError
 from harness.data import default_data_dir, ensure_synthetic, load_dataset
 from harness.models import get_arch, load_hidden_archs
 from harness.executors import Executor, Job
 from harness.executors.inline import InlineExecutor
 from harness.executors.local import LocalExecutor
+from harness.fileio import write_atomic
 from harness.progress import EvaluationProgress
 from harness.protocol import HIDDEN_ARCHS, Kind, LeaderboardRow, Phase, Precision, Profile, RunResult, RunSpec
 from harness.provenance import device_name, harness_commit, harness_version, utc_now
@@ -208,17 +208,14 @@ def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Conso
                           f"  details: {run_dir / 'failure.txt'}; worker output: {run_dir / 'worker.log'}")
         written = _append(lb_path, _row(spec, result, run_id), run_dir, label, console)
         results.append((spec, result, written))
-        if not written:
-            codes[given[spec.submission_sha256]] = 1
+        name = given[spec.submission_sha256]
+        codes[name] = max(codes.get(name, 0), 0 if written and result.status == "ok" else 1)
 
     executor = _make_executor(opts, device, sandbox, train, test, len(jobs), console)
     with EvaluationProgress(console, [j.spec for j in jobs], parallel=executor_parallelism(opts, len(jobs))) as progress:
         executor.run(jobs, progress, record)
     _summary(console, results, lb_path, several=len(checked) > 1)
     _standing(console, lb_path, profile, opts.phase, {f.sha for f in files})
-    for spec, r, _ in results:
-        name = given[spec.submission_sha256]
-        codes[name] = max(codes.get(name, 0), 0 if r.status == "ok" else 1)
     bad = sorted(name for name, code in codes.items() if code)
     if len(paths) > 1 and bad:
         console.print(f"[red]not ok:[/] {', '.join(bad)}")

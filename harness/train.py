@@ -341,8 +341,7 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
             f"internal error at epoch {len(history)}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=-8)}")
         (run_dir / "failure.txt").write_text(
             f"{spec.submission} failed on {spec.arch}, seed {spec.seed}:\n{reason}\n")
-        result = RunResult(status="failed", epochs_done=len(history), reason=reason.strip(),
-                           wall_seconds=time.perf_counter() - start)
+        result = RunResult.failed(reason.strip(), epochs_done=len(history), wall_seconds=time.perf_counter() - start)
     result = result.model_copy(update={"device": device_name(device)})
     (run_dir / "result.json").write_text(result.model_dump_json(indent=2))
     observer.run_finished(spec, result)
