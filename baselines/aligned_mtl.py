@@ -10,6 +10,9 @@ update is the sum of the aligned gradients, ``1^T B J``. So the task weights are
 Normalisation: ``w = B 1`` as in LibMTL (the sum of the aligned gradients; equal to (1, 1) when
 the gradients are already orthonormal); TorchJD's default uses the mean, ``B 1 / K``. The scale
 uses the smallest eigenvalue, as in the paper. A zero Gramian gives (1, 1).
+
+Heads: the weights apply to the shared backbone's gradients; each task head receives its own
+task's unweighted gradient (``head_loss``), as in the reference implementations.
 """
 
 import torch
@@ -31,3 +34,7 @@ class MultiTaskLoss(nn.Module):
     def forward(self, fine_loss, coarse_loss, epoch, total_epochs, *, gramian):
         w = _aligned_weights(gramian.detach().double())
         return float(w[0]) * fine_loss + float(w[1]) * coarse_loss
+
+    def head_loss(self, fine_loss, coarse_loss):
+        """The task heads: each gets its own task's unweighted gradient."""
+        return fine_loss + coarse_loss

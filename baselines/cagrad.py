@@ -8,10 +8,13 @@ For two tasks the minimisation is over one convex variable and is solved here by
 search to machine precision (the paper solves it with scipy's SLSQP). Everything is a function
 of the Gramian: ``<g_x, g0> = x^T G (1/2, 1/2)``, ``|g_x|^2 = x^T G x``, ``|g0|^2 = mean(G)``.
 
-Normalisation: the official code divides d by ``1 + c^2`` (``rescale=1``), and its d is on
-the scale of the *average* gradient; here the weights are multiplied by K = 2 so that the
-update is on the scale of equal weighting's sum, i.e. ``w = 2 (1/2 + lambda x) / (1 + c^2)``
-with ``lambda = c |g0| / |g_x|``. Where ``|g_x| = 0`` (already Pareto-stationary) lambda is 0.
+Normalisation, as in the official code (Nash-MTL repository, ``CAGrad``): ``cagrad(rescale=1)``
+divides d by ``1 + c^2`` and ``overwrite_grad`` multiplies it by the number of tasks ("to match
+the sum loss"), so ``w = 2 (1/2 + lambda x) / (1 + c^2)`` with ``lambda = c |g0| / |g_x|``.
+Where ``|g_x| = 0`` (already Pareto-stationary) lambda is 0.
+
+Heads: the weights apply to the shared backbone's gradients; each task head receives its own
+task's unweighted gradient (``head_loss``), as in the reference implementations.
 """
 
 import math
@@ -56,3 +59,7 @@ class MultiTaskLoss(nn.Module):
         g = gramian.detach().double()
         w_fine, w_coarse = _cagrad_weights(float(g[0, 0]), float(g[0, 1]), float(g[1, 1]))
         return w_fine * fine_loss + w_coarse * coarse_loss
+
+    def head_loss(self, fine_loss, coarse_loss):
+        """The task heads: each gets its own task's unweighted gradient."""
+        return fine_loss + coarse_loss

@@ -9,8 +9,9 @@ the detached weights ``alpha_k = max_j |h_j| / |h_k|``.
 Approximation: LibMTL's DB-MTL keeps an exponential moving average of the gradient vectors
 (beta = 0.9) and normalises the averaged vectors. An average of past gradients cannot be expressed
 as a weighting of the current two gradients, so this file uses the current batch's gradients
-(beta = 0). The heads receive ``alpha_k / (L_k + 1e-8)`` times their own gradient (LibMTL leaves the
-heads' log-loss gradients unscaled).
+(beta = 0). The task heads receive the unscaled gradient of their own log loss,
+``grad L_k / (L_k + 1e-8)`` (``head_loss``), as in LibMTL, where only the shared gradients are
+balanced.
 
 Normalisation: none beyond the method's own (each balanced gradient has the largest norm).
 A zero task gradient gets weight 0 (the other keeps weight 1).
@@ -32,3 +33,7 @@ class MultiTaskLoss(nn.Module):
         top = max(norms)
         alpha = [top / n if n > 0 else (1.0 if top == 0 else 0.0) for n in norms]
         return alpha[0] * torch.log(fine_loss + EPS) + alpha[1] * torch.log(coarse_loss + EPS)
+
+    def head_loss(self, fine_loss, coarse_loss):
+        """The task heads: the gradients of the log losses, not balanced."""
+        return torch.log(fine_loss + EPS) + torch.log(coarse_loss + EPS)

@@ -4,8 +4,16 @@ FAMO keeps logits ``xi`` (initially 0) and task weights ``z = softmax(xi)``. The
 ``sum_k z_k log L_k / c`` with ``c = sum_k z_k / L_k`` detached, i.e. task k's loss is weighted by
 ``z_k / (c L_k)`` (weights summing to 1). After each step the logits move so as to equalise the
 tasks' rates of improvement: with ``delta_k = log L_k(before) - log L_k(after)``, the gradient
-of ``xi`` is ``J_softmax(xi)^T delta`` and ``xi`` is stepped by Adam (lr 0.025, weight decay 1e-3,
-betas (0.9, 0.999), eps 1e-8: the official defaults). Minimum losses are taken as 0.
+of ``xi`` is ``J_softmax(xi)^T delta`` and ``xi`` is stepped by Adam (lr 0.025, weight decay
+gamma = 0.01, betas (0.9, 0.999), eps 1e-8). Minimum losses are taken as 0, as in the official code.
+
+Defaults, from the official code (Cranial-XIX/FAMO): ``w_lr`` 0.025; gamma 0.01 is its experiments'
+default (``experiments/utils.py``; the class itself defaults to 1e-5, its run scripts pass 1e-3 for
+NYUv2, CelebA and QM9 and 0.01 for Cityscapes; LibMTL uses 1e-3). Gradient clipping: the official
+``backward`` calls ``clip_grad_norm_(shared_parameters, max_norm=1.0)`` *before*
+``loss.backward()``, right after the trainer zeroed the gradients, so it clips nothing; LibMTL's
+FAMO does not clip. So no clipping here, and FAMO needs no Gramian. Every parameter, the task heads
+included, receives the gradient of the weighted loss, as in the official code.
 
 Approximation: the official code measures "after" by a second forward pass on the same batch
 after the model's step. This interface sees one batch per call, so "after" is the next batch's
@@ -21,7 +29,7 @@ import math
 
 import torch.nn as nn
 
-LR, WEIGHT_DECAY, BETA1, BETA2, ADAM_EPS = 0.025, 1e-3, 0.9, 0.999, 1e-8
+LR, WEIGHT_DECAY, BETA1, BETA2, ADAM_EPS = 0.025, 0.01, 0.9, 0.999, 1e-8
 EPS = 1e-8
 
 

@@ -11,6 +11,9 @@ only; the loss-scale part (IMTL-L) is not included.
 Normalisation: the paper's weights sum to 1; here they are multiplied by K = 2 so that they sum
 to 2, the scale of equal weighting. Where the gradients are parallel (the system is singular)
 or a gradient is zero, the weights fall back to (1, 1).
+
+Heads: the weights apply to the shared backbone's gradients; each task head receives its own
+task's unweighted gradient (``head_loss``), as in the reference implementations.
 """
 
 import math
@@ -35,3 +38,7 @@ class MultiTaskLoss(nn.Module):
         g = gramian.detach().double()
         w_fine, w_coarse = _imtl_g_weights(float(g[0, 0]), float(g[0, 1]), float(g[1, 1]))
         return w_fine * fine_loss + w_coarse * coarse_loss
+
+    def head_loss(self, fine_loss, coarse_loss):
+        """The task heads: each gets its own task's unweighted gradient."""
+        return fine_loss + coarse_loss

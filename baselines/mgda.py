@@ -7,6 +7,9 @@ shared backbone. For two tasks it has a closed form:
 Normalisation: the weights ``(a, 1 - a)`` are scaled by K = 2 so that they sum to 2, the scale
 of equal weighting (the paper's weights sum to 1, which would halve the learning rate).
 Gradients are taken over the shared parameters of the backbone, not its features (not MGDA-UB).
+
+Heads: the weights apply to the shared backbone's gradients; each task head receives its own
+task's unweighted gradient (``head_loss``), as in the reference implementations.
 """
 
 import torch.nn as nn
@@ -21,3 +24,7 @@ class MultiTaskLoss(nn.Module):
         else:  # identical gradients: any convex combination is the same point
             a = 0.5
         return 2 * a * fine_loss + 2 * (1 - a) * coarse_loss
+
+    def head_loss(self, fine_loss, coarse_loss):
+        """The task heads: each gets its own task's unweighted gradient."""
+        return fine_loss + coarse_loss

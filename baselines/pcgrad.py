@@ -6,7 +6,8 @@ For two tasks with gradients g_f, g_c over the shared backbone: if they conflict
 update is ``g_f' + g_c'``. (With two tasks the random order of the paper does not matter:
 each is projected against the other's original gradient.) That is the weighting
 ``w_f = 1 - G01/G00``, ``w_c = 1 - G01/G11`` when G01 < 0, else (1, 1); no normalisation
-(the sum, as in the paper). The heads receive their own task's gradient times its weight.
+(the sum, as in the paper). The task heads receive their own task's unweighted gradient
+(``head_loss``), as in the official code: the surgery is on the shared parameters only.
 """
 
 import torch
@@ -21,3 +22,7 @@ class MultiTaskLoss(nn.Module):
             w_fine = 1 - g[0, 1] / g[0, 0]
             w_coarse = 1 - g[0, 1] / g[1, 1]
         return w_fine * fine_loss + w_coarse * coarse_loss
+
+    def head_loss(self, fine_loss, coarse_loss):
+        """The task heads: each gets its own task's unweighted gradient."""
+        return fine_loss + coarse_loss

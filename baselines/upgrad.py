@@ -14,6 +14,9 @@ Normalisation: the sum of the projections, ``w = v_f + v_c`` (TorchJD's default 
 ``(v_f + v_c) / K``), so that non-conflicting gradients get (1, 1) as in equal weighting.
 TorchJD also adds a small ridge (1e-4 on the trace-normalised Gramian) before solving; this
 file solves the exact problem.
+
+Heads: the weights apply to the shared backbone's gradients; each task head receives its own
+task's unweighted gradient (``head_loss``), as in the reference implementations.
 """
 
 import torch.nn as nn
@@ -30,3 +33,7 @@ class MultiTaskLoss(nn.Module):
         g = gramian.detach().double()
         w_fine, w_coarse = _dual_cone_weights(float(g[0, 0]), float(g[0, 1]), float(g[1, 1]))
         return w_fine * fine_loss + w_coarse * coarse_loss
+
+    def head_loss(self, fine_loss, coarse_loss):
+        """The task heads: each gets its own task's unweighted gradient."""
+        return fine_loss + coarse_loss

@@ -143,7 +143,7 @@ class _Harness:
     def run(self, steps: int) -> None:
         """``steps`` steps of the real epoch loop (the loader's split holds exactly that many batches)."""
         assert self.loader.steps_per_epoch == steps
-        train_one_epoch(self.model, self.loader, self.optimizer, self.worker, capabilities=self.ready.capabilities,
+        train_one_epoch(self.model, self.loader, self.optimizer, self.worker,
                         epoch=self.epoch, total_epochs=1_000_000, precision=self.precision)
         self.epoch += 1
 

@@ -11,7 +11,10 @@ At the end of every epoch the trainer writes, into ``<run_dir>/checkpoint/``:
   way. The two newest checkpoints are kept.
 
 Loading verifies the sha256 of the checkpoint and of the message log prefix; a damaged newest
-checkpoint falls back to the previous one, and with none left the run starts from scratch. The
+checkpoint falls back to the previous one, and with none left the run starts from scratch.
+Everything loads onto the CPU (RNG states must stay CPU byte tensors; the trainer moves the rest).
+A save after resuming from an older checkpoint drops the entries it supersedes and rewrites the
+log from the resumed prefix, so damaged bytes never survive into a new checkpoint. The
 checkpoint directory is removed when the run finishes.
 """
 
@@ -20,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,25 +75,22 @@ class Checkpointer:
             data = json.loads(self.manifest.read_text())
         except (OSError, ValueError):
             return []
-        if data.get("spec") != self.spec_json:  # another protocol or settings: not ours to resume
+        if not isinstance(data, dict) or data.get("spec") != self.spec_json:  # not ours to resume
             return []
-        return list(data.get("checkpoints", []))
+        keys = {"file": str, "sha256": str, "message_bytes": int, "messages_sha256": str, "epochs_done": int}
+        return [e for e in data.get("checkpoints", []) if isinstance(e, dict)
+                and all(isinstance(e.get(k), t) for k, t in keys.items())]
 
     def save(self, epochs_done: int, history: list[EpochMetrics], frames: list[bytes], state: dict) -> None:
         """Write the checkpoint after ``epochs_done`` epochs; ``frames`` are all STEP frames so far."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        entries = self._entries()
-        logged = entries[-1]["message_bytes"] if entries else 0
+        # entries from before this one only: a later or equal one was damaged (we resumed before it)
+        # or belongs to an attempt that this one replaces
+        entries = [e for e in self._entries() if e["epochs_done"] < epochs_done]
         blob = b"".join(frames)
-        if not entries:  # fresh log
-            write_atomic(self.messages, blob)
-        else:  # append what is new, after cutting anything beyond the last checkpoint
-            with open(self.messages, "r+b") as f:
-                f.truncate(logged)
-                f.seek(logged)
-                f.write(blob[logged:])
-                f.flush()
-                os.fsync(f.fileno())
+        # the log starts with every kept entry's prefix (frames include the replayed ones), so
+        # rewriting it whole keeps those entries valid and drops whatever followed them
+        write_atomic(self.messages, blob)
         payload = {"epochs_done": epochs_done, "history": [m.model_dump() for m in history],
                    "message_bytes": len(blob), **state}
         path = self.dir / f"epoch-{epochs_done}.pt"
@@ -106,8 +105,9 @@ class Checkpointer:
         entries = entries[-KEEP:]
         write_atomic(self.manifest, json.dumps({"spec": self.spec_json, "checkpoints": entries}).encode())
 
-    def load(self, map_location: str | torch.device) -> tuple[Resume | None, list[str]]:
-        """The newest intact checkpoint (None: start from scratch) and messages saying what was skipped."""
+    def load(self) -> tuple[Resume | None, list[str]]:
+        """The newest intact checkpoint (None: start from scratch) and messages saying what was
+        skipped. Never raises; every tensor is on the CPU."""
         notes = []
         entries = self._entries()
         try:
@@ -121,14 +121,17 @@ class Checkpointer:
             except OSError:
                 notes.append(f"checkpoint {entry['file']} is missing")
                 continue
-            prefix = log[:entry["message_bytes"]]
-            if _sha256(data) != entry["sha256"] or len(prefix) != entry["message_bytes"] \
-                    or _sha256(prefix) != entry["messages_sha256"]:
-                notes.append(f"checkpoint {entry['file']} is damaged (checksum mismatch)")
-                continue
-            payload = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
-            history = [EpochMetrics(**m) for m in payload.pop("history")]
-            epochs = payload.pop("epochs_done")
-            payload.pop("message_bytes")
-            return Resume(epochs, history, _frames(prefix), payload), notes
+            try:
+                prefix = log[:entry["message_bytes"]]
+                if _sha256(data) != entry["sha256"] or len(prefix) != entry["message_bytes"] \
+                        or _sha256(prefix) != entry["messages_sha256"]:
+                    notes.append(f"checkpoint {entry['file']} is damaged (checksum mismatch)")
+                    continue
+                payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+                history = [EpochMetrics(**m) for m in payload.pop("history")]
+                epochs = payload.pop("epochs_done")
+                payload.pop("message_bytes")
+                return Resume(epochs, history, _frames(prefix), payload), notes
+            except Exception as e:  # noqa: BLE001  (an intact file this build cannot read)
+                notes.append(f"checkpoint {entry['file']} cannot be read ({type(e).__name__}: {e})")
         return None, notes

@@ -127,7 +127,9 @@ def load_data(profile: Profile, data_dir: Path | None):
 
 def print_capabilities(console: Console, report: CheckReport) -> None:
     caps = ", ".join(report.capabilities) or "none (losses, epoch and total_epochs only)"
-    console.print(f"interface ok: {report.num_params} loss-module parameters; extra inputs: {caps}")
+    heads = "head_loss (the task heads follow it)" if report.head_loss else "the loss itself"
+    console.print(f"interface ok: {report.num_params} loss-module parameters; extra inputs: {caps}; "
+                  f"heads trained on: {heads}")
 
 
 def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Console) -> int:

@@ -68,6 +68,7 @@ class CheckReport:
     num_params: int
     probes: int
     weights: list[tuple[float, float]] = field(default_factory=list)
+    head_loss: bool = False
 
 
 def _probe_schedule(total_epochs: int = 4, steps_per_epoch: int = 3) -> list[StepRequest]:
@@ -106,8 +107,8 @@ def interface_check(path: Path, *, sandbox: Sandbox, log_path: Path | None = Non
                         start_timeout=start_timeout, call_timeout=call_timeout) as worker:
             ready = worker.start()
             for req in probes:
-                _, d_fine, d_coarse = worker.step(req)
-                weights.append((d_fine, d_coarse))
+                reply = worker.step(req)
+                weights.append((reply.w_fine, reply.w_coarse))
     except WorkerError as e:
         raise SubmissionRejected(f"{path}: interface check failed ({e.stage}): {e}") from None
     if all(w[0] == 0.0 for w in weights):
@@ -115,4 +116,4 @@ def interface_check(path: Path, *, sandbox: Sandbox, log_path: Path | None = Non
             f"{path}: interface check failed: the loss never depends on fine_loss "
             f"(dL/d fine_loss was 0 on all {len(probes)} probe calls)"
         )
-    return CheckReport(ready.capabilities, ready.num_params, len(probes), weights)
+    return CheckReport(ready.capabilities, ready.num_params, len(probes), weights, ready.head_loss)

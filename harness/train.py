@@ -2,14 +2,17 @@
 
 Reads top to bottom. The model, the data, the optimizer, the schedule and the scorer
 live here; the submission lives in the loss worker, which sees two loss values (and
-what else it asked for) per step and answers ``(L, dL/dfine, dL/dcoarse)``. The model
-then receives exactly the gradient of ``L``:
+what else it asked for) per step and answers with ``L``, ``dL/dfine``, ``dL/dcoarse``
+and which losses ``L`` uses at all (:class:`~harness.worker_client.StepReply`). Then:
 
-* plain path: ``autograd.backward([fine, coarse], [dL/dfine, dL/dcoarse])``;
-* Gramian path (``forward`` asked for ``gramian``): two backward passes give the per-task
-  gradients over the shared backbone; their 2x2 Gramian goes to the worker and the
-  backbone gradient is assembled as ``dL/dfine * g_fine + dL/dcoarse * g_coarse`` (each
-  head gets its own task's gradient scaled by its weight). No third backward pass.
+* plain path: ``(dL/dfine * fine + dL/dcoarse * coarse).backward()`` over the losses ``L``
+  uses: exactly the gradient of ``L``; a task ``L`` ignores gets no gradient at all (no
+  weight decay or momentum step on its head), as in-process backpropagation would leave it;
+* per-task path (``forward`` asked for ``gramian``, or the module defines ``head_loss``):
+  two backward passes give each task's gradients; their 2x2 Gramian over the shared
+  backbone goes to the worker, the backbone gets ``dL/dfine * g_fine + dL/dcoarse * g_coarse``
+  and each head its own task's gradient times ``dH/dL_k`` (``H``: the head loss, ``L``
+  itself without one). No third backward pass.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from harness.models import TwoHeadNet, build_model
 from harness.protocol import EpochMetrics, RunResult, RunSpec
 from harness.provenance import device_name
 from harness.sandbox import Sandbox
-from harness.worker_client import LossWorker, StepRequest, WorkerError
+from harness.worker_client import LossWorker, StepReply, StepRequest, WorkerError
 
 
 def resolve_device(name: str) -> torch.device:
@@ -64,30 +67,65 @@ class _EpochTally:
         return [s / max(self.n, 1) for s in self.sums]
 
 
-def _per_task_gradients(model: TwoHeadNet, fine: torch.Tensor, coarse: torch.Tensor
-                        ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Backward each task separately. Returns the fine task's backbone gradients and the
-    Gramian entries ``(g00, g01, g11)``; the coarse task's backbone gradients are left in
-    ``.grad`` and each head holds its own task's gradient."""
-    backbone = list(model.backbone_parameters())
-    fine.backward(retain_graph=True)
-    g_fine = [p.grad for p in backbone]
-    for p in backbone:
-        p.grad = None
-    coarse.backward()
-    flat_f = torch.cat([g.reshape(-1) for g in g_fine])
-    flat_c = torch.cat([p.grad.reshape(-1) for p in backbone])
-    gram = torch.stack([flat_f.dot(flat_f), flat_f.dot(flat_c), flat_c.dot(flat_c)])
-    return g_fine, gram
+Grads = tuple[torch.Tensor | None, ...]
 
 
-def _assemble_gradients(model: TwoHeadNet, g_fine: list[torch.Tensor], w_fine: float, w_coarse: float) -> None:
-    """``.grad <- w_fine * g_fine + w_coarse * g_coarse`` on the backbone; heads scaled."""
-    backbone_grads = [p.grad for p in model.backbone_parameters()]
-    torch._foreach_mul_(backbone_grads, w_coarse)
-    torch._foreach_add_(backbone_grads, g_fine, alpha=w_fine)
-    torch._foreach_mul_([p.grad for p in model.fine_head.parameters()], w_fine)
-    torch._foreach_mul_([p.grad for p in model.coarse_head.parameters()], w_coarse)
+def _task_gradients(params: list[torch.nn.Parameter], fine: torch.Tensor, coarse: torch.Tensor
+                    ) -> tuple[Grads, Grads]:
+    """Each task loss backpropagated on its own: per parameter, its fine and its coarse gradient
+    (None where that loss does not reach the parameter, e.g. the other task's head)."""
+    g_fine = torch.autograd.grad(fine, params, retain_graph=True, allow_unused=True)
+    g_coarse = torch.autograd.grad(coarse, params, allow_unused=True)
+    return g_fine, g_coarse
+
+
+def _gramian(g_fine: Grads, g_coarse: Grads) -> torch.Tensor:
+    """``(G00, G01, G11)`` over the given (shared) parameters' gradients; a missing gradient is 0."""
+    both = [(f, c) for f, c in zip(g_fine, g_coarse) if f is not None or c is not None]
+    flat_f = torch.cat([(f if f is not None else torch.zeros_like(c)).reshape(-1) for f, c in both])
+    flat_c = torch.cat([(c if c is not None else torch.zeros_like(f)).reshape(-1) for f, c in both])
+    return torch.stack([flat_f.dot(flat_f), flat_f.dot(flat_c), flat_c.dot(flat_c)])
+
+
+def _set_combined_gradients(params: list[torch.nn.Parameter], g_fine: Grads, g_coarse: Grads,
+                            w_fine: float, w_coarse: float, uses_fine: bool, uses_coarse: bool) -> None:
+    """``p.grad <- w_fine * g_fine + w_coarse * g_coarse``, leaving out a loss the combined loss does
+    not use (and leaving ``p.grad`` None where no used loss reaches ``p``). Consumes the gradients."""
+    both_p, both_f, both_c = [], [], []
+    for p, f, c in zip(params, g_fine if uses_fine else [None] * len(params),
+                       g_coarse if uses_coarse else [None] * len(params)):
+        if f is not None and c is not None:
+            both_p.append(p), both_f.append(f), both_c.append(c)
+        elif f is not None:
+            p.grad = f.mul_(w_fine)
+        elif c is not None:
+            p.grad = c.mul_(w_coarse)
+    if both_p:
+        torch._foreach_mul_(both_c, w_coarse)
+        torch._foreach_add_(both_c, both_f, alpha=w_fine)
+        for p, g in zip(both_p, both_c):
+            p.grad = g
+
+
+def _backward_per_task(model: TwoHeadNet, g_fine: Grads, g_coarse: Grads, reply: StepReply) -> None:
+    """Gradients from the per-task gradients: the shared backbone gets ``dL/dL_k``-weighted ones, the
+    heads ``dH/dL_k``-weighted ones (H: the head loss, ``L`` itself when the module has none)."""
+    n = len(list(model.backbone_parameters()))
+    params = list(model.parameters())
+    assert params[:n] == list(model.backbone_parameters()), "the backbone's parameters come first"
+    _set_combined_gradients(params[:n], g_fine[:n], g_coarse[:n], reply.w_fine, reply.w_coarse,
+                            reply.uses_fine, reply.uses_coarse)
+    _set_combined_gradients(params[n:], g_fine[n:], g_coarse[n:], reply.h_fine, reply.h_coarse,
+                            reply.head_uses_fine, reply.head_uses_coarse)
+
+
+def _backward_combined(fine: torch.Tensor, coarse: torch.Tensor, reply: StepReply) -> None:
+    """Backpropagate ``w_fine * fine + w_coarse * coarse`` over the losses the combined loss uses: the
+    exact gradient of the submission's loss. Python-scalar weights: no host-to-device copy."""
+    terms = [t * w for t, w, used in ((fine, reply.w_fine, reply.uses_fine),
+                                      (coarse, reply.w_coarse, reply.uses_coarse)) if used]
+    if terms:
+        (terms[0] if len(terms) == 1 else terms[0] + terms[1]).backward()
 
 
 def autocast_context(precision: str, device_type: str):
@@ -114,6 +152,22 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if fast_bf16(device) else "fp32"
 
 
+def set_fp32_precision(precision: str, device: torch.device) -> None:
+    """Make float32 mean what the row records. On CUDA, ``fp32`` (and the float32 parts of
+    ``bf16``) is IEEE float32 for matmuls and cuDNN convolutions (torch >= 2.9 defaults cuDNN
+    convolutions to TF32); ``tf32`` is TensorFloat-32 for both. Other devices have no TF32."""
+    if device.type != "cuda":
+        return
+    mode = "tf32" if precision == "tf32" else "ieee"
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):  # torch >= 2.9: the only API to use
+        torch.backends.cuda.matmul.fp32_precision = mode
+        conv.fp32_precision = mode
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
+        torch.backends.cudnn.allow_tf32 = mode == "tf32"
+
+
 def set_determinism(deterministic: bool, device: torch.device) -> None:
     """``--deterministic``: deterministic kernels everywhere (an op without one raises), cuDNN
     deterministic and without autotuning. Otherwise cuDNN autotunes (faster on a GPU)."""
@@ -124,15 +178,21 @@ def set_determinism(deterministic: bool, device: torch.device) -> None:
 
 
 def train_one_epoch(model: TwoHeadNet, loader: TrainLoader, optimizer: torch.optim.Optimizer,
-                    worker: LossWorker, *, capabilities: tuple[str, ...], epoch: int, total_epochs: int,
+                    worker: LossWorker, *, epoch: int, total_epochs: int,
                     on_step: Callable[[], None] | None = None, precision: str = "fp32",
                     forward: Callable | None = None) -> list[float]:
     """Train one epoch; returns the means of (fine, coarse, combined, w_fine, w_coarse).
-    ``forward`` (default: ``model``) computes the two heads' logits, e.g. a compiled model."""
+    ``forward`` (default: ``model``) computes the two heads' logits, e.g. a compiled model.
+    What the worker asked for (its :class:`Ready`) decides what each step computes."""
     forward = model if forward is None else forward
+    ready = worker.ready
+    assert ready is not None, "start the worker first"
     lr = optimizer.param_groups[0]["lr"]
-    use_gramian = "gramian" in capabilities
-    use_accuracy = "batch_fine_acc" in capabilities or "batch_coarse_acc" in capabilities
+    use_gramian = "gramian" in ready.capabilities
+    use_accuracy = "batch_fine_acc" in ready.capabilities or "batch_coarse_acc" in ready.capabilities
+    per_task = use_gramian or ready.head_loss  # the heads and the backbone are weighted apart
+    params = list(model.parameters())
+    n_backbone = len(list(model.backbone_parameters()))
     steps_per_epoch = loader.steps_per_epoch
     tally = _EpochTally()
     model.train()
@@ -145,9 +205,10 @@ def train_one_epoch(model: TwoHeadNet, loader: TrainLoader, optimizer: torch.opt
         optimizer.zero_grad(set_to_none=True)
 
         to_host = [fine.detach(), coarse.detach()]
+        if per_task:
+            g_fine, g_coarse = _task_gradients(params, fine, coarse)
         if use_gramian:
-            g_fine, gram = _per_task_gradients(model, fine, coarse)
-            to_host.extend(gram)
+            to_host.extend(_gramian(g_fine[:n_backbone], g_coarse[:n_backbone]))
         if use_accuracy:
             to_host.append((fine_logits.argmax(1) == y_fine).float().mean())
             to_host.append((coarse_logits.argmax(1) == y_coarse).float().mean())
@@ -164,20 +225,16 @@ def train_one_epoch(model: TwoHeadNet, loader: TrainLoader, optimizer: torch.opt
             batch_accuracy=tuple(host[-2:]) if use_accuracy else None,
         )
         try:
-            combined, w_fine, w_coarse = worker.step(request)
+            reply = worker.step(request)
         except WorkerError as e:
             raise RunFailed(f"epoch {epoch}, step {step}: {e}") from e
 
-        if use_gramian:
-            _assemble_gradients(model, g_fine, w_fine, w_coarse)
+        if per_task:
+            _backward_per_task(model, g_fine, g_coarse, reply)
         else:
-            torch.autograd.backward(
-                [fine, coarse],
-                [torch.tensor(w_fine, dtype=fine.dtype, device=fine.device),
-                 torch.tensor(w_coarse, dtype=coarse.dtype, device=coarse.device)],
-            )
+            _backward_combined(fine, coarse, reply)
         optimizer.step()
-        tally.add(fine_v, coarse_v, combined, w_fine, w_coarse)
+        tally.add(fine_v, coarse_v, reply.loss, reply.w_fine, reply.w_coarse)
         if on_step is not None:
             on_step()
     return tally.means()
@@ -233,6 +290,29 @@ class RunOutcome:
     loss_state: dict[str, list[float]] | None = None
 
 
+def _fresh_model(spec: RunSpec, device: torch.device, dtype: torch.dtype
+                 ) -> tuple[TwoHeadNet, torch.optim.Optimizer]:
+    """The model as initialised by the run's seed, and its SGD optimizer."""
+    torch.manual_seed(spec.seed)
+    model = build_model(spec.arch).to(device, dtype)
+    if spec.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = spec.profile.optimizer
+    optimizer = torch.optim.SGD(model.parameters(), lr=opt.lr, momentum=opt.momentum,
+                                weight_decay=opt.weight_decay, nesterov=opt.nesterov)
+    return model, optimizer
+
+
+def _restore(state: dict, model: TwoHeadNet, optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Load a checkpoint's state (CPU tensors: the optimizer state follows its parameters' device;
+    RNG states must stay CPU byte tensors, as ``set_rng_state`` requires on every device)."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng_cpu"])
+    if device.type == "cuda" and state.get("rng_cuda") is not None:
+        torch.cuda.set_rng_state(state["rng_cuda"], device)
+
+
 def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_dir: Path,
             sandbox: Sandbox, observer: RunObserver | None = None) -> RunOutcome:
     """Train ``spec.arch`` with ``spec.seed`` and the submission's loss; never raises for
@@ -251,8 +331,20 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
         (run_dir / stale).unlink(missing_ok=True)
     start = time.perf_counter()
     device = torch.device(spec.device)
+    dtype = getattr(torch, spec.dtype)
+    set_determinism(spec.deterministic, device)
+    set_fp32_precision(spec.precision, device)
     checkpointer = Checkpointer(run_dir, spec)
-    resume, notes = checkpointer.load(device)
+    resume, notes = checkpointer.load()  # never raises; tensors on the CPU
+    model, optimizer = _fresh_model(spec, device, dtype)
+    if resume is not None:
+        try:
+            _restore(resume.state, model, optimizer, device)
+        except Exception as e:  # noqa: BLE001  (intact file, unusable content: e.g. written by another build)
+            notes.append(f"the checkpoint after epoch {resume.epochs_done} cannot be used "
+                         f"({type(e).__name__}: {e}); starting from scratch")
+            resume = None
+            model, optimizer = _fresh_model(spec, device, dtype)  # the failed restore may have changed it
     if resume is None:
         checkpointer.clear()
         for stale in ("worker.log", "metrics.jsonl"):
@@ -260,16 +352,8 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
     else:  # exactly the epochs the run continues from (a line written after the checkpoint goes)
         metrics_path.write_text("".join(m.model_dump_json() + "\n" for m in resume.history))
 
-    dtype = getattr(torch, spec.dtype)
-    set_determinism(spec.deterministic, device)
-    torch.manual_seed(spec.seed)
-    model = build_model(spec.arch).to(device, dtype)
-    if spec.channels_last:
-        model = model.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if spec.compile else model  # shares the parameters
     opt = profile.optimizer
-    optimizer = torch.optim.SGD(model.parameters(), lr=opt.lr, momentum=opt.momentum,
-                                weight_decay=opt.weight_decay, nesterov=opt.nesterov)
     loader = TrainLoader(train, batch_size=profile.batch_size, seed=spec.seed, device=device,
                          padding=profile.crop_padding, flip=profile.horizontal_flip,
                          channels_last=spec.channels_last, dtype=dtype)
@@ -279,11 +363,6 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
     first_epoch = 0
     history: list[EpochMetrics] = []
     if resume is not None:
-        model.load_state_dict(resume.state["model"])
-        optimizer.load_state_dict(resume.state["optimizer"])
-        torch.set_rng_state(resume.state["rng_cpu"])
-        if device.type == "cuda" and resume.state.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(resume.state["rng_cuda"], device)
         first_epoch, history = resume.epochs_done, list(resume.history)
     if resume is not None or notes:
         observer.run_resumed(spec, first_epoch, first_epoch * loader.steps_per_epoch, notes)
@@ -294,7 +373,7 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
                         call_timeout=profile.worker_call_timeout_s,
                         run_budget=profile.worker_run_budget_s) as worker:
             try:
-                ready = worker.start()
+                worker.start()
             except WorkerError as e:
                 raise RunFailed(f"starting the loss module: {e}") from e
             if resume is not None:
@@ -308,8 +387,7 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 fine_l, coarse_l, combined, w_fine, w_coarse = train_one_epoch(
-                    model, loader, optimizer, worker, capabilities=ready.capabilities,
-                    epoch=epoch, total_epochs=profile.epochs, on_step=observer.step_done,
+                    model, loader, optimizer, worker, epoch=epoch, total_epochs=profile.epochs, on_step=observer.step_done,
                     precision=spec.precision, forward=forward)
                 test_fine_l, test_coarse_l, fine_acc, coarse_acc = evaluate(
                     model, test_batches, precision=spec.precision, forward=forward)

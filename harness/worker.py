@@ -14,9 +14,9 @@ cannot corrupt the protocol.
 Session::
 
     trainer -> INIT {"submission", "seed", "optimizer", "max_params", "dtype"}
-    worker  -> READY {"capabilities", "num_params"}   | ERROR {...}
+    worker  -> READY {"capabilities", "num_params", "head_loss"}   | ERROR {...}
     trainer -> STEP record                              (one per training step)
-    worker  -> RESULT (L, dL/dfine, dL/dcoarse)          | ERROR {...}
+    worker  -> RESULT record                            | ERROR {...}
     trainer -> STATE                                   (optional, any time)
     worker  -> STATE {"params": {name: [values...]}}
     trainer -> CLOSE, or closes the pipe
@@ -24,7 +24,11 @@ Session::
 Per STEP the worker feeds fresh float32 (float64 for ``fp64`` runs) leaf tensors to ``forward``, checks the result is
 exactly a finite 0-d floating ``torch.Tensor`` that depends on the losses, backpropagates
 it, steps its own SGD over the loss module's parameters with the trainer's settings and
-the lr of this epoch, and replies. See ``submissions/README.md`` for the contract.
+the lr of this epoch, and replies with ``L``, ``dL/dfine``, ``dL/dcoarse`` and which of the two
+losses ``L`` depends on at all (a loss it ignores must leave its task without a gradient, not
+with a zero one). A module that defines ``head_loss(fine_loss, coarse_loss)`` also gets the
+derivatives of that loss (and its dependencies): what the task heads are trained on. See
+``submissions/README.md`` for the contract.
 """
 
 from __future__ import annotations
@@ -53,8 +57,14 @@ g00, g01, g11, batch_fine_acc, batch_coarse_acc, flags"""
 FLAG_GRAMIAN = 1
 FLAG_ACCURACY = 2
 
-RESULT_RECORD = struct.Struct("<ddd")
-"""L, dL/d fine_loss, dL/d coarse_loss"""
+RESULT_RECORD = struct.Struct("<dddddI")
+"""L, dL/d fine_loss, dL/d coarse_loss, dH/d fine_loss, dH/d coarse_loss, flags; H is the head
+loss (``L`` itself when the module defines no ``head_loss``). A derivative whose USES bit is
+clear is 0.0 and means "no dependency": that task gets no gradient at all."""
+USES_FINE, USES_COARSE, HEAD_USES_FINE, HEAD_USES_COARSE = 1, 2, 4, 8
+HEAD_LOSS = "head_loss"
+"""Optional method ``head_loss(self, fine_loss, coarse_loss) -> 0-d tensor``: what the task heads
+are trained on (head k receives ``dH/dL_k * grad L_k``); the shared parameters follow ``forward``."""
 
 CAPABILITIES: dict[str, str] = {
     "gramian": "2x2 float32 tensor G[i][j] = <g_i, g_j> of the per-task gradients over the "
@@ -151,6 +161,20 @@ def read_capabilities(forward: Any) -> list[str]:
     return caps
 
 
+def read_head_loss(module: Any) -> Any:
+    """The module's bound ``head_loss`` method, or None. It takes ``(fine_loss, coarse_loss)``."""
+    method = getattr(module, HEAD_LOSS, None)
+    if method is None:
+        return None
+    if not callable(method):
+        raise InterfaceError(f"MultiTaskLoss.{HEAD_LOSS} must be a method (fine_loss, coarse_loss) -> loss")
+    try:
+        inspect.signature(method).bind(0.0, 0.0)
+    except (TypeError, ValueError) as e:
+        raise InterfaceError(f"MultiTaskLoss.{HEAD_LOSS} must accept (fine_loss, coarse_loss): {e}") from e
+    return method
+
+
 class LossSession:
     """The submission's loss module, its optimizer, and the per-step contract."""
 
@@ -197,13 +221,15 @@ class LossSession:
             if p.device.type != "cpu":
                 raise InterfaceError("the loss module runs on the CPU; do not move it to another device")
         self.capabilities = read_capabilities(self.module.forward)
+        self.head_loss = read_head_loss(self.module)
         self.optimizer = (
             torch.optim.SGD(self.params, lr=optimizer["lr"], momentum=optimizer["momentum"],
                             weight_decay=optimizer["weight_decay"], nesterov=optimizer["nesterov"])
             if self.params else None
         )
 
-    def step(self, record: tuple) -> tuple[float, float, float]:
+    def step(self, record: tuple) -> tuple[float, float, float, float, float, int]:
+        """One training step: the values of :data:`RESULT_RECORD`."""
         torch = self.torch
         (epoch, total_epochs, step, steps_per_epoch, lr, fine_v, coarse_v,
          g00, g01, g11, fine_acc, coarse_acc, flags) = record
@@ -226,39 +252,53 @@ class LossSession:
         for p in self.params:
             p.grad = None
         out = self.module(fine, coarse, int(epoch), int(total_epochs), **kwargs)
-        self._check_output(out)
+        self._check_output(out, "forward")
         out.backward()
-        d_fine = 0.0 if fine.grad is None else float(fine.grad)
-        d_coarse = 0.0 if coarse.grad is None else float(coarse.grad)
-        if not (math.isfinite(d_fine) and math.isfinite(d_coarse)):
-            raise InterfaceError(
-                f"the gradient of the loss is not finite (dL/dfine={d_fine}, dL/dcoarse={d_coarse})"
-            )
+        d_fine, d_coarse, uses = self._derivatives(fine.grad, coarse.grad, "the loss")
+        h_fine, h_coarse, head_uses = d_fine, d_coarse, uses
+        if self.head_loss is not None:  # after forward, so that it may use what forward computed
+            fine_h = torch.tensor(fine_v, dtype=self.dtype, requires_grad=True)
+            coarse_h = torch.tensor(coarse_v, dtype=self.dtype, requires_grad=True)
+            head = self.head_loss(fine_h, coarse_h)
+            self._check_output(head, HEAD_LOSS)
+            grads = torch.autograd.grad(head, [fine_h, coarse_h], allow_unused=True)  # no parameter gradients
+            h_fine, h_coarse, head_uses = self._derivatives(*grads, "the head loss")
         if self.optimizer is not None:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             self.optimizer.step()
-        return float(out.detach()), d_fine, d_coarse
+        return float(out.detach()), d_fine, d_coarse, h_fine, h_coarse, uses | head_uses << 2
 
-    def _check_output(self, out: Any) -> None:
+    @staticmethod
+    def _derivatives(grad_fine: Any, grad_coarse: Any, what: str) -> tuple[float, float, int]:
+        """``(d/dfine, d/dcoarse, USES bits)``; a loss without a path to an input has no derivative
+        there (``None``), which is not the same as a derivative of 0."""
+        d_fine = 0.0 if grad_fine is None else float(grad_fine)
+        d_coarse = 0.0 if grad_coarse is None else float(grad_coarse)
+        if not (math.isfinite(d_fine) and math.isfinite(d_coarse)):
+            raise InterfaceError(f"the gradient of {what} is not finite (d/dfine={d_fine}, d/dcoarse={d_coarse})")
+        return d_fine, d_coarse, (USES_FINE if grad_fine is not None else 0) | (
+            USES_COARSE if grad_coarse is not None else 0)
+
+    def _check_output(self, out: Any, method: str) -> None:
         torch = self.torch
         if type(out) is not torch.Tensor:
             raise InterfaceError(
-                f"forward must return a 0-d floating torch.Tensor, got {type(out).__module__}.{type(out).__qualname__}"
+                f"{method} must return a 0-d floating torch.Tensor, got {type(out).__module__}.{type(out).__qualname__}"
             )
         if out.dim() != 0:
             raise InterfaceError(
-                f"forward must return a 0-d tensor (a scalar), got shape {tuple(out.shape)}; "
+                f"{method} must return a 0-d tensor (a scalar), got shape {tuple(out.shape)}; "
                 "combine the losses into one number, e.g. with .sum()"
             )
         if not out.is_floating_point():
-            raise InterfaceError(f"forward must return a floating tensor, got dtype {out.dtype}")
+            raise InterfaceError(f"{method} must return a floating tensor, got dtype {out.dtype}")
         value = float(out.detach())
         if not math.isfinite(value):
-            raise InterfaceError(f"forward returned a non-finite loss ({value})")
+            raise InterfaceError(f"{method} returned a non-finite loss ({value})")
         if not out.requires_grad:
             raise InterfaceError(
-                "the returned loss does not depend on fine_loss or coarse_loss "
+                f"the loss returned by {method} does not depend on fine_loss or coarse_loss "
                 "(it is a constant or was detached); return a differentiable combination"
             )
 
@@ -308,7 +348,8 @@ def main() -> int:
     except BaseException as e:  # noqa: BLE001  (anything the submission raises while loading)
         return fail("load", f"importing or constructing MultiTaskLoss raised {type(e).__name__}: {e}",
                     _short_traceback(e, submission))
-    send(pack_json(READY, {"capabilities": session.capabilities, "num_params": session.num_params}))
+    send(pack_json(READY, {"capabilities": session.capabilities, "num_params": session.num_params,
+                           "head_loss": session.head_loss is not None}))
 
     while True:
         header = _read_exact(proto_in, HEADER.size)

@@ -65,6 +65,43 @@ class WorkerError(RuntimeError):
 class Ready:
     capabilities: tuple[str, ...]
     num_params: int
+    head_loss: bool = False  # the module defines head_loss: the heads follow it, not forward
+
+
+@dataclass(frozen=True)
+class StepReply:
+    """The worker's answer to one step. ``w_*``: ``dL/dL_k``, what the shared parameters get;
+    ``h_*``: ``dH/dL_k``, what the task heads get (equal to ``w_*`` without a head loss). A task
+    that ``L`` (``H``) does not use at all has ``uses_*`` (``head_uses_*``) False and gets no
+    gradient there, exactly as in-process backpropagation would leave it."""
+
+    loss: float
+    w_fine: float
+    w_coarse: float
+    h_fine: float
+    h_coarse: float
+    uses_fine: bool
+    uses_coarse: bool
+    head_uses_fine: bool
+    head_uses_coarse: bool
+
+    @classmethod
+    def unpack(cls, payload: bytes, *, head_loss: bool) -> StepReply:
+        """Parse and validate a RESULT record (hostile input: every field is checked)."""
+        loss, w_f, w_c, h_f, h_c, flags = wire.RESULT_RECORD.unpack(payload)
+        if not all(math.isfinite(v) for v in (loss, w_f, w_c, h_f, h_c)):
+            raise WorkerError("protocol", f"the worker replied with non-finite values {(loss, w_f, w_c, h_f, h_c)}")
+        if flags >> 4:
+            raise WorkerError("protocol", f"the worker replied with unknown flags {flags:#x}")
+        reply = cls(loss, w_f, w_c, h_f, h_c, bool(flags & wire.USES_FINE), bool(flags & wire.USES_COARSE),
+                    bool(flags & wire.HEAD_USES_FINE), bool(flags & wire.HEAD_USES_COARSE))
+        unused = [v for v, used in ((w_f, reply.uses_fine), (w_c, reply.uses_coarse), (h_f, reply.head_uses_fine),
+                                    (h_c, reply.head_uses_coarse)) if not used]
+        if any(v != 0.0 for v in unused):
+            raise WorkerError("protocol", "the worker replied with a derivative for a loss it does not use")
+        if not head_loss and (w_f, w_c, flags & 3) != (h_f, h_c, flags >> 2):
+            raise WorkerError("protocol", "the worker replied with a head loss it did not announce")
+        return reply
 
 
 @dataclass(frozen=True)
@@ -119,6 +156,7 @@ class LossWorker:
         self.proc: subprocess.Popen | None = None
         self._drain: _LogDrain | None = None
         self._buffer = bytearray()
+        self.ready: Ready | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -147,7 +185,11 @@ class LossWorker:
         num_params = reply.get("num_params")
         if not isinstance(num_params, int) or num_params < 0:
             raise WorkerError("protocol", "the worker announced an invalid parameter count")
-        return Ready(tuple(caps), num_params)
+        head_loss = reply.get("head_loss", False)
+        if not isinstance(head_loss, bool):
+            raise WorkerError("protocol", "the worker announced an invalid head_loss flag")
+        self.ready = Ready(tuple(caps), num_params, head_loss)
+        return self.ready
 
     def close(self) -> None:
         proc, self.proc = self.proc, None
@@ -174,8 +216,8 @@ class LossWorker:
 
     # ------------------------------------------------------------------- requests
 
-    def step(self, request: StepRequest) -> tuple[float, float, float]:
-        """One training step: returns ``(L, dL/dfine, dL/dcoarse)``, all finite."""
+    def step(self, request: StepRequest) -> StepReply:
+        """One training step: the worker's validated reply."""
         return self._step_frame(request.pack())
 
     def replay(self, frames: list[bytes]) -> None:
@@ -184,7 +226,7 @@ class LossWorker:
         for frame in frames:
             self._step_frame(frame)
 
-    def _step_frame(self, frame: bytes) -> tuple[float, float, float]:
+    def _step_frame(self, frame: bytes) -> StepReply:
         self.sent_steps.append(frame)
         self._send(frame)
         started = time.monotonic()
@@ -200,10 +242,8 @@ class LossWorker:
         self.spent += time.monotonic() - started
         if kind != wire.RESULT or len(payload) != wire.RESULT_RECORD.size:
             self._unexpected(kind, payload)
-        values = wire.RESULT_RECORD.unpack(payload)
-        if not all(math.isfinite(v) for v in values):
-            raise WorkerError("protocol", f"the worker replied with non-finite values {values}")
-        return values
+        assert self.ready is not None, "start() first"
+        return StepReply.unpack(payload, head_loss=self.ready.head_loss)
 
     def state(self) -> dict[str, list[float]]:
         """The loss module's parameters by name (for reports; never fed back to training)."""

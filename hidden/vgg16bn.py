@@ -4,6 +4,10 @@ Loaded by ``harness.models.load_hidden_archs`` only for ``--phase final``. Backb
 3x3 convs, each followed by BatchNorm and ReLU, five 2x2 max-pools (32 -> 1), 512-d
 features. Each head is the usual CIFAR VGG classifier:
 Linear 512-512, ReLU, Dropout, Linear 512-512, ReLU, Dropout, Linear 512-k.
+
+Initialisation as in the cited reference (chenyaofo/pytorch-cifar-models ``vgg.py``, the source of
+the 74.00 single-task number): convolutions Kaiming-normal (fan_out, ReLU) with zero bias,
+BatchNorm weight 1 and bias 0, every Linear layer N(0, 0.01) with zero bias.
 """
 
 from torch import nn
@@ -14,11 +18,16 @@ CONFIG_D = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 
 
 
 def vgg_head(in_features: int, num_classes: int) -> nn.Module:
-    return nn.Sequential(
+    head = nn.Sequential(
         nn.Linear(in_features, 512), nn.ReLU(inplace=True), nn.Dropout(),
         nn.Linear(512, 512), nn.ReLU(inplace=True), nn.Dropout(),
         nn.Linear(512, num_classes),
     )
+    for m in head.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            nn.init.zeros_(m.bias)
+    return head
 
 
 class VGGFeatures(nn.Module):
@@ -36,6 +45,9 @@ class VGGFeatures(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
     def forward(self, x):

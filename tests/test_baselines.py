@@ -81,7 +81,7 @@ def test_famo_matches_an_adam_driven_reference():
     ``torch.optim.Adam`` with the softmax Jacobian from autograd, fed the losses one step late."""
     loss = load("famo")
     xi = torch.zeros(2, dtype=torch.float64, requires_grad=True)
-    adam = torch.optim.Adam([xi], lr=0.025, weight_decay=1e-3)
+    adam = torch.optim.Adam([xi], lr=0.025, weight_decay=0.01)
     gen = torch.Generator().manual_seed(0)
     prev, seen = None, set()
     for step in range(40):

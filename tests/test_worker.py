@@ -52,13 +52,14 @@ def test_uncertainty_weights_and_sgd_match_hand_computation():
 
     with LossWorker(BASELINES / "uncertainty.py", sandbox=NONE, seed=0, optimizer=OptimizerSettings()) as w:
         w.start()
-        loss, d_fine, d_coarse = w.step(StepRequest(0, 10, 0, 5, 0.1, fine_loss=4.0, coarse_loss=2.0))
-        assert (loss, d_fine, d_coarse) == (6.0, 1.0, 1.0)  # log_vars start at 0
+        r = w.step(StepRequest(0, 10, 0, 5, 0.1, fine_loss=4.0, coarse_loss=2.0))
+        assert (r.loss, r.w_fine, r.w_coarse) == (6.0, 1.0, 1.0)  # log_vars start at 0
+        assert (r.h_fine, r.h_coarse, r.uses_fine, r.uses_coarse) == (1.0, 1.0, True, True)
         # dL/ds = 1 - exp(-s) L; SGD lr 0.1: s_fine = 0 - 0.1 * (1 - 4) = 0.3, s_coarse = 0.1
         s_fine, s_coarse = w.state()["log_vars"]
         assert s_fine == pytest.approx(0.3, rel=1e-6) and s_coarse == pytest.approx(0.1, rel=1e-6)
-        loss, d_fine, d_coarse = w.step(StepRequest(0, 10, 1, 5, 0.1, fine_loss=4.0, coarse_loss=2.0))
-        assert d_fine == pytest.approx(math.exp(-0.3), rel=1e-6)
+        r = w.step(StepRequest(0, 10, 1, 5, 0.1, fine_loss=4.0, coarse_loss=2.0))
+        assert r.w_fine == pytest.approx(math.exp(-0.3), rel=1e-6)
         s_fine_2 = w.state()["log_vars"][0]
     # second step: momentum 0.9 and weight decay 5e-4
     grad = 1 - math.exp(-0.3) * 4 + 5e-4 * 0.3
