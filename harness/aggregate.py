@@ -4,13 +4,19 @@ rank, and the difference from ``equal_weighting`` with a paired test over seeds.
 Input is the leaderboard as read by :func:`harness.leaderboard.read_rows` (one row per run).
 An *entry* is one submission file version run with one set of protocol options:
 ``(kind, submission, submission_sha256, precision + compile + deterministic)``. Per
-entry and architecture, each seed counts once: its latest ``ok`` row, else (if it only ever
-failed) it counts as failed. The score is the geometric mean over the phase's architectures of
-the per-architecture means, and exists only when every architecture has at least one ``ok`` seed.
+entry and architecture, each seed counts once, by its latest attempt: if that attempt is ``ok``
+its accuracy counts; if it failed, the seed counts as failed (an earlier ok attempt does not
+stand in for it: retrying until a seed passes must not pay). An entry is *complete* when, on
+every architecture of the phase, every seed of the protocol (the profile's seeds) has an ok
+latest attempt and no seed's latest attempt failed. Only complete entries get a score (the
+geometric mean over the architectures of the per-architecture means) and a rank; the others are
+shown with what is missing or failed.
 
 Significance: seeds fix the initialisation and the data order, so an entry's run with seed s
-and ``equal_weighting``'s run with seed s are a matched pair. The test is a two-sided paired
-t-test over the seeds both have (df = n - 1). With the protocol's n = 3 it has 2 degrees of
+and ``equal_weighting``'s run with seed s are a matched pair. The difference from equal
+weighting is the mean of the per-seed differences over the seeds both have (paired seeds only,
+so a seed one of them lacks cannot move it), and the test is a two-sided paired t-test over the
+same pairs (df = n - 1). With the protocol's n = 3 it has 2 degrees of
 freedom: only a large difference of consistent sign reaches p < 0.05, and a difference
 without a marker is *not* evidence that the methods are equal. It assumes the per-seed
 differences are roughly normal, which three values cannot check. No test is run with fewer
@@ -52,13 +58,20 @@ class ArchStats:
     std: float | None  # sample std (ddof = 1); None when n < 2
     seeds: dict[int, float] = field(default_factory=dict)
     run_ids: dict[int, str] = field(default_factory=dict)  # seed -> the counted run's directory
-    diff: float | None = None  # mean - equal_weighting's mean
+    missing: tuple[int, ...] = ()  # protocol seeds without any attempt
+    failed_seeds: tuple[int, ...] = ()  # seeds whose latest attempt failed
+    diff: float | None = None  # mean over paired seeds of (this - equal_weighting)
     p_value: float | None = None  # paired test against equal_weighting
     n_pairs: int = 0
 
     @property
     def significant(self) -> bool:
         return self.p_value is not None and self.p_value < ALPHA
+
+    @property
+    def complete(self) -> bool:
+        """Every protocol seed has an ok latest attempt, and no seed's latest attempt failed."""
+        return self.n > 0 and not self.missing and not self.failed
 
 
 @dataclass(frozen=True)
@@ -86,13 +99,21 @@ def phase_archs(df: pd.DataFrame, phase: Phase, profile_archs: tuple[str, ...] =
     return known + sorted(present - set(known) - set(HIDDEN_ARCHS))
 
 
-def _per_seed(runs: pd.DataFrame) -> ArchStats:
-    """Each seed's latest ok run; seeds that only failed are counted as failed."""
-    ok = runs[runs["status"] == "ok"].sort_values("finished_at", kind="stable")
-    values = {int(seed): float(acc) for seed, acc in zip(ok["seed"], ok["best_fine_acc"])}  # latest wins
+def _per_seed(runs: pd.DataFrame, protocol_seeds: tuple[int, ...] = ()) -> ArchStats:
+    """Each seed by its latest attempt: ok counts its accuracy, failed counts as failed."""
+    latest = runs.sort_values("finished_at", kind="stable").groupby("seed", sort=True).tail(1)
+    ok = latest[latest["status"] == "ok"]
+    values = {int(seed): float(acc) for seed, acc in zip(ok["seed"], ok["best_fine_acc"])}
     run_ids = {int(seed): str(rid) for seed, rid in zip(ok["seed"], ok["run_id"])}
-    failed_seeds = set(int(s) for s in runs.loc[runs["status"] == "failed", "seed"]) - set(values)
-    return arch_stats(values, len(failed_seeds), run_ids)
+    failed = tuple(sorted(int(s) for s in latest.loc[latest["status"] != "ok", "seed"]))
+    missing = tuple(s for s in protocol_seeds if s not in values and s not in failed)
+    return dataclasses.replace(arch_stats(values, len(failed), run_ids), missing=missing, failed_seeds=failed)
+
+
+def paired_difference(a: dict[int, float], b: dict[int, float]) -> float | None:
+    """Mean over the common seeds of ``a[s] - b[s]`` (None without a common seed)."""
+    common = sorted(set(a) & set(b))
+    return sum(a[s] - b[s] for s in common) / len(common) if common else None
 
 
 def paired_test(a: dict[int, float], b: dict[int, float]) -> tuple[float | None, int]:
@@ -128,25 +149,27 @@ def geometric_mean(values: list[float]) -> float:
 
 
 def _score(archs: dict[str, ArchStats]) -> float | None:
-    means = [s.mean for s in archs.values()]
-    if not means or any(m is None for m in means):
+    """Geometric mean of the per-architecture means; None unless every architecture is complete."""
+    if not archs or not all(s.complete for s in archs.values()):
         return None
+    means = [s.mean for s in archs.values()]
     if min(means) <= 0:  # a zero accuracy makes the geometric mean zero
         return 0.0
     return geometric_mean(means)
 
 
-def standings(df: pd.DataFrame, phase: Phase, archs: list[str]) -> list[Standing]:
+def standings(df: pd.DataFrame, phase: Phase, archs: list[str], protocol_seeds: tuple[int, ...] = ()
+              ) -> list[Standing]:
     """Measured entries of ``phase`` with their statistics on ``archs``, ranked by score (best
-    first; entries without a score come last, unranked). Baselines and submissions share one
-    ranking."""
+    first; incomplete entries come last, unranked). Baselines and submissions share one ranking.
+    ``protocol_seeds``: the seeds every architecture needs for an entry to be complete."""
     df = df[df["phase"] == phase].copy()
     df["settings"] = [settings_label(p, c, d) for p, c, d in zip(df["precision"], df["compile"], df["deterministic"])]
     groups = df.groupby(["kind", "submission", "submission_sha256", "settings"], sort=True)
     names = df.groupby(["kind", "submission"])["submission_sha256"].nunique()
     entries: list[Standing] = []
     for (kind, submission, sha, settings), runs in groups:
-        per_arch = {arch: _per_seed(runs[runs["arch"] == arch]) for arch in archs}
+        per_arch = {arch: _per_seed(runs[runs["arch"] == arch], protocol_seeds) for arch in archs}
         label = submission if names[(kind, submission)] == 1 else f"{submission} @{sha[:8]}"
         if settings != DEFAULT_SETTINGS:
             label += f" [{settings}]"
@@ -174,7 +197,7 @@ def _with_differences(entries: list[Standing]) -> list[Standing]:
                 archs[arch] = s
                 continue
             p, n_pairs = paired_test(s.seeds, r.seeds)
-            archs[arch] = dataclasses.replace(s, diff=s.mean - r.mean, p_value=p, n_pairs=n_pairs)
+            archs[arch] = dataclasses.replace(s, diff=paired_difference(s.seeds, r.seeds), p_value=p, n_pairs=n_pairs)
         out.append(dataclasses.replace(e, archs=archs))
     return out
 

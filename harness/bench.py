@@ -34,7 +34,7 @@ from harness.data import Split, TrainLoader, eval_batches
 from harness.models import build_model
 from harness.protocol import PROFILES, Precision
 from harness.sandbox import Sandbox, available_sandboxes, get_sandbox, resolve_sandbox
-from harness.train import autocast_context, evaluate, train_one_epoch
+from harness.train import autocast_context, evaluate, resolve_precision, set_fp32_precision, train_one_epoch
 from harness.worker_client import LossWorker, StepRequest
 
 EQUAL_WEIGHTING = "import torch.nn as nn\n\nclass MultiTaskLoss(nn.Module):\n" \
@@ -281,6 +281,8 @@ def run_bench(*, archs: list[str], device: torch.device, precision: Precision, c
               rounds: int, batch: int, sandbox_name: str, calls: int, eval_images: int, reference_workers: int,
               log: Callable[[str], None], jobs: tuple[int, ...] = ()) -> BenchReport:
     start = time.perf_counter()
+    precision = resolve_precision(precision, device)  # refuses tf32 off CUDA
+    set_fp32_precision(precision, device)
     sandbox, _ = resolve_sandbox(sandbox_name, allow_fallback=True)
     with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp:
         submission = Path(tmp) / "equal_weighting.py"
@@ -320,6 +322,7 @@ def _jobs_child(arch: str, device: str, precision: str, channels_last: bool, ste
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
+    set_fp32_precision(precision, dev)  # a spawned process starts with torch's defaults
     settings = PROFILES["full"].optimizer
     model, opt = _fresh(arch, dev, channels_last, settings)
     split = synthetic_split(steps * batch, seed=1)

@@ -20,6 +20,7 @@ from harness.errors import HarnessError, SubmissionRejected, UsageError
 from harness.protocol import PROFILES, get_profile
 from harness.sandbox import available_sandboxes, resolve_sandbox
 from harness.submission import interface_check, static_check
+from harness.train import determinism_env
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_REJECTED = 0, 1, 2
 DEFAULT_BASELINES_DIR = Path(__file__).resolve().parent.parent / "baselines"
@@ -266,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--arch", action="append", metavar="NAME", help="architecture (repeatable; default resnet20 "
                     "and resnet56)")
     bn.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    bn.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    bn.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
+                    help="as for evaluate (default fp32)")
     bn.add_argument("--channels-last", default=True, action=argparse.BooleanOptionalAction)
     bn.add_argument("--batch", type=int, default=128)
     bn.add_argument("--steps", type=int, help="steps per timed round (default: 6 on a CPU, 60 on a GPU)")
@@ -326,9 +328,10 @@ def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("--sandbox", default="auto", choices=["auto", *available_sandboxes()],
                     help="how the submission is isolated: auto (default) picks a real sandbox; "
                          "none runs it as a plain process (trusted code only)")
-    ev.add_argument("--precision", choices=["fp32", "bf16", "fp64"],
-                    help="fp32 (the full profile's default), bf16 (bfloat16 autocast, float32 parameters), "
-                         "fp64 (for verification); recorded in every row")
+    ev.add_argument("--precision", choices=["fp32", "tf32", "bf16", "fp64"],
+                    help="fp32 (the full profile's default; IEEE float32, on a GPU too), tf32 (TensorFloat-32 "
+                         "matmuls and convolutions, CUDA only), bf16 (bfloat16 autocast, float32 parameters), "
+                         "fp64 (for verification); recorded in every row and kept apart in the standings")
     ev.add_argument("--compile", action="store_true", help="run the model through torch.compile (recorded)")
     ev.add_argument("--deterministic", action="store_true",
                     help="deterministic kernels (torch.use_deterministic_algorithms, cuDNN deterministic); "
@@ -360,8 +363,8 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "deterministic", False):  # cuBLAS reads it when CUDA starts, i.e. later
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    for name, value in determinism_env(getattr(args, "deterministic", False)).items():
+        os.environ.setdefault(name, value)  # before CUDA starts, i.e. later; --jobs children inherit it
     for sig in (signal.SIGTERM, signal.SIGHUP):  # stop as cleanly as on Ctrl-C (kept ignored under nohup)
         if signal.getsignal(sig) is signal.SIG_DFL:
             signal.signal(sig, _interrupt)

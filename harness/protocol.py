@@ -22,8 +22,10 @@ PROTOCOL_SEEDS: tuple[int, ...] = (42, 123, 456)
 Phase = Literal["public", "final"]
 Kind = Literal["baseline", "submission"]
 Status = Literal["ok", "failed"]
-Precision = Literal["fp32", "bf16", "fp64"]
-"""fp32: the protocol. fp64: for verification (the equivalence tests), slow."""
+Precision = Literal["fp32", "tf32", "bf16", "fp64"]
+"""fp32: the protocol (IEEE float32 everywhere, on CUDA too). tf32: float32 with TensorFloat-32
+matmuls and convolutions (CUDA only; faster, less exact). bf16: bfloat16 autocast. fp64: for
+verification (the equivalence tests), slow. Each is recorded and kept apart in the aggregates."""
 
 
 class _Frozen(BaseModel):
@@ -148,7 +150,7 @@ class RunSpec(_Frozen):
     def dtype(self) -> str:
         """The dtype of parameters, data and the worker's numbers; bf16 keeps float32 parameters and
         runs the forward pass under bfloat16 autocast."""
-        return {"fp32": "float32", "bf16": "float32", "fp64": "float64"}[self.precision]
+        return {"fp32": "float32", "tf32": "float32", "bf16": "float32", "fp64": "float64"}[self.precision]
 
 
 class EpochMetrics(_Frozen):

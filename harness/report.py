@@ -37,6 +37,7 @@ class Report:
     archs: list[str]
     entries: list[Standing]  # measured, ranked
     references: list[Standing]
+    seeds: tuple[int, ...] = ()  # the protocol's seeds: a complete entry has each, ok, on every architecture
 
     def section(self, kind: str) -> list[Standing]:
         return self.references if kind == "reference" else [e for e in self.entries if e.kind == kind]
@@ -53,20 +54,26 @@ def build(df: pd.DataFrame, phase: Phase, profile: str | None = None) -> Report:
         profile = profiles[0] if profiles else "full"
     df = df[df["profile"] == profile]
     profile_archs = PROFILES[profile].archs if profile in PROFILES else ()
+    seeds = PROFILES[profile].seeds if profile in PROFILES else ()
     archs = aggregate.phase_archs(df, phase, profile_archs)
     refs = aggregate.reference_standings(aggregate.load_reference(), archs) if profile == "full" else []
-    return Report(profile=profile, phase=phase, archs=archs, entries=aggregate.standings(df, phase, archs),
-                  references=refs)
+    return Report(profile=profile, phase=phase, archs=archs, entries=aggregate.standings(df, phase, archs, seeds),
+                  references=refs, seeds=seeds)
 
 
 # ---- cells ------------------------------------------------------------------------------------------
 
+def _seed_list(seeds: tuple[int, ...]) -> str:
+    return "/".join(str(x) for x in seeds)
+
+
 def fmt_stats(s: ArchStats) -> str:
-    failed = f", {s.failed} failed" if s.failed else ""
+    problems = ([f"failed {_seed_list(s.failed_seeds)}"] if s.failed_seeds else []) + (
+        [f"missing {_seed_list(s.missing)}"] if s.missing else [])
     if s.mean is None:
-        return f"failed ({s.failed})" if s.failed else "-"
+        return "; ".join(problems) or "-"
     spread = f" ± {s.std:.2f}" if s.std is not None else ""
-    return f"{s.mean:.2f}{spread} (n={s.n}{failed})"
+    return f"{s.mean:.2f}{spread} (n={s.n}{''.join('; ' + p for p in problems)})"
 
 
 def fmt_diff(s: ArchStats) -> str:
@@ -86,12 +93,16 @@ def fmt_score(e: Standing) -> str:
 
 
 def legend(report: Report) -> list[str]:
+    seeds = f" ({_seed_list(report.seeds)})" if report.seeds else ""
     return [
         f"profile {report.profile}, phase {report.phase}; best fine-class test accuracy (%) per architecture: "
-        "mean ± sample std (ddof = 1) over seeds, n = seeds counted (latest ok run per seed).",
+        "mean ± sample std (ddof = 1) over seeds, n = seeds counted; each seed counts by its latest attempt "
+        "(failed: its latest attempt failed).",
         "score = geometric mean over the architectures of the per-architecture means; rank over measured rows "
-        "(submissions and baselines together); 'incomplete' = an architecture has no ok seed.",
-        f"Δ vs {REFERENCE_BASELINE.removesuffix('.py')}: difference of means; {TEST_NAME} (df = n - 1); "
+        f"(submissions and baselines together); 'incomplete' = not every protocol seed{seeds} has an ok latest "
+        "attempt on every architecture: shown, not scored or ranked.",
+        f"Δ vs {REFERENCE_BASELINE.removesuffix('.py')}: mean over paired seeds (seeds both have) of the per-seed "
+        f"difference; {TEST_NAME} (df = n - 1); "
         f"* = p < {ALPHA}. With n = 3 seeds (2 df) only large, consistent differences can reach it; no marker "
         "does not mean no difference.",
     ]
@@ -159,7 +170,9 @@ def render_csv(report: Report) -> str:
             for arch in report.archs:
                 s = e.archs[arch]
                 rec.update({f"{arch}_mean": s.mean, f"{arch}_std": s.std, f"{arch}_n": s.n,
-                            f"{arch}_failed": s.failed, f"{arch}_diff": s.diff, f"{arch}_p": s.p_value})
+                            f"{arch}_failed": s.failed, f"{arch}_failed_seeds": _seed_list(s.failed_seeds),
+                            f"{arch}_missing_seeds": _seed_list(s.missing), f"{arch}_diff": s.diff,
+                            f"{arch}_paired": s.n_pairs, f"{arch}_p": s.p_value})
             rec.update({"score": e.score, "source": e.source})
             records.append(rec)
     cols = ["section", "rank", "entry", "submission_sha256"] + [

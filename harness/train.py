@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from harness.checkpoint import Checkpointer
 from harness.data import Split, TrainLoader, eval_batches
-from harness.errors import RunFailed
+from harness.errors import RunFailed, UsageError
 from harness.models import TwoHeadNet, build_model
 from harness.protocol import EpochMetrics, RunResult, RunSpec
 from harness.provenance import device_name
@@ -146,7 +146,11 @@ def fast_bf16(device: torch.device) -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> ``bf16`` where it is native on ``device``, else ``fp32``; others unchanged."""
+    """``auto`` -> ``bf16`` where it is native on ``device``, else ``fp32``; others unchanged
+    (``tf32`` is refused off CUDA, where it does not exist)."""
+    if precision == "tf32" and device.type != "cuda":
+        raise UsageError(f"--precision tf32 needs a CUDA device (TensorFloat-32 is a GPU format); this run is on "
+                         f"{device.type}: use fp32")
     if precision != "auto":
         return precision
     return "bf16" if fast_bf16(device) else "fp32"
@@ -166,6 +170,12 @@ def set_fp32_precision(precision: str, device: torch.device) -> None:
     else:
         torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
         torch.backends.cudnn.allow_tf32 = mode == "tf32"
+
+
+def determinism_env(deterministic: bool) -> dict[str, str]:
+    """Environment a ``--deterministic`` run's process needs before CUDA starts: cuBLAS reads
+    ``CUBLAS_WORKSPACE_CONFIG`` when it creates its handle (deterministic matmuls need it)."""
+    return {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"} if deterministic else {}
 
 
 def set_determinism(deterministic: bool, device: torch.device) -> None:

@@ -88,8 +88,8 @@ def test_aggregates_match_hand_computation(full_leaderboard):
     assert broken.rank is None and broken.score is None
     assert (broken.archs["resnet20"].n, broken.archs["resnet20"].failed) == (2, 1)
     assert (broken.archs["resnet56"].n, broken.archs["resnet56"].failed, broken.archs["resnet56"].mean) == (0, 3, None)
-    assert report.fmt_stats(broken.archs["resnet56"]) == "failed (3)"
-    assert report.fmt_stats(broken.archs["resnet20"]).endswith("(n=2, 1 failed)")
+    assert report.fmt_stats(broken.archs["resnet56"]) == "failed 42/123/456"
+    assert report.fmt_stats(broken.archs["resnet20"]).endswith("(n=2; failed 456)")
 
 
 def test_a_rerun_counts_each_seed_once_and_versions_are_separate(tmp_path):
@@ -143,7 +143,7 @@ def test_cli_formats_sections_and_markers(full_leaderboard, tmp_path):
     out = r.stdout
     assert out.index("submissions") < out.index("baselines") < out.index("reported elsewhere")
     assert "61.00 ± 1.00 (n=3)" in out  # equal_weighting on resnet20
-    assert "incomplete" in out and "failed (3)" in out
+    assert "incomplete" in out and "failed 42/123/456" in out
     assert re.search(r"\+1\.37 \(p=0\.0\d\d\) \*", out)  # good.py on resnet20: significant
     assert "paired t-test" in out and "vgg16bn" not in out.split("reported elsewhere")[0]
 

@@ -32,9 +32,22 @@ from harness.executors.events import dispatch, execute
 from harness.errors import UsageError
 from harness.protocol import RunResult, RunSpec
 from harness.provenance import harness_commit, harness_version
-from harness.train import RunObserver
+from harness.train import RunObserver, determinism_env
 
 POLL_S = 0.2
+
+
+def task_options(jobs: list[Job], cpus: float, gpus: float) -> dict:
+    """Ray options of the run tasks: resources, no Ray retries, and the environment a run needs
+    before CUDA starts (a task on a cluster joined with ``--ray-address`` does not inherit the
+    driver's environment, so it travels in the task's ``runtime_env``)."""
+    env: dict[str, str] = {}
+    for job in jobs:
+        env.update(determinism_env(job.spec.deterministic))
+    options: dict = dict(num_cpus=cpus, num_gpus=gpus, max_retries=0)
+    if env:
+        options["runtime_env"] = {"env_vars": env}
+    return options
 
 
 class _Events:
@@ -137,7 +150,7 @@ class RayExecutor(Executor):
             cpus, gpus, threads = self._resources(len(jobs))
             events = ray.remote(num_cpus=0)(_Events).remote()
             data_ref = ray.put(tuple(_compact(split) for split in self.data))
-            task = ray.remote(_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
+            task = ray.remote(_task).options(**task_options(jobs, cpus, gpus))
             waiting = [(job, 0) for job in jobs]
             counter = itertools.count()
             limit = self.jobs or len(jobs)
