@@ -1,11 +1,15 @@
 """The worker path gives the model exactly the gradient of the combined loss.
 
 Reference: an in-process loop that puts the loss module's parameters into the model's
-optimizer and backpropagates the combined loss in one graph (the task card's setup).
-Worker path: ``run_one``, the function every evaluation uses. Same seed, same data.
+optimizer and backpropagates the combined loss in one graph (the task card's setup:
+``zero_grad()`` to None, so a task the loss ignores leaves its head without a gradient and
+SGD skips it). Worker path: ``run_one``, the function every evaluation uses. Same seed, same
+data. Covered: a loss that ignores a task for an epoch or on some steps, the epoch and the
+schedule, ``step``, the batch accuracies, the Gramian, learnable parameters, Python state.
 """
 
 import importlib.util
+import inspect
 
 import pytest
 import torch
@@ -35,27 +39,35 @@ def reference_training(path, profile, train, seed, dtype):
     optimizer = torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
     loader = TrainLoader(train, batch_size=profile.batch_size, seed=seed, device=torch.device("cpu"),
                          channels_last=True, dtype=dtype)
-    wants_gramian = "gramian" in path.name
+    wants = {p.name for p in inspect.signature(loss_module.forward).parameters.values() if p.kind == p.KEYWORD_ONLY}
     backbone = list(model.backbone_parameters())
     model.train()
     for epoch in range(profile.epochs):
         for group in optimizer.param_groups:
             group["lr"] = opt.lr_at(epoch, profile.epochs)
-        for x, y_fine, y_coarse in loader.epoch(epoch):
+        for i, (x, y_fine, y_coarse) in enumerate(loader.epoch(epoch)):
             fine_logits, coarse_logits = model(x)
             fine = F.cross_entropy(fine_logits, y_fine)
             coarse = F.cross_entropy(coarse_logits, y_coarse)
-            kwargs = {}
-            if wants_gramian:
+            available = {
+                "step": epoch * loader.steps_per_epoch + i, "steps_per_epoch": loader.steps_per_epoch,
+                "batch_fine_acc": float((fine_logits.argmax(1) == y_fine).float().mean()),
+                "batch_coarse_acc": float((coarse_logits.argmax(1) == y_coarse).float().mean()),
+            }
+            kwargs = {name: value for name, value in available.items() if name in wants}
+            if "gramian" in wants:
                 g_f = torch.cat([g.reshape(-1) for g in torch.autograd.grad(fine, backbone, retain_graph=True)])
                 g_c = torch.cat([g.reshape(-1) for g in torch.autograd.grad(coarse, backbone, retain_graph=True)])
                 kwargs["gramian"] = torch.stack([torch.stack([g_f @ g_f, g_f @ g_c]),
                                                  torch.stack([g_c @ g_f, g_c @ g_c])]).detach()
             loss = loss_module(fine, coarse, epoch, profile.epochs, **kwargs)
-            optimizer.zero_grad()
+            optimizer.zero_grad()  # to None: a parameter the loss does not reach is skipped by SGD
             loss.backward()
             optimizer.step()
     return model, loss_module
+
+
+EXACT = dict(rtol=1e-9, atol=1e-11)
 
 
 @pytest.mark.parametrize("path, param, precision, tol", [
@@ -65,9 +77,16 @@ def reference_training(path, profile, train, seed, dtype):
     # reference before it; in float32 the two orders round differently (both are ~5e-4 from
     # the float64 truth) and Gramian-driven weights amplify that over steps, so the exact
     # comparison runs in float64.
-    (SUBMISSIONS / "gramian_mgda.py", "t", "fp64", dict(rtol=1e-9, atol=1e-11)),
-    (BASELINES / "uncertainty.py", "log_vars", "fp64", dict(rtol=1e-9, atol=1e-11)),
-], ids=["uncertainty-fp32", "gramian-fp64", "uncertainty-fp64"])
+    (SUBMISSIONS / "gramian_mgda.py", "t", "fp64", EXACT),
+    (BASELINES / "uncertainty.py", "log_vars", "fp64", EXACT),
+    # a fine-only first epoch: the coarse head must get no gradient then (not a zero one)
+    (SUBMISSIONS / "warmup_ignores_coarse.py", None, "fp64", EXACT),
+    # epoch, step, batch accuracies, two learnable parameters, Python state, a task left out on some steps
+    (SUBMISSIONS / "everything_inputs.py", "log_vars", "fp64", EXACT),
+    # the same file in float32: the worker computes in float32 too, so the orders of operations match
+    (SUBMISSIONS / "everything_inputs.py", "log_vars", "fp32", dict(rtol=1e-4, atol=2e-6)),
+], ids=["uncertainty-fp32", "gramian-fp64", "uncertainty-fp64", "ignored-task-fp64", "every-input-fp64",
+        "every-input-fp32"])
 def test_worker_path_equals_in_process_reference(path, param, precision, tol, tiny_splits, tmp_path):
     train, test = tiny_splits
     profile = tiny_profile(epochs=2, optimizer=tiny_profile().optimizer.model_copy(update={"lr": 0.1}))
@@ -82,12 +101,41 @@ def test_worker_path_equals_in_process_reference(path, param, precision, tol, ti
     assert got.keys() == want.keys()
     for key in want:
         torch.testing.assert_close(got[key], want[key], **tol, msg=key)
-    # the training really moved the weights and the loss parameters
+    # the training really moved the weights (and the heads)
     torch.manual_seed(42)
     fresh = build_model("resnet20").to(dtype).state_dict()
-    assert (got["backbone.body.0.weight"] - fresh["backbone.body.0.weight"]).abs().max() > 1e-3
+    for key in ("backbone.body.0.weight", "fine_head.weight", "coarse_head.weight"):
+        assert (got[key] - fresh[key]).abs().max() > 1e-4, key
+    if param is None:
+        return
+    for name, ref_param in ref_loss.named_parameters():
+        worker_param = torch.tensor(outcome.loss_state[name], dtype=dtype)
+        torch.testing.assert_close(worker_param, ref_param.detach().reshape(-1), **tol, msg=name)
     ref_param = getattr(ref_loss, param).detach().reshape(-1)
-    worker_param = torch.tensor(outcome.loss_state[param], dtype=dtype)
-    torch.testing.assert_close(worker_param, ref_param, **tol)
     initial = getattr(_load(path)(), param).detach().reshape(-1).to(dtype)
     assert (ref_param - initial).abs().max() > 1e-3
+
+
+def test_an_ignored_task_differs_from_a_zero_weighted_one(tiny_splits, tmp_path):
+    """The distinction the exactness rests on, seen from outside: with weight decay, a head whose task
+    the loss ignores (no gradient) ends elsewhere than one whose task is weighted by 0 (zero gradient)."""
+    train, test = tiny_splits
+    profile = tiny_profile(epochs=1, optimizer=tiny_profile().optimizer.model_copy(update={"lr": 0.1}))
+    spec = run_spec(profile).model_copy(update={"precision": "fp64"})
+    ignored = tmp_path / "ignored.py"
+    ignored.write_text("import torch.nn as nn\n\nclass MultiTaskLoss(nn.Module):\n"
+                       "    def forward(self, fine_loss, coarse_loss, epoch, total_epochs):\n        return fine_loss\n")
+    zero = tmp_path / "zero.py"
+    zero.write_text("import torch.nn as nn\n\nclass MultiTaskLoss(nn.Module):\n"
+                    "    def forward(self, fine_loss, coarse_loss, epoch, total_epochs):\n"
+                    "        return fine_loss + 0.0 * coarse_loss\n")
+    heads = {}
+    for path in (ignored, zero):
+        outcome = run_one(spec, submission=path, train=train, test=test, run_dir=tmp_path / path.stem,
+                          sandbox=get_sandbox("none"))
+        assert outcome.result.status == "ok", outcome.result.reason
+        heads[path.stem] = outcome.model.coarse_head.weight.detach()
+    torch.manual_seed(42)
+    initial = build_model("resnet20").to(torch.float64).coarse_head.weight.detach()
+    torch.testing.assert_close(heads["ignored"], initial, rtol=0, atol=0)  # untouched: no decay, no step
+    assert (heads["zero"] - initial).abs().max() > 0  # weight decay moved it
