@@ -93,6 +93,91 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one_then_to_scratch(tmp
     assert watcher.resumed[0][0] == 0 and len(watcher.resumed[0][1]) == 2
 
 
+def test_after_falling_back_to_an_older_checkpoint_the_next_save_is_usable(tmp_path, tiny_splits):
+    """The newest checkpoint's stretch of the message log is damaged; the run resumes from the older
+    one. The next checkpoint must not inherit the damaged bytes: another interruption still resumes
+    from it, and the run ends exactly as an uninterrupted one."""
+    train, test = tiny_splits
+    spec = run_spec(tiny_profile(epochs=5), submission="gradnorm.py")
+
+    def go(name, observer):
+        return run_one(spec, submission=BASELINES / "gradnorm.py", train=train, test=test, run_dir=tmp_path / name,
+                       sandbox=get_sandbox("none"), observer=observer)
+
+    whole = go("whole", None)
+    with pytest.raises(Crash):
+        go("r", CrashAfter(epoch=2))  # checkpoints after 2 and 3 epochs are kept
+    ckpt = tmp_path / "r" / "checkpoint"
+    entries = json.loads((ckpt / "manifest.json").read_text())["checkpoints"]
+    assert [e["epochs_done"] for e in entries] == [2, 3]
+    log = bytearray((ckpt / "messages.bin").read_bytes())
+    log[entries[0]["message_bytes"] + 20] ^= 0xFF  # inside the third epoch's messages
+    (ckpt / "messages.bin").write_bytes(bytes(log))
+    watcher = CrashAfter(epoch=2)
+    with pytest.raises(Crash):
+        go("r", watcher)  # resumes after 2 epochs, trains the third again, saves, stops
+    assert watcher.resumed == [(2, ["checkpoint epoch-3.pt is damaged (checksum mismatch)"])]
+    watcher = CrashAfter(epoch=-1)
+    resumed = go("r", watcher)
+    assert watcher.resumed == [(3, [])]  # the checkpoint written after the fallback is intact
+    assert resumed.result.status == "ok"
+    assert _metrics(tmp_path / "r") == _metrics(tmp_path / "whole")
+    assert resumed.loss_state == whole.loss_state
+
+
+def test_an_unusable_checkpoint_is_reported_and_the_run_starts_fresh(tmp_path, tiny_splits):
+    """Intact files (checksums match) whose content this run cannot use, e.g. written by another
+    build: ``run_one`` must not raise (every retry would fail the same way), but say so and train
+    from scratch, exactly as a fresh run."""
+    import torch
+
+    from harness.checkpoint import Checkpointer
+    from harness.models import build_model
+
+    train, test = tiny_splits
+    spec = run_spec(tiny_profile(epochs=2), submission="dwa.py")
+
+    def go(name, observer=None):
+        return run_one(spec, submission=BASELINES / "dwa.py", train=train, test=test, run_dir=tmp_path / name,
+                       sandbox=get_sandbox("none"), observer=observer)
+
+    fresh = go("fresh")
+    for name, state in {
+        "wrong-model": {"model": build_model("resnet56").state_dict(), "optimizer": {}, "rng_cpu": torch.get_rng_state()},
+        "wrong-rng": {"model": build_model("resnet20").state_dict(), "rng_cpu": torch.zeros(3),
+                      "optimizer": torch.optim.SGD(build_model("resnet20").parameters(), lr=0.1).state_dict()},
+    }.items():
+        Checkpointer(tmp_path / name, spec).save(1, fresh.history[:1], [], state)
+        watcher = CrashAfter(epoch=-1)
+        outcome = go(name, watcher)
+        assert outcome.result.status == "ok", outcome.result.reason
+        (epochs, notes), = watcher.resumed
+        assert epochs == 0 and len(notes) == 1 and "cannot be used" in notes[0] and "starting from scratch" in notes[0]
+        assert _metrics(tmp_path / name) == _metrics(tmp_path / "fresh"), name
+        for key, value in fresh.model.state_dict().items():
+            assert torch.equal(outcome.model.state_dict()[key], value), (name, key)
+
+
+def test_checkpoint_tensors_load_on_the_cpu_whatever_the_run_device(tmp_path, tiny_splits):
+    """The contract the CUDA resume relies on: ``set_rng_state`` (CPU and CUDA alike) takes a CPU
+    byte tensor, so every tensor, RNG states included, must come back on the CPU; the trainer moves
+    the model and optimizer state to the run's device itself."""
+    import torch
+
+    from harness.checkpoint import Checkpointer
+
+    with pytest.raises(Crash):
+        _run(tmp_path, tiny_splits, "r", CrashAfter(epoch=0))
+    spec = run_spec(tiny_profile(epochs=3), submission="gradnorm.py")
+    resume, notes = Checkpointer(tmp_path / "r", spec).load()
+    assert resume is not None and resume.epochs_done == 1 and notes == []
+    tensors = [resume.state["rng_cpu"], *resume.state["model"].values()]
+    tensors += [v for s in resume.state["optimizer"]["state"].values() for v in s.values() if torch.is_tensor(v)]
+    assert {t.device.type for t in tensors} == {"cpu"}
+    assert resume.state["rng_cpu"].dtype == torch.uint8
+    torch.set_rng_state(resume.state["rng_cpu"])
+
+
 def _evaluate_and_kill_in_second_epoch(cwd):
     proc = subprocess.Popen([shutil.which("harness"), "evaluate", str(REPO / "submissions" / "example_loss.py"), "--profile", "smoke",
                                    "--arch", "resnet20"], cwd=cwd, env=harness_env(), stdout=subprocess.DEVNULL,
