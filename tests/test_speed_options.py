@@ -61,3 +61,50 @@ def test_determinism_switch(tmp_path):
     finally:
         set_determinism(False, torch.device("cpu"))
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_fp32_means_ieee_float32_on_cuda_and_tf32_is_its_own_setting():
+    """torch >= 2.9 runs cuDNN convolutions in TF32 by default; a row that says fp32 must not have.
+    The flags are process-wide and readable without a GPU, so the contract is checked here; the
+    CUDA kernels that obey them run only on a GPU."""
+    from harness.train import set_fp32_precision
+
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    before = conv.fp32_precision, matmul.fp32_precision
+    try:
+        set_fp32_precision("fp32", torch.device("cuda"))
+        assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
+        set_fp32_precision("tf32", torch.device("cuda"))
+        assert (conv.fp32_precision, matmul.fp32_precision) == ("tf32", "tf32")
+        set_fp32_precision("bf16", torch.device("cuda"))  # its float32 parts are IEEE too
+        assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = before
+
+
+def test_tf32_is_refused_off_cuda(tmp_path):
+    from test_cli import harness
+
+    r = harness("evaluate", BASELINES / "equal_weighting.py", "--profile", "tiny", "--device", "cpu",
+                "--precision", "tf32", cwd=tmp_path)
+    assert r.returncode == 2 and "--precision tf32 needs a CUDA device" in r.stdout + r.stderr
+    assert not (tmp_path / "leaderboard-tiny.csv").exists()
+
+
+def test_deterministic_runs_carry_the_cublas_setting_to_ray_tasks():
+    """A task on a cluster joined with --ray-address does not inherit the driver's environment."""
+    import pytest
+
+    ray_tasks = pytest.importorskip("harness.executors.ray_tasks")
+    from pathlib import Path
+
+    from harness.executors import Job
+
+    def job(deterministic):
+        spec = run_spec(tiny_profile()).model_copy(update={"deterministic": deterministic})
+        return Job(spec=spec, submission=Path("x.py"), run_dir=Path("r"))
+
+    options = ray_tasks.task_options([job(True)], 1.0, 0.0)
+    assert options["runtime_env"] == {"env_vars": {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}}
+    assert options["max_retries"] == 0 and options["num_cpus"] == 1.0
+    assert "runtime_env" not in ray_tasks.task_options([job(False)], 1.0, 0.0)

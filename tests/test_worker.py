@@ -31,6 +31,8 @@ def test_interface_check_accepts(path, caps):
     ("detached_return.py", "does not depend on fine_loss or coarse_loss"),
     ("coarse_only.py", "never depends on fine_loss"),
     ("raises_in_init.py", "RuntimeError: cannot build this loss"),
+    ("head_loss_wrong_arity.py", "MultiTaskLoss.head_loss must accept (fine_loss, coarse_loss)"),
+    ("head_loss_float.py", "head_loss must return a 0-d floating torch.Tensor, got builtins.float"),
 ])
 def test_interface_check_rejects_with_a_clear_message(name, message):
     with pytest.raises(SubmissionRejected) as e:
@@ -64,6 +66,54 @@ def test_uncertainty_weights_and_sgd_match_hand_computation():
     # second step: momentum 0.9 and weight decay 5e-4
     grad = 1 - math.exp(-0.3) * 4 + 5e-4 * 0.3
     assert s_fine_2 == pytest.approx(0.3 - 0.1 * (0.9 * -3 + grad), rel=1e-6)
+
+
+def test_the_reply_says_which_losses_the_loss_uses():
+    """A loss that leaves a task out reports no dependency on it (not a zero derivative)."""
+    with LossWorker(SUBMISSIONS / "warmup_ignores_coarse.py", sandbox=NONE, seed=0, optimizer=OptimizerSettings()) as w:
+        assert w.start().head_loss is False
+        r = w.step(StepRequest(0, 10, 0, 5, 0.1, fine_loss=4.0, coarse_loss=2.0))
+        assert (r.loss, r.w_fine, r.w_coarse, r.uses_fine, r.uses_coarse) == (4.0, 1.0, 0.0, True, False)
+        assert (r.h_fine, r.h_coarse, r.head_uses_fine, r.head_uses_coarse) == (1.0, 0.0, True, False)
+        r = w.step(StepRequest(1, 10, 5, 5, 0.1, fine_loss=4.0, coarse_loss=2.0))
+        assert (r.w_coarse, r.uses_coarse, r.head_uses_coarse) == (1.0, True, True)
+
+
+def test_head_loss_gives_the_heads_their_own_weights():
+    """PCGrad weights the shared gradients by the surgery; its heads keep their own task's gradient.
+    DB-MTL's heads get the gradient of log(L_k + 1e-8): 1 / (L_k + 1e-8)."""
+    conflicting = dict(gramian=(1.0, -0.5, 2.0))
+    with LossWorker(BASELINES / "pcgrad.py", sandbox=NONE, seed=0, optimizer=OptimizerSettings()) as w:
+        assert w.start().head_loss is True
+        r = w.step(StepRequest(0, 10, 0, 5, 0.1, fine_loss=4.0, coarse_loss=2.0, **conflicting))
+    assert (r.w_fine, r.w_coarse) == (pytest.approx(1.5), pytest.approx(1.25))  # 1 - G01/G00, 1 - G01/G11
+    assert (r.h_fine, r.h_coarse, r.head_uses_fine, r.head_uses_coarse) == (1.0, 1.0, True, True)
+    with LossWorker(BASELINES / "db_mtl.py", sandbox=NONE, seed=0, optimizer=OptimizerSettings()) as w:
+        w.start()
+        r = w.step(StepRequest(0, 10, 0, 5, 0.1, fine_loss=4.0, coarse_loss=2.0, **conflicting))
+    assert (r.h_fine, r.h_coarse) == (pytest.approx(1 / 4.0), pytest.approx(1 / 2.0))
+    assert r.w_fine != pytest.approx(r.h_fine)  # the shared weights are balanced, the heads' are not
+
+
+@pytest.mark.parametrize("values, flags, head_loss, message", [
+    ((1.0, 1.0, 0.5, 1.0, 0.5), 0b1101, True, "a derivative for a loss it does not use"),  # w_coarse without USES_COARSE
+    ((1.0, 1.0, 1.0, 1.0, 1.0), 0b1011, True, "a derivative for a loss it does not use"),  # h_fine, fine "unused" by H
+    ((1.0, 1.0, 1.0, 1.0, 2.0), 0b1111, False, "a head loss it did not announce"),
+    ((1.0, 1.0, 1.0, 1.0, 1.0), 0b1111, False, None),
+    ((1.0, 1.0, 1.0, 1.0, 1.0), 0b10000, False, "unknown flags"),
+    ((float("nan"), 1.0, 1.0, 1.0, 1.0), 0b1111, False, "non-finite"),
+])
+def test_a_result_record_that_contradicts_itself_is_a_protocol_violation(values, flags, head_loss, message):
+    from harness import worker as wire
+    from harness.worker_client import StepReply, WorkerError
+
+    payload = wire.RESULT_RECORD.pack(*values, flags)
+    if message is None:
+        assert StepReply.unpack(payload, head_loss=head_loss).loss == 1.0
+        return
+    with pytest.raises(WorkerError, match=message) as e:
+        StepReply.unpack(payload, head_loss=head_loss)
+    assert e.value.stage == "protocol"
 
 
 def _run(name, tmp_path, directory=SUBMISSIONS, **profile_overrides):
