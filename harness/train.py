@@ -107,16 +107,15 @@ def _set_combined_gradients(params: list[torch.nn.Parameter], g_fine: Grads, g_c
             p.grad = g
 
 
-def _backward_per_task(model: TwoHeadNet, g_fine: Grads, g_coarse: Grads, reply: StepReply) -> None:
-    """Gradients from the per-task gradients: the shared backbone gets ``dL/dL_k``-weighted ones, the
-    heads ``dH/dL_k``-weighted ones (H: the head loss, ``L`` itself when the module has none)."""
-    n = len(list(model.backbone_parameters()))
-    params = list(model.parameters())
-    assert params[:n] == list(model.backbone_parameters()), "the backbone's parameters come first"
-    _set_combined_gradients(params[:n], g_fine[:n], g_coarse[:n], reply.w_fine, reply.w_coarse,
-                            reply.uses_fine, reply.uses_coarse)
-    _set_combined_gradients(params[n:], g_fine[n:], g_coarse[n:], reply.h_fine, reply.h_coarse,
-                            reply.head_uses_fine, reply.head_uses_coarse)
+def _backward_per_task(params: list[torch.nn.Parameter], n_shared: int, g_fine: Grads, g_coarse: Grads,
+                       reply: StepReply) -> None:
+    """Gradients from the per-task gradients: the shared parameters (the first ``n_shared``) get
+    ``dL/dL_k``-weighted ones, the heads ``dH/dL_k``-weighted ones (H: the head loss, ``L`` itself
+    when the module has none)."""
+    _set_combined_gradients(params[:n_shared], g_fine[:n_shared], g_coarse[:n_shared], reply.w_fine,
+                            reply.w_coarse, reply.uses_fine, reply.uses_coarse)
+    _set_combined_gradients(params[n_shared:], g_fine[n_shared:], g_coarse[n_shared:], reply.h_fine,
+                            reply.h_coarse, reply.head_uses_fine, reply.head_uses_coarse)
 
 
 def _backward_combined(fine: torch.Tensor, coarse: torch.Tensor, reply: StepReply) -> None:
@@ -203,6 +202,7 @@ def train_one_epoch(model: TwoHeadNet, loader: TrainLoader, optimizer: torch.opt
     per_task = use_gramian or ready.head_loss  # the heads and the backbone are weighted apart
     params = list(model.parameters())
     n_backbone = len(list(model.backbone_parameters()))
+    assert all(a is b for a, b in zip(params, model.backbone_parameters())), "the backbone's parameters come first"
     steps_per_epoch = loader.steps_per_epoch
     tally = _EpochTally()
     model.train()
@@ -240,7 +240,7 @@ def train_one_epoch(model: TwoHeadNet, loader: TrainLoader, optimizer: torch.opt
             raise RunFailed(f"epoch {epoch}, step {step}: {e}") from e
 
         if per_task:
-            _backward_per_task(model, g_fine, g_coarse, reply)
+            _backward_per_task(params, n_backbone, g_fine, g_coarse, reply)
         else:
             _backward_combined(fine, coarse, reply)
         optimizer.step()

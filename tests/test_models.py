@@ -47,3 +47,27 @@ def test_hidden_archs_load_from_directory(tmp_path):
     assert abs(backbone - 14.72e6) / 14.72e6 < 0.01, backbone
     fine, coarse = model(torch.randn(2, 3, 32, 32))
     assert fine.shape == (2, 100) and coarse.shape == (2, 20)
+
+
+def test_vgg16bn_initialisation_follows_the_cited_reference():
+    """pytorch-cifar-models (source of the 74.00 single-task number): Linear N(0, 0.01) with zero bias,
+    convolutions Kaiming-normal (fan_out) with zero bias, BatchNorm 1 and 0."""
+    import math
+
+    from torch import nn
+
+    load_hidden_archs()
+    torch.manual_seed(0)
+    model = build_model("vgg16bn")
+    linears = [m for head in (model.fine_head, model.coarse_head) for m in head.modules() if isinstance(m, nn.Linear)]
+    assert len(linears) == 6
+    for m in linears:
+        assert float(m.weight.std()) == pytest.approx(0.01, rel=0.05) and float(m.weight.mean().abs()) < 1e-3
+        assert torch.count_nonzero(m.bias) == 0
+    for m in model.backbone.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_out = m.out_channels * m.kernel_size[0] * m.kernel_size[1]
+            assert float(m.weight.std()) == pytest.approx(math.sqrt(2 / fan_out), rel=0.1)
+            assert torch.count_nonzero(m.bias) == 0
+        elif isinstance(m, nn.BatchNorm2d):
+            assert bool((m.weight == 1).all()) and torch.count_nonzero(m.bias) == 0
