@@ -78,3 +78,32 @@ def test_a_task_on_a_node_with_another_harness_build_fails_with_the_reason(tmp_p
     assert result["status"] == "failed"
     assert result["reason"] == (f"this Ray node runs harness {build_id()}, the driver 9.9 (abc): install the same "
                                 "harness on every node")
+
+
+def test_deterministic_runs_carry_the_cublas_setting_into_ray_tasks(monkeypatch):
+    """A task on a cluster joined with --ray-address does not inherit the driver's environment: the
+    setting travels in the task's runtime_env. Checked in a real Ray task, with the driver's
+    environment lacking it."""
+    import ray
+
+    from harness.executors import Job
+    from harness.executors.ray_tasks import task_options
+    from pathlib import Path
+
+    from conftest import run_spec, tiny_profile
+
+    def job(deterministic):
+        spec = run_spec(tiny_profile()).model_copy(update={"deterministic": deterministic})
+        return Job(spec=spec, submission=Path("x.py"), run_dir=Path("r"))
+
+    assert "runtime_env" not in task_options([job(False)], 1.0, 0.0)
+    options = task_options([job(True)], 1.0, 0.0)
+    assert options["max_retries"] == 0 and options["num_cpus"] == 1.0
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="warning", log_to_driver=False)
+    try:
+        read_env = ray.remote(lambda: os.environ.get("CUBLAS_WORKSPACE_CONFIG")).options(**options)
+        assert ray.get(read_env.remote(), timeout=120) == ":4096:8"
+    finally:
+        ray.shutdown()

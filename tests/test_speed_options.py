@@ -90,21 +90,3 @@ def test_tf32_is_refused_off_cuda(tmp_path):
     assert r.returncode == 2 and "--precision tf32 needs a CUDA device" in r.stdout + r.stderr
     assert not (tmp_path / "leaderboard-tiny.csv").exists()
 
-
-def test_deterministic_runs_carry_the_cublas_setting_to_ray_tasks():
-    """A task on a cluster joined with --ray-address does not inherit the driver's environment."""
-    import pytest
-
-    ray_tasks = pytest.importorskip("harness.executors.ray_tasks")
-    from pathlib import Path
-
-    from harness.executors import Job
-
-    def job(deterministic):
-        spec = run_spec(tiny_profile()).model_copy(update={"deterministic": deterministic})
-        return Job(spec=spec, submission=Path("x.py"), run_dir=Path("r"))
-
-    options = ray_tasks.task_options([job(True)], 1.0, 0.0)
-    assert options["runtime_env"] == {"env_vars": {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}}
-    assert options["max_retries"] == 0 and options["num_cpus"] == 1.0
-    assert "runtime_env" not in ray_tasks.task_options([job(False)], 1.0, 0.0)
