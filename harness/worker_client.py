@@ -1,6 +1,11 @@
 """The trainer's side of the loss worker: spawn it in a sandbox, exchange frames with
 time limits, validate every reply, and turn every way it can fail into a
 :class:`WorkerError` with a message for the submitter.
+
+Every exchange has a deadline, writes included: the trainer writes to the worker without
+blocking (a worker that stops reading cannot stall it once the pipe is full), the CLOSE
+frame is best effort, and a reply that arrives before its request was sent is a protocol
+violation.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import IO, Any
 
 from harness import worker as wire
@@ -125,6 +131,21 @@ class StepRequest:
             self.fine_loss, self.coarse_loss, *g, *a, flags))
 
 
+CLOSE_WRITE_S = 0.5  # the CLOSE frame is best effort: the worker is killed anyway
+
+
+def _nonblocking_writer(stdin: Any) -> tuple[int, Callable[[memoryview], int]]:
+    """``(fd, write_some)`` for the worker's input: ``write_some`` writes what fits now and raises
+    ``BlockingIOError`` when nothing does. A pipe's write end is the trainer's alone, so it is made
+    non-blocking; a socket (Docker) whose reading end another thread uses sends with MSG_DONTWAIT."""
+    send_nowait = getattr(stdin, "send_nowait", None)
+    fd = stdin.fileno()
+    if send_nowait is not None:
+        return fd, send_nowait
+    os.set_blocking(fd, False)
+    return fd, lambda view: os.write(fd, view)
+
+
 def _tail(path: Path | None, limit: int = 2000) -> str:
     if path is None or not path.exists():
         return ""
@@ -157,6 +178,8 @@ class LossWorker:
         self._drain: _LogDrain | None = None
         self._buffer = bytearray()
         self.ready: Ready | None = None
+        self._write_fd = -1
+        self._write_some: Callable[[memoryview], int] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -171,13 +194,14 @@ class LossWorker:
             self.proc, inside_path = self.sandbox.spawn(self.submission, stderr=subprocess.PIPE)
         except OSError as e:
             raise WorkerError("spawn", f"could not start the loss worker ({type(e).__name__}: {e})") from e
-        assert self.proc.stderr is not None
+        assert self.proc.stderr is not None and self.proc.stdin is not None
         self._drain = _LogDrain(self.proc.stderr, self.log_path)
         self._drain.start()
+        self._write_fd, self._write_some = _nonblocking_writer(self.proc.stdin)
         self._send(wire.pack_json(wire.INIT, {
             "submission": inside_path, "seed": self.seed, "max_params": self.max_params, "dtype": self.dtype,
             "optimizer": self.optimizer.model_dump(include={"lr", "momentum", "weight_decay", "nesterov"}),
-        }))
+        }), self.start_timeout, "starting the loss module")
         reply = self._expect_json(wire.READY, self.start_timeout, "starting the loss module")
         caps = reply.get("capabilities")
         if not (isinstance(caps, list) and all(isinstance(c, str) and c in wire.CAPABILITIES for c in caps)):
@@ -196,11 +220,10 @@ class LossWorker:
         if proc is None:
             return
         try:
-            if proc.poll() is None and proc.stdin:
-                proc.stdin.write(wire.pack_frame(wire.CLOSE))
-                proc.stdin.flush()
+            if proc.poll() is None and self._write_some is not None:  # best effort: never blocks
+                self._write_before(wire.pack_frame(wire.CLOSE), time.monotonic() + CLOSE_WRITE_S)
                 proc.wait(timeout=2)
-        except (OSError, subprocess.TimeoutExpired, ValueError):
+        except (OSError, subprocess.TimeoutExpired, ValueError, WorkerError):
             pass
         finally:
             self.sandbox.kill(proc)  # the worker and whatever the submission started
@@ -228,12 +251,12 @@ class LossWorker:
 
     def _step_frame(self, frame: bytes) -> StepReply:
         self.sent_steps.append(frame)
-        self._send(frame)
         started = time.monotonic()
         budget_left = self.run_budget - self.spent
         timeout = min(self.call_timeout, budget_left)
         try:
-            kind, payload = self._recv(timeout, "computing the loss")
+            self._send(frame, timeout, "computing the loss")
+            kind, payload = self._recv(timeout - (time.monotonic() - started), "computing the loss")
         except WorkerError as e:
             if e.stage == "timeout" and timeout < self.call_timeout:
                 raise WorkerError("budget", f"the loss worker used up its time budget of {self.run_budget:.0f} s "
@@ -247,7 +270,7 @@ class LossWorker:
 
     def state(self) -> dict[str, list[float]]:
         """The loss module's parameters by name (for reports; never fed back to training)."""
-        self._send(wire.pack_frame(wire.STATE))
+        self._send(wire.pack_frame(wire.STATE), self.call_timeout, "reporting its parameters")
         reply = self._expect_json(wire.STATE_REPLY, self.call_timeout, "reporting its parameters")
         params = reply.get("params")
         if not isinstance(params, dict) or not all(
@@ -259,13 +282,45 @@ class LossWorker:
 
     # ------------------------------------------------------------------- plumbing
 
-    def _send(self, frame: bytes) -> None:
-        assert self.proc is not None and self.proc.stdin is not None
+    def _send(self, frame: bytes, timeout: float, doing: str) -> None:
+        """Write one request within ``timeout`` seconds. A reply must not precede its request: data
+        waiting to be read now (or left over from the last reply) is a protocol violation."""
+        assert self.proc is not None and self.proc.stdout is not None
+        if self._buffer or select.select([self.proc.stdout.fileno()], [], [], 0)[0]:
+            if not self._buffer and not self._read_available():
+                raise self._crashed(f"the loss worker exited while {doing}")
+            self.close()
+            raise WorkerError("protocol", "the worker sent data before it was asked (a reply must follow its "
+                              "request); it was stopped")
         try:
-            self.proc.stdin.write(frame)
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
+            sent = self._write_before(frame, time.monotonic() + timeout)
+        except OSError:
             raise self._crashed("the loss worker exited") from None
+        if not sent:
+            self.close()
+            raise WorkerError("timeout", f"the loss worker did not read its input within {timeout:.0f} s while "
+                              f"{doing}; it was stopped")
+
+    def _write_before(self, data: bytes, deadline: float) -> bool:
+        """Write all of ``data`` without blocking past ``deadline``; False if the time ran out."""
+        assert self._write_some is not None
+        view = memoryview(data)
+        while view:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([], [self._write_fd], [], remaining)[1]:
+                return False
+            try:
+                view = view[self._write_some(view):]
+            except BlockingIOError:
+                continue
+        return True
+
+    def _read_available(self) -> bool:
+        """Read what is waiting on stdout into the buffer; False at end of file."""
+        assert self.proc is not None and self.proc.stdout is not None
+        chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
+        self._buffer += chunk
+        return bool(chunk)
 
     def _join_drain(self) -> None:
         if self._drain is not None:

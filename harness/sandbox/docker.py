@@ -55,12 +55,13 @@ class _Stdin:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
 
-    def write(self, data: bytes) -> int:
-        self.sock.sendall(data)
-        return len(data)
+    def fileno(self) -> int:
+        return self.sock.fileno()
 
-    def flush(self) -> None:
-        pass
+    def send_nowait(self, data: memoryview) -> int:
+        """Send what fits now (``BlockingIOError`` if nothing does); the relay thread keeps
+        reading the same socket in blocking mode, so the socket itself stays blocking."""
+        return self.sock.send(data, socket.MSG_DONTWAIT)
 
     def close(self) -> None:
         try:
