@@ -2,8 +2,9 @@
 
 Enforced: no network (``network_mode=none``); read-only root filesystem; all capabilities
 dropped; ``no-new-privileges``; uid/gid 65534; memory (no swap), process-count and CPU
-limits; a size-capped tmpfs at /tmp; a cleared environment; only the worker script and the
-submission are mounted, read-only, into an image that holds Python and torch and nothing
+limits; a size-capped tmpfs at /tmp; a cleared environment; no engine log (the ``none`` log
+driver: what the worker prints reaches only the trainer's capped worker log); only the worker
+script and the submission are mounted, read-only, into an image that holds Python and torch and nothing
 else (see the top-level ``Dockerfile`` and ``harness image build``). No GPU is requested.
 
 The protocol runs over the container's attach stream: :class:`DockerProcess` demultiplexes
@@ -167,6 +168,8 @@ class DockerSandbox(Sandbox):
         if stderr is not subprocess.PIPE:
             raise ValueError("the docker backend delivers the worker's stderr as a pipe")
         env = dict(SINGLE_THREAD_ENV, PATH="/usr/local/bin:/usr/bin:/bin", LANG="C.UTF-8", HOME="/tmp")
+        from docker.types import LogConfig  # noqa: PLC0415  (optional: only this backend needs it)
+
         try:
             container = self.client.containers.create(
                 IMAGE, command=["python3", "-I", "-B", INSIDE_WORKER], stdin_open=True, tty=False,
@@ -177,6 +180,9 @@ class DockerSandbox(Sandbox):
                 volumes={str(WORKER_SCRIPT): {"bind": INSIDE_WORKER, "mode": "ro"},
                          str(Path(submission).resolve()): {"bind": INSIDE_SUBMISSION, "mode": "ro"}},
                 labels={LABEL: str(os.getpid())}, ipc_mode="none",
+                # the engine's own log would copy everything the worker prints to the host disk
+                # without a limit; the trainer reads the output from the attach stream and caps it
+                log_config=LogConfig(type=LogConfig.types.NONE),
             )
             sock = self.client.api.attach_socket(
                 container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})

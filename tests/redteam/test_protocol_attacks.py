@@ -77,3 +77,22 @@ def test_a_worker_that_stops_reading_fails_the_step_within_the_call_limit(backen
         with pytest.raises(WorkerError) as e:
             worker.step(StepRequest(0, 10, 0, 5, 0.1, 4.0, 2.0))
         assert e.value.stage == "timeout" and time.monotonic() - started < 10
+
+
+def test_docker_keeps_no_engine_log_of_what_the_worker_prints(tmp_path):
+    """The engine's default json-file log has no size limit: a print loop would fill the host's disk
+    under /var/lib/docker. The worker's container logs nothing; the run's worker.log is capped."""
+    sandbox = require_sandbox("docker")
+    log = tmp_path / "worker.log"
+    with LossWorker(Path(__file__).resolve().parent / "print_flood.py", sandbox=sandbox, seed=0,
+                    optimizer=OptimizerSettings(), log_path=log, start_timeout=120) as worker:
+        worker.start()
+        container = worker.proc.container
+        container.reload()
+        assert container.attrs["HostConfig"]["LogConfig"]["Type"] == "none"
+        log_path = container.attrs.get("LogPath") or ""
+        assert not log_path or not Path(log_path).exists() or Path(log_path).stat().st_size == 0
+        reply = worker.step(StepRequest(0, 10, 0, 5, 0.1, 4.0, 2.0))
+        assert reply.loss == 6.0
+    assert 1 << 20 <= log.stat().st_size < (1 << 20) + 4096
+    assert "more bytes of worker output were dropped" in log.read_text()[-200:]
