@@ -58,6 +58,7 @@ class _Visitor(ast.NodeVisitor):
     def __init__(self) -> None:
         self.problems: list[Problem] = []
         self.modules: dict[str, str] = {}  # local name -> module path it is bound to
+        self._called: set[int] = set()  # ids of the nodes that are called (``f`` in ``f(...)``)
 
     def report(self, node: ast.AST, message: str) -> None:
         self.problems.append(Problem(getattr(node, "lineno", 0), message))
@@ -93,9 +94,13 @@ class _Visitor(ast.NodeVisitor):
             self.report(node, f"the name {node.id!r} is not allowed (no dunder names)")
         elif node.id in FORBIDDEN_CALLS and node.id not in self.modules:
             self.report(node, f"`{node.id}` is not allowed in a submission")
+        elif node.id in ATTRIBUTE_BUILTINS and id(node) not in self._called:
+            # as a value (``G = getattr``, ``map(getattr, ...)``) it escapes the literal-name rule
+            self.report(node, f"`{node.id}` may only be called directly, with a literal attribute name")
         self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
+        self._called.add(id(node.func))
         if isinstance(node.func, ast.Name) and node.func.id in ATTRIBUTE_BUILTINS:
             attr = node.args[1] if len(node.args) > 1 else None
             if not (isinstance(attr, ast.Constant) and isinstance(attr.value, str) and not attr.value.startswith("_")):

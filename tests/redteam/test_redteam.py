@@ -38,6 +38,7 @@ CASES = [
     ("gc_objects.py", "import of 'gc' is not allowed", "harmless", "no model in the worker's memory"),
     ("getframe.py", "import of 'sys' is not allowed", "harmless", "only the worker's frames"),
     ("os_through_torch.py", "the attribute 'os' is not allowed", "harmless", "the shell runs inside the sandbox"),
+    ("getattr_as_value.py", "`getattr` may only be called directly", "harmless", "os inside the sandbox only"),
     ("monkeypatch_torch.py", "modifying the module 'torch.nn.functional'", "harmless", "patches the worker's torch only"),
     ("obfuscated_import.py", "the name '__builtins__' is not allowed", "harmless", "os inside the sandbox"),
     ("fork_bomb.py", "import of 'os' is not allowed", "rejected", "BlockingIOError (process limit)"),
