@@ -419,7 +419,7 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
                 observer.epoch_done(spec, metrics, max(m.test_fine_acc for m in history))
             try:
                 loss_state = worker.state()
-                (run_dir / "loss_state.json").write_text(json.dumps(loss_state))
+                (run_dir / "loss_state.json").write_text(json.dumps(loss_state, allow_nan=False))
             except WorkerError:
                 loss_state = None  # a report only; the run itself succeeded
         result = RunResult.from_epochs(history, time.perf_counter() - start)

@@ -13,14 +13,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import select
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import IO, Any
 
 from harness import worker as wire
@@ -28,6 +29,9 @@ from harness.protocol import OptimizerSettings
 from harness.sandbox import Sandbox
 
 DEFAULT_MAX_PARAMS = 1_000_000
+MAX_STAGE = 40  # characters of the worker's reported stage that are kept
+MAX_MESSAGE = 2000
+MAX_PARAM_NAME = 200
 LOG_CAP_BYTES = 1 << 20  # of worker output kept per log; the rest is counted and dropped
 
 
@@ -53,13 +57,26 @@ class _LogDrain(threading.Thread):
         self.pipe.close()
 
 
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+"""C0 and C1 control characters but newline and tab (terminal escape sequences start with ESC or
+CSI), and the zero-width and bidirectional-override characters that hide or reorder text."""
+
+
+def printable(text: str) -> str:
+    """Text that came from the worker, safe to print, store or render: every character of
+    :data:`_UNPRINTABLE` becomes ``?`` (no escape sequence reaches a terminal, a file or a page)."""
+    return _UNPRINTABLE.sub("?", text)
+
+
 class WorkerError(RuntimeError):
     """The loss worker failed. ``stage`` says where; ``detail`` holds the submission's
-    traceback or the worker's last output, already truncated."""
+    traceback or the worker's last output, already truncated. Message and detail may quote
+    what the worker sent; both are passed through :func:`printable`."""
 
     def __init__(self, stage: str, message: str, detail: str = "") -> None:
+        message, detail = printable(message), printable(detail)
         super().__init__(message)
-        self.stage = stage
+        self.stage = printable(stage)[:MAX_STAGE]
         self.message = message
         self.detail = detail
 
@@ -129,6 +146,11 @@ class StepRequest:
         return wire.pack_frame(wire.STEP, wire.STEP_RECORD.pack(
             self.epoch, self.total_epochs, self.step, self.steps_per_epoch, self.lr,
             self.fine_loss, self.coarse_loss, *g, *a, flags))
+
+
+def _finite_number(x: object) -> bool:
+    """A JSON number the trainer accepts: a finite float, or an int a float holds exactly."""
+    return (type(x) is float and math.isfinite(x)) or (type(x) is int and abs(x) <= 2 ** 53)
 
 
 CLOSE_WRITE_S = 0.5  # the CLOSE frame is best effort: the worker is killed anyway
@@ -269,16 +291,20 @@ class LossWorker:
         return StepReply.unpack(payload, head_loss=self.ready.head_loss)
 
     def state(self) -> dict[str, list[float]]:
-        """The loss module's parameters by name (for reports; never fed back to training)."""
+        """The loss module's parameters by name (for reports; never fed back to training). Checked
+        like any worker input: finite numbers only, at most as many as the module announced, names
+        of at most 200 printable characters."""
         self._send(wire.pack_frame(wire.STATE), self.call_timeout, "reporting its parameters")
         reply = self._expect_json(wire.STATE_REPLY, self.call_timeout, "reporting its parameters")
         params = reply.get("params")
+        limit = self.ready.num_params if self.ready is not None else self.max_params
         if not isinstance(params, dict) or not all(
-            isinstance(k, str) and isinstance(v, list) and all(type(x) in (int, float) for x in v)
+            isinstance(k, str) and 0 < len(k) <= MAX_PARAM_NAME and printable(k) == k and isinstance(v, list)
+            and all(_finite_number(x) for x in v)
             for k, v in params.items()
-        ):
+        ) or sum(len(v) for v in params.values()) > limit:
             raise WorkerError("protocol", "the worker's parameter report is malformed")
-        return params
+        return {k: [float(x) for x in v] for k, v in params.items()}
 
     # ------------------------------------------------------------------- plumbing
 
@@ -397,7 +423,7 @@ class LossWorker:
             stage, message, tb = str(obj["stage"]), str(obj["message"]), str(obj.get("traceback", ""))
         except Exception:  # noqa: BLE001  (hostile JSON: bad UTF-8, deep nesting, not an object, ...)
             raise WorkerError("protocol", "the worker sent a malformed error report") from None
-        raise WorkerError(stage, message[:2000], tb[: wire.TRACEBACK_LIMIT + 100])
+        raise WorkerError(stage[:MAX_STAGE], message[:MAX_MESSAGE], tb[: wire.TRACEBACK_LIMIT + 100])
 
     def _unexpected(self, kind: int, payload: bytes) -> None:
         raise WorkerError("protocol", f"the worker sent an unexpected frame (type {kind}, {len(payload)} bytes)")
