@@ -14,6 +14,10 @@ the weights with the model's optimizer).
 Mapping: as in LibMTL, ``L_k(0)`` is task k's training loss averaged over epoch 0, epoch 0 uses
 equal weights (1, 1), and the gradient norms are over all shared parameters (the paper uses the
 last shared layer; the Gramian covers the whole backbone).
+
+Heads: weighted by ``w_k`` like the backbone, as in the paper (the network is trained on
+``sum_k w_k L_k``; GradNorm has no official code). LibMTL's implementation leaves the heads
+unweighted, a side effect of its per-task backward passes; this file follows the paper.
 """
 
 import torch

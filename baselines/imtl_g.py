@@ -13,7 +13,8 @@ to 2, the scale of equal weighting. Where the gradients are parallel (the system
 or a gradient is zero, the weights fall back to (1, 1).
 
 Heads: the weights apply to the shared backbone's gradients; each task head receives its own
-task's unweighted gradient (``head_loss``), as in the reference implementations.
+task's unweighted gradient (``head_loss``), as in LibMTL's IMTL and TorchJD's ``mtl_backward`` (the
+paper's authors released no code).
 """
 
 import math

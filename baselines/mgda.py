@@ -8,8 +8,9 @@ Normalisation: the weights ``(a, 1 - a)`` are scaled by K = 2 so that they sum t
 of equal weighting (the paper's weights sum to 1, which would halve the learning rate).
 Gradients are taken over the shared parameters of the backbone, not its features (not MGDA-UB).
 
-Heads: the weights apply to the shared backbone's gradients; each task head receives its own
-task's unweighted gradient (``head_loss``), as in the reference implementations.
+Heads: as in the official code (Sener and Koltun, ``train_multi_task.py``: ``loss = sum_t
+scale[t] * loss_t; loss.backward()``), the heads are weighted too: this file defines no
+``head_loss``. (TorchJD's ``mtl_backward`` and LibMTL give the heads unweighted gradients.)
 """
 
 import torch.nn as nn
@@ -24,7 +25,3 @@ class MultiTaskLoss(nn.Module):
         else:  # identical gradients: any convex combination is the same point
             a = 0.5
         return 2 * a * fine_loss + 2 * (1 - a) * coarse_loss
-
-    def head_loss(self, fine_loss, coarse_loss):
-        """The task heads: each gets its own task's unweighted gradient."""
-        return fine_loss + coarse_loss

@@ -8,7 +8,8 @@ entry and architecture, each seed counts once, by its latest attempt: if that at
 its accuracy counts; if it failed, the seed counts as failed (an earlier ok attempt does not
 stand in for it: retrying until a seed passes must not pay). An entry is *complete* when, on
 every architecture of the phase, every seed of the protocol (the profile's seeds) has an ok
-latest attempt and no seed's latest attempt failed. Only complete entries get a score (the
+latest attempt and no seed's latest attempt failed. Runs of seeds outside the protocol are not
+counted when the profile is known. Only complete entries get a score (the
 geometric mean over the architectures of the per-architecture means) and a rank; the others are
 shown with what is missing or failed.
 
@@ -100,7 +101,11 @@ def phase_archs(df: pd.DataFrame, phase: Phase, profile_archs: tuple[str, ...] =
 
 
 def _per_seed(runs: pd.DataFrame, protocol_seeds: tuple[int, ...] = ()) -> ArchStats:
-    """Each seed by its latest attempt: ok counts its accuracy, failed counts as failed."""
+    """Each seed by its latest attempt: ok counts its accuracy, failed counts as failed. With
+    ``protocol_seeds``, runs of other seeds are not counted (extra seeds would move a score that the
+    other entries cannot match)."""
+    if protocol_seeds:
+        runs = runs[runs["seed"].isin(protocol_seeds)]
     latest = runs.sort_values("finished_at", kind="stable").groupby("seed", sort=True).tail(1)
     ok = latest[latest["status"] == "ok"]
     values = {int(seed): float(acc) for seed, acc in zip(ok["seed"], ok["best_fine_acc"])}

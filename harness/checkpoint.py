@@ -2,7 +2,7 @@
 
 At the end of every epoch the trainer writes, into ``<run_dir>/checkpoint/``:
 
-- ``messages.bin``: every STEP frame sent to the loss worker so far (append-only). The
+- ``messages.bin``: every STEP frame sent to the loss worker so far (rewritten whole). The
   worker's state is never saved: on resume a fresh worker is sent these frames again, so the
   trainer never loads anything the (untrusted) worker wrote.
 - ``epoch-<e>.pt``: model, optimizer, RNG states, the metrics so far and how many bytes of
@@ -78,7 +78,8 @@ class Checkpointer:
         if not isinstance(data, dict) or data.get("spec") != self.spec_json:  # not ours to resume
             return []
         keys = {"file": str, "sha256": str, "message_bytes": int, "messages_sha256": str, "epochs_done": int}
-        return [e for e in data.get("checkpoints", []) if isinstance(e, dict)
+        entries = data.get("checkpoints")
+        return [e for e in (entries if isinstance(entries, list) else []) if isinstance(e, dict)
                 and all(isinstance(e.get(k), t) for k, t in keys.items())]
 
     def save(self, epochs_done: int, history: list[EpochMetrics], frames: list[bytes], state: dict) -> None:

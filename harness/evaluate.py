@@ -345,12 +345,14 @@ def _record_pending(eval_dir: Path, opts: EvaluateOptions, lb_path: Path, sha: s
 
 
 def completed_runs(rows, sha: str, profile: str, phase: str, settings: dict) -> dict[tuple[str, int], str]:
-    """``{(arch, seed): finished_at}`` of the ok rows of this file version, profile, phase and
-    protocol settings (precision, compile, deterministic)."""
-    ok = rows[(rows["submission_sha256"] == sha) & (rows["profile"] == profile) & (rows["phase"] == phase)
-              & (rows["status"] == "ok")]
+    """``{(arch, seed): finished_at}`` of this file version, profile, phase and protocol settings
+    (precision, compile, deterministic) whose latest attempt is ok: the rule the standings count by
+    (a seed whose latest attempt failed is run again)."""
+    mine = rows[(rows["submission_sha256"] == sha) & (rows["profile"] == profile) & (rows["phase"] == phase)]
     for column, value in settings.items():
-        ok = ok[ok[column].astype(str).str.lower() == str(value).lower()]
+        mine = mine[mine[column].astype(str).str.lower() == str(value).lower()]
+    latest = mine.sort_values("finished_at", kind="stable").groupby(["arch", "seed"], sort=False).tail(1)
+    ok = latest[latest["status"] == "ok"]
     return {(str(a), int(s)): str(t) for a, s, t in zip(ok["arch"], ok["seed"], ok["finished_at"])}
 
 

@@ -97,7 +97,7 @@ def legend(report: Report) -> list[str]:
     return [
         f"profile {report.profile}, phase {report.phase}; best fine-class test accuracy (%) per architecture: "
         "mean ± sample std (ddof = 1) over seeds, n = seeds counted; each seed counts by its latest attempt "
-        "(failed: its latest attempt failed).",
+        "(failed: its latest attempt failed); runs of seeds outside the profile's are not counted.",
         "score = geometric mean over the architectures of the per-architecture means; rank over measured rows "
         f"(submissions and baselines together); 'incomplete' = not every protocol seed{seeds} has an ok latest "
         "attempt on every architecture: shown, not scored or ranked.",

@@ -76,7 +76,17 @@ def _task_gradients(params: list[torch.nn.Parameter], fine: torch.Tensor, coarse
     (None where that loss does not reach the parameter, e.g. the other task's head)."""
     g_fine = torch.autograd.grad(fine, params, retain_graph=True, allow_unused=True)
     g_coarse = torch.autograd.grad(coarse, params, allow_unused=True)
-    return g_fine, g_coarse
+    # autograd may hand out one tensor for two parameters (e.g. ``p + q`` of equal shapes); the
+    # gradients are scaled in place later, so each must be its own tensor
+    seen: set[int] = set()
+    unique = []
+    for g in (*g_fine, *g_coarse):
+        if g is not None and id(g) in seen:
+            g = g.clone()
+        if g is not None:
+            seen.add(id(g))
+        unique.append(g)
+    return tuple(unique[:len(params)]), tuple(unique[len(params):])
 
 
 def _gramian(g_fine: Grads, g_coarse: Grads) -> torch.Tensor:

@@ -162,12 +162,12 @@ def read_capabilities(forward: Any) -> list[str]:
 
 
 def read_head_loss(module: Any) -> Any:
-    """The module's bound ``head_loss`` method, or None. It takes ``(fine_loss, coarse_loss)``."""
-    method = getattr(module, HEAD_LOSS, None)
-    if method is None:
+    """The module's bound ``head_loss`` method, or None. Only a function defined on the class
+    counts: a task-card file that happens to keep an attribute of that name (``self.head_loss =
+    nn.CrossEntropyLoss()``, a number) is left alone. It takes ``(fine_loss, coarse_loss)``."""
+    if not inspect.isfunction(inspect.getattr_static(type(module), HEAD_LOSS, None)):
         return None
-    if not callable(method):
-        raise InterfaceError(f"MultiTaskLoss.{HEAD_LOSS} must be a method (fine_loss, coarse_loss) -> loss")
+    method = getattr(module, HEAD_LOSS)
     try:
         inspect.signature(method).bind(0.0, 0.0)
     except (TypeError, ValueError) as e:

@@ -5,17 +5,19 @@ end the same.
 
 References, independent of the baseline files and of the harness's Gramian path:
 
-* TorchJD's ``mtl_backward`` + ``jac_to_grad`` with the method's aggregator (UPGrad, PCGrad, MGDA,
+* TorchJD's ``mtl_backward`` + ``jac_to_grad`` with the method's aggregator (UPGrad, PCGrad,
   IMTL-G, Aligned-MTL; for CAGrad an aggregator written here from the paper, see ``ExactCAGrad``):
   the aggregator combines the shared parameters' Jacobian, each head gets its own task's gradient. Scale conventions differ only by the constant factor each baseline
   documents (e.g. TorchJD's MGDA weights sum to 1, the baseline's to 2); the factor is applied to
   the aggregator's output. Regularisation epsilons are cut to ~1e-12 (TorchJD's default 1e-4 ridge
   moves the weights by up to 1e-2).
 * For the methods TorchJD lacks, or whose official code differs from ``mtl_backward``: the official
-  code's steps written out with autograd on the gradient vectors themselves. Nash-MTL (official
-  code: the heads are weighted by alpha, the shared gradient clipped to norm 1 after the backward;
-  alpha from scipy's root finder, not the closed form), DB-MTL (LibMTL, with beta = 0 as the file
-  documents) and GradNorm (LibMTL's loss formulation; heads weighted as in the paper).
+  code's steps written out with autograd on the gradient vectors themselves. MGDA (official code:
+  the heads are weighted by the min-norm weights; the weights from TorchJD's solver), Nash-MTL
+  (official code: the heads are weighted by alpha, the shared gradient clipped to norm 1 after the
+  backward; alpha from scipy's root finder, not the closed form), DB-MTL (LibMTL, with beta = 0 as
+  the file documents) and GradNorm (no official code: LibMTL's weight update, heads weighted as in
+  the paper).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from scipy import optimize
-from torchjd.aggregation import IMTLG, MGDA, Aggregator, AlignedMTL, PCGrad, UPGrad
+from torchjd.aggregation import IMTLG, Aggregator, AlignedMTL, MGDAWeighting, PCGrad, UPGrad
 from torchjd.autojac import jac_to_grad, mtl_backward
 from torchjd.linalg import QuadprogProjector
 
@@ -97,6 +99,17 @@ class ExactCAGrad(Aggregator):
         return 2 * (g0 + k / g_x.norm() * g_x) / (1 + C * C)
 
 
+def mgda_step(model, features, fine, coarse, state):
+    """The official MGDA code (``train_multi_task.py``): the min-norm weights of the shared
+    gradients (here from TorchJD's Frank-Wolfe solver, not the closed form), then
+    ``sum_t scale[t] * loss_t`` backpropagated: the heads are weighted too. Times 2, the file's
+    documented normalisation."""
+    shared = list(model.backbone.parameters())
+    j = torch.stack([_flat(torch.autograd.grad(loss, shared, retain_graph=True)) for loss in (fine, coarse)])
+    scale = 2 * MGDAWeighting(epsilon=1e-12, max_iters=1000)(j @ j.T)
+    (scale[0] * fine + scale[1] * coarse).backward()
+
+
 def nash_mtl_step(model, features, fine, coarse, state):
     """The official ``NashMTL.backward``: alpha solves ``G a = 1 / a`` over the shared parameters,
     ``sum_k alpha_k L_k`` is backpropagated (heads weighted by alpha), then the shared gradient is
@@ -156,7 +169,7 @@ REFERENCES = {
     "upgrad": (lambda: torchjd_step(UPGrad(pref_vector=torch.ones(2, dtype=F64),
                                            projector=QuadprogProjector(norm_eps=1e-12, reg_eps=1e-12))),
                dict(rtol=1e-7, atol=1e-10)),  # the 1e-12 ridge itself moves weights by ~1e-11 relative
-    "mgda": (lambda: torchjd_step(MGDA(epsilon=1e-12, max_iters=1000), factor=2.0), EXACT),
+    "mgda": (lambda: mgda_step, EXACT),
     "imtl_g": (lambda: torchjd_step(IMTLG(), factor=2.0), EXACT),
     "cagrad": (lambda: torchjd_step(ExactCAGrad()), EXACT),
     "aligned_mtl": (lambda: torchjd_step(AlignedMTL(pref_vector=torch.ones(2, dtype=F64), scale_mode="min")), EXACT),

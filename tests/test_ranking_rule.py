@@ -55,6 +55,9 @@ def standings(tmp_path):
         # failed at first, then ok on a retry: counts as ok
         + rows("recovered.py", complete, sha="v", failed={("resnet56", 123)})
         + rows("recovered.py", {"resnet56": {123: 73.0}}, sha="v", when="2026-11-23T12:00:00+00:00")
+        # a complete entry plus a lucky seed outside the protocol: not counted
+        + rows("extra.py", complete, sha="x")
+        + rows("extra.py", {"resnet20": {7: 99.0}, "resnet56": {7: 99.0}}, sha="x")
         # never ran seed 456 on resnet56
         + rows("partial.py", {"resnet20": complete["resnet20"],
                               "resnet56": {42: 75.0, 123: 76.0}}, sha="p")
@@ -67,7 +70,9 @@ def test_only_complete_entries_are_scored_and_ranked(standings):
     rep, by = standings
     assert rep.seeds == SEEDS
     ranked = sorted((e.rank, e.label) for e in rep.entries if e.rank is not None)
-    assert [label for _, label in ranked] == ["recovered.py", "complete.py", "equal_weighting.py"]
+    assert [label for _, label in ranked] == ["recovered.py", "complete.py", "extra.py", "equal_weighting.py"]
+    assert by["extra.py"].score == by["complete.py"].score and by["extra.py"].rank == by["complete.py"].rank
+    assert 7 not in by["extra.py"].archs["resnet20"].seeds
     for name in ("lucky.py", "regressed.py", "partial.py"):
         assert by[name].score is None and by[name].rank is None, name
     # the complete entry's score from the raw numbers

@@ -158,7 +158,7 @@ def test_an_unusable_checkpoint_is_reported_and_the_run_starts_fresh(tmp_path, t
             assert torch.equal(outcome.model.state_dict()[key], value), (name, key)
 
 
-def test_checkpoint_tensors_load_on_the_cpu_whatever_the_run_device(tmp_path, tiny_splits):
+def test_checkpoint_tensors_load_on_the_cpu_whatever_the_run_device(tmp_path, tiny_splits, monkeypatch):
     """The contract the CUDA resume relies on: ``set_rng_state`` (CPU and CUDA alike) takes a CPU
     byte tensor, so every tensor, RNG states included, must come back on the CPU; the trainer moves
     the model and optimizer state to the run's device itself."""
@@ -169,7 +169,10 @@ def test_checkpoint_tensors_load_on_the_cpu_whatever_the_run_device(tmp_path, ti
     with pytest.raises(Crash):
         _run(tmp_path, tiny_splits, "r", CrashAfter(epoch=0))
     spec = run_spec(tiny_profile(epochs=3), submission="gradnorm.py")
+    real_load, locations = torch.load, []
+    monkeypatch.setattr(torch, "load", lambda *a, **k: locations.append(k.get("map_location")) or real_load(*a, **k))
     resume, notes = Checkpointer(tmp_path / "r", spec).load()
+    assert locations == ["cpu"]  # a GPU run's tensors (RNG states included) come back on the CPU
     assert resume is not None and resume.epochs_done == 1 and notes == []
     tensors = [resume.state["rng_cpu"], *resume.state["model"].values()]
     tensors += [v for s in resume.state["optimizer"]["state"].values() for v in s.values() if torch.is_tensor(v)]

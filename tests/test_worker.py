@@ -79,6 +79,28 @@ def test_the_reply_says_which_losses_the_loss_uses():
         assert (r.w_coarse, r.uses_coarse, r.head_uses_coarse) == (1.0, True, True)
 
 
+def test_an_attribute_named_head_loss_is_not_a_head_loss():
+    with LossWorker(SUBMISSIONS / "head_loss_attribute.py", sandbox=NONE, seed=0, optimizer=OptimizerSettings()) as w:
+        assert w.start().head_loss is False
+        assert w.step(StepRequest(0, 10, 0, 5, 0.1, fine_loss=4.0, coarse_loss=2.0)).loss == 6.0
+
+
+def test_aliased_gradients_are_scaled_once():
+    """autograd may return one tensor for two parameters (``p + q``); the per-task path scales
+    gradients in place, so each must be its own: compared with autograd of the weighted sum."""
+    import torch
+
+    from harness.train import _set_combined_gradients, _task_gradients
+
+    p, q = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.full((3,), 2.0))
+    x = torch.tensor([1.0, -2.0, 3.0])
+    fine, coarse = ((p + q) * x).sum(), ((p + q) * x * x).sum()
+    g_fine, g_coarse = _task_gradients([p, q], fine, coarse)
+    _set_combined_gradients([p, q], g_fine, g_coarse, 0.7, 1.9, True, True)
+    want = 0.7 * x + 1.9 * x * x
+    assert torch.allclose(p.grad, want) and torch.allclose(q.grad, want)
+
+
 def test_head_loss_gives_the_heads_their_own_weights():
     """PCGrad weights the shared gradients by the surgery; its heads keep their own task's gradient.
     DB-MTL's heads get the gradient of log(L_k + 1e-8): 1 / (L_k + 1e-8)."""
@@ -194,3 +216,23 @@ def test_per_run_time_budget_stops_a_slow_submission(tmp_path):
     outcome = _run("slow_calls.py", tmp_path, worker_run_budget_s=1.0)
     assert outcome.result.status == "failed"
     assert "time budget of 1 s" in outcome.result.reason and "step 1" in outcome.result.reason
+
+
+@pytest.mark.parametrize("seed, where", [(42, "forward raised RuntimeError"), (43, "exit code 3")])
+def test_escape_sequences_from_the_worker_never_reach_the_reason_or_failure_txt(seed, where, tmp_path, monkeypatch):
+    """Step 1 raises with escape codes in the message; with another seed the same file is made to
+    crash at step 2 instead, so the reason quotes the worker log's tail."""
+    import re
+
+    path = REDTEAM / "escape_codes.py"
+    if seed == 43:  # skip the raise: the crash comes first
+        path = tmp_path / "escape_crash.py"
+        path.write_text((REDTEAM / "escape_codes.py").read_text().replace("step == 1", "step == -1"))
+    train, test = _run.splits
+    outcome = run_one(run_spec(tiny_profile(), seed=seed), submission=path, train=train, test=test,
+                      run_dir=tmp_path / "run", sandbox=NONE)
+    assert outcome.result.status == "failed" and where in outcome.result.reason
+    failure = (tmp_path / "run" / "failure.txt").read_text()
+    for text in (outcome.result.reason, failure):
+        assert "hidden" in text and "ok" in text  # the words stay readable
+        assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", text), repr(text)
