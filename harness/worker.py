@@ -320,7 +320,17 @@ def _die_with_parent() -> None:
         pass
 
 
+def _extend_sys_path(argv: list[str]) -> None:
+    """``--sys-path DIR`` arguments (from the trainer's command line) join ``sys.path``: the worker
+    runs in isolated mode, where a virtual environment's or a ``--user`` install's packages are
+    otherwise not found."""
+    for flag, value in zip(argv, argv[1:]):
+        if flag == "--sys-path" and value not in sys.path:
+            sys.path.append(value)
+
+
 def main() -> int:
+    _extend_sys_path(sys.argv[1:])
     _die_with_parent()
     proto_in, proto_out = _claim_protocol_fds()
 

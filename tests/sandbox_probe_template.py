@@ -30,6 +30,17 @@ def write_tmp(n):
     return n
 
 
+def write_dev_shm(n):
+    path = "/dev/shm/harness-probe"
+    try:
+        with open(path, "wb") as f:
+            f.write(b"0" * n)
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+    return n
+
+
 def spawn_many(n):
     procs = [subprocess.Popen(["/bin/sleep", "30"]) for _ in range(n)]
     for p in procs:
@@ -67,6 +78,7 @@ class MultiTaskLoss(nn.Module):
             "write_root": attempt(lambda: open("/forged", "w").write("x")),
             "write_tmp_small": attempt(lambda: write_tmp(1 << 20)),
             "write_tmp_64mib": attempt(lambda: write_tmp(64 << 20)),
+            "write_dev_shm": attempt(lambda: write_dev_shm(1 << 20)),
             "uid": os.getuid(),
             "threads": torch.get_num_threads(),
             "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES"),

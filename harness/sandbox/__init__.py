@@ -20,6 +20,24 @@ from harness.errors import UsageError
 WORKER_SCRIPT = Path(__file__).resolve().parent.parent / "worker.py"
 
 
+def site_paths() -> list[str]:
+    """The package directories the worker's ``import torch`` may need, from this interpreter's
+    ``sys.path`` (a virtual environment's, a ``--user`` install's, conda's ...). The worker runs
+    with ``python -I`` (no user site, no PYTHONPATH), so they are passed to it explicitly."""
+    import sys
+
+    return [p for p in dict.fromkeys(sys.path)
+            if p and Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
+
+
+def worker_argv(python: str, worker: str) -> list[str]:
+    """The worker's command line: isolated mode, no bytecode, and the package directories."""
+    args = [python, "-I", "-B", worker]
+    for path in site_paths():
+        args += ["--sys-path", path]
+    return args
+
+
 class Sandbox(ABC):
     """Launches the loss worker for one submission file."""
 
@@ -34,7 +52,12 @@ class Sandbox(ABC):
     @classmethod
     def available(cls) -> bool:
         """Whether this backend can run on this host now (used by ``--sandbox auto``)."""
-        return True
+        return cls.problem() is None
+
+    @classmethod
+    def problem(cls) -> str | None:
+        """Why this backend cannot run here (None: it can), for the user."""
+        return None
 
     @abstractmethod
     def spawn(self, submission: Path, *, stderr: IO[bytes] | int) -> tuple[subprocess.Popen, str]:
@@ -93,7 +116,9 @@ def resolve_sandbox(name: str, *, allow_fallback: bool) -> tuple[Sandbox, str | 
     if name != "auto":
         sandbox = get_sandbox(name)
         if not sandbox.available():
-            raise UsageError(f"the {name} sandbox is not available on this host; {NO_SANDBOX_HELP}")
+            why = sandbox.problem()
+            raise UsageError(f"the {name} sandbox is not available on this host"
+                             + (f" ({why})" if why else "") + f"; {NO_SANDBOX_HELP}")
         return sandbox, sandbox.warning
     for candidate in AUTO_ORDER:
         cls = _BACKENDS.get(candidate)

@@ -2,8 +2,10 @@
 
 Enforced: new user, pid, network, ipc, uts and cgroup namespaces (no network at all); all
 capabilities dropped, uid/gid 65534; a cleared environment; a read-only root that holds
-only /usr (and its /lib, /bin links), the Python installation, the torch package, the
-worker script and the submission file, all read-only; a fresh /proc and a minimal /dev;
+only /usr (and its /lib, /bin links), the interpreter the harness runs on with its package
+directories (a virtual environment, pyenv, conda or a ``--user`` install alike, bound after
+the /tmp tmpfs so that one under /tmp stays visible), the worker script and the submission
+file, all read-only; a fresh /proc and a minimal /dev;
 a size-capped tmpfs at /tmp; die-with-parent and a new session; memory, process-count and
 CPU limits through a cgroup (:mod:`harness.sandbox.limits`). No data, runs dir,
 leaderboard, home directory or host environment variable is visible.
@@ -12,13 +14,14 @@ leaderboard, home directory or host environment variable is visible.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import IO
 
-from harness.sandbox import WORKER_SCRIPT, Sandbox, register_sandbox
+from harness.sandbox import WORKER_SCRIPT, Sandbox, register_sandbox, site_paths, worker_argv
 from harness.sandbox.limits import CgroupSet, Limits, make_cgroups, rlimit_command
 from harness.sandbox.none import SINGLE_THREAD_ENV
 
@@ -27,11 +30,16 @@ INSIDE_SUBMISSION = "/sandbox/submission.py"
 
 
 def _python_paths() -> list[Path]:
-    """Directories the worker's interpreter needs: the prefix(es) and torch's parent."""
+    """Directories the worker's interpreter needs, each at the path it is used by and at its real
+    path: the prefixes (a venv's and its base interpreter's), the interpreter's installation,
+    torch's parent and the package directories on ``sys.path``."""
     import torch
 
-    paths = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(),
-             Path(torch.__file__).resolve().parent.parent}
+    python = Path(sys.executable)
+    used = [Path(sys.base_prefix), Path(sys.prefix), python.parent, Path(torch.__file__).parent.parent,
+            *(Path(p) for p in site_paths())]
+    paths = {q for p in used for q in (Path(os.path.abspath(p)), p.resolve())}
+    paths.add(python.resolve().parent.parent)
     keep: list[Path] = []
     for p in sorted(paths, key=lambda p: len(p.parts)):
         if not any(p.is_relative_to(k) for k in keep):
@@ -50,18 +58,49 @@ def _root_links() -> list[str]:
     return args
 
 
+PROBE = "import importlib.util, sys; sys.path += sys.argv[1:]; sys.exit(importlib.util.find_spec('torch') is None)"
+
+
 @functools.cache
-def bwrap_available() -> bool:
-    """bwrap is installed and can create the namespaces it needs on this host."""
+def bwrap_problem() -> str | None:
+    """None when bwrap is installed, can create its namespaces here, and this interpreter starts
+    inside the sandbox as the worker will and finds torch; otherwise what went wrong."""
     exe = shutil.which("bwrap")
     if exe is None:
-        return False
+        return "bwrap is not installed (apt-get install bubblewrap)"
     try:
         probe = subprocess.run([exe, "--unshare-all", "--unshare-user", "--ro-bind", "/", "/", "true"],
                                capture_output=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return probe.returncode == 0
+        if probe.returncode != 0:
+            return f"bwrap cannot create its namespaces here: {probe.stderr.decode(errors='replace').strip()[-300:]}"
+        inside = subprocess.run(_sandbox_args(exe, Limits(), None) + [sys.executable, "-I", "-B", "-c", PROBE,
+                                                                       *site_paths()],
+                                capture_output=True, timeout=60, env={}, cwd="/")
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"bwrap could not be run: {e}"
+    if inside.returncode != 0:
+        why = inside.stderr.decode(errors="replace").strip()[-300:] or "torch is not importable there"
+        return f"this Python ({sys.executable}) cannot start inside bubblewrap with torch: {why}"
+    return None
+
+
+def _sandbox_args(exe: str, limits: Limits, submission: Path | None) -> list[str]:
+    """bwrap's arguments up to the command it runs (no resource limits: those wrap the whole)."""
+    env = dict(SINGLE_THREAD_ENV, PATH="/usr/bin:/bin", LANG="C.UTF-8", HOME="/tmp")
+    args = [exe, "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL",
+            "--die-with-parent", "--new-session", "--clearenv", "--hostname", "sandbox",
+            "--ro-bind", "/usr", "/usr", *_root_links(),
+            "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
+            "--size", str(limits.tmpfs_bytes), "--tmpfs", "/tmp"]
+    for path in _python_paths():  # after /tmp's tmpfs, which would hide a venv under /tmp
+        args += ["--ro-bind", str(path), str(path)]
+    args += ["--ro-bind", str(WORKER_SCRIPT), INSIDE_WORKER]
+    if submission is not None:
+        args += ["--ro-bind", str(Path(submission).resolve()), INSIDE_SUBMISSION]
+    args += ["--remount-ro", "/", "--chdir", "/tmp"]
+    for key, value in env.items():
+        args += ["--setenv", key, value]
+    return args + ["--"]
 
 
 @register_sandbox
@@ -69,8 +108,8 @@ class BwrapSandbox(Sandbox):
     name = "bwrap"
 
     @classmethod
-    def available(cls) -> bool:
-        return bwrap_available()
+    def problem(cls) -> str | None:
+        return bwrap_problem()
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
@@ -80,21 +119,7 @@ class BwrapSandbox(Sandbox):
         exe = shutil.which("bwrap")
         if exe is None:
             raise FileNotFoundError("bwrap is not installed (apt-get install bubblewrap)")
-        python = Path(sys.executable)
-        env = dict(SINGLE_THREAD_ENV, PATH="/usr/bin:/bin", LANG="C.UTF-8", HOME="/tmp")
-        args = [exe, "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL",
-                "--die-with-parent", "--new-session", "--clearenv", "--hostname", "sandbox",
-                "--ro-bind", "/usr", "/usr", *_root_links()]
-        for path in _python_paths():
-            args += ["--ro-bind", str(path), str(path)]
-        args += ["--ro-bind", str(WORKER_SCRIPT), INSIDE_WORKER,
-                 "--ro-bind", str(Path(submission).resolve()), INSIDE_SUBMISSION,
-                 "--proc", "/proc", "--dev", "/dev",
-                 "--size", str(self.limits.tmpfs_bytes), "--tmpfs", "/tmp",
-                 "--remount-ro", "/", "--chdir", "/tmp"]
-        for key, value in env.items():
-            args += ["--setenv", key, value]
-        args += ["--", str(python), "-I", "-B", INSIDE_WORKER]
+        args = _sandbox_args(exe, self.limits, submission) + worker_argv(sys.executable, INSIDE_WORKER)
         prefix = cgroups.join_command() or rlimit_command(self.limits)
         return prefix + args
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from harness.sandbox import WORKER_SCRIPT, Sandbox, register_sandbox
+from harness.sandbox import WORKER_SCRIPT, Sandbox, register_sandbox, worker_argv
 
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
                      "CUDA_VISIBLE_DEVICES": ""}
@@ -35,7 +35,7 @@ class NoSandbox(Sandbox):
 
     def spawn(self, submission: Path, *, stderr: IO[bytes] | int) -> tuple[subprocess.Popen, str]:
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-B", str(WORKER_SCRIPT)],
+            worker_argv(sys.executable, str(WORKER_SCRIPT)),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,
