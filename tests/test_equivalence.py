@@ -85,8 +85,10 @@ EXACT = dict(rtol=1e-9, atol=1e-11)
     (SUBMISSIONS / "everything_inputs.py", "log_vars", "fp64", EXACT),
     # the same file in float32: the worker computes in float32 too, so the orders of operations match
     (SUBMISSIONS / "everything_inputs.py", "log_vars", "fp32", dict(rtol=1e-4, atol=2e-6)),
+    # the per-task (Gramian) path with the coarse task left out for an epoch
+    (SUBMISSIONS / "gramian_warmup.py", None, "fp64", EXACT),
 ], ids=["uncertainty-fp32", "gramian-fp64", "uncertainty-fp64", "ignored-task-fp64", "every-input-fp64",
-        "every-input-fp32"])
+        "every-input-fp32", "gramian-ignored-task-fp64"])
 def test_worker_path_equals_in_process_reference(path, param, precision, tol, tiny_splits, tmp_path):
     train, test = tiny_splits
     profile = tiny_profile(epochs=2, optimizer=tiny_profile().optimizer.model_copy(update={"lr": 0.1}))
@@ -139,3 +141,43 @@ def test_an_ignored_task_differs_from_a_zero_weighted_one(tiny_splits, tmp_path)
     initial = build_model("resnet20").to(torch.float64).coarse_head.weight.detach()
     torch.testing.assert_close(heads["ignored"], initial, rtol=0, atol=0)  # untouched: no decay, no step
     assert (heads["zero"] - initial).abs().max() > 0  # weight decay moved it
+
+
+def test_head_loss_without_the_gramian_trains_the_heads_on_it(tiny_splits, tmp_path):
+    """The per-task path taken for a head loss alone: the backbone follows ``forward``, the heads
+    follow ``head_loss`` (which leaves the coarse head out on odd steps); reference: autograd of
+    ``forward``'s loss for the backbone and of ``head_loss`` for the heads, in one process."""
+    train, test = tiny_splits
+    path = SUBMISSIONS / "head_loss_plain.py"
+    profile = tiny_profile(epochs=2, optimizer=tiny_profile().optimizer.model_copy(update={"lr": 0.1}))
+    spec = run_spec(profile).model_copy(update={"precision": "fp64"})
+    outcome = run_one(spec, submission=path, train=train, test=test, run_dir=tmp_path / "run",
+                      sandbox=get_sandbox("none"))
+    assert outcome.result.status == "ok", outcome.result.reason
+
+    torch.manual_seed(42)
+    model = build_model("resnet20").to(dtype=torch.float64, memory_format=torch.channels_last)
+    loss_module = _load(path)()
+    opt = profile.optimizer
+    optimizer = torch.optim.SGD(model.parameters(), lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
+    loader = TrainLoader(train, batch_size=profile.batch_size, seed=42, device=torch.device("cpu"),
+                         channels_last=True, dtype=torch.float64)
+    shared, heads = list(model.backbone_parameters()), list(model.head_parameters())
+    model.train()
+    for epoch in range(profile.epochs):
+        for group in optimizer.param_groups:
+            group["lr"] = opt.lr_at(epoch, profile.epochs)
+        for i, (x, y_fine, y_coarse) in enumerate(loader.epoch(epoch)):
+            fine_logits, coarse_logits = model(x)
+            fine, coarse = F.cross_entropy(fine_logits, y_fine), F.cross_entropy(coarse_logits, y_coarse)
+            loss = loss_module(fine, coarse, epoch, profile.epochs, step=epoch * loader.steps_per_epoch + i)
+            head = loss_module.head_loss(fine, coarse)
+            optimizer.zero_grad()
+            for p, g in zip(shared, torch.autograd.grad(loss, shared, retain_graph=True)):
+                p.grad = g
+            for p, g in zip(heads, torch.autograd.grad(head, heads, allow_unused=True)):
+                p.grad = g  # None for the coarse head on odd steps: SGD skips it
+            optimizer.step()
+    got, want = outcome.model.state_dict(), model.state_dict()
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], **EXACT, msg=key)
