@@ -61,6 +61,7 @@ class ArchStats:
     run_ids: dict[int, str] = field(default_factory=dict)  # seed -> the counted run's directory
     missing: tuple[int, ...] = ()  # protocol seeds without any attempt
     failed_seeds: tuple[int, ...] = ()  # seeds whose latest attempt failed
+    retried: tuple[int, ...] = ()  # seeds with more than one attempt (row): shown, so retries are visible
     diff: float | None = None  # mean over paired seeds of (this - equal_weighting)
     p_value: float | None = None  # paired test against equal_weighting
     n_pairs: int = 0
@@ -112,7 +113,10 @@ def _per_seed(runs: pd.DataFrame, protocol_seeds: tuple[int, ...] = ()) -> ArchS
     run_ids = {int(seed): str(rid) for seed, rid in zip(ok["seed"], ok["run_id"])}
     failed = tuple(sorted(int(s) for s in latest.loc[latest["status"] != "ok", "seed"]))
     missing = tuple(s for s in protocol_seeds if s not in values and s not in failed)
-    return dataclasses.replace(arch_stats(values, len(failed), run_ids), missing=missing, failed_seeds=failed)
+    attempts = runs.groupby("seed").size()
+    retried = tuple(sorted(int(s) for s, n in attempts.items() if n > 1))
+    return dataclasses.replace(arch_stats(values, len(failed), run_ids), missing=missing, failed_seeds=failed,
+                               retried=retried)
 
 
 def paired_difference(a: dict[int, float], b: dict[int, float]) -> float | None:

@@ -69,7 +69,8 @@ def _seed_list(seeds: tuple[int, ...]) -> str:
 
 def fmt_stats(s: ArchStats) -> str:
     problems = ([f"failed {_seed_list(s.failed_seeds)}"] if s.failed_seeds else []) + (
-        [f"missing {_seed_list(s.missing)}"] if s.missing else [])
+        [f"missing {_seed_list(s.missing)}"] if s.missing else []) + (
+        [f"retried {_seed_list(s.retried)}"] if s.retried else [])
     if s.mean is None:
         return "; ".join(problems) or "-"
     spread = f" ± {s.std:.2f}" if s.std is not None else ""
@@ -97,7 +98,8 @@ def legend(report: Report) -> list[str]:
     return [
         f"profile {report.profile}, phase {report.phase}; best fine-class test accuracy (%) per architecture: "
         "mean ± sample std (ddof = 1) over seeds, n = seeds counted; each seed counts by its latest attempt "
-        "(failed: its latest attempt failed); runs of seeds outside the profile's are not counted.",
+        "(failed: its latest attempt failed; retried: the seed has more than one attempt, each a row); runs of "
+        "seeds outside the profile's are not counted.",
         "score = geometric mean over the architectures of the per-architecture means; rank over measured rows "
         f"(submissions and baselines together); 'incomplete' = not every protocol seed{seeds} has an ok latest "
         "attempt on every architecture: shown, not scored or ranked.",
@@ -171,7 +173,8 @@ def render_csv(report: Report) -> str:
                 s = e.archs[arch]
                 rec.update({f"{arch}_mean": s.mean, f"{arch}_std": s.std, f"{arch}_n": s.n,
                             f"{arch}_failed": s.failed, f"{arch}_failed_seeds": _seed_list(s.failed_seeds),
-                            f"{arch}_missing_seeds": _seed_list(s.missing), f"{arch}_diff": s.diff,
+                            f"{arch}_missing_seeds": _seed_list(s.missing),
+                            f"{arch}_retried_seeds": _seed_list(s.retried), f"{arch}_diff": s.diff,
                             f"{arch}_paired": s.n_pairs, f"{arch}_p": s.p_value})
             rec.update({"score": e.score, "source": e.source})
             records.append(rec)

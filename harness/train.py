@@ -437,8 +437,15 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
     except Exception as e:  # noqa: BLE001  (one run's failure must not stop the others)
         reason = str(e) if isinstance(e, RunFailed) else (
             f"internal error at epoch {len(history)}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=-8)}")
+        note = ""
+        if isinstance(e, RunFailed):
+            # the submission or its worker ended the run (an error, a crash, a limit, a divergence): the
+            # next attempt starts from epoch 0, so failing on purpose cannot buy a re-draw of the epochs
+            # since the last checkpoint (a killed process or a Ctrl-C, not RunFailed, still resumes)
+            checkpointer.clear()
+            note = "(a new attempt starts from epoch 0: failures caused by the submission are not resumed)\n"
         (run_dir / "failure.txt").write_text(
-            f"{spec.submission} failed on {spec.arch}, seed {spec.seed}:\n{reason}\n")
+            f"{spec.submission} failed on {spec.arch}, seed {spec.seed}:\n{reason}\n{note}")
         result = RunResult.failed(reason.strip(), epochs_done=len(history), wall_seconds=time.perf_counter() - start)
     result = result.model_copy(update={"device": device_name(device)})
     (run_dir / "result.json").write_text(result.model_dump_json(indent=2))

@@ -7,9 +7,10 @@ and record definitions below.
 Wire format (both directions): frames of ``<type: u8><length: u32 LE><payload>``. Control
 payloads are UTF-8 JSON objects; the per-step request and reply are fixed-size
 little-endian binary records (:data:`STEP_RECORD`, :data:`RESULT_RECORD`). Nothing is
-ever pickled. The worker moves the protocol off fds 0/1 before it imports the
-submission, so whatever the submission prints goes to stderr (the worker log) and
-cannot corrupt the protocol.
+ever pickled. The protocol runs over fds 0/1, or over a Unix socket connection when the
+trainer passes ``--connect PATH`` (Docker); either way the worker moves it to private fds
+before it imports the submission, so whatever the submission prints goes to stderr (the
+worker log) and cannot corrupt the protocol.
 
 Session::
 
@@ -111,9 +112,18 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _claim_protocol_fds() -> tuple[int, int]:
-    """Move the protocol to private fds; point fd 0 at /dev/null and fd 1 at stderr."""
-    proto_in, proto_out = os.dup(0), os.dup(1)  # non-inheritable by default
+def _claim_protocol_fds(connect: str | None = None) -> tuple[int, int]:
+    """Move the protocol to private fds; point fd 0 at /dev/null and fd 1 at stderr. With
+    ``connect`` (a Unix socket path, the Docker backend's transport) the protocol runs over a
+    connection to it instead of over fds 0/1."""
+    if connect is not None:
+        import socket
+
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(connect)
+        proto_in = proto_out = sock.detach()  # a plain fd: os.read / os.write, non-inheritable
+    else:
+        proto_in, proto_out = os.dup(0), os.dup(1)  # non-inheritable by default
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
@@ -320,6 +330,14 @@ def _die_with_parent() -> None:
         pass
 
 
+def _option(argv: list[str], name: str) -> str | None:
+    """The value of ``name VALUE`` in the worker's command line (set by the trainer), or None."""
+    for flag, value in zip(argv, argv[1:]):
+        if flag == name:
+            return value
+    return None
+
+
 def _extend_sys_path(argv: list[str]) -> None:
     """``--sys-path DIR`` arguments (from the trainer's command line) join ``sys.path``: the worker
     runs in isolated mode, where a virtual environment's or a ``--user`` install's packages are
@@ -332,7 +350,7 @@ def _extend_sys_path(argv: list[str]) -> None:
 def main() -> int:
     _extend_sys_path(sys.argv[1:])
     _die_with_parent()
-    proto_in, proto_out = _claim_protocol_fds()
+    proto_in, proto_out = _claim_protocol_fds(_option(sys.argv[1:], "--connect"))
 
     def send(frame: bytes) -> None:
         _write_all(proto_out, frame)

@@ -87,6 +87,8 @@ def test_a_seed_counts_by_its_latest_attempt(standings):
     assert (lucky.n, lucky.failed_seeds, lucky.missing) == (1, (123, 456), ())
     regressed = by["regressed.py"].archs["resnet20"]
     assert regressed.failed_seeds == (456,) and 456 not in regressed.seeds  # the earlier ok run does not count
+    assert regressed.retried == (456,) and report.fmt_stats(regressed).endswith("(n=2; failed 456; retried 456)")
+    assert by["recovered.py"].archs["resnet56"].retried == (123,) and lucky.retried == ()
     recovered = by["recovered.py"].archs["resnet56"]
     assert recovered.failed_seeds == () and recovered.seeds[123] == 73.0
     partial = by["partial.py"].archs["resnet56"]

@@ -181,6 +181,28 @@ def test_checkpoint_tensors_load_on_the_cpu_whatever_the_run_device(tmp_path, ti
     torch.set_rng_state(resume.state["rng_cpu"])
 
 
+def test_a_failure_caused_by_the_submission_is_not_resumed(tmp_path, tiny_splits):
+    """Failing on purpose must not buy a re-draw of the epochs since the last checkpoint: the
+    checkpoint goes with the failure, and the next attempt starts from epoch 0."""
+    from conftest import SUBMISSIONS
+
+    train, test = tiny_splits
+    spec = run_spec(tiny_profile(epochs=3), submission="fails_in_second_epoch.py")
+
+    def go(observer):
+        return run_one(spec, submission=SUBMISSIONS / "fails_in_second_epoch.py", train=train, test=test,
+                       run_dir=tmp_path / "r", sandbox=get_sandbox("none"), observer=observer)
+
+    first = go(None)
+    assert first.result.status == "failed" and first.result.epochs_done == 1
+    assert "deliberate failure" in first.result.reason
+    assert not (tmp_path / "r" / "checkpoint").exists()
+    assert "a new attempt starts from epoch 0" in (tmp_path / "r" / "failure.txt").read_text()
+    watcher = CrashAfter(epoch=-1)
+    second = go(watcher)
+    assert watcher.resumed == [] and second.result.epochs_done == 1  # trained epoch 0 again, failed again
+
+
 def _evaluate_and_kill_in_second_epoch(cwd):
     proc = subprocess.Popen([shutil.which("harness"), "evaluate", str(REPO / "submissions" / "example_loss.py"), "--profile", "smoke",
                                    "--arch", "resnet20"], cwd=cwd, env=harness_env(), stdout=subprocess.DEVNULL,

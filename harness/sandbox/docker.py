@@ -7,8 +7,11 @@ driver: what the worker prints reaches only the trainer's capped worker log); on
 script and the submission are mounted, read-only, into an image that holds Python and torch and nothing
 else (see the top-level ``Dockerfile`` and ``harness image build``). No GPU is requested.
 
-The protocol runs over the container's attach stream: :class:`DockerProcess` demultiplexes
-it into stdout/stderr pipes so the trainer drives a container exactly like a process.
+The protocol runs over a Unix socket: the trainer listens in a private directory bind-mounted
+read-only into the container, the worker connects (``--connect``), and the trainer reads and
+writes the connection directly, with no relay thread in the way of a step's round trip. The
+container's attach stream carries only what the worker prints, to the capped worker log.
+:class:`DockerProcess` presents all this as a process (``stdin``, ``stdout``, ``stderr``).
 Containers carry the trainer's pid as a label; containers left by a trainer that died are
 removed the next time the backend starts.
 """
@@ -17,10 +20,13 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import socket
 import struct
 import subprocess
+import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,6 +38,8 @@ IMAGE = os.environ.get("HARNESS_SANDBOX_IMAGE", "harness-sandbox:latest")
 LABEL = "harness.loss-worker"
 INSIDE_WORKER = "/sandbox/worker.py"
 INSIDE_SUBMISSION = "/sandbox/submission.py"
+INSIDE_IO = "/sandbox/io"  # the private directory holding the protocol socket
+CONNECT_TIMEOUT_S = 60.0  # for the worker to start Python and connect (before it imports torch)
 
 
 def _client() -> Any:
@@ -52,7 +60,25 @@ def docker_available() -> bool:
         return False
 
 
+class _Connection:
+    """The read side of the protocol connection, as ``proc.stdout``."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
 class _Stdin:
+    """The write side of the protocol connection, as ``proc.stdin``."""
+
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
 
@@ -60,8 +86,7 @@ class _Stdin:
         return self.sock.fileno()
 
     def send_nowait(self, data: memoryview) -> int:
-        """Send what fits now (``BlockingIOError`` if nothing does); the relay thread keeps
-        reading the same socket in blocking mode, so the socket itself stays blocking."""
+        """Send what fits now (``BlockingIOError`` if nothing does)."""
         return self.sock.send(data, socket.MSG_DONTWAIT)
 
     def close(self) -> None:
@@ -72,17 +97,19 @@ class _Stdin:
 
 
 class DockerProcess:
-    """A started container seen as a process: ``stdin``, ``stdout``, ``stderr`` (pipes fed
-    from the demultiplexed attach stream), ``poll``, ``wait``, ``returncode``."""
+    """A started container seen as a process: ``stdin`` and ``stdout`` (the protocol connection),
+    ``stderr`` (a pipe fed from the attach stream: everything the worker prints), ``poll``,
+    ``wait``, ``returncode``."""
 
-    def __init__(self, container: Any, sock: socket.socket) -> None:
+    def __init__(self, container: Any, sock: socket.socket, conn: socket.socket, io_dir: Path) -> None:
         self.container = container
-        self.sock = sock
+        self.sock = sock  # the attach stream: the worker's output only
+        self.conn = conn
+        self.io_dir = io_dir
         self.returncode: int | None = None
-        out_r, self._out_w = os.pipe()
         err_r, self._err_w = os.pipe()
-        self.stdin = _Stdin(sock)
-        self.stdout = os.fdopen(out_r, "rb", buffering=0)
+        self.stdin = _Stdin(conn)
+        self.stdout = _Connection(conn)
         self.stderr = os.fdopen(err_r, "rb")
         self._demux = threading.Thread(target=self._pump, daemon=True)
         self._demux.start()
@@ -101,14 +128,12 @@ class DockerProcess:
                     if len(buf) < 8 + size:
                         break
                     payload, buf = buf[8 : 8 + size], buf[8 + size :]
-                    fd = self._out_w if stream == 1 else self._err_w
-                    view = memoryview(payload)
+                    view = memoryview(payload)  # stdout and stderr alike: the worker log
                     while view:
-                        view = view[os.write(fd, view):]
+                        view = view[os.write(self._err_w, view):]
         except OSError:
             pass
         finally:
-            os.close(self._out_w)
             os.close(self._err_w)
 
     def poll(self) -> int | None:
@@ -136,7 +161,6 @@ class DockerProcess:
 @register_sandbox
 class DockerSandbox(Sandbox):
     name = "docker"
-    reply_spin_s = 0.0  # replies come through DockerProcess's relay thread
 
     @classmethod
     def available(cls) -> bool:
@@ -167,37 +191,72 @@ class DockerSandbox(Sandbox):
     def spawn(self, submission: Path, *, stderr: IO[bytes] | int) -> tuple[DockerProcess, str]:
         if stderr is not subprocess.PIPE:
             raise ValueError("the docker backend delivers the worker's stderr as a pipe")
-        env = dict(SINGLE_THREAD_ENV, PATH="/usr/local/bin:/usr/bin:/bin", LANG="C.UTF-8", HOME="/tmp")
         from docker.types import LogConfig  # noqa: PLC0415  (optional: only this backend needs it)
 
+        env = dict(SINGLE_THREAD_ENV, PATH="/usr/local/bin:/usr/bin:/bin", LANG="C.UTF-8", HOME="/tmp")
+        io_dir = Path(tempfile.mkdtemp(prefix="harness-io-"))
+        container = listener = None
         try:
+            io_dir.chmod(0o755)
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(str(io_dir / "sock"))
+            (io_dir / "sock").chmod(0o777)  # the worker runs as uid 65534
+            listener.listen(1)
             container = self.client.containers.create(
-                IMAGE, command=["python3", "-I", "-B", INSIDE_WORKER], stdin_open=True, tty=False,
+                IMAGE, command=["python3", "-I", "-B", INSIDE_WORKER, "--connect", f"{INSIDE_IO}/sock"],
+                stdin_open=False, tty=False,
                 network_mode="none", read_only=True, cap_drop=["ALL"], security_opt=["no-new-privileges"],
                 user="65534:65534", mem_limit=self.limits.memory_bytes, memswap_limit=self.limits.memory_bytes,
                 pids_limit=self.limits.max_processes, nano_cpus=int(self.limits.cpus * 1e9),
                 tmpfs={"/tmp": f"size={self.limits.tmpfs_bytes},mode=1777"}, environment=env, working_dir="/tmp",
                 volumes={str(WORKER_SCRIPT): {"bind": INSIDE_WORKER, "mode": "ro"},
-                         str(Path(submission).resolve()): {"bind": INSIDE_SUBMISSION, "mode": "ro"}},
+                         str(Path(submission).resolve()): {"bind": INSIDE_SUBMISSION, "mode": "ro"},
+                         str(io_dir): {"bind": INSIDE_IO, "mode": "ro"}},
                 labels={LABEL: str(os.getpid())}, ipc_mode="none",
                 # the engine's own log would copy everything the worker prints to the host disk
                 # without a limit; the trainer reads the output from the attach stream and caps it
                 log_config=LogConfig(type=LogConfig.types.NONE),
             )
-            sock = self.client.api.attach_socket(
-                container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+            sock = self.client.api.attach_socket(container.id, params={"stdout": 1, "stderr": 1, "stream": 1})
             raw = sock._sock  # the SDK's SocketIO wraps the hijacked connection
             container.start()
+            conn = self._accept(listener, container)
         except Exception as e:  # noqa: BLE001  (SDK errors become spawn failures for the run)
+            if container is not None:
+                try:
+                    container.remove(force=True)
+                except Exception:  # noqa: BLE001
+                    pass
+            shutil.rmtree(io_dir, ignore_errors=True)
             raise OSError(f"docker could not start the sandbox container: {e}") from e
-        return DockerProcess(container, raw), INSIDE_SUBMISSION
+        finally:
+            if listener is not None:
+                listener.close()
+        return DockerProcess(container, raw, conn, io_dir), INSIDE_SUBMISSION
+
+    @staticmethod
+    def _accept(listener: socket.socket, container: Any) -> socket.socket:
+        """The worker's connection; fails early if the container exits before it connects."""
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        listener.settimeout(1.0)
+        while True:
+            try:
+                conn, _ = listener.accept()
+                conn.setblocking(True)
+                return conn
+            except socket.timeout:
+                container.reload()
+                if container.status in ("exited", "dead") or time.monotonic() > deadline:
+                    raise OSError(f"the worker did not connect (container {container.status})") from None
 
     def kill(self, proc: Any) -> None:
         try:
             proc.container.remove(force=True)
         except Exception:  # noqa: BLE001  (already gone)
             pass
-        try:
-            proc.sock.close()
-        except OSError:
-            pass
+        for sock in (proc.sock, proc.conn):
+            try:
+                sock.close()
+            except OSError:
+                pass
+        shutil.rmtree(proc.io_dir, ignore_errors=True)

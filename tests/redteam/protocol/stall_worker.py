@@ -13,10 +13,28 @@ READY, RESULT = 101, 102
 F_SETPIPE_SZ = 1031
 
 
+def protocol_fds():
+    """fds 0/1, or the connection to ``--connect PATH`` (the Docker backend's transport), with the
+    receive buffer shrunk either way so that the trainer's writes fill it quickly."""
+    argv = sys.argv[1:]
+    if "--connect" in argv:
+        import socket
+
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(argv[argv.index("--connect") + 1])
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+        fd = sock.detach()
+        return fd, fd
+    return 0, 1
+
+
+IN, OUT = protocol_fds()
+
+
 def read_exact(n):
     data = b""
     while len(data) < n:
-        chunk = os.read(0, n - len(data))
+        chunk = os.read(IN, n - len(data))
         if not chunk:
             sys.exit(0)
         data += chunk
@@ -26,17 +44,17 @@ def read_exact(n):
 kind, length = HEADER.unpack(read_exact(HEADER.size))
 read_exact(length)
 ready = b'{"capabilities": [], "num_params": 0}'
-os.write(1, HEADER.pack(READY, len(ready)) + ready)
+os.write(OUT, HEADER.pack(READY, len(ready)) + ready)
 try:
-    fcntl.fcntl(0, F_SETPIPE_SZ, 4096)
+    fcntl.fcntl(IN, F_SETPIPE_SZ, 4096)
 except OSError:
     pass
 result = struct.pack("<dddddI", 1.0, 1.0, 1.0, 1.0, 1.0, 0b1111)
 frame = HEADER.pack(RESULT, len(result)) + result
-os.set_blocking(1, False)
+os.set_blocking(OUT, False)
 for _ in range(10_000):  # as many replies ahead as the pipe takes
     try:
-        os.write(1, frame)
+        os.write(OUT, frame)
     except BlockingIOError:
         break
     except OSError:
