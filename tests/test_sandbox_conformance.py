@@ -134,3 +134,28 @@ def test_memory_cap(name, tmp_path, listener):
         run_probe(sandbox, probe, tmp_path / "worker.log")
     assert e.value.stage in ("crash", "forward"), e.value
     assert "killed by signal SIGKILL" in str(e.value) or "out of memory" in str(e.value).lower()
+
+
+@pytest.mark.bwrap
+def test_bwrap_rlimit_fallback_caps_memory_and_cpu_time(tmp_path, monkeypatch):
+    """Where cgroups cannot be used, bwrap's worker still runs under an address-space cap and a
+    total CPU-time cap (the per-run budget counts only the trainer's waits for replies)."""
+    import harness.sandbox.bwrap as bwrap
+    from harness.sandbox.limits import CgroupSet, Limits
+
+    sandbox = backend("bwrap")
+    monkeypatch.setattr(bwrap, "make_cgroups", lambda limits: CgroupSet())
+    probe = tmp_path / "limits.py"
+    probe.write_text("import resource, sys\nimport torch.nn as nn\n\n"
+                     "class MultiTaskLoss(nn.Module):\n"
+                     "    def __init__(self):\n        super().__init__()\n"
+                     "        print('LIMITS', resource.getrlimit(resource.RLIMIT_CPU)[0],\n"
+                     "              resource.getrlimit(resource.RLIMIT_AS)[0], file=sys.stderr, flush=True)\n\n"
+                     "    def forward(self, fine_loss, coarse_loss, epoch, total_epochs):\n"
+                     "        return fine_loss + coarse_loss\n")
+    with LossWorker(probe, sandbox=sandbox, seed=0, optimizer=OptimizerSettings(), log_path=tmp_path / "log",
+                    start_timeout=120) as worker:
+        worker.start()
+    line = next(x for x in (tmp_path / "log").read_text().splitlines() if x.startswith("LIMITS"))
+    cpu, address_space = (int(v) for v in line.split()[1:])
+    assert cpu == Limits().cpu_seconds and address_space == 4 * Limits().memory_bytes

@@ -29,6 +29,9 @@ class Limits(BaseModel):
     max_processes: int = 32
     cpus: float = 1.0
     tmpfs_bytes: int = 16 << 20
+    # CPU time of the whole worker, where no cgroup caps its rate (the rlimit fallback): the per-run
+    # budget counts only the trainer's waits for replies, not CPU burnt between calls
+    cpu_seconds: int = 7200
 
 
 @dataclass
@@ -106,5 +109,6 @@ def make_cgroups(limits: Limits) -> CgroupSet:
 
 
 def rlimit_command(limits: Limits) -> list[str]:
-    """``prlimit`` prefix for hosts without usable cgroups (memory cap only)."""
-    return ["prlimit", f"--as={limits.memory_bytes * 4}", "--"]  # address space, not RSS: leave headroom
+    """``prlimit`` prefix for hosts without usable cgroups: memory (address space, not RSS: with
+    headroom) and total CPU time (SIGXCPU, then SIGKILL); no process count, no CPU rate."""
+    return ["prlimit", f"--as={limits.memory_bytes * 4}", f"--cpu={limits.cpu_seconds}", "--"]
