@@ -30,6 +30,7 @@ from harness.train import run_one
 
 # (file, static check: message or None if it passes, sandboxed outcome, message)
 CASES = [
+    ("benign.py", None, "harmless", "the sandbox starts and trains a plain loss"),
     ("net_loopback.py", "import of 'socket' is not allowed", "harmless", "connection refused: no network"),
     ("read_host_file.py", "`open` is not allowed", "rejected", "FileNotFoundError (the host file is not there)"),
     ("read_environment.py", "import of 'os' is not allowed", "harmless", "host variables are cleared"),
