@@ -80,6 +80,7 @@ class MultiTaskLoss(nn.Module):
             "write_tmp_64mib": attempt(lambda: write_tmp(64 << 20)),
             "write_dev_shm": attempt(lambda: write_dev_shm(1 << 20)),
             "uid": os.getuid(),
+            "pid1_cmdline": attempt(lambda: open("/proc/1/cmdline", "rb").read().decode(errors="replace")),
             "threads": torch.get_num_threads(),
             "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "spawn_64": attempt(lambda: spawn_many(64)),

@@ -120,6 +120,8 @@ def test_conformance(name, tmp_path, listener, monkeypatch):
         host_passwd = Path("/etc/passwd").read_text()
         assert not report["etc_passwd"]["ok"] or report["etc_passwd"]["value"] != host_passwd
         assert not report["write_root"]["ok"]
+        # pid 1 is the worker itself (bwrap --as-pid-1; Docker's entrypoint): no host path of the run shows
+        assert str(tmp_path) not in json.dumps(report["pid1_cmdline"]), report["pid1_cmdline"]
         assert set(report["environ"]) <= {"PATH", "LANG", "HOME", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                                            "PYTHONHASHSEED", "CUDA_VISIBLE_DEVICES", "PWD", "LC_CTYPE", "HOSTNAME"}
 

@@ -88,7 +88,10 @@ def _sandbox_args(exe: str, limits: Limits, submission: Path | None) -> list[str
     """bwrap's arguments up to the command it runs (no resource limits: those wrap the whole)."""
     env = dict(SINGLE_THREAD_ENV, PATH="/usr/bin:/bin", LANG="C.UTF-8", HOME="/tmp")
     args = [exe, "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL",
-            "--die-with-parent", "--new-session", "--clearenv", "--hostname", "sandbox",
+            # --as-pid-1: the worker itself is the pid namespace's init, so /proc/1/cmdline shows the
+            # worker's command line, not bwrap's (host paths), and anything the submission leaves
+            # behind dies with it
+            "--die-with-parent", "--new-session", "--as-pid-1", "--clearenv", "--hostname", "sandbox",
             "--ro-bind", "/usr", "/usr", *_root_links(),
             "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
             "--size", str(limits.tmpfs_bytes), "--tmpfs", "/tmp"]
