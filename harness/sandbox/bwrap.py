@@ -1,7 +1,8 @@
 """``bwrap``: the worker in a bubblewrap sandbox.
 
 Enforced: new user, pid, network, ipc, uts and cgroup namespaces (no network at all); all
-capabilities dropped, uid/gid 65534; a cleared environment; a read-only root that holds
+capabilities dropped, uid/gid 65534; the worker is the pid namespace's init (``--as-pid-1``: no
+host path in /proc/1, and whatever it leaves behind dies with it); a cleared environment; a read-only root that holds
 only /usr (and its /lib, /bin links), the interpreter the harness runs on with its package
 directories (a virtual environment, pyenv, conda or a ``--user`` install alike, bound after
 the /tmp tmpfs so that one under /tmp stays visible), the worker script and the submission
