@@ -6,7 +6,7 @@ host path in /proc/1, and whatever it leaves behind dies with it); a cleared env
 only /usr (and its /lib, /bin links), the interpreter the harness runs on with its package
 directories (a virtual environment, pyenv, conda or a ``--user`` install alike, bound after
 the /tmp tmpfs so that one under /tmp stays visible), the worker script and the submission
-file, all read-only; a fresh /proc and a minimal /dev;
+file, all read-only; a fresh /proc and a minimal, read-only /dev;
 a size-capped tmpfs at /tmp; die-with-parent and a new session; memory, process-count and
 CPU limits through a cgroup (:mod:`harness.sandbox.limits`). No data, runs dir,
 leaderboard, home directory or host environment variable is visible.
