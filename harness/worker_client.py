@@ -332,13 +332,14 @@ class LossWorker:
         assert self._write_some is not None
         view = memoryview(data)
         while view:
+            try:  # a step's frame fits at once: wait only when the worker's side is full
+                view = view[self._write_some(view):]
+                continue
+            except BlockingIOError:
+                pass
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not select.select([], [self._write_fd], [], remaining)[1]:
                 return False
-            try:
-                view = view[self._write_some(view):]
-            except BlockingIOError:
-                continue
         return True
 
     def _read_available(self) -> bool:

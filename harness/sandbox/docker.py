@@ -124,7 +124,7 @@ class DockerProcess:
                     break
                 buf += chunk
                 while len(buf) >= 8:
-                    stream, size = buf[0], struct.unpack(">I", buf[4:8])[0]
+                    size = struct.unpack(">I", buf[4:8])[0]  # stdout and stderr alike
                     if len(buf) < 8 + size:
                         break
                     payload, buf = buf[8 : 8 + size], buf[8 + size :]
