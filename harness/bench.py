@@ -30,11 +30,12 @@ from typing import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from harness.data import Split, TrainLoader, eval_batches
+from harness.data import CIFAR100_MEAN, CIFAR100_STD, Split, TrainLoader, eval_batches
 from harness.models import build_model
 from harness.protocol import PROFILES, Precision
 from harness.sandbox import Sandbox, available_sandboxes, get_sandbox, resolve_sandbox
-from harness.train import autocast_context, evaluate, resolve_precision, set_fp32_precision, train_one_epoch
+from harness.device import autocast_context, device_for_slot, resolve_precision, set_fp32_precision, threads_per_run
+from harness.train import evaluate, train_one_epoch
 from harness.worker_client import LossWorker, StepRequest
 
 EQUAL_WEIGHTING = "import torch.nn as nn\n\nclass MultiTaskLoss(nn.Module):\n" \
@@ -108,8 +109,8 @@ class _CropFlipDataset(torch.utils.data.Dataset):
 
     def __init__(self, split: Split) -> None:
         self.split = split
-        self.mean = torch.tensor([0.5071, 0.4865, 0.4409]).view(3, 1, 1)
-        self.std = torch.tensor([0.2673, 0.2564, 0.2762]).view(3, 1, 1)
+        self.mean = torch.tensor(CIFAR100_MEAN).view(3, 1, 1)
+        self.std = torch.tensor(CIFAR100_STD).view(3, 1, 1)
 
     def __len__(self) -> int:
         return len(self.split)
@@ -341,13 +342,10 @@ def jobs_throughput(arch: str, jobs: int, *, device: torch.device, precision: st
                     steps: int, batch: int, sandbox: Sandbox, submission: Path) -> JobsThroughput:
     """Aggregate throughput of ``jobs`` processes each running the harness loop on ``device``."""
     import multiprocessing as mp
-    import os
-
-    from harness.executors.local import device_for_slot
 
     ctx = mp.get_context("spawn")
     start, out = ctx.Barrier(jobs + 1), ctx.Queue()
-    threads = max(1, (os.cpu_count() or 1) // jobs) if device.type == "cpu" else 0
+    threads = threads_per_run(jobs, device.type)
     procs = [ctx.Process(target=_jobs_child, args=(arch, device_for_slot(str(device), i), precision, channels_last,
                                                    steps, batch, sandbox.name, str(submission), threads, start, out))
              for i in range(jobs)]

@@ -60,8 +60,8 @@ def _frames(blob: bytes) -> list[bytes]:
 
 
 class Checkpointer:
-    def __init__(self, run_dir: Path, spec: RunSpec) -> None:
-        self.dir = run_dir / "checkpoint"
+    def __init__(self, directory: Path, spec: RunSpec) -> None:
+        self.dir = Path(directory)  # a run's RunDir.checkpoint
         # where it runs (device, sandbox) may change between attempts; what it computes may not
         self.spec_json = spec.model_dump_json(exclude={"device", "sandbox"})
         self.messages = self.dir / "messages.bin"

@@ -1,7 +1,6 @@
-"""The ``harness`` command: one thin function per subcommand.
-
-Exit codes: 0 success; 2 the submission was rejected (bad file or interface; also
-command-line usage errors); 1 a run failed or the setup is wrong (data, leaderboard).
+"""The ``harness`` command: one thin function per subcommand; exit codes are
+:class:`harness.errors.ExitCode` (0 ok, 1 a run failed or the setup is wrong, 2 a submission
+was rejected or the command line is wrong, 130 interrupted).
 """
 
 from __future__ import annotations
@@ -16,32 +15,21 @@ from rich.console import Console
 from rich.markup import escape
 
 from harness.data import default_data_dir, download_cifar100, write_synthetic
-from harness.errors import HarnessError, SubmissionRejected, UsageError
+from harness.device import determinism_env
+from harness.errors import ExitCode, HarnessError, SubmissionRejected, UsageError
 from harness.protocol import PROFILES, get_profile
 from harness.sandbox import available_sandboxes, resolve_sandbox
 from harness.submission import interface_check, static_check
-from harness.train import determinism_env
 
-EXIT_OK, EXIT_RUN_FAILED, EXIT_REJECTED = 0, 1, 2
 DEFAULT_BASELINES_DIR = Path(__file__).resolve().parent.parent / "baselines"
 
 
 def _evaluate_options(args: argparse.Namespace, kind: str):
-    from harness.evaluate import EvaluateOptions
+    """The options model from the command line; what was not given keeps the model's default, and
+    the model checks the combination."""
+    from harness.plan import EvaluateOptions
 
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
-    ray_only = {"--ray-address": args.ray_address, "--gpus-per-run": args.gpus_per_run,
-                "--cpus-per-run": args.cpus_per_run}
-    given = [flag for flag, value in ray_only.items() if value is not None]
-    if given and args.executor != "ray":
-        raise UsageError(f"{', '.join(given)} only apply with --executor ray")
-    for flag, value in (("--gpus-per-run", args.gpus_per_run), ("--cpus-per-run", args.cpus_per_run)):
-        if value is not None and value < 0:
-            raise UsageError(f"{flag} must be 0 or more, got {value}")
-    if args.ray_retries < 0:
-        raise UsageError(f"--ray-retries must be 0 or more, got {args.ray_retries}")
-    return EvaluateOptions(
+    given = dict(
         profile=get_profile(args.profile), phase=args.phase, archs=tuple(args.arch or ()),
         seeds=tuple(args.seed or ()), device=args.device, data_dir=args.data_dir, runs_dir=args.runs_dir,
         leaderboard=args.leaderboard, sandbox=args.sandbox, hidden_dir=args.hidden_dir, kind=kind, force=args.force,
@@ -49,6 +37,7 @@ def _evaluate_options(args: argparse.Namespace, kind: str):
         executor=args.executor, ray_address=args.ray_address, gpus_per_run=args.gpus_per_run,
         cpus_per_run=args.cpus_per_run, ray_retries=args.ray_retries,
     )
+    return EvaluateOptions(**{k: v for k, v in given.items() if v is not None})
 
 
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
@@ -76,11 +65,11 @@ def cmd_baselines(args: argparse.Namespace, console: Console) -> int:
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
     """Check each file (static check, then the interface in the sandbox); every file is checked
     even after one is rejected. Exit 2 if any was rejected."""
-    from harness.evaluate import print_capabilities
+    from harness.report import console as show
 
     sandbox, warning = resolve_sandbox(args.sandbox, allow_fallback=True)
     if warning:
-        console.print(f"[bold yellow]warning:[/] {escape(warning)}")
+        show.warning(console, warning)
     err = Console(stderr=True, highlight=False, width=console.width, soft_wrap=console.soft_wrap)
     rejected = []
     for path in args.paths:
@@ -93,44 +82,44 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
             err.print(f"[red]rejected:[/] {escape(str(e))}")
             rejected.append(path)
             continue
-        print_capabilities(console, report)
+        show.capabilities(console, report)
         console.print(f"[green]{path}: ok[/] ({report.probes} probe calls in sandbox '{sandbox.name}')")
     if rejected:
         err.print(f"[red]{len(rejected)} of {len(args.paths)} file(s) rejected:[/] {', '.join(map(str, rejected))}")
-        return EXIT_REJECTED
-    return EXIT_OK
+        return ExitCode.REJECTED
+    return ExitCode.OK
 
 
 def cmd_image_build(args: argparse.Namespace, console: Console) -> int:
     from harness.sandbox.image import build_image
 
     build_image(base_image=args.base_image, bootstrap=args.bootstrap, console=console)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_data_synthetic(args: argparse.Namespace, console: Console) -> int:
     out = write_synthetic(args.dir, seed=args.seed, n_train=args.train_size, n_test=args.test_size)
     console.print(f"wrote synthetic CIFAR-100-format data ({args.train_size:,} train / {args.test_size:,} test) to {out}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_data_download(args: argparse.Namespace, console: Console) -> int:
     root = args.data_dir or default_data_dir("cifar100")
     out = download_cifar100(root)
     console.print(f"CIFAR-100 is at {out}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
     from harness import leaderboard, report
 
-    path = args.leaderboard or _default_leaderboard_path()
+    path = args.leaderboard or leaderboard.find_default()
     if not path.exists():
         raise UsageError(f"{path} does not exist; evaluate something first or pass --leaderboard CSV")
     rep = report.build(leaderboard.read_rows(path), args.phase, args.profile)
     if args.format == "table" and args.output is None:
         report.render_table(rep, console)
-        return EXIT_OK
+        return ExitCode.OK
     fmt = "markdown" if args.format == "table" else args.format
     text = report.render(rep, fmt, args.runs_dir)
     if args.output is None:
@@ -142,19 +131,7 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
         write_atomic(args.output, text.encode("utf-8"))
         console.print(f"wrote {args.output} ({fmt}, {len(rep.entries)} measured entries, profile {rep.profile}, "
                       f"phase {rep.phase})")
-    return EXIT_OK
-
-
-def _default_leaderboard_path() -> Path:
-    """leaderboard.csv if present, else the only leaderboard-*.csv here."""
-    if Path("leaderboard.csv").exists():
-        return Path("leaderboard.csv")
-    found = sorted(Path(".").glob("leaderboard-*.csv"))
-    if len(found) == 1:
-        return found[0]
-    if found:
-        raise UsageError(f"several leaderboards here ({', '.join(map(str, found))}); choose one with --leaderboard")
-    return Path("leaderboard.csv")
+    return ExitCode.OK
 
 
 def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
@@ -163,7 +140,7 @@ def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
 
     dst, version = migrate(args.path, args.output)
     console.print(f"wrote {dst}: schema version {version} -> {SCHEMA_VERSION}; {args.path} is unchanged")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_bench(args: argparse.Namespace, console: Console) -> int:
@@ -172,7 +149,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     import torch
 
     from harness.bench import run_bench
-    from harness.train import resolve_device
+    from harness.device import resolve_device
 
     device = resolve_device(args.device)
     if device.type == "cpu" and args.threads:
@@ -195,36 +172,11 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
                     reference_workers=workers, log=log, jobs=sweep)
     if args.json:
         print(json.dumps(rep.to_dict(), indent=2))
-        return EXIT_OK
-    from rich.table import Table
+        return ExitCode.OK
+    from harness.report import console as show
 
-    table = Table(title=f"training throughput on {rep.device} ({rep.precision}, channels_last={rep.channels_last}, "
-                        f"{rep.threads} threads; harness worker in '{rep.sandbox}')", title_justify="left")
-    for col in ("arch", "harness img/s", "bare img/s", "reference img/s", "harness/bare", "harness/reference",
-                "eval s/epoch"):
-        table.add_column(col, justify="left" if col == "arch" else "right")
-    for a in rep.archs:
-        table.add_row(a.arch, f"{a.harness_img_s:.0f}", f"{a.bare_img_s:.0f}", f"{a.reference_img_s:.0f}",
-                      f"{a.harness_over_bare:.3f}", f"{a.harness_over_reference:.2f}",
-                      f"{a.eval_s_per_epoch:.2f} ({a.eval_images:,} img)")
-    console.print(table)
-    trips = Table(title="loss-worker round trip (one step exchange)", title_justify="left")
-    for col in ("sandbox", "median us", "p99 us", "calls"):
-        trips.add_column(col, justify="left" if col == "sandbox" else "right")
-    for t in rep.roundtrips:
-        trips.add_row(t.sandbox, f"{t.median_us:.0f}", f"{t.p99_us:.0f}", str(t.calls))
-    console.print(trips)
-    if rep.jobs:
-        jt = Table(title="several runs at once on one device (--jobs N): aggregate harness throughput",
-                   title_justify="left")
-        for col in ("arch", "jobs", "img/s in all", "img/s per run"):
-            jt.add_column(col, justify="left" if col == "arch" else "right")
-        for j in rep.jobs:
-            jt.add_row(j.arch, str(j.jobs), f"{j.aggregate_img_s:.0f}", f"{j.per_job_img_s:.0f}")
-        console.print(jt)
-    console.print(f"batch {rep.archs[0].batch_size if rep.archs else '-'}, median of {args.rounds} interleaved rounds "
-                  f"of {steps} steps each; total {rep.seconds:.0f} s")
-    return EXIT_OK
+    show.bench(console, rep, rounds=args.rounds, steps=steps)
+    return ExitCode.OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -312,22 +264,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
+    """The options of evaluate and baselines. A flag left out is None (False for a switch) and takes the
+    options model's default (:class:`harness.plan.EvaluateOptions`), which the help texts quote."""
+    from harness.plan import EvaluateOptions
+
+    def default(name: str) -> object:
+        return EvaluateOptions.model_fields[name].default
+
     ev.add_argument("--profile", default="full", choices=list(PROFILES),
                     help="full: the task card's protocol (default); smoke: quick demo on synthetic data; "
                          "tiny: for tests")
-    ev.add_argument("--phase", default="public", choices=["public", "final"],
-                    help="final adds the hidden architecture (vgg16bn)")
+    ev.add_argument("--phase", choices=["public", "final"],
+                    help=f"final adds the hidden architecture (vgg16bn); default {default('phase')}")
     ev.add_argument("--arch", action="append", metavar="NAME", help="only this architecture (repeatable)")
     ev.add_argument("--seed", action="append", type=int, metavar="N", help="only this seed (repeatable)")
-    ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ev.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                    help=f"auto: CUDA when torch sees a GPU, else the CPU (default {default('device')})")
     ev.add_argument("--data-dir", type=Path, help="directory containing cifar-100-python/ "
                     "(default: $HARNESS_DATA_DIR, else the user cache dir)")
-    ev.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default: runs)")
+    ev.add_argument("--runs-dir", type=Path, help=f"where run directories go (default: {default('runs_dir')})")
     ev.add_argument("--leaderboard", type=Path,
                     help="CSV to append to (default: leaderboard.csv, or leaderboard-PROFILE.csv)")
-    ev.add_argument("--sandbox", default="auto", choices=["auto", *available_sandboxes()],
-                    help="how the submission is isolated: auto (default) picks a real sandbox; "
-                         "none runs it as a plain process (trusted code only)")
+    ev.add_argument("--sandbox", choices=["auto", *available_sandboxes()],
+                    help=f"how the submission is isolated: auto picks a real sandbox; none runs it as a plain "
+                         f"process (trusted code only); default {default('sandbox')}")
     ev.add_argument("--precision", choices=["fp32", "tf32", "bf16", "fp64"],
                     help="fp32 (the full profile's default; IEEE float32, on a GPU too), tf32 (TensorFloat-32 "
                          "matmuls and convolutions, CUDA only), bf16 (bfloat16 autocast, float32 parameters), "
@@ -339,18 +299,18 @@ def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("--jobs", type=int, metavar="N",
                     help="run up to N runs at once, each in its own process, sharing the device (spread over the "
                          "GPUs when there are several); default 1, or with --executor ray as many as fit")
-    ev.add_argument("--executor", default="local", choices=["local", "ray"],
-                    help="local (default): this machine; ray: each run a Ray task, on a local Ray started for "
-                         "the evaluation or the cluster of --ray-address (pip install 'harness[ray]')")
+    ev.add_argument("--executor", choices=["local", "ray"],
+                    help=f"local: this machine; ray: each run a Ray task, on a local Ray started for the evaluation "
+                         f"or the cluster of --ray-address (pip install 'harness[ray]'); default {default('executor')}")
     ev.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (e.g. auto, or ray://host:10001)")
     ev.add_argument("--gpus-per-run", type=float, metavar="F",
                     help="Ray: GPUs each run asks for; a fraction shares a GPU (0.25: four runs per GPU); "
                          "default 1 on CUDA, else 0")
     ev.add_argument("--cpus-per-run", type=float, metavar="N",
                     help="Ray: CPUs each run asks for (default 1 with a GPU, else the CPUs shared between the runs)")
-    ev.add_argument("--ray-retries", type=int, default=2, metavar="K",
-                    help="Ray: resubmit a lost task (worker or node died) up to K times, resuming from its "
-                         "checkpoint (default 2)")
+    ev.add_argument("--ray-retries", type=int, metavar="K",
+                    help=f"Ray: resubmit a lost task (worker or node died) up to K times, resuming from its "
+                         f"checkpoint (default {default('ray_retries')})")
     ev.add_argument("--force", action="store_true",
                     help="re-run runs that already have an ok row for this file version (default: skip them)")
     ev.add_argument("--hidden-dir", type=Path, help="where the hidden architectures are (default: ./hidden "
@@ -378,20 +338,20 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args, console)
     except SubmissionRejected as e:
         err.print(f"[red]rejected:[/] {escape(str(e))}")
-        return EXIT_REJECTED
+        return ExitCode.REJECTED
     except UsageError as e:
         err.print(f"[red]error:[/] {escape(str(e))}")
-        return EXIT_REJECTED
+        return ExitCode.REJECTED
     except HarnessError as e:
         err.print(f"[red]error:[/] {escape(str(e))}")
-        return EXIT_RUN_FAILED
+        return ExitCode.RUN_FAILED
     except OSError as e:  # a path that cannot be read or written, a full disk...
         err.print(f"[red]error:[/] {escape(str(e))}")
-        return EXIT_RUN_FAILED
+        return ExitCode.RUN_FAILED
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: loss workers were stopped; finished runs are in the leaderboard and "
                   "unfinished ones keep their per-epoch checkpoints: run the same command again to resume them")
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

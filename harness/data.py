@@ -22,6 +22,7 @@ import pickle
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,9 @@ from filelock import FileLock
 from platformdirs import user_cache_dir
 
 from harness.errors import DatasetError
+
+if TYPE_CHECKING:
+    from harness.protocol import Profile
 
 SUBDIR = "cifar-100-python"
 NUM_FINE, NUM_COARSE = 100, 20
@@ -234,6 +238,17 @@ def ensure_synthetic(root: Path) -> Path:
         if not (_archive_dir(root) / "meta").is_file():
             write_synthetic(root)
     return root
+
+
+def load_profile_data(profile: Profile, data_dir: Path | None = None) -> tuple[Split, Split]:
+    """The train and test splits a profile trains and scores on: its dataset under ``data_dir``
+    (default :func:`default_data_dir`; synthetic data is generated there when absent), cut to
+    the profile's subsets."""
+    root = Path(data_dir) if data_dir else default_data_dir(profile.dataset)
+    if profile.dataset == "synthetic":
+        ensure_synthetic(root)
+    train, test = load_dataset(root, dataset=profile.dataset)
+    return train.head(profile.train_subset), test.head(profile.test_subset)
 
 
 def download_cifar100(root: Path) -> Path:

@@ -1,5 +1,16 @@
-"""User-facing errors. The CLI prints their message (no traceback) and maps them to exit codes:
+"""User-facing errors and the exit codes they map to. The CLI prints their message (no traceback):
 :class:`UsageError` and :class:`SubmissionRejected` exit 2, every other :class:`HarnessError` exits 1."""
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The ``harness`` command's exit status; a larger code is the worse outcome of several."""
+
+    OK = 0
+    RUN_FAILED = 1  # a run failed, a row could not be written, or the setup is wrong (data, leaderboard)
+    REJECTED = 2  # a submission was rejected (bad file or interface), or the command line is wrong
+    INTERRUPTED = 130  # Ctrl-C or SIGTERM: finished runs are recorded, unfinished ones keep checkpoints
 
 
 class HarnessError(Exception):

@@ -19,10 +19,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from harness.executors import run_key
+from harness.executors import RunObserver
 from harness.models import forward_macs
 from harness.protocol import EpochMetrics, RunResult, RunSpec
-from harness.train import RunObserver
 
 REFRESH_S = 0.5  # how often the ETAs are recomputed
 
@@ -79,7 +78,7 @@ class EvaluationProgress(RunObserver):
         for s in specs:
             run = f"{s.arch} seed {s.seed}"
             label = f"{names[s.submission_sha256]} {run}" if len(names) > 1 else run
-            self.runs[run_key(s)] = RunState(s, label, forward_macs(s.arch) / base)
+            self.runs[s.key] = RunState(s, label, forward_macs(s.arch) / base)
         width = max((len(r.label) for r in self.runs.values()), default=10) + 1
         self.progress = Progress(
             TextColumn(f"[bold]{{task.fields[label]:<{width}}}"),
@@ -96,7 +95,6 @@ class EvaluationProgress(RunObserver):
         self.tasks: dict[tuple[str, str, int], TaskID] = {
             k: self.progress.add_task("", total=1.0, label=r.label, state="queued", stats="", eta="", start=False)
             for k, r in self.runs.items()}
-        self.current: RunState | None = None  # the run that step_done() belongs to (inline executor)
         self._last_refresh = 0.0
         self._update_overall()
 
@@ -161,7 +159,7 @@ class EvaluationProgress(RunObserver):
                 self.progress.update(self.tasks[k], eta=_duration((1 - r.fraction) * r.work * rate))
 
     def _set(self, r: RunState, **fields) -> None:
-        self.progress.update(self.tasks[run_key(r.spec)], **fields)
+        self.progress.update(self.tasks[r.spec.key], **fields)
 
     def _log(self, message: str) -> None:
         if not self.live:
@@ -170,22 +168,21 @@ class EvaluationProgress(RunObserver):
     # ------------------------------------------------------------------ RunObserver
 
     def run_placed(self, spec: RunSpec, where: str) -> None:
-        r = self.runs[run_key(spec)]
+        r = self.runs[spec.key]
         self._log(f"{escape(r.label)}: running in {escape(where)}")
 
     def run_started(self, spec: RunSpec, total_steps: int) -> None:
-        r = self.runs[run_key(spec)]
+        r = self.runs[spec.key]
         r.state, r.total_steps, r.steps, r.steps_at_start = "running", total_steps, 0, 0
         r.started, r.ended = self.clock(), None
-        self.current = r
-        self.progress.start_task(self.tasks[run_key(spec)])  # its clock starts now, not while queued
+        self.progress.start_task(self.tasks[spec.key])  # its clock starts now, not while queued
         self._set(r, state=f"epoch 0/{spec.profile.epochs}", stats="starting", completed=0)
         n = spec.profile.epochs
         self._log(f"{escape(r.label)}: training {n} epoch{'s' if n != 1 else ''} on {spec.device}")
         self._update_overall()
 
     def run_resumed(self, spec: RunSpec, epochs_done: int, steps_done: int, notes: list[str]) -> None:
-        r = self.runs[run_key(spec)]
+        r = self.runs[spec.key]
         for note in notes:
             self.console.print(f"[yellow]{escape(r.label)}: {escape(note)}[/]")
         if epochs_done:
@@ -198,20 +195,14 @@ class EvaluationProgress(RunObserver):
         self._set(r, state=f"epoch {epochs_done}/{spec.profile.epochs}", completed=r.fraction)
         self._update_overall()
 
-    def step_done(self) -> None:
-        if self.current is not None:
-            self._advance(self.current, 1)
-
-    def steps_done_for(self, spec: RunSpec, steps: int) -> None:
-        self._advance(self.runs[run_key(spec)], steps)
-
-    def _advance(self, r: RunState, steps: int) -> None:
+    def steps_done(self, spec: RunSpec, steps: int) -> None:
+        r = self.runs[spec.key]
         r.steps += steps
         self._set(r, completed=r.fraction)
         self._update_overall(force=False)
 
     def epoch_done(self, spec: RunSpec, m: EpochMetrics, best_fine_acc: float) -> None:
-        r = self.runs[run_key(spec)]
+        r = self.runs[spec.key]
         r.epoch = m.epoch + 1
         stats = (f"loss {m.train_fine_loss:.3f}/{m.train_coarse_loss:.3f}  "
                  f"test fine {m.test_fine_acc:5.2f}%  best {best_fine_acc:5.2f}%")
@@ -220,7 +211,7 @@ class EvaluationProgress(RunObserver):
         self._update_overall()
 
     def run_retrying(self, spec: RunSpec, attempt: int, retries: int, reason: str) -> None:
-        r = self.runs[run_key(spec)]
+        r = self.runs[spec.key]
         if r.started is not None:  # its clock stops until the new attempt starts
             r.ended = self.clock()
         r.state = "retrying"
@@ -230,10 +221,8 @@ class EvaluationProgress(RunObserver):
         self._update_overall()
 
     def run_finished(self, spec: RunSpec, result: RunResult) -> None:
-        r = self.runs[run_key(spec)]
+        r = self.runs[spec.key]
         r.state, r.ended = result.status, self.clock()
-        if self.current is r:
-            self.current = None
         done = "[green]ok[/]" if result.status == "ok" else "[red]failed[/]"
         best = f"best {result.best_fine_acc:.2f}%" if result.best_fine_acc is not None else ""
         self._set(r, state=done, stats=best, eta="", completed=1.0)

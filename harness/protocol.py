@@ -152,6 +152,11 @@ class RunSpec(_Frozen):
         runs the forward pass under bfloat16 autocast."""
         return {"fp32": "float32", "tf32": "float32", "bf16": "float32", "fp64": "float64"}[self.precision]
 
+    @property
+    def key(self) -> tuple[str, str, int]:
+        """Identifies the run within one evaluation (several files may be evaluated together)."""
+        return (self.submission_sha256, self.arch, self.seed)
+
 
 class EpochMetrics(_Frozen):
     """One line of a run's ``metrics.jsonl``. ``epoch`` is 0-indexed, as in ``forward``."""

@@ -17,8 +17,6 @@ and which losses ``L`` uses at all (:class:`~harness.worker_client.StepReply`). 
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import time
 import traceback
@@ -31,21 +29,14 @@ import torch.nn.functional as F
 
 from harness.checkpoint import Checkpointer
 from harness.data import Split, TrainLoader, eval_batches
-from harness.errors import RunFailed, UsageError
+from harness.device import autocast_context, set_determinism, set_fp32_precision
+from harness.errors import RunFailed
 from harness.models import TwoHeadNet, build_model
 from harness.protocol import EpochMetrics, RunResult, RunSpec
 from harness.provenance import device_name
+from harness.rundir import RunDir
 from harness.sandbox import Sandbox
 from harness.worker_client import LossWorker, StepReply, StepRequest, WorkerError
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RunFailed("--device cuda was given but torch sees no CUDA device")
-    return torch.device(name)
 
 
 # ------------------------------------------------------------------------ one step
@@ -135,65 +126,6 @@ def _backward_combined(fine: torch.Tensor, coarse: torch.Tensor, reply: StepRepl
                                       (coarse, reply.w_coarse, reply.uses_coarse)) if used]
     if terms:
         (terms[0] if len(terms) == 1 else terms[0] + terms[1]).backward()
-
-
-def autocast_context(precision: str, device_type: str):
-    """bfloat16 autocast for ``bf16``; nothing for fp32 and fp64."""
-    if precision == "bf16":
-        return torch.autocast(device_type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def fast_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 natively (a GPU with bf16, a CPU with AVX-512 BF16/AMX)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> ``bf16`` where it is native on ``device``, else ``fp32``; others unchanged
-    (``tf32`` is refused off CUDA, where it does not exist)."""
-    if precision == "tf32" and device.type != "cuda":
-        raise UsageError(f"--precision tf32 needs a CUDA device (TensorFloat-32 is a GPU format); this run is on "
-                         f"{device.type}: use fp32")
-    if precision != "auto":
-        return precision
-    return "bf16" if fast_bf16(device) else "fp32"
-
-
-def set_fp32_precision(precision: str, device: torch.device) -> None:
-    """Make float32 mean what the row records. On CUDA, ``fp32`` (and the float32 parts of
-    ``bf16``) is IEEE float32 for matmuls and cuDNN convolutions (torch >= 2.9 defaults cuDNN
-    convolutions to TF32); ``tf32`` is TensorFloat-32 for both. Other devices have no TF32."""
-    if device.type != "cuda":
-        return
-    mode = "tf32" if precision == "tf32" else "ieee"
-    conv = getattr(torch.backends.cudnn, "conv", None)
-    if conv is not None and hasattr(conv, "fp32_precision"):  # torch >= 2.9: the only API to use
-        torch.backends.cuda.matmul.fp32_precision = mode
-        conv.fp32_precision = mode
-    else:
-        torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
-        torch.backends.cudnn.allow_tf32 = mode == "tf32"
-
-
-def determinism_env(deterministic: bool) -> dict[str, str]:
-    """Environment a ``--deterministic`` run's process needs before CUDA starts: cuBLAS reads
-    ``CUBLAS_WORKSPACE_CONFIG`` when it creates its handle (deterministic matmuls need it)."""
-    return {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"} if deterministic else {}
-
-
-def set_determinism(deterministic: bool, device: torch.device) -> None:
-    """``--deterministic``: deterministic kernels everywhere (an op without one raises), cuDNN
-    deterministic and without autotuning. Otherwise cuDNN autotunes (faster on a GPU)."""
-    torch.use_deterministic_algorithms(deterministic)
-    if device.type == "cuda":
-        torch.backends.cudnn.deterministic = deterministic
-        torch.backends.cudnn.benchmark = not deterministic
 
 
 def train_one_epoch(model: TwoHeadNet, loader: TrainLoader, optimizer: torch.optim.Optimizer,
@@ -288,18 +220,14 @@ def evaluate(model: TwoHeadNet, batches: list[tuple[torch.Tensor, torch.Tensor, 
 # -------------------------------------------------------------------------- one run
 
 
-class RunObserver:
-    """Hooks for progress display; the default does nothing."""
+class TrainHooks:
+    """What a run reports while it trains (the default does nothing). The executors turn these
+    into events for the driver (:mod:`harness.executors.events`); tests use them to stop a run."""
 
-    def run_started(self, spec: RunSpec, total_steps: int) -> None: ...
-    def run_resumed(self, spec: RunSpec, epochs_done: int, steps_done: int, notes: list[str]) -> None: ...
+    def started(self, total_steps: int) -> None: ...
+    def resumed(self, epochs_done: int, steps_done: int, notes: list[str]) -> None: ...
     def step_done(self) -> None: ...
-    def epoch_done(self, spec: RunSpec, metrics: EpochMetrics, best_fine_acc: float) -> None: ...
-    def run_finished(self, spec: RunSpec, result: RunResult) -> None: ...
-    # reported by executors that run elsewhere than the driver's own loop
-    def run_placed(self, spec: RunSpec, where: str) -> None: ...
-    def steps_done_for(self, spec: RunSpec, steps: int) -> None: ...
-    def run_retrying(self, spec: RunSpec, attempt: int, retries: int, reason: str) -> None: ...
+    def epoch_done(self, metrics: EpochMetrics, best_fine_acc: float) -> None: ...
 
 
 @dataclass
@@ -333,28 +261,23 @@ def _restore(state: dict, model: TwoHeadNet, optimizer: torch.optim.Optimizer, d
         torch.cuda.set_rng_state(state["rng_cuda"], device)
 
 
-def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_dir: Path,
-            sandbox: Sandbox, observer: RunObserver | None = None) -> RunOutcome:
+def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_dir: RunDir | Path,
+            sandbox: Sandbox, hooks: TrainHooks | None = None) -> RunOutcome:
     """Train ``spec.arch`` with ``spec.seed`` and the submission's loss; never raises for
-    a failure of the submission or the worker: the outcome is then ``failed``.
-
-    Writes into ``run_dir``: ``settings.json`` (the spec), ``metrics.jsonl`` (one
-    :class:`EpochMetrics` per line), ``worker.log``, ``loss_state.json`` (the loss
-    module's final parameters), ``result.json``, and ``failure.txt`` when it failed.
+    a failure of the submission or the worker: the outcome is then ``failed``. Its files go
+    into ``run_dir`` (:class:`~harness.rundir.RunDir`); an interrupted run resumes from its
+    last checkpoint, a run the submission failed starts again from epoch 0.
     """
-    observer = observer or RunObserver()
+    hooks = hooks or TrainHooks()
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
     profile = spec.profile
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "settings.json").write_text(spec.model_dump_json(indent=2))
-    metrics_path = run_dir / "metrics.jsonl"
-    for stale in ("failure.txt", "result.json", "loss_state.json"):
-        (run_dir / stale).unlink(missing_ok=True)
+    run.start(spec)
     start = time.perf_counter()
     device = torch.device(spec.device)
     dtype = getattr(torch, spec.dtype)
     set_determinism(spec.deterministic, device)
     set_fp32_precision(spec.precision, device)
-    checkpointer = Checkpointer(run_dir, spec)
+    checkpointer = Checkpointer(run.checkpoint, spec)
     resume, notes = checkpointer.load()  # never raises; tensors on the CPU
     model, optimizer = _fresh_model(spec, device, dtype)
     if resume is not None:
@@ -367,10 +290,7 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
             model, optimizer = _fresh_model(spec, device, dtype)  # the failed restore may have changed it
     if resume is None:
         checkpointer.clear()
-        for stale in ("worker.log", "metrics.jsonl"):
-            (run_dir / stale).unlink(missing_ok=True)
-    else:  # exactly the epochs the run continues from (a line written after the checkpoint goes)
-        metrics_path.write_text("".join(m.model_dump_json() + "\n" for m in resume.history))
+    run.restart_history(resume.history if resume is not None else [])
 
     forward = torch.compile(model) if spec.compile else model  # shares the parameters
     opt = profile.optimizer
@@ -379,17 +299,17 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
                          channels_last=spec.channels_last, dtype=dtype)
     test_batches = eval_batches(test, batch_size=profile.eval_batch_size, device=device,
                                 channels_last=spec.channels_last, dtype=dtype)
-    observer.run_started(spec, profile.epochs * loader.steps_per_epoch)
+    hooks.started(profile.epochs * loader.steps_per_epoch)
     first_epoch = 0
     history: list[EpochMetrics] = []
     if resume is not None:
         first_epoch, history = resume.epochs_done, list(resume.history)
     if resume is not None or notes:
-        observer.run_resumed(spec, first_epoch, first_epoch * loader.steps_per_epoch, notes)
+        hooks.resumed(first_epoch, first_epoch * loader.steps_per_epoch, notes)
     loss_state = None
     try:
         with LossWorker(submission, sandbox=sandbox, seed=spec.seed, optimizer=opt, dtype=spec.dtype,
-                        log_path=run_dir / "worker.log", start_timeout=profile.worker_start_timeout_s,
+                        log_path=run.worker_log, start_timeout=profile.worker_start_timeout_s,
                         call_timeout=profile.worker_call_timeout_s,
                         run_budget=profile.worker_run_budget_s) as worker:
             try:
@@ -407,7 +327,7 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 fine_l, coarse_l, combined, w_fine, w_coarse = train_one_epoch(
-                    model, loader, optimizer, worker, epoch=epoch, total_epochs=profile.epochs, on_step=observer.step_done,
+                    model, loader, optimizer, worker, epoch=epoch, total_epochs=profile.epochs, on_step=hooks.step_done,
                     precision=spec.precision, forward=forward)
                 test_fine_l, test_coarse_l, fine_acc, coarse_acc = evaluate(
                     model, test_batches, precision=spec.precision, forward=forward)
@@ -419,17 +339,16 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
                     seconds=time.perf_counter() - epoch_start,
                 )
                 history.append(metrics)
-                with open(metrics_path, "a") as f:
-                    f.write(metrics.model_dump_json() + "\n")
+                run.append_metrics(metrics)
                 if epoch + 1 < profile.epochs:
                     checkpointer.save(epoch + 1, history, worker.sent_steps, {
                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "rng_cpu": torch.get_rng_state(),
                         "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None})
-                observer.epoch_done(spec, metrics, max(m.test_fine_acc for m in history))
+                hooks.epoch_done(metrics, max(m.test_fine_acc for m in history))
             try:
                 loss_state = worker.state()
-                (run_dir / "loss_state.json").write_text(json.dumps(loss_state, allow_nan=False))
+                run.write_loss_state(loss_state)
             except WorkerError:
                 loss_state = None  # a report only; the run itself succeeded
         result = RunResult.from_epochs(history, time.perf_counter() - start)
@@ -444,10 +363,8 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
             # since the last checkpoint (a killed process or a Ctrl-C, not RunFailed, still resumes)
             checkpointer.clear()
             note = "(a new attempt starts from epoch 0: failures caused by the submission are not resumed)\n"
-        (run_dir / "failure.txt").write_text(
-            f"{spec.submission} failed on {spec.arch}, seed {spec.seed}:\n{reason}\n{note}")
+        run.write_failure(f"{spec.submission} failed on {spec.arch}, seed {spec.seed}:\n{reason}\n{note}")
         result = RunResult.failed(reason.strip(), epochs_done=len(history), wall_seconds=time.perf_counter() - start)
     result = result.model_copy(update={"device": device_name(device)})
-    (run_dir / "result.json").write_text(result.model_dump_json(indent=2))
-    observer.run_finished(spec, result)
+    run.write_result(result)
     return RunOutcome(result, history, model, loss_state)

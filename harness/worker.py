@@ -42,7 +42,7 @@ import random
 import struct
 import sys
 import traceback
-from typing import Any
+from typing import Any, NamedTuple
 
 # ------------------------------------------------------------------------ wire format
 
@@ -53,15 +53,18 @@ HEADER = struct.Struct("<BI")
 MAX_FRAME = 4 << 20  # bytes; a longer frame is a protocol violation
 
 STEP_RECORD = struct.Struct("<qqqqddddddddI")
-"""epoch, total_epochs, step, steps_per_epoch, lr, fine_loss, coarse_loss,
-g00, g01, g11, batch_fine_acc, batch_coarse_acc, flags"""
+StepRecord = NamedTuple("StepRecord", [(n, int) for n in ("epoch", "total_epochs", "step", "steps_per_epoch")] + [
+    (n, float) for n in ("lr", "fine_loss", "coarse_loss", "g00", "g01", "g11", "batch_fine_acc",
+                         "batch_coarse_acc")] + [("flags", int)])
 FLAG_GRAMIAN = 1
 FLAG_ACCURACY = 2
 
 RESULT_RECORD = struct.Struct("<dddddI")
-"""L, dL/d fine_loss, dL/d coarse_loss, dH/d fine_loss, dH/d coarse_loss, flags; H is the head
-loss (``L`` itself when the module defines no ``head_loss``). A derivative whose USES bit is
-clear is 0.0 and means "no dependency": that task gets no gradient at all."""
+ResultRecord = NamedTuple("ResultRecord", [(n, float) for n in ("loss", "w_fine", "w_coarse", "h_fine", "h_coarse")]
+                          + [("flags", int)])
+"""``w_*``: dL/dL_k; ``h_*``: dH/dL_k, H the head loss (``L`` itself when the module defines no
+``head_loss``). A derivative whose USES bit is clear is 0.0 and means "no dependency": that task
+gets no gradient at all."""
 USES_FINE, USES_COARSE, HEAD_USES_FINE, HEAD_USES_COARSE = 1, 2, 4, 8
 HEAD_LOSS = "head_loss"
 """Optional method ``head_loss(self, fine_loss, coarse_loss) -> 0-d tensor``: what the task heads
@@ -86,6 +89,22 @@ def pack_frame(kind: int, payload: bytes = b"") -> bytes:
 
 def pack_json(kind: int, obj: dict[str, Any]) -> bytes:
     return pack_frame(kind, json.dumps(obj, allow_nan=False).encode())
+
+
+def pack_step(record: StepRecord) -> bytes:
+    return pack_frame(STEP, STEP_RECORD.pack(*record))
+
+
+def unpack_step(payload: bytes) -> StepRecord:
+    return StepRecord._make(STEP_RECORD.unpack(payload))
+
+
+def pack_result(record: ResultRecord) -> bytes:
+    return pack_frame(RESULT, RESULT_RECORD.pack(*record))
+
+
+def unpack_result(payload: bytes) -> ResultRecord:
+    return ResultRecord._make(RESULT_RECORD.unpack(payload))
 
 
 # ----------------------------------------------------------------------------- worker
@@ -153,10 +172,8 @@ def read_capabilities(forward: Any) -> list[str]:
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     has_varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
     if len(positional) < 4 and not has_varargs:
-        raise InterfaceError(
-            "MultiTaskLoss.forward must accept (fine_loss, coarse_loss, epoch, total_epochs); "
-            f"it takes {[p.name for p in positional]}"
-        )
+        raise InterfaceError("MultiTaskLoss.forward must accept (fine_loss, coarse_loss, epoch, total_epochs); "
+                             f"it takes {[p.name for p in positional]}")
     caps = []
     for p in params:
         if p.kind != p.KEYWORD_ONLY:
@@ -164,10 +181,8 @@ def read_capabilities(forward: Any) -> list[str]:
         if p.name in CAPABILITIES:
             caps.append(p.name)
         elif p.default is p.empty:
-            raise InterfaceError(
-                f"MultiTaskLoss.forward has a required keyword-only parameter {p.name!r} that the "
-                f"harness does not provide; available: {', '.join(CAPABILITIES)}"
-            )
+            raise InterfaceError(f"MultiTaskLoss.forward has a required keyword-only parameter {p.name!r} that the "
+                                 f"harness does not provide; available: {', '.join(CAPABILITIES)}")
     return caps
 
 
@@ -224,9 +239,7 @@ class LossSession:
         self.params = [p for p in self.module.parameters() if p.requires_grad]
         self.num_params = sum(p.numel() for p in self.module.parameters())
         if self.num_params > max_params:
-            raise InterfaceError(
-                f"the loss module has {self.num_params:,} parameters; the limit is {max_params:,}"
-            )
+            raise InterfaceError(f"the loss module has {self.num_params:,} parameters; the limit is {max_params:,}")
         for p in self.module.parameters():
             if p.device.type != "cpu":
                 raise InterfaceError("the loss module runs on the CPU; do not move it to another device")
@@ -238,8 +251,8 @@ class LossSession:
             if self.params else None
         )
 
-    def step(self, record: tuple) -> tuple[float, float, float, float, float, int]:
-        """One training step: the values of :data:`RESULT_RECORD`."""
+    def step(self, record: StepRecord) -> ResultRecord:
+        """One training step."""
         torch = self.torch
         (epoch, total_epochs, step, steps_per_epoch, lr, fine_v, coarse_v,
          g00, g01, g11, fine_acc, coarse_acc, flags) = record
@@ -277,7 +290,7 @@ class LossSession:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             self.optimizer.step()
-        return float(out.detach()), d_fine, d_coarse, h_fine, h_coarse, uses | head_uses << 2
+        return ResultRecord(float(out.detach()), d_fine, d_coarse, h_fine, h_coarse, uses | head_uses << 2)
 
     @staticmethod
     def _derivatives(grad_fine: Any, grad_coarse: Any, what: str) -> tuple[float, float, int]:
@@ -297,20 +310,16 @@ class LossSession:
                 f"{method} must return a 0-d floating torch.Tensor, got {type(out).__module__}.{type(out).__qualname__}"
             )
         if out.dim() != 0:
-            raise InterfaceError(
-                f"{method} must return a 0-d tensor (a scalar), got shape {tuple(out.shape)}; "
-                "combine the losses into one number, e.g. with .sum()"
-            )
+            raise InterfaceError(f"{method} must return a 0-d tensor (a scalar), got shape {tuple(out.shape)}; "
+                                 "combine the losses into one number, e.g. with .sum()")
         if not out.is_floating_point():
             raise InterfaceError(f"{method} must return a floating tensor, got dtype {out.dtype}")
         value = float(out.detach())
         if not math.isfinite(value):
             raise InterfaceError(f"{method} returned a non-finite loss ({value})")
         if not out.requires_grad:
-            raise InterfaceError(
-                f"the loss returned by {method} does not depend on fine_loss or coarse_loss "
-                "(it is a constant or was detached); return a differentiable combination"
-            )
+            raise InterfaceError(f"the loss returned by {method} does not depend on fine_loss or coarse_loss "
+                                 "(it is a constant or was detached); return a differentiable combination")
 
     def state(self) -> dict[str, list[float]]:
         return {name: p.detach().reshape(-1).tolist() for name, p in self.module.named_parameters()}
@@ -330,27 +339,29 @@ def _die_with_parent() -> None:
         pass
 
 
-def _option(argv: list[str], name: str) -> str | None:
-    """The value of ``name VALUE`` in the worker's command line (set by the trainer), or None."""
-    for flag, value in zip(argv, argv[1:]):
-        if flag == name:
-            return value
-    return None
+def _options(argv: list[str], name: str) -> list[str]:
+    """Every value of ``name VALUE`` in the worker's command line (set by the trainer)."""
+    return [value for flag, value in zip(argv, argv[1:]) if flag == name]
 
 
-def _extend_sys_path(argv: list[str]) -> None:
-    """``--sys-path DIR`` arguments (from the trainer's command line) join ``sys.path``: the worker
-    runs in isolated mode, where a virtual environment's or a ``--user`` install's packages are
-    otherwise not found."""
-    for flag, value in zip(argv, argv[1:]):
-        if flag == "--sys-path" and value not in sys.path:
-            sys.path.append(value)
+def _read_frame(fd: int) -> tuple[int, bytes] | None:
+    """The next frame's ``(type, payload)``, or None at the end of the input."""
+    header = _read_exact(fd, HEADER.size)
+    if header is None:
+        return None
+    kind, length = HEADER.unpack(header)
+    payload = _read_exact(fd, length) if length else b""
+    return None if payload is None else (kind, payload)
 
 
 def main() -> int:
-    _extend_sys_path(sys.argv[1:])
+    argv = sys.argv[1:]
+    # --sys-path: the worker runs isolated (python -I), where a virtual environment's or a --user
+    # install's packages are otherwise not found
+    sys.path.extend(p for p in _options(argv, "--sys-path") if p not in sys.path)
     _die_with_parent()
-    proto_in, proto_out = _claim_protocol_fds(_option(sys.argv[1:], "--connect"))
+    connect = _options(argv, "--connect")
+    proto_in, proto_out = _claim_protocol_fds(connect[0] if connect else None)
 
     def send(frame: bytes) -> None:
         _write_all(proto_out, frame)
@@ -359,12 +370,11 @@ def main() -> int:
         send(pack_json(ERROR, {"stage": stage, "message": message, "traceback": tb}))
         return 1
 
-    header = _read_exact(proto_in, HEADER.size)
-    if header is None:
+    frame = _read_frame(proto_in)
+    if frame is None:
         return 0
-    kind, length = HEADER.unpack(header)
-    payload = _read_exact(proto_in, length) if length else b""
-    if kind != INIT or payload is None:
+    kind, payload = frame
+    if kind != INIT:
         return fail("protocol", "expected INIT")
     init = json.loads(payload)
     submission = init["submission"]
@@ -379,20 +389,13 @@ def main() -> int:
     send(pack_json(READY, {"capabilities": session.capabilities, "num_params": session.num_params,
                            "head_loss": session.head_loss is not None}))
 
-    while True:
-        header = _read_exact(proto_in, HEADER.size)
-        if header is None:
-            return 0
-        kind, length = HEADER.unpack(header)
-        payload = _read_exact(proto_in, length) if length else b""
-        if payload is None:
-            return 0
+    while (frame := _read_frame(proto_in)) is not None:
+        kind, payload = frame
         if kind == STEP:
-            if length != STEP_RECORD.size:
-                return fail("protocol", f"STEP record of {length} bytes")
-            record = STEP_RECORD.unpack(payload)
+            if len(payload) != STEP_RECORD.size:
+                return fail("protocol", f"STEP record of {len(payload)} bytes")
             try:
-                send(pack_frame(RESULT, RESULT_RECORD.pack(*session.step(record))))
+                send(pack_result(session.step(unpack_step(payload))))
             except InterfaceError as e:
                 return fail("forward", str(e))
             except BaseException as e:  # noqa: BLE001
@@ -406,6 +409,7 @@ def main() -> int:
             return 0
         else:
             return fail("protocol", f"unknown frame type {kind}")
+    return 0
 
 
 if __name__ == "__main__":

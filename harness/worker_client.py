@@ -11,27 +11,25 @@ violation.
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 import select
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from harness import worker as wire
 from harness.protocol import OptimizerSettings
 from harness.sandbox import Sandbox
+from harness.worker_messages import (MAX_MESSAGE, MAX_STAGE, Ready, StepReply, StepRequest, WorkerError, loss_state,
+                                     printable)
+
+__all__ = ["LossWorker", "Ready", "StepReply", "StepRequest", "WorkerError", "printable"]
 
 DEFAULT_MAX_PARAMS = 1_000_000
-MAX_STAGE = 40  # characters of the worker's reported stage that are kept
-MAX_MESSAGE = 2000
-MAX_PARAM_NAME = 200
 LOG_CAP_BYTES = 1 << 20  # of worker output kept per log; the rest is counted and dropped
 
 
@@ -55,102 +53,6 @@ class _LogDrain(threading.Thread):
             if self.dropped:
                 log.write(f"\n[harness: {self.dropped:,} more bytes of worker output were dropped]\n".encode())
         self.pipe.close()
-
-
-_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
-"""C0 and C1 control characters but newline and tab (terminal escape sequences start with ESC or
-CSI), and the zero-width and bidirectional-override characters that hide or reorder text."""
-
-
-def printable(text: str) -> str:
-    """Text that came from the worker, safe to print, store or render: every character of
-    :data:`_UNPRINTABLE` becomes ``?`` (no escape sequence reaches a terminal, a file or a page)."""
-    return _UNPRINTABLE.sub("?", text)
-
-
-class WorkerError(RuntimeError):
-    """The loss worker failed. ``stage`` says where; ``detail`` holds the submission's
-    traceback or the worker's last output, already truncated. Message and detail may quote
-    what the worker sent; both are passed through :func:`printable`."""
-
-    def __init__(self, stage: str, message: str, detail: str = "") -> None:
-        message, detail = printable(message), printable(detail)
-        super().__init__(message)
-        self.stage = printable(stage)[:MAX_STAGE]
-        self.message = message
-        self.detail = detail
-
-    def __str__(self) -> str:
-        return f"{self.message}\n{self.detail}".rstrip()
-
-
-@dataclass(frozen=True)
-class Ready:
-    capabilities: tuple[str, ...]
-    num_params: int
-    head_loss: bool = False  # the module defines head_loss: the heads follow it, not forward
-
-
-@dataclass(frozen=True)
-class StepReply:
-    """The worker's answer to one step. ``w_*``: ``dL/dL_k``, what the shared parameters get;
-    ``h_*``: ``dH/dL_k``, what the task heads get (equal to ``w_*`` without a head loss). A task
-    that ``L`` (``H``) does not use at all has ``uses_*`` (``head_uses_*``) False and gets no
-    gradient there, exactly as in-process backpropagation would leave it."""
-
-    loss: float
-    w_fine: float
-    w_coarse: float
-    h_fine: float
-    h_coarse: float
-    uses_fine: bool
-    uses_coarse: bool
-    head_uses_fine: bool
-    head_uses_coarse: bool
-
-    @classmethod
-    def unpack(cls, payload: bytes, *, head_loss: bool) -> StepReply:
-        """Parse and validate a RESULT record (hostile input: every field is checked)."""
-        loss, w_f, w_c, h_f, h_c, flags = wire.RESULT_RECORD.unpack(payload)
-        if not all(math.isfinite(v) for v in (loss, w_f, w_c, h_f, h_c)):
-            raise WorkerError("protocol", f"the worker replied with non-finite values {(loss, w_f, w_c, h_f, h_c)}")
-        if flags >> 4:
-            raise WorkerError("protocol", f"the worker replied with unknown flags {flags:#x}")
-        reply = cls(loss, w_f, w_c, h_f, h_c, bool(flags & wire.USES_FINE), bool(flags & wire.USES_COARSE),
-                    bool(flags & wire.HEAD_USES_FINE), bool(flags & wire.HEAD_USES_COARSE))
-        unused = [v for v, used in ((w_f, reply.uses_fine), (w_c, reply.uses_coarse), (h_f, reply.head_uses_fine),
-                                    (h_c, reply.head_uses_coarse)) if not used]
-        if any(v != 0.0 for v in unused):
-            raise WorkerError("protocol", "the worker replied with a derivative for a loss it does not use")
-        if not head_loss and (w_f, w_c, flags & 3) != (h_f, h_c, flags >> 2):
-            raise WorkerError("protocol", "the worker replied with a head loss it did not announce")
-        return reply
-
-
-@dataclass(frozen=True)
-class StepRequest:
-    epoch: int
-    total_epochs: int
-    step: int
-    steps_per_epoch: int
-    lr: float
-    fine_loss: float
-    coarse_loss: float
-    gramian: tuple[float, float, float] | None = None  # g00, g01, g11
-    batch_accuracy: tuple[float, float] | None = None  # fine, coarse in [0, 1]
-
-    def pack(self) -> bytes:
-        g = self.gramian or (0.0, 0.0, 0.0)
-        a = self.batch_accuracy or (0.0, 0.0)
-        flags = (wire.FLAG_GRAMIAN if self.gramian else 0) | (wire.FLAG_ACCURACY if self.batch_accuracy else 0)
-        return wire.pack_frame(wire.STEP, wire.STEP_RECORD.pack(
-            self.epoch, self.total_epochs, self.step, self.steps_per_epoch, self.lr,
-            self.fine_loss, self.coarse_loss, *g, *a, flags))
-
-
-def _finite_number(x: object) -> bool:
-    """A JSON number the trainer accepts: a finite float, or an int a float holds exactly."""
-    return (type(x) is float and math.isfinite(x)) or (type(x) is int and abs(x) <= 2 ** 53)
 
 
 CLOSE_WRITE_S = 0.5  # the CLOSE frame is best effort: the worker is killed anyway
@@ -224,17 +126,7 @@ class LossWorker:
             "submission": inside_path, "seed": self.seed, "max_params": self.max_params, "dtype": self.dtype,
             "optimizer": self.optimizer.model_dump(include={"lr", "momentum", "weight_decay", "nesterov"}),
         }), self.start_timeout, "starting the loss module")
-        reply = self._expect_json(wire.READY, self.start_timeout, "starting the loss module")
-        caps = reply.get("capabilities")
-        if not (isinstance(caps, list) and all(isinstance(c, str) and c in wire.CAPABILITIES for c in caps)):
-            raise WorkerError("protocol", f"the worker announced unknown capabilities {caps!r}")
-        num_params = reply.get("num_params")
-        if not isinstance(num_params, int) or num_params < 0:
-            raise WorkerError("protocol", "the worker announced an invalid parameter count")
-        head_loss = reply.get("head_loss", False)
-        if not isinstance(head_loss, bool):
-            raise WorkerError("protocol", "the worker announced an invalid head_loss flag")
-        self.ready = Ready(tuple(caps), num_params, head_loss)
+        self.ready = Ready.from_json(self._expect_json(wire.READY, self.start_timeout, "starting the loss module"))
         return self.ready
 
     def close(self) -> None:
@@ -296,15 +188,7 @@ class LossWorker:
         of at most 200 printable characters."""
         self._send(wire.pack_frame(wire.STATE), self.call_timeout, "reporting its parameters")
         reply = self._expect_json(wire.STATE_REPLY, self.call_timeout, "reporting its parameters")
-        params = reply.get("params")
-        limit = self.ready.num_params if self.ready is not None else self.max_params
-        if not isinstance(params, dict) or not all(
-            isinstance(k, str) and 0 < len(k) <= MAX_PARAM_NAME and printable(k) == k and isinstance(v, list)
-            and all(_finite_number(x) for x in v)
-            for k, v in params.items()
-        ) or sum(len(v) for v in params.values()) > limit:
-            raise WorkerError("protocol", "the worker's parameter report is malformed")
-        return {k: [float(x) for x in v] for k, v in params.items()}
+        return loss_state(reply, self.ready.num_params if self.ready is not None else self.max_params)
 
     # ------------------------------------------------------------------- plumbing
 

@@ -39,8 +39,8 @@ def test_eta_weighs_architectures_and_divides_by_the_runs_at_once():
         p.run_started(r20, 10)
         p.run_started(r56, 10)
         clock.t = 10.0
-        p.steps_done_for(r20, 5)
-        p.steps_done_for(r56, 2)
+        p.steps_done(r20, 5)
+        p.steps_done(r56, 2)
         # 20 run-seconds bought 0.5 * 2 epochs of resnet20 and 0.2 * 2 epochs of resnet56
         rate = 20 / (1 + 0.4 * c)
         assert p.seconds_per_work() == pytest.approx(rate)
@@ -48,7 +48,7 @@ def test_eta_weighs_architectures_and_divides_by_the_runs_at_once():
         assert p.eta() == pytest.approx(left * rate / 2)
         assert p.summary() == "0/3 runs ended, 2 running, 1 queued"
         clock.t = 20.0
-        p.steps_done_for(r20, 5)
+        p.steps_done(r20, 5)
         p.run_finished(r20, RunResult(status="ok", epochs_done=2, best_fine_acc=3.0, wall_seconds=20.0))
         p.run_started(later, 10)
         p.run_retrying(r56, 1, 2, "WorkerCrashedError: gone")
@@ -65,7 +65,7 @@ def test_a_resumed_run_is_measured_only_on_the_steps_of_this_session():
     p.run_started(spec, 40)
     p.run_resumed(spec, 2, 20, [])
     clock.t = 5.0
-    p.steps_done_for(spec, 10)  # 10 steps = 1 epoch in 5 s; the 20 replayed steps cost nothing here
+    p.steps_done(spec, 10)  # 10 steps = 1 epoch in 5 s; the 20 replayed steps cost nothing here
     assert p.seconds_per_work() == pytest.approx(5.0)
     assert p.eta() == pytest.approx(5.0)
     assert "resuming after epoch 2/4" in out.getvalue()

@@ -88,13 +88,14 @@ def test_deterministic_runs_carry_the_cublas_setting_into_ray_tasks(monkeypatch)
 
     from harness.executors import Job
     from harness.executors.ray_tasks import task_options
+    from harness.rundir import RunDir
     from pathlib import Path
 
     from conftest import run_spec, tiny_profile
 
     def job(deterministic):
         spec = run_spec(tiny_profile()).model_copy(update={"deterministic": deterministic})
-        return Job(spec=spec, submission=Path("x.py"), run_dir=Path("r"))
+        return Job(spec=spec, submission=Path("x.py"), run_dir=RunDir(Path("r")))
 
     assert "runtime_env" not in task_options([job(False)], 1.0, 0.0)
     options = task_options([job(True)], 1.0, 0.0)

@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 
 from conftest import BASELINES, REPO, harness_env, run_spec, tiny_profile
+from harness.rundir import RunDir
 from harness.sandbox import get_sandbox
-from harness.train import RunObserver, run_one
+from harness.train import TrainHooks, run_one
 from test_cli import harness
 
 
@@ -24,14 +25,14 @@ class Crash(BaseException):
     """Stands for a kill: not an Exception, so run_one does not turn it into a failed run."""
 
 
-class CrashAfter(RunObserver):
+class CrashAfter(TrainHooks):
     def __init__(self, epoch: int) -> None:
-        self.epoch, self.resumed = epoch, []
+        self.epoch, self.resumed_at = epoch, []
 
-    def run_resumed(self, spec, epochs_done, steps_done, notes):
-        self.resumed.append((epochs_done, notes))
+    def resumed(self, epochs_done, steps_done, notes):
+        self.resumed_at.append((epochs_done, notes))
 
-    def epoch_done(self, spec, metrics, best):
+    def epoch_done(self, metrics, best):
         if metrics.epoch == self.epoch:
             raise Crash
 
@@ -40,7 +41,7 @@ def _run(tmp_path, tiny_splits, name, observer=None, submission="gradnorm.py"):
     train, test = tiny_splits
     spec = run_spec(tiny_profile(epochs=3), submission=submission)
     return run_one(spec, submission=BASELINES / submission, train=train, test=test, run_dir=tmp_path / name,
-                   sandbox=get_sandbox("none"), observer=observer)
+                   sandbox=get_sandbox("none"), hooks=observer)
 
 
 def _metrics(run_dir):
@@ -60,7 +61,7 @@ def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, tiny_spl
     assert len(_metrics(tmp_path / "cut")) == 2 and (tmp_path / "cut" / "checkpoint" / "manifest.json").exists()
     watcher = CrashAfter(epoch=-1)
     resumed = _run(tmp_path, tiny_splits, "cut", watcher, submission=submission)
-    assert watcher.resumed == [(2, [])]
+    assert watcher.resumed_at == [(2, [])]
     assert resumed.result.status == "ok"
     assert _metrics(tmp_path / "cut") == _metrics(tmp_path / "whole")
     assert resumed.loss_state == whole.loss_state
@@ -73,7 +74,7 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one_then_to_scratch(tmp
 
     def go(observer):
         return run_one(spec, submission=BASELINES / "gradnorm.py", train=train, test=test, run_dir=tmp_path / "r",
-                       sandbox=get_sandbox("none"), observer=observer)
+                       sandbox=get_sandbox("none"), hooks=observer)
 
     with pytest.raises(Crash):
         go(CrashAfter(epoch=2))  # checkpoints after epochs 1 and 2
@@ -83,14 +84,14 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one_then_to_scratch(tmp
     watcher = CrashAfter(epoch=2)
     with pytest.raises(Crash):
         go(watcher)
-    assert watcher.resumed == [(2, ["checkpoint epoch-3.pt is damaged (checksum mismatch)"])]
+    assert watcher.resumed_at == [(2, ["checkpoint epoch-3.pt is damaged (checksum mismatch)"])]
     # now damage both: the run starts from scratch and says so
     for f in ckpt.glob("epoch-*.pt"):
         f.write_bytes(b"garbage")
     watcher = CrashAfter(epoch=-1)
     outcome = go(watcher)
     assert outcome.result.status == "ok" and len(_metrics(tmp_path / "r")) == 4
-    assert watcher.resumed[0][0] == 0 and len(watcher.resumed[0][1]) == 2
+    assert watcher.resumed_at[0][0] == 0 and len(watcher.resumed_at[0][1]) == 2
 
 
 def test_after_falling_back_to_an_older_checkpoint_the_next_save_is_usable(tmp_path, tiny_splits):
@@ -102,7 +103,7 @@ def test_after_falling_back_to_an_older_checkpoint_the_next_save_is_usable(tmp_p
 
     def go(name, observer):
         return run_one(spec, submission=BASELINES / "gradnorm.py", train=train, test=test, run_dir=tmp_path / name,
-                       sandbox=get_sandbox("none"), observer=observer)
+                       sandbox=get_sandbox("none"), hooks=observer)
 
     whole = go("whole", None)
     with pytest.raises(Crash):
@@ -116,10 +117,10 @@ def test_after_falling_back_to_an_older_checkpoint_the_next_save_is_usable(tmp_p
     watcher = CrashAfter(epoch=2)
     with pytest.raises(Crash):
         go("r", watcher)  # resumes after 2 epochs, trains the third again, saves, stops
-    assert watcher.resumed == [(2, ["checkpoint epoch-3.pt is damaged (checksum mismatch)"])]
+    assert watcher.resumed_at == [(2, ["checkpoint epoch-3.pt is damaged (checksum mismatch)"])]
     watcher = CrashAfter(epoch=-1)
     resumed = go("r", watcher)
-    assert watcher.resumed == [(3, [])]  # the checkpoint written after the fallback is intact
+    assert watcher.resumed_at == [(3, [])]  # the checkpoint written after the fallback is intact
     assert resumed.result.status == "ok"
     assert _metrics(tmp_path / "r") == _metrics(tmp_path / "whole")
     assert resumed.loss_state == whole.loss_state
@@ -139,7 +140,7 @@ def test_an_unusable_checkpoint_is_reported_and_the_run_starts_fresh(tmp_path, t
 
     def go(name, observer=None):
         return run_one(spec, submission=BASELINES / "dwa.py", train=train, test=test, run_dir=tmp_path / name,
-                       sandbox=get_sandbox("none"), observer=observer)
+                       sandbox=get_sandbox("none"), hooks=observer)
 
     fresh = go("fresh")
     for name, state in {
@@ -147,11 +148,11 @@ def test_an_unusable_checkpoint_is_reported_and_the_run_starts_fresh(tmp_path, t
         "wrong-rng": {"model": build_model("resnet20").state_dict(), "rng_cpu": torch.zeros(3),
                       "optimizer": torch.optim.SGD(build_model("resnet20").parameters(), lr=0.1).state_dict()},
     }.items():
-        Checkpointer(tmp_path / name, spec).save(1, fresh.history[:1], [], state)
+        Checkpointer(RunDir(tmp_path / name).checkpoint, spec).save(1, fresh.history[:1], [], state)
         watcher = CrashAfter(epoch=-1)
         outcome = go(name, watcher)
         assert outcome.result.status == "ok", outcome.result.reason
-        (epochs, notes), = watcher.resumed
+        (epochs, notes), = watcher.resumed_at
         assert epochs == 0 and len(notes) == 1 and "cannot be used" in notes[0] and "starting from scratch" in notes[0]
         assert _metrics(tmp_path / name) == _metrics(tmp_path / "fresh"), name
         for key, value in fresh.model.state_dict().items():
@@ -171,7 +172,7 @@ def test_checkpoint_tensors_load_on_the_cpu_whatever_the_run_device(tmp_path, ti
     spec = run_spec(tiny_profile(epochs=3), submission="gradnorm.py")
     real_load, locations = torch.load, []
     monkeypatch.setattr(torch, "load", lambda *a, **k: locations.append(k.get("map_location")) or real_load(*a, **k))
-    resume, notes = Checkpointer(tmp_path / "r", spec).load()
+    resume, notes = Checkpointer(RunDir(tmp_path / "r").checkpoint, spec).load()
     assert locations == ["cpu"]  # a GPU run's tensors (RNG states included) come back on the CPU
     assert resume is not None and resume.epochs_done == 1 and notes == []
     tensors = [resume.state["rng_cpu"], *resume.state["model"].values()]
@@ -191,7 +192,7 @@ def test_a_failure_caused_by_the_submission_is_not_resumed(tmp_path, tiny_splits
 
     def go(observer):
         return run_one(spec, submission=SUBMISSIONS / "fails_in_second_epoch.py", train=train, test=test,
-                       run_dir=tmp_path / "r", sandbox=get_sandbox("none"), observer=observer)
+                       run_dir=tmp_path / "r", sandbox=get_sandbox("none"), hooks=observer)
 
     first = go(None)
     assert first.result.status == "failed" and first.result.epochs_done == 1
@@ -200,7 +201,7 @@ def test_a_failure_caused_by_the_submission_is_not_resumed(tmp_path, tiny_splits
     assert "a new attempt starts from epoch 0" in (tmp_path / "r" / "failure.txt").read_text()
     watcher = CrashAfter(epoch=-1)
     second = go(watcher)
-    assert watcher.resumed == [] and second.result.epochs_done == 1  # trained epoch 0 again, failed again
+    assert watcher.resumed_at == [] and second.result.epochs_done == 1  # trained epoch 0 again, failed again
 
 
 def _evaluate_and_kill_in_second_epoch(cwd):

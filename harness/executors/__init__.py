@@ -1,12 +1,16 @@
-"""Executors: how the planned (submission, architecture, seed) runs of an evaluation are carried out.
+"""Executors: how an evaluation's planned runs are carried out, and what the driver hears of them.
 
 - :class:`~harness.executors.inline.InlineExecutor`: one after another in this process (``--jobs 1``).
 - :class:`~harness.executors.local.LocalExecutor`: up to N at once, one child process per run (``--jobs N``).
 - :class:`~harness.executors.ray_tasks.RayExecutor`: each run a Ray task (``--executor ray``).
 
-Every executor calls ``on_result`` in the driver once per job, in the order the runs end, and
-feeds the observer; only the driver writes the leaderboard. A run that fails (the submission, the
-worker, a lost process) ends as a ``failed`` result with its reason, and the others go on.
+Every executor carries a run out through the same function,
+:func:`harness.executors.events.execute`, wherever it runs; the run's progress comes back as
+small typed events that :func:`~harness.executors.events.deliver` turns into calls of the
+driver's :class:`RunObserver`. Each job ends in the driver with :meth:`Executor.finish`: the
+observer's ``run_finished``, then ``on_result`` (which records the row; only the driver writes
+the leaderboard), in the order the runs end. A run that fails (the submission, the worker, a lost
+process) ends as a ``failed`` result with its reason, and the others go on.
 ``KeyboardInterrupt`` stops every run cleanly (loss workers and their sandboxes removed,
 checkpoints kept), records the results that had already arrived, and is re-raised.
 """
@@ -18,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.protocol import RunResult, RunSpec
-from harness.train import RunObserver
+from harness.protocol import EpochMetrics, RunResult, RunSpec
+from harness.rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -27,13 +31,20 @@ class Job:
     """One run: what to train, where its files go, and the submission copy it uses."""
 
     spec: RunSpec
-    run_dir: Path
+    run_dir: RunDir
     submission: Path
 
 
-def run_key(spec: RunSpec) -> tuple[str, str, int]:
-    """Identifies a run within one evaluation (several files may be evaluated together)."""
-    return (spec.submission_sha256, spec.arch, spec.seed)
+class RunObserver:
+    """The driver's view of the runs as they go (the default does nothing); ``spec`` says which run."""
+
+    def run_placed(self, spec: RunSpec, where: str) -> None: ...
+    def run_started(self, spec: RunSpec, total_steps: int) -> None: ...
+    def run_resumed(self, spec: RunSpec, epochs_done: int, steps_done: int, notes: list[str]) -> None: ...
+    def steps_done(self, spec: RunSpec, steps: int) -> None: ...
+    def epoch_done(self, spec: RunSpec, metrics: EpochMetrics, best_fine_acc: float) -> None: ...
+    def run_retrying(self, spec: RunSpec, attempt: int, retries: int, reason: str) -> None: ...
+    def run_finished(self, spec: RunSpec, result: RunResult) -> None: ...
 
 
 OnResult = Callable[[Job, RunResult], None]
@@ -45,4 +56,9 @@ STOP_GRACE_S = 20.0
 class Executor(ABC):
     @abstractmethod
     def run(self, jobs: list[Job], observer: RunObserver, on_result: OnResult) -> None:
-        """Carry out ``jobs``; ``on_result`` is called in the driver as each ends."""
+        """Carry out ``jobs``; each ends with :meth:`finish`, in the driver."""
+
+    @staticmethod
+    def finish(job: Job, result: RunResult, observer: RunObserver, on_result: OnResult) -> None:
+        observer.run_finished(job.spec, result)
+        on_result(job, result)

@@ -16,44 +16,29 @@ cleanup: worker and sandbox removed, checkpoint kept) and killed only if it has 
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from harness.executors import STOP_GRACE_S, Executor, Job, OnResult
-from harness.executors.events import INTERRUPTED, dispatch, execute
+from harness.device import device_for_slot, threads_per_run
+from harness.executors import STOP_GRACE_S, Executor, Job, OnResult, RunObserver
+from harness.executors.events import INTERRUPTED, Finished, Interrupted, deliver, execute, placed_here
 from harness.protocol import RunResult, RunSpec
-from harness.train import RunObserver
+from harness.rundir import RunDir
 
 
 def _child(spec_json: str, run_dir: str, submission: str, data_dir: str | None, sandbox_name: str, threads: int,
            conn: Connection) -> None:
-    spec = RunSpec.model_validate_json(spec_json)
+    job = Job(RunSpec.model_validate_json(spec_json), RunDir(Path(run_dir)), Path(submission))
     try:
-        execute(spec, run_dir=Path(run_dir), submission=Path(submission), sandbox_name=sandbox_name, send=conn.send,
-                key=0, data_dir=Path(data_dir) if data_dir else None, threads=threads)
+        conn.send(placed_here(0))
+        execute(job, sandbox=sandbox_name, send=conn.send, key=0, data_dir=Path(data_dir) if data_dir else None,
+                threads=threads, handle_signals=True)
     except KeyboardInterrupt:  # stopped by the driver: the run's cleanup has run
-        conn.send(("interrupted", 0))
+        conn.send(Interrupted(0))
     finally:
         conn.close()
-
-
-def child_threads(jobs: int, device_type: str) -> int:
-    if device_type != "cpu":
-        return 0
-    return max(1, (os.cpu_count() or 1) // jobs)
-
-
-def device_for_slot(device: str, slot: int) -> str:
-    """Spread runs over the visible GPUs; the CPU stays the CPU."""
-    if not device.startswith("cuda"):
-        return device
-    import torch
-
-    count = torch.cuda.device_count()
-    return f"cuda:{slot % count}" if count > 1 else device
 
 
 @dataclass
@@ -75,10 +60,12 @@ class _Child:
             except (EOFError, OSError, ValueError, TypeError, AttributeError, ImportError):  # closed, or torn
                 self.eof = True
                 return
-            if event[0] == "interrupted":
+            if isinstance(event, Interrupted):
                 self.interrupted = True
+            elif isinstance(event, Finished):
+                self.result = event.result
             else:
-                self.result = dispatch(event, self.job.spec, observer) or self.result
+                deliver(event, self.job.spec, observer)
 
 
 class LocalExecutor(Executor):
@@ -90,14 +77,14 @@ class LocalExecutor(Executor):
         waiting = list(jobs)
         running: list[_Child] = []
         free_slots = list(range(self.n))
-        threads = child_threads(min(self.n, len(jobs)), jobs[0].spec.device.split(":")[0]) if jobs else 0
+        threads = threads_per_run(min(self.n, len(jobs)), jobs[0].spec.device.split(":")[0]) if jobs else 0
 
         def start(job: Job) -> None:
             slot = free_slots.pop(0)
             job = Job(job.spec.model_copy(update={"device": device_for_slot(job.spec.device, slot)}), job.run_dir,
                       job.submission)
             receive, send = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=_child, args=(job.spec.model_dump_json(), str(job.run_dir), str(job.submission),
+            p = ctx.Process(target=_child, args=(job.spec.model_dump_json(), str(job.run_dir.path), str(job.submission),
                                                  str(self.data_dir) if self.data_dir else None, self.sandbox_name,
                                                  threads, send))
             p.start()
@@ -117,8 +104,7 @@ class LocalExecutor(Executor):
                 reason = INTERRUPTED if child.interrupted else (
                     f"the run's process died without a result (exit code {child.process.exitcode})")
                 result = RunResult.failed(reason, wall_seconds=time.perf_counter() - child.started)
-            observer.run_finished(child.job.spec, result)
-            on_result(child.job, result)
+            self.finish(child.job, result, observer, on_result)
 
         try:
             while waiting or running:

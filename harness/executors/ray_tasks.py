@@ -27,12 +27,13 @@ from pathlib import Path
 import ray
 
 from harness.data import Split
-from harness.executors import STOP_GRACE_S, Executor, Job, OnResult
-from harness.executors.events import dispatch, execute
+from harness.device import determinism_env
 from harness.errors import UsageError
+from harness.executors import STOP_GRACE_S, Executor, Job, OnResult, RunObserver
+from harness.executors.events import Finished, Interrupted, deliver, execute, placed_here
 from harness.protocol import RunResult, RunSpec
 from harness.provenance import harness_commit, harness_version
-from harness.train import RunObserver, determinism_env
+from harness.rundir import RunDir
 
 POLL_S = 0.2
 
@@ -54,12 +55,15 @@ class _Events:
     """A Ray actor collecting the tasks' progress events for the driver to drain."""
 
     def __init__(self) -> None:
-        self.events: list[tuple] = []
+        self.events: list = []
 
-    def put(self, event: tuple) -> None:
+    def put(self, event) -> None:
         self.events.append(event)
 
-    def drain(self) -> list[tuple]:
+    def flushed(self) -> None:
+        """Returns once every event put before this call is here (an actor runs its calls in order)."""
+
+    def drain(self) -> list:
         events, self.events = self.events, []
         return events
 
@@ -85,10 +89,12 @@ def _task(spec_json: str, run_dir: str, submission_name: str, submission_bytes: 
         submission = Path(scratch.name) / "submission.py"
         submission.write_bytes(submission_bytes)
     try:
-        result = execute(spec, run_dir=Path(run_dir), submission=submission, sandbox_name=sandbox_name,
-                         send=lambda event: events.put.remote(event), key=key, data=data, threads=threads,
-                         handle_signals=False)  # Ray delivers cancellation as KeyboardInterrupt itself
-        ray.get(events.put.remote(("sent", key)))  # a barrier: every event is at the actor before the result
+        send = events.put.remote
+        send(placed_here(key))
+        # Ray delivers cancellation as KeyboardInterrupt itself: no signal handlers of our own
+        result = execute(Job(spec, RunDir(Path(run_dir)), submission), sandbox=sandbox_name, send=send, key=key,
+                         data=data, threads=threads)
+        ray.get(events.flushed.remote())  # every event is at the actor before the result is
     finally:
         if scratch is not None:
             scratch.cleanup()
@@ -158,7 +164,7 @@ class RayExecutor(Executor):
             def submit(job: Job, attempt: int) -> None:
                 key = f"{next(counter)}:{attempt}"
                 live[key] = job
-                ref = task.remote(job.spec.model_dump_json(), str(job.run_dir.resolve()), str(job.submission.resolve()),
+                ref = task.remote(job.spec.model_dump_json(), str(job.run_dir.path.resolve()), str(job.submission.resolve()),
                                   job.submission.read_bytes(), data_ref, self.sandbox_name, threads, events, key,
                                   build_id())
                 pending[ref] = (job, attempt, key)
@@ -169,9 +175,9 @@ class RayExecutor(Executor):
                 except RayError:  # progress only; results come with the tasks
                     return
                 for event in batch:
-                    job = live.get(event[1])
-                    if job is not None and event[0] not in ("finished", "interrupted", "sent"):
-                        dispatch(event, job.spec, observer)
+                    job = live.get(event.key)
+                    if job is not None and not isinstance(event, (Finished, Interrupted)):
+                        deliver(event, job.spec, observer)
 
             def finish(ref) -> None:
                 job, attempt, key = pending.pop(ref)
@@ -189,8 +195,7 @@ class RayExecutor(Executor):
                     retries = f"{self.retries} retr{'y' if self.retries == 1 else 'ies'}"
                     result = RunResult.failed(f"the Ray task was lost {attempt + 1} time(s), the last time with "
                                               f"{reason}; gave up after {retries} (--ray-retries)")
-                observer.run_finished(job.spec, result)
-                on_result(job, result)
+                self.finish(job, result, observer, on_result)
 
             while waiting or pending:
                 while waiting and len(pending) < limit:
@@ -210,8 +215,7 @@ class RayExecutor(Executor):
                         result = RunResult.model_validate_json(ray.get(ref))
                     except RayError:
                         continue
-                    observer.run_finished(job.spec, result)
-                    on_result(job, result)
+                    self.finish(job, result, observer, on_result)
             raise
         finally:
             if started_here:

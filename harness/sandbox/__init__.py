@@ -18,6 +18,8 @@ from typing import IO
 from harness.errors import UsageError
 
 WORKER_SCRIPT = Path(__file__).resolve().parent.parent / "worker.py"
+INSIDE_WORKER = "/sandbox/worker.py"  # where the real sandboxes mount the worker script, read-only
+INSIDE_SUBMISSION = "/sandbox/submission.py"  # and the submission
 
 
 def site_paths() -> list[str]:

@@ -22,12 +22,11 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from harness.sandbox import WORKER_SCRIPT, Sandbox, register_sandbox, site_paths, worker_argv
+from harness.sandbox import (INSIDE_SUBMISSION, INSIDE_WORKER, WORKER_SCRIPT, Sandbox, register_sandbox, site_paths,
+                             worker_argv)
 from harness.sandbox.limits import CgroupSet, Limits, make_cgroups, rlimit_command
 from harness.sandbox.none import SINGLE_THREAD_ENV
 
-INSIDE_WORKER = "/sandbox/worker.py"
-INSIDE_SUBMISSION = "/sandbox/submission.py"
 
 
 def _python_paths() -> list[Path]:

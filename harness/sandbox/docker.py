@@ -30,14 +30,12 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from harness.sandbox import WORKER_SCRIPT, Sandbox, register_sandbox
+from harness.sandbox import INSIDE_SUBMISSION, INSIDE_WORKER, WORKER_SCRIPT, Sandbox, register_sandbox
 from harness.sandbox.limits import Limits
 from harness.sandbox.none import SINGLE_THREAD_ENV
 
 IMAGE = os.environ.get("HARNESS_SANDBOX_IMAGE", "harness-sandbox:latest")
 LABEL = "harness.loss-worker"
-INSIDE_WORKER = "/sandbox/worker.py"
-INSIDE_SUBMISSION = "/sandbox/submission.py"
 INSIDE_IO = "/sandbox/io"  # the private directory holding the protocol socket
 CONNECT_TIMEOUT_S = 60.0  # for the worker to start Python and connect (before it imports torch)
 

@@ -1,4 +1,5 @@
-"""The leaderboard CSV: append one row per run, under a lock, never rewriting.
+"""The leaderboard CSV file: where it is, its schema versions, and appending one row under a lock,
+never rewriting.
 
 Appending takes an exclusive file lock (``<csv>.lock``), checks that the existing header
 is exactly this schema's, and writes the row with a single ``write`` on an ``O_APPEND``
@@ -21,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock
 
-from harness.errors import LeaderboardError
+from harness.errors import LeaderboardError, UsageError
 from harness.protocol import LEADERBOARD_COLUMNS, SCHEMA_VERSION, LeaderboardRow
 
 
@@ -162,3 +163,22 @@ def migrate(src: Path, dst: Path | None = None) -> tuple[Path, int]:
     df[list(LEADERBOARD_COLUMNS)].to_csv(tmp, index=False, lineterminator="\n")
     tmp.replace(dst)
     return dst, original
+
+
+def default_path(profile: str) -> Path:
+    """Where ``harness evaluate`` appends: ``leaderboard.csv`` for the full protocol,
+    ``leaderboard-<profile>.csv`` for the others."""
+    return Path("leaderboard.csv" if profile == "full" else f"leaderboard-{profile}.csv")
+
+
+def find_default() -> Path:
+    """What ``harness leaderboard`` reads without ``--leaderboard``: ``leaderboard.csv`` if present,
+    else the only ``leaderboard-*.csv`` here."""
+    if default_path("full").exists():
+        return default_path("full")
+    found = sorted(Path(".").glob("leaderboard-*.csv"))
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise UsageError(f"several leaderboards here ({', '.join(map(str, found))}); choose one with --leaderboard")
+    return default_path("full")

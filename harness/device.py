@@ -1,0 +1,100 @@
+"""What the hardware does for a run: which device, what float32 means on it, determinism,
+and how a machine's CPUs and GPUs are shared between runs at once.
+
+Everything here is set per process before a run trains; :func:`determinism_env` is what a run's
+process needs in its environment before CUDA starts (a ``--jobs`` child inherits it, a Ray task
+gets it in its ``runtime_env``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+from harness.errors import RunFailed, UsageError
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RunFailed("--device cuda was given but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def autocast_context(precision: str, device_type: str):
+    """bfloat16 autocast for ``bf16``; nothing for fp32 and fp64."""
+    if precision == "bf16":
+        return torch.autocast(device_type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively (a GPU with bf16, a CPU with AVX-512 BF16/AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` where it is native on ``device``, else ``fp32``; others unchanged
+    (``tf32`` is refused off CUDA, where it does not exist)."""
+    if precision == "tf32" and device.type != "cuda":
+        raise UsageError(f"--precision tf32 needs a CUDA device (TensorFloat-32 is a GPU format); this run is on "
+                         f"{device.type}: use fp32")
+    if precision != "auto":
+        return precision
+    return "bf16" if fast_bf16(device) else "fp32"
+
+
+def set_fp32_precision(precision: str, device: torch.device) -> None:
+    """Make float32 mean what the row records. On CUDA, ``fp32`` (and the float32 parts of
+    ``bf16``) is IEEE float32 for matmuls and cuDNN convolutions (torch >= 2.9 defaults cuDNN
+    convolutions to TF32); ``tf32`` is TensorFloat-32 for both. Other devices have no TF32."""
+    if device.type != "cuda":
+        return
+    mode = "tf32" if precision == "tf32" else "ieee"
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):  # torch >= 2.9: the only API to use
+        torch.backends.cuda.matmul.fp32_precision = mode
+        conv.fp32_precision = mode
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
+        torch.backends.cudnn.allow_tf32 = mode == "tf32"
+
+
+def determinism_env(deterministic: bool) -> dict[str, str]:
+    """Environment a ``--deterministic`` run's process needs before CUDA starts: cuBLAS reads
+    ``CUBLAS_WORKSPACE_CONFIG`` when it creates its handle (deterministic matmuls need it)."""
+    return {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"} if deterministic else {}
+
+
+def set_determinism(deterministic: bool, device: torch.device) -> None:
+    """``--deterministic``: deterministic kernels everywhere (an op without one raises), cuDNN
+    deterministic and without autotuning. Otherwise cuDNN autotunes (faster on a GPU)."""
+    torch.use_deterministic_algorithms(deterministic)
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = deterministic
+        torch.backends.cudnn.benchmark = not deterministic
+
+
+def threads_per_run(runs_at_once: int, device_type: str) -> int:
+    """torch CPU threads for each of ``runs_at_once`` runs sharing this machine: its cores split
+    evenly on the CPU; 0 (torch's choice) for runs on a GPU."""
+    if device_type != "cpu":
+        return 0
+    return max(1, (os.cpu_count() or 1) // max(1, runs_at_once))
+
+
+def device_for_slot(device: str, slot: int) -> str:
+    """The device of the run in slot ``slot``: runs are spread over the visible GPUs; the CPU stays the CPU."""
+    if not device.startswith("cuda"):
+        return device
+    count = torch.cuda.device_count()
+    return f"cuda:{slot % count}" if count > 1 else device

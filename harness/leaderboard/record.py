@@ -1,0 +1,121 @@
+"""How finished runs become leaderboard rows: the row of a run, appending it without losing it, and
+which runs a leaderboard already holds.
+
+A row that cannot be appended (a full disk, a changed file) is kept as the run's ``row.json``
+(:class:`~harness.rundir.RunDir`); the next evaluation of the same file version records it without
+training again (:meth:`Recorder.recover`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from harness.errors import LeaderboardError
+from harness.fileio import write_atomic
+from harness.leaderboard.store import append_row
+from harness.protocol import LeaderboardRow, RunResult, RunSpec
+from harness.provenance import device_name, harness_commit, harness_version, utc_now
+from harness.rundir import EvalDir, RunDir
+
+
+def row_for(spec: RunSpec, result: RunResult, run_id: str) -> LeaderboardRow:
+    """The leaderboard row of a finished run (ok or failed)."""
+    return LeaderboardRow(
+        finished_at=utc_now(), submission=spec.submission, submission_sha256=spec.submission_sha256,
+        kind=spec.kind, profile=spec.profile.name, phase=spec.phase, arch=spec.arch, seed=spec.seed,
+        epochs=spec.profile.epochs, best_fine_acc=result.best_fine_acc, best_epoch=result.best_epoch,
+        final_fine_acc=result.final_fine_acc, best_coarse_acc=result.best_coarse_acc,
+        wall_seconds=round(result.wall_seconds, 2), device=_recorded_device(spec, result), precision=spec.precision,
+        channels_last=spec.channels_last, compile=spec.compile, deterministic=spec.deterministic,
+        torch_version=torch.__version__, harness_version=harness_version(),
+        harness_commit=harness_commit(), sandbox=spec.sandbox, run_id=run_id, status=result.status,
+    )
+
+
+def _recorded_device(spec: RunSpec, result: RunResult) -> str:
+    """The device's name as the run reported it; for a run lost before it reported, the driver's
+    view of the device (a Ray driver without a GPU cannot name the worker's)."""
+    if result.device:
+        return result.device
+    if spec.device.startswith("cuda") and not torch.cuda.is_available():
+        return "cuda"
+    return device_name(torch.device(spec.device))
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What became of one run's row. ``problem``: why it could not be appended; ``kept``: the
+    ``row.json`` that holds it until the next evaluation records it (None: the run runs again)."""
+
+    spec: RunSpec
+    result: RunResult
+    run: RunDir
+    problem: str | None = None
+    kept: Path | None = None
+
+    @property
+    def written(self) -> bool:
+        return self.problem is None
+
+
+class Recorder:
+    """Appends the rows of one evaluation to the leaderboard at ``path``; the only writer of rows."""
+
+    def __init__(self, path: Path, runs_dir: Path) -> None:
+        self.path, self.runs_dir = Path(path), Path(runs_dir)
+
+    def record(self, spec: RunSpec, result: RunResult, run: RunDir) -> Recorded:
+        row = row_for(spec, result, run.run_id(self.runs_dir))
+        problem, kept = self._append(row, run)
+        return Recorded(spec, result, run, problem, kept)
+
+    def _append(self, row: LeaderboardRow, run: RunDir) -> tuple[str | None, Path | None]:
+        """Append ``row``; on failure keep an ok row as the run's ``row.json``. Returns
+        ``(problem, kept)``, ``(None, None)`` when the row was appended."""
+        try:
+            write_atomic(run.pending_row, row.model_dump_json().encode())
+        except OSError:
+            pass  # a full disk: the append below most likely fails too, and says so
+        try:
+            append_row(self.path, row)
+        except (LeaderboardError, OSError) as e:
+            kept = run.pending_row if row.status == "ok" and run.pending_row.exists() else None
+            return str(e), kept
+        run.pending_row.unlink(missing_ok=True)
+        return None, None
+
+    def recover(self, eval_dir: EvalDir, spec: RunSpec) -> tuple[LeaderboardRow | None, str | None]:
+        """Append the ok row that an earlier evaluation finished for the run ``spec`` describes (its
+        file version, profile, phase and settings) but could not write. Returns ``(row, problem)``:
+        ``(None, None)`` when there is no such row, ``(row, None)`` when it was appended now, and
+        ``(row, problem)`` when it still cannot be (it stays in ``row.json``; the run is not trained
+        again)."""
+        run = eval_dir.run(spec.phase, spec.arch, spec.seed)
+        try:
+            row = LeaderboardRow.model_validate_json(run.pending_row.read_text())
+        except (OSError, ValueError):
+            return None, None
+        wanted = (spec.submission_sha256, spec.kind, spec.profile.name, spec.phase, spec.arch, spec.seed, "ok",
+                  spec.precision, spec.compile, spec.deterministic)
+        found = (row.submission_sha256, row.kind, row.profile, row.phase, row.arch, row.seed, row.status,
+                 row.precision, row.compile, row.deterministic)
+        if found != wanted:
+            return None, None
+        problem, _ = self._append(row, run)
+        return row, problem
+
+
+def completed_runs(rows: pd.DataFrame, sha: str, profile: str, phase: str, settings: dict) -> dict[tuple[str, int], str]:
+    """``{(arch, seed): finished_at}`` of this file version, profile, phase and protocol settings
+    (precision, compile, deterministic) whose latest attempt is ok: the rule the standings count by
+    (a seed whose latest attempt failed is run again)."""
+    mine = rows[(rows["submission_sha256"] == sha) & (rows["profile"] == profile) & (rows["phase"] == phase)]
+    for column, value in settings.items():
+        mine = mine[mine[column].astype(str).str.lower() == str(value).lower()]
+    latest = mine.sort_values("finished_at", kind="stable").groupby(["arch", "seed"], sort=False).tail(1)
+    ok = latest[latest["status"] == "ok"]
+    return {(str(a), int(s)): str(t) for a, s, t in zip(ok["arch"], ok["seed"], ok["finished_at"])}

@@ -1,0 +1,224 @@
+"""Planning an evaluation: its options (validated here, whoever builds them), which files,
+architectures and seeds it trains, which of those runs are already done, where the runs go, and
+which executor carries them out.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from harness.device import resolve_device
+from harness.errors import SubmissionRejected, UsageError
+from harness.executors import Executor, Job
+from harness.leaderboard import default_path
+from harness.leaderboard.record import Recorder, completed_runs
+from harness.models import get_arch, load_hidden_archs
+from harness.protocol import HIDDEN_ARCHS, Kind, LeaderboardRow, Phase, Precision, Profile, RunSpec
+from harness.provenance import device_name
+from harness.rundir import EvalDir
+from harness.submission import sha256_file, static_check
+
+ExecutorName = Literal["local", "ray"]
+
+
+class EvaluateOptions(BaseModel):
+    """What ``harness evaluate`` and ``harness baselines`` are asked to do. The defaults are the
+    command line's; a combination that cannot work raises :class:`UsageError` on construction."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    profile: Profile
+    phase: Phase = "public"
+    archs: tuple[str, ...] = ()  # empty: the profile's (plus the hidden ones in the final phase)
+    seeds: tuple[int, ...] = ()  # empty: the profile's
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data_dir: Path | None = None
+    runs_dir: Path = Path("runs")
+    leaderboard: Path | None = None  # None: leaderboard.default_path(profile)
+    sandbox: str = "auto"
+    kind: Kind = "submission"
+    hidden_dir: Path | None = None
+    force: bool = False
+    precision: Precision | None = None  # None: the profile's default
+    jobs: int | None = None  # runs at once; None: 1 locally, as many as Ray's resources allow
+    compile: bool = False
+    deterministic: bool = False
+    executor: ExecutorName = "local"
+    ray_address: str | None = None
+    gpus_per_run: float | None = None  # None: 1 when the device is CUDA, else 0
+    cpus_per_run: float | None = None  # None: 1 with a GPU, else the CPUs shared between the runs in flight
+    ray_retries: int = 2
+
+    @model_validator(mode="after")
+    def _usable(self) -> EvaluateOptions:
+        if self.jobs is not None and self.jobs < 1:
+            raise UsageError(f"--jobs must be at least 1, got {self.jobs}")
+        ray_only = {"--ray-address": self.ray_address, "--gpus-per-run": self.gpus_per_run,
+                    "--cpus-per-run": self.cpus_per_run}
+        given = [flag for flag, value in ray_only.items() if value is not None]
+        if given and self.executor != "ray":
+            raise UsageError(f"{', '.join(given)} only apply with --executor ray")
+        for flag, value in (("--gpus-per-run", self.gpus_per_run), ("--cpus-per-run", self.cpus_per_run)):
+            if value is not None and value < 0:
+                raise UsageError(f"{flag} must be 0 or more, got {value}")
+        if self.ray_retries < 0:
+            raise UsageError(f"--ray-retries must be 0 or more, got {self.ray_retries}")
+        return self
+
+    @property
+    def leaderboard_path(self) -> Path:
+        return self.leaderboard or default_path(self.profile.name)
+
+
+def planned_archs(opts: EvaluateOptions) -> tuple[str, ...]:
+    """The requested architectures, else the profile's plus the hidden ones in the final phase.
+    Loads the hidden architectures when the plan needs them."""
+    archs = tuple(dict.fromkeys(opts.archs)) or (opts.profile.archs + (HIDDEN_ARCHS if opts.phase == "final" else ()))
+    if any(a in HIDDEN_ARCHS for a in archs):
+        if opts.phase != "final":
+            raise UsageError("the hidden architectures are evaluated only with --phase final")
+        load_hidden_archs(opts.hidden_dir)
+    for a in archs:
+        get_arch(a)  # a clear error for an unknown name, before anything trains
+    return archs
+
+
+def planned_seeds(opts: EvaluateOptions) -> tuple[int, ...]:
+    return tuple(dict.fromkeys(opts.seeds)) or opts.profile.seeds  # a repeated --seed runs once
+
+
+def plan_device(opts: EvaluateOptions) -> torch.device:
+    """The device the runs use. On Ray, ``--device cuda`` is taken as given (the GPUs may be on
+    other nodes than the driver)."""
+    if opts.executor == "ray" and opts.device == "cuda":
+        return torch.device("cuda")
+    return resolve_device(opts.device)
+
+
+def device_label(device: torch.device, opts: EvaluateOptions) -> str:
+    return f"{device.type} on Ray workers" if opts.executor == "ray" else device_name(device)
+
+
+def prepare_submission(path: Path, runs_dir: Path, profile: Profile) -> tuple[EvalDir, str]:
+    """Statically check ``path`` and copy it into its evaluation directory; that copy is what is
+    hashed, checked and run, so editing the file while an evaluation runs changes nothing.
+    Returns the directory and the sha256. Raises ``SubmissionRejected``."""
+    static_check(path)
+    sha = sha256_file(path)
+    eval_dir = EvalDir.of(runs_dir, profile.name, path.stem, sha)
+    eval_dir.path.mkdir(parents=True, exist_ok=True)
+    copy = eval_dir.submission
+    if not copy.exists() or sha256_file(copy) != sha:
+        tmp = eval_dir.path / ".submission.py.tmp"
+        shutil.copyfile(path, tmp)
+        tmp.replace(copy)
+    if sha256_file(copy) != sha:  # the file changed between hashing and copying
+        raise SubmissionRejected(f"{path} changed while it was being read; run again")
+    return eval_dir, sha
+
+
+@dataclass
+class PlannedFile:
+    """One submission file of the evaluation and what is known of its runs before training."""
+
+    path: Path
+    eval_dir: EvalDir
+    sha: str
+    skipped: dict[tuple[str, int], str] = field(default_factory=dict)  # ok in the leaderboard: finished_at
+    recovered: list[LeaderboardRow] = field(default_factory=list)  # pending rows appended now
+    unwritten: list[tuple[LeaderboardRow, str]] = field(default_factory=list)  # pending rows that still fail
+
+    def done(self) -> set[tuple[str, int]]:
+        """Runs not to train: ok in the leaderboard, or finished with a row still waiting in row.json."""
+        return set(self.skipped) | {(r.arch, r.seed) for r in self.recovered} | {
+            (r.arch, r.seed) for r, _ in self.unwritten}
+
+
+def spec_for(f: PlannedFile, opts: EvaluateOptions, arch: str, seed: int, device: str, sandbox: str,
+             precision: str) -> RunSpec:
+    return RunSpec(submission=f.path.name, submission_sha256=f.sha, kind=opts.kind, profile=opts.profile,
+                   phase=opts.phase, arch=arch, seed=seed, device=device, sandbox=sandbox, precision=precision,
+                   compile=opts.compile, deterministic=opts.deterministic)
+
+
+def plan_files(paths: list[Path], opts: EvaluateOptions, existing: pd.DataFrame, archs: tuple[str, ...],
+               seeds: tuple[int, ...], precision: str, recorder: Recorder,
+               rejected: Callable[[Path, SubmissionRejected], None], repeated: Callable[[Path, str], None]
+               ) -> list[PlannedFile]:
+    """Statically check and copy each file (a rejected one goes to ``rejected``, a second copy of
+    a file to ``repeated``), record the rows an earlier evaluation left pending, and find the runs
+    already done (none with ``--force``)."""
+    settings = dict(precision=precision, compile=opts.compile, deterministic=opts.deterministic)
+    files: list[PlannedFile] = []
+    for path in paths:
+        try:
+            eval_dir, sha = prepare_submission(path, opts.runs_dir, opts.profile)
+        except SubmissionRejected as e:
+            rejected(path, e)
+            continue
+        if any(f.sha == sha for f in files):
+            repeated(path, sha)
+            continue
+        f = PlannedFile(path, eval_dir, sha)
+        if not opts.force:
+            done = completed_runs(existing, sha, opts.profile.name, opts.phase, settings)
+            f.skipped = {run: t for run, t in done.items() if run in {(a, s) for a in archs for s in seeds}}
+            for arch, seed in ((a, s) for a in archs for s in seeds if (a, s) not in done):
+                spec = spec_for(f, opts, arch, seed, "cpu", "none", precision)
+                row, problem = recorder.recover(eval_dir, spec)
+                if row is not None and problem is None:
+                    f.recovered.append(row)
+                elif row is not None:
+                    f.unwritten.append((row, problem))
+        files.append(f)
+    return files
+
+
+def plan_jobs(files: list[PlannedFile], opts: EvaluateOptions, archs: tuple[str, ...], seeds: tuple[int, ...],
+              device: torch.device, sandbox: str, precision: str) -> list[Job]:
+    """Every (file, architecture, seed) run not done yet, in that order."""
+    return [Job(spec_for(f, opts, arch, seed, str(device), sandbox, precision),
+                f.eval_dir.run(opts.phase, arch, seed), f.eval_dir.submission)
+            for f in files for arch in archs for seed in seeds if (arch, seed) not in f.done()]
+
+
+def parallelism(opts: EvaluateOptions, n_jobs: int) -> int:
+    """How many runs go at once (as far as the executor knows in advance)."""
+    if opts.executor == "ray":
+        return min(n_jobs, opts.jobs or n_jobs)
+    return min(n_jobs, opts.jobs or 1)
+
+
+def make_executor(opts: EvaluateOptions, device: torch.device, sandbox, data, n_jobs: int,
+                  say: Callable[[str], None]) -> Executor:
+    """The executor of ``opts``; ``say`` tells the user which (plain text)."""
+    if opts.executor == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise UsageError("--executor ray needs Ray: pip install 'harness[ray]' (or pip install ray)")
+        from harness.executors.ray_tasks import RayExecutor
+
+        gpus = opts.gpus_per_run if opts.gpus_per_run is not None else (1.0 if device.type == "cuda" else 0.0)
+        if gpus > 0 and device.type != "cuda":
+            raise UsageError("--gpus-per-run needs --device cuda (or auto on a machine with a GPU)")
+        say(f"executor: Ray, {gpus:g} GPU(s) per run, a lost task retried up to {opts.ray_retries} time(s)"
+            + (f", at most {opts.jobs} runs at once" if opts.jobs else ""))
+        return RayExecutor(address=opts.ray_address, jobs=opts.jobs, gpus_per_run=gpus, cpus_per_run=opts.cpus_per_run,
+                           retries=opts.ray_retries, data=data, sandbox_name=sandbox.name, log=say)
+    if (opts.jobs or 1) > 1 and n_jobs > 1:
+        from harness.executors.local import LocalExecutor
+
+        say(f"running up to {opts.jobs} runs at once")
+        return LocalExecutor(jobs=opts.jobs or 1, data_dir=opts.data_dir, sandbox_name=sandbox.name)
+    from harness.executors.inline import InlineExecutor
+
+    return InlineExecutor(data=data, sandbox=sandbox)

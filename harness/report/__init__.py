@@ -1,0 +1,25 @@
+"""``harness leaderboard``: the aggregated leaderboard (:mod:`~harness.report.model`) as a terminal
+table, Markdown or CSV (:mod:`~harness.report.text`) or HTML (:mod:`~harness.report.html`); what
+an evaluation prints as it goes is :mod:`~harness.report.console`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.errors import UsageError
+from harness.report.html import render_html
+from harness.report.model import SECTIONS, Report, build
+from harness.report.text import fmt_diff, fmt_score, fmt_stats, legend, render_csv, render_markdown, render_table
+
+__all__ = ["SECTIONS", "Report", "build", "fmt_diff", "fmt_score", "fmt_stats", "legend", "render", "render_csv",
+           "render_html", "render_markdown", "render_table"]
+
+
+def render(report: Report, fmt: str, runs_dir: Path) -> str:
+    if fmt == "markdown":
+        return render_markdown(report)
+    if fmt == "csv":
+        return render_csv(report)
+    if fmt == "html":
+        return render_html(report, runs_dir)
+    raise UsageError(f"unknown format {fmt!r}")

@@ -1,0 +1,130 @@
+"""What the commands print as they go: an evaluation's plan, checks, failures and results, its
+standing against the baselines, and the benchmark's tables. Every text that came from a worker
+was made printable where it was received; everything here is escaped for Rich markup."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from harness.leaderboard.record import Recorded
+from harness.protocol import Phase, Profile
+from harness.submission import CheckReport
+
+
+def capabilities(console: Console, report: CheckReport) -> None:
+    caps = ", ".join(report.capabilities) or "none (losses, epoch and total_epochs only)"
+    heads = "head_loss (the task heads follow it)" if report.head_loss else "the loss itself"
+    console.print(f"interface ok: {report.num_params} loss-module parameters; extra inputs: {caps}; "
+                  f"heads trained on: {heads}")
+
+
+def rejected(console: Console, error: Exception) -> None:
+    console.print(f"[red]rejected:[/] {escape(str(error))}")
+
+
+def warning(console: Console, text: str) -> None:
+    console.print(f"[bold yellow]warning:[/] {escape(text)}")
+
+
+def planned_file(console: Console, f, lb_path: Path) -> None:
+    """What is known of a :class:`~harness.plan.PlannedFile` before training: runs skipped, rows of an
+    earlier evaluation recorded now or still unwritten."""
+    for (arch, seed), finished in f.skipped.items():
+        console.print(f"skipping {escape(f.path.name)} {arch} seed {seed}: already in {escape(str(lb_path))} (ok, "
+                      f"finished {finished}) for this file version; --force re-runs it")
+    for row in f.recovered:
+        console.print(f"recorded {escape(row.submission)} {row.arch} seed {row.seed} in {escape(str(lb_path))}: the "
+                      f"run finished at {row.finished_at} but its row could not be written then")
+    for row, problem in f.unwritten:
+        _unwritten(console, f"{row.submission} {row.arch} seed {row.seed}", lb_path, problem,
+                   f.eval_dir.run(row.phase, row.arch, row.seed).pending_row)
+
+
+def _unwritten(console: Console, label: str, lb_path: Path, problem: str, kept: Path | None) -> None:
+    then = (f"the row is kept in {kept}: run the same command again once that is fixed and it is recorded "
+            "without training again") if kept else "the run will be run again by the same command"
+    console.print(f"[red]could not write the row of {escape(label)} to {escape(str(lb_path))}:[/] {escape(problem)}\n"
+                  f"  {escape(then)}")
+
+
+def recorded(console: Console, rec: Recorded, lb_path: Path) -> None:
+    """A run has ended and its row was appended (or could not be)."""
+    label = f"{rec.spec.submission} {rec.spec.arch} seed {rec.spec.seed}"
+    if rec.result.status == "failed":
+        console.print(f"[red]run failed:[/] {escape(f'{label}: {rec.result.reason}')}\n"
+                      f"  details: {escape(str(rec.run.failure))}; worker output: {escape(str(rec.run.worker_log))}")
+    if rec.problem is not None:
+        _unwritten(console, label, lb_path, rec.problem, rec.kept)
+
+
+def results(console: Console, records: Sequence[Recorded], lb_path: Path, *, several: bool = False) -> None:
+    """The table of this evaluation's runs, and how many rows were appended."""
+    table = Table(title="results", title_justify="left")
+    cols = (("submission",) if several else ()) + (
+        "arch", "seed", "status", "best fine acc", "best epoch", "final fine acc", "best coarse acc", "time")
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("submission", "arch", "status") else "right")
+    fmt = lambda v: "" if v is None else f"{v:.2f}"  # noqa: E731
+    for rec in records:
+        spec, r = rec.spec, rec.result
+        status = "[green]ok[/]" if r.status == "ok" else "[red]failed[/]"
+        table.add_row(*((escape(spec.submission),) if several else ()), spec.arch, str(spec.seed), status,
+                      fmt(r.best_fine_acc), "" if r.best_epoch is None else str(r.best_epoch),
+                      fmt(r.final_fine_acc), fmt(r.best_coarse_acc), f"{r.wall_seconds:.0f} s")
+    console.print(table)
+    unwritten = sum(not rec.written for rec in records)
+    console.print(f"appended {len(records) - unwritten} row(s) to {escape(str(lb_path))}"
+                  + (f"; [red]{unwritten} row(s) could not be written[/] (see above)" if unwritten else ""))
+
+
+def standing(console: Console, lb_path: Path, profile: Profile, phase: Phase, shas: Collection[str]) -> None:
+    """These file versions against the baselines already in the leaderboard (same profile and phase)."""
+    from harness import leaderboard, report
+
+    rep = report.build(leaderboard.read_rows(lb_path), phase, profile.name)
+    mine = [e for e in rep.entries if e.sha256 in shas]
+    others = [e for e in rep.entries if e.kind == "baseline" and e.sha256 not in shas]
+    if not mine:
+        return
+    if not others:
+        console.print(f"no baselines in {escape(str(lb_path))} for profile {profile.name} yet: "
+                      f"`harness baselines --profile {profile.name}` adds them")
+    rep = dataclasses.replace(rep, entries=mine + others, references=[])
+    console.print(f"standing in {escape(str(lb_path))} (profile {profile.name}, phase {phase}):")
+    report.render_table(rep, console, highlight=shas)
+
+
+def bench(console: Console, rep, *, rounds: int, steps: int) -> None:
+    """The tables of a :class:`~harness.bench.BenchReport`."""
+    table = Table(title=f"training throughput on {rep.device} ({rep.precision}, channels_last={rep.channels_last}, "
+                        f"{rep.threads} threads; harness worker in '{rep.sandbox}')", title_justify="left")
+    for col in ("arch", "harness img/s", "bare img/s", "reference img/s", "harness/bare", "harness/reference",
+                "eval s/epoch"):
+        table.add_column(col, justify="left" if col == "arch" else "right")
+    for a in rep.archs:
+        table.add_row(a.arch, f"{a.harness_img_s:.0f}", f"{a.bare_img_s:.0f}", f"{a.reference_img_s:.0f}",
+                      f"{a.harness_over_bare:.3f}", f"{a.harness_over_reference:.2f}",
+                      f"{a.eval_s_per_epoch:.2f} ({a.eval_images:,} img)")
+    console.print(table)
+    trips = Table(title="loss-worker round trip (one step exchange)", title_justify="left")
+    for col in ("sandbox", "median us", "p99 us", "calls"):
+        trips.add_column(col, justify="left" if col == "sandbox" else "right")
+    for t in rep.roundtrips:
+        trips.add_row(t.sandbox, f"{t.median_us:.0f}", f"{t.p99_us:.0f}", str(t.calls))
+    console.print(trips)
+    if rep.jobs:
+        jt = Table(title="several runs at once on one device (--jobs N): aggregate harness throughput",
+                   title_justify="left")
+        for col in ("arch", "jobs", "img/s in all", "img/s per run"):
+            jt.add_column(col, justify="left" if col == "arch" else "right")
+        for j in rep.jobs:
+            jt.add_row(j.arch, str(j.jobs), f"{j.aggregate_img_s:.0f}", f"{j.per_job_img_s:.0f}")
+        console.print(jt)
+    console.print(f"batch {rep.archs[0].batch_size if rep.archs else '-'}, median of {rounds} interleaved rounds "
+                  f"of {steps} steps each; total {rep.seconds:.0f} s")

@@ -1,0 +1,54 @@
+"""The aggregated leaderboard of one profile and phase, as every format renders it.
+
+Sections, always in this order and never mixed: submissions, baselines (both measured here
+and ranked together), and published numbers reported elsewhere (full profile only, unranked,
+outside every aggregate and test).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from harness import aggregate
+from harness.aggregate import Standing
+from harness.errors import UsageError
+from harness.protocol import PROFILES, Phase
+
+SECTIONS = (("submission", "submissions"), ("baseline", "baselines"),
+            ("reference", "reported elsewhere (published numbers, not measured here)"))
+
+
+@dataclass(frozen=True)
+class Report:
+    profile: str
+    phase: Phase
+    archs: list[str]
+    entries: list[Standing]  # measured, ranked
+    references: list[Standing]
+    seeds: tuple[int, ...] = ()  # the protocol's seeds: a complete entry has each, ok, on every architecture
+
+    def section(self, kind: str) -> list[Standing]:
+        return self.references if kind == "reference" else [e for e in self.entries if e.kind == kind]
+
+
+def build(df: pd.DataFrame, phase: Phase, profile: str | None = None) -> Report:
+    """Aggregate the leaderboard rows of one profile and phase. With several profiles in the
+    file, ``profile`` must name one."""
+    profiles = sorted(set(df["profile"])) if len(df) else []
+    if profile is None:
+        if len(profiles) > 1:
+            raise UsageError(f"the leaderboard holds several profiles ({', '.join(profiles)}); choose one with "
+                             "--profile")
+        profile = profiles[0] if profiles else "full"
+    df = df[df["profile"] == profile]
+    profile_archs = PROFILES[profile].archs if profile in PROFILES else ()
+    seeds = PROFILES[profile].seeds if profile in PROFILES else ()
+    archs = aggregate.phase_archs(df, phase, profile_archs)
+    refs = aggregate.reference_standings(aggregate.load_reference(), archs) if profile == "full" else []
+    return Report(profile=profile, phase=phase, archs=archs, entries=aggregate.standings(df, phase, archs, seeds),
+                  references=refs, seeds=seeds)
+
+
+# ---- cells ------------------------------------------------------------------------------------------
