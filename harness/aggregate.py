@@ -1,9 +1,10 @@
 """Leaderboard aggregates: per-architecture mean, sample std and n over seeds, the score, the
 rank, and the difference from ``equal_weighting`` with a paired test over seeds.
 
-Input is the leaderboard as read by :func:`harness.leaderboard.read_rows` (one row per run).
+Input is the leaderboard as read by :func:`harness.leaderboard.read_rows`: one row per run measured
+here, and published rows, which are only ever shown apart (:func:`reference_standings`).
 An *entry* is one submission file version run with one set of protocol options:
-``(kind, submission, submission_sha256, precision + compile + deterministic)``. Per
+``(kind, submission, submission_sha256, precision + compile + deterministic + topology)``. Per
 entry and architecture, each seed counts once, by its latest attempt: if that attempt is ``ok``
 its accuracy counts; if it failed, the seed counts as failed (an earlier ok attempt does not
 stand in for it: retrying until a seed passes must not pay). An entry is *complete* when, on
@@ -30,7 +31,6 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from importlib import resources
 
 import pandas as pd
 from scipy import stats
@@ -41,10 +41,12 @@ REFERENCE_BASELINE = "equal_weighting.py"
 DEFAULT_SETTINGS = "fp32"
 
 
-def settings_label(precision: object, compile: object, deterministic: object) -> str:
-    """``fp32``, ``bf16+compile``, ``fp32+deterministic``...: the protocol options of a row."""
+def settings_label(precision: object, compile: object, deterministic: object, topology: object = "shared") -> str:
+    """``fp32``, ``bf16+compile``, ``fp32+deterministic``, ``fp32 independent``...: the protocol
+    options of a row (the topology when it is not the task card's shared one)."""
     truthy = lambda v: str(v).strip().lower() in ("true", "1")  # noqa: E731
-    return str(precision) + ("+compile" if truthy(compile) else "") + ("+deterministic" if truthy(deterministic) else "")
+    return (str(precision) + ("+compile" if truthy(compile) else "") + ("+deterministic" if truthy(deterministic) else "")
+            + ("" if topology == "shared" else f" {topology}"))
 ALPHA = 0.05
 TEST_NAME = "paired t-test over seeds, two-sided"
 
@@ -97,7 +99,7 @@ def phase_archs(df: pd.DataFrame, phase: Phase, profile_archs: tuple[str, ...] =
     """The architectures scored in ``phase``: the profile's, plus the hidden ones in the final
     phase only, plus any other architecture that has rows of this phase."""
     known = list(profile_archs) + (list(HIDDEN_ARCHS) if phase == "final" else [])
-    present = set(df.loc[df["phase"] == phase, "arch"]) if len(df) else set()
+    present = set(df.loc[(df["phase"] == phase) & (df["origin"] == "measured"), "arch"]) if len(df) else set()
     return known + sorted(present - set(known) - set(HIDDEN_ARCHS))
 
 
@@ -172,8 +174,9 @@ def standings(df: pd.DataFrame, phase: Phase, archs: list[str], protocol_seeds: 
     """Measured entries of ``phase`` with their statistics on ``archs``, ranked by score (best
     first; incomplete entries come last, unranked). Baselines and submissions share one ranking.
     ``protocol_seeds``: the seeds every architecture needs for an entry to be complete."""
-    df = df[df["phase"] == phase].copy()
-    df["settings"] = [settings_label(p, c, d) for p, c, d in zip(df["precision"], df["compile"], df["deterministic"])]
+    df = df[(df["phase"] == phase) & (df["origin"] == "measured")].copy()
+    df["settings"] = [settings_label(p, c, d, t) for p, c, d, t in zip(df["precision"], df["compile"],
+                                                                        df["deterministic"], df["topology"])]
     groups = df.groupby(["kind", "submission", "submission_sha256", "settings"], sort=True)
     names = df.groupby(["kind", "submission"])["submission_sha256"].nunique()
     entries: list[Standing] = []
@@ -218,21 +221,16 @@ def _ranked(entries: list[Standing]) -> list[Standing]:
     return ranked + sorted((e for e in entries if e.score is None), key=lambda e: e.label)
 
 
-def reference_standings(ref: pd.DataFrame, archs: list[str]) -> list[Standing]:
-    """Published numbers (long format: method, source, arch, seed, best_fine_acc) as unranked
-    standings, one per (method, source). They never enter the measured ranking or tests."""
+def reference_standings(rows: pd.DataFrame, archs: list[str]) -> list[Standing]:
+    """The published rows (``origin == "published"``) as unranked standings, one per (submission,
+    source), on ``archs`` whatever the rows' phase. They never enter the measured ranking or tests."""
+    published = rows[rows["origin"] == "published"]
     out = []
-    for (method, source), rows in ref.groupby(["method", "source"], sort=True):
+    for (method, source), runs in published.groupby(["submission", "source"], sort=True):
         per_arch = {}
         for arch in archs:
-            sel = rows[rows["arch"] == arch]
+            sel = runs[runs["arch"] == arch]
             per_arch[arch] = arch_stats({int(s): float(a) for s, a in zip(sel["seed"], sel["best_fine_acc"])}, 0)
         out.append(Standing(label=method, kind="reference", submission=method, sha256="", archs=per_arch,
                             score=_score(per_arch), source=source))
     return out
-
-
-def load_reference() -> pd.DataFrame:
-    """The published numbers shipped with the package (``harness/reference_results.csv``)."""
-    with resources.files("harness").joinpath("reference_results.csv").open(encoding="utf-8") as f:
-        return pd.read_csv(f, comment="#")

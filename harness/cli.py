@@ -17,7 +17,7 @@ from rich.markup import escape
 from harness.data import default_data_dir, download_cifar100, write_synthetic
 from harness.device import determinism_env
 from harness.errors import ExitCode, HarnessError, SubmissionRejected, UsageError
-from harness.protocol import PROFILES, get_profile
+from harness.protocol import PROFILES, TOPOLOGIES, get_profile
 from harness.sandbox import available_sandboxes, resolve_sandbox
 from harness.submission import interface_check, static_check
 
@@ -30,7 +30,7 @@ def _evaluate_options(args: argparse.Namespace, kind: str):
     from harness.plan import EvaluateOptions
 
     given = dict(
-        profile=get_profile(args.profile), phase=args.phase, archs=tuple(args.arch or ()),
+        profile=get_profile(args.profile), phase=args.phase, topology=args.topology, archs=tuple(args.arch or ()),
         seeds=tuple(args.seed or ()), device=args.device, data_dir=args.data_dir, runs_dir=args.runs_dir,
         leaderboard=args.leaderboard, sandbox=args.sandbox, hidden_dir=args.hidden_dir, kind=kind, force=args.force,
         precision=args.precision, compile=args.compile, deterministic=args.deterministic, jobs=args.jobs,
@@ -131,6 +131,27 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
         write_atomic(args.output, text.encode("utf-8"))
         console.print(f"wrote {args.output} ({fmt}, {len(rep.entries)} measured entries, profile {rep.profile}, "
                       f"phase {rep.phase})")
+    return ExitCode.OK
+
+
+def cmd_models(args: argparse.Namespace, console: Console) -> int:
+    """Parameters per architecture and topology, and how many of them both tasks share."""
+    import torch
+
+    from harness.models import available_archs, build_model, count_parameters, load_hidden_archs, shared_parameters
+    from harness.report import console as show
+
+    if args.hidden:
+        load_hidden_archs(args.hidden_dir)
+    counts = []
+    for arch in available_archs(include_hidden=args.hidden):
+        for topology in TOPOLOGIES:
+            torch.manual_seed(0)
+            model = build_model(arch, topology=topology)
+            params = list(model.parameters())
+            shared = sum(p.numel() for p, s in zip(params, shared_parameters(model)) if s)
+            counts.append((arch, topology, count_parameters(params), shared))
+    show.models(console, counts)
     return ExitCode.OK
 
 
@@ -237,6 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--json", action="store_true", help="print the figures as JSON (progress goes to stderr)")
     bn.set_defaults(func=cmd_bench)
 
+    md = sub.add_parser("models", help="parameter counts per architecture and topology (--topology), and what "
+                                       "both tasks share (what the Gramian covers)")
+    md.add_argument("--hidden", action="store_true", help="include the hidden architectures (vgg16bn)")
+    md.add_argument("--hidden-dir", type=Path, help="where the hidden architectures are (default: ./hidden of the "
+                    "source checkout)")
+    md.set_defaults(func=cmd_models)
+
     mg = sub.add_parser("migrate", help="convert a leaderboard of an older schema version (the original is kept)")
     mg.add_argument("path", type=Path)
     mg.add_argument("--output", type=Path, help="default: PATH with .v<version> before the suffix")
@@ -276,6 +304,12 @@ def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
                          "tiny: for tests")
     ev.add_argument("--phase", choices=["public", "final"],
                     help=f"final adds the hidden architecture (vgg16bn); default {default('phase')}")
+    ev.add_argument("--topology", choices=list(TOPOLOGIES),
+                    help=f"how the two tasks share the network (seed 003): shared (the task card: one backbone, two "
+                         f"heads), independent (a backbone per task, the control), reuse-coarse / reuse-fine (one "
+                         f"head also reads the other head's logits), shared-reuse-*; recorded in every row and kept "
+                         f"apart in the standings; `harness models` lists parameter counts; "
+                         f"default {default('topology')}")
     ev.add_argument("--arch", action="append", metavar="NAME", help="only this architecture (repeatable)")
     ev.add_argument("--seed", action="append", type=int, metavar="N", help="only this seed (repeatable)")
     ev.add_argument("--device", choices=["auto", "cpu", "cuda"],

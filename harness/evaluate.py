@@ -96,7 +96,10 @@ def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Conso
     console.print(f"data: {len(data[0]):,} train / {len(data[1]):,} test images; device {device_label(device, opts)}; "
                   f"runs: {', '.join(archs)} x seeds {', '.join(map(str, seeds))}"
                   + (f" x {len(checked)} files" if len(checked) > 1 else ""))
-    console.print(f"settings: precision {precision}, compile {opts.compile}, deterministic {opts.deterministic}")
+    console.print(f"settings: precision {precision}, compile {opts.compile}, deterministic {opts.deterministic}, "
+                  f"topology {opts.topology}")
+    if opts.topology != "shared":
+        show.topology(console, opts.topology, archs)
     given = {f.sha: str(f.path) for f in files}  # two files may share a name: keep them apart
     records: list[Recorded] = []
 

@@ -1,9 +1,9 @@
 """Architectures: a small registry, CIFAR ResNets, and the two-head wrapper.
 
 Every architecture is a *backbone* (image -> feature vector) plus a head factory; the
-two-head wrapper :class:`TwoHeadNet` adds a fine (100-way) and a coarse (20-way) head and
-exposes the shared backbone parameters separately from the heads, which the Gramian path
-of the trainer needs.
+two-head wrapper :class:`TwoHeadNet` adds a fine (100-way) and a coarse (20-way) head, in one of
+the topologies of seed 003 (shared backbone, independent backbones, one head reusing the other's
+output).
 
 Conventions (DESIGN.md): CIFAR ResNets as in He et al. 2016: 3x3 stem to 16 channels,
 three stages of 16/32/64 channels with n basic blocks each, 1x1-conv + BN projection
@@ -189,39 +189,87 @@ def resnet56() -> nn.Module:
 
 
 class TwoHeadNet(nn.Module):
-    """Shared backbone with a fine and a coarse head; ``forward`` returns both logits."""
+    """The two-task network in one of seed 003's topologies; ``forward`` returns both logits.
 
-    def __init__(self, backbone: nn.Module, fine_head: nn.Module, coarse_head: nn.Module) -> None:
+    ``shared`` (the task card): one backbone, a fine and a coarse head on its features.
+    ``independent``: a backbone per task (no shared layer; the control). ``reuse-coarse``: the fine
+    head reads the coarse head's logits concatenated to its features (``reuse-fine``: the other way
+    round), on independent backbones; ``shared-reuse-*``: the same on one shared backbone. Through
+    the concatenation the reading task's loss also trains the other task's head (and backbone).
+    """
+
+    def __init__(self, backbone: nn.Module, fine_head: nn.Module, coarse_head: nn.Module, *,
+                 coarse_backbone: nn.Module | None = None, reuse: str | None = None) -> None:
         super().__init__()
-        self.backbone = backbone
+        self.backbone = backbone  # the fine task's, when the backbones are independent
         self.fine_head = fine_head
         self.coarse_head = coarse_head
+        if coarse_backbone is not None:
+            self.coarse_backbone = coarse_backbone
+        self.independent = coarse_backbone is not None
+        assert reuse in (None, "coarse", "fine")
+        self.reuse = reuse
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.backbone(x)
-        return self.fine_head(features), self.coarse_head(features)
+        fine_features = self.backbone(x)
+        coarse_features = self.coarse_backbone(x) if self.independent else fine_features
+        if self.reuse == "coarse":
+            coarse = self.coarse_head(coarse_features)
+            return self.fine_head(torch.cat([fine_features, coarse], dim=1)), coarse
+        if self.reuse == "fine":
+            fine = self.fine_head(fine_features)
+            return fine, self.coarse_head(torch.cat([coarse_features, fine], dim=1))
+        return self.fine_head(fine_features), self.coarse_head(coarse_features)
 
     def backbone_parameters(self) -> Iterator[nn.Parameter]:
-        return self.backbone.parameters()
+        yield from self.backbone.parameters()
+        if self.independent:
+            yield from self.coarse_backbone.parameters()
 
     def head_parameters(self) -> Iterator[nn.Parameter]:
         yield from self.fine_head.parameters()
         yield from self.coarse_head.parameters()
 
 
-def build_model(arch: str, num_fine: int = 100, num_coarse: int = 20) -> TwoHeadNet:
-    """Build ``arch`` with two heads. Uses the global torch RNG for initialisation."""
+def build_model(arch: str, num_fine: int = 100, num_coarse: int = 20, topology: str = "shared") -> TwoHeadNet:
+    """Build ``arch`` with two heads in ``topology`` (:data:`harness.protocol.TOPOLOGIES`). Uses the
+    global torch RNG for initialisation: the fine backbone, the heads, then the coarse backbone, so
+    that the shared topology initialises exactly as before topologies existed."""
     spec = get_arch(arch)
+    reuse = "coarse" if topology.endswith("reuse-coarse") else "fine" if topology.endswith("reuse-fine") else None
     backbone = spec.build_backbone()
-    return TwoHeadNet(
-        backbone,
-        spec.head_factory(spec.feature_dim, num_fine),
-        spec.head_factory(spec.feature_dim, num_coarse),
-    )
+    fine_head = spec.head_factory(spec.feature_dim + (num_coarse if reuse == "coarse" else 0), num_fine)
+    coarse_head = spec.head_factory(spec.feature_dim + (num_fine if reuse == "fine" else 0), num_coarse)
+    independent = not topology.startswith("shared")
+    return TwoHeadNet(backbone, fine_head, coarse_head, coarse_backbone=spec.build_backbone() if independent else None,
+                      reuse=reuse)
 
 
 def count_parameters(params: Iterator[nn.Parameter]) -> int:
     return sum(p.numel() for p in params)
+
+
+def task_reach(model: TwoHeadNet) -> tuple[list[bool], list[bool]]:
+    """Per parameter of ``model``: does the fine loss reach it, does the coarse loss? Found by
+    backpropagating each task's output of the eager module on two images (a property of the
+    topology, not of the data; a compiled graph may hand out zeros where nothing flows)."""
+    params = list(model.parameters())
+    was_training = model.training
+    model.eval()  # no batch statistics to update, no dropout
+    try:
+        fine, coarse = model(torch.zeros(2, 3, 32, 32, dtype=params[0].dtype, device=params[0].device))
+        reached = [torch.autograd.grad(out.sum(), params, retain_graph=True, allow_unused=True)
+                   for out in (fine, coarse)]
+    finally:
+        model.train(was_training)
+    return [g is not None for g in reached[0]], [g is not None for g in reached[1]]
+
+
+def shared_parameters(model: TwoHeadNet) -> list[bool]:
+    """Per parameter: do both task losses reach it? The trainer's Gramian covers these (all
+    parameters when none is)."""
+    fine, coarse = task_reach(model)
+    return [f and c for f, c in zip(fine, coarse)]
 
 
 @functools.lru_cache(maxsize=None)

@@ -21,7 +21,7 @@ from harness.executors import Executor, Job
 from harness.leaderboard import default_path
 from harness.leaderboard.record import Recorder, completed_runs
 from harness.models import get_arch, load_hidden_archs
-from harness.protocol import HIDDEN_ARCHS, Kind, LeaderboardRow, Phase, Precision, Profile, RunSpec
+from harness.protocol import HIDDEN_ARCHS, Kind, LeaderboardRow, Phase, Precision, Profile, RunSpec, Topology
 from harness.provenance import device_name
 from harness.rundir import EvalDir
 from harness.submission import sha256_file, static_check
@@ -37,6 +37,7 @@ class EvaluateOptions(BaseModel):
 
     profile: Profile
     phase: Phase = "public"
+    topology: Topology = "shared"  # seed 003's network topologies; the task card's is shared
     archs: tuple[str, ...] = ()  # empty: the profile's (plus the hidden ones in the final phase)
     seeds: tuple[int, ...] = ()  # empty: the profile's
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -145,7 +146,7 @@ class PlannedFile:
 def spec_for(f: PlannedFile, opts: EvaluateOptions, arch: str, seed: int, device: str, sandbox: str,
              precision: str) -> RunSpec:
     return RunSpec(submission=f.path.name, submission_sha256=f.sha, kind=opts.kind, profile=opts.profile,
-                   phase=opts.phase, arch=arch, seed=seed, device=device, sandbox=sandbox, precision=precision,
+                   phase=opts.phase, topology=opts.topology, arch=arch, seed=seed, device=device, sandbox=sandbox, precision=precision,
                    compile=opts.compile, deterministic=opts.deterministic)
 
 
@@ -156,7 +157,8 @@ def plan_files(paths: list[Path], opts: EvaluateOptions, existing: pd.DataFrame,
     """Statically check and copy each file (a rejected one goes to ``rejected``, a second copy of
     a file to ``repeated``), record the rows an earlier evaluation left pending, and find the runs
     already done (none with ``--force``)."""
-    settings = dict(precision=precision, compile=opts.compile, deterministic=opts.deterministic)
+    settings = dict(precision=precision, compile=opts.compile, deterministic=opts.deterministic,
+                    topology=opts.topology)
     files: list[PlannedFile] = []
     for path in paths:
         try:

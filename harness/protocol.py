@@ -22,6 +22,11 @@ PROTOCOL_SEEDS: tuple[int, ...] = (42, 123, 456)
 Phase = Literal["public", "final"]
 Kind = Literal["baseline", "submission"]
 Status = Literal["ok", "failed"]
+Topology = Literal["shared", "independent", "reuse-coarse", "reuse-fine", "shared-reuse-coarse", "shared-reuse-fine"]
+"""How the two tasks share the network (seed 003): ``shared``, the task card's one backbone with two
+heads; ``independent``, a backbone per task; ``reuse-coarse`` / ``reuse-fine``, independent backbones
+where one head also reads the other head's logits; ``shared-reuse-*``, the same on one backbone."""
+TOPOLOGIES: tuple[str, ...] = Topology.__args__
 Precision = Literal["fp32", "tf32", "bf16", "fp64"]
 """fp32: the protocol (IEEE float32 everywhere, on CUDA too). tf32: float32 with TensorFloat-32
 matmuls and convolutions (CUDA only; faster, less exact). bf16: bfloat16 autocast. fp64: for
@@ -136,6 +141,7 @@ class RunSpec(_Frozen):
     kind: Kind = "submission"
     profile: Profile
     phase: Phase = "public"
+    topology: Topology = "shared"
     arch: str
     seed: int
     device: str
@@ -214,45 +220,74 @@ class RunResult(_Frozen):
         )
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+Origin = Literal["measured", "published"]
 
 
 class LeaderboardRow(_Frozen):
-    """One line of ``leaderboard.csv``: one (submission, profile, phase, arch, seed) run.
+    """One line of ``leaderboard.csv``: one run measured here, or one published result.
 
     The field order is the column order; ``schema_version`` changes whenever it does, and
     ``harness.leaderboard.MIGRATIONS`` gains the step from the previous version.
-    Version 2 added ``compile`` and ``deterministic``.
-    Accuracies are percentages; ``best_epoch`` is 0-indexed. A failed run has empty
-    accuracy columns and ``status=failed`` (its reason is in ``runs/<run_id>/failure.txt``).
+    Version 2 added ``compile`` and ``deterministic``; version 3 ``origin``, ``source``, ``topology``
+    and ``attempt``.
+    Accuracies are percentages; ``best_epoch`` is 0-indexed. A failed run has empty accuracy
+    columns and ``status=failed`` (its reason is in ``runs/<run_id>/failure.txt``). ``attempt``
+    numbers the rows of one run (same file version, profile, phase, topology, architecture, seed
+    and settings) in the order they were appended: a retried seed is visible in the file.
+    A ``published`` row was reported elsewhere (``source`` says where) and is never measured here:
+    what its source does not say is empty, and it stays outside every score, rank and test.
     """
 
     schema_version: int = SCHEMA_VERSION
-    finished_at: str = Field(description="UTC, ISO 8601")
+    origin: Origin = "measured"
+    source: str = Field(default="", description="where a published row was reported; empty when measured")
+    finished_at: str | None = Field(default=None, description="UTC, ISO 8601")
     submission: str
-    submission_sha256: str
+    submission_sha256: str | None = None
     kind: Kind
     profile: str
     phase: Phase
+    topology: Topology = "shared"
     arch: str
     seed: int
+    attempt: int | None = None  # set when the row is appended
     epochs: int
     best_fine_acc: float | None
-    best_epoch: int | None
-    final_fine_acc: float | None
-    best_coarse_acc: float | None
-    wall_seconds: float
-    device: str
-    precision: str
-    channels_last: bool
-    compile: bool
-    deterministic: bool
-    torch_version: str
-    harness_version: str
-    harness_commit: str
-    sandbox: str
-    run_id: str = Field(description="the run's directory, relative to the runs dir")
+    best_epoch: int | None = None
+    final_fine_acc: float | None = None
+    best_coarse_acc: float | None = None
+    wall_seconds: float | None = None
+    device: str | None = None
+    precision: str | None = None
+    channels_last: bool | None = None
+    compile: bool | None = None
+    deterministic: bool | None = None
+    torch_version: str | None = None
+    harness_version: str | None = None
+    harness_commit: str | None = None
+    sandbox: str | None = None
+    run_id: str | None = Field(default=None, description="the run's directory, relative to the runs dir")
     status: Status
+
+    @model_validator(mode="after")
+    def _complete(self) -> LeaderboardRow:
+        if self.origin == "published":
+            if not self.source:
+                raise ValueError("a published row needs its source")
+            return self
+        needed = ("finished_at", "submission_sha256", "wall_seconds", "device", "precision", "channels_last",
+                  "compile", "deterministic", "torch_version", "harness_version", "harness_commit", "sandbox",
+                  "run_id")
+        missing = [name for name in needed if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a measured row needs {', '.join(missing)}")
+        if self.source:
+            raise ValueError("a measured row has no source")
+        return self
 
 
 LEADERBOARD_COLUMNS: tuple[str, ...] = tuple(LeaderboardRow.model_fields)
+RUN_IDENTITY: tuple[str, ...] = ("submission_sha256", "profile", "phase", "topology", "arch", "seed", "precision",
+                                 "compile", "deterministic")
+"""The columns that say which run a measured row is an attempt of."""

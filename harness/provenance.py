@@ -12,18 +12,21 @@ import torch
 from harness import __version__
 
 SOURCE_DIR = Path(__file__).resolve().parent.parent
+TRACKED_LEADERBOARD = "leaderboard.csv"  # the repository's own, with the published rows
 
 
 @functools.cache
 def harness_commit() -> str:
-    """The source checkout's commit, with ``-dirty`` if tracked files changed; ``unknown``
-    outside a git checkout (an installed wheel)."""
+    """The source checkout's commit, with ``-dirty`` if tracked files other than the top-level
+    ``leaderboard.csv`` changed; ``unknown`` outside a git checkout (an installed wheel)."""
     try:
         run = functools.partial(subprocess.run, cwd=SOURCE_DIR, capture_output=True, text=True, timeout=10)
         head = run(["git", "rev-parse", "HEAD"])
         if head.returncode != 0:
             return "unknown"
-        dirty = run(["git", "status", "--porcelain", "--untracked-files=no"]).stdout.strip()
+        # the leaderboard that evaluations append to is tracked, but its growth does not change the harness
+        dirty = run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                     f":(exclude){TRACKED_LEADERBOARD}"]).stdout.strip()
         return head.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"

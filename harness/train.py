@@ -10,9 +10,11 @@ and which losses ``L`` uses at all (:class:`~harness.worker_client.StepReply`). 
   weight decay or momentum step on its head), as in-process backpropagation would leave it;
 * per-task path (``forward`` asked for ``gramian``, or the module defines ``head_loss``):
   two backward passes give each task's gradients; their 2x2 Gramian over the shared
-  backbone goes to the worker, the backbone gets ``dL/dfine * g_fine + dL/dcoarse * g_coarse``
-  and each head its own task's gradient times ``dH/dL_k`` (``H``: the head loss, ``L``
-  itself without one). No third backward pass.
+  parameters (those both losses reach: the backbone in the task card's topology; every parameter
+  when none is shared) goes to the worker, the shared parameters get
+  ``dL/dfine * g_fine + dL/dcoarse * g_coarse`` and the others (a task's own head) their task's
+  gradient times ``dH/dL_k`` (``H``: the head loss, ``L`` itself without one). No third
+  backward pass.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from harness.checkpoint import Checkpointer
 from harness.data import Split, TrainLoader, eval_batches
 from harness.device import autocast_context, set_determinism, set_fp32_precision
 from harness.errors import RunFailed
-from harness.models import TwoHeadNet, build_model
+from harness.models import TwoHeadNet, build_model, task_reach
 from harness.protocol import EpochMetrics, RunResult, RunSpec
 from harness.provenance import device_name
 from harness.rundir import RunDir
@@ -61,17 +63,19 @@ class _EpochTally:
 Grads = tuple[torch.Tensor | None, ...]
 
 
-def _task_gradients(params: list[torch.nn.Parameter], fine: torch.Tensor, coarse: torch.Tensor
-                    ) -> tuple[Grads, Grads]:
-    """Each task loss backpropagated on its own: per parameter, its fine and its coarse gradient
-    (None where that loss does not reach the parameter, e.g. the other task's head)."""
+def _task_gradients(params: list[torch.nn.Parameter], fine: torch.Tensor, coarse: torch.Tensor,
+                    reach: tuple[list[bool], list[bool]]) -> tuple[Grads, Grads]:
+    """Each task loss backpropagated on its own: per parameter, its fine and its coarse gradient;
+    None where that loss does not reach the parameter (``reach``, from the eager module: a compiled
+    graph may return zeros there), e.g. the other task's head."""
     g_fine = torch.autograd.grad(fine, params, retain_graph=True, allow_unused=True)
     g_coarse = torch.autograd.grad(coarse, params, allow_unused=True)
     # autograd may hand out one tensor for two parameters (e.g. ``p + q`` of equal shapes); the
     # gradients are scaled in place later, so each must be its own tensor
     seen: set[int] = set()
     unique = []
-    for g in (*g_fine, *g_coarse):
+    for g, reached in zip((*g_fine, *g_coarse), (*reach[0], *reach[1])):
+        g = g if reached else None
         if g is not None and id(g) in seen:
             g = g.clone()
         if g is not None:
@@ -80,11 +84,14 @@ def _task_gradients(params: list[torch.nn.Parameter], fine: torch.Tensor, coarse
     return tuple(unique[:len(params)]), tuple(unique[len(params):])
 
 
-def _gramian(g_fine: Grads, g_coarse: Grads) -> torch.Tensor:
-    """``(G00, G01, G11)`` over the given (shared) parameters' gradients; a missing gradient is 0."""
-    both = [(f, c) for f, c in zip(g_fine, g_coarse) if f is not None or c is not None]
-    flat_f = torch.cat([(f if f is not None else torch.zeros_like(c)).reshape(-1) for f, c in both])
-    flat_c = torch.cat([(c if c is not None else torch.zeros_like(f)).reshape(-1) for f, c in both])
+def _gramian(g_fine: Grads, g_coarse: Grads, shared: list[bool]) -> torch.Tensor:
+    """``(G00, G01, G11)`` of the task gradients over the shared parameters; when no parameter is
+    shared (independent networks), over all of them (the task gradients are then orthogonal:
+    ``G01 = 0``). A missing gradient is 0."""
+    keep = [(f, c) for f, c, s in zip(g_fine, g_coarse, shared) if s] if any(shared) else [
+        (f, c) for f, c in zip(g_fine, g_coarse) if f is not None or c is not None]
+    flat_f = torch.cat([(f if f is not None else torch.zeros_like(c)).reshape(-1) for f, c in keep])
+    flat_c = torch.cat([(c if c is not None else torch.zeros_like(f)).reshape(-1) for f, c in keep])
     return torch.stack([flat_f.dot(flat_f), flat_f.dot(flat_c), flat_c.dot(flat_c)])
 
 
@@ -108,15 +115,17 @@ def _set_combined_gradients(params: list[torch.nn.Parameter], g_fine: Grads, g_c
             p.grad = g
 
 
-def _backward_per_task(params: list[torch.nn.Parameter], n_shared: int, g_fine: Grads, g_coarse: Grads,
+def _backward_per_task(params: list[torch.nn.Parameter], shared: list[bool], g_fine: Grads, g_coarse: Grads,
                        reply: StepReply) -> None:
-    """Gradients from the per-task gradients: the shared parameters (the first ``n_shared``) get
-    ``dL/dL_k``-weighted ones, the heads ``dH/dL_k``-weighted ones (H: the head loss, ``L`` itself
-    when the module has none)."""
-    _set_combined_gradients(params[:n_shared], g_fine[:n_shared], g_coarse[:n_shared], reply.w_fine,
-                            reply.w_coarse, reply.uses_fine, reply.uses_coarse)
-    _set_combined_gradients(params[n_shared:], g_fine[n_shared:], g_coarse[n_shared:], reply.h_fine,
-                            reply.h_coarse, reply.head_uses_fine, reply.head_uses_coarse)
+    """Gradients from the per-task gradients: the shared parameters (both losses reach them) get
+    ``dL/dL_k``-weighted ones, the others (a task's own head, and backbone when independent) the
+    ``dH/dL_k``-weighted ones (H: the head loss, ``L`` itself when the module has none)."""
+    for mask, w_fine, w_coarse, uses_fine, uses_coarse in (
+            (shared, reply.w_fine, reply.w_coarse, reply.uses_fine, reply.uses_coarse),
+            ([not s for s in shared], reply.h_fine, reply.h_coarse, reply.head_uses_fine, reply.head_uses_coarse)):
+        pick = [i for i, m in enumerate(mask) if m]
+        _set_combined_gradients([params[i] for i in pick], [g_fine[i] for i in pick], [g_coarse[i] for i in pick],
+                                w_fine, w_coarse, uses_fine, uses_coarse)
 
 
 def _backward_combined(fine: torch.Tensor, coarse: torch.Tensor, reply: StepReply) -> None:
@@ -143,8 +152,9 @@ def train_one_epoch(model: TwoHeadNet, loader: TrainLoader, optimizer: torch.opt
     use_accuracy = "batch_fine_acc" in ready.capabilities or "batch_coarse_acc" in ready.capabilities
     per_task = use_gramian or ready.head_loss  # the heads and the backbone are weighted apart
     params = list(model.parameters())
-    n_backbone = len(list(model.backbone_parameters()))
-    assert all(a is b for a, b in zip(params, model.backbone_parameters())), "the backbone's parameters come first"
+    if per_task:
+        reach = task_reach(model)
+        shared = [f and c for f, c in zip(*reach)]  # parameters both losses reach: the shared ones
     steps_per_epoch = loader.steps_per_epoch
     tally = _EpochTally()
     model.train()
@@ -158,9 +168,9 @@ def train_one_epoch(model: TwoHeadNet, loader: TrainLoader, optimizer: torch.opt
 
         to_host = [fine.detach(), coarse.detach()]
         if per_task:
-            g_fine, g_coarse = _task_gradients(params, fine, coarse)
+            g_fine, g_coarse = _task_gradients(params, fine, coarse, reach)
         if use_gramian:
-            to_host.extend(_gramian(g_fine[:n_backbone], g_coarse[:n_backbone]))
+            to_host.extend(_gramian(g_fine, g_coarse, shared))
         if use_accuracy:
             to_host.append((fine_logits.argmax(1) == y_fine).float().mean())
             to_host.append((coarse_logits.argmax(1) == y_coarse).float().mean())
@@ -182,7 +192,7 @@ def train_one_epoch(model: TwoHeadNet, loader: TrainLoader, optimizer: torch.opt
             raise RunFailed(f"epoch {epoch}, step {step}: {e}") from e
 
         if per_task:
-            _backward_per_task(params, n_backbone, g_fine, g_coarse, reply)
+            _backward_per_task(params, shared, g_fine, g_coarse, reply)
         else:
             _backward_combined(fine, coarse, reply)
         optimizer.step()
@@ -242,7 +252,7 @@ def _fresh_model(spec: RunSpec, device: torch.device, dtype: torch.dtype
                  ) -> tuple[TwoHeadNet, torch.optim.Optimizer]:
     """The model as initialised by the run's seed, and its SGD optimizer."""
     torch.manual_seed(spec.seed)
-    model = build_model(spec.arch).to(device, dtype)
+    model = build_model(spec.arch, topology=spec.topology).to(device, dtype)
     if spec.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = spec.profile.optimizer

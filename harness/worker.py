@@ -71,8 +71,9 @@ HEAD_LOSS = "head_loss"
 are trained on (head k receives ``dH/dL_k * grad L_k``); the shared parameters follow ``forward``."""
 
 CAPABILITIES: dict[str, str] = {
-    "gramian": "2x2 float32 tensor G[i][j] = <g_i, g_j> of the per-task gradients over the "
-    "shared backbone parameters (0 = fine, 1 = coarse)",
+    "gramian": "2x2 tensor G[i][j] = <g_i, g_j> of the per-task gradients (0 = fine, 1 = coarse) over "
+    "the parameters both losses reach (the shared backbone in the task card's topology), or over all "
+    "parameters when none is shared (independent networks: G[0][1] = 0)",
     "step": "int, global training step, 0-indexed (epoch * steps_per_epoch + batch index)",
     "steps_per_epoch": "int, training steps per epoch",
     "batch_fine_acc": "float in [0, 1], fine accuracy of the current training batch before the update",

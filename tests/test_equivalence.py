@@ -29,9 +29,9 @@ def _load(path):
     return module.MultiTaskLoss
 
 
-def reference_training(path, profile, train, seed, dtype):
+def reference_training(path, profile, train, seed, dtype, topology="shared"):
     torch.manual_seed(seed)
-    model = build_model("resnet20").to(dtype=dtype, memory_format=torch.channels_last)
+    model = build_model("resnet20", topology=topology).to(dtype=dtype, memory_format=torch.channels_last)
     torch.manual_seed(seed)  # the worker seeds torch before it builds the loss module
     loss_module = _load(path)().to(dtype)
     opt = profile.optimizer
@@ -40,7 +40,6 @@ def reference_training(path, profile, train, seed, dtype):
     loader = TrainLoader(train, batch_size=profile.batch_size, seed=seed, device=torch.device("cpu"),
                          channels_last=True, dtype=dtype)
     wants = {p.name for p in inspect.signature(loss_module.forward).parameters.values() if p.kind == p.KEYWORD_ONLY}
-    backbone = list(model.backbone_parameters())
     model.train()
     for epoch in range(profile.epochs):
         for group in optimizer.param_groups:
@@ -55,9 +54,14 @@ def reference_training(path, profile, train, seed, dtype):
                 "batch_coarse_acc": float((coarse_logits.argmax(1) == y_coarse).float().mean()),
             }
             kwargs = {name: value for name, value in available.items() if name in wants}
-            if "gramian" in wants:
-                g_f = torch.cat([g.reshape(-1) for g in torch.autograd.grad(fine, backbone, retain_graph=True)])
-                g_c = torch.cat([g.reshape(-1) for g in torch.autograd.grad(coarse, backbone, retain_graph=True)])
+            if "gramian" in wants:  # over the parameters both losses reach; all of them when none is
+                model_params = list(model.parameters())
+                per_task = [torch.autograd.grad(t, model_params, retain_graph=True, allow_unused=True)
+                            for t in (fine, coarse)]
+                both = [f is not None and c is not None for f, c in zip(*per_task)]
+                over = both if any(both) else [True] * len(both)
+                g_f, g_c = (torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                                       for g, p, keep in zip(grads, model_params, over) if keep]) for grads in per_task)
                 kwargs["gramian"] = torch.stack([torch.stack([g_f @ g_f, g_f @ g_c]),
                                                  torch.stack([g_c @ g_f, g_c @ g_c])]).detach()
             loss = loss_module(fine, coarse, epoch, profile.epochs, **kwargs)
@@ -116,6 +120,37 @@ def test_worker_path_equals_in_process_reference(path, param, precision, tol, ti
     ref_param = getattr(ref_loss, param).detach().reshape(-1)
     initial = getattr(_load(path)(), param).detach().reshape(-1).to(dtype)
     assert (ref_param - initial).abs().max() > 1e-3
+
+
+GRAMIAN, PLAIN = SUBMISSIONS / "gramian_warmup.py", SUBMISSIONS / "warmup_ignores_coarse.py"
+
+
+@pytest.mark.parametrize("path, topology", [
+    *((GRAMIAN, t) for t in ("independent", "reuse-coarse", "reuse-fine", "shared-reuse-coarse", "shared-reuse-fine")),
+    *((PLAIN, t) for t in ("independent", "reuse-coarse", "shared-reuse-fine")),
+], ids=lambda v: v.stem if hasattr(v, "stem") else v)
+def test_worker_path_equals_in_process_reference_in_every_topology(path, topology, tiny_splits, tmp_path):
+    """Seed 003's topologies: the exactness and idle-head guarantees hold whatever the network shares
+    (fp64, every parameter), on the per-task (Gramian) path in each topology and on the plain path
+    in three, with the coarse task left out for the first epoch."""
+    train, test = tiny_splits
+    train = train.head(128)
+    profile = tiny_profile(epochs=2, optimizer=tiny_profile().optimizer.model_copy(update={"lr": 0.1}))
+    spec = run_spec(profile).model_copy(update={"precision": "fp64", "topology": topology})
+    outcome = run_one(spec, submission=path, train=train, test=test, run_dir=tmp_path / "run",
+                      sandbox=get_sandbox("none"))
+    assert outcome.result.status == "ok", outcome.result.reason
+    ref_model, _ = reference_training(path, profile, train, seed=42, dtype=torch.float64, topology=topology)
+    got, want = outcome.model.state_dict(), ref_model.state_dict()
+    assert got.keys() == want.keys()
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], **EXACT, msg=key)
+    torch.manual_seed(42)
+    fresh = build_model("resnet20", topology=topology).to(torch.float64).state_dict()
+    moved = [k for k in ("backbone.body.0.weight", "coarse_backbone.body.0.weight", "fine_head.weight",
+                         "coarse_head.weight") if k in want]
+    for key in moved:
+        assert (got[key] - fresh[key]).abs().max() > 1e-4, key
 
 
 def test_an_ignored_task_differs_from_a_zero_weighted_one(tiny_splits, tmp_path):

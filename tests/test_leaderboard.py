@@ -39,7 +39,7 @@ def test_torn_last_line_does_not_swallow_the_next_row(tmp_path):
         f.write("1,2026-11-23T10:00:00+00:00,loss.py,abab")  # a crash mid-write
     append_row(path, make_row(3))
     lines = path.read_text().splitlines()
-    assert lines[-1].split(",")[8] == "3"
+    assert lines[-1].split(",")[LEADERBOARD_COLUMNS.index("seed")] == "3"
 
 
 def _writer(path, start):

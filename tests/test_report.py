@@ -18,9 +18,9 @@ import pytest
 
 from harness import aggregate, report
 from harness.leaderboard import HEADER_LINE, LeaderboardError, append_row, read_rows
-from harness.protocol import EpochMetrics
+from harness.protocol import LEADERBOARD_COLUMNS, EpochMetrics
 
-from conftest import leaderboard_row
+from conftest import REPO, leaderboard_row
 from test_cli import harness
 
 SEEDS = (42, 123, 456)
@@ -40,7 +40,11 @@ def rows_for(name, kind, accs, sha, profile="full", phase="public", failed=(), a
     return rows
 
 
-def write_leaderboard(path, rows):
+def write_leaderboard(path, rows, *, shipped=False):
+    """``rows`` appended to ``path``; ``shipped``: to a copy of the repository's leaderboard.csv (its
+    published rows), as a user's evaluation in the checkout appends to it."""
+    if shipped:
+        shutil.copyfile(REPO / "leaderboard.csv", path)
     for row in rows:
         append_row(path, row)
     return path
@@ -53,7 +57,7 @@ def full_leaderboard(tmp_path):
             + rows_for("good.py", "submission", GOOD, "g")
             + rows_for("broken.py", "submission", GOOD, "b",
                        failed={("resnet56", s) for s in SEEDS} | {("resnet20", 456)}))
-    return write_leaderboard(tmp_path / "leaderboard.csv", rows)
+    return write_leaderboard(tmp_path / "leaderboard.csv", rows, shipped=True)
 
 
 def paired_p_df2(a, b):
@@ -121,7 +125,7 @@ def test_phases_and_reference_rows(tmp_path):
     final = {"resnet20": EW["resnet20"], "resnet56": EW["resnet56"], "vgg16bn": (72.0, 73.0, 74.0)}
     rows = (rows_for("equal_weighting.py", "baseline", EW, "e")
             + rows_for("equal_weighting.py", "baseline", final, "e", phase="final"))
-    df = read_rows(write_leaderboard(tmp_path / "lb.csv", rows))
+    df = read_rows(write_leaderboard(tmp_path / "lb.csv", rows, shipped=True))
     public, fin = report.build(df, "public"), report.build(df, "final")
     assert "vgg16bn" not in public.archs and fin.archs == ["resnet20", "resnet56", "vgg16bn"]
     assert fin.entries[0].score == pytest.approx((61.0 * statistics.mean(EW["resnet56"]) * 73.0) ** (1 / 3))
@@ -162,23 +166,27 @@ def test_cli_formats_sections_and_markers(full_leaderboard, tmp_path):
 
 
 def test_migrate_converts_a_copy_and_append_names_the_command(tmp_path):
-    v1_header = HEADER_LINE.replace("channels_last,compile,deterministic,", "channels_last,")
+    v1_columns = [c for c in LEADERBOARD_COLUMNS if c not in ("origin", "source", "topology", "attempt", "compile",
+                                                               "deterministic")]
+    v1_header = ",".join(v1_columns) + "\n"
     v1_row = ("1,2026-11-01T10:00:00+00:00,loss.py," + "ab" * 32 + ",submission,tiny,public,resnet20,42,1,12.5,0,"
               "12.5,30,3.2,cpu,fp32,true,2.13.0,0.1.0,abc,none,tiny/x/public/resnet20-seed42,ok\n")
     old = tmp_path / "leaderboard-tiny.csv"
-    old.write_text(v1_header + v1_row)
+    old.write_text(v1_header + v1_row + v1_row.replace("2026-11-01T10", "2026-11-02T10"))  # two attempts
     before = old.read_bytes()
     with pytest.raises(LeaderboardError, match="harness migrate"):
         append_row(old, leaderboard_row())
     r = harness("migrate", old, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert old.read_bytes() == before
-    new = tmp_path / "leaderboard-tiny.v2.csv"
+    new = tmp_path / "leaderboard-tiny.v3.csv"
     df = read_rows(new)
-    assert len(df) == 1 and df["best_fine_acc"].iloc[0] == 12.5 and df["schema_version"].iloc[0] == 2
+    assert len(df) == 2 and df["best_fine_acc"].iloc[0] == 12.5 and set(df["schema_version"]) == {3}
     assert str(df["compile"].iloc[0]).lower() == "false" and str(df["deterministic"].iloc[0]).lower() == "false"
-    append_row(new, leaderboard_row(seed=7))  # the migrated file is a normal current-version leaderboard
-    assert len(read_rows(new)) == 2
+    assert df["attempt"].tolist() == [1, 2] and set(df["origin"]) == {"measured"} and set(df["topology"]) == {"shared"}
+    # the migrated file is a normal current-version leaderboard: the next attempt of that run is the third
+    written = append_row(new, leaderboard_row(submission_sha256="ab" * 32, precision="fp32"))
+    assert written.attempt == 3 and read_rows(new)["attempt"].tolist() == [1, 2, 3]
     r = harness("migrate", old, cwd=tmp_path)
     assert r.returncode == 1 and "already exists" in r.stderr
     r = harness("migrate", new, "--output", tmp_path / "x.csv", cwd=tmp_path)
@@ -223,7 +231,7 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
         pytest.skip("chromium is not installed (apt-get install chromium)")
     rows = (rows_for("equal_weighting.py", "baseline", EW, "e") + rows_for("pcgrad.py", "baseline", NOISY, "p")
             + rows_for("good.py", "submission", GOOD, "g"))
-    path = write_leaderboard(tmp_path / "leaderboard.csv", rows)
+    path = write_leaderboard(tmp_path / "leaderboard.csv", rows, shipped=True)
     _write_runs(tmp_path / "runs", rows)
     r = harness("leaderboard", "--format", "html", "--output", "out/report.html", cwd=tmp_path)
     assert r.returncode == 0, r.stderr

@@ -95,7 +95,7 @@ def test_aliased_gradients_are_scaled_once():
     p, q = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.full((3,), 2.0))
     x = torch.tensor([1.0, -2.0, 3.0])
     fine, coarse = ((p + q) * x).sum(), ((p + q) * x * x).sum()
-    g_fine, g_coarse = _task_gradients([p, q], fine, coarse)
+    g_fine, g_coarse = _task_gradients([p, q], fine, coarse, ([True, True], [True, True]))
     _set_combined_gradients([p, q], g_fine, g_coarse, 0.7, 1.9, True, True)
     want = 0.7 * x + 1.9 * x * x
     assert torch.allclose(p.grad, want) and torch.allclose(q.grad, want)

@@ -26,7 +26,8 @@ def row_for(spec: RunSpec, result: RunResult, run_id: str) -> LeaderboardRow:
     """The leaderboard row of a finished run (ok or failed)."""
     return LeaderboardRow(
         finished_at=utc_now(), submission=spec.submission, submission_sha256=spec.submission_sha256,
-        kind=spec.kind, profile=spec.profile.name, phase=spec.phase, arch=spec.arch, seed=spec.seed,
+        kind=spec.kind, profile=spec.profile.name, phase=spec.phase, topology=spec.topology, arch=spec.arch,
+        seed=spec.seed,
         epochs=spec.profile.epochs, best_fine_acc=result.best_fine_acc, best_epoch=result.best_epoch,
         final_fine_acc=result.final_fine_acc, best_coarse_acc=result.best_coarse_acc,
         wall_seconds=round(result.wall_seconds, 2), device=_recorded_device(spec, result), precision=spec.precision,
@@ -69,8 +70,7 @@ class Recorder:
         self.path, self.runs_dir = Path(path), Path(runs_dir)
 
     def record(self, spec: RunSpec, result: RunResult, run: RunDir) -> Recorded:
-        row = row_for(spec, result, run.run_id(self.runs_dir))
-        problem, kept = self._append(row, run)
+        problem, kept = self._append(row_for(spec, result, run.run_id(self.runs_dir)), run)
         return Recorded(spec, result, run, problem, kept)
 
     def _append(self, row: LeaderboardRow, run: RunDir) -> tuple[str | None, Path | None]:
@@ -99,10 +99,10 @@ class Recorder:
             row = LeaderboardRow.model_validate_json(run.pending_row.read_text())
         except (OSError, ValueError):
             return None, None
-        wanted = (spec.submission_sha256, spec.kind, spec.profile.name, spec.phase, spec.arch, spec.seed, "ok",
-                  spec.precision, spec.compile, spec.deterministic)
-        found = (row.submission_sha256, row.kind, row.profile, row.phase, row.arch, row.seed, row.status,
-                 row.precision, row.compile, row.deterministic)
+        wanted = (spec.submission_sha256, spec.kind, spec.profile.name, spec.phase, spec.topology, spec.arch,
+                  spec.seed, "ok", spec.precision, spec.compile, spec.deterministic)
+        found = (row.submission_sha256, row.kind, row.profile, row.phase, row.topology, row.arch, row.seed,
+                 row.status, row.precision, row.compile, row.deterministic)
         if found != wanted:
             return None, None
         problem, _ = self._append(row, run)
@@ -111,9 +111,10 @@ class Recorder:
 
 def completed_runs(rows: pd.DataFrame, sha: str, profile: str, phase: str, settings: dict) -> dict[tuple[str, int], str]:
     """``{(arch, seed): finished_at}`` of this file version, profile, phase and protocol settings
-    (precision, compile, deterministic) whose latest attempt is ok: the rule the standings count by
+    (precision, compile, deterministic, topology) whose latest attempt is ok: the rule the standings count by
     (a seed whose latest attempt failed is run again)."""
-    mine = rows[(rows["submission_sha256"] == sha) & (rows["profile"] == profile) & (rows["phase"] == phase)]
+    mine = rows[(rows["origin"] == "measured") & (rows["submission_sha256"] == sha) & (rows["profile"] == profile)
+                & (rows["phase"] == phase)]
     for column, value in settings.items():
         mine = mine[mine[column].astype(str).str.lower() == str(value).lower()]
     latest = mine.sort_values("finished_at", kind="stable").groupby(["arch", "seed"], sort=False).tail(1)

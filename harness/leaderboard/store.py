@@ -23,7 +23,7 @@ import pandas as pd
 from filelock import FileLock
 
 from harness.errors import LeaderboardError, UsageError
-from harness.protocol import LEADERBOARD_COLUMNS, SCHEMA_VERSION, LeaderboardRow
+from harness.protocol import LEADERBOARD_COLUMNS, RUN_IDENTITY, SCHEMA_VERSION, LeaderboardRow
 
 
 def _csv_line(values: list[object]) -> str:
@@ -39,7 +39,9 @@ _V1_COLUMNS = (
     "epochs", "best_fine_acc", "best_epoch", "final_fine_acc", "best_coarse_acc", "wall_seconds", "device",
     "precision", "channels_last", "torch_version", "harness_version", "harness_commit", "sandbox", "run_id", "status",
 )
-COLUMNS_BY_VERSION: dict[int, tuple[str, ...]] = {1: _V1_COLUMNS, SCHEMA_VERSION: LEADERBOARD_COLUMNS}
+_V2_COLUMNS = _V1_COLUMNS[:_V1_COLUMNS.index("torch_version")] + ("compile", "deterministic") + _V1_COLUMNS[
+    _V1_COLUMNS.index("torch_version"):]
+COLUMNS_BY_VERSION: dict[int, tuple[str, ...]] = {1: _V1_COLUMNS, 2: _V2_COLUMNS, SCHEMA_VERSION: LEADERBOARD_COLUMNS}
 
 
 def _v1_to_v2(df: pd.DataFrame) -> pd.DataFrame:
@@ -50,7 +52,18 @@ def _v1_to_v2(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-MIGRATIONS = {1: _v1_to_v2}
+def _v2_to_v3(df: pd.DataFrame) -> pd.DataFrame:
+    """v3 added ``origin``, ``source``, ``topology`` and ``attempt``: version-2 rows were all measured
+    here on the shared topology; their attempts are numbered in the order the rows were appended."""
+    df = df.copy()
+    df["origin"] = "measured"
+    df["source"] = ""
+    df["topology"] = "shared"
+    df["attempt"] = (df.groupby(list(RUN_IDENTITY), sort=False).cumcount() + 1).astype(str)
+    return df
+
+
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
 assert set(COLUMNS_BY_VERSION) == set(MIGRATIONS) | {SCHEMA_VERSION}
 
 
@@ -97,13 +110,26 @@ def _check_header(path: Path) -> bool:
     return True
 
 
-def append_row(path: Path, row: LeaderboardRow) -> None:
-    """Append ``row`` to the CSV at ``path`` (created with a header if absent)."""
+def _attempt(path: Path, row: LeaderboardRow) -> int:
+    """1 + the rows of the same run already in the file (read under the append lock)."""
+    rows = read_rows(path)
+    rows = rows[rows["origin"] == "measured"]
+    same = pd.Series(True, index=rows.index)
+    for column in RUN_IDENTITY:
+        same &= rows[column].astype(str).str.lower() == str(_format(getattr(row, column))).lower()
+    return 1 + int(same.sum())
+
+
+def append_row(path: Path, row: LeaderboardRow) -> LeaderboardRow:
+    """Append ``row`` to the CSV at ``path`` (created with a header if absent); a measured row gets
+    its ``attempt`` number here, under the lock. Returns the row as written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = _csv_line([_format(getattr(row, c)) for c in LEADERBOARD_COLUMNS])
     with FileLock(str(path) + ".lock"):
         has_header = _check_header(path)
+        if row.origin == "measured":
+            row = row.model_copy(update={"attempt": _attempt(path, row) if has_header else 1})
+        line = _csv_line([_format(getattr(row, c)) for c in LEADERBOARD_COLUMNS])
         if has_header:
             with open(path, "rb") as f:
                 f.seek(-1, os.SEEK_END)
@@ -122,6 +148,7 @@ def append_row(path: Path, row: LeaderboardRow) -> None:
             raise LeaderboardError(f"could not append to {path} ({e}); the file is unchanged") from e
         finally:
             os.close(fd)
+    return row
 
 
 def read_rows(path: Path) -> pd.DataFrame:
@@ -130,7 +157,9 @@ def read_rows(path: Path) -> pd.DataFrame:
     path = Path(path)
     if not _check_header(path):
         return pd.DataFrame(columns=list(LEADERBOARD_COLUMNS))
-    df = pd.read_csv(path, dtype={"submission_sha256": str, "harness_commit": str}, on_bad_lines="skip")
+    df = pd.read_csv(path, dtype={"submission_sha256": str, "harness_commit": str, "source": str},
+                     on_bad_lines="skip")
+    df["source"] = df["source"].fillna("")
     return df[df["status"].isin(["ok", "failed"])].reset_index(drop=True)  # drops a line torn by a crash
 
 
@@ -172,13 +201,15 @@ def default_path(profile: str) -> Path:
 
 
 def find_default() -> Path:
-    """What ``harness leaderboard`` reads without ``--leaderboard``: ``leaderboard.csv`` if present,
-    else the only ``leaderboard-*.csv`` here."""
-    if default_path("full").exists():
-        return default_path("full")
+    """What ``harness leaderboard`` reads without ``--leaderboard``: ``leaderboard.csv`` once it holds
+    measured rows; before that (it ships with published rows only) the only ``leaderboard-*.csv``
+    here, if there is one (e.g. the smoke demo's); else ``leaderboard.csv``."""
+    main = default_path("full")
     found = sorted(Path(".").glob("leaderboard-*.csv"))
+    if main.exists() and (not found or (read_rows(main)["origin"] == "measured").any()):
+        return main
     if len(found) == 1:
         return found[0]
     if found:
         raise UsageError(f"several leaderboards here ({', '.join(map(str, found))}); choose one with --leaderboard")
-    return default_path("full")
+    return main

@@ -128,3 +128,33 @@ def bench(console: Console, rep, *, rounds: int, steps: int) -> None:
         console.print(jt)
     console.print(f"batch {rep.archs[0].batch_size if rep.archs else '-'}, median of {rounds} interleaved rounds "
                   f"of {steps} steps each; total {rep.seconds:.0f} s")
+
+
+def models(console: Console, counts: Sequence[tuple[str, str, int, int]]) -> None:
+    """``(arch, topology, parameters, shared parameters)`` rows as a table, with the ratio to the
+    shared topology of the same architecture."""
+    table = Table(title="parameters per architecture and topology", title_justify="left")
+    for col in ("arch", "topology", "parameters", "vs shared", "both tasks reach"):
+        table.add_column(col, justify="left" if col in ("arch", "topology") else "right")
+    base = {arch: n for arch, topology, n, _ in counts if topology == "shared"}
+    for arch, topology, n, shared in counts:
+        ratio = f"{n / base[arch]:.2f}x" if arch in base else ""
+        table.add_row(arch, topology, f"{n:,}", ratio, f"{shared:,}" if shared else "none: G over all")
+    console.print(table)
+
+
+def topology(console: Console, name: str, archs: Sequence[str]) -> None:
+    """What the topology shares on each architecture: the parameters both tasks' losses reach, which
+    the Gramian covers for a file that asks for it (all parameters when none is shared)."""
+    import torch
+
+    from harness.models import build_model, shared_parameters
+
+    for arch in archs:
+        torch.manual_seed(0)
+        params = list((model := build_model(arch, topology=name)).parameters())
+        shared = sum(p.numel() for p, s in zip(params, shared_parameters(model)) if s)
+        total = sum(p.numel() for p in params)
+        what = (f"both tasks reach {shared:,} of its {total:,} parameters: the Gramian covers those" if shared else
+                f"no parameter of its {total:,} is shared: the Gramian covers all of them (G01 = 0)")
+        console.print(f"topology {name} on {arch}: {what}")

@@ -46,7 +46,7 @@ def build(df: pd.DataFrame, phase: Phase, profile: str | None = None) -> Report:
     profile_archs = PROFILES[profile].archs if profile in PROFILES else ()
     seeds = PROFILES[profile].seeds if profile in PROFILES else ()
     archs = aggregate.phase_archs(df, phase, profile_archs)
-    refs = aggregate.reference_standings(aggregate.load_reference(), archs) if profile == "full" else []
+    refs = aggregate.reference_standings(df, archs)
     return Report(profile=profile, phase=phase, archs=archs, entries=aggregate.standings(df, phase, archs, seeds),
                   references=refs, seeds=seeds)
 

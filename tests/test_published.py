@@ -1,0 +1,79 @@
+"""The repository's ``leaderboard.csv`` (issue 15): it ships the published results as rows marked
+``published`` with their source, in the current schema; evaluations append measured rows beside
+them; aggregates keep the two apart; and its growth does not make the harness commit "dirty"."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import REPO, leaderboard_row
+from harness import leaderboard, provenance, report
+from harness.leaderboard import append_row, read_rows
+from harness.protocol import LeaderboardRow
+from test_cli import harness
+
+SHIPPED = REPO / "leaderboard.csv"
+
+
+def test_the_shipped_leaderboard_holds_only_published_rows_with_their_sources():
+    text = SHIPPED.read_text(encoding="utf-8")
+    assert text.startswith(leaderboard.HEADER_LINE)  # the current schema, or evaluations could not append
+    rows = read_rows(SHIPPED)
+    assert len(rows) > 0 and set(rows["origin"]) == {"published"}
+    assert rows["source"].str.len().min() > 0
+    for record in rows.to_dict("records"):  # every row is a valid row of the schema
+        LeaderboardRow(**{k: (None if v != v else v) for k, v in record.items()})
+    # the task card's own baselines, per seed, as the task card prints them
+    card = rows[rows["source"].str.startswith("task card")]
+    dwa = card[(card["submission"] == "dwa") & (card["arch"] == "resnet20")]
+    assert dwa["best_fine_acc"].tolist() == [67.96] and dwa["seed"].tolist() == [42]
+    assert not (REPO / "harness" / "reference_results.csv").exists()  # one source of truth
+
+
+def test_published_rows_stay_outside_every_score(tmp_path):
+    path = tmp_path / "leaderboard.csv"
+    shutil.copyfile(SHIPPED, path)
+    for arch in ("resnet20", "resnet56"):
+        for seed in (42, 123, 456):
+            append_row(path, leaderboard_row(seed=seed, acc=50.0, profile="full", arch=arch, epochs=200,
+                                             submission="dwa", kind="baseline"))
+    rep = report.build(read_rows(path), "public")
+    assert [e.label for e in rep.entries] == ["dwa"] and rep.entries[0].score == pytest.approx(50.0)
+    assert all(r.rank is None for r in rep.references) and {"dwa", "pcgrad"} <= {r.label for r in rep.references}
+    r = harness("leaderboard", cwd=tmp_path)  # leaderboard.csv holds measured rows now: it is the default
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.index("baselines") < r.stdout.index("reported elsewhere")
+
+
+def test_the_default_leaderboard_before_and_after_measuring(tmp_path):
+    shutil.copyfile(SHIPPED, tmp_path / "leaderboard.csv")
+    append_row(tmp_path / "leaderboard-smoke.csv", leaderboard_row(profile="smoke"))
+    r = harness("leaderboard", cwd=tmp_path)  # published rows only: the smoke demo's board is the one meant
+    assert r.returncode == 0 and "profile smoke" in r.stdout, r.stdout + r.stderr
+    append_row(tmp_path / "leaderboard.csv", leaderboard_row(profile="full", epochs=200))
+    r = harness("leaderboard", cwd=tmp_path)
+    assert r.returncode == 0 and "profile full" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_growing_leaderboard_does_not_make_the_commit_dirty(tmp_path, monkeypatch):
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "checkout"
+    repo.mkdir()
+    run = lambda *a: subprocess.run([git, *a], cwd=repo, check=True, capture_output=True)  # noqa: E731
+    run("init", "-q")
+    shutil.copyfile(SHIPPED, repo / "leaderboard.csv")
+    (repo / "code.py").write_text("x = 1\n")
+    run("add", ".")
+    run("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "c")
+    monkeypatch.setattr(provenance, "SOURCE_DIR", repo)
+    clean = provenance.harness_commit.__wrapped__()
+    assert len(clean) == 40
+    append_row(repo / "leaderboard.csv", leaderboard_row(profile="full", epochs=200))
+    assert provenance.harness_commit.__wrapped__() == clean
+    (repo / "code.py").write_text("x = 2\n")
+    assert provenance.harness_commit.__wrapped__() == clean + "-dirty"
