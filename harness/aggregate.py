@@ -22,7 +22,11 @@ same pairs (df = n - 1). With the protocol's n = 3 it has 2 degrees of
 freedom: only a large difference of consistent sign reaches p < 0.05, and a difference
 without a marker is *not* evidence that the methods are equal. It assumes the per-seed
 differences are roughly normal, which three values cannot check. No test is run with fewer
-than 2 pairs.
+than 2 pairs. Each difference comes with its 95% t-interval, per architecture and pooled over the
+paired (architecture, seed). Every p-value of one view is adjusted with Holm's step-down method
+(family-wise error over all of them); significance is read on the adjusted value only. A complete
+entry's rank comes with the range of ranks its score interval (the geometric mean of the
+per-architecture means' t-intervals) allows among the others'.
 """
 
 from __future__ import annotations
@@ -47,8 +51,12 @@ def settings_label(precision: object, compile: object, deterministic: object, to
     truthy = lambda v: str(v).strip().lower() in ("true", "1")  # noqa: E731
     return (str(precision) + ("+compile" if truthy(compile) else "") + ("+deterministic" if truthy(deterministic) else "")
             + ("" if topology == "shared" else f" {topology}"))
+
+
 ALPHA = 0.05
+LEVEL = 0.95  # of every interval
 TEST_NAME = "paired t-test over seeds, two-sided"
+CORRECTION = "Holm"  # family-wise error over every test of the view (entries x architectures, and pooled)
 
 
 @dataclass(frozen=True)
@@ -67,10 +75,13 @@ class ArchStats:
     diff: float | None = None  # mean over paired seeds of (this - equal_weighting)
     p_value: float | None = None  # paired test against equal_weighting
     n_pairs: int = 0
+    ci: tuple[float, float] | None = None  # 95% t-interval of diff (2 pairs or more)
+    p_adjusted: float | None = None  # p_value adjusted for the view's multiple comparisons (Holm)
 
     @property
     def significant(self) -> bool:
-        return self.p_value is not None and self.p_value < ALPHA
+        """Only on the adjusted p-value."""
+        return self.p_adjusted is not None and self.p_adjusted < ALPHA
 
     @property
     def complete(self) -> bool:
@@ -89,6 +100,9 @@ class Standing:
     rank: int | None = None
     source: str = ""  # where a reference row was reported
     settings: str = "fp32"  # precision (+compile, +deterministic): runs with other settings are another entry
+    pooled: ArchStats | None = None  # the comparison with equal_weighting over (architecture, seed) pairs
+    score_ci: tuple[float, float] | None = None  # the score from the per-architecture means' 95% t-intervals
+    rank_range: tuple[int, int] | None = None  # the ranks its score interval allows (best, worst)
 
     @property
     def complete(self) -> bool:
@@ -119,6 +133,27 @@ def _per_seed(runs: pd.DataFrame, protocol_seeds: tuple[int, ...] = ()) -> ArchS
     retried = tuple(sorted(int(s) for s, n in attempts.items() if n > 1))
     return dataclasses.replace(arch_stats(values, len(failed), run_ids), missing=missing, failed_seeds=failed,
                                retried=retried)
+
+
+def t_interval(values: list[float], level: float = LEVEL) -> tuple[float, float] | None:
+    """The ``level`` t-interval of the mean of ``values`` (df = n - 1); None below 2 values."""
+    if len(values) < 2:
+        return None
+    mean = sum(values) / len(values)
+    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1)) * statistics_std(values) / math.sqrt(len(values))
+    return mean - half, mean + half
+
+
+def holm(p_values: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (None stays None): the i-th smallest of m is multiplied by
+    ``m - i + 1``, made non-decreasing in that order, and capped at 1."""
+    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    out: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for k, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - k) * p))
+        out[i] = running
+    return out
 
 
 def paired_difference(a: dict[int, float], b: dict[int, float]) -> float | None:
@@ -191,34 +226,82 @@ def standings(df: pd.DataFrame, phase: Phase, archs: list[str], protocol_seeds: 
     return _ranked(entries)
 
 
+def compare(a: dict, b: dict) -> ArchStats:
+    """``a`` against ``b`` over their common keys (seeds, or (architecture, seed) pairs): the mean
+    difference, its t-interval and the paired t-test (the statistics fields of an ArchStats)."""
+    common = sorted(set(a) & set(b))
+    diffs = [a[k] - b[k] for k in common]
+    p, n_pairs = paired_test(a, b)
+    return ArchStats(n=0, failed=0, mean=None, std=None, diff=sum(diffs) / len(diffs) if diffs else None,
+                     p_value=p, n_pairs=n_pairs, ci=t_interval(diffs))
+
+
 def _with_differences(entries: list[Standing]) -> list[Standing]:
     """Each entry against the ``equal_weighting`` baseline run with the same settings (none when
-    absent, or ambiguous because several versions of it are in the file)."""
+    absent, or ambiguous because several versions of it are in the file): per architecture over
+    paired seeds, and pooled over paired (architecture, seed)."""
     out = []
     for e in entries:
         reference = [r for r in entries if r.kind == "baseline" and r.submission == REFERENCE_BASELINE
                      and r.settings == e.settings]
-        if len(reference) != 1:
+        if len(reference) != 1 or reference[0] is e:
             out.append(e)
             continue
         ref = reference[0]
         archs = {}
         for arch, s in e.archs.items():
             r = ref.archs.get(arch)
-            if e is ref or r is None or s.mean is None or r.mean is None:
+            if r is None or s.mean is None or r.mean is None:
                 archs[arch] = s
                 continue
-            p, n_pairs = paired_test(s.seeds, r.seeds)
-            archs[arch] = dataclasses.replace(s, diff=paired_difference(s.seeds, r.seeds), p_value=p, n_pairs=n_pairs)
-        out.append(dataclasses.replace(e, archs=archs))
+            c = compare(s.seeds, r.seeds)
+            archs[arch] = dataclasses.replace(s, diff=c.diff, p_value=c.p_value, n_pairs=c.n_pairs, ci=c.ci)
+        mine = {(a, seed): v for a, s in e.archs.items() for seed, v in s.seeds.items()}
+        theirs = {(a, seed): v for a, s in ref.archs.items() for seed, v in s.seeds.items()}
+        pooled = compare(mine, theirs) if set(mine) & set(theirs) else None
+        out.append(dataclasses.replace(e, archs=archs, pooled=pooled))
+    return _adjusted(out)
+
+
+def _adjusted(entries: list[Standing]) -> list[Standing]:
+    """Holm over every test of the view: each entry on each architecture, and pooled."""
+    slots = [(i, arch) for i, e in enumerate(entries) for arch in e.archs] + [
+        (i, None) for i, e in enumerate(entries) if e.pooled is not None]
+    stat = lambda i, arch: entries[i].pooled if arch is None else entries[i].archs[arch]  # noqa: E731
+    adjusted = holm([stat(i, arch).p_value for i, arch in slots])
+    out = [dataclasses.replace(e, archs=dict(e.archs)) for e in entries]
+    for (i, arch), p in zip(slots, adjusted):
+        if arch is None:
+            out[i] = dataclasses.replace(out[i], pooled=dataclasses.replace(out[i].pooled, p_adjusted=p))
+        else:
+            out[i].archs[arch] = dataclasses.replace(out[i].archs[arch], p_adjusted=p)
     return out
 
 
 def _ranked(entries: list[Standing]) -> list[Standing]:
+    """Competition ranking by score ("1, 1, 3"), and each complete entry's rank range: the ranks its
+    score interval allows among the others' (best: 1 + those whose interval lies wholly above it;
+    worst: 1 + those whose interval reaches above its lower end)."""
     scored = sorted((e for e in entries if e.score is not None), key=lambda e: (-e.score, e.label))
-    # competition ranking: equal scores share a rank ("1, 1, 3")
-    ranked = [dataclasses.replace(e, rank=1 + sum(o.score > e.score for o in scored)) for e in scored]
+    intervals = {id(e): _score_interval(e) for e in scored}
+    ranked = []
+    for e in scored:
+        lo, hi = intervals[id(e)] or (e.score, e.score)
+        others = [intervals[id(o)] or (o.score, o.score) for o in scored if o is not e]
+        best = 1 + sum(o_lo > hi for o_lo, _ in others)
+        worst = 1 + sum(o_hi > lo for _, o_hi in others)
+        ranked.append(dataclasses.replace(e, rank=1 + sum(o.score > e.score for o in scored),
+                                          score_ci=intervals[id(e)], rank_range=(best, worst)))
     return ranked + sorted((e for e in entries if e.score is None), key=lambda e: e.label)
+
+
+def _score_interval(e: Standing) -> tuple[float, float] | None:
+    """The geometric mean of the per-architecture means' t-interval ends (None below 2 seeds)."""
+    ends = [t_interval(list(s.seeds.values())) for s in e.archs.values()]
+    if not ends or any(x is None for x in ends):
+        return None
+    lows = [max(lo, 1e-9) for lo, _ in ends]
+    return geometric_mean(lows), geometric_mean([hi for _, hi in ends])
 
 
 def reference_standings(rows: pd.DataFrame, archs: list[str]) -> list[Standing]:

@@ -116,7 +116,7 @@ body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; margin-bottom: 1.5em; font-size: 0.9em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }}
 th {{ background: #f2f2f2; }} td:nth-child(2), th:nth-child(2) {{ text-align: left; }}
-td:nth-child(2) {{ font-weight: 600; }}
+td:nth-child(2) {{ font-weight: 600; }} td:first-child {{ white-space: nowrap; }}
 table.baseline td {{ background: #f7f9fc; }} table.reference td {{ background: #fbf7ef; font-style: italic; }}
 figure {{ margin: 1em 0 2em 0; }} img {{ max-width: 100%; }} figcaption {{ color: #555; font-size: 0.85em; }}
 </style></head>
