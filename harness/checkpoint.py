@@ -82,6 +82,14 @@ class Checkpointer:
         return [e for e in (entries if isinstance(entries, list) else []) if isinstance(e, dict)
                 and all(isinstance(e.get(k), t) for k, t in keys.items())]
 
+    def _foreign(self) -> bool:
+        """A manifest with checkpoints for another spec."""
+        try:
+            data = json.loads(self.manifest.read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(data, dict) and bool(data.get("checkpoints")) and data.get("spec") != self.spec_json
+
     def save(self, epochs_done: int, history: list[EpochMetrics], frames: list[bytes], state: dict) -> None:
         """Write the checkpoint after ``epochs_done`` epochs; ``frames`` are all STEP frames so far."""
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -111,6 +119,9 @@ class Checkpointer:
         skipped. Never raises; every tensor is on the CPU."""
         notes = []
         entries = self._entries()
+        if not entries and self._foreign():
+            notes.append("the checkpoint here was written for other settings (or by another harness version); "
+                         "starting from scratch")
         try:
             log = self.messages.read_bytes() if entries else b""
         except OSError:

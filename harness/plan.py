@@ -135,12 +135,12 @@ class PlannedFile:
     sha: str
     skipped: dict[tuple[str, int], str] = field(default_factory=dict)  # ok in the leaderboard: finished_at
     recovered: list[LeaderboardRow] = field(default_factory=list)  # pending rows appended now
-    unwritten: list[tuple[LeaderboardRow, str]] = field(default_factory=list)  # pending rows that still fail
+    unwritten: list[tuple[LeaderboardRow, str, Path]] = field(default_factory=list)  # still failing: row.json
 
     def done(self) -> set[tuple[str, int]]:
         """Runs not to train: ok in the leaderboard, or finished with a row still waiting in row.json."""
         return set(self.skipped) | {(r.arch, r.seed) for r in self.recovered} | {
-            (r.arch, r.seed) for r, _ in self.unwritten}
+            (r.arch, r.seed) for r, _, _ in self.unwritten}
 
 
 def spec_for(f: PlannedFile, opts: EvaluateOptions, arch: str, seed: int, device: str, sandbox: str,
@@ -179,7 +179,7 @@ def plan_files(paths: list[Path], opts: EvaluateOptions, existing: pd.DataFrame,
                 if row is not None and problem is None:
                     f.recovered.append(row)
                 elif row is not None:
-                    f.unwritten.append((row, problem))
+                    f.unwritten.append((row, problem, eval_dir.run(spec).pending_row))
         files.append(f)
     return files
 
@@ -187,9 +187,9 @@ def plan_files(paths: list[Path], opts: EvaluateOptions, existing: pd.DataFrame,
 def plan_jobs(files: list[PlannedFile], opts: EvaluateOptions, archs: tuple[str, ...], seeds: tuple[int, ...],
               device: torch.device, sandbox: str, precision: str) -> list[Job]:
     """Every (file, architecture, seed) run not done yet, in that order."""
-    return [Job(spec_for(f, opts, arch, seed, str(device), sandbox, precision),
-                f.eval_dir.run(opts.phase, arch, seed), f.eval_dir.submission)
-            for f in files for arch in archs for seed in seeds if (arch, seed) not in f.done()]
+    specs = [(f, spec_for(f, opts, arch, seed, str(device), sandbox, precision))
+             for f in files for arch in archs for seed in seeds if (arch, seed) not in f.done()]
+    return [Job(spec, f.eval_dir.run(spec), f.eval_dir.submission) for f, spec in specs]
 
 
 def parallelism(opts: EvaluateOptions, n_jobs: int) -> int:

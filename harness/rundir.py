@@ -5,7 +5,7 @@
     <runs>/<profile>/<stem>-<sha256[:12]>/     EvalDir: one submission file version, one profile
         submission.py                          the copy that is hashed, checked and run
         check.log                              the worker's output during the interface check
-        <phase>/<arch>-seed<seed>/             RunDir: one run
+        <phase>/<arch>-seed<seed>[-settings]/  RunDir: one run (other settings: another directory)
             settings.json                      its RunSpec
             metrics.jsonl                      one EpochMetrics per line, the epochs the run has
             worker.log                         the loss worker's output (capped)
@@ -111,5 +111,11 @@ class EvalDir:
     submission = property(lambda self: self.path / "submission.py")
     check_log = property(lambda self: self.path / "check.log")
 
-    def run(self, phase: str, arch: str, seed: int) -> RunDir:
-        return RunDir(self.path / phase / f"{arch}-seed{seed}")
+    def run(self, spec: RunSpec) -> RunDir:
+        """The run's directory: ``<phase>/<arch>-seed<seed>``, with the settings that are not the
+        protocol's own appended (``-independent``, ``-bf16``, ``-compile``, ``-deterministic``), so
+        that runs with other settings never share a checkpoint, a pending row or a metrics file."""
+        extra = [spec.topology] if spec.topology != "shared" else []
+        extra += [spec.precision] if spec.precision != "fp32" else []
+        extra += [name for name in ("compile", "deterministic") if getattr(spec, name)]
+        return RunDir(self.path / spec.phase / "-".join([f"{spec.arch}-seed{spec.seed}", *extra]))

@@ -36,6 +36,8 @@ def static_check(path: Path) -> ast.Module:
     breaks none of the rules of :mod:`harness.static_check` (all problems are listed).
     """
     path = Path(path)
+    if path.is_dir():
+        raise SubmissionRejected(f"{path} is a directory; pass the submission file(s) in it, e.g. {path}/*.py")
     if not path.is_file():
         raise SubmissionRejected(f"{path}: no such file")
     data = path.read_bytes()
@@ -49,7 +51,13 @@ def static_check(path: Path) -> ast.Module:
         raise SubmissionRejected(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
     classes = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "MultiTaskLoss"]
     if not classes:
-        raise SubmissionRejected(f"{path}: defines no top-level `class MultiTaskLoss(nn.Module)`")
+        others = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.bases]
+        hint = ""
+        if others:
+            found = ", ".join(f"`{n.name}` (line {n.lineno})" for n in others)
+            hint = (f"; it defines {found}: rename the one the harness should train to MultiTaskLoss "
+                    "(the harness builds that class, with no arguments)")
+        raise SubmissionRejected(f"{path}: defines no top-level `class MultiTaskLoss(nn.Module)`{hint}")
     if not classes[0].bases:
         raise SubmissionRejected(f"{path}:{classes[0].lineno}: MultiTaskLoss must derive from nn.Module")
     problems = find_problems(tree)

@@ -22,14 +22,9 @@ Session::
     worker  -> STATE {"params": {name: [values...]}}
     trainer -> CLOSE, or closes the pipe
 
-Per STEP the worker feeds fresh float32 (float64 for ``fp64`` runs) leaf tensors to ``forward``, checks the result is
-exactly a finite 0-d floating ``torch.Tensor`` that depends on the losses, backpropagates
-it, steps its own SGD over the loss module's parameters with the trainer's settings and
-the lr of this epoch, and replies with ``L``, ``dL/dfine``, ``dL/dcoarse`` and which of the two
-losses ``L`` depends on at all (a loss it ignores must leave its task without a gradient, not
-with a zero one). A module that defines ``head_loss(fine_loss, coarse_loss)`` also gets the
-derivatives of that loss (and its dependencies): what the task heads are trained on. See
-``submissions/README.md`` for the contract.
+Per STEP the worker runs ``forward`` on fresh leaf tensors, checks the result, backpropagates it,
+steps its own SGD and replies with the derivatives and which losses ``L`` uses at all
+(:meth:`LossSession.step`). ``submissions/README.md`` states the contract.
 """
 
 from __future__ import annotations
@@ -187,6 +182,29 @@ def read_capabilities(forward: Any) -> list[str]:
     return caps
 
 
+def _variadic(forward: Any) -> bool:
+    """``forward(self, *losses)`` (at most two named positional parameters before ``*args``), common
+    in public code: it gets the two losses only, never the epoch among ``losses``."""
+    params = inspect.signature(forward).parameters.values()
+    return any(p.kind == p.VAR_POSITIONAL for p in params) and sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                                                                   for p in params) <= 2
+
+
+def _check_no_required_arguments(cls: Any) -> None:
+    """The harness builds ``MultiTaskLoss()``; a constructor argument without a default (``n_losses``,
+    common in public code) gets a message that says what to change."""
+    try:
+        required = [p.name for p in inspect.signature(cls).parameters.values() if p.default is p.empty and p.kind in (
+            p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    except (TypeError, ValueError):
+        return
+    if required:
+        names = ", ".join(f"`{n}`" for n in required)
+        raise InterfaceError(f"MultiTaskLoss is built with no arguments, but its __init__ requires {names}: give "
+                             f"{'it' if len(required) == 1 else 'them'} a default (there are two tasks: e.g. "
+                             f"{required[0]}=2 if it counts them)")
+
+
 def read_head_loss(module: Any) -> Any:
     """The module's bound ``head_loss`` method, or None. Only a function defined on the class
     counts: a task-card file that happens to keep an attribute of that name (``self.head_loss =
@@ -229,6 +247,7 @@ class LossSession:
         cls = getattr(module, "MultiTaskLoss", None)
         if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
             raise InterfaceError("the file must define `class MultiTaskLoss(nn.Module)`")
+        _check_no_required_arguments(cls)
         self.module = cls()
         if not isinstance(self.module, torch.nn.Module):
             raise InterfaceError("MultiTaskLoss() did not produce an nn.Module")
@@ -245,6 +264,7 @@ class LossSession:
             if p.device.type != "cpu":
                 raise InterfaceError("the loss module runs on the CPU; do not move it to another device")
         self.capabilities = read_capabilities(self.module.forward)
+        self.losses_only = _variadic(self.module.forward)  # forward(self, *losses): the two losses only
         self.head_loss = read_head_loss(self.module)
         self.optimizer = (
             torch.optim.SGD(self.params, lr=optimizer["lr"], momentum=optimizer["momentum"],
@@ -275,7 +295,8 @@ class LossSession:
                 kwargs[cap] = float(fine_acc if cap == "batch_fine_acc" else coarse_acc)
         for p in self.params:
             p.grad = None
-        out = self.module(fine, coarse, int(epoch), int(total_epochs), **kwargs)
+        args = (fine, coarse) if self.losses_only else (fine, coarse, int(epoch), int(total_epochs))
+        out = self.module(*args, **kwargs)
         self._check_output(out, "forward")
         out.backward()
         d_fine, d_coarse, uses = self._derivatives(fine.grad, coarse.grad, "the loss")
@@ -307,9 +328,11 @@ class LossSession:
     def _check_output(self, out: Any, method: str) -> None:
         torch = self.torch
         if type(out) is not torch.Tensor:
-            raise InterfaceError(
-                f"{method} must return a 0-d floating torch.Tensor, got {type(out).__module__}.{type(out).__qualname__}"
-            )
+            hint = {float: ": do not call .item() or float() on the loss; return the tensor",
+                    tuple: ": return only the combined loss (not a tuple such as `total, l1, l2`)",
+                    list: ": return only the combined loss, one tensor"}.get(type(out), "")
+            raise InterfaceError(f"{method} must return a 0-d floating torch.Tensor, got "
+                                 f"{type(out).__module__}.{type(out).__qualname__}{hint}")
         if out.dim() != 0:
             raise InterfaceError(f"{method} must return a 0-d tensor (a scalar), got shape {tuple(out.shape)}; "
                                  "combine the losses into one number, e.g. with .sum()")

@@ -77,3 +77,16 @@ def test_a_growing_leaderboard_does_not_make_the_commit_dirty(tmp_path, monkeypa
     assert provenance.harness_commit.__wrapped__() == clean
     (repo / "code.py").write_text("x = 2\n")
     assert provenance.harness_commit.__wrapped__() == clean + "-dirty"
+
+
+def test_a_torn_line_does_not_restart_the_attempt_count(tmp_path):
+    """A line torn by a crash (an empty seed) must not turn the seeds into floats that no longer
+    match the next row of the same run."""
+    path = tmp_path / "lb.csv"
+    append_row(path, leaderboard_row(seed=42))
+    with open(path, "a") as f:
+        f.write("3,measured,,2026-11-23T10:00:00+00:00,loss.py\n")  # a crash mid-write
+    assert append_row(path, leaderboard_row(seed=42)).attempt == 2
+    assert append_row(path, leaderboard_row(seed=42)).attempt == 3
+    rows = read_rows(path)
+    assert rows["attempt"].tolist() == [1, 2, 3] and rows["seed"].dtype.kind == "i"

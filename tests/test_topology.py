@@ -85,3 +85,20 @@ def test_evaluate_with_a_topology_records_it_and_keeps_it_apart(tmp_path):
     r = harness("leaderboard", "--leaderboard", lb, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "equal_weighting.py [fp32 reuse-coarse]" in r.stdout  # its own entry, beside the shared one
+
+
+def test_runs_with_other_settings_have_their_own_directories(tmp_path):
+    """A topology (or precision) run never shares a checkpoint, a pending row or a metrics file with
+    the shared run of the same architecture and seed."""
+    from conftest import run_spec, tiny_profile
+    from harness.rundir import EvalDir
+
+    eval_dir = EvalDir.of(tmp_path, "tiny", "loss", "ab" * 32)
+    spec = run_spec(tiny_profile())
+    shared = eval_dir.run(spec)
+    assert shared.path.name == "resnet20-seed42"  # the protocol's own settings: the name runs always had
+    others = {eval_dir.run(spec.model_copy(update=u)).path for u in (
+        {"topology": "independent"}, {"precision": "bf16"}, {"compile": True}, {"deterministic": True})}
+    assert len(others) == 4 and shared.path not in others
+    assert eval_dir.run(spec.model_copy(update={"topology": "reuse-fine", "precision": "fp64"})).path.name == \
+        "resnet20-seed42-reuse-fine-fp64"

@@ -17,7 +17,7 @@ import torch
 from harness.errors import LeaderboardError
 from harness.fileio import write_atomic
 from harness.leaderboard.store import append_row
-from harness.protocol import LeaderboardRow, RunResult, RunSpec
+from harness.protocol import SCHEMA_VERSION, LeaderboardRow, RunResult, RunSpec
 from harness.provenance import device_name, harness_commit, harness_version, utc_now
 from harness.rundir import EvalDir, RunDir
 
@@ -94,11 +94,12 @@ class Recorder:
         ``(None, None)`` when there is no such row, ``(row, None)`` when it was appended now, and
         ``(row, problem)`` when it still cannot be (it stays in ``row.json``; the run is not trained
         again)."""
-        run = eval_dir.run(spec.phase, spec.arch, spec.seed)
+        run = eval_dir.run(spec)
         try:
             row = LeaderboardRow.model_validate_json(run.pending_row.read_text())
         except (OSError, ValueError):
             return None, None
+        row = row.model_copy(update={"schema_version": SCHEMA_VERSION})  # kept by an older version
         wanted = (spec.submission_sha256, spec.kind, spec.profile.name, spec.phase, spec.topology, spec.arch,
                   spec.seed, "ok", spec.precision, spec.compile, spec.deterministic)
         found = (row.submission_sha256, row.kind, row.profile, row.phase, row.topology, row.arch, row.seed,

@@ -160,7 +160,10 @@ def read_rows(path: Path) -> pd.DataFrame:
     df = pd.read_csv(path, dtype={"submission_sha256": str, "harness_commit": str, "source": str},
                      on_bad_lines="skip")
     df["source"] = df["source"].fillna("")
-    return df[df["status"].isin(["ok", "failed"])].reset_index(drop=True)  # drops a line torn by a crash
+    df = df[df["status"].isin(["ok", "failed"])].reset_index(drop=True)  # drops a line torn by a crash
+    # a torn line read as NaN made these float; without it they are whole numbers again
+    df = df.astype({"seed": "int64", "epochs": "int64", "attempt": "Int64"})
+    return df
 
 
 def migrate(src: Path, dst: Path | None = None) -> tuple[Path, int]:

@@ -41,9 +41,8 @@ def planned_file(console: Console, f, lb_path: Path) -> None:
     for row in f.recovered:
         console.print(f"recorded {escape(row.submission)} {row.arch} seed {row.seed} in {escape(str(lb_path))}: the "
                       f"run finished at {row.finished_at} but its row could not be written then")
-    for row, problem in f.unwritten:
-        _unwritten(console, f"{row.submission} {row.arch} seed {row.seed}", lb_path, problem,
-                   f.eval_dir.run(row.phase, row.arch, row.seed).pending_row)
+    for row, problem, kept in f.unwritten:
+        _unwritten(console, f"{row.submission} {row.arch} seed {row.seed}", lb_path, problem, kept)
 
 
 def _unwritten(console: Console, label: str, lb_path: Path, problem: str, kept: Path | None) -> None:

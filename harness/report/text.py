@@ -73,11 +73,13 @@ def legend(report: Report) -> list[str]:
         f"Δ vs {REFERENCE_BASELINE.removesuffix('.py')}: mean over paired seeds (seeds both have) of the per-seed "
         f"difference, [its {LEVEL:.0%} t-interval]; {TEST_NAME} (df = n - 1); Δ pooled: the same over paired "
         "(architecture, seed). p-values are adjusted for the multiple comparisons of this view with "
-        f"{CORRECTION}'s method (family-wise error over every Δ shown); * = adjusted p < {ALPHA}. With n = 3 "
+        f"{CORRECTION}'s method (family-wise error over every Δ of the profile and phase, all entries); "
+        f"* = adjusted p < {ALPHA}. With n = 3 "
         "seeds (2 df) only large, consistent differences can reach it; no marker does not mean no difference.",
-        f"rank (a-b): the ranks the score's {LEVEL:.0%} interval (the geometric mean of the per-architecture "
-        "means' t-intervals) allows among the others': entries whose intervals overlap are not told apart by "
-        "rank alone.",
+        f"rank (a-b): the ranks allowed by the score interval (the geometric mean of the ends of the "
+        f"per-architecture means' {LEVEL:.0%} t-intervals: a summary of their spread, not itself a {LEVEL:.0%} "
+        "interval of the score) among the others': entries whose intervals overlap are not told apart by rank "
+        "alone.",
     ]
 
 
