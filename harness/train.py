@@ -84,12 +84,10 @@ def _task_gradients(params: list[torch.nn.Parameter], fine: torch.Tensor, coarse
     return tuple(unique[:len(params)]), tuple(unique[len(params):])
 
 
-def _gramian(g_fine: Grads, g_coarse: Grads, shared: list[bool]) -> torch.Tensor:
-    """``(G00, G01, G11)`` of the task gradients over the shared parameters; when no parameter is
-    shared (independent networks), over all of them (the task gradients are then orthogonal:
-    ``G01 = 0``). A missing gradient is 0."""
-    keep = [(f, c) for f, c, s in zip(g_fine, g_coarse, shared) if s] if any(shared) else [
-        (f, c) for f, c in zip(g_fine, g_coarse) if f is not None or c is not None]
+def _gramian(g_fine: Grads, g_coarse: Grads, over: list[int]) -> torch.Tensor:
+    """``(G00, G01, G11)`` of the task gradients over the parameters ``over`` (indices); a missing
+    gradient is 0."""
+    keep = [(g_fine[i], g_coarse[i]) for i in over if g_fine[i] is not None or g_coarse[i] is not None]
     flat_f = torch.cat([(f if f is not None else torch.zeros_like(c)).reshape(-1) for f, c in keep])
     flat_c = torch.cat([(c if c is not None else torch.zeros_like(f)).reshape(-1) for f, c in keep])
     return torch.stack([flat_f.dot(flat_f), flat_f.dot(flat_c), flat_c.dot(flat_c)])
@@ -115,15 +113,14 @@ def _set_combined_gradients(params: list[torch.nn.Parameter], g_fine: Grads, g_c
             p.grad = g
 
 
-def _backward_per_task(params: list[torch.nn.Parameter], shared: list[bool], g_fine: Grads, g_coarse: Grads,
-                       reply: StepReply) -> None:
-    """Gradients from the per-task gradients: the shared parameters (both losses reach them) get
-    ``dL/dL_k``-weighted ones, the others (a task's own head, and backbone when independent) the
-    ``dH/dL_k``-weighted ones (H: the head loss, ``L`` itself when the module has none)."""
-    for mask, w_fine, w_coarse, uses_fine, uses_coarse in (
-            (shared, reply.w_fine, reply.w_coarse, reply.uses_fine, reply.uses_coarse),
-            ([not s for s in shared], reply.h_fine, reply.h_coarse, reply.head_uses_fine, reply.head_uses_coarse)):
-        pick = [i for i, m in enumerate(mask) if m]
+def _backward_per_task(params: list[torch.nn.Parameter], groups: tuple[list[int], list[int]], g_fine: Grads,
+                       g_coarse: Grads, reply: StepReply) -> None:
+    """Gradients from the per-task gradients: the shared parameters (``groups[0]``: both losses reach
+    them) get ``dL/dL_k``-weighted ones, the others (``groups[1]``: a task's own head, and backbone
+    when independent) the ``dH/dL_k``-weighted ones (H: the head loss, ``L`` itself without one)."""
+    for pick, w_fine, w_coarse, uses_fine, uses_coarse in (
+            (groups[0], reply.w_fine, reply.w_coarse, reply.uses_fine, reply.uses_coarse),
+            (groups[1], reply.h_fine, reply.h_coarse, reply.head_uses_fine, reply.head_uses_coarse)):
         _set_combined_gradients([params[i] for i in pick], [g_fine[i] for i in pick], [g_coarse[i] for i in pick],
                                 w_fine, w_coarse, uses_fine, uses_coarse)
 
@@ -152,9 +149,11 @@ def train_one_epoch(model: TwoHeadNet, loader: TrainLoader, optimizer: torch.opt
     use_accuracy = "batch_fine_acc" in ready.capabilities or "batch_coarse_acc" in ready.capabilities
     per_task = use_gramian or ready.head_loss  # the heads and the backbone are weighted apart
     params = list(model.parameters())
-    if per_task:
+    if per_task:  # which losses reach each parameter: fixed by the topology, found once per epoch
         reach = task_reach(model)
-        shared = [f and c for f, c in zip(*reach)]  # parameters both losses reach: the shared ones
+        shared = [i for i, (f, c) in enumerate(zip(*reach)) if f and c]  # both losses reach them
+        groups = (shared, [i for i in range(len(params)) if not (reach[0][i] and reach[1][i])])
+        gramian_over = shared or list(range(len(params)))  # nothing shared: over every parameter, G01 = 0
     steps_per_epoch = loader.steps_per_epoch
     tally = _EpochTally()
     model.train()
@@ -170,7 +169,7 @@ def train_one_epoch(model: TwoHeadNet, loader: TrainLoader, optimizer: torch.opt
         if per_task:
             g_fine, g_coarse = _task_gradients(params, fine, coarse, reach)
         if use_gramian:
-            to_host.extend(_gramian(g_fine, g_coarse, shared))
+            to_host.extend(_gramian(g_fine, g_coarse, gramian_over))
         if use_accuracy:
             to_host.append((fine_logits.argmax(1) == y_fine).float().mean())
             to_host.append((coarse_logits.argmax(1) == y_coarse).float().mean())
@@ -192,7 +191,7 @@ def train_one_epoch(model: TwoHeadNet, loader: TrainLoader, optimizer: torch.opt
             raise RunFailed(f"epoch {epoch}, step {step}: {e}") from e
 
         if per_task:
-            _backward_per_task(params, shared, g_fine, g_coarse, reply)
+            _backward_per_task(params, groups, g_fine, g_coarse, reply)
         else:
             _backward_combined(fine, coarse, reply)
         optimizer.step()
