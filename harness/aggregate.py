@@ -77,6 +77,23 @@ class ArchStats:
     n_pairs: int = 0
     ci: tuple[float, float] | None = None  # 95% t-interval of diff (2 pairs or more)
     p_adjusted: float | None = None  # p_value adjusted for the view's multiple comparisons (Holm)
+    no_test: str = ""  # why diff has no p-value ("1 paired seed", "identical per-seed differences", ...)
+    final: dict[int, float] = field(default_factory=dict)  # seed -> final-epoch fine accuracy of the counted run
+    coarse: dict[int, float] = field(default_factory=dict)  # seed -> best coarse accuracy of the counted run
+    wall: dict[int, tuple[str, float]] = field(default_factory=dict)  # seed -> (machine, training seconds)
+    failed_runs: dict[int, str] = field(default_factory=dict)  # seed -> its failed latest attempt's run directory
+
+    @property
+    def final_mean(self) -> float | None:
+        return _mean(list(self.final.values()))
+
+    @property
+    def coarse_mean(self) -> float | None:
+        return _mean(list(self.coarse.values()))
+
+    @property
+    def coarse_std(self) -> float | None:
+        return statistics_std(list(self.coarse.values()))
 
     @property
     def significant(self) -> bool:
@@ -103,6 +120,8 @@ class Standing:
     pooled: ArchStats | None = None  # the comparison with equal_weighting over (architecture, seed) pairs
     score_ci: tuple[float, float] | None = None  # the score from the per-architecture means' 95% t-intervals
     rank_range: tuple[int, int] | None = None  # the ranks its score interval allows (best, worst)
+    cost: float | None = None  # training time relative to equal_weighting's (same device and settings)
+    picked: dict[str, str] = field(default_factory=dict)  # a control line: arch -> the entry it shows
 
     @property
     def complete(self) -> bool:
@@ -127,12 +146,24 @@ def _per_seed(runs: pd.DataFrame, protocol_seeds: tuple[int, ...] = ()) -> ArchS
     ok = latest[latest["status"] == "ok"]
     values = {int(seed): float(acc) for seed, acc in zip(ok["seed"], ok["best_fine_acc"])}
     run_ids = {int(seed): str(rid) for seed, rid in zip(ok["seed"], ok["run_id"])}
-    failed = tuple(sorted(int(s) for s in latest.loc[latest["status"] != "ok", "seed"]))
+    final = {int(seed): float(acc) for seed, acc in zip(ok["seed"], ok["final_fine_acc"]) if pd.notna(acc)}
+    coarse = {int(seed): float(acc) for seed, acc in zip(ok["seed"], ok["best_coarse_acc"]) if pd.notna(acc)}
+    wall = {int(seed): (_machine(row), float(row["wall_seconds"])) for seed, (_, row) in zip(ok["seed"], ok.iterrows())
+            if pd.notna(row["wall_seconds"])}
+    bad = latest[latest["status"] != "ok"]
+    failed = tuple(sorted(int(s) for s in bad["seed"]))
     missing = tuple(s for s in protocol_seeds if s not in values and s not in failed)
     attempts = runs.groupby("seed").size()
     retried = tuple(sorted(int(s) for s, n in attempts.items() if n > 1))
     return dataclasses.replace(arch_stats(values, len(failed), run_ids), missing=missing, failed_seeds=failed,
-                               retried=retried)
+                               retried=retried, final=final, coarse=coarse, wall=wall,
+                               failed_runs={int(seed): str(rid) for seed, rid in zip(bad["seed"], bad["run_id"])})
+
+
+def _machine(row: pd.Series) -> str:
+    """What a run's time depends on beyond the entry's settings, as the row records it: the device,
+    channels_last, the sandbox and the torch version (not how many runs shared the device)."""
+    return "|".join(str(row.get(c)) for c in ("device", "channels_last", "sandbox", "torch_version"))
 
 
 def t_interval(values: list[float], level: float = LEVEL) -> tuple[float, float] | None:
@@ -176,10 +207,12 @@ def paired_test(a: dict[int, float], b: dict[int, float]) -> tuple[float | None,
 
 def arch_stats(values: dict[int, float], failed: int, run_ids: dict[int, str] | None = None) -> ArchStats:
     accs = list(values.values())
-    n = len(accs)
-    mean = sum(accs) / n if n else None
-    return ArchStats(n=n, failed=failed, mean=mean, std=statistics_std(accs), seeds=dict(values),
+    return ArchStats(n=len(accs), failed=failed, mean=_mean(accs), std=statistics_std(accs), seeds=dict(values),
                      run_ids=dict(run_ids or {}))
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 def statistics_std(values: list[float]) -> float | None:
@@ -194,7 +227,7 @@ def geometric_mean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
-def _score(archs: dict[str, ArchStats]) -> float | None:
+def score_of(archs: dict[str, ArchStats]) -> float | None:
     """Geometric mean of the per-architecture means; None unless every architecture is complete."""
     if not archs or not all(s.complete for s in archs.values()):
         return None
@@ -221,7 +254,7 @@ def standings(df: pd.DataFrame, phase: Phase, archs: list[str], protocol_seeds: 
         if settings != DEFAULT_SETTINGS:
             label += f" [{settings}]"
         entries.append(Standing(label=label, kind=kind, submission=submission, sha256=sha, archs=per_arch,
-                                score=_score(per_arch), settings=settings))
+                                score=score_of(per_arch), settings=settings))
     entries = _with_differences(entries)
     return _ranked(entries)
 
@@ -232,8 +265,10 @@ def compare(a: dict, b: dict) -> ArchStats:
     common = sorted(set(a) & set(b))
     diffs = [a[k] - b[k] for k in common]
     p, n_pairs = paired_test(a, b)
+    no_test = "" if p is not None else (f"{n_pairs} paired seed{'s' * (n_pairs != 1)}" if n_pairs < 2
+                                        else "identical per-seed differences")
     return ArchStats(n=0, failed=0, mean=None, std=None, diff=sum(diffs) / len(diffs) if diffs else None,
-                     p_value=p, n_pairs=n_pairs, ci=t_interval(diffs))
+                     p_value=p, n_pairs=n_pairs, ci=t_interval(diffs), no_test=no_test)
 
 
 def _with_differences(entries: list[Standing]) -> list[Standing]:
@@ -245,7 +280,8 @@ def _with_differences(entries: list[Standing]) -> list[Standing]:
         reference = [r for r in entries if r.kind == "baseline" and r.submission == REFERENCE_BASELINE
                      and r.settings == e.settings]
         if len(reference) != 1 or reference[0] is e:
-            out.append(e)
+            is_reference = len(reference) == 1
+            out.append(dataclasses.replace(e, cost=cost_ratio(e, e)) if is_reference else e)
             continue
         ref = reference[0]
         archs = {}
@@ -255,12 +291,27 @@ def _with_differences(entries: list[Standing]) -> list[Standing]:
                 archs[arch] = s
                 continue
             c = compare(s.seeds, r.seeds)
-            archs[arch] = dataclasses.replace(s, diff=c.diff, p_value=c.p_value, n_pairs=c.n_pairs, ci=c.ci)
+            archs[arch] = dataclasses.replace(s, diff=c.diff, p_value=c.p_value, n_pairs=c.n_pairs, ci=c.ci,
+                                              no_test=c.no_test)
         mine = {(a, seed): v for a, s in e.archs.items() for seed, v in s.seeds.items()}
         theirs = {(a, seed): v for a, s in ref.archs.items() for seed, v in s.seeds.items()}
         pooled = compare(mine, theirs) if set(mine) & set(theirs) else None
-        out.append(dataclasses.replace(e, archs=archs, pooled=pooled))
+        out.append(dataclasses.replace(e, archs=archs, pooled=pooled, cost=cost_ratio(e, ref)))
     return _adjusted(out)
+
+
+def cost_ratio(e: Standing, ref: Standing) -> float | None:
+    """``e``'s training time over ``ref``'s, summed over the (architecture, seed) runs both have on
+    the same machine (None without such a pair). Entries are already split by precision and the
+    other settings; the device, channels_last, sandbox and torch version are matched here, run by
+    run. Runs that shared a device (``--jobs N``) are slower each, and the rows do not say so."""
+    mine = ours = 0.0
+    for arch, s in e.archs.items():
+        r = ref.archs.get(arch)
+        for seed, (device, seconds) in s.wall.items():
+            if r is not None and seed in r.wall and r.wall[seed][0] == device and r.wall[seed][1] > 0:
+                mine, ours = mine + seconds, ours + r.wall[seed][1]
+    return mine / ours if ours else None
 
 
 def _adjusted(entries: list[Standing]) -> list[Standing]:
@@ -315,5 +366,5 @@ def reference_standings(rows: pd.DataFrame, archs: list[str]) -> list[Standing]:
             sel = runs[runs["arch"] == arch]
             per_arch[arch] = arch_stats({int(s): float(a) for s, a in zip(sel["seed"], sel["best_fine_acc"])}, 0)
         out.append(Standing(label=method, kind="reference", submission=method, sha256="", archs=per_arch,
-                            score=_score(per_arch), source=source))
+                            score=score_of(per_arch), source=source))
     return out

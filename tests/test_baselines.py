@@ -18,7 +18,8 @@ NAMES = sorted(p.stem for p in BASELINES.glob("*.py"))
 def test_the_expected_files_exist():
     assert set(NAMES) == {
         "equal_weighting", "uncertainty", "dwa", "dwa_batch", "pcgrad", "fine_only", "coarse_anneal", "rlw", "gls",
-        "db_mtl", "famo", "amtl", "mgda", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl", "upgrad", "gradnorm"}
+        "db_mtl", "famo", "amtl", "mgda", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl", "upgrad", "gradnorm",
+        "static_coarse_0p1", "static_coarse_0p3", "static_coarse_0p5", "static_coarse_2", "static_coarse_3"}
 
 
 def test_fixed_weightings():

@@ -1,7 +1,15 @@
 """The ``harness`` command as a user runs it (a subprocess of the installed entry point)."""
 
 import json
+import fcntl
+import os
+import pty
+import re
+import select
 import shutil
+import struct
+import termios
+import time
 import subprocess
 import sys
 
@@ -16,6 +24,35 @@ def harness(*args, cwd, timeout=600):
     cmd = [exe] if exe else [sys.executable, "-m", "harness.cli"]
     return subprocess.run(cmd + [str(a) for a in args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=harness_env(), stdin=subprocess.DEVNULL)
+
+
+def harness_in_terminal(*args, cwd, columns: int, timeout=120) -> tuple[int, str]:
+    """``harness ARGS`` on a pseudo-terminal ``columns`` wide, as a person sees it: ``(exit code,
+    what the screen shows)`` with the colour and style codes removed."""
+    exe = shutil.which("harness")
+    cmd = [exe] if exe else [sys.executable, "-m", "harness.cli"]
+    env = {k: v for k, v in harness_env().items() if k not in ("COLUMNS", "LINES")}
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    proc = subprocess.Popen(cmd + [str(a) for a in args], cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not select.select([master], [], [], 1.0)[0]:
+            continue
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the other side closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    else:
+        proc.kill()
+    os.close(master)
+    code = proc.wait(timeout=timeout)
+    text = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+    return code, re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
 
 
 def test_check_accepts_task_card_files_and_reports_capabilities(tmp_path):

@@ -12,16 +12,18 @@ import re
 import shutil
 import statistics
 import subprocess
+import warnings
 
 import pandas as pd
 import pytest
 
 from harness import aggregate, report
+from harness.report import figures
 from harness.leaderboard import HEADER_LINE, LeaderboardError, append_row, read_rows
 from harness.protocol import LEADERBOARD_COLUMNS, EpochMetrics
 
 from conftest import REPO, leaderboard_row
-from test_cli import harness
+from test_cli import harness, harness_in_terminal
 
 SEEDS = (42, 123, 456)
 EW = {"resnet20": (60.0, 61.0, 62.0), "resnet56": (70.0, 71.5, 71.0)}
@@ -113,8 +115,8 @@ def test_a_rerun_counts_each_seed_once_and_versions_are_separate(tmp_path):
 
 def test_score_of_a_zero_accuracy_is_zero_not_missing():
     stats = {"resnet20": aggregate.arch_stats({42: 0.0}, 0), "resnet56": aggregate.arch_stats({42: 30.0}, 0)}
-    assert aggregate._score(stats) == 0.0
-    assert aggregate._score({**stats, "resnet20": aggregate.arch_stats({}, 1)}) is None
+    assert aggregate.score_of(stats) == 0.0
+    assert aggregate.score_of({**stats, "resnet20": aggregate.arch_stats({}, 1)}) is None
 
 
 def test_paired_test_refuses_to_test_with_fewer_than_two_pairs():
@@ -145,13 +147,34 @@ def test_phases_and_reference_rows(tmp_path):
 
 def test_cli_formats_sections_and_markers(full_leaderboard, tmp_path):
     cwd = full_leaderboard.parent
-    r = harness("leaderboard", "--leaderboard", full_leaderboard, cwd=cwd)
-    assert r.returncode == 0, r.stderr
-    out = r.stdout
+    # a terminal of 80 columns: the compact table, two lines per entry, nothing cut, a short legend
+    code, out = harness_in_terminal("leaderboard", "--leaderboard", full_leaderboard, cwd=cwd, columns=80)
+    assert code == 0, out
     assert out.index("submissions") < out.index("baselines") < out.index("reported elsewhere")
-    assert "61.00 ± 1.00 (n=3)" in out  # equal_weighting on resnet20
-    assert "incomplete" in out and "failed 42/123/456" in out
-    assert "paired t-test" in out and "vgg16bn" not in out.split("reported elsewhere")[0]
+    assert max(len(line.rstrip()) for line in out.splitlines()) <= 80 and "…" not in out
+    lines = out.splitlines()
+    good = next(i for i, line in enumerate(lines) if " good.py " in line)
+    # rank 1 with its accuracies; under it the ranks its interval allows (1-3) and the differences from
+    # equal weighting; pooled over (architecture, seed) it is significant after Holm (tests/test_comparisons.py)
+    cell = lambda v: f"{statistics.mean(v):.2f}±{statistics.stdev(v):.2f}"  # noqa: E731
+    diff = lambda a, b: f"{statistics.mean(a) - statistics.mean(b):+.2f}"  # noqa: E731
+    score = math.sqrt(statistics.mean(GOOD["resnet20"]) * statistics.mean(GOOD["resnet56"]))
+    assert lines[good].split() == ["1", "good.py", cell(GOOD["resnet20"]), cell(GOOD["resnet56"]), f"{score:.2f}",
+                                   "1.00x"], lines[good]  # 1.00x: every row took 3.2 s
+    assert lines[good + 1].split() == ["1-3", diff(GOOD["resnet20"], EW["resnet20"]),
+                                       diff(GOOD["resnet56"], EW["resnet56"]), "+1.28*"], lines[good + 1]
+    broken = next(line for line in lines if " broken.py " in line).split()
+    assert broken == ["broken.py", cell(GOOD["resnet20"][:2]), "f", "failed", "-", "1.00x"], broken
+    assert "61.00±1.00" in out  # equal_weighting on resnet20
+    dwa = [line for line in lines if line.split()[:1] == ["dwa"]]
+    assert len(dwa) == 2 and {line.split()[1] for line in dwa} == {"[1]", "[2]"}  # one per source
+    assert "[1] task card (shared/seeds/" in out and "vgg16bn" not in out
+    legend = " ".join(out.split())  # the legend wraps at 80 columns
+    assert "* = significant after Holm's adjustment" in legend and "f/m/r = a seed failed" in legend
+    # a terminal wide enough for the detailed table: every interval and p-value, the long legend
+    code, out = harness_in_terminal("leaderboard", "--leaderboard", full_leaderboard, cwd=cwd, columns=400)
+    assert "61.00 ± 1.00 (n=3)" in out and "failed 42/123/456" in out and "incomplete" in out
+    assert "+1.37 [+0.57, +2.17] (p=0.018, Holm 0.126)" in out and "paired t-test" in out
 
     r = harness("leaderboard", "--leaderboard", full_leaderboard, "--format", "markdown", cwd=cwd)
     # good.py on resnet20: the difference, its 95% interval, raw and Holm-adjusted p; no marker after Holm;
@@ -160,7 +183,8 @@ def test_cli_formats_sections_and_markers(full_leaderboard, tmp_path):
     assert "| +1.28 [+0.98, +1.59] (p<0.001, Holm <0.001) * |" in r.stdout, r.stdout
     assert "| 1 (1-3) | good.py |" in r.stdout  # rank 1, but the score intervals allow ranks 1 to 3
     r = harness("leaderboard", "--leaderboard", full_leaderboard, "--format", "markdown", "--phase", "final", cwd=cwd)
-    assert r.returncode == 0 and "| rank | entry | resnet20 |" in r.stdout and "Δ vgg16bn" in r.stdout
+    # no measured final-phase row: only the published section, without the columns no published row fills
+    assert r.returncode == 0 and "| rank | entry | resnet20 | resnet56 | vgg16bn | score | source |" in r.stdout
 
     r = harness("leaderboard", "--leaderboard", full_leaderboard, "--format", "csv", cwd=cwd)
     table = pd.read_csv(io.StringIO(r.stdout))
@@ -238,14 +262,30 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
             pytest.fail("chromium is not installed, and HARNESS_REQUIRE_BROWSER is set (.ci/run installs it)")
         pytest.skip("chromium is not installed (apt-get install chromium)")
     rows = (rows_for("equal_weighting.py", "baseline", EW, "e") + rows_for("pcgrad.py", "baseline", NOISY, "p")
-            + rows_for("good.py", "submission", GOOD, "g"))
+            + rows_for("good.py", "submission", GOOD, "g")
+            + rows_for("broken.py", "submission", GOOD, "b", failed={("resnet56", s) for s in SEEDS}))
     path = write_leaderboard(tmp_path / "leaderboard.csv", rows, shipped=True)
     _write_runs(tmp_path / "runs", rows)
+    (tmp_path / "runs" / "full/broken.py/public/resnet56-seed42").mkdir(parents=True)
+    (tmp_path / "runs" / "full/broken.py/public/resnet56-seed42" / "failure.txt").write_text(
+        "broken.py failed on resnet56, seed 42:\nthe loss is nan at epoch 3 <b>not markup</b>")
     r = harness("leaderboard", "--format", "html", "--output", "out/report.html", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     page = (tmp_path / "out" / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 2 and "src=\"http" not in page  # self-contained
+    # the trade-off figure, then per submission its learning curves and its loss weights
+    assert page.count("data:image/png;base64,") == 5 and "src=\"http" not in page  # self-contained
     assert path.exists()
+    # the failure reasons, escaped; a seed with no failure.txt says where it was looked for
+    assert "the loss is nan at epoch 3 &lt;b&gt;not markup&lt;/b&gt;" in page
+    assert "no failure.txt at " in page and "resnet56-seed123" in page
+    assert "| final resnet20 |" not in page and "<th>final resnet20</th>" in page
+    with warnings.catch_warnings():  # matplotlib warns of an empty legend ("No artists with labels")
+        warnings.simplefilter("error")
+        rep = report.build(read_rows(path), "public")
+        report.render(rep, "html", tmp_path / "runs")
+        report.render(rep, "html", tmp_path / "nowhere")  # no metrics at all: panels say so, no empty legend
+    x, _, _ = figures._curve(tmp_path / "runs", by_label(rep)["good.py"].archs["resnet20"], "test_fine_acc")
+    assert x == [1, 2, 3, 4]  # epochs counted from 1
 
     probe = tmp_path / "out" / "probe.html"
     probe.write_text(page.replace("</body>", CHECK_SCRIPT))
@@ -255,11 +295,12 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
     found = re.search(r"data-check=\"([^\"]+)\"", dom.stdout)
     assert found, dom.stdout[-2000:] + dom.stderr[-2000:]
     check = json.loads(found.group(1).replace("&quot;", '"'))
-    assert check["images"] == 2 and check["decoded"] == 2  # both figures decoded by the browser
-    assert check["tables"] == 3 and check["rows"] >= 1 + 3 + 1  # submissions, baselines, reported elsewhere
+    assert check["images"] == 5 and check["decoded"] == 5  # every figure decoded by the browser
+    # submissions, baselines, reported elsewhere, failed runs
+    assert check["tables"] == 4 and check["rows"] >= 1 + 3 + 1 + 1
 
     shot = tmp_path / "shot.png"
-    subprocess.run([browser, *flags, "--window-size=1200,2200", f"--screenshot={shot}",
+    subprocess.run([browser, *flags, "--window-size=1200,4000", f"--screenshot={shot}",
                     (tmp_path / "out" / "report.html").as_uri()], capture_output=True, timeout=120)
     import matplotlib.image
 

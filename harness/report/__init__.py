@@ -1,5 +1,5 @@
 """``harness leaderboard``: the aggregated leaderboard (:mod:`~harness.report.model`) as a terminal
-table, Markdown or CSV (:mod:`~harness.report.text`) or HTML (:mod:`~harness.report.html`); what
+table (:mod:`~harness.report.terminal`), Markdown or CSV (:mod:`~harness.report.text`) or HTML (:mod:`~harness.report.html`); what
 an evaluation prints as it goes is :mod:`~harness.report.console`."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from pathlib import Path
 from harness.errors import UsageError
 from harness.report.html import render_html
 from harness.report.model import SECTIONS, Report, build
-from harness.report.text import fmt_diff, fmt_score, fmt_stats, legend, render_csv, render_markdown, render_table
+from harness.report.terminal import render_table
+from harness.report.text import fmt_diff, fmt_score, fmt_stats, legend, render_csv, render_markdown
 
 __all__ = ["SECTIONS", "Report", "build", "fmt_diff", "fmt_score", "fmt_stats", "legend", "render", "render_csv",
            "render_html", "render_markdown", "render_table"]

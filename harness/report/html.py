@@ -1,112 +1,58 @@
-"""The leaderboard as one self-contained HTML file: the tables, the legend, and learning curves and
-loss weights from the runs' metrics (embedded as PNG images)."""
+"""The leaderboard as one self-contained HTML file: the tables, the legend, the failed runs with
+their reasons, and the figures of :mod:`~harness.report.figures` (embedded as PNG images)."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from pathlib import Path
 
-import pandas as pd
-
-from harness import aggregate
-from harness.aggregate import ArchStats
+from harness.report.figures import learning_curves, tradeoffs
 from harness.report.model import SECTIONS, Report
-from harness.report.text import legend, table_cells, table_columns
+from harness.report.text import legend, section_table
 from harness.rundir import RunDir
 
 
-def _metrics(runs_dir: Path, run_id: str) -> pd.DataFrame | None:
-    rows = RunDir.from_id(runs_dir, run_id).read_metrics()
-    return pd.DataFrame(rows) if rows else None
+def _printable(text: str | None) -> str | None:
+    """Control characters other than newline and tab dropped (the text may come from a submission)."""
+    return None if text is None else "".join(c for c in text if c.isprintable() or c in "\n\t")
 
 
-def _curve(runs_dir: Path, stats: ArchStats, column: str) -> tuple[list[int], list[float], list[float]] | None:
-    """Mean and sample std over seeds of ``column`` per epoch (epochs every counted seed reached)."""
-    frames = [m for rid in stats.run_ids.values() if (m := _metrics(runs_dir, rid)) is not None and column in m]
-    if not frames:
-        return None
-    epochs = min(len(m) for m in frames)
-    values = [[float(m[column].iloc[i]) for m in frames] for i in range(epochs)]
-    means = [sum(v) / len(v) for v in values]
-    stds = [aggregate.statistics_std(v) or 0.0 for v in values]
-    return list(range(epochs)), means, stds
-
-
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _figures(report: Report, runs_dir: Path) -> list[tuple[str, str]]:
-    """``(caption, base64 png)``: per submission, test fine accuracy per architecture against the
-    baselines, and the loss weights it produced."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    baselines = report.section("baseline")
-    figures = []
-    for sub in report.section("submission"):
-        fig, axes = plt.subplots(1, len(report.archs), figsize=(5.2 * len(report.archs), 3.6), squeeze=False)
-        drawn = False
-        for ax, arch in zip(axes[0], report.archs):
-            for entry, style in ([(b, dict(lw=1, alpha=0.6, marker=".", ms=4)) for b in baselines]
-                                 + [(sub, dict(lw=2.4, color="k", marker="o", ms=4))]):
-                curve = _curve(runs_dir, entry.archs[arch], "test_fine_acc")
-                if curve is None:
-                    continue
-                x, mean, std = curve
-                line, = ax.plot(x, mean, label=entry.label.removesuffix(".py"), **style)
-                ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                                color=line.get_color(), alpha=0.15, lw=0)
-                drawn = True
-            ax.set(title=arch, xlabel="epoch", ylabel="test fine accuracy (%)")
-            ax.grid(alpha=0.3)
-        if drawn:
-            axes[0][-1].legend(fontsize=7, loc="lower right", ncol=2)
-            figures.append((f"{sub.label}: test fine accuracy per epoch (mean over seeds, band ± 1 std) against "
-                            "the baselines", _png(fig)))
-        plt.close(fig)
-
-        fig, ax = plt.subplots(figsize=(6.4, 3.6))
-        drawn = False
-        for arch in report.archs:
-            for column, dash in (("weight_fine", "-"), ("weight_coarse", "--")):
-                curve = _curve(runs_dir, sub.archs[arch], column)
-                if curve is not None:
-                    x, mean, _ = curve
-                    ax.plot(x, mean, dash, marker="o", ms=3, label=f"{arch} {column.removeprefix('weight_')}")
-                    drawn = True
-        ax.set(title=f"{sub.label}: loss weights", xlabel="epoch", ylabel="mean dL/dL_task over the epoch")
-        ax.grid(alpha=0.3)
-        if drawn:
-            ax.legend(fontsize=7)
-            figures.append((f"{sub.label}: the weights it gave each task's loss (dL/d fine_loss, dL/d coarse_loss; "
-                            "epoch means, averaged over seeds)", _png(fig)))
-        plt.close(fig)
-    return figures
+def failures(report: Report, runs_dir: Path, limit: int = 600) -> list[tuple[str, str, int, str]]:
+    """``(entry, arch, seed, reason)`` for every seed whose latest attempt failed: the reason is the
+    run's failure.txt (its first ``limit`` characters), or where it was looked for."""
+    out = []
+    for e in report.entries:
+        for arch, s in e.archs.items():
+            for seed, run_id in sorted(s.failed_runs.items()):
+                run = RunDir.from_id(runs_dir, run_id)
+                text = _printable(run.read_failure())
+                reason = (text.strip()[:limit] + ("..." if len(text.strip()) > limit else "")) if text else (
+                    f"no failure.txt at {run.failure}")
+                out.append((e.label, arch, seed, reason))
+    return out
 
 
 def render_html(report: Report, runs_dir: Path) -> str:
     def table(kind: str, title: str) -> str:
-        rows = report.section(kind)
+        cols, rows = section_table(report, kind)
         if not rows:
             return ""
-        cols = table_columns(report) + (["source"] if kind == "reference" else [])
         head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in table_cells(report, e)
-                             + ([e.source] if kind == "reference" else [])) + "</tr>" for e in rows)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in rows)
         return f'<h2>{html.escape(title)}</h2>\n<table class="{kind}"><tr>{head}</tr>{body}</table>'
 
+    def figure_html(figs: list[tuple[str, str]]) -> str:
+        return "\n".join(f'<figure><img alt="{html.escape(cap)}" src="data:image/png;base64,{png}">'
+                         f"<figcaption>{html.escape(cap)}</figcaption></figure>" for cap, png in figs)
+
     tables = "\n".join(table(kind, title) for kind, title in SECTIONS)
-    figures = "\n".join(f'<figure><img alt="{html.escape(cap)}" src="data:image/png;base64,{png}">'
-                        f"<figcaption>{html.escape(cap)}</figcaption></figure>"
-                        for cap, png in _figures(report, runs_dir))
+    failed = failures(report, runs_dir)
+    failed_html = ("<h2>Failed runs</h2>\n<table class=\"failures\"><tr><th>entry</th><th>arch</th><th>seed</th>"
+                   "<th>why (failure.txt)</th></tr>" + "".join(
+                       f"<tr><td>{html.escape(e)}</td><td>{html.escape(a)}</td><td>{seed}</td><td><pre>{html.escape(why)}</pre></td>"
+                       "</tr>" for e, a, seed, why in failed) + "</table>") if failed else ""
+    tradeoff = figure_html(tradeoffs(report))
+    curves = figure_html(learning_curves(report, runs_dir))
     notes = "".join(f"<li>{html.escape(line)}</li>" for line in legend(report))
     title = f"harness leaderboard: {report.profile}, {report.phase} phase"
     return f"""<!DOCTYPE html>
@@ -118,13 +64,18 @@ th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }}
 th {{ background: #f2f2f2; }} td:nth-child(2), th:nth-child(2) {{ text-align: left; }}
 td:nth-child(2) {{ font-weight: 600; }} td:first-child {{ white-space: nowrap; }}
 table.baseline td {{ background: #f7f9fc; }} table.reference td {{ background: #fbf7ef; font-style: italic; }}
+table.failures td, table.failures th {{ text-align: left; vertical-align: top; font-weight: normal; }}
+table.failures pre {{ margin: 0; white-space: pre-wrap; font-size: 0.85em; max-width: 70em; }}
 figure {{ margin: 1em 0 2em 0; }} img {{ max-width: 100%; }} figcaption {{ color: #555; font-size: 0.85em; }}
 </style></head>
 <body>
 <h1>{html.escape(title)}</h1>
 {tables or "<p>No measured rows.</p>"}
 <ul class="notes">{notes}</ul>
+{failed_html}
+<h2>Trade-off: fine against coarse accuracy</h2>
+{tradeoff or "<p>No measured run has finished.</p>"}
 <h2>Learning curves and loss weights</h2>
-{figures or "<p>No per-epoch metrics found under the runs directory.</p>"}
+{curves or f"<p>No per-epoch metrics of a submission under {html.escape(str(runs_dir))}.</p>"}
 </body></html>
 """

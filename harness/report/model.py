@@ -7,11 +7,11 @@ outside every aggregate and test).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
-from harness import aggregate
+from harness import aggregate, static_sweep
 from harness.aggregate import Standing
 from harness.errors import UsageError
 from harness.protocol import PROFILES, Phase
@@ -28,9 +28,13 @@ class Report:
     entries: list[Standing]  # measured, ranked
     references: list[Standing]
     seeds: tuple[int, ...] = ()  # the protocol's seeds: a complete entry has each, ok, on every architecture
+    controls: list[Standing] = field(default_factory=list)  # best static weight: shown under the baselines
 
     def section(self, kind: str) -> list[Standing]:
-        return self.references if kind == "reference" else [e for e in self.entries if e.kind == kind]
+        """The rows of one section, in order; the baselines' ends with the control lines."""
+        if kind == "reference":
+            return self.references
+        return [e for e in self.entries if e.kind == kind] + (self.controls if kind == "baseline" else [])
 
 
 def build(df: pd.DataFrame, phase: Phase, profile: str | None = None) -> Report:
@@ -47,8 +51,9 @@ def build(df: pd.DataFrame, phase: Phase, profile: str | None = None) -> Report:
     seeds = PROFILES[profile].seeds if profile in PROFILES else ()
     archs = aggregate.phase_archs(df, phase, profile_archs)
     refs = aggregate.reference_standings(df, archs)
-    return Report(profile=profile, phase=phase, archs=archs, entries=aggregate.standings(df, phase, archs, seeds),
-                  references=refs, seeds=seeds)
+    entries = aggregate.standings(df, phase, archs, seeds)
+    return Report(profile=profile, phase=phase, archs=archs, entries=entries, references=refs, seeds=seeds,
+                  controls=static_sweep.best_static(entries))
 
 
 # ---- cells ------------------------------------------------------------------------------------------

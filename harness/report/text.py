@@ -1,27 +1,24 @@
-"""The leaderboard as text: the terminal table, Markdown and CSV, and the cells and legend every
-format shares."""
+"""The leaderboard as text: Markdown and CSV, and the cells and legend every format shares (the
+terminal table is :mod:`~harness.report.terminal`)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
-
 import pandas as pd
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from harness.aggregate import ALPHA, CORRECTION, LEVEL, REFERENCE_BASELINE, TEST_NAME, ArchStats, Standing
 from harness.report.model import SECTIONS, Report
+from harness.static_sweep import CONTROL_LABEL, SWEEP
 
 
 def _seed_list(seeds: tuple[int, ...]) -> str:
     return "/".join(str(x) for x in seeds)
 
 
-def fmt_stats(s: ArchStats) -> str:
+def fmt_stats(s: ArchStats, note: str = "") -> str:
+    """``61.00 ± 1.00 (n=3)``, with the seeds that failed, are missing or were retried, and ``note``."""
     problems = ([f"failed {_seed_list(s.failed_seeds)}"] if s.failed_seeds else []) + (
         [f"missing {_seed_list(s.missing)}"] if s.missing else []) + (
-        [f"retried {_seed_list(s.retried)}"] if s.retried else [])
+        [f"retried {_seed_list(s.retried)}"] if s.retried else []) + ([note] if note else [])
     if s.mean is None:
         return "; ".join(problems) or "-"
     spread = f" ± {s.std:.2f}" if s.std is not None else ""
@@ -29,17 +26,15 @@ def fmt_stats(s: ArchStats) -> str:
 
 
 def fmt_diff(s: ArchStats) -> str:
-    """``+1.37 [+0.57, +2.17] p=0.018, Holm 0.126 *``: the paired difference from equal weighting, its
-    95% interval, the raw and the adjusted p-value; ``*`` only when the adjusted one is below ALPHA."""
+    """``+1.37 [+0.57, +2.17] (p=0.018, Holm 0.126) *``: the paired difference from equal weighting,
+    its 95% interval, the raw and the adjusted p-value; ``*`` only when the adjusted one is below ALPHA."""
     if s.diff is None:
         return ""
     interval = f" [{s.ci[0]:+.2f}, {s.ci[1]:+.2f}]" if s.ci is not None else ""
     if s.p_value is not None:
         p = f"p{_p(s.p_value)}" + (f", {CORRECTION} {_p(s.p_adjusted).lstrip('=')}" if s.p_adjusted is not None else "")
-    elif s.n_pairs >= 2:
-        p = "no test: identical per-seed differences"
     else:
-        p = f"no test: {s.n_pairs} paired seed{'s' * (s.n_pairs != 1)}"
+        p = f"no test: {s.no_test or f'{s.n_pairs} paired seeds'}"
     return f"{s.diff:+.2f}{interval} ({p}){' *' if s.significant else ''}"
 
 
@@ -60,13 +55,24 @@ def fmt_score(e: Standing) -> str:
     return f"{e.score:.2f}" if e.score is not None else "incomplete"
 
 
+def fmt_cost(e: Standing) -> str:
+    """``1.85x``: training time over equal weighting's on the same device and settings."""
+    return f"{e.cost:.2f}x" if e.cost is not None else ""
+
+
+def fmt_final(s: ArchStats) -> str:
+    return f"{s.final_mean:.2f}" if s.final_mean is not None else ""
+
+
 def legend(report: Report) -> list[str]:
     seeds = f" ({_seed_list(report.seeds)})" if report.seeds else ""
     return [
-        f"profile {report.profile}, phase {report.phase}; best fine-class test accuracy (%) per architecture: "
-        "mean ± sample std (ddof = 1) over seeds, n = seeds counted; each seed counts by its latest attempt "
-        "(failed: its latest attempt failed; retried: the seed has more than one attempt, each a row); runs of "
-        "seeds outside the profile's are not counted.",
+        f"profile {report.profile}, phase {report.phase}; best fine-class test accuracy (%) per architecture (the "
+        "task card's metric: the best of every epoch's test evaluation, so optimistic): mean ± sample std "
+        "(ddof = 1) over seeds, n = seeds counted; each seed counts by its latest attempt (failed: its latest "
+        "attempt failed; retried: the seed has more than one attempt, each a row); runs of seeds outside the "
+        "profile's are not counted. final ARCH: the mean of the last epoch's fine test accuracy, which no "
+        "choice of epoch flatters.",
         "score = geometric mean over the architectures of the per-architecture means; rank over measured rows "
         f"(submissions and baselines together); 'incomplete' = not every protocol seed{seeds} has an ok latest "
         "attempt on every architecture: shown, not scored or ranked.",
@@ -80,57 +86,55 @@ def legend(report: Report) -> list[str]:
         f"per-architecture means' {LEVEL:.0%} t-intervals: a summary of their spread, not itself a {LEVEL:.0%} "
         "interval of the score) among the others': entries whose intervals overlap are not told apart by rank "
         "alone.",
-    ]
+    ] + ([
+        f"cost: training time over {REFERENCE_BASELINE.removesuffix('.py')}'s, summed over the (architecture, "
+        "seed) runs both have with the same settings, device, channels_last, sandbox and torch version (runs "
+        "that shared a device with --jobs are slower, and the rows do not say so); shown, never part of the "
+        "score.",
+    ] if any(e.cost is not None for e in report.entries) else []) + ([
+        f"{CONTROL_LABEL}: on each architecture, the best of the static-weight sweep L = L_fine + w L_coarse "
+        f"(w in {', '.join(f'{w:g}' for w in sorted(SWEEP.values()))}) that is measured; the weight is chosen on "
+        "the test accuracy shown, so the line flatters it: not ranked, not tested.",
+    ] if report.controls else [])
 
 
-def table_columns(report: Report) -> list[str]:
+def _columns(report: Report) -> list[str]:
     cols = ["rank", "entry"]
     for arch in report.archs:
-        cols += [arch, f"Δ {arch}"]
-    return cols + ["Δ pooled", "score"]
+        cols += [arch, f"final {arch}", f"Δ {arch}"]
+    return cols + ["Δ pooled", "score", "cost"]
 
 
-def table_cells(report: Report, e: Standing) -> list[str]:
+def _cells(report: Report, e: Standing) -> list[str]:
     cells = [fmt_rank(e), e.label]
     for arch in report.archs:
         s = e.archs[arch]
-        cells += [fmt_stats(s), fmt_diff(s)]
-    return cells + [fmt_diff(e.pooled) if e.pooled is not None else "", fmt_score(e)]
+        cells += [fmt_stats(s, e.picked.get(arch, "")), fmt_final(s), fmt_diff(s)]
+    return cells + [fmt_diff(e.pooled) if e.pooled is not None else "", fmt_score(e), fmt_cost(e)]
 
 
-# ---- table / markdown / csv -----------------------------------------------------------------------------
+def section_table(report: Report, kind: str, *, source: bool = True) -> tuple[list[str], list[list[str]]]:
+    """The header and cells of one section as the detailed formats show it: every interval and
+    p-value; a column no row of the section fills is left out (rank and entry stay); published
+    rows add their ``source`` unless ``source`` is False."""
+    rows = report.section(kind)
+    cols = _columns(report) + (["source"] if kind == "reference" and source else [])
+    cells = [_cells(report, e) + ([e.source] if kind == "reference" and source else []) for e in rows]
+    keep = [i for i, c in enumerate(cols) if c in ("rank", "entry") or any(row[i] for row in cells)]
+    return [cols[i] for i in keep], [[row[i] for i in keep] for row in cells]
 
-def render_table(report: Report, console: Console, *, highlight: Collection[str] = ()) -> None:
-    for kind, title in SECTIONS:
-        rows = report.section(kind)
-        if not rows:
-            continue
-        table = Table(title=title, title_justify="left")
-        for col in table_columns(report) + (["source"] if kind == "reference" else []):
-            table.add_column(col, justify="left" if col in ("entry", "source") else "right",
-                             no_wrap=col == "entry")
-        for e in rows:
-            cells = table_cells(report, e) + ([e.source] if kind == "reference" else [])
-            style = "bold" if e.sha256 in highlight else None
-            table.add_row(*(escape(c) for c in cells), style=style)  # "[bf16]" is not markup
-        console.print(table)
-    if not report.entries:
-        console.print(f"no measured rows for profile {report.profile}, phase {report.phase}")
-    for line in legend(report):
-        console.print(f"[dim]{line}[/]")
 
+# ---- markdown / csv -------------------------------------------------------------------------------------
 
 def render_markdown(report: Report) -> str:
     out = [f"# Leaderboard ({report.profile}, {report.phase} phase)", ""]
     for kind, title in SECTIONS:
-        rows = report.section(kind)
+        cols, rows = section_table(report, kind)
         if not rows:
             continue
-        cols = table_columns(report) + (["source"] if kind == "reference" else [])
         out += [f"## {title[0].upper()}{title[1:]}", "", "| " + " | ".join(cols) + " |",
                 "|" + "|".join("---" if c in ("entry", "source") else "---:" for c in cols) + "|"]
-        for e in rows:
-            cells = table_cells(report, e) + ([e.source] if kind == "reference" else [])
+        for cells in rows:
             out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         out.append("")
     return "\n".join(out + [f"- {line}" for line in legend(report)]) + "\n"
@@ -141,17 +145,20 @@ def _round(value: float | None, digits: int) -> float | None:
 
 
 def render_csv(report: Report) -> str:
-    """One line per entry, one number per column: accuracies, differences and intervals rounded to
-    two decimals, p-values to four; ranks as integers; empty where absent."""
+    """One line per entry, one number per column: accuracies, differences, intervals and the cost
+    ratio rounded to two decimals, p-values to four; ranks as integers; empty where absent. The
+    control line (best static weight) has the weight it shows in ``ARCH_picked``."""
     records = []
     for kind, _ in SECTIONS:
         for e in report.section(kind):
-            rec = {"section": kind, "rank": e.rank, "rank_best": e.rank_range and e.rank_range[0],
+            rec = {"section": "control" if e.kind == "control" else kind, "rank": e.rank, "rank_best": e.rank_range and e.rank_range[0],
                    "rank_worst": e.rank_range and e.rank_range[1], "entry": e.label, "submission_sha256": e.sha256}
             comparisons = [(arch, e.archs[arch]) for arch in report.archs] + [("pooled", e.pooled)]
             for arch, s in comparisons:
                 if arch != "pooled":
                     rec.update({f"{arch}_mean": _round(s.mean, 2), f"{arch}_std": _round(s.std, 2), f"{arch}_n": s.n,
+                                f"{arch}_final_mean": _round(s.final_mean, 2),
+                                f"{arch}_coarse_mean": _round(s.coarse_mean, 2), f"{arch}_picked": e.picked.get(arch),
                                 f"{arch}_failed": s.failed, f"{arch}_failed_seeds": _seed_list(s.failed_seeds),
                                 f"{arch}_missing_seeds": _seed_list(s.missing),
                                 f"{arch}_retried_seeds": _seed_list(s.retried)})
@@ -160,14 +167,14 @@ def render_csv(report: Report) -> str:
                 rec.update({f"{arch}_diff": _round(s.diff, 2), f"{arch}_diff_low": _round(s.ci and s.ci[0], 2),
                             f"{arch}_diff_high": _round(s.ci and s.ci[1], 2), f"{arch}_paired": s.n_pairs,
                             f"{arch}_p": _round(s.p_value, 4), f"{arch}_p_holm": _round(s.p_adjusted, 4)})
-            rec.update({"score": _round(e.score, 2), "score_low": _round(e.score_ci and e.score_ci[0], 2),
+            rec.update({"cost": _round(e.cost, 2), "score": _round(e.score, 2), "score_low": _round(e.score_ci and e.score_ci[0], 2),
                         "score_high": _round(e.score_ci and e.score_ci[1], 2), "source": e.source})
             records.append(rec)
-    per_arch = ("mean", "std", "n", "failed", "failed_seeds", "missing_seeds", "retried_seeds")
+    per_arch = ("mean", "std", "n", "final_mean", "coarse_mean", "picked", "failed", "failed_seeds", "missing_seeds", "retried_seeds")
     compared = ("diff", "diff_low", "diff_high", "paired", "p", "p_holm")
     cols = (["section", "rank", "rank_best", "rank_worst", "entry", "submission_sha256"]
             + [f"{a}_{k}" for a in report.archs for k in per_arch + compared]
-            + [f"pooled_{k}" for k in compared] + ["score", "score_low", "score_high", "source"])
+            + [f"pooled_{k}" for k in compared] + ["score", "score_low", "score_high", "cost", "source"])
     df = pd.DataFrame(records, columns=cols)
     for col in ["rank", "rank_best", "rank_worst"] + [c for c in cols if c.endswith(("_n", "_failed", "_paired"))]:
         df[col] = df[col].astype("Int64")

@@ -1,0 +1,133 @@
+"""The leaderboard in the terminal. When the detailed table (every interval and p-value, the
+same cells as Markdown) fits the terminal's width it is printed as is; otherwise a compact one
+is, two lines per entry, that reads well at 80 columns: the accuracy line, and under it the
+difference from equal weighting with a one-character marker. A short legend says what the marks
+mean and where the detail is. Published rows name their source in a numbered note."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.measure import Measurement
+from rich.table import Table
+
+from harness.aggregate import ALPHA, CORRECTION, REFERENCE_BASELINE, ArchStats, Standing
+from harness.report.model import SECTIONS, Report
+from harness.report.text import legend, section_table
+from harness.static_sweep import CONTROL_LABEL
+
+_REF = REFERENCE_BASELINE.removesuffix(".py")
+
+
+def render_table(report: Report, console: Console, *, highlight: Collection[str] = ()) -> None:
+    """Print the sections of ``report``; rows of the file versions in ``highlight`` in bold."""
+    notes = {src: i + 1 for i, src in enumerate(dict.fromkeys(e.source for e in report.references))}
+    sections = [(kind, title, report.section(kind)) for kind, title in SECTIONS]
+    sections = [(kind, title, rows) for kind, title, rows in sections if rows]
+    detailed = [_detailed(report, kind, title, rows, notes, highlight) for kind, title, rows in sections]
+    wide = console.options.update_width(10_000)  # measure unclamped: the width the table wants
+    fits = all(Measurement.get(console, wide, t).maximum <= console.width for t in detailed)
+    tables = detailed if fits else [_compact(report, kind, title, rows, notes, highlight)
+                                    for kind, title, rows in sections]
+    for table in tables:
+        console.print(table)
+    for source, i in notes.items():
+        console.print(f"\\[{i}] {escape(source)}")
+    if not report.entries:
+        console.print(f"no measured rows for profile {escape(report.profile)}, phase {report.phase} yet: `harness "
+                      "evaluate FILE` and `harness baselines` add them")
+    for line in (legend(report) if fits else short_legend(report)):
+        console.print(f"[dim]{escape(line)}[/]")
+
+
+def _label(e: Standing, notes: dict[str, int]) -> str:
+    return f"{e.label} [{notes[e.source]}]" if e.kind == "reference" else e.label
+
+
+def _detailed(report: Report, kind: str, title: str, rows: list[Standing], notes: dict[str, int],
+              highlight: Collection[str]) -> Table:
+    table = Table(title=title, title_justify="left")
+    cols, cells = section_table(report, kind, source=False)
+    for col in cols:
+        table.add_column(col, justify="left" if col == "entry" else "right", no_wrap=True)
+    for e, row in zip(rows, cells):
+        row[cols.index("entry")] = _label(e, notes)
+        table.add_row(*(escape(c) for c in row), style="bold" if e.sha256 in highlight else None)
+    return table
+
+
+def _compact(report: Report, kind: str, title: str, rows: list[Standing], notes: dict[str, int],
+             highlight: Collection[str]) -> Table:
+    unders = [[_under(e, arch) for arch in report.archs] + [_diff(e.pooled) if e.pooled else ""] for e in rows]
+    has_diff = any(u for row in unders for u in row)
+    has_cost = any(e.cost is not None for e in rows)
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("entry", justify="left", overflow="fold", ratio=1, min_width=12)
+    for arch in report.archs:
+        table.add_column(f"{arch}\nΔ" if has_diff else arch, justify="right", no_wrap=True)
+    table.add_column("score\nΔ all" if has_diff else "score", justify="right", no_wrap=True)
+    if has_cost:
+        table.add_column("cost", justify="right", no_wrap=True)
+    for e, under in zip(rows, unders):
+        tops = [_acc(e.archs[arch]) for arch in report.archs] + [f"{e.score:.2f}" if e.score is not None else "-"]
+        cells = [escape(_rank(e)), escape(_label(e, notes))] + [
+            escape(top) + (f"\n[dim]{escape(u)}[/]" if u and not u.endswith("*") else f"\n{escape(u)}" if u else "")
+            for top, u in zip(tops, under)]
+        if has_cost:
+            cells.append(f"{e.cost:.2f}x" if e.cost is not None else "")
+        table.add_row(*cells, style="bold" if e.sha256 in highlight else None)
+    return table
+
+
+def _under(e: Standing, arch: str) -> str:
+    """What the compact table shows under an accuracy: the difference, or the control line's weight."""
+    s = e.archs[arch]
+    if arch in e.picked and s.mean is None:
+        return "none ok"
+    if arch in e.picked:
+        return e.picked[arch] + (f" {s.diff:+.2f}" if s.diff is not None else "")
+    return _diff(s)
+
+
+def _rank(e: Standing) -> str:
+    """The rank, and under it the ranks its score interval allows when they are several."""
+    if e.rank is None:
+        return ""
+    if e.rank_range is None or e.rank_range[0] == e.rank_range[1]:
+        return str(e.rank)
+    return f"{e.rank}\n{e.rank_range[0]}-{e.rank_range[1]}"
+
+
+def _acc(s: ArchStats) -> str:
+    """``61.00±1.00``, then ``f``, ``m``, ``r`` when a seed failed, is missing or was retried."""
+    marks = "f" * bool(s.failed_seeds) + "m" * bool(s.missing) + "r" * bool(s.retried)
+    if s.mean is None:
+        return "failed" if s.failed_seeds else "missing" if s.missing else "-"
+    return f"{s.mean:.2f}" + (f"±{s.std:.2f}" if s.std is not None else "") + (f" {marks}" if marks else "")
+
+
+def _diff(s: ArchStats) -> str:
+    """``+1.37*`` significant after the adjustment, ``+1.37`` not, ``+1.37?`` not testable."""
+    if s.diff is None:
+        return ""
+    return f"{s.diff:+.2f}" + ("*" if s.significant else "?" if s.p_value is None else "")
+
+
+def short_legend(report: Report) -> list[str]:
+    """What the compact table's marks mean, in a few lines."""
+    cost = any(e.cost is not None for e in report.entries)
+    return [
+        f"profile {report.profile}, phase {report.phase}. Each cell: best fine-class test accuracy (%), "
+        f"mean±std over seeds; under it Δ, the mean paired difference from {_REF}. "
+        f"* = significant after {CORRECTION}'s adjustment (p < {ALPHA}; with 3 seeds only large, consistent "
+        "gaps are); ? = not testable (under 2 paired seeds, or identical differences). f/m/r = a seed "
+        "failed/is missing/was retried. # = rank; under it the ranks its score interval allows. score = "
+        "geometric mean over the architectures (- = incomplete: not ranked); Δ all = pooled over (architecture, "
+        "seed)." + (f" cost = training time / {_REF}'s on the same machine." if cost else "")
+        + (f" {CONTROL_LABEL}: not ranked or tested." if report.controls else ""),
+        "Intervals, p-values and final-epoch accuracy: a wider terminal, or --format markdown, csv or html.",
+    ]
