@@ -9,7 +9,6 @@ import argparse
 import os
 import signal
 import sys
-from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
@@ -17,12 +16,10 @@ from rich.markup import escape
 from harness.data import default_data_dir, download_cifar100, write_synthetic
 from harness.device import determinism_env
 from harness.errors import ExitCode, HarnessError, SubmissionRejected, UsageError
-from harness.protocol import PROFILES, TOPOLOGIES, get_profile
-from harness.sandbox import available_sandboxes, resolve_sandbox
+from harness import cli_parser
+from harness.protocol import TOPOLOGIES, get_profile
+from harness.sandbox import resolve_sandbox
 from harness.submission import interface_check, static_check
-
-DEFAULT_BASELINES_DIR = Path(__file__).resolve().parent.parent / "baselines"
-
 
 def _evaluate_options(args: argparse.Namespace, kind: str):
     """The options model from the command line; what was not given keeps the model's default, and
@@ -113,7 +110,7 @@ def cmd_data_download(args: argparse.Namespace, console: Console) -> int:
 def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
     from harness import leaderboard, report
 
-    path = args.leaderboard or leaderboard.find_default()
+    path = args.leaderboard or leaderboard.find_default(args.profile)
     if not path.exists():
         raise UsageError(f"{path} does not exist; evaluate something first or pass --leaderboard CSV")
     rep = report.build(leaderboard.read_rows(path), args.phase, args.profile)
@@ -200,155 +197,11 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     return ExitCode.OK
 
 
+COMMANDS = {name: fn for name, fn in globals().items() if name.startswith("cmd_")}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    ev = sub.add_parser("evaluate", help="check a submission, train with it and append to the leaderboard")
-    ev.add_argument("paths", type=Path, nargs="+", metavar="PATH",
-                    help="submission file(s) defining class MultiTaskLoss, e.g. submissions/*.py; "
-                         "the runs of all files are scheduled together")
-    _add_evaluate_options(ev)
-    ev.set_defaults(func=cmd_evaluate)
-
-    bl = sub.add_parser("baselines", help="evaluate the baselines (rows marked kind=baseline)")
-    bl.add_argument("--only", action="append", metavar="NAME", help="only this baseline (repeatable), e.g. dwa")
-    bl.add_argument("--baselines-dir", type=Path, default=DEFAULT_BASELINES_DIR,
-                    help="where the baseline files are (default: baselines/ of the source checkout)")
-    _add_evaluate_options(bl)
-    bl.set_defaults(func=cmd_baselines)
-
-    ck = sub.add_parser("check", help="check a submission's file and interface without training")
-    ck.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="one or more submission files")
-    ck.add_argument("--sandbox", default="auto", choices=["auto", *available_sandboxes()])
-    ck.set_defaults(func=cmd_check)
-
-    lb = sub.add_parser("leaderboard", help="aggregate the leaderboard: mean ± std, n, score, rank, significance")
-    lb.add_argument("--leaderboard", type=Path, metavar="CSV",
-                    help="default: leaderboard.csv, else the only leaderboard-*.csv in this directory")
-    lb.add_argument("--format", default="table", choices=["table", "markdown", "csv", "html"])
-    lb.add_argument("--output", type=Path, metavar="PATH", help="write to PATH instead of the terminal")
-    lb.add_argument("--phase", default="public", choices=["public", "final"],
-                    help="final shows the hidden architecture's column")
-    lb.add_argument("--profile", help="which profile's rows, when the CSV holds several")
-    lb.add_argument("--runs-dir", type=Path, default=Path("runs"),
-                    help="where the run directories are, for the HTML report's curves (default: runs)")
-    lb.set_defaults(func=cmd_leaderboard)
-
-    bn = sub.add_parser("bench", help="training throughput against a bare loop and a conventional pipeline, "
-                                      "worker round trip, evaluation time")
-    bn.add_argument("--arch", action="append", metavar="NAME", help="architecture (repeatable; default resnet20 "
-                    "and resnet56)")
-    bn.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    bn.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
-                    help="as for evaluate (default fp32)")
-    bn.add_argument("--channels-last", default=True, action=argparse.BooleanOptionalAction)
-    bn.add_argument("--batch", type=int, default=128)
-    bn.add_argument("--steps", type=int, help="steps per timed round (default: 6 on a CPU, 60 on a GPU)")
-    bn.add_argument("--rounds", type=int, default=3, help="interleaved timed rounds; the median is reported")
-    bn.add_argument("--calls", type=int, default=2000, help="worker round trips timed per sandbox")
-    bn.add_argument("--eval-images", type=int, default=10_000, help="test images for the evaluation timing")
-    bn.add_argument("--sandbox", default="auto", choices=["auto", *available_sandboxes()],
-                    help="sandbox of the harness step's worker (round trips are measured for every available one)")
-    bn.add_argument("--reference-workers", type=int, help="DataLoader workers of the conventional pipeline "
-                    "(default: 0 on a CPU, where workers would take the training's cores; 4 on a GPU)")
-    bn.add_argument("--jobs", metavar="N,N,...", help="also measure N concurrent runs on the device, e.g. 1,2,4 "
-                    "(default: 1,2,4 on a GPU, none on a CPU)")
-    bn.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    bn.add_argument("--json", action="store_true", help="print the figures as JSON (progress goes to stderr)")
-    bn.set_defaults(func=cmd_bench)
-
-    md = sub.add_parser("models", help="parameter counts per architecture and topology (--topology), and what "
-                                       "both tasks share (what the Gramian covers)")
-    md.add_argument("--hidden", action="store_true", help="include the hidden architectures (vgg16bn)")
-    md.add_argument("--hidden-dir", type=Path, help="where the hidden architectures are (default: ./hidden of the "
-                    "source checkout)")
-    md.set_defaults(func=cmd_models)
-
-    mg = sub.add_parser("migrate", help="convert a leaderboard of an older schema version (the original is kept)")
-    mg.add_argument("path", type=Path)
-    mg.add_argument("--output", type=Path, help="default: PATH with .v<version> before the suffix")
-    mg.set_defaults(func=cmd_migrate)
-
-    image = sub.add_parser("image", help="the Docker sandbox image").add_subparsers(dest="image_command", required=True)
-    ib = image.add_parser("build", help="build the sandbox image (wheelhouse on the host, no network in the build)")
-    ib.add_argument("--base-image", default="harness-base:bookworm",
-                    help="local base image with python3 3.11 (default: harness-base:bookworm)")
-    ib.add_argument("--bootstrap", action="store_true",
-                    help="build the base image from Debian with debootstrap when it is missing")
-    ib.set_defaults(func=cmd_image_build)
-
-    data = sub.add_parser("data", help="get the dataset").add_subparsers(dest="data_command", required=True)
-    syn = data.add_parser("synthetic", help="write synthetic CIFAR-100-format data to DIR")
-    syn.add_argument("dir", type=Path)
-    syn.add_argument("--seed", type=int, default=0)
-    syn.add_argument("--train-size", type=int, default=5000)
-    syn.add_argument("--test-size", type=int, default=1000)
-    syn.set_defaults(func=cmd_data_synthetic)
-    dl = data.add_parser("download", help="download CIFAR-100 (needs torchvision: pip install 'harness[download]')")
-    dl.add_argument("--data-dir", type=Path)
-    dl.set_defaults(func=cmd_data_download)
-    return parser
-
-
-def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
-    """The options of evaluate and baselines. A flag left out is None (False for a switch) and takes the
-    options model's default (:class:`harness.plan.EvaluateOptions`), which the help texts quote."""
-    from harness.plan import EvaluateOptions
-
-    def default(name: str) -> object:
-        return EvaluateOptions.model_fields[name].default
-
-    ev.add_argument("--profile", default="full", choices=list(PROFILES),
-                    help="full: the task card's protocol (default); smoke: quick demo on synthetic data; "
-                         "tiny: for tests")
-    ev.add_argument("--phase", choices=["public", "final"],
-                    help=f"final adds the hidden architecture (vgg16bn); default {default('phase')}")
-    ev.add_argument("--topology", choices=list(TOPOLOGIES),
-                    help=f"how the two tasks share the network (seed 003): shared (the task card: one backbone, two "
-                         f"heads), independent (a backbone per task, the control), reuse-coarse / reuse-fine (one "
-                         f"head also reads the other head's logits), shared-reuse-*; recorded in every row and kept "
-                         f"apart in the standings; `harness models` lists parameter counts; "
-                         f"default {default('topology')}")
-    ev.add_argument("--arch", action="append", metavar="NAME", help="only this architecture (repeatable)")
-    ev.add_argument("--seed", action="append", type=int, metavar="N", help="only this seed (repeatable)")
-    ev.add_argument("--device", choices=["auto", "cpu", "cuda"],
-                    help=f"auto: CUDA when torch sees a GPU, else the CPU (default {default('device')})")
-    ev.add_argument("--data-dir", type=Path, help="directory containing cifar-100-python/ "
-                    "(default: $HARNESS_DATA_DIR, else the user cache dir)")
-    ev.add_argument("--runs-dir", type=Path, help=f"where run directories go (default: {default('runs_dir')})")
-    ev.add_argument("--leaderboard", type=Path,
-                    help="CSV to append to (default: leaderboard.csv, or leaderboard-PROFILE.csv)")
-    ev.add_argument("--sandbox", choices=["auto", *available_sandboxes()],
-                    help=f"how the submission is isolated: auto picks a real sandbox; none runs it as a plain "
-                         f"process (trusted code only); default {default('sandbox')}")
-    ev.add_argument("--precision", choices=["fp32", "tf32", "bf16", "fp64"],
-                    help="fp32 (the full profile's default; IEEE float32, on a GPU too), tf32 (TensorFloat-32 "
-                         "matmuls and convolutions, CUDA only), bf16 (bfloat16 autocast, float32 parameters), "
-                         "fp64 (for verification); recorded in every row and kept apart in the standings")
-    ev.add_argument("--compile", action="store_true", help="run the model through torch.compile (recorded)")
-    ev.add_argument("--deterministic", action="store_true",
-                    help="deterministic kernels (torch.use_deterministic_algorithms, cuDNN deterministic); "
-                         "slower on a GPU; recorded")
-    ev.add_argument("--jobs", type=int, metavar="N",
-                    help="run up to N runs at once, each in its own process, sharing the device (spread over the "
-                         "GPUs when there are several); default 1, or with --executor ray as many as fit")
-    ev.add_argument("--executor", choices=["local", "ray"],
-                    help=f"local: this machine; ray: each run a Ray task, on a local Ray started for the evaluation "
-                         f"or the cluster of --ray-address (pip install 'harness[ray]'); default {default('executor')}")
-    ev.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (e.g. auto, or ray://host:10001)")
-    ev.add_argument("--gpus-per-run", type=float, metavar="F",
-                    help="Ray: GPUs each run asks for; a fraction shares a GPU (0.25: four runs per GPU); "
-                         "default 1 on CUDA, else 0")
-    ev.add_argument("--cpus-per-run", type=float, metavar="N",
-                    help="Ray: CPUs each run asks for (default 1 with a GPU, else the CPUs shared between the runs)")
-    ev.add_argument("--ray-retries", type=int, metavar="K",
-                    help=f"Ray: resubmit a lost task (worker or node died) up to K times, resuming from its "
-                         f"checkpoint (default {default('ray_retries')})")
-    ev.add_argument("--force", action="store_true",
-                    help="re-run runs that already have an ok row for this file version (default: skip them)")
-    ev.add_argument("--hidden-dir", type=Path, help="where the hidden architectures are (default: ./hidden "
-                    "of the source checkout)")
+    return cli_parser.build_parser(COMMANDS)
 
 
 def _interrupt(signum: int, frame: object) -> None:

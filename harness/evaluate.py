@@ -76,11 +76,11 @@ def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Conso
         show.warning(console, warning)
     checked = []
     for f in todo:
-        console.print(f"checking {f.path} (sha256 {f.sha[:12]}) in sandbox '{sandbox.name}'")
+        console.print(f"checking {escape(str(f.path))} (sha256 {f.sha[:12]}) in sandbox '{sandbox.name}'")
         try:
             report = interface_check(f.eval_dir.submission, sandbox=sandbox, log_path=f.eval_dir.check_log,
                                      start_timeout=profile.worker_start_timeout_s,
-                                     call_timeout=profile.worker_call_timeout_s)
+                                     call_timeout=profile.worker_call_timeout_s, shown_as=f.path)
         except SubmissionRejected as e:
             rejected(f.path, e)
             continue

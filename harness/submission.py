@@ -17,7 +17,7 @@ from pathlib import Path
 
 from harness.errors import SubmissionRejected
 from harness.protocol import OptimizerSettings
-from harness.sandbox import Sandbox
+from harness.sandbox import Sandbox, as_user_path
 from harness.static_check import allowed_imports, find_problems
 from harness.worker_client import LossWorker, StepRequest, WorkerError
 
@@ -102,12 +102,15 @@ def _probe_schedule(total_epochs: int = 4, steps_per_epoch: int = 3) -> list[Ste
 
 
 def interface_check(path: Path, *, sandbox: Sandbox, log_path: Path | None = None,
-                    start_timeout: float = 120.0, call_timeout: float = 30.0) -> CheckReport:
+                    start_timeout: float = 120.0, call_timeout: float = 30.0,
+                    shown_as: Path | None = None) -> CheckReport:
     """Construct the module in a fresh worker and call ``forward`` on the probe schedule.
 
     Every reply must satisfy the per-call contract (enforced by the worker) and at least
-    one must have a non-zero ``dL/d fine_loss``. Raises :class:`SubmissionRejected`.
+    one must have a non-zero ``dL/d fine_loss``. Raises :class:`SubmissionRejected`, naming the
+    file ``shown_as`` (the user's path, when ``path`` is a copy), also in the worker's traceback.
     """
+    path, shown = Path(path), Path(shown_as or path)
     probes = _probe_schedule()
     weights = []
     try:
@@ -118,10 +121,10 @@ def interface_check(path: Path, *, sandbox: Sandbox, log_path: Path | None = Non
                 reply = worker.step(req)
                 weights.append((reply.w_fine, reply.w_coarse))
     except WorkerError as e:
-        raise SubmissionRejected(f"{path}: interface check failed ({e.stage}): {e}") from None
+        raise SubmissionRejected(f"{shown}: interface check failed ({e.stage}): {as_user_path(str(e), shown, path)}") from None
     if all(w[0] == 0.0 for w in weights):
         raise SubmissionRejected(
-            f"{path}: interface check failed: the loss never depends on fine_loss "
+            f"{shown}: interface check failed: the loss never depends on fine_loss "
             f"(dL/d fine_loss was 0 on all {len(probes)} probe calls)"
         )
     return CheckReport(ready.capabilities, ready.num_params, len(probes), weights, ready.head_loss)

@@ -37,7 +37,7 @@ from harness.models import TwoHeadNet, build_model, task_reach
 from harness.protocol import EpochMetrics, RunResult, RunSpec
 from harness.provenance import device_name
 from harness.rundir import RunDir
-from harness.sandbox import Sandbox
+from harness.sandbox import Sandbox, as_user_path
 from harness.worker_client import LossWorker, StepReply, StepRequest, WorkerError
 
 
@@ -363,7 +363,7 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
         result = RunResult.from_epochs(history, time.perf_counter() - start)
         checkpointer.clear()
     except Exception as e:  # noqa: BLE001  (one run's failure must not stop the others)
-        reason = str(e) if isinstance(e, RunFailed) else (
+        reason = as_user_path(str(e), Path(spec.submission), submission) if isinstance(e, RunFailed) else (
             f"internal error at epoch {len(history)}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=-8)}")
         note = ""
         if isinstance(e, RunFailed):

@@ -165,6 +165,7 @@ def test_harness_baselines_marks_rows_as_baselines(tmp_path):
                        capture_output=True,
                        text=True, env=harness_env(), cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
+    assert "no baselines in" not in r.stdout and "standing in leaderboard-tiny.csv" in r.stdout  # they are the baselines
     df = pd.read_csv(tmp_path / "leaderboard-tiny.csv")
     assert sorted(df["submission"]) == sorted(f"{name}.py" for name in chosen)
     assert (df["kind"] == "baseline").all() and (df["status"] == "ok").all()

@@ -1,5 +1,6 @@
 """The ``harness`` command as a user runs it (a subprocess of the installed entry point)."""
 
+import argparse
 import json
 import fcntl
 import os
@@ -15,6 +16,8 @@ import sys
 
 import pandas as pd
 import pytest
+
+from harness.cli import build_parser
 
 from conftest import REPO, SUBMISSIONS, harness_env
 
@@ -136,6 +139,10 @@ def test_evaluate_reports_a_failed_run_and_finishes_the_others(tmp_path):
     assert df.set_index("seed")["status"].to_dict() == {1: "failed", 2: "ok"}
     out = " ".join((r.stdout + r.stderr).split())
     assert "run failed: raises_later.py resnet20 seed 1: epoch 0, step 2" in out and "deliberate failure" in out
+    assert 'File "raises_later.py", line 15, in forward' in out and "/sandbox/" not in out  # the user's file
+    # the one epoch of the tiny profile is epoch 1 in the results table, as in the progress lines
+    assert re.search(r"resnet20 │ +2 │ ok +│ +[\d.]+ │ +1 │", r.stdout), r.stdout
+    assert "epoch 1/1" in r.stdout
     # re-running retries the failed run only
     r = harness("evaluate", SUBMISSIONS / "raises_later.py", "--profile", "tiny",
                 "--seed", "1", "--seed", "2", cwd=tmp_path)
@@ -147,6 +154,9 @@ def test_evaluate_reports_a_failed_run_and_finishes_the_others(tmp_path):
 def test_evaluate_rejects_before_training(tmp_path):
     r = harness("evaluate", SUBMISSIONS / "float_return.py", "--profile", "tiny", cwd=tmp_path)
     assert r.returncode == 2 and "got builtins.float" in r.stderr
+    # named as the user typed it, not as the copy under runs/ that was checked
+    assert f"rejected: {SUBMISSIONS / 'float_return.py'}: interface check failed" in " ".join(r.stderr.split())
+    assert "runs/" not in r.stderr
     assert not (tmp_path / "leaderboard-tiny.csv").exists()
 
 
@@ -246,3 +256,23 @@ def test_bench_json_reports_every_figure(tmp_path):
     assert two["jobs"] == 2 and two["aggregate_img_s"] == pytest.approx(2 * two["per_job_img_s"])
     trips = {t["sandbox"]: t for t in rep["roundtrips"]}
     assert "none" in trips and all(0 < t["median_us"] <= t["p99_us"] for t in trips.values())
+
+
+def _options(parser, path=("harness",)):
+    """Every (command path, option) of ``parser`` and its subcommands."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _options(sub, path + (name,))
+        elif not isinstance(action, argparse._HelpAction):
+            yield " ".join(path), action
+
+
+def test_help_version_and_every_option_explained(tmp_path):
+    r = harness("--version", cwd=tmp_path)
+    assert r.returncode == 0 and re.fullmatch(r"harness \S+ \(commit \S+; torch \S+\)\n", r.stdout), r.stdout
+    r = harness("--help", cwd=tmp_path)
+    assert r.returncode == 0 and "MultiTaskLoss" in r.stdout and "examples:" in r.stdout
+    assert "one thin function per subcommand" not in r.stdout  # not the module's developer docstring
+    missing = [f"{cmd} {'/'.join(a.option_strings) or a.dest}" for cmd, a in _options(build_parser()) if not a.help]
+    assert missing == []

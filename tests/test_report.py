@@ -308,3 +308,16 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
     non_white = (pixels < 0.95).any(axis=-1).mean()
     coloured = ((pixels.max(axis=-1) - pixels.min(axis=-1)) > 0.25).mean()  # curves and shaded tables
     assert non_white > 0.02 and coloured > 0.001, (non_white, coloured)
+
+
+def test_leaderboard_profile_reads_that_profiles_file(tmp_path):
+    """``--profile P`` without ``--leaderboard`` reads the file ``evaluate --profile P`` writes, even
+    with several here (without it, the error says how to choose)."""
+    append_row(tmp_path / "leaderboard-smoke.csv", leaderboard_row(profile="smoke", submission="smoky.py"))
+    append_row(tmp_path / "leaderboard-tiny.csv", leaderboard_row(profile="tiny", submission="tiny.py"))
+    r = harness("leaderboard", cwd=tmp_path)
+    assert r.returncode == 2 and "choose one with --profile (smoke, tiny)" in r.stderr
+    r = harness("leaderboard", "--profile", "smoke", cwd=tmp_path)
+    assert r.returncode == 0 and "smoky.py" in r.stdout and "tiny.py" not in r.stdout
+    r = harness("leaderboard", "--profile", "full", cwd=tmp_path)
+    assert r.returncode == 2 and "no leaderboard.csv here: `harness evaluate FILE --profile full` writes it" in r.stderr

@@ -203,10 +203,17 @@ def default_path(profile: str) -> Path:
     return Path("leaderboard.csv" if profile == "full" else f"leaderboard-{profile}.csv")
 
 
-def find_default() -> Path:
-    """What ``harness leaderboard`` reads without ``--leaderboard``: ``leaderboard.csv`` once it holds
+def find_default(profile: str | None = None) -> Path:
+    """What ``harness leaderboard`` reads without ``--leaderboard``. With ``profile``: the file
+    ``harness evaluate --profile PROFILE`` appends to. Without: ``leaderboard.csv`` once it holds
     measured rows; before that (it ships with published rows only) the only ``leaderboard-*.csv``
     here, if there is one (e.g. the smoke demo's); else ``leaderboard.csv``."""
+    if profile is not None:
+        path = default_path(profile)
+        if not path.exists():
+            raise UsageError(f"no {path} here: `harness evaluate FILE --profile {profile}` writes it (or pass "
+                             "--leaderboard CSV)")
+        return path
     main = default_path("full")
     found = sorted(Path(".").glob("leaderboard-*.csv"))
     if main.exists() and (not found or (read_rows(main)["origin"] == "measured").any()):
@@ -214,5 +221,8 @@ def find_default() -> Path:
     if len(found) == 1:
         return found[0]
     if found:
-        raise UsageError(f"several leaderboards here ({', '.join(map(str, found))}); choose one with --leaderboard")
+        names = ", ".join(map(str, found))
+        profiles = ", ".join(p.stem.removeprefix("leaderboard-") for p in found)
+        raise UsageError(f"several leaderboards here ({names}); choose one with --profile ({profiles}) or "
+                         "--leaderboard CSV")
     return main

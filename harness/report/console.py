@@ -63,7 +63,8 @@ def recorded(console: Console, rec: Recorded, lb_path: Path) -> None:
 
 
 def results(console: Console, records: Sequence[Recorded], lb_path: Path, *, several: bool = False) -> None:
-    """The table of this evaluation's runs, and how many rows were appended."""
+    """The table of this evaluation's runs, and how many rows were appended. Epochs are counted from 1,
+    as in the progress lines and the plots (the CSV's ``best_epoch`` is 0-indexed)."""
     table = Table(title="results", title_justify="left")
     cols = (("submission",) if several else ()) + (
         "arch", "seed", "status", "best fine acc", "best epoch", "final fine acc", "best coarse acc", "time")
@@ -74,7 +75,7 @@ def results(console: Console, records: Sequence[Recorded], lb_path: Path, *, sev
         spec, r = rec.spec, rec.result
         status = "[green]ok[/]" if r.status == "ok" else "[red]failed[/]"
         table.add_row(*((escape(spec.submission),) if several else ()), spec.arch, str(spec.seed), status,
-                      fmt(r.best_fine_acc), "" if r.best_epoch is None else str(r.best_epoch),
+                      fmt(r.best_fine_acc), "" if r.best_epoch is None else str(r.best_epoch + 1),
                       fmt(r.final_fine_acc), fmt(r.best_coarse_acc), f"{r.wall_seconds:.0f} s")
     console.print(table)
     unwritten = sum(not rec.written for rec in records)
@@ -91,7 +92,7 @@ def standing(console: Console, lb_path: Path, profile: Profile, phase: Phase, sh
     others = [e for e in rep.entries if e.kind == "baseline" and e.sha256 not in shas]
     if not mine:
         return
-    if not others:
+    if not others and not any(e.kind == "baseline" for e in mine):  # evaluating baselines: they are the baselines
         console.print(f"no baselines in {escape(str(lb_path))} for profile {profile.name} yet: "
                       f"`harness baselines --profile {profile.name}` adds them")
     rep = dataclasses.replace(rep, entries=mine + others, references=[])

@@ -22,6 +22,13 @@ INSIDE_WORKER = "/sandbox/worker.py"  # where the real sandboxes mount the worke
 INSIDE_SUBMISSION = "/sandbox/submission.py"  # and the submission
 
 
+def as_user_path(text: str, shown: Path, copy: Path | None = None) -> str:
+    """``text`` (a worker's message or traceback) naming ``shown``, the user's file, where it names
+    the copy inside the sandbox, or ``copy`` (what ``--sandbox none`` runs)."""
+    text = text.replace(INSIDE_SUBMISSION, str(shown))
+    return text.replace(str(copy), str(shown)) if copy is not None else text
+
+
 def site_paths() -> list[str]:
     """The package directories the worker's ``import torch`` may need, from this interpreter's
     ``sys.path`` (a virtual environment's, a ``--user`` install's, conda's ...). The worker runs
