@@ -84,7 +84,7 @@ def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Conso
         except SubmissionRejected as e:
             rejected(f.path, e)
             continue
-        show.capabilities(console, report)
+        show.capabilities(console, report, profile)
         checked.append(f)
     if not checked:
         return max(codes.values(), default=ExitCode.OK)

@@ -12,16 +12,20 @@ import ast
 import hashlib
 import math
 import random
+import statistics
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import SubmissionRejected
-from harness.protocol import OptimizerSettings
+from harness.protocol import PROFILES, OptimizerSettings, Profile
 from harness.sandbox import Sandbox, as_user_path
 from harness.static_check import allowed_imports, find_problems
+from harness.worker import CAPABILITIES
 from harness.worker_client import LossWorker, StepRequest, WorkerError
 
 MAX_FILE_BYTES = 64 * 1024
+CIFAR100_TRAIN = 50_000  # training images of CIFAR-100 (the full protocol: 391 steps of 128 per epoch)
 
 
 def sha256_file(path: Path) -> str:
@@ -77,6 +81,62 @@ class CheckReport:
     probes: int
     weights: list[tuple[float, float]] = field(default_factory=list)
     head_loss: bool = False
+    warnings: tuple[str, ...] = ()  # what the file probably meant but will not get (see unpassed_inputs)
+    call_seconds: float | None = None  # median time of a probe call, round trip included (the first two left out)
+
+    def projection(self, profile: Profile | None = None) -> WorkerTime | None:
+        """The worker time of one run of ``profile`` (default: the full protocol) at this speed."""
+        return None if self.call_seconds is None else WorkerTime.of(self.call_seconds, profile or PROFILES["full"])
+
+
+@dataclass(frozen=True)
+class WorkerTime:
+    """A run's projected worker time against its budget: the profile's calls (one per training
+    step) times the measured seconds per call. A run whose worker waits longer than the budget fails."""
+
+    profile: str
+    calls: int
+    steps_per_epoch: int
+    seconds: float
+    budget: float
+
+    @classmethod
+    def of(cls, call_seconds: float, profile: Profile) -> WorkerTime | None:
+        images = profile.train_subset or (CIFAR100_TRAIN if profile.dataset == "cifar100" else None)
+        if images is None:
+            return None
+        steps = math.ceil(images / profile.batch_size)
+        return cls(profile.name, steps * profile.epochs, steps, call_seconds * steps * profile.epochs,
+                   profile.worker_run_budget_s)
+
+    @property
+    def exhausted_at_epoch(self) -> int | None:
+        """The (1-based) epoch in which the budget would run out; None if it lasts."""
+        if self.seconds <= self.budget:
+            return None
+        return math.floor(self.budget / (self.seconds / self.calls) / self.steps_per_epoch) + 1
+
+
+def unpassed_inputs(tree: ast.Module) -> list[str]:
+    """Warnings for inputs ``MultiTaskLoss.forward`` seems to want but will never be given: the
+    harness passes an optional input only as a keyword-only parameter of that name, so
+    ``forward(..., gramian=None)`` or ``**kwargs`` quietly trains without it."""
+    cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "MultiTaskLoss"), None)
+    forward = next((n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "forward"), None) if cls else None
+    if forward is None:
+        return []
+    args = forward.args
+    out = []
+    for a in args.posonlyargs + args.args:
+        if a.arg in CAPABILITIES:
+            out.append(f"forward's parameter `{a.arg}` is positional, so the harness never passes it (it keeps its "
+                       f"default): make it keyword-only, after a `*`: def forward(self, fine_loss, coarse_loss, "
+                       f"epoch, total_epochs, *, {a.arg})")
+    if args.kwarg is not None and not any(a.arg in CAPABILITIES for a in args.kwonlyargs):
+        out.append(f"forward takes **{args.kwarg.arg}, but the harness passes an optional input only to a keyword-only "
+                   f"parameter of that name, so {args.kwarg.arg} stays empty; available: {', '.join(CAPABILITIES)} "
+                   f"(e.g. def forward(self, fine_loss, coarse_loss, epoch, total_epochs, *, gramian))")
+    return out
 
 
 def _probe_schedule(total_epochs: int = 4, steps_per_epoch: int = 3) -> list[StepRequest]:
@@ -112,13 +172,15 @@ def interface_check(path: Path, *, sandbox: Sandbox, log_path: Path | None = Non
     """
     path, shown = Path(path), Path(shown_as or path)
     probes = _probe_schedule()
-    weights = []
+    weights, seconds = [], []
     try:
         with LossWorker(path, sandbox=sandbox, seed=0, optimizer=OptimizerSettings(), log_path=log_path,
                         start_timeout=start_timeout, call_timeout=call_timeout) as worker:
             ready = worker.start()
             for req in probes:
+                t0 = time.perf_counter()
                 reply = worker.step(req)
+                seconds.append(time.perf_counter() - t0)
                 weights.append((reply.w_fine, reply.w_coarse))
     except WorkerError as e:
         raise SubmissionRejected(f"{shown}: interface check failed ({e.stage}): {as_user_path(str(e), shown, path)}") from None
@@ -127,4 +189,9 @@ def interface_check(path: Path, *, sandbox: Sandbox, log_path: Path | None = Non
             f"{shown}: interface check failed: the loss never depends on fine_loss "
             f"(dL/d fine_loss was 0 on all {len(probes)} probe calls)"
         )
-    return CheckReport(ready.capabilities, ready.num_params, len(probes), weights, ready.head_loss)
+    try:
+        warnings = tuple(unpassed_inputs(ast.parse(path.read_text(encoding="utf-8"))))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        warnings = ()  # the static check reports a file it cannot read
+    return CheckReport(ready.capabilities, ready.num_params, len(probes), weights, ready.head_loss, warnings,
+                       statistics.median(seconds[2:] or seconds))

@@ -4,6 +4,8 @@ gets the two losses only."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from conftest import SUBMISSIONS
@@ -48,3 +50,35 @@ def test_a_forward_that_names_the_epoch_still_gets_it(tmp_path):
 def test_a_directory_is_not_a_submission(tmp_path):
     r = harness("check", SUBMISSIONS / "wild", cwd=tmp_path)
     assert r.returncode == 2 and "is a directory; pass the submission file(s) in it" in r.stderr, r.stderr
+
+
+def test_an_optional_input_that_would_never_arrive_is_warned_about(tmp_path):
+    """``gramian=None`` as a positional parameter, and ``**kwargs``: the file trains, but not as it
+    was meant to; the check says so and how to write it."""
+    r = harness("check", WILD / "optional_input_with_default.py", "--sandbox", "none", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    flat = " ".join(r.stdout.split())
+    assert "extra inputs: none" in flat
+    assert ("warning: forward's parameter `gramian` is positional, so the harness never passes it (it keeps its "
+            "default): make it keyword-only, after a `*`") in flat, flat
+    assert "warning: forward takes **kwargs, but the harness passes an optional input only to a keyword-only" in flat
+    r = harness("check", SUBMISSIONS / "gramian_mgda.py", "--sandbox", "none", cwd=tmp_path)
+    assert r.returncode == 0 and "forward's parameter" not in r.stdout and "**" not in r.stdout  # keyword-only
+
+
+def test_check_projects_the_worker_time_of_a_full_run(tmp_path):
+    """A slow forward passes every check, yet the full protocol's 78,200 calls (391 steps x 200
+    epochs) would exhaust the run's 3,600 s worker budget: the check measures its probe calls and says
+    in which epoch the run would fail. A fast one is told its (small) share."""
+    r = harness("check", WILD / "slow_forward.py", "--sandbox", "none", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    flat = " ".join(r.stdout.split())
+    found = re.search(r"worker time: ([\d.]+) ms per call .*? a full run makes 78,200 calls: ~([\d,]+) s of its "
+                      r"3,600 s budget\. It would run out in epoch (\d+) and the run would fail", flat)
+    assert found, flat
+    ms, total, epoch = float(found[1]), int(found[2].replace(",", "")), int(found[3])
+    assert abs(total - ms / 1e3 * 78_200) <= 0.01 * total + 1
+    assert epoch == int(3600 / (ms / 1e3) / 391) + 1 and 1 <= epoch <= 200
+    r = harness("check", SUBMISSIONS / "dwa_state.py", "--sandbox", "none", cwd=tmp_path)
+    flat = " ".join(r.stdout.split())
+    assert r.returncode == 0 and "a full run makes 78,200 calls" in flat and "run out" not in flat

@@ -17,11 +17,26 @@ from harness.protocol import Phase, Profile
 from harness.submission import CheckReport
 
 
-def capabilities(console: Console, report: CheckReport) -> None:
+def capabilities(console: Console, report: CheckReport, profile: Profile | None = None) -> None:
+    """What the interface check found, its warnings, and the worker time a run of ``profile`` (and of
+    the full protocol) would take at the measured speed, against the run's budget."""
     caps = ", ".join(report.capabilities) or "none (losses, epoch and total_epochs only)"
     heads = "head_loss (the task heads follow it)" if report.head_loss else "the loss itself"
     console.print(f"interface ok: {report.num_params} loss-module parameters; extra inputs: {caps}; "
                   f"heads trained on: {heads}")
+    for text in report.warnings:
+        warning(console, text)
+    projections = [report.projection()] + ([report.projection(profile)] if profile and profile.name != "full" else [])
+    for t in filter(None, projections):
+        line = (f"worker time: {report.call_seconds * 1e3:.2f} ms per call (median of the probe calls); a {t.profile} "
+                f"run makes {t.calls:,} calls: ~{t.seconds:,.0f} s of its {t.budget:,.0f} s budget")
+        if t.exhausted_at_epoch is not None:
+            warning(console, f"{line}. It would run out in epoch {t.exhausted_at_epoch} and the run would fail: "
+                             "make forward faster (per-step Python loops and .item() calls are the usual cause)")
+        elif t.seconds > t.budget / 2:
+            warning(console, f"{line}: over half of it; a slower machine could run out")
+        else:
+            console.print(f"[dim]{escape(line)}[/]")
 
 
 def rejected(console: Console, error: Exception) -> None:
