@@ -122,6 +122,12 @@ class Standing:
     rank_range: tuple[int, int] | None = None  # the ranks its score interval allows (best, worst)
     cost: float | None = None  # training time relative to equal_weighting's (same device and settings)
     picked: dict[str, str] = field(default_factory=dict)  # a control line: arch -> the entry it shows
+    version: str = ""  # several versions of the file: its first run's date, "superseded, " unless the newest
+
+    @property
+    def display(self) -> str:
+        """The label as a person reads it: with the version's date (and superseded) when the file has several."""
+        return f"{self.label} ({self.version})" if self.version else self.label
 
     @property
     def complete(self) -> bool:
@@ -247,14 +253,19 @@ def standings(df: pd.DataFrame, phase: Phase, archs: list[str], protocol_seeds: 
                                                                         df["deterministic"], df["topology"])]
     groups = df.groupby(["kind", "submission", "submission_sha256", "settings"], sort=True)
     names = df.groupby(["kind", "submission"])["submission_sha256"].nunique()
+    first = df.groupby(["kind", "submission", "submission_sha256"])["finished_at"].min()  # each version's first run
     entries: list[Standing] = []
     for (kind, submission, sha, settings), runs in groups:
         per_arch = {arch: _per_seed(runs[runs["arch"] == arch], protocol_seeds) for arch in archs}
         label = submission if names[(kind, submission)] == 1 else f"{submission} @{sha[:8]}"
         if settings != DEFAULT_SETTINGS:
             label += f" [{settings}]"
+        version = ""
+        if names[(kind, submission)] > 1:  # the newest version is the one first run last (a re-run of an
+            newest = first[(kind, submission)].idxmax()  # old version's seed does not make it newer)
+            version = ("" if sha == newest else "superseded, ") + str(first[(kind, submission, sha)])[:10]
         entries.append(Standing(label=label, kind=kind, submission=submission, sha256=sha, archs=per_arch,
-                                score=score_of(per_arch), settings=settings))
+                                score=score_of(per_arch), settings=settings, version=version))
     entries = _with_differences(entries)
     return _ranked(entries)
 

@@ -136,8 +136,11 @@ class _Harness:
     def __init__(self, model, optimizer, split: Split, batch: int, device, channels_last: bool, precision,
                  sandbox: Sandbox, submission: Path, optimizer_settings) -> None:
         self.model, self.optimizer, self.precision = model, optimizer, precision
-        self.loader = TrainLoader(split, batch_size=batch, seed=0, device=device, channels_last=channels_last)
-        self.worker = LossWorker(submission, sandbox=sandbox, seed=0, optimizer=optimizer_settings)
+        dtype = _dtype(precision)
+        self.loader = TrainLoader(split, batch_size=batch, seed=0, device=device, channels_last=channels_last,
+                                  dtype=dtype)
+        self.worker = LossWorker(submission, sandbox=sandbox, seed=0, optimizer=optimizer_settings,
+                                 dtype=str(dtype).removeprefix("torch."))
         self.ready = self.worker.start()
         self.epoch = 0
 
@@ -181,7 +184,7 @@ def _reference_steps(model, optimizer, split: Split, batch: int, device, channel
         model.train()
         for _ in range(steps):
             x, y_f, y_c = next(it)
-            x = x.to(device, non_blocking=True).contiguous(memory_format=fmt)
+            x = x.to(device, _dtype(precision), non_blocking=True).contiguous(memory_format=fmt)
             y_f, y_c = y_f.to(device, non_blocking=True), y_c.to(device, non_blocking=True)
             with autocast_context(precision, device.type):
                 fine_logits, coarse_logits = model(x)
@@ -193,9 +196,14 @@ def _reference_steps(model, optimizer, split: Split, batch: int, device, channel
     return run
 
 
-def _fresh(arch: str, device, channels_last: bool, settings):
+def _dtype(precision: str) -> torch.dtype:
+    """The parameters' and inputs' dtype: float64 for ``fp64``, float32 otherwise (bf16 is autocast)."""
+    return torch.float64 if precision == "fp64" else torch.float32
+
+
+def _fresh(arch: str, device, channels_last: bool, settings, precision: str = "fp32"):
     torch.manual_seed(0)
-    model = build_model(arch).to(device)
+    model = build_model(arch).to(device, _dtype(precision))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=settings.momentum,
@@ -223,14 +231,15 @@ def bench_arch(arch: str, *, device: torch.device, precision: Precision, channel
     split = synthetic_split(steps * batch, seed=1)
     loops: dict[str, Callable[[int], None]] = {}
     closers = []
-    model, opt = _fresh(arch, device, channels_last, settings)
+    model, opt = _fresh(arch, device, channels_last, settings, precision)
     h = _Harness(model, opt, split, batch, device, channels_last, precision, sandbox, submission, settings)
     closers.append(h.close)
     loops["harness"] = h.run
-    model, opt = _fresh(arch, device, channels_last, settings)
-    premade = list(TrainLoader(split, batch_size=batch, seed=0, device=device, channels_last=channels_last).epoch(0))
+    model, opt = _fresh(arch, device, channels_last, settings, precision)
+    premade = list(TrainLoader(split, batch_size=batch, seed=0, device=device, channels_last=channels_last,
+                               dtype=_dtype(precision)).epoch(0))
     loops["bare"] = _bare_steps(model, opt, premade, precision, device.type)
-    model, opt = _fresh(arch, device, channels_last, settings)
+    model, opt = _fresh(arch, device, channels_last, settings, precision)
     loops["reference"] = _reference_steps(model, opt, split, batch, device, channels_last, precision,
                                           reference_workers)
     times: dict[str, list[float]] = {name: [] for name in loops}
@@ -247,7 +256,7 @@ def bench_arch(arch: str, *, device: torch.device, precision: Precision, channel
             close()
     test = synthetic_split(eval_images, seed=2)
     batches = eval_batches(test, batch_size=1000 if device.type == "cpu" else 2000, device=device,
-                           channels_last=channels_last)
+                           channels_last=channels_last, dtype=_dtype(precision))
     evaluate(model, batches[:1], precision=precision)  # warm-up
     _sync(device)
     t = time.perf_counter()
@@ -325,7 +334,7 @@ def _jobs_child(arch: str, device: str, precision: str, channels_last: bool, ste
     dev = torch.device(device)
     set_fp32_precision(precision, dev)  # a spawned process starts with torch's defaults
     settings = PROFILES["full"].optimizer
-    model, opt = _fresh(arch, dev, channels_last, settings)
+    model, opt = _fresh(arch, dev, channels_last, settings, precision)
     split = synthetic_split(steps * batch, seed=1)
     h = _Harness(model, opt, split, batch, dev, channels_last, precision, get_sandbox(sandbox_name),
                  Path(submission), settings)

@@ -17,6 +17,7 @@ from harness.data import default_data_dir, download_cifar100, write_synthetic
 from harness.device import determinism_env
 from harness.errors import ExitCode, HarnessError, SubmissionRejected, UsageError
 from harness import cli_parser
+from harness.aggregate import REFERENCE_BASELINE
 from harness.protocol import TOPOLOGIES, get_profile
 from harness.sandbox import resolve_sandbox
 from harness.submission import interface_check, static_check
@@ -80,9 +81,10 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
             rejected.append(path)
             continue
         show.capabilities(console, report)
-        console.print(f"[green]{path}: ok[/] ({report.probes} probe calls in sandbox '{sandbox.name}')")
+        console.print(f"[green]{escape(str(path))}: ok[/] ({report.probes} probe calls in sandbox '{sandbox.name}')")
     if rejected:
-        err.print(f"[red]{len(rejected)} of {len(args.paths)} file(s) rejected:[/] {', '.join(map(str, rejected))}")
+        err.print(f"[red]{len(rejected)} of {len(args.paths)} file(s) rejected:[/] "
+                  f"{escape(', '.join(map(str, rejected)))}")
         return ExitCode.REJECTED
     return ExitCode.OK
 
@@ -110,10 +112,8 @@ def cmd_data_download(args: argparse.Namespace, console: Console) -> int:
 def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
     from harness import leaderboard, report
 
-    path = args.leaderboard or leaderboard.find_default(args.profile)
-    if not path.exists():
-        raise UsageError(f"{path} does not exist; evaluate something first or pass --leaderboard CSV")
-    rep = report.build(leaderboard.read_rows(path), args.phase, args.profile)
+    path = _leaderboard_path(args)
+    rep = report.build(leaderboard.read_rows(path), args.phase, args.profile, retired(path))
     if args.format == "table" and args.output is None:
         report.render_table(rep, console)
         return ExitCode.OK
@@ -128,6 +128,80 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
         write_atomic(args.output, text.encode("utf-8"))
         console.print(f"wrote {args.output} ({fmt}, {len(rep.entries)} measured entries, profile {rep.profile}, "
                       f"phase {rep.phase})")
+    return ExitCode.OK
+
+
+def retired(path):
+    from harness.leaderboard.retired import retired as read
+
+    return read(path)
+
+
+def _leaderboard_path(args: argparse.Namespace):
+    from harness import leaderboard
+
+    path = args.leaderboard or leaderboard.find_default(args.profile)
+    if not path.exists():
+        raise UsageError(f"{path} does not exist; evaluate something first or pass --leaderboard CSV")
+    return path
+
+
+def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from harness import leaderboard, report
+    from harness.report.compare import find_entry, render_compare
+
+    path = _leaderboard_path(args)
+    rep = report.build(leaderboard.read_rows(path), args.phase, args.profile, retired(path))
+    a, b = find_entry(rep, args.a), find_entry(rep, args.b)
+    if a is b:
+        raise UsageError(f"{args.a!r} and {args.b!r} name the same entry")
+    render_compare(console, rep, a, b)
+    return ExitCode.OK
+
+
+def cmd_retire(args: argparse.Namespace, console: Console) -> int:
+    """Hide a file version from every view (or show it again): an event appended beside the
+    leaderboard, whose rows stay as they are."""
+    from harness import leaderboard
+    from harness.leaderboard.retired import append_event
+    from harness.report.runs import submission_rows
+
+    path = _leaderboard_path(args)
+    target, _, sha = args.target.partition("@")
+    name, mine, current = submission_rows(leaderboard.read_rows(path), target, args.profile)
+    if name == REFERENCE_BASELINE and not args.restore:
+        raise UsageError(f"{name} is the reference every Δ and cost is computed against; retiring it would remove "
+                         "every comparison. Evaluate the version you want to keep: the views date and mark the "
+                         "others superseded")
+    versions = sorted(set(mine["submission_sha256"]))
+    listed = ", ".join(f"{name}@{v[:8]}" for v in versions) or "none"
+    if sha:
+        chosen = [v for v in versions if v.startswith(sha.lower())]
+    elif current is not None:
+        if current not in versions:
+            raise UsageError(f"the file {target} as it is now (version {current[:8]}) has no row in {path}; name the "
+                             f"version to retire as NAME@SHA: {listed}")
+        chosen = [current]
+    else:
+        chosen = versions
+    if len(chosen) != 1:
+        raise UsageError(f"{args.target!r} names {len(chosen)} of the versions of {name} in {path} ({listed}): "
+                         "name one as NAME@SHA")
+    action = "restore" if args.restore else "retire"
+    append_event(path, action, name, chosen[0], args.reason or "")
+    what = "shown again in" if args.restore else "hidden from"
+    console.print(f"{escape(name)} @{chosen[0][:8]} is {what} the views of {escape(str(path))} (its rows stay; "
+                  f"events in {escape(str(path))}.retired)")
+    return ExitCode.OK
+
+
+def cmd_runs(args: argparse.Namespace, console: Console) -> int:
+    from harness import leaderboard
+    from harness.report.runs import render_runs
+
+    path = _leaderboard_path(args)
+    render_runs(console, leaderboard.read_rows(path), args.submission, path, args.runs_dir,
+                {sha for name, sha in retired(path)}, profile=args.profile)
     return ExitCode.OK
 
 

@@ -103,14 +103,37 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
                     help="where the run directories are, for the HTML report's curves (default: runs)")
     lb.set_defaults(func=handlers["cmd_leaderboard"])
 
+    cp = sub.add_parser("compare", help="two entries compared directly, paired over seeds (Δ, interval, p)")
+    cp.add_argument("a", metavar="A", help="an entry: its file name (x.py or x), NAME@SHA for one version, or "
+                    "its label as the leaderboard shows it")
+    cp.add_argument("b", metavar="B", help="the entry A is compared with, e.g. equal_weighting")
+    _add_view_options(cp)
+    cp.set_defaults(func=handlers["cmd_compare"])
+
+    rn = sub.add_parser("runs", help="every row one submission has in the leaderboard: versions, attempts, status")
+    rn.add_argument("submission", metavar="FILE", help="the submission file, or its name (x.py or x)")
+    _add_view_options(rn, phase=False)
+    rn.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where the run directories are "
+                    "(default: runs)")
+    rn.set_defaults(func=handlers["cmd_runs"])
+
+    rt = sub.add_parser("retire", help="hide a file version from every view, keeping its rows (--restore: show "
+                                       "it again)")
+    rt.add_argument("target", metavar="FILE|NAME@SHA", help="the submission file (its current version), or "
+                    "NAME@SHA for one version (a prefix of its sha256, as `harness runs` shows it)")
+    rt.add_argument("--reason", help="why, shown beside the hidden version (e.g. 'bug: coarse weight sign')")
+    rt.add_argument("--restore", action="store_true", help="show the version again")
+    _add_view_options(rt, phase=False)
+    rt.set_defaults(func=handlers["cmd_retire"])
+
     bn = sub.add_parser("bench", help="training throughput against a bare loop and a conventional pipeline, "
                                       "worker round trip, evaluation time")
     bn.add_argument("--arch", action="append", metavar="NAME", help="architecture (repeatable; default resnet20 "
                     "and resnet56)")
     bn.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                     help="auto: CUDA when torch sees a GPU, else the CPU (default auto)")
-    bn.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
-                    help="as for evaluate (default fp32)")
+    bn.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16", "fp64"],
+                    help="as for evaluate (default fp32; fp64: float64 parameters and inputs)")
     bn.add_argument("--channels-last", default=True, action=argparse.BooleanOptionalAction,
                     help="channels-last memory format, as the trainer uses (default on)")
     bn.add_argument("--batch", type=int, default=128, help="batch size (default 128, the protocol's)")
@@ -162,6 +185,17 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     return parser
 
 
+def _add_view_options(p: argparse.ArgumentParser, *, phase: bool = True) -> None:
+    """Which leaderboard and view: as for ``harness leaderboard``."""
+    p.add_argument("--leaderboard", type=Path, metavar="CSV",
+                   help="default: the file of --profile, else leaderboard.csv or the only leaderboard-*.csv here")
+    p.add_argument("--profile", choices=sorted(PROFILES), help="that profile's rows (and, without --leaderboard, "
+                   "its file)")
+    if phase:
+        p.add_argument("--phase", default="public", choices=["public", "final"],
+                       help="final includes the hidden architecture (default public)")
+
+
 def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
     """The options of evaluate and baselines. A flag left out is None (False for a switch) and takes the
     options model's default (:class:`harness.plan.EvaluateOptions`), which the help texts quote."""
@@ -171,8 +205,9 @@ def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
         return EvaluateOptions.model_fields[name].default
 
     ev.add_argument("--profile", default="full", choices=list(PROFILES),
-                    help="full: the task card's protocol (default); smoke: quick demo on synthetic data; "
-                         "tiny: for tests")
+                    help="full: the task card's protocol (default); quick: the same on CIFAR-100 for 30 "
+                         "epochs, to iterate on a GPU (rows kept apart in leaderboard-quick.csv); smoke: a demo "
+                         "on synthetic data; tiny: for tests")
     ev.add_argument("--phase", choices=["public", "final"],
                     help=f"final adds the hidden architecture (vgg16bn); default {default('phase')}")
     ev.add_argument("--topology", choices=list(TOPOLOGIES),

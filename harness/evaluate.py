@@ -105,7 +105,7 @@ def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Conso
 
     def on_result(job: Job, result: RunResult) -> None:
         rec = recorder.record(job.spec, result, job.run_dir)
-        show.recorded(console, rec, lb_path)
+        show.recorded(console, rec, lb_path, (job.submission, Path(given[job.spec.submission_sha256])))
         records.append(rec)
         name = given[job.spec.submission_sha256]
         if not (rec.written and result.status == "ok"):

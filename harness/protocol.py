@@ -93,6 +93,17 @@ PROFILES: dict[str, Profile] = {
         seeds=PROTOCOL_SEEDS,
         archs=PUBLIC_ARCHS,
     ),
+    "quick": Profile(
+        name="quick",
+        description="the full protocol shortened to 30 epochs (the cosine schedule over 30): CIFAR-100, seeds "
+        "42/123/456, batch 128; for iterating on a GPU before the 200-epoch run; its rows go to "
+        "leaderboard-quick.csv, apart from the full protocol's",
+        dataset="cifar100",
+        epochs=30,
+        batch_size=128,
+        seeds=PROTOCOL_SEEDS,
+        archs=PUBLIC_ARCHS,
+    ),
     "smoke": Profile(
         name="smoke",
         description="synthetic CIFAR-format data, 2,000 train / 500 test images, 3 epochs, seed 42, "

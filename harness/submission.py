@@ -127,8 +127,13 @@ def unpassed_inputs(tree: ast.Module) -> list[str]:
         return []
     args = forward.args
     out = []
-    for a in args.posonlyargs + args.args:
-        if a.arg in CAPABILITIES:
+    interface = ("fine_loss", "coarse_loss", "epoch", "total_epochs")
+    for i, a in enumerate((args.posonlyargs + args.args)[1:]):  # after self
+        if a.arg in CAPABILITIES and i < len(interface):
+            out.append(f"forward's parameter `{a.arg}` is in position {i + 1}, which receives {interface[i]}, not "
+                       f"the {a.arg}: keep the four positional parameters (fine_loss, coarse_loss, epoch, "
+                       f"total_epochs) and add `*, {a.arg}` after them")
+        elif a.arg in CAPABILITIES:
             out.append(f"forward's parameter `{a.arg}` is positional, so the harness never passes it (it keeps its "
                        f"default): make it keyword-only, after a `*`: def forward(self, fine_loss, coarse_loss, "
                        f"epoch, total_epochs, *, {a.arg})")

@@ -363,7 +363,7 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
         result = RunResult.from_epochs(history, time.perf_counter() - start)
         checkpointer.clear()
     except Exception as e:  # noqa: BLE001  (one run's failure must not stop the others)
-        reason = as_user_path(str(e), Path(spec.submission), submission) if isinstance(e, RunFailed) else (
+        reason = as_user_path(str(e), submission) if isinstance(e, RunFailed) else (
             f"internal error at epoch {len(history)}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=-8)}")
         note = ""
         if isinstance(e, RunFailed):

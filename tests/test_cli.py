@@ -139,7 +139,11 @@ def test_evaluate_reports_a_failed_run_and_finishes_the_others(tmp_path):
     assert df.set_index("seed")["status"].to_dict() == {1: "failed", 2: "ok"}
     out = " ".join((r.stdout + r.stderr).split())
     assert "run failed: raises_later.py resnet20 seed 1: epoch 0, step 2" in out and "deliberate failure" in out
-    assert 'File "raises_later.py", line 15, in forward' in out and "/sandbox/" not in out  # the user's file
+    # the traceback names the file as the user gave it; failure.txt, the copy that ran (it may differ later)
+    assert f'File "{SUBMISSIONS / "raises_later.py"}", line 15, in forward' in out and "/sandbox/" not in out
+    [failure] = (tmp_path / "runs").rglob("failure.txt")
+    copy = (failure.parent.parent.parent / "submission.py").relative_to(tmp_path)  # runs/ is relative here
+    assert f'File "{copy}", line 15' in failure.read_text()
     # the one epoch of the tiny profile is epoch 1 in the results table, as in the progress lines
     assert re.search(r"resnet20 │ +2 │ ok +│ +[\d.]+ │ +1 │", r.stdout), r.stdout
     assert "epoch 1/1" in r.stdout
@@ -165,6 +169,21 @@ def test_missing_dataset_error_names_the_fix(tmp_path):
                 cwd=tmp_path)
     assert r.returncode == 1
     assert "harness data download" in r.stderr and "nowhere" in r.stderr
+
+
+def test_the_quick_profile_is_the_full_protocol_shortened_and_kept_apart(tmp_path):
+    """``--profile quick``: CIFAR-100 and every setting of the full protocol but the epoch count,
+    its rows in their own file (so nothing mixes them with 200-epoch results)."""
+    from harness.leaderboard import default_path
+    from harness.protocol import PROFILES
+
+    full, quick = PROFILES["full"].model_dump(), PROFILES["quick"].model_dump()
+    assert {k for k in full if full[k] != quick[k]} == {"name", "description", "epochs"} and quick["epochs"] == 30
+    assert default_path("quick").name == "leaderboard-quick.csv"
+    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "quick", "--data-dir",
+                tmp_path / "nowhere", cwd=tmp_path)
+    assert r.returncode == 1 and "harness data download" in r.stderr  # real data, as the full protocol
+    assert not list(tmp_path.glob("leaderboard*.csv"))
 
 
 def test_data_synthetic_writes_cifar_format(tmp_path):
@@ -256,6 +275,13 @@ def test_bench_json_reports_every_figure(tmp_path):
     assert two["jobs"] == 2 and two["aggregate_img_s"] == pytest.approx(2 * two["per_job_img_s"])
     trips = {t["sandbox"]: t for t in rep["roundtrips"]}
     assert "none" in trips and all(0 < t["median_us"] <= t["p99_us"] for t in trips.values())
+    # float64 end to end (a float32 input or worker against float64 parameters would raise)
+    r = harness("bench", "--json", "--precision", "fp64", "--arch", "resnet20", "--steps", "1", "--rounds", "1",
+                "--calls", "20", "--eval-images", "100", "--batch", "8", "--sandbox", "none", "--jobs", "1",
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["precision"] == "fp64" and rep["archs"][0]["harness_img_s"] > 0
 
 
 def _options(parser, path=("harness",)):

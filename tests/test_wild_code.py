@@ -82,3 +82,24 @@ def test_check_projects_the_worker_time_of_a_full_run(tmp_path):
     r = harness("check", SUBMISSIONS / "dwa_state.py", "--sandbox", "none", cwd=tmp_path)
     flat = " ".join(r.stdout.split())
     assert r.returncode == 0 and "a full run makes 78,200 calls" in flat and "run out" not in flat
+
+
+@pytest.mark.parametrize("sandbox", ["none", "auto"])
+def test_tracebacks_name_the_file_as_the_user_gave_it(sandbox, tmp_path):
+    """Relative or absolute, sandboxed or not: the traceback names the user's file once, never the
+    in-sandbox path or the copy under runs/."""
+    for given in (SUBMISSIONS / "raises_in_init.py", "raises_in_init.py"):
+        r = harness("check", given, "--sandbox", sandbox, cwd=SUBMISSIONS)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert f'File "{given}", line 7, in __init__' in r.stderr and "/sandbox/" not in r.stderr, r.stderr
+        assert f"{given}{given}" not in r.stderr and f"/{SUBMISSIONS}" not in r.stderr
+
+
+def test_a_known_input_in_one_of_the_first_four_positions_is_warned_about(tmp_path):
+    path = tmp_path / "step_as_epoch.py"
+    path.write_text("import torch.nn as nn\n\n\nclass MultiTaskLoss(nn.Module):\n"
+                    "    def forward(self, fine_loss, coarse_loss, step, total_epochs):\n"
+                    "        return fine_loss + coarse_loss\n")
+    r = harness("check", path, "--sandbox", "none", cwd=tmp_path)
+    flat = " ".join(r.stdout.split())
+    assert r.returncode == 0 and "forward's parameter `step` is in position 3, which receives epoch" in flat, flat

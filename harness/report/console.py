@@ -14,6 +14,7 @@ from rich.table import Table
 
 from harness.leaderboard.record import Recorded
 from harness.protocol import Phase, Profile
+from harness.sandbox import as_user_path
 from harness.submission import CheckReport
 
 
@@ -67,11 +68,13 @@ def _unwritten(console: Console, label: str, lb_path: Path, problem: str, kept: 
                   f"  {escape(then)}")
 
 
-def recorded(console: Console, rec: Recorded, lb_path: Path) -> None:
-    """A run has ended and its row was appended (or could not be)."""
+def recorded(console: Console, rec: Recorded, lb_path: Path, shown: tuple[Path, Path] | None = None) -> None:
+    """A run has ended and its row was appended (or could not be). ``shown``: ``(the copy that ran,
+    the user's path)``: the reason names the user's file (failure.txt keeps the copy's path)."""
     label = f"{rec.spec.submission} {rec.spec.arch} seed {rec.spec.seed}"
     if rec.result.status == "failed":
-        console.print(f"[red]run failed:[/] {escape(f'{label}: {rec.result.reason}')}\n"
+        reason = as_user_path(rec.result.reason or "", shown[1], shown[0]) if shown else rec.result.reason
+        console.print(f"[red]run failed:[/] {escape(f'{label}: {reason}')}\n"
                       f"  details: {escape(str(rec.run.failure))}; worker output: {escape(str(rec.run.worker_log))}")
     if rec.problem is not None:
         _unwritten(console, label, lb_path, rec.problem, rec.kept)
@@ -102,7 +105,9 @@ def standing(console: Console, lb_path: Path, profile: Profile, phase: Phase, sh
     """These file versions against the baselines already in the leaderboard (same profile and phase)."""
     from harness import leaderboard, report
 
-    rep = report.build(leaderboard.read_rows(lb_path), phase, profile.name)
+    from harness.leaderboard.retired import retired
+
+    rep = report.build(leaderboard.read_rows(lb_path), phase, profile.name, retired(lb_path))
     mine = [e for e in rep.entries if e.sha256 in shas]
     others = [e for e in rep.entries if e.kind == "baseline" and e.sha256 not in shas]
     if not mine:

@@ -7,6 +7,7 @@ outside every aggregate and test).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -14,6 +15,7 @@ import pandas as pd
 from harness import aggregate, static_sweep
 from harness.aggregate import Standing
 from harness.errors import UsageError
+from harness.leaderboard.retired import Retired
 from harness.protocol import PROFILES, Phase
 
 SECTIONS = (("submission", "submissions"), ("baseline", "baselines"),
@@ -29,6 +31,7 @@ class Report:
     references: list[Standing]
     seeds: tuple[int, ...] = ()  # the protocol's seeds: a complete entry has each, ok, on every architecture
     controls: list[Standing] = field(default_factory=list)  # best static weight: shown under the baselines
+    retired: list[Retired] = field(default_factory=list)  # versions hidden from this view (harness retire)
 
     def section(self, kind: str) -> list[Standing]:
         """The rows of one section, in order; the baselines' ends with the control lines."""
@@ -37,9 +40,11 @@ class Report:
         return [e for e in self.entries if e.kind == kind] + (self.controls if kind == "baseline" else [])
 
 
-def build(df: pd.DataFrame, phase: Phase, profile: str | None = None) -> Report:
+def build(df: pd.DataFrame, phase: Phase, profile: str | None = None,
+          retired: Mapping[tuple[str, str], Retired] | None = None) -> Report:
     """Aggregate the leaderboard rows of one profile and phase. With several profiles in the
-    file, ``profile`` must name one."""
+    file, ``profile`` must name one. The measured rows of ``retired`` versions (by file name and
+    sha256) are left out, as if never appended; the report lists them."""
     profiles = sorted(set(df["profile"])) if len(df) else []
     if profile is None:
         if len(profiles) > 1:
@@ -47,13 +52,18 @@ def build(df: pd.DataFrame, phase: Phase, profile: str | None = None) -> Report:
                              "--profile")
         profile = profiles[0] if profiles else "full"
     df = df[df["profile"] == profile]
+    retired = retired or {}
+    keys = pd.Series(list(zip(df["submission"], df["submission_sha256"])), index=df.index, dtype=object)
+    hidden = (df["origin"] == "measured") & keys.isin(list(retired))
+    gone = [retired[k] for k in sorted(set(keys[hidden]))]
+    df = df[~hidden]
     profile_archs = PROFILES[profile].archs if profile in PROFILES else ()
     seeds = PROFILES[profile].seeds if profile in PROFILES else ()
     archs = aggregate.phase_archs(df, phase, profile_archs)
     refs = aggregate.reference_standings(df, archs)
     entries = aggregate.standings(df, phase, archs, seeds)
     return Report(profile=profile, phase=phase, archs=archs, entries=entries, references=refs, seeds=seeds,
-                  controls=static_sweep.best_static(entries))
+                  controls=static_sweep.best_static(entries), retired=gone)
 
 
 # ---- cells ------------------------------------------------------------------------------------------

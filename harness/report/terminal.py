@@ -16,7 +16,7 @@ from rich.table import Table
 
 from harness.aggregate import ALPHA, CORRECTION, REFERENCE_BASELINE, ArchStats, Standing
 from harness.report.model import SECTIONS, Report
-from harness.report.text import legend, section_table
+from harness.report.text import legend, retired_note, section_table
 from harness.static_sweep import CONTROL_LABEL
 
 _REF = REFERENCE_BASELINE.removesuffix(".py")
@@ -44,7 +44,7 @@ def render_table(report: Report, console: Console, *, highlight: Collection[str]
 
 
 def _label(e: Standing, notes: dict[str, int]) -> str:
-    return f"{e.label} [{notes[e.source]}]" if e.kind == "reference" else e.label
+    return f"{e.label} [{notes[e.source]}]" if e.kind == "reference" else e.display
 
 
 def _detailed(report: Report, kind: str, title: str, rows: list[Standing], notes: dict[str, int],
@@ -130,4 +130,4 @@ def short_legend(report: Report) -> list[str]:
         "seed)." + (f" cost = training time / {_REF}'s on the same machine." if cost else "")
         + (f" {CONTROL_LABEL}: not ranked or tested." if report.controls else ""),
         "Intervals, p-values and final-epoch accuracy: a wider terminal, or --format markdown, csv or html.",
-    ]
+    ] + retired_note(report)

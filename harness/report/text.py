@@ -64,6 +64,15 @@ def fmt_final(s: ArchStats) -> str:
     return f"{s.final_mean:.2f}" if s.final_mean is not None else ""
 
 
+def retired_note(report: Report) -> list[str]:
+    """Which versions this view hides, and how to show them again."""
+    if not report.retired:
+        return []
+    items = "; ".join(f"{r.submission} @{r.sha256[:8]} (since {r.at[:10]}{': ' + r.reason if r.reason else ''})"
+                      for r in report.retired)
+    return [f"retired, not shown: {items}. `harness retire NAME@SHA --restore` shows a version again."]
+
+
 def legend(report: Report) -> list[str]:
     seeds = f" ({_seed_list(report.seeds)})" if report.seeds else ""
     return [
@@ -95,7 +104,7 @@ def legend(report: Report) -> list[str]:
         f"{CONTROL_LABEL}: on each architecture, the best of the static-weight sweep L = L_fine + w L_coarse "
         f"(w in {', '.join(f'{w:g}' for w in sorted(SWEEP.values()))}) that is measured; the weight is chosen on "
         "the test accuracy shown, so the line flatters it: not ranked, not tested.",
-    ] if report.controls else [])
+    ] if report.controls else []) + retired_note(report)
 
 
 def _columns(report: Report) -> list[str]:
@@ -106,7 +115,7 @@ def _columns(report: Report) -> list[str]:
 
 
 def _cells(report: Report, e: Standing) -> list[str]:
-    cells = [fmt_rank(e), e.label]
+    cells = [fmt_rank(e), e.display]
     for arch in report.archs:
         s = e.archs[arch]
         cells += [fmt_stats(s, e.picked.get(arch, "")), fmt_final(s), fmt_diff(s)]
@@ -152,7 +161,8 @@ def render_csv(report: Report) -> str:
     for kind, _ in SECTIONS:
         for e in report.section(kind):
             rec = {"section": "control" if e.kind == "control" else kind, "rank": e.rank, "rank_best": e.rank_range and e.rank_range[0],
-                   "rank_worst": e.rank_range and e.rank_range[1], "entry": e.label, "submission_sha256": e.sha256}
+                   "rank_worst": e.rank_range and e.rank_range[1], "entry": e.label, "submission_sha256": e.sha256,
+                   "superseded": e.version.startswith("superseded")}
             comparisons = [(arch, e.archs[arch]) for arch in report.archs] + [("pooled", e.pooled)]
             for arch, s in comparisons:
                 if arch != "pooled":
@@ -172,7 +182,7 @@ def render_csv(report: Report) -> str:
             records.append(rec)
     per_arch = ("mean", "std", "n", "final_mean", "coarse_mean", "picked", "failed", "failed_seeds", "missing_seeds", "retried_seeds")
     compared = ("diff", "diff_low", "diff_high", "paired", "p", "p_holm")
-    cols = (["section", "rank", "rank_best", "rank_worst", "entry", "submission_sha256"]
+    cols = (["section", "rank", "rank_best", "rank_worst", "entry", "submission_sha256", "superseded"]
             + [f"{a}_{k}" for a in report.archs for k in per_arch + compared]
             + [f"pooled_{k}" for k in compared] + ["score", "score_low", "score_high", "cost", "source"])
     df = pd.DataFrame(records, columns=cols)

@@ -23,10 +23,14 @@ INSIDE_SUBMISSION = "/sandbox/submission.py"  # and the submission
 
 
 def as_user_path(text: str, shown: Path, copy: Path | None = None) -> str:
-    """``text`` (a worker's message or traceback) naming ``shown``, the user's file, where it names
-    the copy inside the sandbox, or ``copy`` (what ``--sandbox none`` runs)."""
+    """``text`` (a worker's message or traceback) naming ``shown`` where it names the file inside
+    the sandbox, or ``copy`` (the copy that ran: what ``--sandbox none`` runs and tracebacks name),
+    whether by its absolute or its given path."""
     text = text.replace(INSIDE_SUBMISSION, str(shown))
-    return text.replace(str(copy), str(shown)) if copy is not None else text
+    if copy is not None:
+        for form in dict.fromkeys((str(Path(copy).resolve()), str(copy))):  # the longer, absolute one first
+            text = text.replace(form, str(shown))
+    return text
 
 
 def site_paths() -> list[str]:

@@ -1,0 +1,122 @@
+"""Issue 17, item 6: managing results as a user types it. ``harness runs`` lists one submission's
+rows; an edited file's older versions are dated and marked superseded; ``harness retire`` hides a
+version from every view while its rows stay; ``harness compare`` pairs two entries over seeds,
+checked against scipy."""
+
+from __future__ import annotations
+
+import statistics
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from harness.leaderboard import append_row
+
+from conftest import leaderboard_row
+from test_cli import harness
+
+SEEDS = (42, 123, 456)
+A = {"resnet20": (61.5, 62.0, 63.6), "resnet56": (71.2, 72.4, 72.5)}
+B = {"resnet20": (60.0, 61.0, 62.0), "resnet56": (70.0, 71.5, 71.0)}
+
+
+def _write(path, name, accs, sha, day, kind="submission", failed=()):
+    for arch, values in accs.items():
+        for seed, acc in zip(SEEDS, values):
+            bad = (arch, seed) in failed
+            append_row(path, leaderboard_row(
+                seed=seed, acc=acc, status="failed" if bad else "ok", submission=name, kind=kind,
+                submission_sha256=sha * 64, profile="full", arch=arch, epochs=200,
+                finished_at=f"2026-11-{day:02d}T10:00:00+00:00", run_id=f"full/{name}-{sha}/public/{arch}-seed{seed}"))
+
+
+@pytest.fixture
+def lb(tmp_path):
+    path = tmp_path / "leaderboard.csv"
+    _write(path, "equal_weighting.py", B, "e", 20, kind="baseline")
+    _write(path, "mine.py", B, "1", 21, failed={("resnet56", 42)})  # the first version, then edited
+    _write(path, "mine.py", A, "2", 23)
+    return path
+
+
+def test_runs_lists_every_version_and_attempt(lb, tmp_path):
+    (tmp_path / "mine.py").write_text("# not the version of any row\n")
+    r = harness("runs", "mine.py", "--leaderboard", lb, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "mine.py in " in out and "12 row(s), 2 version(s)" in out
+    lines = [line.split() for line in out.splitlines() if line.split()[:1] in (["11111111"], ["22222222"])]
+    assert len(lines) == 12 and [x[0] for x in lines] == ["11111111"] * 6 + ["22222222"] * 6  # oldest first
+    assert sum("failed" in x for x in lines) == 1
+    assert "the file here now (version" in out and "has no row yet: `harness evaluate mine.py` runs it" in out
+    r = harness("runs", "nope", "--leaderboard", lb, cwd=tmp_path)
+    assert r.returncode == 2 and "no rows of nope.py" in r.stderr and "mine.py" in r.stderr
+
+
+def test_old_versions_are_dated_and_superseded(lb, tmp_path):
+    r = harness("leaderboard", "--leaderboard", lb, "--format", "csv", cwd=tmp_path)
+    table = pd.read_csv(pd.io.common.StringIO(r.stdout))
+    mine = table[table["entry"].str.startswith("mine.py")].set_index("entry")["superseded"].to_dict()
+    assert mine == {"mine.py @11111111": True, "mine.py @22222222": False}
+    md = harness("leaderboard", "--leaderboard", lb, "--format", "markdown", cwd=tmp_path).stdout
+    assert "| mine.py @11111111 (superseded, 2026-11-21) |" in md and "| mine.py @22222222 (2026-11-23) |" in md
+
+
+def test_retire_hides_a_version_and_keeps_its_rows(lb, tmp_path):
+    before = lb.read_bytes()
+    r = harness("retire", "mine", "--leaderboard", lb, cwd=tmp_path)
+    assert r.returncode == 2 and "name one as NAME@SHA" in r.stderr and "mine.py@11111111" in r.stderr
+    r = harness("retire", "mine@1111", "--reason", "sign bug", "--leaderboard", lb, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert lb.read_bytes() == before  # append-only: the rows are untouched
+    md = harness("leaderboard", "--leaderboard", lb, "--format", "markdown", cwd=tmp_path).stdout
+    assert "11111111" not in md.split("retired, not shown")[0] and "| mine.py |" in md
+    assert "retired, not shown: mine.py @11111111 (since " in md and "sign bug" in md
+    runs = harness("runs", "mine", "--leaderboard", lb, cwd=tmp_path).stdout
+    assert "11111111 retired" in runs
+    assert harness("retire", "mine@1111", "--restore", "--leaderboard", lb, cwd=tmp_path).returncode == 0
+    md = harness("leaderboard", "--leaderboard", lb, "--format", "markdown", cwd=tmp_path).stdout
+    assert "mine.py @11111111" in md and "retired, not shown" not in md
+
+
+def test_compare_pairs_two_entries_like_scipy(lb, tmp_path):
+    r = harness("compare", "mine@2222", "equal_weighting", "--leaderboard", lb, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line.split() for line in r.stdout.splitlines() if line.split()[:1] in (
+        ["resnet20"], ["resnet56"], ["pooled"])}
+    for arch in ("resnet20", "resnet56"):
+        test = stats.ttest_rel(A[arch], B[arch])
+        low, high = test.confidence_interval(0.95)
+        diff = statistics.mean(A[arch]) - statistics.mean(B[arch])
+        assert rows[arch][3:] == [f"{diff:+.2f}", f"[{low:+.2f},", f"{high:+.2f}]", f"{test.pvalue:.3f}", "3"]
+    test = stats.ttest_rel(A["resnet20"] + A["resnet56"], B["resnet20"] + B["resnet56"])
+    assert rows["pooled"][-1] == "6" and rows["pooled"][-2] == ("<0.001" if test.pvalue < 0.001 else
+                                                                 f"{test.pvalue:.3f}")
+    assert "p is not adjusted" in " ".join(r.stdout.split())
+    r = harness("compare", "mine", "equal_weighting", "--leaderboard", lb, cwd=tmp_path)
+    assert r.returncode == 2 and "names several entries" in r.stderr and "mine.py@22222222" in r.stderr
+
+
+def test_the_newest_version_is_the_one_first_run_last(lb, tmp_path):
+    """Re-running a seed of the old version later does not make it the newest."""
+    _write(lb, "mine.py", {"resnet20": (61.0,)}, "1", 25)
+    md = harness("leaderboard", "--leaderboard", lb, "--format", "markdown", cwd=tmp_path).stdout
+    assert "| mine.py @11111111 (superseded, 2026-11-21) |" in md and "| mine.py @22222222 (2026-11-23) |" in md
+
+
+def test_retire_is_per_file_version_and_guards_the_reference(lb, tmp_path):
+    _write(lb, "copy_of_ew.py", B, "e", 22)  # the same content as equal_weighting.py: the same sha256
+    assert harness("retire", "copy_of_ew", "--leaderboard", lb, cwd=tmp_path).returncode == 0
+    md = harness("leaderboard", "--leaderboard", lb, "--format", "markdown", cwd=tmp_path).stdout
+    assert "| equal_weighting.py |" in md and "copy_of_ew.py |" not in md.split("retired, not shown")[0]
+    r = harness("retire", "equal_weighting", "--leaderboard", lb, cwd=tmp_path)
+    assert r.returncode == 2 and "the reference every Δ and cost is computed against" in r.stderr
+    (tmp_path / "mine.py").write_text("# edited, not evaluated yet\n")
+    r = harness("retire", "mine.py", "--leaderboard", lb, cwd=tmp_path)
+    assert r.returncode == 2 and "has no row in" in r.stderr and "mine.py@11111111" in r.stderr
+    with open(f"{lb}.retired", "ab") as f:
+        f.write(b"\xff garbage without a newline")  # a damaged side file: skipped, the next event still counts
+    assert harness("retire", "mine@2222", "--leaderboard", lb, cwd=tmp_path).returncode == 0
+    md = harness("leaderboard", "--leaderboard", lb, "--format", "markdown", cwd=tmp_path).stdout
+    assert "mine.py @22222222 (since " in md.split("retired, not shown")[1]
