@@ -103,12 +103,13 @@ def tradeoffs(report: Report) -> list[Figure]:
                 dict(color="#1f77b4", marker="o", ms=5) if e.submission in SWEEP else
                 dict(color="#d62728", marker="s", ms=5, alpha=0.8))
             ax.errorbar(s.coarse_mean, s.mean, xerr=s.coarse_std or 0, yerr=s.std or 0, lw=0.8, capsize=2, **style)
+            left = s.coarse_mean > middle  # named on the side facing the middle, so it stays inside the panel
             if e.submission in SWEEP:  # by its weight; the two with a name of their own keep it
                 w = SWEEP[e.submission]
                 ax.annotate(f"w={w:g}" + (f" {_short(e.label)}" if w in (0, 1) else ""), (s.coarse_mean, s.mean),
-                            xytext=(4, -10), textcoords="offset points", fontsize=7, color="#1f77b4", clip_on=True)
+                            xytext=(-4 if left else 4, -10), textcoords="offset points", ha="right" if left else "left",
+                            fontsize=7, color="#1f77b4", clip_on=True)
                 continue
-            left = s.coarse_mean > middle  # named on the side facing the middle, so it stays inside the panel
             ax.annotate(_short(e.label), (s.coarse_mean, s.mean), xytext=(-6 if left else 6, 4),
                         textcoords="offset points", ha="right" if left else "left", clip_on=True,
                         fontsize=8 if e.kind == "submission" else 7,
@@ -133,8 +134,9 @@ def learning_curves(report: Report, runs_dir: Path) -> list[Figure]:
     the loss weights it produced."""
     plt = _pyplot()
     baselines = [b for b in report.entries if b.kind == "baseline"]
-    # one colour and dash per baseline: 20 colours, then the same again dashed, then dotted
-    styles = {b.label: dict(color=plt.cm.tab20(i % 20), ls=("-", "--", ":")[i // 20 % 3]) for i, b in enumerate(baselines)}
+    # one colour and dash per baseline: tab10's ten, then tab20's ten lighter ones, then again dashed, dotted
+    palette = [plt.cm.tab10(i) for i in range(10)] + [plt.cm.tab20(2 * i + 1) for i in range(10)]
+    styles = {b.label: dict(color=palette[i % 20], ls=("-", "--", ":")[i // 20 % 3]) for i, b in enumerate(baselines)}
     figures = []
     for sub in report.section("submission"):
         fig, axes = _panels(plt, len(report.archs))
