@@ -290,11 +290,13 @@ def _with_differences(entries: list[Standing]) -> list[Standing]:
     for e in entries:
         reference = [r for r in entries if r.kind == "baseline" and r.submission == REFERENCE_BASELINE
                      and r.settings == e.settings]
-        if len(reference) != 1 or reference[0] is e:
-            is_reference = len(reference) == 1
-            out.append(dataclasses.replace(e, cost=cost_ratio(e, e)) if is_reference else e)
+        if len(reference) != 1:  # no reference, or an ambiguous one: nothing to compare with
+            out.append(e)
             continue
         ref = reference[0]
+        if ref is e:
+            out.append(dataclasses.replace(e, cost=cost_ratio(e, e)))
+            continue
         archs = {}
         for arch, s in e.archs.items():
             r = ref.archs.get(arch)
@@ -304,11 +306,15 @@ def _with_differences(entries: list[Standing]) -> list[Standing]:
             c = compare(s.seeds, r.seeds)
             archs[arch] = dataclasses.replace(s, diff=c.diff, p_value=c.p_value, n_pairs=c.n_pairs, ci=c.ci,
                                               no_test=c.no_test)
-        mine = {(a, seed): v for a, s in e.archs.items() for seed, v in s.seeds.items()}
-        theirs = {(a, seed): v for a, s in ref.archs.items() for seed, v in s.seeds.items()}
+        mine, theirs = arch_seed_values(e.archs), arch_seed_values(ref.archs)
         pooled = compare(mine, theirs) if set(mine) & set(theirs) else None
         out.append(dataclasses.replace(e, archs=archs, pooled=pooled, cost=cost_ratio(e, ref)))
     return _adjusted(out)
+
+
+def arch_seed_values(archs: dict[str, ArchStats]) -> dict[tuple[str, int], float]:
+    """``(architecture, seed) -> accuracy``: what the pooled comparisons pair up."""
+    return {(arch, seed): v for arch, s in archs.items() for seed, v in s.seeds.items()}
 
 
 def cost_ratio(e: Standing, ref: Standing) -> float | None:

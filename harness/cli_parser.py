@@ -88,17 +88,11 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     ck.set_defaults(func=handlers["cmd_check"])
 
     lb = sub.add_parser("leaderboard", help="aggregate the leaderboard: mean ± std, n, score, rank, significance")
-    lb.add_argument("--leaderboard", type=Path, metavar="CSV",
-                    help="default: leaderboard.csv, else the only leaderboard-*.csv in this directory")
+    _add_view_options(lb)
     lb.add_argument("--format", default="table", choices=["table", "markdown", "csv", "html"],
                     help="table (the terminal; default), markdown, csv (one number per column) or html (one file "
                          "with figures; use --output)")
     lb.add_argument("--output", type=Path, metavar="PATH", help="write to PATH instead of the terminal")
-    lb.add_argument("--phase", default="public", choices=["public", "final"],
-                    help="final shows the hidden architecture's column")
-    lb.add_argument("--profile", choices=sorted(PROFILES),
-                    help="that profile's rows; without --leaderboard, read the file `evaluate --profile` writes "
-                         "(leaderboard-PROFILE.csv; leaderboard.csv for full)")
     lb.add_argument("--runs-dir", type=Path, default=Path("runs"),
                     help="where the run directories are, for the HTML report's curves (default: runs)")
     lb.set_defaults(func=handlers["cmd_leaderboard"])
@@ -189,8 +183,9 @@ def _add_view_options(p: argparse.ArgumentParser, *, phase: bool = True) -> None
     """Which leaderboard and view: as for ``harness leaderboard``."""
     p.add_argument("--leaderboard", type=Path, metavar="CSV",
                    help="default: the file of --profile, else leaderboard.csv or the only leaderboard-*.csv here")
-    p.add_argument("--profile", choices=sorted(PROFILES), help="that profile's rows (and, without --leaderboard, "
-                   "its file)")
+    p.add_argument("--profile", choices=sorted(PROFILES),
+                   help="that profile's rows; without --leaderboard, read the file `evaluate --profile` writes "
+                        "(leaderboard-PROFILE.csv; leaderboard.csv for full)")
     if phase:
         p.add_argument("--phase", default="public", choices=["public", "final"],
                        help="final includes the hidden architecture (default public)")

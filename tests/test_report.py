@@ -19,7 +19,7 @@ import pytest
 
 from harness import aggregate, report
 from harness.report import figures
-from harness.leaderboard import HEADER_LINE, LeaderboardError, append_row, read_rows
+from harness.leaderboard import LeaderboardError, append_row, read_rows
 from harness.protocol import LEADERBOARD_COLUMNS, EpochMetrics
 
 from conftest import REPO, leaderboard_row

@@ -38,10 +38,12 @@ def find_entry(report: Report, name: str) -> Standing:
 def paired(a: Standing, b: Standing, archs: list[str]) -> dict[str, ArchStats]:
     """``a - b`` per architecture over their common seeds, and ``"pooled"`` over (architecture, seed)."""
     out = {arch: aggregate.compare(a.archs[arch].seeds, b.archs[arch].seeds) for arch in archs}
-    mine = {(arch, s): v for arch in archs for s, v in a.archs[arch].seeds.items()}
-    theirs = {(arch, s): v for arch in archs for s, v in b.archs[arch].seeds.items()}
-    out["pooled"] = aggregate.compare(mine, theirs)
+    out["pooled"] = aggregate.compare(*_pooled(a, b, archs))
     return out
+
+
+def _pooled(a: Standing, b: Standing, archs: list[str]) -> tuple[dict, dict]:
+    return tuple(aggregate.arch_seed_values({arch: e.archs[arch] for arch in archs}) for e in (a, b))
 
 
 def render_compare(console: Console, report: Report, a: Standing, b: Standing) -> None:
@@ -51,8 +53,7 @@ def render_compare(console: Console, report: Report, a: Standing, b: Standing) -
     table = Table(box=None, padding=(0, 1), show_edge=False)
     for col in ("arch", "A", "B", "Δ A-B", f"{LEVEL:.0%} interval", "p", "pairs"):
         table.add_column(col, justify="left" if col == "arch" else "right", no_wrap=True)
-    pooled_a = {(arch, s): v for arch in report.archs for s, v in a.archs[arch].seeds.items()}
-    pooled_b = {(arch, s): v for arch in report.archs for s, v in b.archs[arch].seeds.items()}
+    pooled_a, pooled_b = _pooled(a, b, report.archs)
     for arch, d in diffs.items():
         x, y = (pooled_a, pooled_b) if arch == "pooled" else (a.archs[arch].seeds, b.archs[arch].seeds)
         common = sorted(set(x) & set(y))

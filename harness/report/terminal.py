@@ -16,7 +16,7 @@ from rich.table import Table
 
 from harness.aggregate import ALPHA, CORRECTION, REFERENCE_BASELINE, ArchStats, Standing
 from harness.report.model import SECTIONS, Report
-from harness.report.text import legend, retired_note, section_table
+from harness.report.text import fmt_rank, legend, retired_note, section_table
 from harness.static_sweep import CONTROL_LABEL
 
 _REF = REFERENCE_BASELINE.removesuffix(".py")
@@ -74,7 +74,7 @@ def _compact(report: Report, kind: str, title: str, rows: list[Standing], notes:
         table.add_column("cost", justify="right", no_wrap=True)
     for e, under in zip(rows, unders):
         tops = [_acc(e.archs[arch]) for arch in report.archs] + [f"{e.score:.2f}" if e.score is not None else "-"]
-        cells = [escape(_rank(e)), escape(_label(e, notes))] + [
+        cells = [escape(fmt_rank(e, stacked=True)), escape(_label(e, notes))] + [
             escape(top) + (f"\n[dim]{escape(u)}[/]" if u and not u.endswith("*") else f"\n{escape(u)}" if u else "")
             for top, u in zip(tops, under)]
         if has_cost:
@@ -91,15 +91,6 @@ def _under(e: Standing, arch: str) -> str:
     if arch in e.picked:
         return e.picked[arch] + (f" {s.diff:+.2f}" if s.diff is not None else "")
     return _diff(s)
-
-
-def _rank(e: Standing) -> str:
-    """The rank, and under it the ranks its score interval allows when they are several."""
-    if e.rank is None:
-        return ""
-    if e.rank_range is None or e.rank_range[0] == e.rank_range[1]:
-        return str(e.rank)
-    return f"{e.rank}\n{e.rank_range[0]}-{e.rank_range[1]}"
 
 
 def _acc(s: ArchStats) -> str:

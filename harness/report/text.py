@@ -42,13 +42,15 @@ def _p(p: float) -> str:
     return "<0.001" if p < 0.001 else f"={p:.3f}"
 
 
-def fmt_rank(e: Standing) -> str:
-    """``2``, or ``2 (1-4)`` when the score intervals allow other ranks."""
+def fmt_rank(e: Standing, *, stacked: bool = False) -> str:
+    """``2``, or ``2 (1-4)`` when the score intervals allow other ranks (``stacked``: the range on a
+    second line, ``2\n1-4``)."""
     if e.rank is None:
         return ""
     if e.rank_range is None or e.rank_range[0] == e.rank_range[1]:
         return str(e.rank)
-    return f"{e.rank} ({e.rank_range[0]}-{e.rank_range[1]})"
+    lo, hi = e.rank_range
+    return f"{e.rank}\n{lo}-{hi}" if stacked else f"{e.rank} ({lo}-{hi})"
 
 
 def fmt_score(e: Standing) -> str:
