@@ -3,8 +3,9 @@ rank, and the difference from ``equal_weighting`` with a paired test over seeds.
 
 Input is the leaderboard as read by :func:`harness.leaderboard.read_rows`: one row per run measured
 here, and published rows, which are only ever shown apart (:func:`reference_standings`).
-An *entry* is one submission file version run with one set of protocol options:
-``(kind, submission, submission_sha256, precision + compile + deterministic + topology)``. Per
+An *entry* (:class:`harness.protocol.EntryKey`) is a name and a kind; each standing is one of its
+file versions run with one set of protocol options (:class:`harness.protocol.SeriesKey`). Two
+entries with byte-identical files are two standings, each marked identical to the other. Per
 entry and architecture, each seed counts once, by its latest attempt: if that attempt is ``ok``
 its accuracy counts; if it failed, the seed counts as failed (an earlier ok attempt does not
 stand in for it: retrying until a seed passes must not pay). An entry is *complete* when, on
@@ -39,18 +40,17 @@ from dataclasses import dataclass, field
 import pandas as pd
 from scipy import stats
 
-from harness.protocol import HIDDEN_ARCHS, PUBLIC_ARCHS, Phase
+from harness.protocol import ENTRY_COLUMNS, HIDDEN_ARCHS, PUBLIC_ARCHS, EntryKey, Phase, RunSettings
 
 REFERENCE_BASELINE = "equal_weighting.py"
 DEFAULT_SETTINGS = "fp32"
 
 
 def settings_label(precision: object, compile: object, deterministic: object, topology: object = "shared") -> str:
-    """``fp32``, ``bf16+compile``, ``fp32+deterministic``, ``fp32 independent``...: the protocol
-    options of a row (the topology when it is not the task card's shared one)."""
+    """:attr:`harness.protocol.RunSettings.label` of a row's cells (booleans as the CSV holds them)."""
     truthy = lambda v: str(v).strip().lower() in ("true", "1")  # noqa: E731
-    return (str(precision) + ("+compile" if truthy(compile) else "") + ("+deterministic" if truthy(deterministic) else "")
-            + ("" if topology == "shared" else f" {topology}"))
+    return RunSettings(profile="", precision=str(precision), compile=truthy(compile),
+                       deterministic=truthy(deterministic), topology=str(topology)).label
 
 
 ALPHA = 0.05
@@ -123,11 +123,25 @@ class Standing:
     cost: float | None = None  # training time relative to equal_weighting's (same device and settings)
     picked: dict[str, str] = field(default_factory=dict)  # a control line: arch -> the entry it shows
     version: str = ""  # several versions of the file: its first run's date, "superseded, " unless the newest
+    identical_to: tuple[str, ...] = ()  # other entries with a byte-identical version (the copy check)
 
     @property
     def display(self) -> str:
-        """The label as a person reads it: with the version's date (and superseded) when the file has several."""
-        return f"{self.label} ({self.version})" if self.version else self.label
+        """The label as a person reads it: with the version's date (and superseded) when the file has several,
+        and the entries whose file is byte-identical to this one."""
+        notes = [self.version] if self.version else []
+        if self.identical_to:
+            notes.append(f"identical to {', '.join(self.identical_to)}")
+        return f"{self.label} ({'; '.join(notes)})" if notes else self.label
+
+    @property
+    def entry(self) -> EntryKey:
+        return EntryKey(kind=self.kind, name=self.submission)
+
+    @property
+    def version_key(self) -> tuple[str, str, str]:
+        """``(kind, name, sha256)``: one file version of one entry."""
+        return (self.kind, self.submission, self.sha256)
 
     @property
     def complete(self) -> bool:
@@ -193,12 +207,6 @@ def holm(p_values: list[float | None]) -> list[float | None]:
     return out
 
 
-def paired_difference(a: dict[int, float], b: dict[int, float]) -> float | None:
-    """Mean over the common seeds of ``a[s] - b[s]`` (None without a common seed)."""
-    common = sorted(set(a) & set(b))
-    return sum(a[s] - b[s] for s in common) / len(common) if common else None
-
-
 def paired_test(a: dict[int, float], b: dict[int, float]) -> tuple[float | None, int]:
     """Two-sided paired t-test of ``a - b`` over their common seeds: ``(p, n_pairs)``;
     p is None below 2 pairs or when every difference is identical (no spread to test)."""
@@ -251,9 +259,11 @@ def standings(df: pd.DataFrame, phase: Phase, archs: list[str], protocol_seeds: 
     df = df[(df["phase"] == phase) & (df["origin"] == "measured")].copy()
     df["settings"] = [settings_label(p, c, d, t) for p, c, d, t in zip(df["precision"], df["compile"],
                                                                         df["deterministic"], df["topology"])]
-    groups = df.groupby(["kind", "submission", "submission_sha256", "settings"], sort=True)
-    names = df.groupby(["kind", "submission"])["submission_sha256"].nunique()
-    first = df.groupby(["kind", "submission", "submission_sha256"])["finished_at"].min()  # each version's first run
+    entry = list(ENTRY_COLUMNS)
+    groups = df.groupby(entry + ["submission_sha256", "settings"], sort=True)
+    names = df.groupby(entry)["submission_sha256"].nunique()
+    first = df.groupby(entry + ["submission_sha256"])["finished_at"].min()  # each version's first run
+    copies = identical_entries(df)
     entries: list[Standing] = []
     for (kind, submission, sha, settings), runs in groups:
         per_arch = {arch: _per_seed(runs[runs["arch"] == arch], protocol_seeds) for arch in archs}
@@ -265,9 +275,28 @@ def standings(df: pd.DataFrame, phase: Phase, archs: list[str], protocol_seeds: 
             newest = first[(kind, submission)].idxmax()  # old version's seed does not make it newer)
             version = ("" if sha == newest else "superseded, ") + str(first[(kind, submission, sha)])[:10]
         entries.append(Standing(label=label, kind=kind, submission=submission, sha256=sha, archs=per_arch,
-                                score=score_of(per_arch), settings=settings, version=version))
+                                score=score_of(per_arch), settings=settings, version=version,
+                                identical_to=copies.get((kind, submission, sha), ())))
     entries = _with_differences(entries)
     return _ranked(entries)
+
+
+def identical_entries(rows: pd.DataFrame) -> dict[tuple[str, str, str], tuple[str, ...]]:
+    """``(kind, name, sha256)`` -> the other entries that have a byte-identical version among
+    ``rows`` (measured rows): the copy check. A submission is marked identical to any other entry
+    (``baseline x.py`` for a baseline); a baseline only to another baseline. Nothing is hidden: each
+    copy is evaluated and shown as its own entry."""
+    rows = rows[rows["origin"] == "measured"]
+    by_sha: dict[str, set[tuple[str, str]]] = {}
+    for kind, name, sha in zip(rows["kind"], rows["submission"], rows["submission_sha256"]):
+        by_sha.setdefault(str(sha), set()).add((str(kind), str(name)))
+    out = {}
+    for sha, entries in by_sha.items():
+        for kind, name in entries:
+            others = sorted((k, n) for k, n in entries if (k, n) != (kind, name) and (kind == "submission" or k == kind))
+            if others:
+                out[(kind, name, sha)] = tuple(n if k == "submission" else f"baseline {n}" for k, n in others)
+    return out
 
 
 def compare(a: dict, b: dict) -> ArchStats:

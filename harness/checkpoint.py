@@ -62,8 +62,9 @@ def _frames(blob: bytes) -> list[bytes]:
 class Checkpointer:
     def __init__(self, directory: Path, spec: RunSpec) -> None:
         self.dir = Path(directory)  # a run's RunDir.checkpoint
-        # where it runs (device, sandbox) may change between attempts; what it computes may not
-        self.spec_json = spec.model_dump_json(exclude={"device", "sandbox"})
+        # where it runs (device, sandbox) and where the file came from may change between attempts; what it
+        # computes may not
+        self.spec_json = spec.model_dump_json(exclude={"device", "sandbox", "submission_path"})
         self.messages = self.dir / "messages.bin"
         self.manifest = self.dir / "manifest.json"
 

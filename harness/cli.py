@@ -19,6 +19,7 @@ from harness.errors import ExitCode, HarnessError, SubmissionRejected, UsageErro
 from harness import cli_parser
 from harness.aggregate import REFERENCE_BASELINE
 from harness.protocol import TOPOLOGIES, get_profile
+from harness.names import check_name
 from harness.sandbox import resolve_sandbox
 from harness.submission import interface_check, static_check
 
@@ -33,7 +34,8 @@ def _evaluate_options(args: argparse.Namespace, kind: str):
         leaderboard=args.leaderboard, sandbox=args.sandbox, hidden_dir=args.hidden_dir, kind=kind, force=args.force,
         precision=args.precision, compile=args.compile, deterministic=args.deterministic, jobs=args.jobs,
         executor=args.executor, ray_address=args.ray_address, gpus_per_run=args.gpus_per_run,
-        cpus_per_run=args.cpus_per_run, ray_retries=args.ray_retries,
+        cpus_per_run=args.cpus_per_run, ray_retries=args.ray_retries, name=getattr(args, "name", None),
+        baselines_dir=getattr(args, "baselines_dir", None),
     )
     return EvaluateOptions(**{k: v for k, v in given.items() if v is not None})
 
@@ -72,6 +74,7 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     rejected = []
     for path in args.paths:
         try:
+            check_name(path.name, str(path))
             static_check(path)
             report = interface_check(path, sandbox=sandbox)
         except SubmissionRejected as e:
@@ -168,11 +171,15 @@ def cmd_retire(args: argparse.Namespace, console: Console) -> int:
 
     path = _leaderboard_path(args)
     target, _, sha = args.target.partition("@")
-    name, mine, current = submission_rows(leaderboard.read_rows(path), target, args.profile)
-    if name == REFERENCE_BASELINE and not args.restore:
-        raise UsageError(f"{name} is the reference every Δ and cost is computed against; retiring it would remove "
-                         "every comparison. Evaluate the version you want to keep: the views date and mark the "
-                         "others superseded")
+    name, mine, current = submission_rows(leaderboard.read_rows(path), target, path, args.profile, args.kind)
+    kinds = sorted(set(mine["kind"]))
+    if len(kinds) > 1:
+        raise UsageError(f"{name} names a submission and a baseline in {path}; choose one with --kind")
+    kind = kinds[0] if kinds else (args.kind or "submission")
+    if kind == "baseline" and name == REFERENCE_BASELINE and not args.restore:
+        raise UsageError(f"the baseline {name} is the reference every Δ and cost is computed against; retiring it "
+                         "would remove every comparison. Evaluate the version you want to keep: the views date and "
+                         "mark the others superseded")
     versions = sorted(set(mine["submission_sha256"]))
     listed = ", ".join(f"{name}@{v[:8]}" for v in versions) or "none"
     if sha:
@@ -188,7 +195,7 @@ def cmd_retire(args: argparse.Namespace, console: Console) -> int:
         raise UsageError(f"{args.target!r} names {len(chosen)} of the versions of {name} in {path} ({listed}): "
                          "name one as NAME@SHA")
     action = "restore" if args.restore else "retire"
-    append_event(path, action, name, chosen[0], args.reason or "")
+    append_event(path, action, kind, name, chosen[0], args.reason or "")
     what = "shown again in" if args.restore else "hidden from"
     console.print(f"{escape(name)} @{chosen[0][:8]} is {what} the views of {escape(str(path))} (its rows stay; "
                   f"events in {escape(str(path))}.retired)")
@@ -201,7 +208,7 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
 
     path = _leaderboard_path(args)
     render_runs(console, leaderboard.read_rows(path), args.submission, path, args.runs_dir,
-                {sha for name, sha in retired(path)}, profile=args.profile)
+                {(kind, sha) for kind, _, sha in retired(path)}, profile=args.profile)
     return ExitCode.OK
 
 

@@ -9,11 +9,12 @@ from pathlib import Path
 
 from rich.console import Console
 
+from harness.names import NAME_RULE, SOURCE_BASELINES
 from harness.protocol import PROFILES, TOPOLOGIES
 from harness.sandbox import available_sandboxes
 
 Handler = Callable[[argparse.Namespace, Console], int]
-DEFAULT_BASELINES_DIR = Path(__file__).resolve().parent.parent / "baselines"
+DEFAULT_BASELINES_DIR = SOURCE_BASELINES
 
 
 DESCRIPTION = """\
@@ -70,6 +71,9 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     ev.add_argument("paths", type=Path, nargs="+", metavar="PATH",
                     help="submission file(s) defining class MultiTaskLoss, e.g. submissions/*.py; "
                          "the runs of all files are scheduled together")
+    ev.add_argument("--name", metavar="NAME.py", help="the entry's name in the leaderboard (default: the file's "
+                    f"name; one file only). A name has {NAME_RULE}; a baseline's name is not available, nor "
+                    "a name that belongs to a file in another place")
     _add_evaluate_options(ev)
     ev.set_defaults(func=handlers["cmd_evaluate"])
 
@@ -117,6 +121,8 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
                     "NAME@SHA for one version (a prefix of its sha256, as `harness runs` shows it)")
     rt.add_argument("--reason", help="why, shown beside the hidden version (e.g. 'bug: coarse weight sign')")
     rt.add_argument("--restore", action="store_true", help="show the version again")
+    rt.add_argument("--kind", choices=["submission", "baseline"], help="the entry's kind, when a name is both a "
+                    "submission's and a baseline's (older leaderboards)")
     _add_view_options(rt, phase=False)
     rt.set_defaults(func=handlers["cmd_retire"])
 

@@ -57,17 +57,18 @@ def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Conso
 
     # plan: which files, which of their runs are done already
     files = plan_files(paths, opts, existing, archs, seeds, precision, recorder, rejected,
-                       lambda path, sha: console.print(f"{path}: the same file as one already listed "
-                                                       f"(sha256 {sha[:12]}); evaluated once"))
+                       lambda path: console.print(f"{escape(str(path))}: listed twice; evaluated once"))
+    versions = {(f.entry.kind, f.entry.name, f.sha) for f in files}
     for f in files:
         show.planned_file(console, f, lb_path)
         codes[str(f.path)] = ExitCode.RUN_FAILED if f.unwritten else ExitCode.OK
     todo = [f for f in files if len(f.done()) < len(archs) * len(seeds)]
     for f in files:
         if f not in todo:
-            console.print(f"nothing to run: every run of {f.path.name} (sha256 {f.sha[:12]}) is already in {lb_path}")
+            console.print(f"nothing to run: every run of {escape(str(f.entry))} (sha256 {f.sha[:12]}) is already in "
+                          f"{escape(str(lb_path))}")
     if not todo:
-        show.standing(console, lb_path, profile, opts.phase, {f.sha for f in files})
+        show.standing(console, lb_path, profile, opts.phase, versions)
         return max(codes.values(), default=ExitCode.OK)
 
     # check: each file's interface, in the sandbox
@@ -100,14 +101,14 @@ def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Conso
                   f"topology {opts.topology}")
     if opts.topology != "shared":
         show.topology(console, opts.topology, archs)
-    given = {f.sha: str(f.path) for f in files}  # two files may share a name: keep them apart
+    given = {f.entry: str(f.path) for f in files}  # the file each entry was given as
     records: list[Recorded] = []
 
     def on_result(job: Job, result: RunResult) -> None:
         rec = recorder.record(job.spec, result, job.run_dir)
-        show.recorded(console, rec, lb_path, (job.submission, Path(given[job.spec.submission_sha256])))
+        show.recorded(console, rec, lb_path, (job.submission, Path(given[job.spec.entry])))
         records.append(rec)
-        name = given[job.spec.submission_sha256]
+        name = given[job.spec.entry]
         if not (rec.written and result.status == "ok"):
             codes[name] = max(codes[name], ExitCode.RUN_FAILED)
 
@@ -117,7 +118,7 @@ def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Conso
 
     # present: this evaluation's results, and where the files stand
     show.results(console, records, lb_path, several=len(checked) > 1)
-    show.standing(console, lb_path, profile, opts.phase, {f.sha for f in files})
+    show.standing(console, lb_path, profile, opts.phase, versions)
     bad = sorted(name for name, code in codes.items() if code)
     if len(paths) > 1 and bad:
         console.print(f"[red]not ok:[/] {', '.join(bad)}")

@@ -5,6 +5,7 @@ which executor carries them out.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,9 @@ from harness.executors import Executor, Job
 from harness.leaderboard import default_path
 from harness.leaderboard.record import Recorder, completed_runs
 from harness.models import get_arch, load_hidden_archs
-from harness.protocol import HIDDEN_ARCHS, Kind, LeaderboardRow, Phase, Precision, Profile, RunSpec, Topology
+from harness.names import SOURCE_BASELINES, baseline_names, check_name, place_of, reserved_problem
+from harness.protocol import (HIDDEN_ARCHS, EntryKey, Kind, LeaderboardRow, Phase, Precision, Profile, RunSpec,
+                              Topology)
 from harness.provenance import device_name
 from harness.rundir import EvalDir
 from harness.submission import sha256_file, static_check
@@ -46,6 +49,8 @@ class EvaluateOptions(BaseModel):
     leaderboard: Path | None = None  # None: leaderboard.default_path(profile)
     sandbox: str = "auto"
     kind: Kind = "submission"
+    name: str | None = None  # the entry's name; None: the file's name (one file only)
+    baselines_dir: Path = SOURCE_BASELINES  # the baselines, whose names no submission may take
     hidden_dir: Path | None = None
     force: bool = False
     precision: Precision | None = None  # None: the profile's default
@@ -108,13 +113,13 @@ def device_label(device: torch.device, opts: EvaluateOptions) -> str:
     return f"{device.type} on Ray workers" if opts.executor == "ray" else device_name(device)
 
 
-def prepare_submission(path: Path, runs_dir: Path, profile: Profile) -> tuple[EvalDir, str]:
-    """Statically check ``path`` and copy it into its evaluation directory; that copy is what is
-    hashed, checked and run, so editing the file while an evaluation runs changes nothing.
+def prepare_submission(path: Path, runs_dir: Path, profile: Profile, entry: EntryKey) -> tuple[EvalDir, str]:
+    """Statically check ``path`` and copy it into the evaluation directory of ``entry``; that copy is
+    what is hashed, checked and run, so editing the file while an evaluation runs changes nothing.
     Returns the directory and the sha256. Raises ``SubmissionRejected``."""
     static_check(path)
     sha = sha256_file(path)
-    eval_dir = EvalDir.of(runs_dir, profile.name, path.stem, sha)
+    eval_dir = EvalDir.of(runs_dir, profile.name, entry, sha)
     eval_dir.path.mkdir(parents=True, exist_ok=True)
     copy = eval_dir.submission
     if not copy.exists() or sha256_file(copy) != sha:
@@ -131,6 +136,8 @@ class PlannedFile:
     """One submission file of the evaluation and what is known of its runs before training."""
 
     path: Path
+    entry: EntryKey
+    place: str  # where the file is, as the leaderboard records it (harness.names.place_of)
     eval_dir: EvalDir
     sha: str
     skipped: dict[tuple[str, int], str] = field(default_factory=dict)  # ok in the leaderboard: finished_at
@@ -145,33 +152,75 @@ class PlannedFile:
 
 def spec_for(f: PlannedFile, opts: EvaluateOptions, arch: str, seed: int, device: str, sandbox: str,
              precision: str) -> RunSpec:
-    return RunSpec(submission=f.path.name, submission_sha256=f.sha, kind=opts.kind, profile=opts.profile,
-                   phase=opts.phase, topology=opts.topology, arch=arch, seed=seed, device=device, sandbox=sandbox, precision=precision,
-                   compile=opts.compile, deterministic=opts.deterministic)
+    return RunSpec(submission=f.entry.name, submission_sha256=f.sha, kind=f.entry.kind,
+                   submission_path=f.place, profile=opts.profile, phase=opts.phase, topology=opts.topology,
+                   arch=arch, seed=seed, device=device, sandbox=sandbox, precision=precision, compile=opts.compile,
+                   deterministic=opts.deterministic)
+
+
+def entry_of(path: Path, opts: EvaluateOptions, existing: pd.DataFrame, planned: list[PlannedFile]
+             ) -> tuple[EntryKey, str] | None:
+    """The entry ``path`` is evaluated as, and its place; None when the same file is already planned.
+    Raises ``SubmissionRejected`` for a name that breaks the rule (:mod:`harness.names`), a baseline's
+    name taken by a submission, or a name that already belongs to a file in another place."""
+    name = opts.name or path.name
+    reserved = set() if opts.kind == "baseline" else baseline_names(opts.baselines_dir) | set(
+        existing.loc[(existing["origin"] == "measured") & (existing["kind"] == "baseline"), "submission"])
+    check_name(name, f"--name {name}" if opts.name else str(path), option=bool(opts.name), reserved=reserved)
+    if reserved:
+        problem = reserved_problem(name, reserved)
+        if problem:
+            raise SubmissionRejected(f"{path}: {problem}")
+    entry, place = EntryKey(kind=opts.kind, name=name), place_of(path, opts.leaderboard_path)
+    if any(f.entry == entry and f.place == place for f in planned):
+        return None
+    mine = existing[(existing["origin"] == "measured") & (existing["kind"] == entry.kind)
+                    & (existing["submission"] == name)]
+    places = {p for p in mine["submission_path"] if p} | {f.place for f in planned if f.entry == entry}
+    if places and place not in places:
+        where = ", ".join(sorted(places))
+        raise SubmissionRejected(
+            f"{path}: the entry {name} in {opts.leaderboard_path} is the file at {where}; this is another file "
+            f"({place}). Two files of the same name are never versions of one entry: rename this one, or evaluate "
+            f"it under another name with --name (e.g. --name {suggest_other(path, name)}). To add a version of "
+            f"{name}, edit the file at {where}")
+    return entry, place
+
+
+def suggest_other(path: Path, name: str) -> str:
+    """A name for a second file called ``name``: its directory's name before it, when that helps."""
+    parent = Path(os.path.abspath(path)).parent.name
+    from harness.names import suggest_name
+
+    return suggest_name(f"{parent}_{name}" if parent else f"other_{name}")
 
 
 def plan_files(paths: list[Path], opts: EvaluateOptions, existing: pd.DataFrame, archs: tuple[str, ...],
                seeds: tuple[int, ...], precision: str, recorder: Recorder,
-               rejected: Callable[[Path, SubmissionRejected], None], repeated: Callable[[Path, str], None]
+               rejected: Callable[[Path, SubmissionRejected], None], repeated: Callable[[Path], None]
                ) -> list[PlannedFile]:
-    """Statically check and copy each file (a rejected one goes to ``rejected``, a second copy of
-    a file to ``repeated``), record the rows an earlier evaluation left pending, and find the runs
-    already done (none with ``--force``)."""
-    settings = dict(precision=precision, compile=opts.compile, deterministic=opts.deterministic,
-                    topology=opts.topology)
+    """Name, statically check and copy each file (a rejected one goes to ``rejected``, a file listed
+    twice to ``repeated``), record the rows an earlier evaluation left pending, and find the runs
+    already done (none with ``--force``). Each file is its own entry: a byte-identical copy of
+    another entry's file is evaluated again under its own name."""
+    if opts.name and len(paths) > 1:
+        raise UsageError(f"--name names one entry; {len(paths)} files were given")
     files: list[PlannedFile] = []
     for path in paths:
         try:
-            eval_dir, sha = prepare_submission(path, opts.runs_dir, opts.profile)
+            named = entry_of(path, opts, existing, files)
+            if named is None:
+                repeated(path)
+                continue
+            entry, place = named
+            eval_dir, sha = prepare_submission(path, opts.runs_dir, opts.profile, entry)
         except SubmissionRejected as e:
             rejected(path, e)
             continue
-        if any(f.sha == sha for f in files):
-            repeated(path, sha)
-            continue
-        f = PlannedFile(path, eval_dir, sha)
+        f = PlannedFile(path, entry, place, eval_dir, sha)
         if not opts.force:
-            done = completed_runs(existing, sha, opts.profile.name, opts.phase, settings)
+            series = spec_for(f, opts, "-", 0, "cpu", "none", precision).key.series
+            done = completed_runs(existing, series)
             f.skipped = {run: t for run, t in done.items() if run in {(a, s) for a in archs for s in seeds}}
             for arch, seed in ((a, s) for a in archs for s in seeds if (a, s) not in done):
                 spec = spec_for(f, opts, arch, seed, "cpu", "none", precision)

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 
 from harness.executors import RunObserver
 from harness.models import forward_macs
-from harness.protocol import EpochMetrics, RunResult, RunSpec
+from harness.protocol import EpochMetrics, RunKey, RunResult, RunSpec
 
 REFRESH_S = 0.5  # how often the ETAs are recomputed
 
@@ -70,14 +70,16 @@ class EvaluationProgress(RunObserver):
     def __init__(self, console: Console, specs: list[RunSpec], *, parallel: int = 1, clock=time.monotonic) -> None:
         self.console, self.clock, self.parallel = console, clock, max(1, parallel)
         self.live = console.is_terminal
-        names = {s.submission_sha256: s.submission.removesuffix(".py") for s in specs}
+        # one name per entry; a baseline and a submission of the same name are told apart
+        entries = {s.entry for s in specs}
+        names = {e: e.name.removesuffix(".py") for e in entries}
         clash = {n for n in names.values() if list(names.values()).count(n) > 1}
-        names = {sha: f"{n}@{sha[:8]}" if n in clash else n for sha, n in names.items()}  # same name, other file
+        names = {e: f"{n} ({e.kind})" if n in clash else n for e, n in names.items()}
         base = min((forward_macs(s.arch) for s in specs), default=1)
-        self.runs: dict[tuple[str, str, int], RunState] = {}
+        self.runs: dict[RunKey, RunState] = {}
         for s in specs:
             run = f"{s.arch} seed {s.seed}"
-            label = f"{names[s.submission_sha256]} {run}" if len(names) > 1 else run
+            label = f"{names[s.entry]} {run}" if len(names) > 1 else run
             self.runs[s.key] = RunState(s, label, forward_macs(s.arch) / base)
         width = max((len(r.label) for r in self.runs.values()), default=10) + 1
         self.progress = Progress(

@@ -144,12 +144,94 @@ def get_profile(name: str) -> Profile:
         raise UsageError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}") from None
 
 
+# ---------------------------------------------------------------------------------------------- identity
+# What makes two runs the same run and two rows the same entry is defined here, once. Every place that
+# decides it (the skip rule, pending-row recovery, attempts, aggregation, run directories, checkpoints,
+# and the runs / compare / retire views) goes through these models or the column tuples below; a new
+# protocol option that changes what a run computes is a field of RunSettings and nothing else.
+
+
+class EntryKey(_Frozen):
+    """A leaderboard entry: a name and a kind. Its *versions* are the sha256s the name has had. Two
+    entries with byte-identical files are still two entries (each is shown as identical to the other);
+    a baseline and a submission are never the same entry, whatever their names."""
+
+    kind: Kind
+    name: str = Field(description="the entry's name: its file name (``x.py``), or ``--name``")
+
+    def __str__(self) -> str:
+        return self.name if self.kind == "submission" else f"{self.name} (baseline)"
+
+
+class RunSettings(_Frozen):
+    """The protocol options that change what a run computes: runs with other settings are other runs,
+    and their rows other series. Device, sandbox and channels_last change only where and how fast it
+    runs: a run resumes across them, and they are recorded, not part of the identity."""
+
+    profile: str
+    phase: Phase = "public"
+    topology: Topology = "shared"
+    precision: Precision = "fp32"
+    compile: bool = False
+    deterministic: bool = False
+
+    @property
+    def label(self) -> str:
+        """``fp32``, ``bf16+compile``, ``fp32 independent``...: what differs from the protocol's
+        computation (profile and phase are shown apart)."""
+        return (self.precision + ("+compile" if self.compile else "") + ("+deterministic" if self.deterministic
+                else "") + ("" if self.topology == "shared" else f" {self.topology}"))
+
+
+class SeriesKey(_Frozen):
+    """One file version of one entry run with one set of settings: the runs a standing aggregates and
+    the skip rule looks through (one per architecture and seed)."""
+
+    entry: EntryKey
+    sha256: str
+    settings: RunSettings
+
+
+class RunKey(SeriesKey):
+    """What makes two runs the same run: the series, the architecture and the seed. Attempts of one run
+    are numbered; a finished run is not trained again (unless forced)."""
+
+    arch: str
+    seed: int
+
+    @property
+    def series(self) -> SeriesKey:
+        return SeriesKey(entry=self.entry, sha256=self.sha256, settings=self.settings)
+
+
+ENTRY_COLUMNS: tuple[str, ...] = ("kind", "submission")
+"""The leaderboard columns of an :class:`EntryKey` (``submission`` holds its name)."""
+SETTINGS_COLUMNS: tuple[str, ...] = tuple(RunSettings.model_fields)
+"""The leaderboard columns of :class:`RunSettings` (same names)."""
+SERIES_COLUMNS: tuple[str, ...] = ENTRY_COLUMNS + ("submission_sha256",) + SETTINGS_COLUMNS
+RUN_COLUMNS: tuple[str, ...] = SERIES_COLUMNS + ("arch", "seed")
+"""The columns that say which run a measured row is an attempt of (:class:`RunKey`)."""
+
+
+def key_values(key: SeriesKey) -> dict[str, object]:
+    """``key`` as leaderboard column values (the columns of :data:`SERIES_COLUMNS`, plus arch and seed
+    for a :class:`RunKey`)."""
+    out: dict[str, object] = {"kind": key.entry.kind, "submission": key.entry.name, "submission_sha256": key.sha256,
+                              **key.settings.model_dump()}
+    if isinstance(key, RunKey):
+        out.update(arch=key.arch, seed=key.seed)
+    return out
+
+
 class RunSpec(_Frozen):
     """Everything that determines one (architecture, seed) training run."""
 
-    submission: str = Field(description="file name of the submission, for display")
+    submission: str = Field(description="the entry's name: the file name, or --name")
     submission_sha256: str
     kind: Kind = "submission"
+    submission_path: str = Field(default="", description="where the file was evaluated from, as the leaderboard "
+                                 "records it (the identity check of same-named files); not part of the run's "
+                                 "identity")
     profile: Profile
     phase: Phase = "public"
     topology: Topology = "shared"
@@ -170,9 +252,19 @@ class RunSpec(_Frozen):
         return {"fp32": "float32", "tf32": "float32", "bf16": "float32", "fp64": "float64"}[self.precision]
 
     @property
-    def key(self) -> tuple[str, str, int]:
-        """Identifies the run within one evaluation (several files may be evaluated together)."""
-        return (self.submission_sha256, self.arch, self.seed)
+    def entry(self) -> EntryKey:
+        return EntryKey(kind=self.kind, name=self.submission)
+
+    @property
+    def settings(self) -> RunSettings:
+        return RunSettings(profile=self.profile.name, phase=self.phase, topology=self.topology,
+                           precision=self.precision, compile=self.compile, deterministic=self.deterministic)
+
+    @property
+    def key(self) -> RunKey:
+        """The run's identity (:class:`RunKey`)."""
+        return RunKey(entry=self.entry, sha256=self.submission_sha256, settings=self.settings, arch=self.arch,
+                      seed=self.seed)
 
 
 class EpochMetrics(_Frozen):
@@ -231,7 +323,7 @@ class RunResult(_Frozen):
         )
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 Origin = Literal["measured", "published"]
 
 
@@ -241,11 +333,14 @@ class LeaderboardRow(_Frozen):
     The field order is the column order; ``schema_version`` changes whenever it does, and
     ``harness.leaderboard.MIGRATIONS`` gains the step from the previous version.
     Version 2 added ``compile`` and ``deterministic``; version 3 ``origin``, ``source``, ``topology``
-    and ``attempt``.
+    and ``attempt``; version 4 ``submission_path``, and attempts counted per entry (kind and name) as
+    well as per file version (:data:`RUN_COLUMNS`).
     Accuracies are percentages; ``best_epoch`` is 0-indexed. A failed run has empty accuracy
     columns and ``status=failed`` (its reason is in ``runs/<run_id>/failure.txt``). ``attempt``
-    numbers the rows of one run (same file version, profile, phase, topology, architecture, seed
-    and settings) in the order they were appended: a retried seed is visible in the file.
+    numbers the rows of one run (:class:`RunKey`: same entry, file version, settings, architecture and
+    seed) in the order they were appended: a retried seed is visible in the file. ``submission_path``
+    is where the file was evaluated from (relative to the leaderboard's directory when it lies under
+    it): a file of the same name from another place is another author's, never a version of this entry.
     A ``published`` row was reported elsewhere (``source`` says where) and is never measured here:
     what its source does not say is empty, and it stays outside every score, rank and test.
     """
@@ -256,6 +351,7 @@ class LeaderboardRow(_Frozen):
     finished_at: str | None = Field(default=None, description="UTC, ISO 8601")
     submission: str
     submission_sha256: str | None = None
+    submission_path: str = Field(default="", description="where the file was evaluated from; empty when unknown")
     kind: Kind
     profile: str
     phase: Phase
@@ -297,8 +393,16 @@ class LeaderboardRow(_Frozen):
             raise ValueError("a measured row has no source")
         return self
 
+    @property
+    def key(self) -> RunKey:
+        """The run this measured row is an attempt of."""
+        return RunKey(entry=EntryKey(kind=self.kind, name=self.submission), sha256=self.submission_sha256 or "",
+                      settings=RunSettings(profile=self.profile, phase=self.phase, topology=self.topology,
+                                           precision=self.precision or "fp32", compile=bool(self.compile),
+                                           deterministic=bool(self.deterministic)),
+                      arch=self.arch, seed=self.seed)
+
 
 LEADERBOARD_COLUMNS: tuple[str, ...] = tuple(LeaderboardRow.model_fields)
-RUN_IDENTITY: tuple[str, ...] = ("submission_sha256", "profile", "phase", "topology", "arch", "seed", "precision",
-                                 "compile", "deterministic")
-"""The columns that say which run a measured row is an attempt of."""
+if not set(RUN_COLUMNS) <= set(LEADERBOARD_COLUMNS):
+    raise RuntimeError("every identity column must be a leaderboard column")

@@ -2,7 +2,9 @@
 
 ::
 
-    <runs>/<profile>/<stem>-<sha256[:12]>/     EvalDir: one submission file version, one profile
+    <runs>/<profile>/<kind>/<stem>-<sha256[:12]>/
+                                               EvalDir: one entry's file version (kind: submission
+                                               or baseline; stem: the entry's name), one profile
         submission.py                          the copy that is hashed, checked and run
         check.log                              the worker's output during the interface check
         <phase>/<arch>-seed<seed>[-settings]/  RunDir: one run (other settings: another directory)
@@ -26,7 +28,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.protocol import EpochMetrics, RunResult, RunSpec
+from harness.protocol import EntryKey, EpochMetrics, RunResult, RunSpec
 
 
 @dataclass(frozen=True)
@@ -100,19 +102,21 @@ class RunDir:
 
 @dataclass(frozen=True)
 class EvalDir:
-    """One submission file version's directory under one profile."""
+    """One entry's file version's directory under one profile: a baseline and a submission, or two
+    entries with byte-identical files, never share one."""
 
     path: Path
 
     @classmethod
-    def of(cls, runs_dir: Path, profile: str, stem: str, sha256: str) -> EvalDir:
-        return cls(Path(runs_dir) / profile / f"{stem}-{sha256[:12]}")
+    def of(cls, runs_dir: Path, profile: str, entry: EntryKey, sha256: str) -> EvalDir:
+        return cls(Path(runs_dir) / profile / entry.kind / f"{entry.name.removesuffix('.py')}-{sha256[:12]}")
 
     submission = property(lambda self: self.path / "submission.py")
     check_log = property(lambda self: self.path / "check.log")
 
     def run(self, spec: RunSpec) -> RunDir:
-        """The run's directory: ``<phase>/<arch>-seed<seed>``, with the settings that are not the
+        """The run's directory (one per :class:`~harness.protocol.RunKey`; the entry and file version
+        are this directory's): ``<phase>/<arch>-seed<seed>``, with the settings that are not the
         protocol's own appended (``-independent``, ``-bf16``, ``-compile``, ``-deterministic``), so
         that runs with other settings never share a checkpoint, a pending row or a metrics file."""
         extra = [spec.topology] if spec.topology != "shared" else []

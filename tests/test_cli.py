@@ -119,16 +119,16 @@ def test_evaluate_tiny_appends_ok_rows_and_writes_run_dirs(tmp_path):
 
 def test_evaluate_several_files_schedules_them_together_and_reports_a_rejected_one(tmp_path):
     example = REPO / "submissions" / "example_loss.py"
-    r = harness("evaluate", example, REPO / "baselines" / "dwa.py", SUBMISSIONS / "no_class.py", example,
+    r = harness("evaluate", example, SUBMISSIONS / "dwa_state.py", SUBMISSIONS / "no_class.py", example,
                 "--profile", "tiny", "--jobs", "2", cwd=tmp_path)
     assert r.returncode == 2, r.stdout + r.stderr  # a file was rejected; the others were evaluated
     out = " ".join(r.stdout.split())
     assert "defines no top-level `class MultiTaskLoss" in out and f"not ok: {SUBMISSIONS / 'no_class.py'}" in out
-    assert "the same file as one already listed" in out
+    assert f"{example}: listed twice; evaluated once" in out
     assert "runs: resnet20 x seeds 42 x 2 files" in out and "progress: 2/2 runs ended" in out
     df = pd.read_csv(tmp_path / "leaderboard-tiny.csv")
-    assert sorted(df["submission"]) == ["dwa.py", "example_loss.py"] and (df["status"] == "ok").all()
-    assert "│ example_loss.py │ resnet20 │" in r.stdout and "│ dwa.py          │ resnet20 │" in r.stdout
+    assert sorted(df["submission"]) == ["dwa_state.py", "example_loss.py"] and (df["status"] == "ok").all()
+    assert "│ example_loss.py │ resnet20 │" in r.stdout and "│ dwa_state.py    │ resnet20 │" in r.stdout
 
 
 def test_evaluate_reports_a_failed_run_and_finishes_the_others(tmp_path):

@@ -83,7 +83,7 @@ def test_ctrl_c_stops_cleanly_removes_sandboxes_keeps_checkpoints_and_says_how_t
     assert "interrupted" in out and "run the same command again to resume" in " ".join(out.split())
     assert "Traceback" not in out, out
     assert not (tmp_path / "leaderboard-smoke.csv").exists() or pd.read_csv(tmp_path / "leaderboard-smoke.csv").empty
-    runs = sorted((tmp_path / "runs").glob("smoke/*/public/resnet20-seed*"))
+    runs = sorted((tmp_path / "runs").glob("smoke/*/*/public/resnet20-seed*"))
     assert len(runs) == 2 and all(_checkpoint_epochs(r) >= 1 for r in runs)
     for pid in pids:  # the run processes are gone, and nothing they started is left
         assert not os.path.exists(f"/proc/{pid}")

@@ -74,9 +74,9 @@ def test_a_resumed_run_is_measured_only_on_the_steps_of_this_session():
 def test_several_files_are_labelled_by_file():
     profile = tiny_profile()
     a = run_spec(profile, "resnet20", 1, submission="a.py")
-    b = run_spec(profile, "resnet20", 1, submission="b.py").model_copy(update={"submission_sha256": "1" * 64})
+    b = run_spec(profile, "resnet20", 1, submission="b.py")  # byte-identical to a.py: its own entry all the same
     p, _, _ = _progress([a, b], parallel=1)
     assert sorted(r.label for r in p.runs.values()) == ["a resnet20 seed 1", "b resnet20 seed 1"]
-    c = b.model_copy(update={"submission": "a.py"})  # another file of the same name
+    c = a.model_copy(update={"kind": "baseline"})  # a baseline of the same name: another entry
     p, _, _ = _progress([a, c], parallel=1)
-    assert sorted(r.label for r in p.runs.values()) == [f"a@{'0' * 8} resnet20 seed 1", f"a@{'1' * 8} resnet20 seed 1"]
+    assert sorted(r.label for r in p.runs.values()) == ["a (baseline) resnet20 seed 1", "a (submission) resnet20 seed 1"]

@@ -212,7 +212,7 @@ def _evaluate_and_kill_in_second_epoch(cwd):
     metrics = None
     while time.monotonic() < deadline and proc.poll() is None:
         # the epoch-1 checkpoint is complete once the manifest names it: the run is in epoch 2
-        found = list((cwd / "runs").glob("smoke/*/public/resnet20-seed42*/checkpoint/manifest.json"))
+        found = list((cwd / "runs").glob("smoke/*/*/public/resnet20-seed42*/checkpoint/manifest.json"))
         if found and '"epochs_done": 1' in found[0].read_text():
             metrics = found[0].parent.parent / "metrics.jsonl"
             break

@@ -67,16 +67,16 @@ def test_models_lists_parameter_counts(tmp_path):
 def test_evaluate_with_a_topology_records_it_and_keeps_it_apart(tmp_path):
     lb = tmp_path / "lb.csv"
     common = ("--profile", "tiny", "--sandbox", "none", "--leaderboard", lb, "--runs-dir", tmp_path / "runs")
-    r = harness("evaluate", BASELINES / "equal_weighting.py", "--topology", "reuse-coarse", *common, cwd=tmp_path)
+    r = harness("baselines", "--only", "equal_weighting", "--topology", "reuse-coarse", *common, cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     # what the Gramian would cover: the coarse network, which the fine loss reaches through the reused logits
     backbone = count_parameters(build_model("resnet20").backbone.parameters())
     coarse_net = backbone + 64 * 20 + 20
     total = 2 * backbone + (64 + 20) * 100 + 100 + 64 * 20 + 20
     assert f"both tasks reach {coarse_net:,} of its {total:,} parameters" in r.stdout, r.stdout
-    r = harness("evaluate", BASELINES / "equal_weighting.py", *common, cwd=tmp_path)  # the shared topology
+    r = harness("baselines", "--only", "equal_weighting", *common, cwd=tmp_path)  # the shared topology
     assert r.returncode == 0 and "nothing to run" not in r.stdout, r.stdout  # another run, not a repeat
-    r = harness("evaluate", BASELINES / "equal_weighting.py", "--topology", "reuse-coarse", "--force", *common,
+    r = harness("baselines", "--only", "equal_weighting", "--topology", "reuse-coarse", "--force", *common,
                 cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     rows = read_rows(lb)
@@ -91,9 +91,10 @@ def test_runs_with_other_settings_have_their_own_directories(tmp_path):
     """A topology (or precision) run never shares a checkpoint, a pending row or a metrics file with
     the shared run of the same architecture and seed."""
     from conftest import run_spec, tiny_profile
+    from harness.protocol import EntryKey
     from harness.rundir import EvalDir
 
-    eval_dir = EvalDir.of(tmp_path, "tiny", "loss", "ab" * 32)
+    eval_dir = EvalDir.of(tmp_path, "tiny", EntryKey(kind="submission", name="loss.py"), "ab" * 32)
     spec = run_spec(tiny_profile())
     shared = eval_dir.run(spec)
     assert shared.path.name == "resnet20-seed42"  # the protocol's own settings: the name runs always had

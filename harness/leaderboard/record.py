@@ -16,8 +16,8 @@ import torch
 
 from harness.errors import LeaderboardError
 from harness.fileio import write_atomic
-from harness.leaderboard.store import append_row
-from harness.protocol import SCHEMA_VERSION, LeaderboardRow, RunResult, RunSpec
+from harness.leaderboard.store import append_row, rows_of
+from harness.protocol import SCHEMA_VERSION, LeaderboardRow, RunResult, RunSpec, SeriesKey
 from harness.provenance import device_name, harness_commit, harness_version, utc_now
 from harness.rundir import EvalDir, RunDir
 
@@ -26,7 +26,7 @@ def row_for(spec: RunSpec, result: RunResult, run_id: str) -> LeaderboardRow:
     """The leaderboard row of a finished run (ok or failed)."""
     return LeaderboardRow(
         finished_at=utc_now(), submission=spec.submission, submission_sha256=spec.submission_sha256,
-        kind=spec.kind, profile=spec.profile.name, phase=spec.phase, topology=spec.topology, arch=spec.arch,
+        submission_path=spec.submission_path, kind=spec.kind, profile=spec.profile.name, phase=spec.phase, topology=spec.topology, arch=spec.arch,
         seed=spec.seed,
         epochs=spec.profile.epochs, best_fine_acc=result.best_fine_acc, best_epoch=result.best_epoch,
         final_fine_acc=result.final_fine_acc, best_coarse_acc=result.best_coarse_acc,
@@ -89,8 +89,8 @@ class Recorder:
         return None, None
 
     def recover(self, eval_dir: EvalDir, spec: RunSpec) -> tuple[LeaderboardRow | None, str | None]:
-        """Append the ok row that an earlier evaluation finished for the run ``spec`` describes (its
-        file version, profile, phase and settings) but could not write. Returns ``(row, problem)``:
+        """Append the ok row that an earlier evaluation finished for the run ``spec`` describes (the
+        same :class:`~harness.protocol.RunKey`) but could not write. Returns ``(row, problem)``:
         ``(None, None)`` when there is no such row, ``(row, None)`` when it was appended now, and
         ``(row, problem)`` when it still cannot be (it stays in ``row.json``; the run is not trained
         again)."""
@@ -99,25 +99,20 @@ class Recorder:
             row = LeaderboardRow.model_validate_json(run.pending_row.read_text())
         except (OSError, ValueError):
             return None, None
-        row = row.model_copy(update={"schema_version": SCHEMA_VERSION})  # kept by an older version
-        wanted = (spec.submission_sha256, spec.kind, spec.profile.name, spec.phase, spec.topology, spec.arch,
-                  spec.seed, "ok", spec.precision, spec.compile, spec.deterministic)
-        found = (row.submission_sha256, row.kind, row.profile, row.phase, row.topology, row.arch, row.seed,
-                 row.status, row.precision, row.compile, row.deterministic)
-        if found != wanted:
+        # kept by an older version: this one's schema, and the place this evaluation records
+        row = row.model_copy(update={"schema_version": SCHEMA_VERSION,
+                                     "submission_path": row.submission_path or spec.submission_path})
+        if row.origin != "measured" or row.status != "ok" or row.key != spec.key:
             return None, None
         problem, _ = self._append(row, run)
         return row, problem
 
 
-def completed_runs(rows: pd.DataFrame, sha: str, profile: str, phase: str, settings: dict) -> dict[tuple[str, int], str]:
-    """``{(arch, seed): finished_at}`` of this file version, profile, phase and protocol settings
-    (precision, compile, deterministic, topology) whose latest attempt is ok: the rule the standings count by
-    (a seed whose latest attempt failed is run again)."""
-    mine = rows[(rows["origin"] == "measured") & (rows["submission_sha256"] == sha) & (rows["profile"] == profile)
-                & (rows["phase"] == phase)]
-    for column, value in settings.items():
-        mine = mine[mine[column].astype(str).str.lower() == str(value).lower()]
+def completed_runs(rows: pd.DataFrame, series: SeriesKey) -> dict[tuple[str, int], str]:
+    """``{(arch, seed): finished_at}`` of the runs of ``series`` (this entry's file version under these
+    settings) whose latest attempt is ok: the rule the standings count by (a seed whose latest attempt
+    failed is run again). Another entry's runs never count, even of a byte-identical file."""
+    mine = rows_of(rows, series)
     latest = mine.sort_values("finished_at", kind="stable").groupby(["arch", "seed"], sort=False).tail(1)
     ok = latest[latest["status"] == "ok"]
     return {(str(a), int(s)): str(t) for a, s, t in zip(ok["arch"], ok["seed"], ok["finished_at"])}

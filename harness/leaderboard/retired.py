@@ -3,6 +3,10 @@
 The leaderboard stays append-only: ``harness retire`` appends an event (``retire`` or ``restore``)
 to ``<csv>.retired`` beside it, under the leaderboard's lock, and a version is hidden while its
 latest event is ``retire``. Deleting the side file brings every version back.
+
+A version is an entry's (kind and name) file version (sha256): retiring a submission's version never
+hides a baseline's, whatever their names. Events written before the kind was recorded (a side file
+whose header has no ``kind``) apply to every kind.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from filelock import FileLock
 from harness.errors import UsageError
 from harness.provenance import utc_now
 
-FIELDS = ("at", "action", "submission", "submission_sha256", "reason")
+FIELDS = ("at", "action", "submission", "submission_sha256", "reason", "kind")  # kind last: older files lack it
 
 
 @dataclass(frozen=True)
@@ -27,15 +31,20 @@ class Retired:
     sha256: str
     at: str
     reason: str
+    kind: str = ""  # "" (an older event): every kind
+
+    def hides(self, kind: str, submission: str, sha256: str) -> bool:
+        return (submission, sha256) == (self.submission, self.sha256) and self.kind in ("", kind)
 
 
 def side_path(lb_path: Path) -> Path:
     return Path(f"{lb_path}.retired")
 
 
-def append_event(lb_path: Path, action: str, submission: str, sha256: str, reason: str = "") -> None:
+def append_event(lb_path: Path, action: str, kind: str, submission: str, sha256: str, reason: str = "") -> None:
     """Append one ``retire`` or ``restore`` event (one write on an O_APPEND descriptor, fsynced)."""
-    assert action in ("retire", "restore")
+    if action not in ("retire", "restore"):
+        raise ValueError(f"unknown retire event {action!r}")
     buf = io.StringIO()
     path = side_path(lb_path)
     with FileLock(str(lb_path) + ".lock"):
@@ -46,7 +55,8 @@ def append_event(lb_path: Path, action: str, submission: str, sha256: str, reaso
                 f.seek(-1, os.SEEK_END)
                 if f.read(1) != b"\n":  # a last line without its newline must not swallow this event
                     buf.write("\n")
-        csv.writer(buf, lineterminator="\n").writerow([utc_now(), action, submission, sha256, " ".join(reason.split())])
+        csv.writer(buf, lineterminator="\n").writerow([utc_now(), action, submission, sha256, " ".join(reason.split()),
+                                                       kind])
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, buf.getvalue().encode("utf-8"))
@@ -55,22 +65,25 @@ def append_event(lb_path: Path, action: str, submission: str, sha256: str, reaso
             os.close(fd)
 
 
-def retired(lb_path: Path) -> dict[tuple[str, str], Retired]:
-    """``(submission, sha256)`` -> the versions whose latest event is ``retire`` (empty without a
-    side file). A version is a file name and its content: two files with the same content are two
-    versions. Lines that are not events are skipped."""
+def retired(lb_path: Path) -> dict[tuple[str, str, str], Retired]:
+    """``(kind, submission, sha256)`` -> the versions whose latest event is ``retire`` (empty without
+    a side file; kind "" for an event of an older file, which applies to every kind). A version is an
+    entry's file version: two entries with the same content are two versions. Lines that are not
+    events are skipped."""
     path = side_path(lb_path)
     if not path.exists():
         return {}
-    latest: dict[tuple[str, str], dict[str, str]] = {}
+    latest: dict[tuple[str, str, str], dict[str, str]] = {}
     try:
         with open(path, newline="", encoding="utf-8", errors="replace") as f:
-            for row in csv.DictReader(f):
+            for row in csv.DictReader(f, restkey="_rest"):
+                kind = row.get("kind") or (row.get("_rest") or [""])[0]  # appended to an older header
                 if row.get("submission_sha256") and row.get("submission") and row.get("action") in ("retire",
                                                                                                     "restore"):
-                    latest[(row["submission"], row["submission_sha256"])] = row
+                    latest[(kind if kind in ("submission", "baseline") else "", row["submission"],
+                            row["submission_sha256"])] = row
     except csv.Error as e:
         raise UsageError(f"{path} is not a list of retire events ({e}); fix or delete it (deleting it shows every "
                          "version again)") from None
-    return {key: Retired(key[0], key[1], r.get("at") or "", r.get("reason") or "")
+    return {key: Retired(key[1], key[2], r.get("at") or "", r.get("reason") or "", key[0])
             for key, r in latest.items() if r["action"] == "retire"}

@@ -23,7 +23,8 @@ import pandas as pd
 from filelock import FileLock
 
 from harness.errors import LeaderboardError, UsageError
-from harness.protocol import LEADERBOARD_COLUMNS, RUN_IDENTITY, SCHEMA_VERSION, LeaderboardRow
+from harness.protocol import (LEADERBOARD_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION, LeaderboardRow, SeriesKey,
+                              key_values)
 
 
 def _csv_line(values: list[object]) -> str:
@@ -41,7 +42,16 @@ _V1_COLUMNS = (
 )
 _V2_COLUMNS = _V1_COLUMNS[:_V1_COLUMNS.index("torch_version")] + ("compile", "deterministic") + _V1_COLUMNS[
     _V1_COLUMNS.index("torch_version"):]
-COLUMNS_BY_VERSION: dict[int, tuple[str, ...]] = {1: _V1_COLUMNS, 2: _V2_COLUMNS, SCHEMA_VERSION: LEADERBOARD_COLUMNS}
+_V3_COLUMNS = (
+    "schema_version", "origin", "source", "finished_at", "submission", "submission_sha256", "kind", "profile", "phase",
+    "topology", "arch", "seed", "attempt", "epochs", "best_fine_acc", "best_epoch", "final_fine_acc",
+    "best_coarse_acc", "wall_seconds", "device", "precision", "channels_last", "compile", "deterministic",
+    "torch_version", "harness_version", "harness_commit", "sandbox", "run_id", "status",
+)
+_V3_RUN = ("submission_sha256", "profile", "phase", "topology", "arch", "seed", "precision", "compile",
+           "deterministic")  # what version 3 counted attempts by (the file's content only)
+COLUMNS_BY_VERSION: dict[int, tuple[str, ...]] = {1: _V1_COLUMNS, 2: _V2_COLUMNS, 3: _V3_COLUMNS,
+                                                  SCHEMA_VERSION: LEADERBOARD_COLUMNS}
 
 
 def _v1_to_v2(df: pd.DataFrame) -> pd.DataFrame:
@@ -59,12 +69,26 @@ def _v2_to_v3(df: pd.DataFrame) -> pd.DataFrame:
     df["origin"] = "measured"
     df["source"] = ""
     df["topology"] = "shared"
-    df["attempt"] = (df.groupby(list(RUN_IDENTITY), sort=False).cumcount() + 1).astype(str)
+    df["attempt"] = (df.groupby(list(_V3_RUN), sort=False).cumcount() + 1).astype(str)
     return df
 
 
-MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
-assert set(COLUMNS_BY_VERSION) == set(MIGRATIONS) | {SCHEMA_VERSION}
+def _v3_to_v4(df: pd.DataFrame) -> pd.DataFrame:
+    """v4 added ``submission_path`` (unknown for older rows: empty) and counts attempts per entry
+    (kind and name) as well as per file version: a copy of another entry's file was counted as a
+    retry of that entry's runs. Measured rows' attempts are renumbered in the order they were
+    appended; published rows keep theirs (none)."""
+    df = df.copy()
+    df["submission_path"] = ""
+    measured = df["origin"] == "measured"
+    keys = [df.loc[measured, c].astype(str).str.lower() for c in RUN_COLUMNS]
+    df.loc[measured, "attempt"] = (df.loc[measured].groupby(keys, sort=False).cumcount() + 1).astype(str)
+    return df
+
+
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
+if set(COLUMNS_BY_VERSION) != set(MIGRATIONS) | {SCHEMA_VERSION}:
+    raise RuntimeError("every older schema version needs its migration step")
 
 
 def _header_version(first_line: str) -> int | None:
@@ -110,14 +134,27 @@ def _check_header(path: Path) -> bool:
     return True
 
 
-def _attempt(path: Path, row: LeaderboardRow) -> int:
-    """1 + the rows of the same run already in the file (read under the append lock)."""
-    rows = read_rows(path)
+def _cell(value: object) -> str:
+    """A key cell as text, the same whether it was read from the CSV or comes from a model."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    text = str(_format(value))
+    return text.lower() if text in ("True", "False") else text
+
+
+def rows_of(rows: pd.DataFrame, key: SeriesKey) -> pd.DataFrame:
+    """The measured rows of ``key``: one run's attempts for a :class:`~harness.protocol.RunKey`, a
+    series' rows for a :class:`~harness.protocol.SeriesKey`."""
     rows = rows[rows["origin"] == "measured"]
     same = pd.Series(True, index=rows.index)
-    for column in RUN_IDENTITY:
-        same &= rows[column].astype(str).str.lower() == str(_format(getattr(row, column))).lower()
-    return 1 + int(same.sum())
+    for column, value in key_values(key).items():
+        same &= rows[column].map(_cell) == _cell(value)
+    return rows[same]
+
+
+def _attempt(path: Path, row: LeaderboardRow) -> int:
+    """1 + the rows of the same run already in the file (read under the append lock)."""
+    return 1 + len(rows_of(read_rows(path), row.key))
 
 
 def append_row(path: Path, row: LeaderboardRow) -> LeaderboardRow:
@@ -157,9 +194,10 @@ def read_rows(path: Path) -> pd.DataFrame:
     path = Path(path)
     if not _check_header(path):
         return pd.DataFrame(columns=list(LEADERBOARD_COLUMNS))
-    df = pd.read_csv(path, dtype={"submission_sha256": str, "harness_commit": str, "source": str},
-                     on_bad_lines="skip")
+    df = pd.read_csv(path, dtype={"submission": str, "submission_sha256": str, "harness_commit": str, "source": str,
+                                  "submission_path": str}, on_bad_lines="skip")
     df["source"] = df["source"].fillna("")
+    df["submission_path"] = df["submission_path"].fillna("")
     df = df[df["status"].isin(["ok", "failed"])].reset_index(drop=True)  # drops a line torn by a crash
     # a torn line read as NaN made these float; without it they are whole numbers again
     df = df.astype({"seed": "int64", "epochs": "int64", "attempt": "Int64"})

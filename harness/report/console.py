@@ -52,8 +52,8 @@ def planned_file(console: Console, f, lb_path: Path) -> None:
     """What is known of a :class:`~harness.plan.PlannedFile` before training: runs skipped, rows of an
     earlier evaluation recorded now or still unwritten."""
     for (arch, seed), finished in f.skipped.items():
-        console.print(f"skipping {escape(f.path.name)} {arch} seed {seed}: already in {escape(str(lb_path))} (ok, "
-                      f"finished {finished}) for this file version; --force re-runs it")
+        console.print(f"skipping {escape(f.entry.name)} {arch} seed {seed}: already in {escape(str(lb_path))} (ok, "
+                      f"finished {finished}) for this version of the entry; --force re-runs it")
     for row in f.recovered:
         console.print(f"recorded {escape(row.submission)} {row.arch} seed {row.seed} in {escape(str(lb_path))}: the "
                       f"run finished at {row.finished_at} but its row could not be written then")
@@ -101,15 +101,17 @@ def results(console: Console, records: Sequence[Recorded], lb_path: Path, *, sev
                   + (f"; [red]{unwritten} row(s) could not be written[/] (see above)" if unwritten else ""))
 
 
-def standing(console: Console, lb_path: Path, profile: Profile, phase: Phase, shas: Collection[str]) -> None:
-    """These file versions against the baselines already in the leaderboard (same profile and phase)."""
+def standing(console: Console, lb_path: Path, profile: Profile, phase: Phase,
+             versions: Collection[tuple[str, str, str]]) -> None:
+    """These entries' file versions (``(kind, name, sha256)``) against the baselines already in the
+    leaderboard (same profile and phase)."""
     from harness import leaderboard, report
 
     from harness.leaderboard.retired import retired
 
     rep = report.build(leaderboard.read_rows(lb_path), phase, profile.name, retired(lb_path))
-    mine = [e for e in rep.entries if e.sha256 in shas]
-    others = [e for e in rep.entries if e.kind == "baseline" and e.sha256 not in shas]
+    mine = [e for e in rep.entries if e.version_key in versions]
+    others = [e for e in rep.entries if e.kind == "baseline" and e.version_key not in versions]
     if not mine:
         return
     if not others and not any(e.kind == "baseline" for e in mine):  # evaluating baselines: they are the baselines
@@ -117,7 +119,7 @@ def standing(console: Console, lb_path: Path, profile: Profile, phase: Phase, sh
                       f"`harness baselines --profile {profile.name}` adds them")
     rep = dataclasses.replace(rep, entries=mine + others, references=[])
     console.print(f"standing in {escape(str(lb_path))} (profile {profile.name}, phase {phase}):")
-    report.render_table(rep, console, highlight=shas)
+    report.render_table(rep, console, highlight=versions)
 
 
 def bench(console: Console, rep, *, rounds: int, steps: int) -> None:

@@ -41,9 +41,9 @@ class Report:
 
 
 def build(df: pd.DataFrame, phase: Phase, profile: str | None = None,
-          retired: Mapping[tuple[str, str], Retired] | None = None) -> Report:
+          retired: Mapping[tuple[str, str, str], Retired] | None = None) -> Report:
     """Aggregate the leaderboard rows of one profile and phase. With several profiles in the
-    file, ``profile`` must name one. The measured rows of ``retired`` versions (by file name and
+    file, ``profile`` must name one. The measured rows of ``retired`` versions (by kind, name and
     sha256) are left out, as if never appended; the report lists them."""
     profiles = sorted(set(df["profile"])) if len(df) else []
     if profile is None:
@@ -52,10 +52,11 @@ def build(df: pd.DataFrame, phase: Phase, profile: str | None = None,
                              "--profile")
         profile = profiles[0] if profiles else "full"
     df = df[df["profile"] == profile]
-    retired = retired or {}
-    keys = pd.Series(list(zip(df["submission"], df["submission_sha256"])), index=df.index, dtype=object)
-    hidden = (df["origin"] == "measured") & keys.isin(list(retired))
-    gone = [retired[k] for k in sorted(set(keys[hidden]))]
+    events = list((retired or {}).values())
+    which = [next((r for r in events if r.hides(k, n, s)), None)
+             for k, n, s in zip(df["kind"], df["submission"], df["submission_sha256"])]
+    hidden = (df["origin"] == "measured") & pd.Series([w is not None for w in which], index=df.index, dtype=bool)
+    gone = sorted({w for w, h in zip(which, hidden) if h and w is not None}, key=lambda r: (r.submission, r.sha256))
     df = df[~hidden]
     profile_archs = PROFILES[profile].archs if profile in PROFILES else ()
     seeds = PROFILES[profile].seeds if profile in PROFILES else ()

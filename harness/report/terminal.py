@@ -22,7 +22,7 @@ from harness.static_sweep import CONTROL_LABEL
 _REF = REFERENCE_BASELINE.removesuffix(".py")
 
 
-def render_table(report: Report, console: Console, *, highlight: Collection[str] = ()) -> None:
+def render_table(report: Report, console: Console, *, highlight: Collection[tuple[str, str, str]] = ()) -> None:
     """Print the sections of ``report``; rows of the file versions in ``highlight`` in bold."""
     notes = {src: i + 1 for i, src in enumerate(dict.fromkeys(e.source for e in report.references))}
     sections = [(kind, title, report.section(kind)) for kind, title in SECTIONS]
@@ -48,19 +48,19 @@ def _label(e: Standing, notes: dict[str, int]) -> str:
 
 
 def _detailed(report: Report, kind: str, title: str, rows: list[Standing], notes: dict[str, int],
-              highlight: Collection[str]) -> Table:
+              highlight: Collection[tuple[str, str, str]]) -> Table:
     table = Table(title=title, title_justify="left")
     cols, cells = section_table(report, kind, source=False)
     for col in cols:
         table.add_column(col, justify="left" if col == "entry" else "right", no_wrap=True)
     for e, row in zip(rows, cells):
         row[cols.index("entry")] = _label(e, notes)
-        table.add_row(*(escape(c) for c in row), style="bold" if e.sha256 in highlight else None)
+        table.add_row(*(escape(c) for c in row), style="bold" if e.version_key in highlight else None)
     return table
 
 
 def _compact(report: Report, kind: str, title: str, rows: list[Standing], notes: dict[str, int],
-             highlight: Collection[str]) -> Table:
+             highlight: Collection[tuple[str, str, str]]) -> Table:
     unders = [[_under(e, arch) for arch in report.archs] + [_diff(e.pooled) if e.pooled else ""] for e in rows]
     has_diff = any(u for row in unders for u in row)
     has_cost = any(e.cost is not None for e in rows)
@@ -79,7 +79,7 @@ def _compact(report: Report, kind: str, title: str, rows: list[Standing], notes:
             for top, u in zip(tops, under)]
         if has_cost:
             cells.append(f"{e.cost:.2f}x" if e.cost is not None else "")
-        table.add_row(*cells, style="bold" if e.sha256 in highlight else None)
+        table.add_row(*cells, style="bold" if e.version_key in highlight else None)
     return table
 
 

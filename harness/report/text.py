@@ -164,7 +164,7 @@ def render_csv(report: Report) -> str:
         for e in report.section(kind):
             rec = {"section": "control" if e.kind == "control" else kind, "rank": e.rank, "rank_best": e.rank_range and e.rank_range[0],
                    "rank_worst": e.rank_range and e.rank_range[1], "entry": e.label, "submission_sha256": e.sha256,
-                   "superseded": e.version.startswith("superseded")}
+                   "superseded": e.version.startswith("superseded"), "identical_to": "; ".join(e.identical_to)}
             comparisons = [(arch, e.archs[arch]) for arch in report.archs] + [("pooled", e.pooled)]
             for arch, s in comparisons:
                 if arch != "pooled":
@@ -184,7 +184,7 @@ def render_csv(report: Report) -> str:
             records.append(rec)
     per_arch = ("mean", "std", "n", "final_mean", "coarse_mean", "picked", "failed", "failed_seeds", "missing_seeds", "retried_seeds")
     compared = ("diff", "diff_low", "diff_high", "paired", "p", "p_holm")
-    cols = (["section", "rank", "rank_best", "rank_worst", "entry", "submission_sha256", "superseded"]
+    cols = (["section", "rank", "rank_best", "rank_worst", "entry", "submission_sha256", "superseded", "identical_to"]
             + [f"{a}_{k}" for a in report.archs for k in per_arch + compared]
             + [f"pooled_{k}" for k in compared] + ["score", "score_low", "score_high", "cost", "source"])
     df = pd.DataFrame(records, columns=cols)
