@@ -5,7 +5,7 @@ For each architecture on the chosen device, three training loops with the same m
 size, optimizer settings and precision are timed in interleaved rounds (so that a noisy
 neighbour slows all three alike), each over a fixed number of steps after a warm-up:
 
-- ``harness``: the harness's own :func:`harness.train.train_one_epoch` (device-resident loader
+- ``harness``: the harness's own :func:`harness.training.trainer.train_one_epoch` (device-resident loader
   with batched crop and flip, the loss-worker round trip in the sandbox, the optimizer);
 - ``bare``: pre-made batches already on the device, fixed weights, no loader, no augmentation,
   no worker: the limit the harness should approach;
@@ -30,13 +30,13 @@ from typing import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from harness.data import CIFAR100_MEAN, CIFAR100_STD, Split, TrainLoader, eval_batches
-from harness.models import build_model
+from harness.training.data import CIFAR100_MEAN, CIFAR100_STD, Split, TrainLoader, eval_batches
+from harness.training.models import build_model
 from harness.protocol import PROFILES, Precision
-from harness.sandbox import Sandbox, available_sandboxes, get_sandbox, resolve_sandbox
-from harness.device import autocast_context, device_for_slot, resolve_precision, set_fp32_precision, threads_per_run
-from harness.train import evaluate, train_one_epoch
-from harness.worker_client import LossWorker, StepRequest
+from harness.isolation.sandbox import Sandbox, available_sandboxes, get_sandbox, resolve_sandbox
+from harness.training.device import autocast_context, device_for_slot, resolve_precision, set_fp32_precision, threads_per_run
+from harness.training.trainer import evaluate, train_one_epoch
+from harness.isolation.client import LossWorker, StepRequest
 
 EQUAL_WEIGHTING = "import torch.nn as nn\n\nclass MultiTaskLoss(nn.Module):\n" \
                   "    def forward(self, fine_loss, coarse_loss, epoch, total_epochs):\n" \

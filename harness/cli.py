@@ -13,15 +13,15 @@ import sys
 from rich.console import Console
 from rich.markup import escape
 
-from harness.data import default_data_dir, download_cifar100, write_synthetic
-from harness.device import determinism_env
+from harness.training.data import default_data_dir, download_cifar100, write_synthetic
+from harness.training.device import determinism_env
 from harness.errors import ExitCode, HarnessError, SubmissionRejected, UsageError
 from harness import cli_parser
 from harness.aggregate import REFERENCE_BASELINE
 from harness.protocol import TOPOLOGIES, get_profile
 from harness.names import check_name
-from harness.sandbox import resolve_sandbox
-from harness.submission import interface_check, static_check
+from harness.isolation.sandbox import resolve_sandbox
+from harness.isolation.check import interface_check, static_check
 
 def _evaluate_options(args: argparse.Namespace, kind: str):
     """The options model from the command line; what was not given keeps the model's default, and
@@ -93,7 +93,7 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_image_build(args: argparse.Namespace, console: Console) -> int:
-    from harness.sandbox.image import build_image
+    from harness.isolation.sandbox.image import build_image
 
     build_image(base_image=args.base_image, bootstrap=args.bootstrap, console=console)
     return ExitCode.OK
@@ -216,7 +216,7 @@ def cmd_models(args: argparse.Namespace, console: Console) -> int:
     """Parameters per architecture and topology, and how many of them both tasks share."""
     import torch
 
-    from harness.models import available_archs, build_model, count_parameters, load_hidden_archs, shared_parameters
+    from harness.training.models import available_archs, build_model, count_parameters, load_hidden_archs, shared_parameters
     from harness.report import console as show
 
     if args.hidden:
@@ -248,7 +248,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     import torch
 
     from harness.bench import run_bench
-    from harness.device import resolve_device
+    from harness.training.device import resolve_device
 
     device = resolve_device(args.device)
     if device.type == "cpu" and args.threads:

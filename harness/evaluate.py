@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from harness import leaderboard
-from harness.data import load_profile_data
-from harness.device import resolve_precision
+from harness.training.data import load_profile_data
+from harness.training.device import resolve_precision
 from harness.errors import ExitCode, SubmissionRejected
 from harness.executors import Job
 from harness.leaderboard.record import Recorded, Recorder
@@ -27,8 +27,8 @@ from harness.plan import (EvaluateOptions, device_label, make_executor, parallel
 from harness.progress import EvaluationProgress
 from harness.protocol import RunResult
 from harness.report import console as show
-from harness.sandbox import resolve_sandbox
-from harness.submission import interface_check
+from harness.isolation.sandbox import resolve_sandbox
+from harness.isolation.check import interface_check
 
 
 def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Console) -> ExitCode:

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from harness.executors import RunObserver
-from harness.models import forward_macs
+from harness.training.models import forward_macs
 from harness.protocol import EpochMetrics, RunKey, RunResult, RunSpec
 
 REFRESH_S = 0.5  # how often the ETAs are recomputed

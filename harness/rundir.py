@@ -15,7 +15,7 @@
             result.json                        its RunResult
             failure.txt                        why it failed (only when it did)
             row.json                           its leaderboard row, while that row is unwritten
-            checkpoint/                        per-epoch checkpoints (harness.checkpoint)
+            checkpoint/                        per-epoch checkpoints (harness.training.checkpoint)
 
 A run's id in the leaderboard (``run_id``) is its directory relative to ``<runs>``. Writers
 and readers (trainer, recorder, report, checkpointer) go through :class:`EvalDir` and

@@ -1,6 +1,6 @@
 """Hidden architecture for the final phase: VGG-16 with BatchNorm (configuration D).
 
-Loaded by ``harness.models.load_hidden_archs`` only for ``--phase final``. Backbone: 13
+Loaded by ``harness.training.models.load_hidden_archs`` only for ``--phase final``. Backbone: 13
 3x3 convs, each followed by BatchNorm and ReLU, five 2x2 max-pools (32 -> 1), 512-d
 features. Each head is the usual CIFAR VGG classifier:
 Linear 512-512, ReLU, Dropout, Linear 512-512, ReLU, Dropout, Linear 512-k.
@@ -12,7 +12,7 @@ BatchNorm weight 1 and bias 0, every Linear layer N(0, 0.01) with zero bias.
 
 from torch import nn
 
-from harness.models import register_arch
+from harness.training.models import register_arch
 
 CONFIG_D = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 

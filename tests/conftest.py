@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.data import load_dataset, write_synthetic
+from harness.training.data import load_dataset, write_synthetic
 
 REPO = Path(__file__).resolve().parent.parent
 SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
@@ -88,7 +88,7 @@ REQUIRED_SANDBOXES = {s for s in os.environ.get("HARNESS_REQUIRE_SANDBOXES", "")
 def require_sandbox(name: str):
     """The backend, or skip the test when it is not installed here; a backend listed in
     ``HARNESS_REQUIRE_SANDBOXES`` (CI sets it) fails the test instead of skipping it."""
-    from harness.sandbox import get_sandbox
+    from harness.isolation.sandbox import get_sandbox
 
     sandbox = get_sandbox(name)
     if not sandbox.available():

@@ -13,9 +13,9 @@ MAX_LINES = 420  # "no module over ~400 lines"
 # The sandboxed worker is one file by design: each sandbox mounts that single script read-only and
 # runs it isolated (python -I), so it cannot import a sibling module. It holds the wire format, the
 # interface checks and the per-step contract, and may be a little longer.
-LIMITS = {"harness.worker": 450}
+LIMITS = {"harness.isolation.worker": 450}
 # a package that imports its own backends to register them is the one allowed cycle
-REGISTERING = {"harness.sandbox"}
+REGISTERING = {"harness.isolation.sandbox"}
 
 
 def _module_name(path: Path) -> str:

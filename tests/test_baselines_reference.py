@@ -35,10 +35,10 @@ from torchjd.autojac import jac_to_grad, mtl_backward
 from torchjd.linalg import QuadprogProjector
 
 from conftest import BASELINES, run_spec, tiny_profile
-from harness.data import TrainLoader
-from harness.models import build_model
-from harness.sandbox import get_sandbox
-from harness.train import run_one
+from harness.training.data import TrainLoader
+from harness.training.models import build_model
+from harness.isolation.sandbox import get_sandbox
+from harness.training.trainer import run_one
 
 F64 = torch.float64
 EXACT = dict(rtol=1e-9, atol=1e-12)

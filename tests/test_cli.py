@@ -227,7 +227,7 @@ def test_auto_sandbox_falls_back_loudly_for_the_demo_profiles(tmp_path):
 
 
 def test_default_evaluation_uses_a_real_sandbox_when_there_is_one(tmp_path):
-    from harness.sandbox import AUTO_ORDER, get_sandbox
+    from harness.isolation.sandbox import AUTO_ORDER, get_sandbox
 
     available = [name for name in AUTO_ORDER if get_sandbox(name).available()]
     if not available:

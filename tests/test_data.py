@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.data import (CIFAR100_MEAN, CIFAR100_STD, DatasetError, Split, TrainLoader, epoch_generator,
+from harness.training.data import (CIFAR100_MEAN, CIFAR100_STD, DatasetError, Split, TrainLoader, epoch_generator,
                           eval_batches, load_dataset, load_split, write_synthetic)
 
 

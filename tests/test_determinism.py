@@ -1,8 +1,8 @@
 import torch
 
 from conftest import BASELINES, run_spec, tiny_profile
-from harness.sandbox import get_sandbox
-from harness.train import run_one
+from harness.isolation.sandbox import get_sandbox
+from harness.training.trainer import run_one
 
 
 def _train(seed, tiny_splits, run_dir):

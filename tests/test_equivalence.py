@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from conftest import BASELINES, SUBMISSIONS, run_spec, tiny_profile
-from harness.data import TrainLoader
-from harness.models import build_model
-from harness.sandbox import get_sandbox
-from harness.train import run_one
+from harness.training.data import TrainLoader
+from harness.training.models import build_model
+from harness.isolation.sandbox import get_sandbox
+from harness.training.trainer import run_one
 
 
 def _load(path):

@@ -90,7 +90,7 @@ def test_ctrl_c_stops_cleanly_removes_sandboxes_keeps_checkpoints_and_says_how_t
     leftovers = [p for p in map(int, filter(str.isdigit, os.listdir("/proc"))) if str(tmp_path) in " ".join(cmdline(p))]
     assert leftovers == [], [cmdline(p) for p in leftovers]
     if sandbox == "docker":
-        from harness.sandbox.docker import LABEL, _client
+        from harness.isolation.sandbox.docker import LABEL, _client
 
         owners = [c.labels.get(LABEL) for c in _client().containers.list(all=True, filters={"label": LABEL})]
         assert not set(map(str, pids)) & set(owners), owners

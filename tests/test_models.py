@@ -3,7 +3,7 @@ import torch
 
 from harness.errors import UsageError
 
-from harness.models import available_archs, build_model, count_parameters, get_arch, load_hidden_archs
+from harness.training.models import available_archs, build_model, count_parameters, get_arch, load_hidden_archs
 
 
 @pytest.mark.parametrize("arch, expected", [("resnet20", 0.27e6), ("resnet56", 0.86e6)])

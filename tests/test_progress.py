@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from conftest import run_spec, tiny_profile
-from harness.models import forward_macs
+from harness.training.models import forward_macs
 from harness.progress import EvaluationProgress
 from harness.protocol import RunResult
 

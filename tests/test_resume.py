@@ -16,8 +16,8 @@ import pytest
 
 from conftest import BASELINES, REPO, harness_env, run_spec, tiny_profile
 from harness.rundir import RunDir
-from harness.sandbox import get_sandbox
-from harness.train import TrainHooks, run_one
+from harness.isolation.sandbox import get_sandbox
+from harness.training.trainer import TrainHooks, run_one
 from test_cli import harness
 
 
@@ -132,8 +132,8 @@ def test_an_unusable_checkpoint_is_reported_and_the_run_starts_fresh(tmp_path, t
     from scratch, exactly as a fresh run."""
     import torch
 
-    from harness.checkpoint import Checkpointer
-    from harness.models import build_model
+    from harness.training.checkpoint import Checkpointer
+    from harness.training.models import build_model
 
     train, test = tiny_splits
     spec = run_spec(tiny_profile(epochs=2), submission="dwa.py")
@@ -165,7 +165,7 @@ def test_checkpoint_tensors_load_on_the_cpu_whatever_the_run_device(tmp_path, ti
     the model and optimizer state to the run's device itself."""
     import torch
 
-    from harness.checkpoint import Checkpointer
+    from harness.training.checkpoint import Checkpointer
 
     with pytest.raises(Crash):
         _run(tmp_path, tiny_splits, "r", CrashAfter(epoch=0))

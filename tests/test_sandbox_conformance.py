@@ -19,7 +19,7 @@ import pytest
 
 from conftest import loopback_listener, require_sandbox
 from harness.protocol import OptimizerSettings
-from harness.worker_client import LossWorker, StepRequest, WorkerError
+from harness.isolation.client import LossWorker, StepRequest, WorkerError
 
 TEMPLATE = Path(__file__).parent / "sandbox_probe_template.py"
 BACKENDS = [pytest.param("none"), pytest.param("bwrap", marks=pytest.mark.bwrap),
@@ -142,8 +142,8 @@ def test_memory_cap(name, tmp_path, listener):
 def test_bwrap_rlimit_fallback_caps_memory_and_cpu_time(tmp_path, monkeypatch):
     """Where cgroups cannot be used, bwrap's worker still runs under an address-space cap and a
     total CPU-time cap (the per-run budget counts only the trainer's waits for replies)."""
-    import harness.sandbox.bwrap as bwrap
-    from harness.sandbox.limits import CgroupSet, Limits
+    import harness.isolation.sandbox.bwrap as bwrap
+    from harness.isolation.sandbox.limits import CgroupSet, Limits
 
     sandbox = backend("bwrap")
     monkeypatch.setattr(bwrap, "make_cgroups", lambda limits: CgroupSet())

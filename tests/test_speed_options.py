@@ -10,10 +10,10 @@ import torch
 import torch.nn as nn
 
 from conftest import BASELINES, run_spec, tiny_profile
-from harness.models import build_model, get_arch, register_arch
-from harness.sandbox import get_sandbox
-from harness.device import autocast_context, set_determinism
-from harness.train import run_one
+from harness.training.models import build_model, get_arch, register_arch
+from harness.isolation.sandbox import get_sandbox
+from harness.training.device import autocast_context, set_determinism
+from harness.training.trainer import run_one
 
 TOY = "toy_cnn_for_tests"
 try:
@@ -68,7 +68,7 @@ def test_fp32_means_ieee_float32_on_cuda_and_tf32_is_its_own_setting():
     """torch >= 2.9 runs cuDNN convolutions in TF32 by default; a row that says fp32 must not have.
     The flags are process-wide and readable without a GPU, so the contract is checked here; the
     CUDA kernels that obey them run only on a GPU."""
-    from harness.device import set_fp32_precision
+    from harness.training.device import set_fp32_precision
 
     conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
     before = conv.fp32_precision, matmul.fp32_precision

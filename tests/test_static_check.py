@@ -5,7 +5,7 @@ import textwrap
 import pytest
 
 from harness.errors import SubmissionRejected
-from harness.submission import static_check
+from harness.isolation.check import static_check
 
 HEADER = "import torch\nimport torch.nn as nn\n\n\nclass MultiTaskLoss(nn.Module):\n"
 

@@ -8,7 +8,7 @@ import torch
 
 from conftest import BASELINES
 from harness.leaderboard import read_rows
-from harness.models import build_model, count_parameters, shared_parameters
+from harness.training.models import build_model, count_parameters, shared_parameters
 from harness.protocol import TOPOLOGIES
 from test_cli import harness
 

@@ -4,10 +4,10 @@ import pytest
 
 from conftest import BASELINES, REDTEAM, SUBMISSIONS, run_spec, tiny_profile
 from harness.protocol import OptimizerSettings
-from harness.sandbox import get_sandbox
-from harness.submission import SubmissionRejected, interface_check, static_check
-from harness.train import run_one
-from harness.worker_client import LossWorker, StepRequest
+from harness.isolation.sandbox import get_sandbox
+from harness.isolation.check import SubmissionRejected, interface_check, static_check
+from harness.training.trainer import run_one
+from harness.isolation.client import LossWorker, StepRequest
 
 NONE = get_sandbox("none")
 
@@ -90,7 +90,7 @@ def test_aliased_gradients_are_scaled_once():
     gradients in place, so each must be its own: compared with autograd of the weighted sum."""
     import torch
 
-    from harness.train import _set_combined_gradients, _task_gradients
+    from harness.training.trainer import _set_combined_gradients, _task_gradients
 
     p, q = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.full((3,), 2.0))
     x = torch.tensor([1.0, -2.0, 3.0])
@@ -126,8 +126,8 @@ def test_head_loss_gives_the_heads_their_own_weights():
     ((float("nan"), 1.0, 1.0, 1.0, 1.0), 0b1111, False, "non-finite"),
 ])
 def test_a_result_record_that_contradicts_itself_is_a_protocol_violation(values, flags, head_loss, message):
-    from harness import worker as wire
-    from harness.worker_client import StepReply, WorkerError
+    from harness.isolation import worker as wire
+    from harness.isolation.client import StepReply, WorkerError
 
     payload = wire.RESULT_RECORD.pack(*values, flags)
     if message is None:

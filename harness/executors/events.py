@@ -1,7 +1,7 @@
 """One run, wherever it runs, and the events it sends to the driver.
 
 :func:`execute` is the one way a run is carried out, by every executor: it loads the data (unless
-it is handed over), calls :func:`harness.train.run_one` with a :class:`Reporter` as its hooks, and
+it is handed over), calls :func:`harness.training.trainer.run_one` with a :class:`Reporter` as its hooks, and
 sends what happens as small typed events through ``send`` (a pipe, a Ray actor, or a direct call
 for the inline executor). The driver's side, :func:`deliver`, turns each event into a call of its
 :class:`~harness.executors.RunObserver`. Every event carries the ``key`` the executor gave the run.
@@ -18,8 +18,8 @@ from pathlib import Path
 
 from harness.executors import Job, RunObserver
 from harness.protocol import EpochMetrics, RunResult, RunSpec
-from harness.sandbox import Sandbox
-from harness.train import TrainHooks
+from harness.isolation.sandbox import Sandbox
+from harness.training.trainer import TrainHooks
 
 STEP_BATCH = 10  # steps per progress event
 
@@ -163,9 +163,9 @@ def execute(job: Job, *, sandbox: Sandbox | str, send: Send, key: object, data=N
     """
     import torch
 
-    from harness.data import load_profile_data
-    from harness.sandbox import get_sandbox
-    from harness.train import run_one
+    from harness.training.data import load_profile_data
+    from harness.isolation.sandbox import get_sandbox
+    from harness.training.trainer import run_one
 
     if handle_signals:
         _stop_when_the_driver_dies()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness.executors import Executor, Job, OnResult, RunObserver
 from harness.executors.events import deliver, execute
-from harness.sandbox import Sandbox
+from harness.isolation.sandbox import Sandbox
 
 
 class InlineExecutor(Executor):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from harness.device import device_for_slot, threads_per_run
+from harness.training.device import device_for_slot, threads_per_run
 from harness.executors import STOP_GRACE_S, Executor, Job, OnResult, RunObserver
 from harness.executors.events import INTERRUPTED, Finished, Interrupted, deliver, execute, placed_here
 from harness.protocol import RunResult, RunSpec

@@ -12,7 +12,7 @@ leaderboard.
 Ray's own retries are off: a task that is lost (its worker process or node died, its result
 object lost) is resubmitted by the driver up to ``retries`` times, visibly, and the new attempt
 resumes from the run's last checkpoint; after that the run fails with the reason. An error
-inside the run is not a lost task: :func:`harness.train.run_one` turns it into a failed result.
+inside the run is not a lost task: :func:`harness.training.trainer.run_one` turns it into a failed result.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import ray
 
-from harness.data import Split
-from harness.device import determinism_env
+from harness.training.data import Split
+from harness.training.device import determinism_env
 from harness.errors import UsageError
 from harness.executors import STOP_GRACE_S, Executor, Job, OnResult, RunObserver
 from harness.executors.events import Finished, Interrupted, deliver, execute, placed_here

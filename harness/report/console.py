@@ -14,8 +14,8 @@ from rich.table import Table
 
 from harness.leaderboard.record import Recorded
 from harness.protocol import Phase, Profile
-from harness.sandbox import as_user_path
-from harness.submission import CheckReport
+from harness.isolation.sandbox import as_user_path
+from harness.isolation.check import CheckReport
 
 
 def capabilities(console: Console, report: CheckReport, profile: Profile | None = None) -> None:
@@ -170,7 +170,7 @@ def topology(console: Console, name: str, archs: Sequence[str]) -> None:
     the Gramian covers for a file that asks for it (all parameters when none is shared)."""
     import torch
 
-    from harness.models import build_model, shared_parameters
+    from harness.training.models import build_model, shared_parameters
 
     for arch in archs:
         torch.manual_seed(0)

@@ -14,7 +14,7 @@ from rich.table import Table
 from harness.aggregate import DEFAULT_SETTINGS, settings_label
 from harness.errors import UsageError
 from harness.names import place_of
-from harness.submission import sha256_file
+from harness.isolation.check import sha256_file
 
 
 def submission_rows(rows: pd.DataFrame, target: str, lb_path: Path, profile: str | None = None,

@@ -18,8 +18,8 @@ import pytest
 
 from conftest import BASELINES, require_sandbox, run_spec, tiny_profile
 from harness.protocol import OptimizerSettings
-from harness.train import run_one
-from harness.worker_client import LossWorker, StepRequest, WorkerError
+from harness.training.trainer import run_one
+from harness.isolation.client import LossWorker, StepRequest, WorkerError
 
 HERE = Path(__file__).resolve().parent / "protocol"
 BACKENDS = ["none", "bwrap", "docker"]
@@ -28,7 +28,7 @@ BACKENDS = ["none", "bwrap", "docker"]
 def hostile(backend: str, script: str, monkeypatch) -> object:
     """The backend, launching ``script`` where it would launch the real worker."""
     sandbox = require_sandbox(backend)
-    module = importlib.import_module(f"harness.sandbox.{backend}")
+    module = importlib.import_module(f"harness.isolation.sandbox.{backend}")
     monkeypatch.setattr(module, "WORKER_SCRIPT", HERE / script)
     return sandbox
 

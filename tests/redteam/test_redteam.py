@@ -25,8 +25,8 @@ import pytest
 
 from conftest import harness_env, loopback_listener, require_sandbox, run_spec, tiny_profile
 from harness.errors import SubmissionRejected
-from harness.submission import interface_check, static_check
-from harness.train import run_one
+from harness.isolation.check import interface_check, static_check
+from harness.training.trainer import run_one
 
 # (file, static check: message or None if it passes, sandboxed outcome, message)
 CASES = [

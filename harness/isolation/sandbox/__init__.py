@@ -2,7 +2,7 @@
 
 A backend turns "run the worker on this submission file" into a process whose stdin and
 stdout are the protocol pipes and whose stderr goes to the run's worker log. The trainer
-talks to whatever it returns through :class:`harness.worker_client.LossWorker` and never
+talks to whatever it returns through :class:`harness.isolation.client.LossWorker` and never
 imports the submission itself.
 """
 
@@ -144,6 +144,6 @@ def resolve_sandbox(name: str, *, allow_fallback: bool) -> tuple[Sandbox, str | 
                   f"and use the network (allowed for this demo profile only). To fix: {NO_SANDBOX_HELP}.")
 
 
-from harness.sandbox import bwrap as _bwrap  # noqa: E402,F401  (registers the backends)
-from harness.sandbox import docker as _docker  # noqa: E402,F401
-from harness.sandbox import none as _none  # noqa: E402,F401
+from harness.isolation.sandbox import bwrap as _bwrap  # noqa: E402,F401  (registers the backends)
+from harness.isolation.sandbox import docker as _docker  # noqa: E402,F401
+from harness.isolation.sandbox import none as _none  # noqa: E402,F401

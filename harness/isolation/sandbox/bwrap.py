@@ -8,7 +8,7 @@ directories (a virtual environment, pyenv, conda or a ``--user`` install alike, 
 the /tmp tmpfs so that one under /tmp stays visible), the worker script and the submission
 file, all read-only; a fresh /proc and a minimal, read-only /dev;
 a size-capped tmpfs at /tmp; die-with-parent and a new session; memory, process-count and
-CPU limits through a cgroup (:mod:`harness.sandbox.limits`). No data, runs dir,
+CPU limits through a cgroup (:mod:`harness.isolation.sandbox.limits`). No data, runs dir,
 leaderboard, home directory or host environment variable is visible.
 """
 
@@ -22,10 +22,10 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from harness.sandbox import (INSIDE_SUBMISSION, INSIDE_WORKER, WORKER_SCRIPT, Sandbox, register_sandbox, site_paths,
+from harness.isolation.sandbox import (INSIDE_SUBMISSION, INSIDE_WORKER, WORKER_SCRIPT, Sandbox, register_sandbox, site_paths,
                              worker_argv)
-from harness.sandbox.limits import CgroupSet, Limits, make_cgroups, rlimit_command
-from harness.sandbox.none import SINGLE_THREAD_ENV
+from harness.isolation.sandbox.limits import CgroupSet, Limits, make_cgroups, rlimit_command
+from harness.isolation.sandbox.none import SINGLE_THREAD_ENV
 
 
 

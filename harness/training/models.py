@@ -86,7 +86,7 @@ def get_arch(name: str) -> ArchSpec:
 
 def default_hidden_dir() -> Path:
     """``hidden/`` beside the package (a source checkout)."""
-    return Path(__file__).resolve().parent.parent / "hidden"
+    return Path(__file__).resolve().parents[2] / "hidden"
 
 
 def load_hidden_archs(hidden_dir: Path | None = None) -> list[str]:

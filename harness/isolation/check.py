@@ -2,7 +2,7 @@
 interface check (through the loss worker, in the sandbox).
 
 The contract itself is documented in ``submissions/README.md`` and enforced per call by
-:mod:`harness.worker`; the interface check drives a fresh worker through a short probe
+:mod:`harness.isolation.worker`; the interface check drives a fresh worker through a short probe
 schedule with exactly the messages training sends.
 """
 
@@ -19,10 +19,10 @@ from pathlib import Path
 
 from harness.errors import SubmissionRejected
 from harness.protocol import PROFILES, OptimizerSettings, Profile
-from harness.sandbox import Sandbox, as_user_path
-from harness.static_check import allowed_imports, find_problems
-from harness.worker import CAPABILITIES
-from harness.worker_client import LossWorker, StepRequest, WorkerError
+from harness.isolation.sandbox import Sandbox, as_user_path
+from harness.isolation.rules import allowed_imports, find_problems
+from harness.isolation.worker import CAPABILITIES
+from harness.isolation.client import LossWorker, StepRequest, WorkerError
 
 MAX_FILE_BYTES = 64 * 1024
 CIFAR100_TRAIN = 50_000  # training images of CIFAR-100 (the full protocol: 391 steps of 128 per epoch)
@@ -37,7 +37,7 @@ def static_check(path: Path) -> ast.Module:
 
     Checks: the file exists and is at most ``MAX_FILE_BYTES``; it is UTF-8 Python that
     parses; it defines a top-level ``class MultiTaskLoss`` with a base class; and it
-    breaks none of the rules of :mod:`harness.static_check` (all problems are listed).
+    breaks none of the rules of :mod:`harness.isolation.rules` (all problems are listed).
     """
     path = Path(path)
     if path.is_dir():

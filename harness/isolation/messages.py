@@ -2,7 +2,7 @@
 sends and the worker's replies, each validated as hostile input (every field checked, every text
 made printable), and :class:`WorkerError`, the one way a worker's failure is reported.
 
-The byte layouts are :mod:`harness.worker`'s (the sandboxed script holds the wire format).
+The byte layouts are :mod:`harness.isolation.worker`'s (the sandboxed script holds the wire format).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from harness import worker as wire
+from harness.isolation import worker as wire
 
 MAX_STAGE = 40  # characters of the worker's reported stage that are kept
 MAX_MESSAGE = 2000

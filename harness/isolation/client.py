@@ -21,10 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from harness import worker as wire
+from harness.isolation import worker as wire
 from harness.protocol import OptimizerSettings
-from harness.sandbox import Sandbox
-from harness.worker_messages import (MAX_MESSAGE, MAX_STAGE, Ready, StepReply, StepRequest, WorkerError, loss_state,
+from harness.isolation.sandbox import Sandbox
+from harness.isolation.messages import (MAX_MESSAGE, MAX_STAGE, Ready, StepReply, StepRequest, WorkerError, loss_state,
                                      printable)
 
 __all__ = ["LossWorker", "Ready", "StepReply", "StepRequest", "WorkerError", "printable"]

@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from harness.sandbox import INSIDE_SUBMISSION, INSIDE_WORKER, WORKER_SCRIPT, Sandbox, register_sandbox
-from harness.sandbox.limits import Limits
-from harness.sandbox.none import SINGLE_THREAD_ENV
+from harness.isolation.sandbox import INSIDE_SUBMISSION, INSIDE_WORKER, WORKER_SCRIPT, Sandbox, register_sandbox
+from harness.isolation.sandbox.limits import Limits
+from harness.isolation.sandbox.none import SINGLE_THREAD_ENV
 
 IMAGE = os.environ.get("HARNESS_SANDBOX_IMAGE", "harness-sandbox:latest")
 LABEL = "harness.loss-worker"

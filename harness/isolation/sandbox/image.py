@@ -22,10 +22,10 @@ import torch
 from rich.console import Console
 
 from harness.errors import HarnessError
-from harness.sandbox.docker import IMAGE, _client, docker_available
+from harness.isolation.sandbox.docker import IMAGE, _client, docker_available
 
 DEFAULT_BASE = "harness-base:bookworm"
-DOCKERFILE = Path(__file__).resolve().parent.parent.parent / "Dockerfile"
+DOCKERFILE = Path(__file__).resolve().parents[3] / "Dockerfile"
 
 
 def _docker() -> Any:

@@ -3,7 +3,7 @@
 Reads top to bottom. The model, the data, the optimizer, the schedule and the scorer
 live here; the submission lives in the loss worker, which sees two loss values (and
 what else it asked for) per step and answers with ``L``, ``dL/dfine``, ``dL/dcoarse``
-and which losses ``L`` uses at all (:class:`~harness.worker_client.StepReply`). Then:
+and which losses ``L`` uses at all (:class:`~harness.isolation.client.StepReply`). Then:
 
 * plain path: ``(dL/dfine * fine + dL/dcoarse * coarse).backward()`` over the losses ``L``
   uses: exactly the gradient of ``L``; a task ``L`` ignores gets no gradient at all (no
@@ -29,16 +29,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from harness.checkpoint import Checkpointer
-from harness.data import Split, TrainLoader, eval_batches
-from harness.device import autocast_context, set_determinism, set_fp32_precision
+from harness.training.checkpoint import Checkpointer
+from harness.training.data import Split, TrainLoader, eval_batches
+from harness.training.device import autocast_context, set_determinism, set_fp32_precision
 from harness.errors import RunFailed
-from harness.models import TwoHeadNet, build_model, task_reach
+from harness.training.models import TwoHeadNet, build_model, task_reach
 from harness.protocol import EpochMetrics, RunResult, RunSpec
 from harness.provenance import device_name
 from harness.rundir import RunDir
-from harness.sandbox import Sandbox, as_user_path
-from harness.worker_client import LossWorker, StepReply, StepRequest, WorkerError
+from harness.isolation.sandbox import Sandbox, as_user_path
+from harness.isolation.client import LossWorker, StepReply, StepRequest, WorkerError
 
 
 # ------------------------------------------------------------------------ one step

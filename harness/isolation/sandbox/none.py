@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from harness.sandbox import WORKER_SCRIPT, Sandbox, register_sandbox, worker_argv
+from harness.isolation.sandbox import WORKER_SCRIPT, Sandbox, register_sandbox, worker_argv
 
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
                      "CUDA_VISIBLE_DEVICES": ""}
