@@ -216,7 +216,7 @@ def cmd_models(args: argparse.Namespace, console: Console) -> int:
     """Parameters per architecture and topology, and how many of them both tasks share."""
     import torch
 
-    from harness.training.models import available_archs, build_model, count_parameters, load_hidden_archs, shared_parameters
+    from harness.training.models import available_archs, build_model, load_hidden_archs, parameter_counts
     from harness.report import console as show
 
     if args.hidden:
@@ -225,10 +225,7 @@ def cmd_models(args: argparse.Namespace, console: Console) -> int:
     for arch in available_archs(include_hidden=args.hidden):
         for topology in TOPOLOGIES:
             torch.manual_seed(0)
-            model = build_model(arch, topology=topology)
-            params = list(model.parameters())
-            shared = sum(p.numel() for p, s in zip(params, shared_parameters(model)) if s)
-            counts.append((arch, topology, count_parameters(params), shared))
+            counts.append((arch, topology, *parameter_counts(build_model(arch, topology=topology))))
     show.models(console, counts)
     return ExitCode.OK
 
@@ -257,10 +254,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     workers = args.reference_workers if args.reference_workers is not None else (0 if device.type == "cpu" else 4)
     log = (lambda m: console.print(f"[dim]{escape(m)}[/]")) if not args.json else (lambda m: print(m, file=sys.stderr))
     if args.jobs:
-        try:
-            sweep = tuple(int(n) for n in args.jobs.split(","))
-        except ValueError:
-            raise UsageError(f"--jobs takes a comma-separated list of counts like 1,2,4, got {args.jobs!r}") from None
+        sweep = tuple(dict.fromkeys(args.jobs))
         if any(n < 1 for n in sweep):
             raise UsageError("--jobs counts must be at least 1")
     else:

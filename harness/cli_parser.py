@@ -145,13 +145,13 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
                     help="sandbox of the harness step's worker (round trips are measured for every available one)")
     bn.add_argument("--reference-workers", type=int, help="DataLoader workers of the conventional pipeline "
                     "(default: 0 on a CPU, where workers would take the training's cores; 4 on a GPU)")
-    bn.add_argument("--jobs", metavar="N,N,...", help="also measure N concurrent runs on the device, e.g. 1,2,4 "
-                    "(default: 1,2,4 on a GPU, none on a CPU)")
+    bn.add_argument("--jobs", type=int, action="append", metavar="N", help="also measure N concurrent runs on the "
+                    "device (repeatable: --jobs 1 --jobs 2 --jobs 4; default: 1, 2 and 4 on a GPU, none on a CPU)")
     bn.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     bn.add_argument("--json", action="store_true", help="print the figures as JSON (progress goes to stderr)")
     bn.set_defaults(func=handlers["cmd_bench"])
 
-    md = sub.add_parser("models", help="parameter counts per architecture and topology (--topology), and what "
+    md = sub.add_parser("models", help="parameter counts per architecture and network topology, and what "
                                        "both tasks share (what the Gramian covers)")
     md.add_argument("--hidden", action="store_true", help="include the hidden architectures (vgg16bn)")
     md.add_argument("--hidden-dir", type=Path, help="where the hidden architectures are (default: ./hidden of the "
@@ -206,13 +206,13 @@ def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
         return EvaluateOptions.model_fields[name].default
 
     ev.add_argument("--profile", default="full", choices=list(PROFILES),
-                    help="full: the task card's protocol (default); quick: the same on CIFAR-100 for 30 "
+                    help="full: the task's protocol (default); quick: the same on CIFAR-100 for 30 "
                          "epochs, to iterate on a GPU (rows kept apart in leaderboard-quick.csv); smoke: a demo "
                          "on synthetic data; tiny: for tests")
     ev.add_argument("--phase", choices=["public", "final"],
                     help=f"final adds the hidden architecture (vgg16bn); default {default('phase')}")
     ev.add_argument("--topology", choices=list(TOPOLOGIES),
-                    help=f"how the two tasks share the network (seed 003): shared (the task card: one backbone, two "
+                    help=f"how the two tasks share the network (the topology study): shared (the task's network: one backbone, two "
                          f"heads), independent (a backbone per task, the control), reuse-coarse / reuse-fine (one "
                          f"head also reads the other head's logits), shared-reuse-*; recorded in every row and kept "
                          f"apart in the standings; `harness models` lists parameter counts; "
@@ -224,7 +224,7 @@ def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("--data-dir", type=Path, help="directory containing cifar-100-python/ "
                     "(default: $HARNESS_DATA_DIR, else the user cache dir)")
     ev.add_argument("--runs-dir", type=Path, help=f"where run directories go (default: {default('runs_dir')})")
-    ev.add_argument("--leaderboard", type=Path,
+    ev.add_argument("--leaderboard", type=Path, metavar="CSV",
                     help="CSV to append to (default: leaderboard.csv, or leaderboard-PROFILE.csv)")
     ev.add_argument("--sandbox", choices=["auto", *available_sandboxes()],
                     help=f"how the submission is isolated: auto picks a real sandbox; none runs it as a plain "

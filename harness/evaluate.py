@@ -22,12 +22,12 @@ from harness.training.device import resolve_precision
 from harness.errors import ExitCode, SubmissionRejected
 from harness.executors import Job
 from harness.leaderboard.record import Recorded, Recorder
-from harness.plan import (EvaluateOptions, device_label, make_executor, parallelism, plan_device, plan_files, plan_jobs,
-                          planned_archs, planned_seeds)
+from harness.plan import (EvaluateOptions, PlannedFile, device_label, make_executor, parallelism, plan_device,
+                          plan_files, plan_jobs, planned_archs, planned_seeds)
 from harness.progress import EvaluationProgress
 from harness.protocol import RunResult
 from harness.report import console as show
-from harness.isolation.sandbox import resolve_sandbox
+from harness.isolation.sandbox import Sandbox, resolve_sandbox
 from harness.isolation.check import interface_check
 
 
@@ -39,87 +39,115 @@ def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Conso
     with several, a rejected file is reported and the others go on. Setup errors raise other
     :class:`HarnessError` subclasses.
     """
-    paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
-    single = len(paths) == 1
-    profile, lb_path = opts.profile, opts.leaderboard_path
-    existing = leaderboard.read_rows(lb_path)  # refuses a foreign CSV before hours of training
-    archs, seeds = planned_archs(opts), planned_seeds(opts)
-    device = plan_device(opts)
-    precision = resolve_precision(opts.precision or profile.precision, device)
-    recorder = Recorder(lb_path, opts.runs_dir)
-    codes: dict[str, ExitCode] = {}  # per file as given
+    ev = Evaluation([Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths], opts, console)
+    files = ev.plan()
+    todo = ev.not_done(files)
+    if todo:
+        sandbox = ev.sandbox()
+        checked = ev.check(todo, sandbox)
+        if not checked:
+            return ev.exit_code()
+        ev.present(ev.run(checked, sandbox), several=len(checked) > 1)
+    ev.standing(files)
+    return ev.exit_code()
 
-    def rejected(path: Path, e: SubmissionRejected) -> None:
-        if single:
+
+class Evaluation:
+    """One ``harness evaluate`` (or ``harness baselines``): its steps in the order they run, and the
+    exit code of each file as given."""
+
+    def __init__(self, paths: list[Path], opts: EvaluateOptions, console: Console) -> None:
+        self.paths, self.opts, self.console = paths, opts, console
+        self.lb_path = opts.leaderboard_path
+        self.existing = leaderboard.read_rows(self.lb_path)  # refuses a foreign CSV before hours of training
+        self.archs, self.seeds = planned_archs(opts), planned_seeds(opts)
+        self.device = plan_device(opts)
+        self.precision = resolve_precision(opts.precision or opts.profile.precision, self.device)
+        self.recorder = Recorder(self.lb_path, opts.runs_dir)
+        self.codes: dict[str, ExitCode] = {}  # per file as given
+
+    def rejected(self, path: Path, e: SubmissionRejected) -> None:
+        """A file is refused: with one file that is the command's error; with several, the others go on."""
+        if len(self.paths) == 1:
             raise e
-        show.rejected(console, e)
-        codes[str(path)] = ExitCode.REJECTED
+        show.rejected(self.console, e)
+        self.codes[str(path)] = ExitCode.REJECTED
 
-    # plan: which files, which of their runs are done already
-    files = plan_files(paths, opts, existing, archs, seeds, precision, recorder, rejected,
-                       lambda path: console.print(f"{escape(str(path))}: listed twice; evaluated once"))
-    versions = {(f.entry.kind, f.entry.name, f.sha) for f in files}
-    for f in files:
-        show.planned_file(console, f, lb_path)
-        codes[str(f.path)] = ExitCode.RUN_FAILED if f.unwritten else ExitCode.OK
-    todo = [f for f in files if len(f.done()) < len(archs) * len(seeds)]
-    for f in files:
-        if f not in todo:
-            console.print(f"nothing to run: every run of {escape(str(f.entry))} (sha256 {f.sha[:12]}) is already in "
-                          f"{escape(str(lb_path))}")
-    if not todo:
-        show.standing(console, lb_path, profile, opts.phase, versions)
-        return max(codes.values(), default=ExitCode.OK)
+    def plan(self) -> list[PlannedFile]:
+        """Name, check and copy each file; what each has done already."""
+        files = plan_files(self.paths, self.opts, self.existing, self.archs, self.seeds, self.precision, self.recorder,
+                           self.rejected,
+                           lambda path: self.console.print(f"{escape(str(path))}: listed twice; evaluated once"))
+        self.versions = {(f.entry.kind, f.entry.name, f.sha) for f in files}
+        for f in files:
+            show.planned_file(self.console, f, self.lb_path)
+            self.codes[str(f.path)] = ExitCode.RUN_FAILED if f.unwritten else ExitCode.OK
+        return files
 
-    # check: each file's interface, in the sandbox
-    sandbox, warning = resolve_sandbox(opts.sandbox, allow_fallback=profile.allow_unsandboxed_fallback)
-    if warning:
-        show.warning(console, warning)
-    checked = []
-    for f in todo:
-        console.print(f"checking {escape(str(f.path))} (sha256 {f.sha[:12]}) in sandbox '{sandbox.name}'")
-        try:
-            report = interface_check(f.eval_dir.submission, sandbox=sandbox, log_path=f.eval_dir.check_log,
-                                     start_timeout=profile.worker_start_timeout_s,
-                                     call_timeout=profile.worker_call_timeout_s, shown_as=f.path)
-        except SubmissionRejected as e:
-            rejected(f.path, e)
-            continue
-        show.capabilities(console, report, profile)
-        checked.append(f)
-    if not checked:
-        return max(codes.values(), default=ExitCode.OK)
+    def not_done(self, files: list[PlannedFile]) -> list[PlannedFile]:
+        """The files with runs left to train."""
+        todo = [f for f in files if len(f.done()) < len(self.archs) * len(self.seeds)]
+        for f in files:
+            if f not in todo:
+                self.console.print(f"nothing to run: every run of {escape(str(f.entry))} (sha256 {f.sha[:12]}) is "
+                                   f"already in {escape(str(self.lb_path))}")
+        return todo
 
-    # run: every run not done yet, by one executor; each row recorded as its run ends
-    data = load_profile_data(profile, opts.data_dir)
-    jobs = plan_jobs(checked, opts, archs, seeds, device, sandbox.name, precision)
-    console.print(f"profile '{profile.name}': {profile.description}")
-    console.print(f"data: {len(data[0]):,} train / {len(data[1]):,} test images; device {device_label(device, opts)}; "
-                  f"runs: {', '.join(archs)} x seeds {', '.join(map(str, seeds))}"
-                  + (f" x {len(checked)} files" if len(checked) > 1 else ""))
-    console.print(f"settings: precision {precision}, compile {opts.compile}, deterministic {opts.deterministic}, "
-                  f"topology {opts.topology}")
-    if opts.topology != "shared":
-        show.topology(console, opts.topology, archs)
-    given = {f.entry: str(f.path) for f in files}  # the file each entry was given as
-    records: list[Recorded] = []
+    def sandbox(self) -> Sandbox:
+        sandbox, warning = resolve_sandbox(self.opts.sandbox, allow_fallback=self.opts.profile.allow_unsandboxed_fallback)
+        if warning:
+            show.warning(self.console, warning)
+        return sandbox
 
-    def on_result(job: Job, result: RunResult) -> None:
-        rec = recorder.record(job.spec, result, job.run_dir)
-        show.recorded(console, rec, lb_path, (job.submission, Path(given[job.spec.entry])))
-        records.append(rec)
-        name = given[job.spec.entry]
-        if not (rec.written and result.status == "ok"):
-            codes[name] = max(codes[name], ExitCode.RUN_FAILED)
+    def check(self, files: list[PlannedFile], sandbox: Sandbox) -> list[PlannedFile]:
+        """Each file's interface, in the sandbox; the files that pass."""
+        checked = []
+        for f in files:
+            self.console.print(f"checking {escape(str(f.path))} (sha256 {f.sha[:12]}) in sandbox '{sandbox.name}'")
+            profile = self.opts.profile
+            try:
+                report = interface_check(f.eval_dir.submission, sandbox=sandbox, log_path=f.eval_dir.check_log,
+                                         start_timeout=profile.worker_start_timeout_s,
+                                         call_timeout=profile.worker_call_timeout_s, shown_as=f.path)
+            except SubmissionRejected as e:
+                self.rejected(f.path, e)
+                continue
+            show.capabilities(self.console, report, profile)
+            checked.append(f)
+        return checked
 
-    executor = make_executor(opts, device, sandbox, data, len(jobs), say=lambda m: console.print(escape(m)))
-    with EvaluationProgress(console, [j.spec for j in jobs], parallel=parallelism(opts, len(jobs))) as progress:
-        executor.run(jobs, progress, on_result)
+    def run(self, files: list[PlannedFile], sandbox: Sandbox) -> list[Recorded]:
+        """Every run not done yet, by one executor; each row recorded as its run ends."""
+        opts, console = self.opts, self.console
+        data = load_profile_data(opts.profile, opts.data_dir)
+        jobs = plan_jobs(files, opts, self.archs, self.seeds, self.device, sandbox.name, self.precision)
+        show.run_plan(console, opts, data, self.archs, self.seeds, len(files), device_label(self.device, opts),
+                      self.precision)
+        given = {f.entry: f.path for f in files}  # the file each entry was given as
+        records: list[Recorded] = []
 
-    # present: this evaluation's results, and where the files stand
-    show.results(console, records, lb_path, several=len(checked) > 1)
-    show.standing(console, lb_path, profile, opts.phase, versions)
-    bad = sorted(name for name, code in codes.items() if code)
-    if len(paths) > 1 and bad:
-        console.print(f"[red]not ok:[/] {', '.join(bad)}")
-    return max(codes.values(), default=ExitCode.OK)
+        def on_result(job: Job, result: RunResult) -> None:
+            rec = self.recorder.record(job.spec, result, job.run_dir)
+            show.recorded(console, rec, self.lb_path, (job.submission, given[job.spec.entry]))
+            records.append(rec)
+            if not (rec.written and result.status == "ok"):
+                name = str(given[job.spec.entry])
+                self.codes[name] = max(self.codes[name], ExitCode.RUN_FAILED)
+
+        executor = make_executor(opts, self.device, sandbox, data, len(jobs), say=lambda m: console.print(escape(m)))
+        with EvaluationProgress(console, [j.spec for j in jobs], parallel=parallelism(opts, len(jobs))) as progress:
+            executor.run(jobs, progress, on_result)
+        return records
+
+    def present(self, records: list[Recorded], *, several: bool) -> None:
+        show.results(self.console, records, self.lb_path, several=several)
+
+    def standing(self, files: list[PlannedFile]) -> None:
+        show.standing(self.console, self.lb_path, self.opts.profile, self.opts.phase, self.versions)
+
+    def exit_code(self) -> ExitCode:
+        """The worst of the files' codes; with several files, the ones not ok are named."""
+        bad = sorted(name for name, code in self.codes.items() if code)
+        if len(self.paths) > 1 and bad:
+            self.console.print(f"[red]not ok:[/] {escape(', '.join(bad))}")
+        return max(self.codes.values(), default=ExitCode.OK)

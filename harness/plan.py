@@ -5,8 +5,8 @@ which executor carries them out.
 
 from __future__ import annotations
 
+import hashlib
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +27,8 @@ from harness.protocol import (HIDDEN_ARCHS, EntryKey, Kind, LeaderboardRow, Phas
                               Topology)
 from harness.provenance import device_name
 from harness.rundir import EvalDir
-from harness.isolation.check import sha256_file, static_check
+from harness.fileio import write_atomic
+from harness.isolation.check import read_submission, sha256_file, static_check
 
 ExecutorName = Literal["local", "ray"]
 
@@ -40,7 +41,7 @@ class EvaluateOptions(BaseModel):
 
     profile: Profile
     phase: Phase = "public"
-    topology: Topology = "shared"  # seed 003's network topologies; the task card's is shared
+    topology: Topology = "shared"  # the topology study's network topologies; the task's is shared
     archs: tuple[str, ...] = ()  # empty: the profile's (plus the hidden ones in the final phase)
     seeds: tuple[int, ...] = ()  # empty: the profile's
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -117,17 +118,14 @@ def prepare_submission(path: Path, runs_dir: Path, profile: Profile, entry: Entr
     """Statically check ``path`` and copy it into the evaluation directory of ``entry``; that copy is
     what is hashed, checked and run, so editing the file while an evaluation runs changes nothing.
     Returns the directory and the sha256. Raises ``SubmissionRejected``."""
-    static_check(path)
-    sha = sha256_file(path)
+    data = read_submission(path)  # read once: what is hashed is what is checked and copied
+    static_check(path, data)
+    sha = hashlib.sha256(data).hexdigest()
     eval_dir = EvalDir.of(runs_dir, profile.name, entry, sha)
     eval_dir.path.mkdir(parents=True, exist_ok=True)
     copy = eval_dir.submission
     if not copy.exists() or sha256_file(copy) != sha:
-        tmp = eval_dir.path / ".submission.py.tmp"
-        shutil.copyfile(path, tmp)
-        tmp.replace(copy)
-    if sha256_file(copy) != sha:  # the file changed between hashing and copying
-        raise SubmissionRejected(f"{path} changed while it was being read; run again")
+        write_atomic(copy, data)
     return eval_dir, sha
 
 

@@ -1,4 +1,4 @@
-"""The protocol as data: the task card's fixed settings, the profiles, and the records
+"""The protocol as data: the task's fixed protocol, the profiles, and the records
 that cross module boundaries (run spec, epoch metrics, run result, leaderboard row).
 
 Defaults live here and only here. Every run saves its full :class:`RunSpec` (which embeds
@@ -23,7 +23,7 @@ Phase = Literal["public", "final"]
 Kind = Literal["baseline", "submission"]
 Status = Literal["ok", "failed"]
 Topology = Literal["shared", "independent", "reuse-coarse", "reuse-fine", "shared-reuse-coarse", "shared-reuse-fine"]
-"""How the two tasks share the network (seed 003): ``shared``, the task card's one backbone with two
+"""How the two tasks share the network (the CIFAR-100 topology study): ``shared``, the task's one backbone with two
 heads; ``independent``, a backbone per task; ``reuse-coarse`` / ``reuse-fine``, independent backbones
 where one head also reads the other head's logits; ``shared-reuse-*``, the same on one backbone."""
 TOPOLOGIES: tuple[str, ...] = Topology.__args__
@@ -55,7 +55,7 @@ class OptimizerSettings(_Frozen):
 
 
 class Profile(_Frozen):
-    """A named set of protocol settings. ``full`` is the task card exactly."""
+    """A named set of protocol settings. ``full`` is the task's protocol exactly."""
 
     name: str
     description: str
@@ -86,7 +86,7 @@ class Profile(_Frozen):
 PROFILES: dict[str, Profile] = {
     "full": Profile(
         name="full",
-        description="the task card: CIFAR-100, 200 epochs, seeds 42/123/456, batch 128",
+        description="the task's protocol: CIFAR-100, 200 epochs, seeds 42/123/456, batch 128",
         dataset="cifar100",
         epochs=200,
         batch_size=128,

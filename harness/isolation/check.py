@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import stat
 import math
 import random
 import statistics
@@ -28,31 +29,61 @@ MAX_FILE_BYTES = 64 * 1024
 CIFAR100_TRAIN = 50_000  # training images of CIFAR-100 (the full protocol: 391 steps of 128 per epoch)
 
 
+_TOO_DEEP = ("{path}: nested too deeply to be checked (an expression or block nested hundreds of levels deep); "
+             "split it into smaller expressions")
+
+
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def static_check(path: Path) -> ast.Module:
+def read_submission(path: Path) -> bytes:
+    """The bytes of the submission file at ``path``, read once: it must be a regular file, and at most
+    ``MAX_FILE_BYTES + 1`` bytes are ever read (a huge or endless file costs nothing). Raises
+    :class:`SubmissionRejected` with what is wrong."""
+    path = Path(path)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise SubmissionRejected(f"{path}: no such file") from None
+    except OSError as e:
+        raise SubmissionRejected(f"{path}: cannot be read ({e.strerror or e})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise SubmissionRejected(f"{path} is a directory; pass the submission file(s) in it, e.g. {path}/*.py")
+    if not stat.S_ISREG(info.st_mode):
+        raise SubmissionRejected(f"{path}: not a regular file (a submission is one .py file)")
+    if info.st_size > MAX_FILE_BYTES:
+        raise SubmissionRejected(f"{path}: {info.st_size:,} bytes; a submission is at most {MAX_FILE_BYTES:,} bytes")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        raise SubmissionRejected(f"{path}: cannot be read ({e.strerror or e})") from None
+    if len(data) > MAX_FILE_BYTES:  # it grew after the stat
+        raise SubmissionRejected(f"{path}: over {MAX_FILE_BYTES:,} bytes; a submission is at most "
+                                 f"{MAX_FILE_BYTES:,} bytes")
+    return data
+
+
+def static_check(path: Path, data: bytes | None = None) -> ast.Module:
     """Reject files that cannot be a submission before anything is imported.
 
-    Checks: the file exists and is at most ``MAX_FILE_BYTES``; it is UTF-8 Python that
-    parses; it defines a top-level ``class MultiTaskLoss`` with a base class; and it
-    breaks none of the rules of :mod:`harness.isolation.rules` (all problems are listed).
+    Checks: the file is a regular file of at most ``MAX_FILE_BYTES`` (:func:`read_submission`; or
+    ``data``, its bytes read already); it is UTF-8 Python that parses; it defines a top-level
+    ``class MultiTaskLoss`` with a base class; and it breaks none of the rules of
+    :mod:`harness.isolation.rules` (all problems are listed).
     """
     path = Path(path)
-    if path.is_dir():
-        raise SubmissionRejected(f"{path} is a directory; pass the submission file(s) in it, e.g. {path}/*.py")
-    if not path.is_file():
-        raise SubmissionRejected(f"{path}: no such file")
-    data = path.read_bytes()
-    if len(data) > MAX_FILE_BYTES:
-        raise SubmissionRejected(f"{path}: {len(data):,} bytes; a submission is at most {MAX_FILE_BYTES:,} bytes")
+    if data is None:
+        data = read_submission(path)
     try:
         tree = ast.parse(data.decode("utf-8"), filename=str(path))
     except UnicodeDecodeError as e:
         raise SubmissionRejected(f"{path}: not UTF-8 text ({e})") from None
     except SyntaxError as e:
         raise SubmissionRejected(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
+    except (RecursionError, MemoryError):
+        raise SubmissionRejected(_TOO_DEEP.format(path=path)) from None
     classes = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "MultiTaskLoss"]
     if not classes:
         others = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.bases]
@@ -64,7 +95,10 @@ def static_check(path: Path) -> ast.Module:
         raise SubmissionRejected(f"{path}: defines no top-level `class MultiTaskLoss(nn.Module)`{hint}")
     if not classes[0].bases:
         raise SubmissionRejected(f"{path}:{classes[0].lineno}: MultiTaskLoss must derive from nn.Module")
-    problems = find_problems(tree)
+    try:
+        problems = find_problems(tree)
+    except RecursionError:
+        raise SubmissionRejected(_TOO_DEEP.format(path=path)) from None
     if problems:
         listing = "\n".join(f"  {path}:{p.line}: {p.message}" for p in problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""

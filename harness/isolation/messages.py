@@ -13,21 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.isolation import worker as wire
+from harness.text import printable
 
 MAX_STAGE = 40  # characters of the worker's reported stage that are kept
 MAX_MESSAGE = 2000
 MAX_PARAM_NAME = 200
-
-
-_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
-"""C0 and C1 control characters but newline and tab (terminal escape sequences start with ESC or
-CSI), and the zero-width and bidirectional-override characters that hide or reorder text."""
-
-
-def printable(text: str) -> str:
-    """Text that came from the worker, safe to print, store or render: every character of
-    :data:`_UNPRINTABLE` becomes ``?`` (no escape sequence reaches a terminal, a file or a page)."""
-    return _UNPRINTABLE.sub("?", text)
 
 
 class WorkerError(RuntimeError):

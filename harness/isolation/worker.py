@@ -67,7 +67,7 @@ are trained on (head k receives ``dH/dL_k * grad L_k``); the shared parameters f
 
 CAPABILITIES: dict[str, str] = {
     "gramian": "2x2 tensor G[i][j] = <g_i, g_j> of the per-task gradients (0 = fine, 1 = coarse) over "
-    "the parameters both losses reach (the shared backbone in the task card's topology), or over all "
+    "the parameters both losses reach (the shared backbone in the task's topology), or over all "
     "parameters when none is shared (independent networks: G[0][1] = 0)",
     "step": "int, global training step, 0-indexed (epoch * steps_per_epoch + batch index)",
     "steps_per_epoch": "int, training steps per epoch",
@@ -207,7 +207,7 @@ def _check_no_required_arguments(cls: Any) -> None:
 
 def read_head_loss(module: Any) -> Any:
     """The module's bound ``head_loss`` method, or None. Only a function defined on the class
-    counts: a task-card file that happens to keep an attribute of that name (``self.head_loss =
+    counts: a file written for the task's interface that happens to keep an attribute of that name (``self.head_loss =
     nn.CrossEntropyLoss()``, a number) is left alone. It takes ``(fine_loss, coarse_loss)``."""
     if not inspect.isfunction(inspect.getattr_static(type(module), HEAD_LOSS, None)):
         return None

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
-
 from harness.errors import UsageError
+from harness.fileio import append_text, lock_for
 from harness.provenance import utc_now
 
 FIELDS = ("at", "action", "submission", "submission_sha256", "reason", "kind")  # kind last: older files lack it
@@ -46,23 +44,11 @@ def append_event(lb_path: Path, action: str, kind: str, submission: str, sha256:
     if action not in ("retire", "restore"):
         raise ValueError(f"unknown retire event {action!r}")
     buf = io.StringIO()
-    path = side_path(lb_path)
-    with FileLock(str(lb_path) + ".lock"):
-        if not path.exists() or path.stat().st_size == 0:
-            csv.writer(buf, lineterminator="\n").writerow(FIELDS)
-        else:
-            with open(path, "rb") as f:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":  # a last line without its newline must not swallow this event
-                    buf.write("\n")
-        csv.writer(buf, lineterminator="\n").writerow([utc_now(), action, submission, sha256, " ".join(reason.split()),
-                                                       kind])
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, buf.getvalue().encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    csv.writer(buf, lineterminator="\n").writerow([utc_now(), action, submission, sha256, " ".join(reason.split()), kind])
+    header = io.StringIO()
+    csv.writer(header, lineterminator="\n").writerow(FIELDS)
+    with lock_for(lb_path):
+        append_text(side_path(lb_path), buf.getvalue(), header=header.getvalue())
 
 
 def retired(lb_path: Path) -> dict[tuple[str, str, str], Retired]:

@@ -2,9 +2,8 @@
 never rewriting.
 
 Appending takes an exclusive file lock (``<csv>.lock``), checks that the existing header
-is exactly this schema's, and writes the row with a single ``write`` on an ``O_APPEND``
-descriptor followed by ``fsync``; when the write or the fsync fails (a full disk) the file is
-truncated back to its previous size, so no partial row is left. A file with another header (a foreign CSV, an older
+is exactly this schema's, and writes the row with :func:`harness.fileio.append_text` (one
+``O_APPEND`` write, fsynced; truncated back on failure, so no partial row is left). A file with another header (a foreign CSV, an older
 schema) is never touched: :class:`LeaderboardError` says what was found and what to do.
 
 Schema changes: every version's columns are kept in ``COLUMNS_BY_VERSION`` and each step
@@ -20,9 +19,9 @@ import os
 from pathlib import Path
 
 import pandas as pd
-from filelock import FileLock
 
 from harness.errors import LeaderboardError, UsageError
+from harness.fileio import append_text, lock_for, write_atomic
 from harness.protocol import (LEADERBOARD_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION, LeaderboardRow, SeriesKey,
                               key_values)
 
@@ -162,29 +161,14 @@ def append_row(path: Path, row: LeaderboardRow) -> LeaderboardRow:
     its ``attempt`` number here, under the lock. Returns the row as written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
+    with lock_for(path):
         has_header = _check_header(path)
         if row.origin == "measured":
             row = row.model_copy(update={"attempt": _attempt(path, row) if has_header else 1})
-        line = _csv_line([_format(getattr(row, c)) for c in LEADERBOARD_COLUMNS])
-        if has_header:
-            with open(path, "rb") as f:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":  # a torn last line from a crash: start a fresh line
-                    line = "\n" + line
-        data = (line if has_header else HEADER_LINE + line).encode("utf-8")
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        size = os.fstat(fd).st_size
         try:
-            written = 0
-            while written < len(data):  # a short write (the disk filling up) is followed by its error
-                written += os.write(fd, data[written:])
-            os.fsync(fd)
+            append_text(path, _csv_line([_format(getattr(row, c)) for c in LEADERBOARD_COLUMNS]), header=HEADER_LINE)
         except OSError as e:
-            os.ftruncate(fd, size)  # no partial row: the file is as it was
             raise LeaderboardError(f"could not append to {path} ({e}); the file is unchanged") from e
-        finally:
-            os.close(fd)
     return row
 
 
@@ -229,9 +213,7 @@ def migrate(src: Path, dst: Path | None = None) -> tuple[Path, int]:
         df = MIGRATIONS[version](df)
         version += 1
     df["schema_version"] = str(SCHEMA_VERSION)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    df[list(LEADERBOARD_COLUMNS)].to_csv(tmp, index=False, lineterminator="\n")
-    tmp.replace(dst)
+    write_atomic(dst, df[list(LEADERBOARD_COLUMNS)].to_csv(index=False, lineterminator="\n").encode("utf-8"))
     return dst, original
 
 

@@ -165,18 +165,30 @@ def models(console: Console, counts: Sequence[tuple[str, str, int, int]]) -> Non
     console.print(table)
 
 
+def run_plan(console: Console, opts, data, archs: Sequence[str], seeds: Sequence[int], n_files: int, device: str,
+             precision: str) -> None:
+    """What is about to train: the profile, the data, the device, the runs and the settings."""
+    profile = opts.profile
+    console.print(f"profile '{profile.name}': {profile.description}")
+    console.print(f"data: {len(data[0]):,} train / {len(data[1]):,} test images; device {device}; "
+                  f"runs: {', '.join(archs)} x seeds {', '.join(map(str, seeds))}"
+                  + (f" x {n_files} files" if n_files > 1 else ""))
+    console.print(f"settings: precision {precision}, compile {opts.compile}, deterministic {opts.deterministic}, "
+                  f"topology {opts.topology}")
+    if opts.topology != "shared":
+        topology(console, opts.topology, archs)
+
+
 def topology(console: Console, name: str, archs: Sequence[str]) -> None:
     """What the topology shares on each architecture: the parameters both tasks' losses reach, which
     the Gramian covers for a file that asks for it (all parameters when none is shared)."""
     import torch
 
-    from harness.training.models import build_model, shared_parameters
+    from harness.training.models import build_model, parameter_counts
 
     for arch in archs:
         torch.manual_seed(0)
-        params = list((model := build_model(arch, topology=name)).parameters())
-        shared = sum(p.numel() for p, s in zip(params, shared_parameters(model)) if s)
-        total = sum(p.numel() for p in params)
+        total, shared = parameter_counts(build_model(arch, topology=name))
         what = (f"both tasks reach {shared:,} of its {total:,} parameters: the Gramian covers those" if shared else
                 f"no parameter of its {total:,} is shared: the Gramian covers all of them (G01 = 0)")
         console.print(f"topology {name} on {arch}: {what}")

@@ -10,11 +10,7 @@ from harness.report.figures import learning_curves, tradeoffs
 from harness.report.model import SECTIONS, Report
 from harness.report.text import legend, section_table
 from harness.rundir import RunDir
-
-
-def _printable(text: str | None) -> str | None:
-    """Control characters other than newline and tab dropped (the text may come from a submission)."""
-    return None if text is None else "".join(c for c in text if c.isprintable() or c in "\n\t")
+from harness.text import printable
 
 
 def failures(report: Report, runs_dir: Path, limit: int = 600) -> list[tuple[str, str, int, str]]:
@@ -25,7 +21,8 @@ def failures(report: Report, runs_dir: Path, limit: int = 600) -> list[tuple[str
         for arch, s in e.archs.items():
             for seed, run_id in sorted(s.failed_runs.items()):
                 run = RunDir.from_id(runs_dir, run_id)
-                text = _printable(run.read_failure())
+                failure = run.read_failure()
+                text = None if failure is None else printable(failure)
                 reason = (text.strip()[:limit] + ("..." if len(text.strip()) > limit else "")) if text else (
                     f"no failure.txt at {run.failure}")
                 out.append((e.label, arch, seed, reason))

@@ -79,7 +79,7 @@ def legend(report: Report) -> list[str]:
     seeds = f" ({_seed_list(report.seeds)})" if report.seeds else ""
     return [
         f"profile {report.profile}, phase {report.phase}; best fine-class test accuracy (%) per architecture (the "
-        "task card's metric: the best of every epoch's test evaluation, so optimistic): mean ± sample std "
+        "task's metric: the best of every epoch's test evaluation, so optimistic): mean ± sample std "
         "(ddof = 1) over seeds, n = seeds counted; each seed counts by its latest attempt (failed: its latest "
         "attempt failed; retried: the seed has more than one attempt, each a row); runs of seeds outside the "
         "profile's are not counted. final ARCH: the mean of the last epoch's fine test accuracy, which no "

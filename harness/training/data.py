@@ -19,7 +19,6 @@ import io
 import math
 import os
 import pickle
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -32,6 +31,7 @@ from filelock import FileLock
 from platformdirs import user_cache_dir
 
 from harness.errors import DatasetError
+from harness.fileio import write_atomic
 
 if TYPE_CHECKING:
     from harness.protocol import Profile
@@ -157,17 +157,6 @@ def load_dataset(root: Path, *, dataset: str = "cifar100") -> tuple[Split, Split
 # -------------------------------------------------------------------------- synthetic
 
 
-def _write_pickle_atomic(obj: dict, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(obj, f, protocol=4)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _synthetic_images(rng: np.random.Generator, fine: np.ndarray, coarse_of: np.ndarray,
                       class_params: dict[str, np.ndarray]) -> np.ndarray:
     """Images from class patterns plus noise.
@@ -213,16 +202,12 @@ def write_synthetic(root: Path, *, seed: int = 0, n_train: int = 5000, n_test: i
     for split, n in (("train", n_train), ("test", n_test)):
         fine = rng.permutation(np.arange(n) % NUM_FINE)
         data = _synthetic_images(rng, fine, coarse_of, class_params)
-        _write_pickle_atomic(
+        write_atomic(out / split, pickle.dumps(
             {"data": data, "fine_labels": fine.tolist(), "coarse_labels": coarse_of[fine].tolist(),
-             "filenames": [f"synthetic_{split}_{i}.png" for i in range(n)]},
-            out / split,
-        )
-    _write_pickle_atomic(
+             "filenames": [f"synthetic_{split}_{i}.png" for i in range(n)]}, protocol=4))
+    write_atomic(out / "meta", pickle.dumps(
         {"fine_label_names": [f"fine_{i:02d}" for i in range(NUM_FINE)],
-         "coarse_label_names": [f"coarse_{i:02d}" for i in range(NUM_COARSE)]},
-        out / "meta",
-    )
+         "coarse_label_names": [f"coarse_{i:02d}" for i in range(NUM_COARSE)]}, protocol=4))
     return out
 
 

@@ -13,7 +13,7 @@ import os
 
 import torch
 
-from harness.errors import RunFailed, UsageError
+from harness.errors import UsageError
 
 
 def resolve_device(name: str) -> torch.device:
@@ -21,7 +21,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RunFailed("--device cuda was given but torch sees no CUDA device")
+        raise UsageError("--device cuda was given but torch sees no CUDA device; use --device cpu or auto")
     return torch.device(name)
 
 

@@ -2,7 +2,7 @@
 
 Every architecture is a *backbone* (image -> feature vector) plus a head factory; the
 two-head wrapper :class:`TwoHeadNet` adds a fine (100-way) and a coarse (20-way) head, in one of
-the topologies of seed 003 (shared backbone, independent backbones, one head reusing the other's
+the topologies of the CIFAR-100 topology study (shared backbone, independent backbones, one head reusing the other's
 output).
 
 Conventions (DESIGN.md): CIFAR ResNets as in He et al. 2016: 3x3 stem to 16 channels,
@@ -189,9 +189,9 @@ def resnet56() -> nn.Module:
 
 
 class TwoHeadNet(nn.Module):
-    """The two-task network in one of seed 003's topologies; ``forward`` returns both logits.
+    """The two-task network in one of the topology study's topologies; ``forward`` returns both logits.
 
-    ``shared`` (the task card): one backbone, a fine and a coarse head on its features.
+    ``shared`` (the task's network): one backbone, a fine and a coarse head on its features.
     ``independent``: a backbone per task (no shared layer; the control). ``reuse-coarse``: the fine
     head reads the coarse head's logits concatenated to its features (``reuse-fine``: the other way
     round), on independent backbones; ``shared-reuse-*``: the same on one shared backbone. Through
@@ -247,6 +247,13 @@ def build_model(arch: str, num_fine: int = 100, num_coarse: int = 20, topology: 
 
 def count_parameters(params: Iterator[nn.Parameter]) -> int:
     return sum(p.numel() for p in params)
+
+
+def parameter_counts(model: TwoHeadNet) -> tuple[int, int]:
+    """``(parameters, shared)``: the model's parameters, and how many of them both task losses reach
+    (what the Gramian covers; 0 when nothing is shared)."""
+    params = list(model.parameters())
+    return count_parameters(iter(params)), sum(p.numel() for p, s in zip(params, shared_parameters(model)) if s)
 
 
 def task_reach(model: TwoHeadNet) -> tuple[list[bool], list[bool]]:
