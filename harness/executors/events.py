@@ -24,37 +24,18 @@ from harness.training.trainer import TrainHooks
 STEP_BATCH = 10  # steps per progress event
 
 
-@dataclass(frozen=True)
-class Placed:
-    key: object
-    where: str  # the process and host the run went to
+PROGRESS_CALLS = ("run_placed", "run_started", "run_resumed", "steps_done", "epoch_done")
+"""The :class:`~harness.executors.RunObserver` calls a run's progress becomes, in the driver."""
 
 
 @dataclass(frozen=True)
-class Started:
+class Progress:
+    """One call of the driver's observer for the run ``key``: ``call`` is the method (one of
+    :data:`PROGRESS_CALLS`), ``args`` its arguments after the run's spec."""
+
     key: object
-    total_steps: int
-
-
-@dataclass(frozen=True)
-class Resumed:
-    key: object
-    epochs_done: int
-    steps_done: int
-    notes: list[str]
-
-
-@dataclass(frozen=True)
-class Steps:
-    key: object
-    count: int
-
-
-@dataclass(frozen=True)
-class EpochDone:
-    key: object
-    metrics: EpochMetrics
-    best_fine_acc: float
+    call: str
+    args: tuple
 
 
 @dataclass(frozen=True)
@@ -70,23 +51,24 @@ class Interrupted:
     key: object
 
 
-Event = Placed | Started | Resumed | Steps | EpochDone | Finished | Interrupted
+Event = Progress | Finished | Interrupted
 Send = Callable[[Event], None]
 INTERRUPTED = ("the run was stopped (SIGTERM or Ctrl-C) before it finished; its last per-epoch checkpoint "
                "is kept: run the same command again to resume it")
 
 
 class Reporter(TrainHooks):
-    """The trainer's hooks of one run: each becomes an event (steps in batches of ``STEP_BATCH``)."""
+    """The trainer's hooks of one run, sent as :class:`Progress` events (steps in batches of
+    ``STEP_BATCH``)."""
 
     def __init__(self, send: Send, key: object) -> None:
         self.send, self.key, self.pending = send, key, 0
 
     def started(self, total_steps: int) -> None:
-        self.send(Started(self.key, total_steps))
+        self.send(Progress(self.key, "run_started", (total_steps,)))
 
     def resumed(self, epochs_done: int, steps_done: int, notes: list[str]) -> None:
-        self.send(Resumed(self.key, epochs_done, steps_done, list(notes)))
+        self.send(Progress(self.key, "run_resumed", (epochs_done, steps_done, list(notes))))
 
     def step_done(self) -> None:
         self.pending += 1
@@ -95,27 +77,21 @@ class Reporter(TrainHooks):
 
     def flush(self) -> None:
         if self.pending:
-            self.send(Steps(self.key, self.pending))
+            self.send(Progress(self.key, "steps_done", (self.pending,)))
             self.pending = 0
 
     def epoch_done(self, metrics: EpochMetrics, best_fine_acc: float) -> None:
         self.flush()
-        self.send(EpochDone(self.key, metrics, best_fine_acc))
+        self.send(Progress(self.key, "epoch_done", (metrics, best_fine_acc)))
 
 
 def deliver(event: Event, spec: RunSpec, observer: RunObserver) -> RunResult | None:
     """Replay one event of the run ``spec`` on ``observer``; returns the result of ``Finished``
     (whose ``run_finished`` is the executor's, with the recording)."""
-    if isinstance(event, Placed):
-        observer.run_placed(spec, event.where)
-    elif isinstance(event, Started):
-        observer.run_started(spec, event.total_steps)
-    elif isinstance(event, Resumed):
-        observer.run_resumed(spec, event.epochs_done, event.steps_done, event.notes)
-    elif isinstance(event, Steps):
-        observer.steps_done(spec, event.count)
-    elif isinstance(event, EpochDone):
-        observer.epoch_done(spec, event.metrics, event.best_fine_acc)
+    if isinstance(event, Progress):
+        if event.call not in PROGRESS_CALLS:
+            raise ValueError(f"unknown progress call {event.call!r}")
+        getattr(observer, event.call)(spec, *event.args)
     elif isinstance(event, Finished):
         return event.result
     return None
@@ -146,9 +122,9 @@ def _stop_when_the_driver_dies() -> None:
         pass
 
 
-def placed_here(key: object) -> Placed:
+def placed_here(key: object) -> Progress:
     """The event saying that the run ``key`` runs in this process, on this host."""
-    return Placed(key, f"process {os.getpid()} on {socket.gethostname()}")
+    return Progress(key, "run_placed", (f"process {os.getpid()} on {socket.gethostname()}",))
 
 
 def execute(job: Job, *, sandbox: Sandbox | str, send: Send, key: object, data=None, data_dir: Path | None = None,

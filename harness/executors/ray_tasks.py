@@ -147,79 +147,104 @@ class RayExecutor(Executor):
         return cpus, self.gpus_per_run, threads
 
     def run(self, jobs: list[Job], observer: RunObserver, on_result: OnResult) -> None:
-        from ray.exceptions import RayError, RayTaskError
-
         started_here = self._connect()
-        pending: dict = {}  # ObjectRef -> (job, attempt, key)
-        live: dict[str, Job] = {}  # event key -> job, while its task may still send
+        flight = None
         try:
             cpus, gpus, threads = self._resources(len(jobs))
-            events = ray.remote(num_cpus=0)(_Events).remote()
-            data_ref = ray.put(tuple(_compact(split) for split in self.data))
-            task = ray.remote(_task).options(**task_options(jobs, cpus, gpus))
-            waiting = [(job, 0) for job in jobs]
-            counter = itertools.count()
-            limit = self.jobs or len(jobs)
-
-            def submit(job: Job, attempt: int) -> None:
-                key = f"{next(counter)}:{attempt}"
-                live[key] = job
-                ref = task.remote(job.spec.model_dump_json(), str(job.run_dir.path.resolve()), str(job.submission.resolve()),
-                                  job.submission.read_bytes(), data_ref, self.sandbox_name, threads, events, key,
-                                  build_id())
-                pending[ref] = (job, attempt, key)
-
-            def drain() -> None:
-                try:
-                    batch = ray.get(events.drain.remote())
-                except RayError:  # progress only; results come with the tasks
-                    return
-                for event in batch:
-                    job = live.get(event.key)
-                    if job is not None and not isinstance(event, (Finished, Interrupted)):
-                        deliver(event, job.spec, observer)
-
-            def finish(ref) -> None:
-                job, attempt, key = pending.pop(ref)
-                live.pop(key, None)
-                try:
-                    result = RunResult.model_validate_json(ray.get(ref))
-                except RayTaskError as e:  # an exception escaped the task: not a lost task
-                    result = RunResult.failed(f"the Ray task raised {type(e.cause).__name__}: {e.cause}")
-                except RayError as e:  # the task was lost: worker or node died, result lost
-                    reason = f"{type(e).__name__}: {' '.join(str(e).split())[:400]}"
-                    if attempt < self.retries:
-                        observer.run_retrying(job.spec, attempt + 1, self.retries, reason)
-                        submit(job, attempt + 1)
-                        return
-                    retries = f"{self.retries} retr{'y' if self.retries == 1 else 'ies'}"
-                    result = RunResult.failed(f"the Ray task was lost {attempt + 1} time(s), the last time with "
-                                              f"{reason}; gave up after {retries} (--ray-retries)")
-                self.finish(job, result, observer, on_result)
-
-            while waiting or pending:
-                while waiting and len(pending) < limit:
-                    submit(*waiting.pop(0))
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
-                drain()
-                for ref in ready:
-                    finish(ref)
+            flight = _Flight(self, jobs, observer, on_result, ray.remote(_task).options(**task_options(jobs, cpus, gpus)),
+                             threads)
+            flight.run()
         except BaseException:
-            for ref in pending:  # KeyboardInterrupt inside each task: its cleanup runs
-                ray.cancel(ref)
-            if pending:
-                done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=STOP_GRACE_S)
-                for ref in done:  # results that arrived before the stop are kept
-                    job, _, key = pending[ref]
-                    try:
-                        result = RunResult.model_validate_json(ray.get(ref))
-                    except RayError:
-                        continue
-                    self.finish(job, result, observer, on_result)
+            if flight is not None:
+                flight.stop()
             raise
         finally:
             if started_here:
                 ray.shutdown()
+
+
+class _Flight:
+    """The Ray tasks of one evaluation: submitted up to the limit, their progress drained from the
+    events actor, each finished (or retried when lost) in the driver."""
+
+    def __init__(self, executor: RayExecutor, jobs: list[Job], observer: RunObserver, on_result: OnResult, task,
+                 threads: int) -> None:
+        self.ex, self.observer, self.on_result, self.task, self.threads = executor, observer, on_result, task, threads
+        self.waiting = [(job, 0) for job in jobs]
+        self.limit = executor.jobs or len(jobs)
+        self.pending: dict = {}  # ObjectRef -> (job, attempt, key)
+        self.live: dict[str, Job] = {}  # event key -> job, while its task may still send
+        self.counter = itertools.count()
+        self.events = ray.remote(num_cpus=0)(_Events).remote()
+        self.data_ref = ray.put(tuple(_compact(split) for split in executor.data))
+
+    def run(self) -> None:
+        while self.waiting or self.pending:
+            while self.waiting and len(self.pending) < self.limit:
+                self.submit(*self.waiting.pop(0))
+            ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=POLL_S)
+            self.drain()
+            for ref in ready:
+                self.finish(ref)
+
+    def submit(self, job: Job, attempt: int) -> None:
+        key = f"{next(self.counter)}:{attempt}"
+        self.live[key] = job
+        ref = self.task.remote(job.spec.model_dump_json(), str(job.run_dir.path.resolve()), str(job.submission.resolve()),
+                               job.submission.read_bytes(), self.data_ref, self.ex.sandbox_name, self.threads,
+                               self.events, key, build_id())
+        self.pending[ref] = (job, attempt, key)
+
+    def drain(self) -> None:
+        from ray.exceptions import RayError
+
+        try:
+            batch = ray.get(self.events.drain.remote())
+        except RayError:  # progress only; results come with the tasks
+            return
+        for event in batch:
+            job = self.live.get(event.key)
+            if job is not None and not isinstance(event, (Finished, Interrupted)):
+                deliver(event, job.spec, self.observer)
+
+    def finish(self, ref) -> None:
+        from ray.exceptions import RayError, RayTaskError
+
+        job, attempt, key = self.pending.pop(ref)
+        self.live.pop(key, None)
+        retries = self.ex.retries
+        try:
+            result = RunResult.model_validate_json(ray.get(ref))
+        except RayTaskError as e:  # an exception escaped the task: not a lost task
+            result = RunResult.failed(f"the Ray task raised {type(e.cause).__name__}: {e.cause}")
+        except RayError as e:  # the task was lost: worker or node died, result lost
+            reason = f"{type(e).__name__}: {' '.join(str(e).split())[:400]}"
+            if attempt < retries:
+                self.observer.run_retrying(job.spec, attempt + 1, retries, reason)
+                self.submit(job, attempt + 1)
+                return
+            gave_up = f"{retries} retr{'y' if retries == 1 else 'ies'}"
+            result = RunResult.failed(f"the Ray task was lost {attempt + 1} time(s), the last time with "
+                                      f"{reason}; gave up after {gave_up} (--ray-retries)")
+        self.ex.finish(job, result, self.observer, self.on_result)
+
+    def stop(self) -> None:
+        """Cancel every task (KeyboardInterrupt inside each: its cleanup runs); results that arrive
+        within the grace period are still recorded."""
+        from ray.exceptions import RayError
+
+        for ref in self.pending:
+            ray.cancel(ref)
+        if not self.pending:
+            return
+        done, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=STOP_GRACE_S)
+        for ref in done:
+            job, _, _ = self.pending[ref]
+            try:
+                result = RunResult.model_validate_json(ray.get(ref))
+            except RayError:
+                continue
+            self.ex.finish(job, result, self.observer, self.on_result)
 
 
 def _compact(split: Split) -> Split:
