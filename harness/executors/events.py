@@ -137,8 +137,6 @@ def execute(job: Job, *, sandbox: Sandbox | str, send: Send, key: object, data=N
     stops cleanly on SIGTERM or its driver's death. Never raises for a failed run; raises
     ``KeyboardInterrupt`` when stopped.
     """
-    import torch
-
     from harness.training.data import load_profile_data
     from harness.isolation.sandbox import get_sandbox
     from harness.training.trainer import run_one
@@ -148,14 +146,12 @@ def execute(job: Job, *, sandbox: Sandbox | str, send: Send, key: object, data=N
         signal.signal(signal.SIGTERM, _stop_on_signal)
         if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # ignored as the driver is (nohup, cmd &)
             signal.signal(signal.SIGINT, _stop_on_signal)
-    if threads:
-        torch.set_num_threads(threads)
     reporter = Reporter(send, key)
     try:
         train, test = data if data is not None else load_profile_data(job.spec.profile, data_dir)
         box = get_sandbox(sandbox) if isinstance(sandbox, str) else sandbox
         result = run_one(job.spec, submission=job.submission, train=train, test=test, run_dir=job.run_dir,
-                         sandbox=box, hooks=reporter).result
+                         sandbox=box, hooks=reporter, threads=threads).result
     except Exception as e:  # noqa: BLE001  (run_one turns run failures into results; this is setup)
         result = RunResult.failed(f"the run could not start training: {type(e).__name__}: {e}")
     reporter.flush()

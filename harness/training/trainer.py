@@ -36,6 +36,7 @@ from harness.training.gradients import (_backward_combined, _backward_per_task, 
                                         _task_gradients)
 from harness.errors import RunFailed
 from harness.training.models import TwoHeadNet, build_model, task_reach
+from harness.training.sharing import CpuShare
 from harness.protocol import EpochMetrics, RunResult, RunSpec
 from harness.provenance import device_name
 from harness.rundir import RunDir
@@ -239,7 +240,7 @@ def _start(spec: RunSpec, run: RunDir, device: torch.device, dtype: torch.dtype,
 
 
 def _epoch(spec: RunSpec, epoch: int, model: TwoHeadNet, optimizer: torch.optim.Optimizer, worker: LossWorker,
-           loader: TrainLoader, test_batches: list, forward: Callable, hooks: TrainHooks) -> EpochMetrics:
+           loader: TrainLoader, test_batches: list, forward: Callable, on_step: Callable[[], None]) -> EpochMetrics:
     """One epoch at its scheduled learning rate, then the test split."""
     start = time.perf_counter()
     epochs = spec.profile.epochs
@@ -247,7 +248,7 @@ def _epoch(spec: RunSpec, epoch: int, model: TwoHeadNet, optimizer: torch.optim.
     for group in optimizer.param_groups:
         group["lr"] = lr
     train = train_one_epoch(model, loader, optimizer, worker, epoch=epoch, total_epochs=epochs,
-                            on_step=hooks.step_done, precision=spec.precision, forward=forward)
+                            on_step=on_step, precision=spec.precision, forward=forward)
     test = evaluate(model, test_batches, precision=spec.precision, forward=forward)
     return EpochMetrics(epoch=epoch, lr=lr, train_fine_loss=train.fine_loss, train_coarse_loss=train.coarse_loss,
                         train_combined_loss=train.combined_loss, weight_fine=train.w_fine,
@@ -275,11 +276,13 @@ def _failure(spec: RunSpec, e: Exception, submission: Path, run: RunDir, checkpo
 
 
 def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_dir: RunDir | Path,
-            sandbox: Sandbox, hooks: TrainHooks | None = None) -> RunOutcome:
+            sandbox: Sandbox, hooks: TrainHooks | None = None, threads: int = 0) -> RunOutcome:
     """Train ``spec.arch`` with ``spec.seed`` and the submission's loss; never raises for
     a failure of the submission or the worker: the outcome is then ``failed``. Its files go
     into ``run_dir`` (:class:`~harness.rundir.RunDir`); an interrupted run resumes from its
-    last checkpoint, a run the submission failed starts again from epoch 0.
+    last checkpoint, a run the submission failed starts again from epoch 0. On the CPU the run
+    takes its share of the machine's cores among the trainers running on it (at most ``threads``
+    when given: :class:`~harness.training.sharing.CpuShare`).
     """
     hooks = hooks or TrainHooks()
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
@@ -303,13 +306,18 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
         hooks.resumed(first_epoch, first_epoch * loader.steps_per_epoch, notes)
     loss_state = None
     try:
-        with LossWorker(submission, sandbox=sandbox, seed=spec.seed, optimizer=profile.optimizer, dtype=spec.dtype,
-                        log_path=run.worker_log, start_timeout=profile.worker_start_timeout_s,
-                        call_timeout=profile.worker_call_timeout_s,
-                        run_budget=profile.worker_run_budget_s) as worker:
+        with CpuShare(device.type, cap=threads) as share, LossWorker(
+                submission, sandbox=sandbox, seed=spec.seed, optimizer=profile.optimizer, dtype=spec.dtype,
+                log_path=run.worker_log, start_timeout=profile.worker_start_timeout_s,
+                call_timeout=profile.worker_call_timeout_s, run_budget=profile.worker_run_budget_s) as worker:
             _start_worker(worker, resume)
+
+            def on_step() -> None:
+                hooks.step_done()
+                share.tick()
+
             for epoch in range(first_epoch, profile.epochs):
-                metrics = _epoch(spec, epoch, model, optimizer, worker, loader, test_batches, forward, hooks)
+                metrics = _epoch(spec, epoch, model, optimizer, worker, loader, test_batches, forward, on_step)
                 history.append(metrics)
                 run.append_metrics(metrics)
                 if epoch + 1 < profile.epochs:
