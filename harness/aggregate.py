@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from scipy import stats
 
+from harness.text import one_line
 from harness.protocol import ENTRY_COLUMNS, HIDDEN_ARCHS, PUBLIC_ARCHS, EntryKey, Phase, RunSettings
 
 REFERENCE_BASELINE = "equal_weighting.py"
@@ -267,7 +268,8 @@ def standings(df: pd.DataFrame, phase: Phase, archs: list[str], protocol_seeds: 
     entries: list[Standing] = []
     for (kind, submission, sha, settings), runs in groups:
         per_arch = {arch: _per_seed(runs[runs["arch"] == arch], protocol_seeds) for arch in archs}
-        label = submission if names[(kind, submission)] == 1 else f"{submission} @{sha[:8]}"
+        shown = one_line(str(submission))  # a name from the file: nothing in it acts on a terminal or page
+        label = shown if names[(kind, submission)] == 1 else f"{shown} @{sha[:8]}"
         if settings != DEFAULT_SETTINGS:
             label += f" [{settings}]"
         version = ""
@@ -295,7 +297,8 @@ def identical_entries(rows: pd.DataFrame) -> dict[tuple[str, str, str], tuple[st
         for kind, name in entries:
             others = sorted((k, n) for k, n in entries if (k, n) != (kind, name) and (kind == "submission" or k == kind))
             if others:
-                out[(kind, name, sha)] = tuple(n if k == "submission" else f"baseline {n}" for k, n in others)
+                out[(kind, name, sha)] = tuple(one_line(n) if k == "submission" else f"baseline {one_line(n)}"
+                                               for k, n in others)
     return out
 
 
@@ -411,6 +414,6 @@ def reference_standings(rows: pd.DataFrame, archs: list[str]) -> list[Standing]:
         for arch in archs:
             sel = runs[runs["arch"] == arch]
             per_arch[arch] = arch_stats({int(s): float(a) for s, a in zip(sel["seed"], sel["best_fine_acc"])}, 0)
-        out.append(Standing(label=method, kind="reference", submission=method, sha256="", archs=per_arch,
+        out.append(Standing(label=one_line(str(method)), kind="reference", submission=method, sha256="", archs=per_arch,
                             score=score_of(per_arch), source=source))
     return out

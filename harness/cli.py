@@ -20,6 +20,7 @@ from harness import cli_parser
 from harness.aggregate import REFERENCE_BASELINE
 from harness.protocol import TOPOLOGIES, get_profile
 from harness.names import check_name
+from harness.text import SafeConsole
 from harness.isolation.sandbox import resolve_sandbox
 from harness.isolation.check import interface_check, static_check
 
@@ -70,7 +71,7 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     sandbox, warning = resolve_sandbox(args.sandbox, allow_fallback=True)
     if warning:
         show.warning(console, warning)
-    err = Console(stderr=True, highlight=False, width=console.width, soft_wrap=console.soft_wrap)
+    err = SafeConsole(stderr=True, highlight=False, width=console.width, soft_wrap=console.soft_wrap)
     rejected = []
     for path in args.paths:
         try:
@@ -290,8 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):  # stop as cleanly as on Ctrl-C (kept ignored under nohup)
         if signal.getsignal(sig) is signal.SIG_DFL:
             signal.signal(sig, _interrupt)
-    console = Console(highlight=False)
-    err = Console(stderr=True, highlight=False)
+    console = SafeConsole(highlight=False)
+    err = SafeConsole(stderr=True, highlight=False)
     for c in (console, err):
         if not c.is_terminal:  # logs: one line per message, tables up to 160 columns
             c.width = 160

@@ -107,6 +107,8 @@ def place_of(path: Path, leaderboard: Path) -> str:
     file = Path(os.path.abspath(path)).resolve()
     base = Path(os.path.abspath(leaderboard)).resolve().parent
     try:
-        return file.relative_to(base).as_posix()
+        place = file.relative_to(base).as_posix()
     except ValueError:
         return file.as_posix()
+    # a directory name a spreadsheet would read as a formula: the same path, starting with ./
+    return f"./{place}" if place.startswith(("=", "+", "-", "@")) else place

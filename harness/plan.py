@@ -215,6 +215,9 @@ def plan_files(paths: list[Path], opts: EvaluateOptions, existing: pd.DataFrame,
         except SubmissionRejected as e:
             rejected(path, e)
             continue
+        except (OSError, ValueError, RecursionError, MemoryError) as e:  # anything odd about one file is its own
+            rejected(path, SubmissionRejected(f"{path}: could not be prepared ({type(e).__name__}: {e})"))
+            continue
         f = PlannedFile(path, entry, place, eval_dir, sha)
         if not opts.force:
             series = spec_for(f, opts, "-", 0, "cpu", "none", precision).key.series

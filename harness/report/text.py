@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from harness.text import csv_cell, markdown_text, one_line
 from harness.aggregate import ALPHA, CORRECTION, LEVEL, REFERENCE_BASELINE, TEST_NAME, ArchStats, Standing
 from harness.report.model import SECTIONS, Report
 from harness.static_sweep import CONTROL_LABEL, SWEEP
@@ -145,8 +146,10 @@ def render_markdown(report: Report) -> str:
             continue
         out += [f"## {title[0].upper()}{title[1:]}", "", "| " + " | ".join(cols) + " |",
                 "|" + "|".join("---" if c in ("entry", "source") else "---:" for c in cols) + "|"]
+        texts = [i for i, c in enumerate(cols) if c in ("entry", "source")]  # from the rows: literal text
         for cells in rows:
-            out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+            out.append("| " + " | ".join(markdown_text(c) if i in texts else c.replace("|", "\\|")
+                                         for i, c in enumerate(cells)) + " |")
         out.append("")
     return "\n".join(out + [f"- {line}" for line in legend(report)]) + "\n"
 
@@ -163,8 +166,9 @@ def render_csv(report: Report) -> str:
     for kind, _ in SECTIONS:
         for e in report.section(kind):
             rec = {"section": "control" if e.kind == "control" else kind, "rank": e.rank, "rank_best": e.rank_range and e.rank_range[0],
-                   "rank_worst": e.rank_range and e.rank_range[1], "entry": e.label, "submission_sha256": e.sha256,
-                   "superseded": e.version.startswith("superseded"), "identical_to": "; ".join(e.identical_to)}
+                   "rank_worst": e.rank_range and e.rank_range[1], "entry": csv_cell(e.label), "submission_sha256": e.sha256,
+                   "superseded": e.version.startswith("superseded"),
+                   "identical_to": csv_cell("; ".join(map(one_line, e.identical_to)))}
             comparisons = [(arch, e.archs[arch]) for arch in report.archs] + [("pooled", e.pooled)]
             for arch, s in comparisons:
                 if arch != "pooled":
@@ -180,7 +184,7 @@ def render_csv(report: Report) -> str:
                             f"{arch}_diff_high": _round(s.ci and s.ci[1], 2), f"{arch}_paired": s.n_pairs,
                             f"{arch}_p": _round(s.p_value, 4), f"{arch}_p_holm": _round(s.p_adjusted, 4)})
             rec.update({"cost": _round(e.cost, 2), "score": _round(e.score, 2), "score_low": _round(e.score_ci and e.score_ci[0], 2),
-                        "score_high": _round(e.score_ci and e.score_ci[1], 2), "source": e.source})
+                        "score_high": _round(e.score_ci and e.score_ci[1], 2), "source": csv_cell(one_line(e.source))})
             records.append(rec)
     per_arch = ("mean", "std", "n", "final_mean", "coarse_mean", "picked", "failed", "failed_seeds", "missing_seeds", "retried_seeds")
     compared = ("diff", "diff_low", "diff_high", "paired", "p", "p_holm")
