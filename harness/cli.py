@@ -13,15 +13,16 @@ import sys
 from rich.console import Console
 from rich.markup import escape
 
-from harness.training.data import default_data_dir, download_cifar100, write_synthetic
-from harness.training.device import determinism_env
-from harness.errors import ExitCode, HarnessError, SubmissionRejected, UsageError
 from harness import cli_parser
 from harness.aggregate import REFERENCE_BASELINE
-from harness.protocol import TOPOLOGIES, get_profile
-from harness.names import check_name
-from harness.isolation.sandbox import resolve_sandbox
+from harness.errors import ExitCode, HarnessError, SubmissionRejected, UsageError
 from harness.isolation.check import interface_check, static_check
+from harness.isolation.sandbox import resolve_sandbox
+from harness.names import check_name
+from harness.protocol import TOPOLOGIES, get_profile
+from harness.training.data import default_data_dir, download_cifar100, write_synthetic
+from harness.training.device import determinism_env
+
 
 def _evaluate_options(args: argparse.Namespace, kind: str):
     """The options model from the command line; what was not given keeps the model's default, and
@@ -101,7 +102,8 @@ def cmd_image_build(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_data_synthetic(args: argparse.Namespace, console: Console) -> int:
     out = write_synthetic(args.dir, seed=args.seed, n_train=args.train_size, n_test=args.test_size)
-    console.print(f"wrote synthetic CIFAR-100-format data ({args.train_size:,} train / {args.test_size:,} test) to {out}")
+    console.print(f"wrote synthetic CIFAR-100-format data ({args.train_size:,} train / {args.test_size:,} test) "
+                  f"to {out}")
     return ExitCode.OK
 
 
@@ -216,8 +218,14 @@ def cmd_models(args: argparse.Namespace, console: Console) -> int:
     """Parameters per architecture and topology, and how many of them both tasks share."""
     import torch
 
-    from harness.training.models import available_archs, build_model, count_parameters, load_hidden_archs, shared_parameters
     from harness.report import console as show
+    from harness.training.models import (
+        available_archs,
+        build_model,
+        count_parameters,
+        load_hidden_archs,
+        shared_parameters,
+    )
 
     if args.hidden:
         load_hidden_archs(args.hidden_dir)

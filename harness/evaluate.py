@@ -17,18 +17,27 @@ from rich.console import Console
 from rich.markup import escape
 
 from harness import leaderboard
-from harness.training.data import load_profile_data
-from harness.training.device import resolve_precision
 from harness.errors import ExitCode, SubmissionRejected
 from harness.executors import Job
+from harness.isolation.check import interface_check
+from harness.isolation.sandbox import resolve_sandbox
 from harness.leaderboard.record import Recorded, Recorder
-from harness.plan import (EvaluateOptions, device_label, make_executor, parallelism, plan_device, plan_files, plan_jobs,
-                          planned_archs, planned_seeds)
+from harness.plan import (
+    EvaluateOptions,
+    device_label,
+    make_executor,
+    parallelism,
+    plan_device,
+    plan_files,
+    plan_jobs,
+    planned_archs,
+    planned_seeds,
+)
 from harness.progress import EvaluationProgress
 from harness.protocol import RunResult
 from harness.report import console as show
-from harness.isolation.sandbox import resolve_sandbox
-from harness.isolation.check import interface_check
+from harness.training.data import load_profile_data
+from harness.training.device import resolve_precision
 
 
 def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Console) -> ExitCode:

@@ -16,18 +16,17 @@ import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from harness.training.device import resolve_device
 from harness.errors import SubmissionRejected, UsageError
 from harness.executors import Executor, Job
+from harness.isolation.check import sha256_file, static_check
 from harness.leaderboard import default_path
 from harness.leaderboard.record import Recorder, completed_runs
-from harness.training.models import get_arch, load_hidden_archs
 from harness.names import SOURCE_BASELINES, baseline_names, check_name, place_of, reserved_problem
-from harness.protocol import (HIDDEN_ARCHS, EntryKey, Kind, LeaderboardRow, Phase, Precision, Profile, RunSpec,
-                              Topology)
+from harness.protocol import HIDDEN_ARCHS, EntryKey, Kind, LeaderboardRow, Phase, Precision, Profile, RunSpec, Topology
 from harness.provenance import device_name
 from harness.rundir import EvalDir
-from harness.isolation.check import sha256_file, static_check
+from harness.training.device import resolve_device
+from harness.training.models import get_arch, load_hidden_archs
 
 ExecutorName = Literal["local", "ray"]
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.executors import Job, RunObserver
-from harness.protocol import EpochMetrics, RunResult, RunSpec
 from harness.isolation.sandbox import Sandbox
+from harness.protocol import EpochMetrics, RunResult, RunSpec
 from harness.training.trainer import TrainHooks
 
 STEP_BATCH = 10  # steps per progress event
@@ -163,8 +163,8 @@ def execute(job: Job, *, sandbox: Sandbox | str, send: Send, key: object, data=N
     """
     import torch
 
-    from harness.training.data import load_profile_data
     from harness.isolation.sandbox import get_sandbox
+    from harness.training.data import load_profile_data
     from harness.training.trainer import run_one
 
     if handle_signals:

@@ -26,14 +26,14 @@ from pathlib import Path
 
 import ray
 
-from harness.training.data import Split
-from harness.training.device import determinism_env
 from harness.errors import UsageError
 from harness.executors import STOP_GRACE_S, Executor, Job, OnResult, RunObserver
 from harness.executors.events import Finished, Interrupted, deliver, execute, placed_here
 from harness.protocol import RunResult, RunSpec
 from harness.provenance import harness_commit, harness_version
 from harness.rundir import RunDir
+from harness.training.data import Split
+from harness.training.device import determinism_env
 
 POLL_S = 0.2
 
@@ -113,7 +113,7 @@ class RayExecutor(Executor):
         if ray.is_initialized():
             return False
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network calls from the driver
-        common = dict(include_dashboard=False, log_to_driver=False, logging_level="warning")
+        common: dict = dict(include_dashboard=False, log_to_driver=False, logging_level="warning")
         if self.address:
             ray.init(address=self.address, **common)
         else:
@@ -164,9 +164,9 @@ class RayExecutor(Executor):
             def submit(job: Job, attempt: int) -> None:
                 key = f"{next(counter)}:{attempt}"
                 live[key] = job
-                ref = task.remote(job.spec.model_dump_json(), str(job.run_dir.path.resolve()), str(job.submission.resolve()),
-                                  job.submission.read_bytes(), data_ref, self.sandbox_name, threads, events, key,
-                                  build_id())
+                ref = task.remote(job.spec.model_dump_json(), str(job.run_dir.path.resolve()),
+                                  str(job.submission.resolve()), job.submission.read_bytes(), data_ref,
+                                  self.sandbox_name, threads, events, key, build_id())
                 pending[ref] = (job, attempt, key)
 
             def drain() -> None:

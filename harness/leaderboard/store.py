@@ -23,8 +23,7 @@ import pandas as pd
 from filelock import FileLock
 
 from harness.errors import LeaderboardError, UsageError
-from harness.protocol import (LEADERBOARD_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION, LeaderboardRow, SeriesKey,
-                              key_values)
+from harness.protocol import LEADERBOARD_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION, LeaderboardRow, SeriesKey, key_values
 
 
 def _csv_line(values: list[object]) -> str:

@@ -162,12 +162,13 @@ def render_csv(report: Report) -> str:
     records = []
     for kind, _ in SECTIONS:
         for e in report.section(kind):
-            rec = {"section": "control" if e.kind == "control" else kind, "rank": e.rank, "rank_best": e.rank_range and e.rank_range[0],
+            rec: dict[str, object] = {"section": "control" if e.kind == "control" else kind, "rank": e.rank,
+                   "rank_best": e.rank_range and e.rank_range[0],
                    "rank_worst": e.rank_range and e.rank_range[1], "entry": e.label, "submission_sha256": e.sha256,
                    "superseded": e.version.startswith("superseded"), "identical_to": "; ".join(e.identical_to)}
             comparisons = [(arch, e.archs[arch]) for arch in report.archs] + [("pooled", e.pooled)]
             for arch, s in comparisons:
-                if arch != "pooled":
+                if arch != "pooled" and s is not None:  # (per architecture, s is never None)
                     rec.update({f"{arch}_mean": _round(s.mean, 2), f"{arch}_std": _round(s.std, 2), f"{arch}_n": s.n,
                                 f"{arch}_final_mean": _round(s.final_mean, 2),
                                 f"{arch}_coarse_mean": _round(s.coarse_mean, 2), f"{arch}_picked": e.picked.get(arch),
@@ -179,10 +180,12 @@ def render_csv(report: Report) -> str:
                 rec.update({f"{arch}_diff": _round(s.diff, 2), f"{arch}_diff_low": _round(s.ci and s.ci[0], 2),
                             f"{arch}_diff_high": _round(s.ci and s.ci[1], 2), f"{arch}_paired": s.n_pairs,
                             f"{arch}_p": _round(s.p_value, 4), f"{arch}_p_holm": _round(s.p_adjusted, 4)})
-            rec.update({"cost": _round(e.cost, 2), "score": _round(e.score, 2), "score_low": _round(e.score_ci and e.score_ci[0], 2),
+            rec.update({"cost": _round(e.cost, 2), "score": _round(e.score, 2),
+                        "score_low": _round(e.score_ci and e.score_ci[0], 2),
                         "score_high": _round(e.score_ci and e.score_ci[1], 2), "source": e.source})
             records.append(rec)
-    per_arch = ("mean", "std", "n", "final_mean", "coarse_mean", "picked", "failed", "failed_seeds", "missing_seeds", "retried_seeds")
+    per_arch = ("mean", "std", "n", "final_mean", "coarse_mean", "picked", "failed", "failed_seeds", "missing_seeds",
+                "retried_seeds")
     compared = ("diff", "diff_low", "diff_high", "paired", "p", "p_holm")
     cols = (["section", "rank", "rank_best", "rank_worst", "entry", "submission_sha256", "superseded", "identical_to"]
             + [f"{a}_{k}" for a in report.archs for k in per_arch + compared]

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import cast
 
 import torch
 
 from harness.errors import RunFailed, UsageError
+from harness.protocol import Precision
 
 
 def resolve_device(name: str) -> torch.device:
@@ -42,14 +44,14 @@ def fast_bf16(device: torch.device) -> bool:
         return False
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
+def resolve_precision(precision: str, device: torch.device) -> Precision:
     """``auto`` -> ``bf16`` where it is native on ``device``, else ``fp32``; others unchanged
     (``tf32`` is refused off CUDA, where it does not exist)."""
     if precision == "tf32" and device.type != "cuda":
         raise UsageError(f"--precision tf32 needs a CUDA device (TensorFloat-32 is a GPU format); this run is on "
                          f"{device.type}: use fp32")
     if precision != "auto":
-        return precision
+        return cast(Precision, precision)
     return "bf16" if fast_bf16(device) else "fp32"
 
 

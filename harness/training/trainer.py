@@ -29,17 +29,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from harness.training.checkpoint import Checkpointer
-from harness.training.data import Split, TrainLoader, eval_batches
-from harness.training.device import autocast_context, set_determinism, set_fp32_precision
 from harness.errors import RunFailed
-from harness.training.models import TwoHeadNet, build_model, task_reach
+from harness.isolation.client import LossWorker, StepReply, StepRequest, WorkerError
+from harness.isolation.sandbox import Sandbox, as_user_path
 from harness.protocol import EpochMetrics, RunResult, RunSpec
 from harness.provenance import device_name
 from harness.rundir import RunDir
-from harness.isolation.sandbox import Sandbox, as_user_path
-from harness.isolation.client import LossWorker, StepReply, StepRequest, WorkerError
-
+from harness.training.checkpoint import Checkpointer
+from harness.training.data import Split, TrainLoader, eval_batches
+from harness.training.device import autocast_context, set_determinism, set_fp32_precision
+from harness.training.models import TwoHeadNet, build_model, task_reach
 
 # ------------------------------------------------------------------------ one step
 
@@ -143,7 +142,8 @@ def train_one_epoch(model: TwoHeadNet, loader: TrainLoader, optimizer: torch.opt
     What the worker asked for (its :class:`Ready`) decides what each step computes."""
     forward = model if forward is None else forward
     ready = worker.ready
-    assert ready is not None, "start the worker first"
+    if ready is None:
+        raise RuntimeError("start the worker first")
     lr = optimizer.param_groups[0]["lr"]
     use_gramian = "gramian" in ready.capabilities
     use_accuracy = "batch_fine_acc" in ready.capabilities or "batch_coarse_acc" in ready.capabilities
@@ -221,7 +221,8 @@ def evaluate(model: TwoHeadNet, batches: list[tuple[torch.Tensor, torch.Tensor, 
         ])
         totals = batch if totals is None else totals + batch
         n += y_fine.numel()
-    assert totals is not None, "empty test split"
+    if totals is None:
+        raise RuntimeError("empty test split")
     fine_loss, coarse_loss, fine_correct, coarse_correct = totals.tolist()
     return fine_loss / n, coarse_loss / n, 100.0 * fine_correct / n, 100.0 * coarse_correct / n
 
@@ -253,7 +254,7 @@ def _fresh_model(spec: RunSpec, device: torch.device, dtype: torch.dtype
     torch.manual_seed(spec.seed)
     model = build_model(spec.arch, topology=spec.topology).to(device, dtype)
     if spec.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # (torch's stubs lack it)
     opt = spec.profile.optimizer
     optimizer = torch.optim.SGD(model.parameters(), lr=opt.lr, momentum=opt.momentum,
                                 weight_decay=opt.weight_decay, nesterov=opt.nesterov)
