@@ -36,7 +36,6 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-
 import pandas as pd
 from scipy import stats
 
@@ -295,7 +294,8 @@ def identical_entries(rows: pd.DataFrame) -> dict[tuple[str, str, str], tuple[st
     out = {}
     for sha, entries in by_sha.items():
         for kind, name in entries:
-            others = sorted((k, n) for k, n in entries if (k, n) != (kind, name) and (kind == "submission" or k == kind))
+            others = sorted((k, n) for k, n in entries
+                            if (k, n) != (kind, name) and (kind == "submission" or k == kind))
             if others:
                 out[(kind, name, sha)] = tuple(one_line(n) if k == "submission" else f"baseline {one_line(n)}"
                                                for k, n in others)

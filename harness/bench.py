@@ -23,20 +23,26 @@ import math
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 
-from harness.training.data import CIFAR100_MEAN, CIFAR100_STD, Split, TrainLoader, eval_batches
-from harness.training.models import build_model
-from harness.protocol import PROFILES, Precision
-from harness.isolation.sandbox import Sandbox, available_sandboxes, get_sandbox, resolve_sandbox
-from harness.training.device import autocast_context, device_for_slot, resolve_precision, set_fp32_precision, threads_per_run
-from harness.training.trainer import evaluate, train_one_epoch
 from harness.isolation.client import LossWorker, StepRequest
+from harness.isolation.sandbox import Sandbox, available_sandboxes, get_sandbox, resolve_sandbox
+from harness.protocol import PROFILES, Precision
+from harness.training.data import CIFAR100_MEAN, CIFAR100_STD, Split, TrainLoader, eval_batches
+from harness.training.device import (
+    autocast_context,
+    device_for_slot,
+    resolve_precision,
+    set_fp32_precision,
+    threads_per_run,
+)
+from harness.training.models import build_model
+from harness.training.trainer import evaluate, train_one_epoch
 
 EQUAL_WEIGHTING = "import torch.nn as nn\n\nclass MultiTaskLoss(nn.Module):\n" \
                   "    def forward(self, fine_loss, coarse_loss, epoch, total_epochs):\n" \
@@ -146,7 +152,8 @@ class _Harness:
 
     def run(self, steps: int) -> None:
         """``steps`` steps of the real epoch loop (the loader's split holds exactly that many batches)."""
-        assert self.loader.steps_per_epoch == steps
+        if self.loader.steps_per_epoch != steps:
+            raise ValueError(f"the loader holds {self.loader.steps_per_epoch} batches per epoch, not {steps}")
         train_one_epoch(self.model, self.loader, self.optimizer, self.worker,
                         epoch=self.epoch, total_epochs=1_000_000, precision=self.precision)
         self.epoch += 1
@@ -205,7 +212,7 @@ def _fresh(arch: str, device, channels_last: bool, settings, precision: str = "f
     torch.manual_seed(0)
     model = build_model(arch).to(device, _dtype(precision))
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # (torch's stubs lack it)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=settings.momentum,
                           weight_decay=settings.weight_decay)
     return model, opt
@@ -244,7 +251,7 @@ def bench_arch(arch: str, *, device: torch.device, precision: Precision, channel
                                           reference_workers)
     times: dict[str, list[float]] = {name: [] for name in loops}
     try:
-        for name, fn in loops.items():  # warm-up: allocator, kernels, worker, DataLoader workers
+        for fn in loops.values():  # warm-up: allocator, kernels, worker, DataLoader workers
             _timed(fn, steps, device)
         for r in range(rounds):
             for name, fn in loops.items():

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from harness.isolation.sandbox import available_sandboxes
 from harness.names import NAME_RULE, SOURCE_BASELINES
 from harness.protocol import PROFILES, TOPOLOGIES
-from harness.isolation.sandbox import available_sandboxes
 
 Handler = Callable[[argparse.Namespace, Console], int]
 DEFAULT_BASELINES_DIR = SOURCE_BASELINES

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from harness.errors import SubmissionRejected
@@ -68,7 +69,7 @@ def name_problem(name: str) -> str | None:
     return f"{why}; a name has {NAME_RULE}"
 
 
-def check_name(name: str, shown: str, *, option: bool = False, reserved: set[str] = frozenset()) -> None:
+def check_name(name: str, shown: str, *, option: bool = False, reserved: AbstractSet[str] = frozenset()) -> None:
     """Raise :class:`SubmissionRejected` when ``name`` breaks the rule; ``shown`` is what the user
     gave (the path, or ``--name NAME``). The suggested name avoids the ``reserved`` ones."""
     problem = name_problem(name)

@@ -20,8 +20,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from harness.executors import RunObserver
-from harness.training.models import forward_macs
 from harness.protocol import EpochMetrics, RunKey, RunResult, RunSpec
+from harness.training.models import forward_macs
 
 REFRESH_S = 0.5  # how often the ETAs are recomputed
 
@@ -94,7 +94,7 @@ class EvaluationProgress(RunObserver):
         )
         self.overall = self.progress.add_task("", total=1.0, label=f"all {len(specs)} runs", state="",
                                               stats="", eta=_duration(None))
-        self.tasks: dict[tuple[str, str, int], TaskID] = {
+        self.tasks: dict[RunKey, TaskID] = {
             k: self.progress.add_task("", total=1.0, label=r.label, state="queued", stats="", eta="", start=False)
             for k, r in self.runs.items()}
         self._last_refresh = 0.0

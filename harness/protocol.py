@@ -9,7 +9,7 @@ settings that produced it.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -26,7 +26,7 @@ Topology = Literal["shared", "independent", "reuse-coarse", "reuse-fine", "share
 """How the two tasks share the network (the CIFAR-100 topology study): ``shared``, the task's one backbone with two
 heads; ``independent``, a backbone per task; ``reuse-coarse`` / ``reuse-fine``, independent backbones
 where one head also reads the other head's logits; ``shared-reuse-*``, the same on one backbone."""
-TOPOLOGIES: tuple[str, ...] = Topology.__args__
+TOPOLOGIES: tuple[str, ...] = get_args(Topology)
 Precision = Literal["fp32", "tf32", "bf16", "fp64"]
 """fp32: the protocol (IEEE float32 everywhere, on CUDA too). tf32: float32 with TensorFloat-32
 matmuls and convolutions (CUDA only; faster, less exact). bf16: bfloat16 autocast. fp64: for
@@ -398,8 +398,8 @@ class LeaderboardRow(_Frozen):
         """The run this measured row is an attempt of."""
         return RunKey(entry=EntryKey(kind=self.kind, name=self.submission), sha256=self.submission_sha256 or "",
                       settings=RunSettings(profile=self.profile, phase=self.phase, topology=self.topology,
-                                           precision=self.precision or "fp32", compile=bool(self.compile),
-                                           deterministic=bool(self.deterministic)),
+                                           precision=cast(Precision, self.precision or "fp32"),
+                                           compile=bool(self.compile), deterministic=bool(self.deterministic)),
                       arch=self.arch, seed=self.seed)
 
 

@@ -119,7 +119,7 @@ class EvalDir:
         are this directory's): ``<phase>/<arch>-seed<seed>``, with the settings that are not the
         protocol's own appended (``-independent``, ``-bf16``, ``-compile``, ``-deterministic``), so
         that runs with other settings never share a checkpoint, a pending row or a metrics file."""
-        extra = [spec.topology] if spec.topology != "shared" else []
+        extra: list[str] = [spec.topology] if spec.topology != "shared" else []
         extra += [spec.precision] if spec.precision != "fp32" else []
         extra += [name for name in ("compile", "deterministic") if getattr(spec, name)]
         return RunDir(self.path / spec.phase / "-".join([f"{spec.arch}-seed{spec.seed}", *extra]))

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from harness.executors import Executor, Job, OnResult, RunObserver
-from harness.executors.events import deliver, execute
+from harness.executors.events import Event, Send, deliver, execute
 from harness.isolation.sandbox import Sandbox
+from harness.protocol import RunSpec
+
+
+def _sender(spec: RunSpec, observer: RunObserver) -> Send:
+    """The run ``spec``'s events replayed on ``observer`` as they come."""
+    def send(event: Event) -> None:
+        deliver(event, spec, observer)
+    return send
 
 
 class InlineExecutor(Executor):
@@ -13,6 +21,5 @@ class InlineExecutor(Executor):
 
     def run(self, jobs: list[Job], observer: RunObserver, on_result: OnResult) -> None:
         for job in jobs:
-            result = execute(job, sandbox=self.sandbox, send=lambda event: deliver(event, job.spec, observer),
-                             key=0, data=self.data)
+            result = execute(job, sandbox=self.sandbox, send=_sender(job.spec, observer), key=0, data=self.data)
             self.finish(job, result, observer, on_result)

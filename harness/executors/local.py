@@ -19,13 +19,14 @@ import multiprocessing as mp
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from harness.training.device import device_for_slot, threads_per_run
 from harness.executors import STOP_GRACE_S, Executor, Job, OnResult, RunObserver
 from harness.executors.events import INTERRUPTED, Finished, Interrupted, deliver, execute, placed_here
 from harness.protocol import RunResult, RunSpec
 from harness.rundir import RunDir
+from harness.training.device import device_for_slot, threads_per_run
 
 
 def _child(spec_json: str, run_dir: str, submission: str, data_dir: str | None, sandbox_name: str, threads: int,
@@ -43,7 +44,7 @@ def _child(spec_json: str, run_dir: str, submission: str, data_dir: str | None, 
 
 @dataclass
 class _Child:
-    process: mp.Process
+    process: BaseProcess
     conn: Connection
     job: Job
     slot: int

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import SubmissionRejected
-from harness.protocol import PROFILES, OptimizerSettings, Profile
-from harness.isolation.sandbox import Sandbox, as_user_path
-from harness.isolation.rules import allowed_imports, find_problems
-from harness.isolation.worker import CAPABILITIES
 from harness.isolation.client import LossWorker, StepRequest, WorkerError
+from harness.isolation.rules import allowed_imports, find_problems
+from harness.isolation.sandbox import Sandbox, as_user_path
+from harness.isolation.worker import CAPABILITIES
+from harness.protocol import PROFILES, OptimizerSettings, Profile
 
 MAX_FILE_BYTES = 64 * 1024
 CIFAR100_TRAIN = 50_000  # training images of CIFAR-100 (the full protocol: 391 steps of 128 per epoch)
@@ -156,7 +156,8 @@ def unpassed_inputs(tree: ast.Module) -> list[str]:
     harness passes an optional input only as a keyword-only parameter of that name, so
     ``forward(..., gramian=None)`` or ``**kwargs`` quietly trains without it."""
     cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "MultiTaskLoss"), None)
-    forward = next((n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "forward"), None) if cls else None
+    forward = (next((n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "forward"), None)
+               if cls else None)
     if forward is None:
         return []
     args = forward.args
@@ -222,7 +223,8 @@ def interface_check(path: Path, *, sandbox: Sandbox, log_path: Path | None = Non
                 seconds.append(time.perf_counter() - t0)
                 weights.append((reply.w_fine, reply.w_coarse))
     except WorkerError as e:
-        raise SubmissionRejected(f"{shown}: interface check failed ({e.stage}): {as_user_path(str(e), shown, path)}") from None
+        raise SubmissionRejected(
+            f"{shown}: interface check failed ({e.stage}): {as_user_path(str(e), shown, path)}") from None
     if all(w[0] == 0.0 for w in weights):
         raise SubmissionRejected(
             f"{shown}: interface check failed: the loss never depends on fine_loss "

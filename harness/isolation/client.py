@@ -17,26 +17,37 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from harness.isolation import worker as wire
+from harness.isolation.messages import (
+    MAX_MESSAGE,
+    MAX_STAGE,
+    Ready,
+    StepReply,
+    StepRequest,
+    WorkerError,
+    loss_state,
+    printable,
+)
+from harness.isolation.sandbox import OutputStream, Sandbox, WorkerProcess
 from harness.protocol import OptimizerSettings
-from harness.isolation.sandbox import Sandbox
-from harness.isolation.messages import (MAX_MESSAGE, MAX_STAGE, Ready, StepReply, StepRequest, WorkerError, loss_state,
-                                     printable)
 
 __all__ = ["LossWorker", "Ready", "StepReply", "StepRequest", "WorkerError", "printable"]
 
 DEFAULT_MAX_PARAMS = 1_000_000
 LOG_CAP_BYTES = 1 << 20  # of worker output kept per log; the rest is counted and dropped
+# The reply to a step usually comes within ~100 us: the trainer polls without sleeping for this
+# long before it blocks in select (it has nothing else to do meanwhile), which saves the wake-up
+# latency of a blocking wait.
+REPLY_SPIN_S = 0.0005
 
 
 class _LogDrain(threading.Thread):
     """Copies the worker's stderr into its log, keeping at most ``cap`` bytes."""
 
-    def __init__(self, pipe: IO[bytes], path: Path | None, cap: int = LOG_CAP_BYTES) -> None:
+    def __init__(self, pipe: OutputStream, path: Path | None, cap: int = LOG_CAP_BYTES) -> None:
         super().__init__(daemon=True)
         self.pipe, self.path, self.cap = pipe, path, cap
         self.kept = self.dropped = 0
@@ -56,18 +67,6 @@ class _LogDrain(threading.Thread):
 
 
 CLOSE_WRITE_S = 0.5  # the CLOSE frame is best effort: the worker is killed anyway
-
-
-def _nonblocking_writer(stdin: Any) -> tuple[int, Callable[[memoryview], int]]:
-    """``(fd, write_some)`` for the worker's input: ``write_some`` writes what fits now and raises
-    ``BlockingIOError`` when nothing does. A pipe's write end is the trainer's alone, so it is made
-    non-blocking; a socket (Docker) whose reading end another thread uses sends with MSG_DONTWAIT."""
-    send_nowait = getattr(stdin, "send_nowait", None)
-    fd = stdin.fileno()
-    if send_nowait is not None:
-        return fd, send_nowait
-    os.set_blocking(fd, False)
-    return fd, lambda view: os.write(fd, view)
 
 
 def _tail(path: Path | None, limit: int = 2000) -> str:
@@ -98,12 +97,10 @@ class LossWorker:
         self.run_budget = run_budget
         self.spent = 0.0  # seconds spent waiting for step replies, against run_budget
         self.sent_steps: list[bytes] = []  # every STEP frame sent since start (for checkpoints)
-        self.proc: subprocess.Popen | None = None
+        self.proc: WorkerProcess | None = None
         self._drain: _LogDrain | None = None
         self._buffer = bytearray()
         self.ready: Ready | None = None
-        self._write_fd = -1
-        self._write_some: Callable[[memoryview], int] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -115,13 +112,11 @@ class LossWorker:
 
     def start(self) -> Ready:
         try:
-            self.proc, inside_path = self.sandbox.spawn(self.submission, stderr=subprocess.PIPE)
+            self.proc, inside_path = self.sandbox.spawn(self.submission)
         except OSError as e:
             raise WorkerError("spawn", f"could not start the loss worker ({type(e).__name__}: {e})") from e
-        assert self.proc.stderr is not None and self.proc.stdin is not None
         self._drain = _LogDrain(self.proc.stderr, self.log_path)
         self._drain.start()
-        self._write_fd, self._write_some = _nonblocking_writer(self.proc.stdin)
         self._send(wire.pack_json(wire.INIT, {
             "submission": inside_path, "seed": self.seed, "max_params": self.max_params, "dtype": self.dtype,
             "optimizer": self.optimizer.model_dump(include={"lr", "momentum", "weight_decay", "nesterov"}),
@@ -134,20 +129,19 @@ class LossWorker:
         if proc is None:
             return
         try:
-            if proc.poll() is None and self._write_some is not None:  # best effort: never blocks
-                self._write_before(wire.pack_frame(wire.CLOSE), time.monotonic() + CLOSE_WRITE_S)
+            if proc.poll() is None:  # best effort: never blocks
+                self._write_before(proc, wire.pack_frame(wire.CLOSE), time.monotonic() + CLOSE_WRITE_S)
                 proc.wait(timeout=2)
         except (OSError, subprocess.TimeoutExpired, ValueError, WorkerError):
             pass
         finally:
-            self.sandbox.kill(proc)  # the worker and whatever the submission started
+            proc.kill()  # the worker and whatever the submission started
             proc.wait()
-            self.sandbox.release(proc)
+            proc.release()
             self._join_drain()
             for stream in (proc.stdin, proc.stdout):
                 try:
-                    if stream:
-                        stream.close()
+                    stream.close()
                 except OSError:
                     pass
 
@@ -179,7 +173,8 @@ class LossWorker:
         self.spent += time.monotonic() - started
         if kind != wire.RESULT or len(payload) != wire.RESULT_RECORD.size:
             self._unexpected(kind, payload)
-        assert self.ready is not None, "start() first"
+        if self.ready is None:
+            raise RuntimeError("start() first")
         return StepReply.unpack(payload, head_loss=self.ready.head_loss)
 
     def state(self) -> dict[str, list[float]]:
@@ -195,15 +190,15 @@ class LossWorker:
     def _send(self, frame: bytes, timeout: float, doing: str) -> None:
         """Write one request within ``timeout`` seconds. A reply must not precede its request: data
         waiting to be read now (or left over from the last reply) is a protocol violation."""
-        assert self.proc is not None and self.proc.stdout is not None
-        if self._buffer or select.select([self.proc.stdout.fileno()], [], [], 0)[0]:
+        proc = self._started()
+        if self._buffer or select.select([proc.stdout.fileno()], [], [], 0)[0]:
             if not self._buffer and not self._read_available():
                 raise self._crashed(f"the loss worker exited while {doing}")
             self.close()
             raise WorkerError("protocol", "the worker sent data before it was asked (a reply must follow its "
                               "request); it was stopped")
         try:
-            sent = self._write_before(frame, time.monotonic() + timeout)
+            sent = self._write_before(proc, frame, time.monotonic() + timeout)
         except OSError:
             raise self._crashed("the loss worker exited") from None
         if not sent:
@@ -211,25 +206,30 @@ class LossWorker:
             raise WorkerError("timeout", f"the loss worker did not read its input within {timeout:.0f} s while "
                               f"{doing}; it was stopped")
 
-    def _write_before(self, data: bytes, deadline: float) -> bool:
-        """Write all of ``data`` without blocking past ``deadline``; False if the time ran out."""
-        assert self._write_some is not None
+    def _started(self) -> WorkerProcess:
+        if self.proc is None:
+            raise RuntimeError("the loss worker is not running (start() first)")
+        return self.proc
+
+    @staticmethod
+    def _write_before(proc: WorkerProcess, data: bytes, deadline: float) -> bool:
+        """Write all of ``data`` to ``proc`` without blocking past ``deadline``; False if the time ran out."""
+        stdin = proc.stdin
         view = memoryview(data)
         while view:
             try:  # a step's frame fits at once: wait only when the worker's side is full
-                view = view[self._write_some(view):]
+                view = view[stdin.write_nowait(view):]
                 continue
             except BlockingIOError:
                 pass
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([], [self._write_fd], [], remaining)[1]:
+            if remaining <= 0 or not select.select([], [stdin.fileno()], [], remaining)[1]:
                 return False
         return True
 
     def _read_available(self) -> bool:
         """Read what is waiting on stdout into the buffer; False at end of file."""
-        assert self.proc is not None and self.proc.stdout is not None
-        chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
+        chunk = os.read(self._started().stdout.fileno(), 1 << 16)
         self._buffer += chunk
         return bool(chunk)
 
@@ -255,12 +255,8 @@ class LossWorker:
         return WorkerError("crash", f"{what}{how}", f"last worker output:\n{tail}" if tail else "")
 
     def _read_some(self, deadline: float, timeout: float, doing: str) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        # The reply to a step usually comes within ~100 us: poll without sleeping for up to the
-        # sandbox's reply_spin_s first (the trainer has nothing else to do meanwhile), which
-        # saves the wake-up latency of a blocking wait; then block in select.
-        spin_until = time.perf_counter() + self.sandbox.reply_spin_s
+        fd = self._started().stdout.fileno()
+        spin_until = time.perf_counter() + REPLY_SPIN_S  # poll first, then block in select
         while time.perf_counter() < spin_until:
             if select.select([fd], [], [], 0)[0]:
                 break

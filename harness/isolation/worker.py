@@ -48,18 +48,43 @@ HEADER = struct.Struct("<BI")
 MAX_FRAME = 4 << 20  # bytes; a longer frame is a protocol violation
 
 STEP_RECORD = struct.Struct("<qqqqddddddddI")
-StepRecord = NamedTuple("StepRecord", [(n, int) for n in ("epoch", "total_epochs", "step", "steps_per_epoch")] + [
-    (n, float) for n in ("lr", "fine_loss", "coarse_loss", "g00", "g01", "g11", "batch_fine_acc",
-                         "batch_coarse_acc")] + [("flags", int)])
+
+
+class StepRecord(NamedTuple):
+    epoch: int
+    total_epochs: int
+    step: int
+    steps_per_epoch: int
+    lr: float
+    fine_loss: float
+    coarse_loss: float
+    g00: float
+    g01: float
+    g11: float
+    batch_fine_acc: float
+    batch_coarse_acc: float
+    flags: int
+
+
 FLAG_GRAMIAN = 1
 FLAG_ACCURACY = 2
 
 RESULT_RECORD = struct.Struct("<dddddI")
-ResultRecord = NamedTuple("ResultRecord", [(n, float) for n in ("loss", "w_fine", "w_coarse", "h_fine", "h_coarse")]
-                          + [("flags", int)])
-"""``w_*``: dL/dL_k; ``h_*``: dH/dL_k, H the head loss (``L`` itself when the module defines no
-``head_loss``). A derivative whose USES bit is clear is 0.0 and means "no dependency": that task
-gets no gradient at all."""
+
+
+class ResultRecord(NamedTuple):
+    """``w_*``: dL/dL_k; ``h_*``: dH/dL_k, H the head loss (``L`` itself when the module defines no
+    ``head_loss``). A derivative whose USES bit is clear is 0.0 and means "no dependency": that task
+    gets no gradient at all."""
+
+    loss: float
+    w_fine: float
+    w_coarse: float
+    h_fine: float
+    h_coarse: float
+    flags: int
+
+
 USES_FINE, USES_COARSE, HEAD_USES_FINE, HEAD_USES_COARSE = 1, 2, 4, 8
 HEAD_LOSS = "head_loss"
 """Optional method ``head_loss(self, fine_loss, coarse_loss) -> 0-d tensor``: what the task heads
@@ -148,7 +173,7 @@ def _claim_protocol_fds(connect: str | None = None) -> tuple[int, int]:
 
 def _short_traceback(exc: BaseException, submission: str) -> str:
     """The traceback from the first frame in the submission on, truncated."""
-    frames = traceback.extract_tb(exc.__traceback__)
+    frames: list[traceback.FrameSummary] = traceback.extract_tb(exc.__traceback__)
     for i, frame in enumerate(frames):
         if frame.filename == submission:
             frames = frames[i:]
@@ -186,8 +211,8 @@ def _variadic(forward: Any) -> bool:
     """``forward(self, *losses)`` (at most two named positional parameters before ``*args``), common
     in public code: it gets the two losses only, never the epoch among ``losses``."""
     params = inspect.signature(forward).parameters.values()
-    return any(p.kind == p.VAR_POSITIONAL for p in params) and sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                                                                   for p in params) <= 2
+    return any(p.kind == p.VAR_POSITIONAL for p in params) and sum(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params) <= 2
 
 
 def _check_no_required_arguments(cls: Any) -> None:
@@ -306,8 +331,8 @@ class LossSession:
             coarse_h = torch.tensor(coarse_v, dtype=self.dtype, requires_grad=True)
             head = self.head_loss(fine_h, coarse_h)
             self._check_output(head, HEAD_LOSS)
-            grads = torch.autograd.grad(head, [fine_h, coarse_h], allow_unused=True)  # no parameter gradients
-            h_fine, h_coarse, head_uses = self._derivatives(*grads, "the head loss")
+            grad_fine, grad_coarse = torch.autograd.grad(head, [fine_h, coarse_h], allow_unused=True)  # no parameters
+            h_fine, h_coarse, head_uses = self._derivatives(grad_fine, grad_coarse, "the head loss")
         if self.optimizer is not None:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr

@@ -1,8 +1,17 @@
 """The leaderboard: its CSV file (:mod:`~harness.leaderboard.store`) and how finished runs become
 its rows (:mod:`~harness.leaderboard.record`)."""
 
-from harness.leaderboard.store import (COLUMNS_BY_VERSION, HEADER_LINE, MIGRATIONS, LeaderboardError, append_row,
-                                       default_path, find_default, migrate, read_rows)
+from harness.leaderboard.store import (
+    COLUMNS_BY_VERSION,
+    HEADER_LINE,
+    MIGRATIONS,
+    LeaderboardError,
+    append_row,
+    default_path,
+    find_default,
+    migrate,
+    read_rows,
+)
 
 __all__ = ["COLUMNS_BY_VERSION", "HEADER_LINE", "MIGRATIONS", "LeaderboardError", "append_row", "default_path",
            "find_default", "migrate", "read_rows"]

@@ -26,7 +26,8 @@ def row_for(spec: RunSpec, result: RunResult, run_id: str) -> LeaderboardRow:
     """The leaderboard row of a finished run (ok or failed)."""
     return LeaderboardRow(
         finished_at=utc_now(), submission=spec.submission, submission_sha256=spec.submission_sha256,
-        submission_path=spec.submission_path, kind=spec.kind, profile=spec.profile.name, phase=spec.phase, topology=spec.topology, arch=spec.arch,
+        submission_path=spec.submission_path, kind=spec.kind, profile=spec.profile.name, phase=spec.phase,
+        topology=spec.topology, arch=spec.arch,
         seed=spec.seed,
         epochs=spec.profile.epochs, best_fine_acc=result.best_fine_acc, best_epoch=result.best_epoch,
         final_fine_acc=result.final_fine_acc, best_coarse_acc=result.best_coarse_acc,

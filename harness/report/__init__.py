@@ -1,6 +1,6 @@
 """``harness leaderboard``: the aggregated leaderboard (:mod:`~harness.report.model`) as a terminal
-table (:mod:`~harness.report.terminal`), Markdown or CSV (:mod:`~harness.report.text`) or HTML (:mod:`~harness.report.html`); what
-an evaluation prints as it goes is :mod:`~harness.report.console`."""
+table (:mod:`~harness.report.terminal`), Markdown or CSV (:mod:`~harness.report.text`) or HTML
+(:mod:`~harness.report.html`); what an evaluation prints as it goes is :mod:`~harness.report.console`."""
 
 from __future__ import annotations
 

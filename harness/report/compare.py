@@ -43,7 +43,8 @@ def paired(a: Standing, b: Standing, archs: list[str]) -> dict[str, ArchStats]:
 
 
 def _pooled(a: Standing, b: Standing, archs: list[str]) -> tuple[dict, dict]:
-    return tuple(aggregate.arch_seed_values({arch: e.archs[arch] for arch in archs}) for e in (a, b))
+    first, second = (aggregate.arch_seed_values({arch: e.archs[arch] for arch in archs}) for e in (a, b))
+    return first, second
 
 
 def render_compare(console: Console, report: Report, a: Standing, b: Standing) -> None:

@@ -12,10 +12,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from harness.isolation.check import CheckReport
+from harness.isolation.sandbox import as_user_path
 from harness.leaderboard.record import Recorded
 from harness.protocol import Phase, Profile
-from harness.isolation.sandbox import as_user_path
-from harness.isolation.check import CheckReport
 
 
 def capabilities(console: Console, report: CheckReport, profile: Profile | None = None) -> None:
@@ -106,7 +106,6 @@ def standing(console: Console, lb_path: Path, profile: Profile, phase: Phase,
     """These entries' file versions (``(kind, name, sha256)``) against the baselines already in the
     leaderboard (same profile and phase)."""
     from harness import leaderboard, report
-
     from harness.leaderboard.retired import retired
 
     rep = report.build(leaderboard.read_rows(lb_path), phase, profile.name, retired(lb_path))

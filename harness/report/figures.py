@@ -96,14 +96,15 @@ def tradeoffs(report: Report) -> list[Figure]:
             if len(curve) >= 2:
                 ax.plot([s.coarse_mean for _, s in curve], [s.mean for _, s in curve], "-", color="#1f77b4",
                         lw=1.4, alpha=0.7, label=f"static weight sweep L_fine + w L_coarse ({settings})")
-        xs = [s.coarse_mean for _, s in points]
+        xs = [s.coarse_mean for _, s in points if s.coarse_mean is not None]  # (all: s.coarse is not empty)
         middle = (min(xs) + max(xs)) / 2
         for e, s in points:
             style = dict(color="k", marker="D", ms=7, zorder=3) if e.kind == "submission" else (
                 dict(color="#1f77b4", marker="o", ms=5) if e.submission in SWEEP else
                 dict(color="#d62728", marker="s", ms=5, alpha=0.8))
             ax.errorbar(s.coarse_mean, s.mean, xerr=s.coarse_std or 0, yerr=s.std or 0, lw=0.8, capsize=2, **style)
-            left = s.coarse_mean > middle  # named on the side facing the middle, so it stays inside the panel
+            # named on the side facing the middle, so it stays inside the panel
+            left = s.coarse_mean is not None and s.coarse_mean > middle
             if e.submission in SWEEP:  # by its weight; the two with a name of their own keep it
                 w = SWEEP[e.submission]
                 ax.annotate(f"w={w:g}" + (f" {_short(e.label)}" if w in (0, 1) else ""), (s.coarse_mean, s.mean),

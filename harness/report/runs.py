@@ -13,8 +13,8 @@ from rich.table import Table
 
 from harness.aggregate import DEFAULT_SETTINGS, settings_label
 from harness.errors import UsageError
-from harness.names import place_of
 from harness.isolation.check import sha256_file
+from harness.names import place_of
 
 
 def submission_rows(rows: pd.DataFrame, target: str, lb_path: Path, profile: str | None = None,

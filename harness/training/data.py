@@ -21,8 +21,8 @@ import os
 import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -174,7 +174,8 @@ def _synthetic_images(rng: np.random.Generator, fine: np.ndarray, coarse_of: np.
     wave = np.sin(2 * math.pi * freq * (np.cos(theta) * xx + np.sin(theta) * yy) / 32 + phase)
     colour = class_params["super_colour"][coarse_of[fine]] + class_params["fine_colour"][fine]
     contrast = rng.uniform(0.6, 1.0, size=(n, 1, 1, 1))
-    img = 128 + 45 * colour[:, :, None, None] + 60 * contrast * wave[:, None] * class_params["wave_tint"][fine][:, :, None, None]
+    img = (128 + 45 * colour[:, :, None, None]
+           + 60 * contrast * wave[:, None] * class_params["wave_tint"][fine][:, :, None, None])
     img = img + rng.normal(0, 20, size=img.shape)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8).reshape(n, 3072)
 
@@ -239,7 +240,7 @@ def load_profile_data(profile: Profile, data_dir: Path | None = None) -> tuple[S
 def download_cifar100(root: Path) -> Path:
     """Download the official archive with torchvision (optional extra: ``harness[download]``)."""
     try:
-        from torchvision.datasets import CIFAR100  # noqa: PLC0415  (optional, never on the training path)
+        from torchvision.datasets import CIFAR100  # optional, never on the training path
     except Exception as e:  # torchvision missing or broken
         raise DatasetError(
             f"downloading needs torchvision ({type(e).__name__}: {e}); install it with "

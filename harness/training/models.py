@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,7 +108,8 @@ def load_hidden_archs(hidden_dir: Path | None = None) -> list[str]:
         if module_name in _loaded_hidden:
             continue
         spec = importlib.util.spec_from_file_location(module_name, path)
-        assert spec is not None and spec.loader is not None
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load the hidden architectures module {path}")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         _loaded_hidden.add(module_name)
@@ -207,7 +208,8 @@ class TwoHeadNet(nn.Module):
         if coarse_backbone is not None:
             self.coarse_backbone = coarse_backbone
         self.independent = coarse_backbone is not None
-        assert reuse in (None, "coarse", "fine")
+        if reuse not in (None, "coarse", "fine"):
+            raise ValueError(f"reuse must be None, 'coarse' or 'fine', not {reuse!r}")
         self.reuse = reuse
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -245,7 +247,7 @@ def build_model(arch: str, num_fine: int = 100, num_coarse: int = 20, topology: 
                       reuse=reuse)
 
 
-def count_parameters(params: Iterator[nn.Parameter]) -> int:
+def count_parameters(params: Iterable[nn.Parameter]) -> int:
     return sum(p.numel() for p in params)
 
 
@@ -279,7 +281,7 @@ def shared_parameters(model: TwoHeadNet) -> list[bool]:
     return [f and c for f, c in zip(fine, coarse)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def forward_macs(arch: str) -> int:
     """Multiply-accumulates of one forward pass on one 32x32 image, counted over convolutions
     and linear layers: the relative cost of architectures (e.g. to weigh runs in an ETA)."""

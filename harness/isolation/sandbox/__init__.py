@@ -1,19 +1,22 @@
 """Sandbox backends for the loss worker: one module per backend, one registry.
 
-A backend turns "run the worker on this submission file" into a process whose stdin and
-stdout are the protocol pipes and whose stderr goes to the run's worker log. The trainer
-talks to whatever it returns through :class:`harness.isolation.client.LossWorker` and never
-imports the submission itself.
+A backend turns "run the worker on this submission file" into a :class:`WorkerProcess`: the
+protocol's two directions (``stdin``, ``stdout``) and everything the worker prints (``stderr``, for
+the run's worker log). The trainer talks to it through :class:`harness.isolation.client.LossWorker`
+and never imports the submission itself. A backend that cannot run on this host says why in
+:meth:`Sandbox.problem`.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol, cast, final
 
 from harness.errors import UsageError
 
@@ -51,42 +54,158 @@ def worker_argv(python: str, worker: str) -> list[str]:
     return args
 
 
+class RequestChannel(Protocol):
+    """The worker's input (requests go this way)."""
+
+    def fileno(self) -> int: ...
+
+    def write_nowait(self, data: memoryview, /) -> int:
+        """Write what fits now and return how many bytes that was; ``BlockingIOError`` when
+        nothing fits (wait for ``fileno()`` to become writable)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ReplyChannel(Protocol):
+    """The worker's replies: read with ``os.read(fileno(), n)`` once ``select`` says so."""
+
+    def fileno(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class OutputStream(Protocol):
+    """Everything the worker prints, until end of file."""
+
+    def read1(self, size: int = ..., /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class WorkerProcess(Protocol):
+    """A started loss worker, as :class:`harness.isolation.client.LossWorker` drives it."""
+
+    @property
+    def stdin(self) -> RequestChannel: ...
+
+    @property
+    def stdout(self) -> ReplyChannel: ...
+
+    @property
+    def stderr(self) -> OutputStream: ...
+
+    def poll(self) -> int | None:
+        """The exit code, or None while the worker runs."""
+        ...
+
+    def wait(self, timeout: float | None = None) -> int:
+        """The exit code once the worker has exited; ``subprocess.TimeoutExpired`` after ``timeout``."""
+        ...
+
+    def kill(self) -> None:
+        """Kill the worker and everything it started."""
+        ...
+
+    def release(self) -> None:
+        """Called after :meth:`kill` and :meth:`wait`: remove whatever else the backend created."""
+        ...
+
+
+class _PipeWriter:
+    """A pipe's write end as a :class:`RequestChannel`. The pipe is the trainer's alone, so it is
+    made non-blocking."""
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        self.pipe = pipe
+        self.fd = pipe.fileno()
+        os.set_blocking(self.fd, False)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def write_nowait(self, data: memoryview, /) -> int:
+        return os.write(self.fd, data)
+
+    def close(self) -> None:
+        self.pipe.close()
+
+
+class PipeProcess:
+    """A :class:`WorkerProcess` that is a child process talking over pipes, in its own session so
+    that :meth:`kill` takes its whole process group; ``cleanup`` runs in :meth:`release`."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], cleanup: Callable[[], None] | None = None) -> None:
+        if popen.stdin is None or popen.stdout is None or popen.stderr is None:
+            raise ValueError("the worker's stdin, stdout and stderr must all be pipes")
+        self.popen = popen
+        self.pid = popen.pid
+        self._stdin = _PipeWriter(popen.stdin)
+        self._stdout = popen.stdout
+        self._stderr = cast(io.BufferedReader, popen.stderr)  # what Popen makes of a pipe (bufsize -1)
+        self._cleanup = cleanup
+
+    @property
+    def stdin(self) -> _PipeWriter:
+        return self._stdin
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        return self._stdout
+
+    @property
+    def stderr(self) -> io.BufferedReader:
+        return self._stderr
+
+    def poll(self) -> int | None:
+        return self.popen.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.popen.wait(timeout)
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def release(self) -> None:
+        cleanup, self._cleanup = self._cleanup, None
+        if cleanup is not None:
+            cleanup()
+
+
+def spawn_pipes(argv: list[str], *, env: dict[str, str], cleanup: Callable[[], None] | None = None) -> PipeProcess:
+    """``argv`` as a :class:`PipeProcess`: stdin, stdout and stderr piped, in a new session, no
+    inherited file descriptors, started in ``/``."""
+    popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=env, cwd="/", start_new_session=True, close_fds=True)
+    return PipeProcess(popen, cleanup)
+
+
 class Sandbox(ABC):
     """Launches the loss worker for one submission file."""
 
     name: str = ""
     #: What this backend does not protect against, shown to the user.
     warning: str | None = None
-    #: How long the trainer busy-polls for a step reply before blocking (saves the wake-up
-    #: latency of a blocking wait). 0 where replies are relayed by a thread of the trainer's own
-    #: process, which a polling loop would starve of the GIL.
-    reply_spin_s: float = 0.0005
 
+    @classmethod
+    def problem(cls) -> str | None:
+        """Why this backend cannot run on this host now, for the user; None when it can. The one
+        hook a backend overrides to say so."""
+        return None
+
+    @final
     @classmethod
     def available(cls) -> bool:
         """Whether this backend can run on this host now (used by ``--sandbox auto``)."""
         return cls.problem() is None
 
-    @classmethod
-    def problem(cls) -> str | None:
-        """Why this backend cannot run here (None: it can), for the user."""
-        return None
-
     @abstractmethod
-    def spawn(self, submission: Path, *, stderr: IO[bytes] | int) -> tuple[subprocess.Popen, str]:
-        """Start the worker. Returns the process (stdin/stdout piped, stderr to ``stderr``,
-        in its own session so it can be killed as a group) and the submission path as the
-        worker sees it."""
-
-    def kill(self, proc: subprocess.Popen) -> None:
-        """Kill the worker and everything it started (default: its process group)."""
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def release(self, proc: subprocess.Popen) -> None:  # noqa: B027  (optional hook)
-        """Called after ``proc`` was killed: remove whatever else the backend created."""
+    def spawn(self, submission: Path) -> tuple[WorkerProcess, str]:
+        """Start the worker on ``submission``. Returns the process and the submission's path as
+        the worker sees it."""
 
 
 _BACKENDS: dict[str, type[Sandbox]] = {}
@@ -128,10 +247,9 @@ def resolve_sandbox(name: str, *, allow_fallback: bool) -> tuple[Sandbox, str | 
     """
     if name != "auto":
         sandbox = get_sandbox(name)
-        if not sandbox.available():
-            why = sandbox.problem()
-            raise UsageError(f"the {name} sandbox is not available on this host"
-                             + (f" ({why})" if why else "") + f"; {NO_SANDBOX_HELP}")
+        why = sandbox.problem()
+        if why is not None:
+            raise UsageError(f"the {name} sandbox is not available on this host ({why}); {NO_SANDBOX_HELP}")
         return sandbox, sandbox.warning
     for candidate in AUTO_ORDER:
         cls = _BACKENDS.get(candidate)

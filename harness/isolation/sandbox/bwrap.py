@@ -20,13 +20,20 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import IO
 
-from harness.isolation.sandbox import (INSIDE_SUBMISSION, INSIDE_WORKER, WORKER_SCRIPT, Sandbox, register_sandbox, site_paths,
-                             worker_argv)
+from harness.isolation.sandbox import (
+    INSIDE_SUBMISSION,
+    INSIDE_WORKER,
+    WORKER_SCRIPT,
+    PipeProcess,
+    Sandbox,
+    register_sandbox,
+    site_paths,
+    spawn_pipes,
+    worker_argv,
+)
 from harness.isolation.sandbox.limits import CgroupSet, Limits, make_cgroups, rlimit_command
 from harness.isolation.sandbox.none import SINGLE_THREAD_ENV
-
 
 
 def _python_paths() -> list[Path]:
@@ -116,7 +123,6 @@ class BwrapSandbox(Sandbox):
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
-        self._cgroups: dict[int, CgroupSet] = {}
 
     def command(self, submission: Path, cgroups: CgroupSet) -> list[str]:
         exe = shutil.which("bwrap")
@@ -126,19 +132,11 @@ class BwrapSandbox(Sandbox):
         prefix = cgroups.join_command() or rlimit_command(self.limits)
         return prefix + args
 
-    def spawn(self, submission: Path, *, stderr: IO[bytes] | int) -> tuple[subprocess.Popen, str]:
+    def spawn(self, submission: Path) -> tuple[PipeProcess, str]:
         cgroups = make_cgroups(self.limits)
         try:
-            proc = subprocess.Popen(self.command(submission, cgroups), stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=stderr, env={}, cwd="/",
-                                    start_new_session=True, close_fds=True)
+            proc = spawn_pipes(self.command(submission, cgroups), env={}, cleanup=cgroups.release)
         except BaseException:
             cgroups.release()
             raise
-        self._cgroups[proc.pid] = cgroups
         return proc, INSIDE_SUBMISSION
-
-    def release(self, proc: subprocess.Popen) -> None:
-        cgroups = self._cgroups.pop(proc.pid, None)
-        if cgroups is not None:
-            cgroups.release()

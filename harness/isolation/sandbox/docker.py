@@ -11,7 +11,7 @@ The protocol runs over a Unix socket: the trainer listens in a private directory
 read-only into the container, the worker connects (``--connect``), and the trainer reads and
 writes the connection directly, with no relay thread in the way of a step's round trip. The
 container's attach stream carries only what the worker prints, to the capped worker log.
-:class:`DockerProcess` presents all this as a process (``stdin``, ``stdout``, ``stderr``).
+:class:`DockerProcess` presents all this as a :class:`~harness.isolation.sandbox.WorkerProcess`.
 Containers carry the trainer's pid as a label; containers left by a trainer that died are
 removed the next time the backend starts.
 """
@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from harness.isolation.sandbox import INSIDE_SUBMISSION, INSIDE_WORKER, WORKER_SCRIPT, Sandbox, register_sandbox
 from harness.isolation.sandbox.limits import Limits
@@ -41,25 +41,32 @@ CONNECT_TIMEOUT_S = 60.0  # for the worker to start Python and connect (before i
 
 
 def _client() -> Any:
-    import docker  # noqa: PLC0415  (optional: only this backend needs it)
+    import docker  # optional: only this backend needs it
 
     return docker.from_env(timeout=30)
 
 
 @functools.cache
-def docker_available() -> bool:
-    """An engine answers and the sandbox image exists."""
+def docker_problem() -> str | None:
+    """None when an engine answers and the sandbox image exists; otherwise which is missing."""
     try:
         client = _client()
         client.ping()
+    except ImportError:
+        return "the Docker SDK for Python is not installed (pip install docker)"
+    except Exception as e:  # noqa: BLE001  (no engine, no permission, ...: all mean "not available")
+        return f"no Docker engine answers ({type(e).__name__}: {str(e)[:300]})"
+    try:
         client.images.get(IMAGE)
-        return True
-    except Exception:  # noqa: BLE001  (no SDK, no engine, no image: all mean "not available")
-        return False
+    except Exception as e:  # noqa: BLE001  (not found, or the engine failed: both mean "not available")
+        if type(e).__name__ == "ImageNotFound":
+            return f"the sandbox image {IMAGE} is not built: run harness image build"
+        return f"the sandbox image {IMAGE} could not be looked up ({type(e).__name__}: {str(e)[:300]})"
+    return None
 
 
 class _Connection:
-    """The read side of the protocol connection, as ``proc.stdout``."""
+    """The read side of the protocol connection, as ``proc.stdout`` (a ``ReplyChannel``)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -75,7 +82,8 @@ class _Connection:
 
 
 class _Stdin:
-    """The write side of the protocol connection, as ``proc.stdin``."""
+    """The write side of the protocol connection, as ``proc.stdin`` (a ``RequestChannel``). Its
+    reading end is used by another thread, so it is not made non-blocking: sends use MSG_DONTWAIT."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -83,7 +91,7 @@ class _Stdin:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def send_nowait(self, data: memoryview) -> int:
+    def write_nowait(self, data: memoryview, /) -> int:
         """Send what fits now (``BlockingIOError`` if nothing does)."""
         return self.sock.send(data, socket.MSG_DONTWAIT)
 
@@ -95,9 +103,9 @@ class _Stdin:
 
 
 class DockerProcess:
-    """A started container seen as a process: ``stdin`` and ``stdout`` (the protocol connection),
-    ``stderr`` (a pipe fed from the attach stream: everything the worker prints), ``poll``,
-    ``wait``, ``returncode``."""
+    """A started container as a :class:`~harness.isolation.sandbox.WorkerProcess`: ``stdin`` and
+    ``stdout`` (the protocol connection), ``stderr`` (a pipe fed from the attach stream: everything
+    the worker prints), ``poll``, ``wait``, ``kill``, ``release``, ``returncode``."""
 
     def __init__(self, container: Any, sock: socket.socket, conn: socket.socket, io_dir: Path) -> None:
         self.container = container
@@ -155,14 +163,30 @@ class DockerProcess:
             self.returncode = -9  # the container was removed
         return self.returncode
 
+    def kill(self) -> None:
+        """Remove the container (and with it everything the worker started) and the connection."""
+        try:
+            self.container.remove(force=True)
+        except Exception:  # noqa: BLE001  (already gone)
+            pass
+        for sock in (self.sock, self.conn):
+            try:
+                sock.close()
+            except OSError:
+                pass
+        shutil.rmtree(self.io_dir, ignore_errors=True)
+
+    def release(self) -> None:
+        """Nothing is left once :meth:`kill` removed the container."""
+
 
 @register_sandbox
 class DockerSandbox(Sandbox):
     name = "docker"
 
     @classmethod
-    def available(cls) -> bool:
-        return docker_available()
+    def problem(cls) -> str | None:
+        return docker_problem()
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
@@ -186,10 +210,8 @@ class DockerSandbox(Sandbox):
             if not alive:
                 container.remove(force=True)
 
-    def spawn(self, submission: Path, *, stderr: IO[bytes] | int) -> tuple[DockerProcess, str]:
-        if stderr is not subprocess.PIPE:
-            raise ValueError("the docker backend delivers the worker's stderr as a pipe")
-        from docker.types import LogConfig  # noqa: PLC0415  (optional: only this backend needs it)
+    def spawn(self, submission: Path) -> tuple[DockerProcess, str]:
+        from docker.types import LogConfig  # optional: only this backend needs it
 
         env = dict(SINGLE_THREAD_ENV, PATH="/usr/local/bin:/usr/bin:/bin", LANG="C.UTF-8", HOME="/tmp")
         io_dir = Path(tempfile.mkdtemp(prefix="harness-io-"))
@@ -219,7 +241,7 @@ class DockerSandbox(Sandbox):
             raw = sock._sock  # the SDK's SocketIO wraps the hijacked connection
             container.start()
             conn = self._accept(listener, container)
-        except Exception as e:  # noqa: BLE001  (SDK errors become spawn failures for the run)
+        except Exception as e:  # SDK errors become spawn failures for the run
             if container is not None:
                 try:
                     container.remove(force=True)
@@ -242,19 +264,7 @@ class DockerSandbox(Sandbox):
                 conn, _ = listener.accept()
                 conn.setblocking(True)
                 return conn
-            except socket.timeout:
+            except TimeoutError:
                 container.reload()
                 if container.status in ("exited", "dead") or time.monotonic() > deadline:
                     raise OSError(f"the worker did not connect (container {container.status})") from None
-
-    def kill(self, proc: Any) -> None:
-        try:
-            proc.container.remove(force=True)
-        except Exception:  # noqa: BLE001  (already gone)
-            pass
-        for sock in (proc.sock, proc.conn):
-            try:
-                sock.close()
-            except OSError:
-                pass
-        shutil.rmtree(proc.io_dir, ignore_errors=True)

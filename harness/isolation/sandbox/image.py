@@ -22,7 +22,7 @@ import torch
 from rich.console import Console
 
 from harness.errors import HarnessError
-from harness.isolation.sandbox.docker import IMAGE, _client, docker_available
+from harness.isolation.sandbox.docker import IMAGE, _client, docker_problem
 
 DEFAULT_BASE = "harness-base:bookworm"
 DOCKERFILE = Path(__file__).resolve().parents[3] / "Dockerfile"
@@ -84,6 +84,6 @@ def build_image(*, base_image: str = DEFAULT_BASE, bootstrap: bool = False, tag:
         except Exception as e:  # noqa: BLE001  (BuildError carries the log)
             log = "".join(str(x.get("stream", "")) for x in getattr(e, "build_log", []) or [])
             raise HarnessError(f"docker build failed: {e}\n{log[-2000:]}") from None
-    docker_available.cache_clear()
+    docker_problem.cache_clear()
     console.print(f"[green]built {tag}[/]: `--sandbox auto` now uses it")
     return tag

@@ -6,12 +6,10 @@ machine: it can read files, use the network and spawn processes. For trusted cod
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
-from typing import IO
 
-from harness.isolation.sandbox import WORKER_SCRIPT, Sandbox, register_sandbox, worker_argv
+from harness.isolation.sandbox import WORKER_SCRIPT, PipeProcess, Sandbox, register_sandbox, spawn_pipes, worker_argv
 
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
                      "CUDA_VISIBLE_DEVICES": ""}
@@ -33,15 +31,6 @@ class NoSandbox(Sandbox):
         "the scorer, but it can read your files and use the network. Use it for trusted code only."
     )
 
-    def spawn(self, submission: Path, *, stderr: IO[bytes] | int) -> tuple[subprocess.Popen, str]:
-        proc = subprocess.Popen(
-            worker_argv(sys.executable, str(WORKER_SCRIPT)),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            env=worker_environment(),
-            cwd="/",
-            start_new_session=True,
-            close_fds=True,
-        )
+    def spawn(self, submission: Path) -> tuple[PipeProcess, str]:
+        proc = spawn_pipes(worker_argv(sys.executable, str(WORKER_SCRIPT)), env=worker_environment())
         return proc, str(Path(submission).resolve())
