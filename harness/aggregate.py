@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 from scipy import stats
 
-from harness.text import one_line
 from harness.protocol import ENTRY_COLUMNS, HIDDEN_ARCHS, PUBLIC_ARCHS, EntryKey, Phase, RunSettings
+from harness.text import one_line
 
 REFERENCE_BASELINE = "equal_weighting.py"
 DEFAULT_SETTINGS = "fp32"
@@ -49,8 +49,14 @@ DEFAULT_SETTINGS = "fp32"
 def settings_label(precision: object, compile: object, deterministic: object, topology: object = "shared") -> str:
     """:attr:`harness.protocol.RunSettings.label` of a row's cells (booleans as the CSV holds them)."""
     truthy = lambda v: str(v).strip().lower() in ("true", "1")  # noqa: E731
-    return RunSettings(profile="", precision=str(precision), compile=truthy(compile),
-                       deterministic=truthy(deterministic), topology=str(topology)).label
+    cells = {
+        "profile": "",
+        "precision": str(precision),
+        "compile": truthy(compile),
+        "deterministic": truthy(deterministic),
+        "topology": str(topology),
+    }
+    return RunSettings.model_validate(cells).label
 
 
 ALPHA = 0.05
@@ -136,7 +142,7 @@ class Standing:
 
     @property
     def entry(self) -> EntryKey:
-        return EntryKey(kind=self.kind, name=self.submission)
+        return EntryKey.model_validate({"kind": self.kind, "name": self.submission})
 
     @property
     def version_key(self) -> tuple[str, str, str]:
@@ -168,16 +174,26 @@ def _per_seed(runs: pd.DataFrame, protocol_seeds: tuple[int, ...] = ()) -> ArchS
     run_ids = {int(seed): str(rid) for seed, rid in zip(ok["seed"], ok["run_id"])}
     final = {int(seed): float(acc) for seed, acc in zip(ok["seed"], ok["final_fine_acc"]) if pd.notna(acc)}
     coarse = {int(seed): float(acc) for seed, acc in zip(ok["seed"], ok["best_coarse_acc"]) if pd.notna(acc)}
-    wall = {int(seed): (_machine(row), float(row["wall_seconds"])) for seed, (_, row) in zip(ok["seed"], ok.iterrows())
-            if pd.notna(row["wall_seconds"])}
+    wall = {
+        int(seed): (_machine(row), float(row["wall_seconds"]))
+        for seed, (_, row) in zip(ok["seed"], ok.iterrows())
+        if pd.notna(row["wall_seconds"])
+    }
     bad = latest[latest["status"] != "ok"]
     failed = tuple(sorted(int(s) for s in bad["seed"]))
     missing = tuple(s for s in protocol_seeds if s not in values and s not in failed)
     attempts = runs.groupby("seed").size()
     retried = tuple(sorted(int(s) for s, n in attempts.items() if n > 1))
-    return dataclasses.replace(arch_stats(values, len(failed), run_ids), missing=missing, failed_seeds=failed,
-                               retried=retried, final=final, coarse=coarse, wall=wall,
-                               failed_runs={int(seed): str(rid) for seed, rid in zip(bad["seed"], bad["run_id"])})
+    return dataclasses.replace(
+        arch_stats(values, len(failed), run_ids),
+        missing=missing,
+        failed_seeds=failed,
+        retried=retried,
+        final=final,
+        coarse=coarse,
+        wall=wall,
+        failed_runs={int(seed): str(rid) for seed, rid in zip(bad["seed"], bad["run_id"])},
+    )
 
 
 def _machine(row: pd.Series) -> str:
@@ -191,7 +207,8 @@ def t_interval(values: list[float], level: float = LEVEL) -> tuple[float, float]
     if len(values) < 2:
         return None
     mean = sum(values) / len(values)
-    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1)) * statistics_std(values) / math.sqrt(len(values))
+    std = statistics_std(values) or 0.0
+    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1)) * std / math.sqrt(len(values))
     return mean - half, mean + half
 
 
@@ -221,8 +238,14 @@ def paired_test(a: dict[int, float], b: dict[int, float]) -> tuple[float | None,
 
 def arch_stats(values: dict[int, float], failed: int, run_ids: dict[int, str] | None = None) -> ArchStats:
     accs = list(values.values())
-    return ArchStats(n=len(accs), failed=failed, mean=_mean(accs), std=statistics_std(accs), seeds=dict(values),
-                     run_ids=dict(run_ids or {}))
+    return ArchStats(
+        n=len(accs),
+        failed=failed,
+        mean=_mean(accs),
+        std=statistics_std(accs),
+        seeds=dict(values),
+        run_ids=dict(run_ids or {}),
+    )
 
 
 def _mean(values: list[float]) -> float | None:
@@ -245,20 +268,21 @@ def score_of(archs: dict[str, ArchStats]) -> float | None:
     """Geometric mean of the per-architecture means; None unless every architecture is complete."""
     if not archs or not all(s.complete for s in archs.values()):
         return None
-    means = [s.mean for s in archs.values()]
+    means = [s.mean for s in archs.values() if s.mean is not None]
     if min(means) <= 0:  # a zero accuracy makes the geometric mean zero
         return 0.0
     return geometric_mean(means)
 
 
-def standings(df: pd.DataFrame, phase: Phase, archs: list[str], protocol_seeds: tuple[int, ...] = ()
-              ) -> list[Standing]:
+def standings(df: pd.DataFrame, phase: Phase, archs: list[str], protocol_seeds: tuple[int, ...] = ()) -> list[Standing]:
     """Measured entries of ``phase`` with their statistics on ``archs``, ranked by score (best
     first; incomplete entries come last, unranked). Baselines and submissions share one ranking.
     ``protocol_seeds``: the seeds every architecture needs for an entry to be complete."""
     df = df[(df["phase"] == phase) & (df["origin"] == "measured")].copy()
-    df["settings"] = [settings_label(p, c, d, t) for p, c, d, t in zip(df["precision"], df["compile"],
-                                                                        df["deterministic"], df["topology"])]
+    df["settings"] = [
+        settings_label(p, c, d, t)
+        for p, c, d, t in zip(df["precision"], df["compile"], df["deterministic"], df["topology"])
+    ]
     entry = list(ENTRY_COLUMNS)
     groups = df.groupby(entry + ["submission_sha256", "settings"], sort=True)
     names = df.groupby(entry)["submission_sha256"].nunique()
@@ -275,9 +299,19 @@ def standings(df: pd.DataFrame, phase: Phase, archs: list[str], protocol_seeds: 
         if names[(kind, submission)] > 1:  # the newest version is the one first run last (a re-run of an
             newest = first[(kind, submission)].idxmax()  # old version's seed does not make it newer)
             version = ("" if sha == newest else "superseded, ") + str(first[(kind, submission, sha)])[:10]
-        entries.append(Standing(label=label, kind=kind, submission=submission, sha256=sha, archs=per_arch,
-                                score=score_of(per_arch), settings=settings, version=version,
-                                identical_to=copies.get((kind, submission, sha), ())))
+        entries.append(
+            Standing(
+                label=label,
+                kind=kind,
+                submission=submission,
+                sha256=sha,
+                archs=per_arch,
+                score=score_of(per_arch),
+                settings=settings,
+                version=version,
+                identical_to=copies.get((kind, submission, sha), ()),
+            )
+        )
     entries = _with_differences(entries)
     return _ranked(entries)
 
@@ -294,11 +328,13 @@ def identical_entries(rows: pd.DataFrame) -> dict[tuple[str, str, str], tuple[st
     out = {}
     for sha, entries in by_sha.items():
         for kind, name in entries:
-            others = sorted((k, n) for k, n in entries
-                            if (k, n) != (kind, name) and (kind == "submission" or k == kind))
+            others = sorted(
+                (k, n) for k, n in entries if (k, n) != (kind, name) and (kind == "submission" or k == kind)
+            )
             if others:
-                out[(kind, name, sha)] = tuple(one_line(n) if k == "submission" else f"baseline {one_line(n)}"
-                                               for k, n in others)
+                out[(kind, name, sha)] = tuple(
+                    one_line(n) if k == "submission" else f"baseline {one_line(n)}" for k, n in others
+                )
     return out
 
 
@@ -308,10 +344,22 @@ def compare(a: dict, b: dict) -> ArchStats:
     common = sorted(set(a) & set(b))
     diffs = [a[k] - b[k] for k in common]
     p, n_pairs = paired_test(a, b)
-    no_test = "" if p is not None else (f"{n_pairs} paired seed{'s' * (n_pairs != 1)}" if n_pairs < 2
-                                        else "identical per-seed differences")
-    return ArchStats(n=0, failed=0, mean=None, std=None, diff=sum(diffs) / len(diffs) if diffs else None,
-                     p_value=p, n_pairs=n_pairs, ci=t_interval(diffs), no_test=no_test)
+    no_test = (
+        ""
+        if p is not None
+        else (f"{n_pairs} paired seed{'s' * (n_pairs != 1)}" if n_pairs < 2 else "identical per-seed differences")
+    )
+    return ArchStats(
+        n=0,
+        failed=0,
+        mean=None,
+        std=None,
+        diff=sum(diffs) / len(diffs) if diffs else None,
+        p_value=p,
+        n_pairs=n_pairs,
+        ci=t_interval(diffs),
+        no_test=no_test,
+    )
 
 
 def _with_differences(entries: list[Standing]) -> list[Standing]:
@@ -320,8 +368,11 @@ def _with_differences(entries: list[Standing]) -> list[Standing]:
     paired seeds, and pooled over paired (architecture, seed)."""
     out = []
     for e in entries:
-        reference = [r for r in entries if r.kind == "baseline" and r.submission == REFERENCE_BASELINE
-                     and r.settings == e.settings]
+        reference = [
+            r
+            for r in entries
+            if r.kind == "baseline" and r.submission == REFERENCE_BASELINE and r.settings == e.settings
+        ]
         if len(reference) != 1:  # no reference, or an ambiguous one: nothing to compare with
             out.append(e)
             continue
@@ -336,8 +387,9 @@ def _with_differences(entries: list[Standing]) -> list[Standing]:
                 archs[arch] = s
                 continue
             c = compare(s.seeds, r.seeds)
-            archs[arch] = dataclasses.replace(s, diff=c.diff, p_value=c.p_value, n_pairs=c.n_pairs, ci=c.ci,
-                                              no_test=c.no_test)
+            archs[arch] = dataclasses.replace(
+                s, diff=c.diff, p_value=c.p_value, n_pairs=c.n_pairs, ci=c.ci, no_test=c.no_test
+            )
         mine, theirs = arch_seed_values(e.archs), arch_seed_values(ref.archs)
         pooled = compare(mine, theirs) if set(mine) & set(theirs) else None
         out.append(dataclasses.replace(e, archs=archs, pooled=pooled, cost=cost_ratio(e, ref)))
@@ -366,13 +418,20 @@ def cost_ratio(e: Standing, ref: Standing) -> float | None:
 def _adjusted(entries: list[Standing]) -> list[Standing]:
     """Holm over every test of the view: each entry on each architecture, and pooled."""
     slots = [(i, arch) for i, e in enumerate(entries) for arch in e.archs] + [
-        (i, None) for i, e in enumerate(entries) if e.pooled is not None]
-    stat = lambda i, arch: entries[i].pooled if arch is None else entries[i].archs[arch]  # noqa: E731
+        (i, None) for i, e in enumerate(entries) if e.pooled is not None
+    ]
+
+    def stat(i: int, arch: str | None) -> ArchStats:
+        found = entries[i].pooled if arch is None else entries[i].archs[arch]
+        if found is None:
+            raise ValueError("a slot without a comparison")
+        return found
+
     adjusted = holm([stat(i, arch).p_value for i, arch in slots])
     out = [dataclasses.replace(e, archs=dict(e.archs)) for e in entries]
     for (i, arch), p in zip(slots, adjusted):
         if arch is None:
-            out[i] = dataclasses.replace(out[i], pooled=dataclasses.replace(out[i].pooled, p_adjusted=p))
+            out[i] = dataclasses.replace(out[i], pooled=dataclasses.replace(stat(i, None), p_adjusted=p))
         else:
             out[i].archs[arch] = dataclasses.replace(out[i].archs[arch], p_adjusted=p)
     return out
@@ -382,23 +441,25 @@ def _ranked(entries: list[Standing]) -> list[Standing]:
     """Competition ranking by score ("1, 1, 3"), and each complete entry's rank range: the ranks its
     score interval allows among the others' (best: 1 + those whose interval lies wholly above it;
     worst: 1 + those whose interval reaches above its lower end)."""
-    scored = sorted((e for e in entries if e.score is not None), key=lambda e: (-e.score, e.label))
+    score = {id(e): e.score for e in entries if e.score is not None}
+    scored = sorted((e for e in entries if id(e) in score), key=lambda e: (-score[id(e)], e.label))
     intervals = {id(e): _score_interval(e) for e in scored}
     ranked = []
     for e in scored:
-        lo, hi = intervals[id(e)] or (e.score, e.score)
-        others = [intervals[id(o)] or (o.score, o.score) for o in scored if o is not e]
+        lo, hi = intervals[id(e)] or (score[id(e)], score[id(e)])
+        others = [intervals[id(o)] or (score[id(o)], score[id(o)]) for o in scored if o is not e]
         best = 1 + sum(o_lo > hi for o_lo, _ in others)
         worst = 1 + sum(o_hi > lo for _, o_hi in others)
-        ranked.append(dataclasses.replace(e, rank=1 + sum(o.score > e.score for o in scored),
-                                          score_ci=intervals[id(e)], rank_range=(best, worst)))
+        rank = 1 + sum(score[id(o)] > score[id(e)] for o in scored)
+        ranked.append(dataclasses.replace(e, rank=rank, score_ci=intervals[id(e)], rank_range=(best, worst)))
     return ranked + sorted((e for e in entries if e.score is None), key=lambda e: e.label)
 
 
 def _score_interval(e: Standing) -> tuple[float, float] | None:
     """The geometric mean of the per-architecture means' t-interval ends (None below 2 seeds)."""
-    ends = [t_interval(list(s.seeds.values())) for s in e.archs.values()]
-    if not ends or any(x is None for x in ends):
+    found = [t_interval(list(s.seeds.values())) for s in e.archs.values()]
+    ends = [x for x in found if x is not None]
+    if not ends or len(ends) < len(found):
         return None
     lows = [max(lo, 1e-9) for lo, _ in ends]
     return geometric_mean(lows), geometric_mean([hi for _, hi in ends])
@@ -414,6 +475,15 @@ def reference_standings(rows: pd.DataFrame, archs: list[str]) -> list[Standing]:
         for arch in archs:
             sel = runs[runs["arch"] == arch]
             per_arch[arch] = arch_stats({int(s): float(a) for s, a in zip(sel["seed"], sel["best_fine_acc"])}, 0)
-        out.append(Standing(label=one_line(str(method)), kind="reference", submission=method, sha256="", archs=per_arch,
-                            score=score_of(per_arch), source=source))
+        out.append(
+            Standing(
+                label=one_line(str(method)),
+                kind="reference",
+                submission=method,
+                sha256="",
+                archs=per_arch,
+                score=score_of(per_arch),
+                source=source,
+            )
+        )
     return out

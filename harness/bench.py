@@ -44,9 +44,11 @@ from harness.training.device import (
 from harness.training.models import build_model
 from harness.training.trainer import evaluate, train_one_epoch
 
-EQUAL_WEIGHTING = "import torch.nn as nn\n\nclass MultiTaskLoss(nn.Module):\n" \
-                  "    def forward(self, fine_loss, coarse_loss, epoch, total_epochs):\n" \
-                  "        return fine_loss + coarse_loss\n"
+EQUAL_WEIGHTING = (
+    "import torch.nn as nn\n\nclass MultiTaskLoss(nn.Module):\n"
+    "    def forward(self, fine_loss, coarse_loss, epoch, total_epochs):\n"
+    "        return fine_loss + coarse_loss\n"
+)
 
 
 @dataclass
@@ -106,8 +108,9 @@ def synthetic_split(n: int, seed: int = 0) -> Split:
     """CIFAR-shaped random data in memory (the benchmark measures speed, not learning)."""
     g = torch.Generator().manual_seed(seed)
     fine = torch.randint(0, 100, (n,), generator=g)
-    return Split(images=torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8),
-                 fine=fine, coarse=fine % 20)
+    return Split(
+        images=torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8), fine=fine, coarse=fine % 20
+    )
 
 
 class _CropFlipDataset(torch.utils.data.Dataset):
@@ -124,7 +127,7 @@ class _CropFlipDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         img = F.pad(self.split.images[i], (4, 4, 4, 4))
         top, left = (int(v) for v in torch.randint(0, 9, (2,)))
-        img = img[:, top:top + 32, left:left + 32]
+        img = img[:, top : top + 32, left : left + 32]
         if torch.rand(()) < 0.5:
             img = img.flip(-1)
         x = (img.float() / 255 - self.mean) / self.std
@@ -139,14 +142,27 @@ def _cycle(make: Callable[[], Iterator]) -> Iterator:
 class _Harness:
     """The harness's training step: real loader, real worker in ``sandbox``, real optimizer."""
 
-    def __init__(self, model, optimizer, split: Split, batch: int, device, channels_last: bool, precision,
-                 sandbox: Sandbox, submission: Path, optimizer_settings) -> None:
+    def __init__(
+        self,
+        model,
+        optimizer,
+        split: Split,
+        batch: int,
+        device,
+        channels_last: bool,
+        precision,
+        sandbox: Sandbox,
+        submission: Path,
+        optimizer_settings,
+    ) -> None:
         self.model, self.optimizer, self.precision = model, optimizer, precision
         dtype = _dtype(precision)
-        self.loader = TrainLoader(split, batch_size=batch, seed=0, device=device, channels_last=channels_last,
-                                  dtype=dtype)
-        self.worker = LossWorker(submission, sandbox=sandbox, seed=0, optimizer=optimizer_settings,
-                                 dtype=str(dtype).removeprefix("torch."))
+        self.loader = TrainLoader(
+            split, batch_size=batch, seed=0, device=device, channels_last=channels_last, dtype=dtype
+        )
+        self.worker = LossWorker(
+            submission, sandbox=sandbox, seed=0, optimizer=optimizer_settings, dtype=str(dtype).removeprefix("torch.")
+        )
         self.ready = self.worker.start()
         self.epoch = 0
 
@@ -154,8 +170,15 @@ class _Harness:
         """``steps`` steps of the real epoch loop (the loader's split holds exactly that many batches)."""
         if self.loader.steps_per_epoch != steps:
             raise ValueError(f"the loader holds {self.loader.steps_per_epoch} batches per epoch, not {steps}")
-        train_one_epoch(self.model, self.loader, self.optimizer, self.worker,
-                        epoch=self.epoch, total_epochs=1_000_000, precision=self.precision)
+        train_one_epoch(
+            self.model,
+            self.loader,
+            self.optimizer,
+            self.worker,
+            epoch=self.epoch,
+            total_epochs=1_000_000,
+            precision=self.precision,
+        )
         self.epoch += 1
 
     def close(self) -> None:
@@ -176,14 +199,22 @@ def _bare_steps(model, optimizer, batches, precision, device_type: str) -> Calla
             loss.backward()
             optimizer.step()
             loss.item()  # the harness synchronises once per step too (the worker exchange)
+
     return run
 
 
-def _reference_steps(model, optimizer, split: Split, batch: int, device, channels_last: bool, precision,
-                     workers: int) -> Callable[[int], None]:
-    loader = torch.utils.data.DataLoader(_CropFlipDataset(split), batch_size=batch, shuffle=True, drop_last=True,
-                                         num_workers=workers, pin_memory=device.type == "cuda",
-                                         persistent_workers=workers > 0)
+def _reference_steps(
+    model, optimizer, split: Split, batch: int, device, channels_last: bool, precision, workers: int
+) -> Callable[[int], None]:
+    loader = torch.utils.data.DataLoader(
+        _CropFlipDataset(split),
+        batch_size=batch,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+    )
     it = _cycle(lambda: iter(loader))
     fmt = torch.channels_last if channels_last else torch.contiguous_format
 
@@ -200,6 +231,7 @@ def _reference_steps(model, optimizer, split: Split, batch: int, device, channel
             loss.backward()
             optimizer.step()
             loss.item()
+
     return run
 
 
@@ -213,8 +245,7 @@ def _fresh(arch: str, device, channels_last: bool, settings, precision: str = "f
     model = build_model(arch).to(device, _dtype(precision))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # (torch's stubs lack it)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=settings.momentum,
-                          weight_decay=settings.weight_decay)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=settings.momentum, weight_decay=settings.weight_decay)
     return model, opt
 
 
@@ -231,9 +262,21 @@ def _timed(fn: Callable[[int], None], steps: int, device) -> float:
     return time.perf_counter() - t
 
 
-def bench_arch(arch: str, *, device: torch.device, precision: Precision, channels_last: bool, steps: int,
-               rounds: int, batch: int, sandbox: Sandbox, submission: Path, eval_images: int,
-               reference_workers: int, log: Callable[[str], None]) -> ArchBench:
+def bench_arch(
+    arch: str,
+    *,
+    device: torch.device,
+    precision: Precision,
+    channels_last: bool,
+    steps: int,
+    rounds: int,
+    batch: int,
+    sandbox: Sandbox,
+    submission: Path,
+    eval_images: int,
+    reference_workers: int,
+    log: Callable[[str], None],
+) -> ArchBench:
     settings = PROFILES["full"].optimizer
     split = synthetic_split(steps * batch, seed=1)
     loops: dict[str, Callable[[int], None]] = {}
@@ -243,12 +286,14 @@ def bench_arch(arch: str, *, device: torch.device, precision: Precision, channel
     closers.append(h.close)
     loops["harness"] = h.run
     model, opt = _fresh(arch, device, channels_last, settings, precision)
-    premade = list(TrainLoader(split, batch_size=batch, seed=0, device=device, channels_last=channels_last,
-                               dtype=_dtype(precision)).epoch(0))
+    premade = list(
+        TrainLoader(
+            split, batch_size=batch, seed=0, device=device, channels_last=channels_last, dtype=_dtype(precision)
+        ).epoch(0)
+    )
     loops["bare"] = _bare_steps(model, opt, premade, precision, device.type)
     model, opt = _fresh(arch, device, channels_last, settings, precision)
-    loops["reference"] = _reference_steps(model, opt, split, batch, device, channels_last, precision,
-                                          reference_workers)
+    loops["reference"] = _reference_steps(model, opt, split, batch, device, channels_last, precision, reference_workers)
     times: dict[str, list[float]] = {name: [] for name in loops}
     try:
         for fn in loops.values():  # warm-up: allocator, kernels, worker, DataLoader workers
@@ -256,14 +301,21 @@ def bench_arch(arch: str, *, device: torch.device, precision: Precision, channel
         for r in range(rounds):
             for name, fn in loops.items():
                 times[name].append(_timed(fn, steps, device))
-            log(f"{arch}: round {r + 1}/{rounds}: " + ", ".join(
-                f"{n} {steps * batch / times[n][-1]:.0f} img/s" for n in loops))
+            log(
+                f"{arch}: round {r + 1}/{rounds}: "
+                + ", ".join(f"{n} {steps * batch / times[n][-1]:.0f} img/s" for n in loops)
+            )
     finally:
         for close in closers:
             close()
     test = synthetic_split(eval_images, seed=2)
-    batches = eval_batches(test, batch_size=1000 if device.type == "cpu" else 2000, device=device,
-                           channels_last=channels_last, dtype=_dtype(precision))
+    batches = eval_batches(
+        test,
+        batch_size=1000 if device.type == "cpu" else 2000,
+        device=device,
+        channels_last=channels_last,
+        dtype=_dtype(precision),
+    )
     evaluate(model, batches[:1], precision=precision)  # warm-up
     _sync(device)
     t = time.perf_counter()
@@ -271,9 +323,17 @@ def bench_arch(arch: str, *, device: torch.device, precision: Precision, channel
     _sync(device)
     eval_s = time.perf_counter() - t
     img_s = {n: steps * batch / statistics.median(ts) for n, ts in times.items()}
-    return ArchBench(arch=arch, batch_size=batch, steps=steps, rounds=rounds, harness_img_s=img_s["harness"],
-                     bare_img_s=img_s["bare"], reference_img_s=img_s["reference"], eval_s_per_epoch=eval_s,
-                     eval_images=eval_images)
+    return ArchBench(
+        arch=arch,
+        batch_size=batch,
+        steps=steps,
+        rounds=rounds,
+        harness_img_s=img_s["harness"],
+        bare_img_s=img_s["bare"],
+        reference_img_s=img_s["reference"],
+        eval_s_per_epoch=eval_s,
+        eval_images=eval_images,
+    )
 
 
 def roundtrip(sandbox: Sandbox, submission: Path, calls: int) -> RoundTrip:
@@ -283,20 +343,38 @@ def roundtrip(sandbox: Sandbox, submission: Path, calls: int) -> RoundTrip:
         worker.start()
         samples = []
         for i in range(calls + 50):
-            req = StepRequest(epoch=0, total_epochs=200, step=i, steps_per_epoch=391, lr=0.1,
-                              fine_loss=4.6, coarse_loss=3.0)
+            req = StepRequest(
+                epoch=0, total_epochs=200, step=i, steps_per_epoch=391, lr=0.1, fine_loss=4.6, coarse_loss=3.0
+            )
             t = time.perf_counter_ns()
             worker.step(req)
             if i >= 50:  # warm-up
                 samples.append((time.perf_counter_ns() - t) / 1000)
     samples.sort()
-    return RoundTrip(sandbox=sandbox.name, calls=calls, median_us=statistics.median(samples),
-                     p99_us=samples[min(len(samples) - 1, math.ceil(0.99 * len(samples)) - 1)])
+    return RoundTrip(
+        sandbox=sandbox.name,
+        calls=calls,
+        median_us=statistics.median(samples),
+        p99_us=samples[min(len(samples) - 1, math.ceil(0.99 * len(samples)) - 1)],
+    )
 
 
-def run_bench(*, archs: list[str], device: torch.device, precision: Precision, channels_last: bool, steps: int,
-              rounds: int, batch: int, sandbox_name: str, calls: int, eval_images: int, reference_workers: int,
-              log: Callable[[str], None], jobs: tuple[int, ...] = ()) -> BenchReport:
+def run_bench(
+    *,
+    archs: list[str],
+    device: torch.device,
+    precision: Precision,
+    channels_last: bool,
+    steps: int,
+    rounds: int,
+    batch: int,
+    sandbox_name: str,
+    calls: int,
+    eval_images: int,
+    reference_workers: int,
+    log: Callable[[str], None],
+    jobs: tuple[int, ...] = (),
+) -> BenchReport:
     start = time.perf_counter()
     precision = resolve_precision(precision, device)  # refuses tf32 off CUDA
     set_fp32_precision(precision, device)
@@ -306,15 +384,38 @@ def run_bench(*, archs: list[str], device: torch.device, precision: Precision, c
         submission.write_text(EQUAL_WEIGHTING)
         results = []
         for arch in archs:
-            results.append(bench_arch(arch, device=device, precision=precision, channels_last=channels_last,
-                                      steps=steps, rounds=rounds, batch=batch, sandbox=sandbox,
-                                      submission=submission, eval_images=eval_images,
-                                      reference_workers=reference_workers, log=log))
+            results.append(
+                bench_arch(
+                    arch,
+                    device=device,
+                    precision=precision,
+                    channels_last=channels_last,
+                    steps=steps,
+                    rounds=rounds,
+                    batch=batch,
+                    sandbox=sandbox,
+                    submission=submission,
+                    eval_images=eval_images,
+                    reference_workers=reference_workers,
+                    log=log,
+                )
+            )
         sweep = []
         for arch in archs:
             for n in jobs:
-                sweep.append(jobs_throughput(arch, n, device=device, precision=precision, channels_last=channels_last,
-                                             steps=steps, batch=batch, sandbox=sandbox, submission=submission))
+                sweep.append(
+                    jobs_throughput(
+                        arch,
+                        n,
+                        device=device,
+                        precision=precision,
+                        channels_last=channels_last,
+                        steps=steps,
+                        batch=batch,
+                        sandbox=sandbox,
+                        submission=submission,
+                    )
+                )
                 log(f"{arch} with --jobs {n}: {sweep[-1].aggregate_img_s:.0f} img/s in all")
         trips = []
         for name in available_sandboxes():
@@ -326,15 +427,33 @@ def run_bench(*, archs: list[str], device: torch.device, precision: Precision, c
             except Exception as e:  # noqa: BLE001  (one backend failing must not lose the other figures)
                 log(f"worker round trip in '{name}' could not be measured: {type(e).__name__}: {e}")
                 continue
-            log(f"worker round trip in '{name}': median {trips[-1].median_us:.0f} us, "
-                f"p99 {trips[-1].p99_us:.0f} us")
-    return BenchReport(device=str(device), precision=precision, channels_last=channels_last, sandbox=sandbox.name,
-                       threads=torch.get_num_threads(), archs=results, roundtrips=trips,
-                       seconds=time.perf_counter() - start, jobs=sweep)
+            log(f"worker round trip in '{name}': median {trips[-1].median_us:.0f} us, p99 {trips[-1].p99_us:.0f} us")
+    return BenchReport(
+        device=str(device),
+        precision=precision,
+        channels_last=channels_last,
+        sandbox=sandbox.name,
+        threads=torch.get_num_threads(),
+        archs=results,
+        roundtrips=trips,
+        seconds=time.perf_counter() - start,
+        jobs=sweep,
+    )
 
 
-def _jobs_child(arch: str, device: str, precision: str, channels_last: bool, steps: int, batch: int,
-                sandbox_name: str, submission: str, threads: int, start, out) -> None:
+def _jobs_child(
+    arch: str,
+    device: str,
+    precision: str,
+    channels_last: bool,
+    steps: int,
+    batch: int,
+    sandbox_name: str,
+    submission: str,
+    threads: int,
+    start,
+    out,
+) -> None:
     """One of N concurrent harness loops: warm up, wait for the others, time ``steps`` steps."""
     if threads:
         torch.set_num_threads(threads)
@@ -343,8 +462,9 @@ def _jobs_child(arch: str, device: str, precision: str, channels_last: bool, ste
     settings = PROFILES["full"].optimizer
     model, opt = _fresh(arch, dev, channels_last, settings, precision)
     split = synthetic_split(steps * batch, seed=1)
-    h = _Harness(model, opt, split, batch, dev, channels_last, precision, get_sandbox(sandbox_name),
-                 Path(submission), settings)
+    h = _Harness(
+        model, opt, split, batch, dev, channels_last, precision, get_sandbox(sandbox_name), Path(submission), settings
+    )
     try:
         h.run(steps)  # warm-up
         start.wait()
@@ -354,17 +474,43 @@ def _jobs_child(arch: str, device: str, precision: str, channels_last: bool, ste
     out.put(steps * batch / elapsed)
 
 
-def jobs_throughput(arch: str, jobs: int, *, device: torch.device, precision: str, channels_last: bool,
-                    steps: int, batch: int, sandbox: Sandbox, submission: Path) -> JobsThroughput:
+def jobs_throughput(
+    arch: str,
+    jobs: int,
+    *,
+    device: torch.device,
+    precision: str,
+    channels_last: bool,
+    steps: int,
+    batch: int,
+    sandbox: Sandbox,
+    submission: Path,
+) -> JobsThroughput:
     """Aggregate throughput of ``jobs`` processes each running the harness loop on ``device``."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     start, out = ctx.Barrier(jobs + 1), ctx.Queue()
     threads = threads_per_run(jobs, device.type)
-    procs = [ctx.Process(target=_jobs_child, args=(arch, device_for_slot(str(device), i), precision, channels_last,
-                                                   steps, batch, sandbox.name, str(submission), threads, start, out))
-             for i in range(jobs)]
+    procs = [
+        ctx.Process(
+            target=_jobs_child,
+            args=(
+                arch,
+                device_for_slot(str(device), i),
+                precision,
+                channels_last,
+                steps,
+                batch,
+                sandbox.name,
+                str(submission),
+                threads,
+                start,
+                out,
+            ),
+        )
+        for i in range(jobs)
+    ]
     for p in procs:
         p.start()
     try:

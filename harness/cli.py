@@ -13,16 +13,17 @@ import sys
 from rich.console import Console
 from rich.markup import escape
 
-from harness.training.data import default_data_dir, download_cifar100, write_synthetic
-from harness.training.device import determinism_env
-from harness.errors import ExitCode, HarnessError, SubmissionRejected, UsageError
 from harness import cli_parser
 from harness.aggregate import REFERENCE_BASELINE
-from harness.protocol import TOPOLOGIES, get_profile
-from harness.names import check_name
-from harness.text import SafeConsole
-from harness.isolation.sandbox import resolve_sandbox
+from harness.errors import ExitCode, HarnessError, SubmissionRejected, UsageError
 from harness.isolation.check import interface_check, static_check
+from harness.isolation.sandbox import resolve_sandbox
+from harness.names import check_name
+from harness.protocol import TOPOLOGIES, get_profile
+from harness.text import SafeConsole
+from harness.training.data import default_data_dir, download_cifar100, write_synthetic
+from harness.training.device import determinism_env
+
 
 def _evaluate_options(args: argparse.Namespace, kind: str):
     """The options model from the command line; what was not given keeps the model's default, and
@@ -30,12 +31,29 @@ def _evaluate_options(args: argparse.Namespace, kind: str):
     from harness.plan import EvaluateOptions
 
     given = dict(
-        profile=get_profile(args.profile), phase=args.phase, topology=args.topology, archs=tuple(args.arch or ()),
-        seeds=tuple(args.seed or ()), device=args.device, data_dir=args.data_dir, runs_dir=args.runs_dir,
-        leaderboard=args.leaderboard, sandbox=args.sandbox, hidden_dir=args.hidden_dir, kind=kind, force=args.force,
-        precision=args.precision, compile=args.compile, deterministic=args.deterministic, jobs=args.jobs,
-        executor=args.executor, ray_address=args.ray_address, gpus_per_run=args.gpus_per_run,
-        cpus_per_run=args.cpus_per_run, ray_retries=args.ray_retries, name=getattr(args, "name", None),
+        profile=get_profile(args.profile),
+        phase=args.phase,
+        topology=args.topology,
+        archs=tuple(args.arch or ()),
+        seeds=tuple(args.seed or ()),
+        device=args.device,
+        data_dir=args.data_dir,
+        runs_dir=args.runs_dir,
+        leaderboard=args.leaderboard,
+        sandbox=args.sandbox,
+        hidden_dir=args.hidden_dir,
+        kind=kind,
+        force=args.force,
+        precision=args.precision,
+        compile=args.compile,
+        deterministic=args.deterministic,
+        jobs=args.jobs,
+        executor=args.executor,
+        ray_address=args.ray_address,
+        gpus_per_run=args.gpus_per_run,
+        cpus_per_run=args.cpus_per_run,
+        ray_retries=args.ray_retries,
+        name=getattr(args, "name", None),
         baselines_dir=getattr(args, "baselines_dir", None),
     )
     return EvaluateOptions(**{k: v for k, v in given.items() if v is not None})
@@ -87,8 +105,9 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
         show.capabilities(console, report)
         console.print(f"[green]{escape(str(path))}: ok[/] ({report.probes} probe calls in sandbox '{sandbox.name}')")
     if rejected:
-        err.print(f"[red]{len(rejected)} of {len(args.paths)} file(s) rejected:[/] "
-                  f"{escape(', '.join(map(str, rejected)))}")
+        err.print(
+            f"[red]{len(rejected)} of {len(args.paths)} file(s) rejected:[/] {escape(', '.join(map(str, rejected)))}"
+        )
         return ExitCode.REJECTED
     return ExitCode.OK
 
@@ -102,7 +121,9 @@ def cmd_image_build(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_data_synthetic(args: argparse.Namespace, console: Console) -> int:
     out = write_synthetic(args.dir, seed=args.seed, n_train=args.train_size, n_test=args.test_size)
-    console.print(f"wrote synthetic CIFAR-100-format data ({args.train_size:,} train / {args.test_size:,} test) to {out}")
+    console.print(
+        f"wrote synthetic CIFAR-100-format data ({args.train_size:,} train / {args.test_size:,} test) to {out}"
+    )
     return ExitCode.OK
 
 
@@ -130,8 +151,10 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
 
         args.output.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(args.output, text.encode("utf-8"))
-        console.print(f"wrote {args.output} ({fmt}, {len(rep.entries)} measured entries, profile {rep.profile}, "
-                      f"phase {rep.phase})")
+        console.print(
+            f"wrote {args.output} ({fmt}, {len(rep.entries)} measured entries, profile {rep.profile}, "
+            f"phase {rep.phase})"
+        )
     return ExitCode.OK
 
 
@@ -178,28 +201,35 @@ def cmd_retire(args: argparse.Namespace, console: Console) -> int:
         raise UsageError(f"{name} names a submission and a baseline in {path}; choose one with --kind")
     kind = kinds[0] if kinds else (args.kind or "submission")
     if kind == "baseline" and name == REFERENCE_BASELINE and not args.restore:
-        raise UsageError(f"the baseline {name} is the reference every Δ and cost is computed against; retiring it "
-                         "would remove every comparison. Evaluate the version you want to keep: the views date and "
-                         "mark the others superseded")
+        raise UsageError(
+            f"the baseline {name} is the reference every Δ and cost is computed against; retiring it "
+            "would remove every comparison. Evaluate the version you want to keep: the views date and "
+            "mark the others superseded"
+        )
     versions = sorted(set(mine["submission_sha256"]))
     listed = ", ".join(f"{name}@{v[:8]}" for v in versions) or "none"
     if sha:
         chosen = [v for v in versions if v.startswith(sha.lower())]
     elif current is not None:
         if current not in versions:
-            raise UsageError(f"the file {target} as it is now (version {current[:8]}) has no row in {path}; name the "
-                             f"version to retire as NAME@SHA: {listed}")
+            raise UsageError(
+                f"the file {target} as it is now (version {current[:8]}) has no row in {path}; name the "
+                f"version to retire as NAME@SHA: {listed}"
+            )
         chosen = [current]
     else:
         chosen = versions
     if len(chosen) != 1:
-        raise UsageError(f"{args.target!r} names {len(chosen)} of the versions of {name} in {path} ({listed}): "
-                         "name one as NAME@SHA")
+        raise UsageError(
+            f"{args.target!r} names {len(chosen)} of the versions of {name} in {path} ({listed}): name one as NAME@SHA"
+        )
     action = "restore" if args.restore else "retire"
     append_event(path, action, kind, name, chosen[0], args.reason or "")
     what = "shown again in" if args.restore else "hidden from"
-    console.print(f"{escape(name)} @{chosen[0][:8]} is {what} the views of {escape(str(path))} (its rows stay; "
-                  f"events in {escape(str(path))}.retired)")
+    console.print(
+        f"{escape(name)} @{chosen[0][:8]} is {what} the views of {escape(str(path))} (its rows stay; "
+        f"events in {escape(str(path))}.retired)"
+    )
     return ExitCode.OK
 
 
@@ -208,8 +238,15 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
     from harness.report.runs import render_runs
 
     path = _leaderboard_path(args)
-    render_runs(console, leaderboard.read_rows(path), args.submission, path, args.runs_dir,
-                {(kind, sha) for kind, _, sha in retired(path)}, profile=args.profile)
+    render_runs(
+        console,
+        leaderboard.read_rows(path),
+        args.submission,
+        path,
+        args.runs_dir,
+        {(kind, sha) for kind, _, sha in retired(path)},
+        profile=args.profile,
+    )
     return ExitCode.OK
 
 
@@ -217,8 +254,8 @@ def cmd_models(args: argparse.Namespace, console: Console) -> int:
     """Parameters per architecture and topology, and how many of them both tasks share."""
     import torch
 
-    from harness.training.models import available_archs, build_model, load_hidden_archs, parameter_counts
     from harness.report import console as show
+    from harness.training.models import available_archs, build_model, load_hidden_archs, parameter_counts
 
     if args.hidden:
         load_hidden_archs(args.hidden_dir)
@@ -260,10 +297,21 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
             raise UsageError("--jobs counts must be at least 1")
     else:
         sweep = (1, 2, 4) if device.type == "cuda" else ()
-    rep = run_bench(archs=args.arch or ["resnet20", "resnet56"], device=device, precision=args.precision,
-                    channels_last=args.channels_last, steps=steps, rounds=args.rounds, batch=args.batch,
-                    sandbox_name=args.sandbox, calls=args.calls, eval_images=args.eval_images,
-                    reference_workers=workers, log=log, jobs=sweep)
+    rep = run_bench(
+        archs=args.arch or ["resnet20", "resnet56"],
+        device=device,
+        precision=args.precision,
+        channels_last=args.channels_last,
+        steps=steps,
+        rounds=args.rounds,
+        batch=args.batch,
+        sandbox_name=args.sandbox,
+        calls=args.calls,
+        eval_images=args.eval_images,
+        reference_workers=workers,
+        log=log,
+        jobs=sweep,
+    )
     if args.json:
         print(json.dumps(rep.to_dict(), indent=2))
         return ExitCode.OK
@@ -312,8 +360,10 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"[red]error:[/] {escape(str(e))}")
         return ExitCode.RUN_FAILED
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: loss workers were stopped; finished runs are in the leaderboard and "
-                  "unfinished ones keep their per-epoch checkpoints: run the same command again to resume them")
+        err.print(
+            "[yellow]interrupted[/]: loss workers were stopped; finished runs are in the leaderboard and "
+            "unfinished ones keep their per-epoch checkpoints: run the same command again to resume them"
+        )
         return ExitCode.INTERRUPTED
 
 

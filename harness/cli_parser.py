@@ -52,8 +52,13 @@ class _Version(argparse.Action):
     """``--version``, importing torch only when asked."""
 
     def __init__(self, option_strings, dest, **kwargs):
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
-                         help="print the harness version and commit, and torch's version")
+        super().__init__(
+            option_strings,
+            dest,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help="print the harness version and commit, and torch's version",
+        )
 
     def __call__(self, parser, namespace, values, option_string=None):
         print(_version())
@@ -62,48 +67,77 @@ class _Version(argparse.Action):
 
 def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     """The ``harness`` command line; ``handlers`` maps each ``cmd_*`` name to its function."""
-    parser = argparse.ArgumentParser(prog="harness", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="harness", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ev = sub.add_parser("evaluate", help="check a submission, train with it and append to the leaderboard")
-    ev.add_argument("paths", type=Path, nargs="+", metavar="PATH",
-                    help="submission file(s) defining class MultiTaskLoss, e.g. submissions/*.py; "
-                         "the runs of all files are scheduled together")
-    ev.add_argument("--name", metavar="NAME.py", help="the entry's name in the leaderboard (default: the file's "
-                    f"name; one file only). A name has {NAME_RULE}; a baseline's name is not available, nor "
-                    "a name that belongs to a file in another place")
+    ev.add_argument(
+        "paths",
+        type=Path,
+        nargs="+",
+        metavar="PATH",
+        help="submission file(s) defining class MultiTaskLoss, e.g. submissions/*.py; "
+        "the runs of all files are scheduled together",
+    )
+    ev.add_argument(
+        "--name",
+        metavar="NAME.py",
+        help="the entry's name in the leaderboard (default: the file's "
+        f"name; one file only). A name has {NAME_RULE}; a baseline's name is not available, nor "
+        "a name that belongs to a file in another place",
+    )
     _add_evaluate_options(ev)
     ev.set_defaults(func=handlers["cmd_evaluate"])
 
     bl = sub.add_parser("baselines", help="evaluate the baselines (rows marked kind=baseline)")
     bl.add_argument("--only", action="append", metavar="NAME", help="only this baseline (repeatable), e.g. dwa")
-    bl.add_argument("--baselines-dir", type=Path, default=DEFAULT_BASELINES_DIR,
-                    help="where the baseline files are (default: baselines/ of the source checkout)")
+    bl.add_argument(
+        "--baselines-dir",
+        type=Path,
+        default=DEFAULT_BASELINES_DIR,
+        help="where the baseline files are (default: baselines/ of the source checkout)",
+    )
     _add_evaluate_options(bl)
     bl.set_defaults(func=handlers["cmd_baselines"])
 
     ck = sub.add_parser("check", help="check a submission's file and interface without training")
     ck.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="one or more submission files")
-    ck.add_argument("--sandbox", default="auto", choices=["auto", *available_sandboxes()],
-                    help="how the file is isolated while its probe calls run (default auto: Docker, else "
-                         "bubblewrap, else none with a warning)")
+    ck.add_argument(
+        "--sandbox",
+        default="auto",
+        choices=["auto", *available_sandboxes()],
+        help="how the file is isolated while its probe calls run (default auto: Docker, else "
+        "bubblewrap, else none with a warning)",
+    )
     ck.set_defaults(func=handlers["cmd_check"])
 
     lb = sub.add_parser("leaderboard", help="aggregate the leaderboard: mean ± std, n, score, rank, significance")
     _add_view_options(lb)
-    lb.add_argument("--format", default="table", choices=["table", "markdown", "csv", "html"],
-                    help="table (the terminal; default), markdown, csv (one number per column) or html (one file "
-                         "with figures; use --output)")
+    lb.add_argument(
+        "--format",
+        default="table",
+        choices=["table", "markdown", "csv", "html"],
+        help="table (the terminal; default), markdown, csv (one number per column) or html (one file "
+        "with figures; use --output)",
+    )
     lb.add_argument("--output", type=Path, metavar="PATH", help="write to PATH instead of the terminal")
-    lb.add_argument("--runs-dir", type=Path, default=Path("runs"),
-                    help="where the run directories are, for the HTML report's curves (default: runs)")
+    lb.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=Path("runs"),
+        help="where the run directories are, for the HTML report's curves (default: runs)",
+    )
     lb.set_defaults(func=handlers["cmd_leaderboard"])
 
     cp = sub.add_parser("compare", help="two entries compared directly, paired over seeds (Δ, interval, p)")
-    cp.add_argument("a", metavar="A", help="an entry: its file name (x.py or x), NAME@SHA for one version, or "
-                    "its label as the leaderboard shows it")
+    cp.add_argument(
+        "a",
+        metavar="A",
+        help="an entry: its file name (x.py or x), NAME@SHA for one version, or its label as the leaderboard shows it",
+    )
     cp.add_argument("b", metavar="B", help="the entry A is compared with, e.g. equal_weighting")
     _add_view_options(cp)
     cp.set_defaults(func=handlers["cmd_compare"])
@@ -111,51 +145,91 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     rn = sub.add_parser("runs", help="every row one submission has in the leaderboard: versions, attempts, status")
     rn.add_argument("submission", metavar="FILE", help="the submission file, or its name (x.py or x)")
     _add_view_options(rn, phase=False)
-    rn.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where the run directories are "
-                    "(default: runs)")
+    rn.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where the run directories are (default: runs)")
     rn.set_defaults(func=handlers["cmd_runs"])
 
-    rt = sub.add_parser("retire", help="hide a file version from every view, keeping its rows (--restore: show "
-                                       "it again)")
-    rt.add_argument("target", metavar="FILE|NAME@SHA", help="the submission file (its current version), or "
-                    "NAME@SHA for one version (a prefix of its sha256, as `harness runs` shows it)")
+    rt = sub.add_parser(
+        "retire", help="hide a file version from every view, keeping its rows (--restore: show it again)"
+    )
+    rt.add_argument(
+        "target",
+        metavar="FILE|NAME@SHA",
+        help="the submission file (its current version), or "
+        "NAME@SHA for one version (a prefix of its sha256, as `harness runs` shows it)",
+    )
     rt.add_argument("--reason", help="why, shown beside the hidden version (e.g. 'bug: coarse weight sign')")
     rt.add_argument("--restore", action="store_true", help="show the version again")
-    rt.add_argument("--kind", choices=["submission", "baseline"], help="the entry's kind, when a name is both a "
-                    "submission's and a baseline's (older leaderboards)")
+    rt.add_argument(
+        "--kind",
+        choices=["submission", "baseline"],
+        help="the entry's kind, when a name is both a submission's and a baseline's (older leaderboards)",
+    )
     _add_view_options(rt, phase=False)
     rt.set_defaults(func=handlers["cmd_retire"])
 
-    bn = sub.add_parser("bench", help="training throughput against a bare loop and a conventional pipeline, "
-                                      "worker round trip, evaluation time")
-    bn.add_argument("--arch", action="append", metavar="NAME", help="architecture (repeatable; default resnet20 "
-                    "and resnet56)")
-    bn.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                    help="auto: CUDA when torch sees a GPU, else the CPU (default auto)")
-    bn.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16", "fp64"],
-                    help="as for evaluate (default fp32; fp64: float64 parameters and inputs)")
-    bn.add_argument("--channels-last", default=True, action=argparse.BooleanOptionalAction,
-                    help="channels-last memory format, as the trainer uses (default on)")
+    bn = sub.add_parser(
+        "bench",
+        help="training throughput against a bare loop and a conventional pipeline, worker round trip, evaluation time",
+    )
+    bn.add_argument(
+        "--arch", action="append", metavar="NAME", help="architecture (repeatable; default resnet20 and resnet56)"
+    )
+    bn.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="auto: CUDA when torch sees a GPU, else the CPU (default auto)",
+    )
+    bn.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "tf32", "bf16", "fp64"],
+        help="as for evaluate (default fp32; fp64: float64 parameters and inputs)",
+    )
+    bn.add_argument(
+        "--channels-last",
+        default=True,
+        action=argparse.BooleanOptionalAction,
+        help="channels-last memory format, as the trainer uses (default on)",
+    )
     bn.add_argument("--batch", type=int, default=128, help="batch size (default 128, the protocol's)")
     bn.add_argument("--steps", type=int, help="steps per timed round (default: 6 on a CPU, 60 on a GPU)")
     bn.add_argument("--rounds", type=int, default=3, help="interleaved timed rounds; the median is reported")
     bn.add_argument("--calls", type=int, default=2000, help="worker round trips timed per sandbox")
     bn.add_argument("--eval-images", type=int, default=10_000, help="test images for the evaluation timing")
-    bn.add_argument("--sandbox", default="auto", choices=["auto", *available_sandboxes()],
-                    help="sandbox of the harness step's worker (round trips are measured for every available one)")
-    bn.add_argument("--reference-workers", type=int, help="DataLoader workers of the conventional pipeline "
-                    "(default: 0 on a CPU, where workers would take the training's cores; 4 on a GPU)")
-    bn.add_argument("--jobs", type=int, action="append", metavar="N", help="also measure N concurrent runs on the "
-                    "device (repeatable: --jobs 1 --jobs 2 --jobs 4; default: 1, 2 and 4 on a GPU, none on a CPU)")
+    bn.add_argument(
+        "--sandbox",
+        default="auto",
+        choices=["auto", *available_sandboxes()],
+        help="sandbox of the harness step's worker (round trips are measured for every available one)",
+    )
+    bn.add_argument(
+        "--reference-workers",
+        type=int,
+        help="DataLoader workers of the conventional pipeline "
+        "(default: 0 on a CPU, where workers would take the training's cores; 4 on a GPU)",
+    )
+    bn.add_argument(
+        "--jobs",
+        type=int,
+        action="append",
+        metavar="N",
+        help="also measure N concurrent runs on the "
+        "device (repeatable: --jobs 1 --jobs 2 --jobs 4; default: 1, 2 and 4 on a GPU, none on a CPU)",
+    )
     bn.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     bn.add_argument("--json", action="store_true", help="print the figures as JSON (progress goes to stderr)")
     bn.set_defaults(func=handlers["cmd_bench"])
 
-    md = sub.add_parser("models", help="parameter counts per architecture and network topology, and what "
-                                       "both tasks share (what the Gramian covers)")
+    md = sub.add_parser(
+        "models",
+        help="parameter counts per architecture and network topology, and what "
+        "both tasks share (what the Gramian covers)",
+    )
     md.add_argument("--hidden", action="store_true", help="include the hidden architectures (vgg16bn)")
-    md.add_argument("--hidden-dir", type=Path, help="where the hidden architectures are (default: ./hidden of the "
-                    "source checkout)")
+    md.add_argument(
+        "--hidden-dir", type=Path, help="where the hidden architectures are (default: ./hidden of the source checkout)"
+    )
     md.set_defaults(func=handlers["cmd_models"])
 
     mg = sub.add_parser("migrate", help="convert a leaderboard of an older schema version (the original is kept)")
@@ -165,10 +239,14 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
 
     image = sub.add_parser("image", help="the Docker sandbox image").add_subparsers(dest="image_command", required=True)
     ib = image.add_parser("build", help="build the sandbox image (wheelhouse on the host, no network in the build)")
-    ib.add_argument("--base-image", default="harness-base:bookworm",
-                    help="local base image with python3 3.11 (default: harness-base:bookworm)")
-    ib.add_argument("--bootstrap", action="store_true",
-                    help="build the base image from Debian with debootstrap when it is missing")
+    ib.add_argument(
+        "--base-image",
+        default="harness-base:bookworm",
+        help="local base image with python3 3.11 (default: harness-base:bookworm)",
+    )
+    ib.add_argument(
+        "--bootstrap", action="store_true", help="build the base image from Debian with debootstrap when it is missing"
+    )
     ib.set_defaults(func=handlers["cmd_image_build"])
 
     data = sub.add_parser("data", help="get the dataset").add_subparsers(dest="data_command", required=True)
@@ -179,22 +257,36 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     syn.add_argument("--test-size", type=int, default=1000, help="test images (default 1000)")
     syn.set_defaults(func=handlers["cmd_data_synthetic"])
     dl = data.add_parser("download", help="download CIFAR-100 (needs torchvision: pip install 'harness[download]')")
-    dl.add_argument("--data-dir", type=Path, help="where to put it (default: $HARNESS_DATA_DIR, else the user "
-                    "cache dir, ~/.cache/harness/cifar100)")
+    dl.add_argument(
+        "--data-dir",
+        type=Path,
+        help="where to put it (default: $HARNESS_DATA_DIR, else the user cache dir, ~/.cache/harness/cifar100)",
+    )
     dl.set_defaults(func=handlers["cmd_data_download"])
     return parser
 
 
 def _add_view_options(p: argparse.ArgumentParser, *, phase: bool = True) -> None:
     """Which leaderboard and view: as for ``harness leaderboard``."""
-    p.add_argument("--leaderboard", type=Path, metavar="CSV",
-                   help="default: the file of --profile, else leaderboard.csv or the only leaderboard-*.csv here")
-    p.add_argument("--profile", choices=sorted(PROFILES),
-                   help="that profile's rows; without --leaderboard, read the file `evaluate --profile` writes "
-                        "(leaderboard-PROFILE.csv; leaderboard.csv for full)")
+    p.add_argument(
+        "--leaderboard",
+        type=Path,
+        metavar="CSV",
+        help="default: the file of --profile, else leaderboard.csv or the only leaderboard-*.csv here",
+    )
+    p.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        help="that profile's rows; without --leaderboard, read the file `evaluate --profile` writes "
+        "(leaderboard-PROFILE.csv; leaderboard.csv for full)",
+    )
     if phase:
-        p.add_argument("--phase", default="public", choices=["public", "final"],
-                       help="final includes the hidden architecture (default public)")
+        p.add_argument(
+            "--phase",
+            default="public",
+            choices=["public", "final"],
+            help="final includes the hidden architecture (default public)",
+        )
 
 
 def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
@@ -205,54 +297,106 @@ def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
     def default(name: str) -> object:
         return EvaluateOptions.model_fields[name].default
 
-    ev.add_argument("--profile", default="full", choices=list(PROFILES),
-                    help="full: the task's protocol (default); quick: the same on CIFAR-100 for 30 "
-                         "epochs, to iterate on a GPU (rows kept apart in leaderboard-quick.csv); smoke: a demo "
-                         "on synthetic data; tiny: for tests")
-    ev.add_argument("--phase", choices=["public", "final"],
-                    help=f"final adds the hidden architecture (vgg16bn); default {default('phase')}")
-    ev.add_argument("--topology", choices=list(TOPOLOGIES),
-                    help=f"how the two tasks share the network (the topology study): shared (the task's network: one backbone, two "
-                         f"heads), independent (a backbone per task, the control), reuse-coarse / reuse-fine (one "
-                         f"head also reads the other head's logits), shared-reuse-*; recorded in every row and kept "
-                         f"apart in the standings; `harness models` lists parameter counts; "
-                         f"default {default('topology')}")
+    ev.add_argument(
+        "--profile",
+        default="full",
+        choices=list(PROFILES),
+        help="full: the task's protocol (default); quick: the same on CIFAR-100 for 30 "
+        "epochs, to iterate on a GPU (rows kept apart in leaderboard-quick.csv); smoke: a demo "
+        "on synthetic data; tiny: for tests",
+    )
+    ev.add_argument(
+        "--phase",
+        choices=["public", "final"],
+        help=f"final adds the hidden architecture (vgg16bn); default {default('phase')}",
+    )
+    ev.add_argument(
+        "--topology",
+        choices=list(TOPOLOGIES),
+        help=f"how the two tasks share the network (the topology study): shared (the task's network: one backbone, two "
+        f"heads), independent (a backbone per task, the control), reuse-coarse / reuse-fine (one "
+        f"head also reads the other head's logits), shared-reuse-*; recorded in every row and kept "
+        f"apart in the standings; `harness models` lists parameter counts; "
+        f"default {default('topology')}",
+    )
     ev.add_argument("--arch", action="append", metavar="NAME", help="only this architecture (repeatable)")
     ev.add_argument("--seed", action="append", type=int, metavar="N", help="only this seed (repeatable)")
-    ev.add_argument("--device", choices=["auto", "cpu", "cuda"],
-                    help=f"auto: CUDA when torch sees a GPU, else the CPU (default {default('device')})")
-    ev.add_argument("--data-dir", type=Path, help="directory containing cifar-100-python/ "
-                    "(default: $HARNESS_DATA_DIR, else the user cache dir)")
+    ev.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        help=f"auto: CUDA when torch sees a GPU, else the CPU (default {default('device')})",
+    )
+    ev.add_argument(
+        "--data-dir",
+        type=Path,
+        help="directory containing cifar-100-python/ (default: $HARNESS_DATA_DIR, else the user cache dir)",
+    )
     ev.add_argument("--runs-dir", type=Path, help=f"where run directories go (default: {default('runs_dir')})")
-    ev.add_argument("--leaderboard", type=Path, metavar="CSV",
-                    help="CSV to append to (default: leaderboard.csv, or leaderboard-PROFILE.csv)")
-    ev.add_argument("--sandbox", choices=["auto", *available_sandboxes()],
-                    help=f"how the submission is isolated: auto picks a real sandbox; none runs it as a plain "
-                         f"process (trusted code only); default {default('sandbox')}")
-    ev.add_argument("--precision", choices=["fp32", "tf32", "bf16", "fp64"],
-                    help="fp32 (the full profile's default; IEEE float32, on a GPU too), tf32 (TensorFloat-32 "
-                         "matmuls and convolutions, CUDA only), bf16 (bfloat16 autocast, float32 parameters), "
-                         "fp64 (for verification); recorded in every row and kept apart in the standings")
+    ev.add_argument(
+        "--leaderboard",
+        type=Path,
+        metavar="CSV",
+        help="CSV to append to (default: leaderboard.csv, or leaderboard-PROFILE.csv)",
+    )
+    ev.add_argument(
+        "--sandbox",
+        choices=["auto", *available_sandboxes()],
+        help=f"how the submission is isolated: auto picks a real sandbox; none runs it as a plain "
+        f"process (trusted code only); default {default('sandbox')}",
+    )
+    ev.add_argument(
+        "--precision",
+        choices=["fp32", "tf32", "bf16", "fp64"],
+        help="fp32 (the full profile's default; IEEE float32, on a GPU too), tf32 (TensorFloat-32 "
+        "matmuls and convolutions, CUDA only), bf16 (bfloat16 autocast, float32 parameters), "
+        "fp64 (for verification); recorded in every row and kept apart in the standings",
+    )
     ev.add_argument("--compile", action="store_true", help="run the model through torch.compile (recorded)")
-    ev.add_argument("--deterministic", action="store_true",
-                    help="deterministic kernels (torch.use_deterministic_algorithms, cuDNN deterministic); "
-                         "slower on a GPU; recorded")
-    ev.add_argument("--jobs", type=int, metavar="N",
-                    help="run up to N runs at once, each in its own process, sharing the device (spread over the "
-                         "GPUs when there are several); default 1, or with --executor ray as many as fit")
-    ev.add_argument("--executor", choices=["local", "ray"],
-                    help=f"local: this machine; ray: each run a Ray task, on a local Ray started for the evaluation "
-                         f"or the cluster of --ray-address (pip install 'harness[ray]'); default {default('executor')}")
+    ev.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic kernels (torch.use_deterministic_algorithms, cuDNN deterministic); "
+        "slower on a GPU; recorded",
+    )
+    ev.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="run up to N runs at once, each in its own process, sharing the device (spread over the "
+        "GPUs when there are several); default 1, or with --executor ray as many as fit",
+    )
+    ev.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        help=f"local: this machine; ray: each run a Ray task, on a local Ray started for the evaluation "
+        f"or the cluster of --ray-address (pip install 'harness[ray]'); default {default('executor')}",
+    )
     ev.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (e.g. auto, or ray://host:10001)")
-    ev.add_argument("--gpus-per-run", type=float, metavar="F",
-                    help="Ray: GPUs each run asks for; a fraction shares a GPU (0.25: four runs per GPU); "
-                         "default 1 on CUDA, else 0")
-    ev.add_argument("--cpus-per-run", type=float, metavar="N",
-                    help="Ray: CPUs each run asks for (default 1 with a GPU, else the CPUs shared between the runs)")
-    ev.add_argument("--ray-retries", type=int, metavar="K",
-                    help=f"Ray: resubmit a lost task (worker or node died) up to K times, resuming from its "
-                         f"checkpoint (default {default('ray_retries')})")
-    ev.add_argument("--force", action="store_true",
-                    help="re-run runs that already have an ok row for this file version (default: skip them)")
-    ev.add_argument("--hidden-dir", type=Path, help="where the hidden architectures are (default: ./hidden "
-                    "of the source checkout)")
+    ev.add_argument(
+        "--gpus-per-run",
+        type=float,
+        metavar="F",
+        help="Ray: GPUs each run asks for; a fraction shares a GPU (0.25: four runs per GPU); "
+        "default 1 on CUDA, else 0",
+    )
+    ev.add_argument(
+        "--cpus-per-run",
+        type=float,
+        metavar="N",
+        help="Ray: CPUs each run asks for (default 1 with a GPU, else the CPUs shared between the runs)",
+    )
+    ev.add_argument(
+        "--ray-retries",
+        type=int,
+        metavar="K",
+        help=f"Ray: resubmit a lost task (worker or node died) up to K times, resuming from its "
+        f"checkpoint (default {default('ray_retries')})",
+    )
+    ev.add_argument(
+        "--force",
+        action="store_true",
+        help="re-run runs that already have an ok row for this file version (default: skip them)",
+    )
+    ev.add_argument(
+        "--hidden-dir", type=Path, help="where the hidden architectures are (default: ./hidden of the source checkout)"
+    )

@@ -17,18 +17,28 @@ from rich.console import Console
 from rich.markup import escape
 
 from harness import leaderboard
-from harness.training.data import load_profile_data
-from harness.training.device import resolve_precision
 from harness.errors import ExitCode, SubmissionRejected
 from harness.executors import Job
+from harness.isolation.check import interface_check
+from harness.isolation.sandbox import Sandbox, resolve_sandbox
 from harness.leaderboard.record import Recorded, Recorder
-from harness.plan import (EvaluateOptions, PlannedFile, device_label, make_executor, parallelism, plan_device,
-                          plan_files, plan_jobs, planned_archs, planned_seeds)
+from harness.plan import (
+    EvaluateOptions,
+    PlannedFile,
+    device_label,
+    make_executor,
+    parallelism,
+    plan_device,
+    plan_files,
+    plan_jobs,
+    planned_archs,
+    planned_seeds,
+)
 from harness.progress import EvaluationProgress
 from harness.protocol import RunResult
 from harness.report import console as show
-from harness.isolation.sandbox import Sandbox, resolve_sandbox
-from harness.isolation.check import interface_check
+from harness.training.data import load_profile_data
+from harness.training.device import resolve_precision
 
 
 def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Console) -> ExitCode:
@@ -75,9 +85,17 @@ class Evaluation:
 
     def plan(self) -> list[PlannedFile]:
         """Name, check and copy each file; what each has done already."""
-        files = plan_files(self.paths, self.opts, self.existing, self.archs, self.seeds, self.precision, self.recorder,
-                           self.rejected,
-                           lambda path: self.console.print(f"{escape(str(path))}: listed twice; evaluated once"))
+        files = plan_files(
+            self.paths,
+            self.opts,
+            self.existing,
+            self.archs,
+            self.seeds,
+            self.precision,
+            self.recorder,
+            self.rejected,
+            lambda path: self.console.print(f"{escape(str(path))}: listed twice; evaluated once"),
+        )
         self.versions = {(f.entry.kind, f.entry.name, f.sha) for f in files}
         for f in files:
             show.planned_file(self.console, f, self.lb_path)
@@ -89,12 +107,16 @@ class Evaluation:
         todo = [f for f in files if len(f.done()) < len(self.archs) * len(self.seeds)]
         for f in files:
             if f not in todo:
-                self.console.print(f"nothing to run: every run of {escape(str(f.entry))} (sha256 {f.sha[:12]}) is "
-                                   f"already in {escape(str(self.lb_path))}")
+                self.console.print(
+                    f"nothing to run: every run of {escape(str(f.entry))} (sha256 {f.sha[:12]}) is "
+                    f"already in {escape(str(self.lb_path))}"
+                )
         return todo
 
     def sandbox(self) -> Sandbox:
-        sandbox, warning = resolve_sandbox(self.opts.sandbox, allow_fallback=self.opts.profile.allow_unsandboxed_fallback)
+        sandbox, warning = resolve_sandbox(
+            self.opts.sandbox, allow_fallback=self.opts.profile.allow_unsandboxed_fallback
+        )
         if warning:
             show.warning(self.console, warning)
         return sandbox
@@ -106,9 +128,14 @@ class Evaluation:
             self.console.print(f"checking {escape(str(f.path))} (sha256 {f.sha[:12]}) in sandbox '{sandbox.name}'")
             profile = self.opts.profile
             try:
-                report = interface_check(f.eval_dir.submission, sandbox=sandbox, log_path=f.eval_dir.check_log,
-                                         start_timeout=profile.worker_start_timeout_s,
-                                         call_timeout=profile.worker_call_timeout_s, shown_as=f.path)
+                report = interface_check(
+                    f.eval_dir.submission,
+                    sandbox=sandbox,
+                    log_path=f.eval_dir.check_log,
+                    start_timeout=profile.worker_start_timeout_s,
+                    call_timeout=profile.worker_call_timeout_s,
+                    shown_as=f.path,
+                )
             except SubmissionRejected as e:
                 self.rejected(f.path, e)
                 continue
@@ -121,8 +148,9 @@ class Evaluation:
         opts, console = self.opts, self.console
         data = load_profile_data(opts.profile, opts.data_dir)
         jobs = plan_jobs(files, opts, self.archs, self.seeds, self.device, sandbox.name, self.precision)
-        show.run_plan(console, opts, data, self.archs, self.seeds, len(files), device_label(self.device, opts),
-                      self.precision)
+        show.run_plan(
+            console, opts, data, self.archs, self.seeds, len(files), device_label(self.device, opts), self.precision
+        )
         given = {f.entry: f.path for f in files}  # the file each entry was given as
         records: list[Recorded] = []
 

@@ -29,8 +29,10 @@ from harness.errors import SubmissionRejected
 SOURCE_BASELINES = Path(__file__).resolve().parent.parent / "baselines"
 """The baselines of the source checkout: ``harness baselines``' default, and the names reserved for them."""
 MAX_NAME = 100
-NAME_RULE = ("letters, digits, '_', '-' and '.', starting with a letter or digit, ending in '.py', at most "
-             f"{MAX_NAME} characters")
+NAME_RULE = (
+    "letters, digits, '_', '-' and '.', starting with a letter or digit, ending in '.py', at most "
+    f"{MAX_NAME} characters"
+)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\.py")
 _ALLOWED = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -39,8 +41,11 @@ def _describe(ch: str) -> str:
     name = unicodedata.name(ch, "")
     invisible = unicodedata.category(ch) in ("Cf", "Cc", "Zs", "Zl", "Zp", "Mn", "Me")
     shown = f"U+{ord(ch):04X}" + (f" {name}" if name else "")
-    return shown + (" (invisible)" if invisible else "") if invisible or not ch.isprintable() or ord(ch) > 126 \
+    return (
+        shown + (" (invisible)" if invisible else "")
+        if invisible or not ch.isprintable() or ord(ch) > 126
         else f"{ch!r}"
+    )
 
 
 def suggest_name(name: str) -> str:
@@ -78,8 +83,11 @@ def check_name(name: str, shown: str, *, option: bool = False, reserved: Abstrac
     better = suggest_name(name)
     if better.casefold() in {r.casefold() for r in reserved}:
         better = f"my_{better}"
-    fix = f"Pass another name, e.g. --name {better}" if option else \
-        f"Rename the file (e.g. to {better}) or pass --name {better}"
+    fix = (
+        f"Pass another name, e.g. --name {better}"
+        if option
+        else f"Rename the file (e.g. to {better}) or pass --name {better}"
+    )
     raise SubmissionRejected(f"{ascii(shown)[1:-1]}: the name {ascii(name)} cannot name an entry: {problem}. {fix}")
 
 
@@ -89,9 +97,11 @@ def reserved_problem(name: str, baselines: set[str]) -> str | None:
     found = taken.get(name.casefold())
     if found is None:
         return None
-    return (f"{found} is a baseline's name, and a baseline is the reference every entry is compared with; "
-            f"evaluate it with `harness baselines --only {found.removesuffix('.py')}`, or give your file another "
-            f"name (e.g. --name my_{found})")
+    return (
+        f"{found} is a baseline's name, and a baseline is the reference every entry is compared with; "
+        f"evaluate it with `harness baselines --only {found.removesuffix('.py')}`, or give your file another "
+        f"name (e.g. --name my_{found})"
+    )
 
 
 def baseline_names(baselines_dir: Path) -> set[str]:

@@ -16,19 +16,18 @@ import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from harness.training.device import resolve_device
 from harness.errors import SubmissionRejected, UsageError
 from harness.executors import Executor, Job
-from harness.leaderboard import default_path
-from harness.leaderboard.record import Recorder, completed_runs
-from harness.training.models import get_arch, load_hidden_archs
-from harness.names import SOURCE_BASELINES, baseline_names, check_name, place_of, reserved_problem
-from harness.protocol import (HIDDEN_ARCHS, EntryKey, Kind, LeaderboardRow, Phase, Precision, Profile, RunSpec,
-                              Topology)
-from harness.provenance import device_name
-from harness.rundir import EvalDir
 from harness.fileio import write_atomic
 from harness.isolation.check import read_submission, sha256_file, static_check
+from harness.leaderboard import default_path
+from harness.leaderboard.record import Recorder, completed_runs
+from harness.names import SOURCE_BASELINES, baseline_names, check_name, place_of, reserved_problem
+from harness.protocol import HIDDEN_ARCHS, EntryKey, Kind, LeaderboardRow, Phase, Precision, Profile, RunSpec, Topology
+from harness.provenance import device_name
+from harness.rundir import EvalDir
+from harness.training.device import resolve_device
+from harness.training.models import get_arch, load_hidden_archs
 
 ExecutorName = Literal["local", "ray"]
 
@@ -68,8 +67,11 @@ class EvaluateOptions(BaseModel):
     def _usable(self) -> EvaluateOptions:
         if self.jobs is not None and self.jobs < 1:
             raise UsageError(f"--jobs must be at least 1, got {self.jobs}")
-        ray_only = {"--ray-address": self.ray_address, "--gpus-per-run": self.gpus_per_run,
-                    "--cpus-per-run": self.cpus_per_run}
+        ray_only = {
+            "--ray-address": self.ray_address,
+            "--gpus-per-run": self.gpus_per_run,
+            "--cpus-per-run": self.cpus_per_run,
+        }
         given = [flag for flag, value in ray_only.items() if value is not None]
         if given and self.executor != "ray":
             raise UsageError(f"{', '.join(given)} only apply with --executor ray")
@@ -144,26 +146,47 @@ class PlannedFile:
 
     def done(self) -> set[tuple[str, int]]:
         """Runs not to train: ok in the leaderboard, or finished with a row still waiting in row.json."""
-        return set(self.skipped) | {(r.arch, r.seed) for r in self.recovered} | {
-            (r.arch, r.seed) for r, _, _ in self.unwritten}
+        return (
+            set(self.skipped)
+            | {(r.arch, r.seed) for r in self.recovered}
+            | {(r.arch, r.seed) for r, _, _ in self.unwritten}
+        )
 
 
-def spec_for(f: PlannedFile, opts: EvaluateOptions, arch: str, seed: int, device: str, sandbox: str,
-             precision: str) -> RunSpec:
-    return RunSpec(submission=f.entry.name, submission_sha256=f.sha, kind=f.entry.kind,
-                   submission_path=f.place, profile=opts.profile, phase=opts.phase, topology=opts.topology,
-                   arch=arch, seed=seed, device=device, sandbox=sandbox, precision=precision, compile=opts.compile,
-                   deterministic=opts.deterministic)
+def spec_for(
+    f: PlannedFile, opts: EvaluateOptions, arch: str, seed: int, device: str, sandbox: str, precision: Precision
+) -> RunSpec:
+    return RunSpec(
+        submission=f.entry.name,
+        submission_sha256=f.sha,
+        kind=f.entry.kind,
+        submission_path=f.place,
+        profile=opts.profile,
+        phase=opts.phase,
+        topology=opts.topology,
+        arch=arch,
+        seed=seed,
+        device=device,
+        sandbox=sandbox,
+        precision=precision,
+        compile=opts.compile,
+        deterministic=opts.deterministic,
+    )
 
 
-def entry_of(path: Path, opts: EvaluateOptions, existing: pd.DataFrame, planned: list[PlannedFile]
-             ) -> tuple[EntryKey, str] | None:
+def entry_of(
+    path: Path, opts: EvaluateOptions, existing: pd.DataFrame, planned: list[PlannedFile]
+) -> tuple[EntryKey, str] | None:
     """The entry ``path`` is evaluated as, and its place; None when the same file is already planned.
     Raises ``SubmissionRejected`` for a name that breaks the rule (:mod:`harness.names`), a baseline's
     name taken by a submission, or a name that already belongs to a file in another place."""
     name = opts.name or path.name
-    reserved = set() if opts.kind == "baseline" else baseline_names(opts.baselines_dir) | set(
-        existing.loc[(existing["origin"] == "measured") & (existing["kind"] == "baseline"), "submission"])
+    reserved = (
+        set()
+        if opts.kind == "baseline"
+        else baseline_names(opts.baselines_dir)
+        | set(existing.loc[(existing["origin"] == "measured") & (existing["kind"] == "baseline"), "submission"])
+    )
     check_name(name, f"--name {name}" if opts.name else str(path), option=bool(opts.name), reserved=reserved)
     if reserved:
         problem = reserved_problem(name, reserved)
@@ -172,8 +195,9 @@ def entry_of(path: Path, opts: EvaluateOptions, existing: pd.DataFrame, planned:
     entry, place = EntryKey(kind=opts.kind, name=name), place_of(path, opts.leaderboard_path)
     if any(f.entry == entry and f.place == place for f in planned):
         return None
-    mine = existing[(existing["origin"] == "measured") & (existing["kind"] == entry.kind)
-                    & (existing["submission"] == name)]
+    mine = existing[
+        (existing["origin"] == "measured") & (existing["kind"] == entry.kind) & (existing["submission"] == name)
+    ]
     places = {p for p in mine["submission_path"] if p} | {f.place for f in planned if f.entry == entry}
     if places and place not in places:
         where = ", ".join(sorted(places))
@@ -181,7 +205,8 @@ def entry_of(path: Path, opts: EvaluateOptions, existing: pd.DataFrame, planned:
             f"{path}: the entry {name} in {opts.leaderboard_path} is the file at {where}; this is another file "
             f"({place}). Two files of the same name are never versions of one entry: rename this one, or evaluate "
             f"it under another name with --name (e.g. --name {suggest_other(path, name)}). To add a version of "
-            f"{name}, edit the file at {where}")
+            f"{name}, edit the file at {where}"
+        )
     return entry, place
 
 
@@ -193,10 +218,17 @@ def suggest_other(path: Path, name: str) -> str:
     return suggest_name(f"{parent}_{name}" if parent else f"other_{name}")
 
 
-def plan_files(paths: list[Path], opts: EvaluateOptions, existing: pd.DataFrame, archs: tuple[str, ...],
-               seeds: tuple[int, ...], precision: str, recorder: Recorder,
-               rejected: Callable[[Path, SubmissionRejected], None], repeated: Callable[[Path], None]
-               ) -> list[PlannedFile]:
+def plan_files(
+    paths: list[Path],
+    opts: EvaluateOptions,
+    existing: pd.DataFrame,
+    archs: tuple[str, ...],
+    seeds: tuple[int, ...],
+    precision: Precision,
+    recorder: Recorder,
+    rejected: Callable[[Path, SubmissionRejected], None],
+    repeated: Callable[[Path], None],
+) -> list[PlannedFile]:
     """Name, statically check and copy each file (a rejected one goes to ``rejected``, a file listed
     twice to ``repeated``), record the rows an earlier evaluation left pending, and find the runs
     already done (none with ``--force``). Each file is its own entry: a byte-identical copy of
@@ -228,17 +260,29 @@ def plan_files(paths: list[Path], opts: EvaluateOptions, existing: pd.DataFrame,
                 row, problem = recorder.recover(eval_dir, spec)
                 if row is not None and problem is None:
                     f.recovered.append(row)
-                elif row is not None:
+                elif row is not None and problem is not None:
                     f.unwritten.append((row, problem, eval_dir.run(spec).pending_row))
         files.append(f)
     return files
 
 
-def plan_jobs(files: list[PlannedFile], opts: EvaluateOptions, archs: tuple[str, ...], seeds: tuple[int, ...],
-              device: torch.device, sandbox: str, precision: str) -> list[Job]:
+def plan_jobs(
+    files: list[PlannedFile],
+    opts: EvaluateOptions,
+    archs: tuple[str, ...],
+    seeds: tuple[int, ...],
+    device: torch.device,
+    sandbox: str,
+    precision: Precision,
+) -> list[Job]:
     """Every (file, architecture, seed) run not done yet, in that order."""
-    specs = [(f, spec_for(f, opts, arch, seed, str(device), sandbox, precision))
-             for f in files for arch in archs for seed in seeds if (arch, seed) not in f.done()]
+    specs = [
+        (f, spec_for(f, opts, arch, seed, str(device), sandbox, precision))
+        for f in files
+        for arch in archs
+        for seed in seeds
+        if (arch, seed) not in f.done()
+    ]
     return [Job(spec, f.eval_dir.run(spec), f.eval_dir.submission) for f, spec in specs]
 
 
@@ -249,8 +293,9 @@ def parallelism(opts: EvaluateOptions, n_jobs: int) -> int:
     return min(n_jobs, opts.jobs or 1)
 
 
-def make_executor(opts: EvaluateOptions, device: torch.device, sandbox, data, n_jobs: int,
-                  say: Callable[[str], None]) -> Executor:
+def make_executor(
+    opts: EvaluateOptions, device: torch.device, sandbox, data, n_jobs: int, say: Callable[[str], None]
+) -> Executor:
     """The executor of ``opts``; ``say`` tells the user which (plain text)."""
     if opts.executor == "ray":
         import importlib.util
@@ -262,10 +307,20 @@ def make_executor(opts: EvaluateOptions, device: torch.device, sandbox, data, n_
         gpus = opts.gpus_per_run if opts.gpus_per_run is not None else (1.0 if device.type == "cuda" else 0.0)
         if gpus > 0 and device.type != "cuda":
             raise UsageError("--gpus-per-run needs --device cuda (or auto on a machine with a GPU)")
-        say(f"executor: Ray, {gpus:g} GPU(s) per run, a lost task retried up to {opts.ray_retries} time(s)"
-            + (f", at most {opts.jobs} runs at once" if opts.jobs else ""))
-        return RayExecutor(address=opts.ray_address, jobs=opts.jobs, gpus_per_run=gpus, cpus_per_run=opts.cpus_per_run,
-                           retries=opts.ray_retries, data=data, sandbox_name=sandbox.name, log=say)
+        say(
+            f"executor: Ray, {gpus:g} GPU(s) per run, a lost task retried up to {opts.ray_retries} time(s)"
+            + (f", at most {opts.jobs} runs at once" if opts.jobs else "")
+        )
+        return RayExecutor(
+            address=opts.ray_address,
+            jobs=opts.jobs,
+            gpus_per_run=gpus,
+            cpus_per_run=opts.cpus_per_run,
+            retries=opts.ray_retries,
+            data=data,
+            sandbox_name=sandbox.name,
+            log=say,
+        )
     if (opts.jobs or 1) > 1 and n_jobs > 1:
         from harness.executors.local import LocalExecutor
 

@@ -92,11 +92,13 @@ class EvaluationProgress(RunObserver):
             console=console,
             disable=not self.live,
         )
-        self.overall = self.progress.add_task("", total=1.0, label=f"all {len(specs)} runs", state="",
-                                              stats="", eta=_duration(None))
+        self.overall = self.progress.add_task(
+            "", total=1.0, label=f"all {len(specs)} runs", state="", stats="", eta=_duration(None)
+        )
         self.tasks: dict[RunKey, TaskID] = {
             k: self.progress.add_task("", total=1.0, label=r.label, state="queued", stats="", eta="", start=False)
-            for k, r in self.runs.items()}
+            for k, r in self.runs.items()
+        }
         self._last_refresh = 0.0
         self._update_overall()
 
@@ -188,8 +190,10 @@ class EvaluationProgress(RunObserver):
         for note in notes:
             self.console.print(f"[yellow]{escape(r.label)}: {escape(note)}[/]")
         if epochs_done:
-            self.console.print(f"{escape(r.label)}: resuming after epoch {epochs_done}/{spec.profile.epochs} "
-                               "from its checkpoint (the loss module's messages are replayed)")
+            self.console.print(
+                f"{escape(r.label)}: resuming after epoch {epochs_done}/{spec.profile.epochs} "
+                "from its checkpoint (the loss module's messages are replayed)"
+            )
         else:
             self.console.print(f"{escape(r.label)}: no intact checkpoint; starting from scratch")
         r.steps = r.steps_at_start = steps_done
@@ -206,8 +210,10 @@ class EvaluationProgress(RunObserver):
     def epoch_done(self, spec: RunSpec, m: EpochMetrics, best_fine_acc: float) -> None:
         r = self.runs[spec.key]
         r.epoch = m.epoch + 1
-        stats = (f"loss {m.train_fine_loss:.3f}/{m.train_coarse_loss:.3f}  "
-                 f"test fine {m.test_fine_acc:5.2f}%  best {best_fine_acc:5.2f}%")
+        stats = (
+            f"loss {m.train_fine_loss:.3f}/{m.train_coarse_loss:.3f}  "
+            f"test fine {m.test_fine_acc:5.2f}%  best {best_fine_acc:5.2f}%"
+        )
         self._set(r, state=f"epoch {r.epoch}/{spec.profile.epochs}", stats=stats)
         self._log(f"{escape(r.label)}  epoch {r.epoch}/{spec.profile.epochs}  {stats}  ({m.seconds:.1f} s)")
         self._update_overall()
@@ -218,8 +224,10 @@ class EvaluationProgress(RunObserver):
             r.ended = self.clock()
         r.state = "retrying"
         self._set(r, state=f"retry {attempt}/{retries}", stats="task lost")
-        self.console.print(f"[yellow]{escape(r.label)}: the task was lost ({escape(reason)}); "
-                           f"retry {attempt} of {retries}, resuming from its last checkpoint[/]")
+        self.console.print(
+            f"[yellow]{escape(r.label)}: the task was lost ({escape(reason)}); "
+            f"retry {attempt} of {retries}, resuming from its last checkpoint[/]"
+        )
         self._update_overall()
 
     def run_finished(self, spec: RunSpec, result: RunResult) -> None:

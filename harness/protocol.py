@@ -79,8 +79,9 @@ class Profile(_Frozen):
     # --sandbox auto may fall back to running unsandboxed (loudly) when no sandbox exists.
     allow_unsandboxed_fallback: bool = False
     precision: Precision | Literal["auto"] = Field(
-        default="fp32", description="default of --precision; auto: bf16 where the device computes it natively "
-        "(much faster), else fp32")
+        default="fp32",
+        description="default of --precision; auto: bf16 where the device computes it natively (much faster), else fp32",
+    )
 
 
 PROFILES: dict[str, Profile] = {
@@ -106,8 +107,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "smoke": Profile(
         name="smoke",
-        description="synthetic CIFAR-format data, 2,000 train / 500 test images, 3 epochs, seed 42, "
-        "batch 32, lr 0.02",
+        description="synthetic CIFAR-format data, 2,000 train / 500 test images, 3 epochs, seed 42, batch 32, lr 0.02",
         dataset="synthetic",
         epochs=3,
         batch_size=32,
@@ -179,8 +179,12 @@ class RunSettings(_Frozen):
     def label(self) -> str:
         """``fp32``, ``bf16+compile``, ``fp32 independent``...: what differs from the protocol's
         computation (profile and phase are shown apart)."""
-        return (self.precision + ("+compile" if self.compile else "") + ("+deterministic" if self.deterministic
-                else "") + ("" if self.topology == "shared" else f" {self.topology}"))
+        return (
+            self.precision
+            + ("+compile" if self.compile else "")
+            + ("+deterministic" if self.deterministic else "")
+            + ("" if self.topology == "shared" else f" {self.topology}")
+        )
 
 
 class SeriesKey(_Frozen):
@@ -216,8 +220,12 @@ RUN_COLUMNS: tuple[str, ...] = SERIES_COLUMNS + ("arch", "seed")
 def key_values(key: SeriesKey) -> dict[str, object]:
     """``key`` as leaderboard column values (the columns of :data:`SERIES_COLUMNS`, plus arch and seed
     for a :class:`RunKey`)."""
-    out: dict[str, object] = {"kind": key.entry.kind, "submission": key.entry.name, "submission_sha256": key.sha256,
-                              **key.settings.model_dump()}
+    out: dict[str, object] = {
+        "kind": key.entry.kind,
+        "submission": key.entry.name,
+        "submission_sha256": key.sha256,
+        **key.settings.model_dump(),
+    }
     if isinstance(key, RunKey):
         out.update(arch=key.arch, seed=key.seed)
     return out
@@ -229,9 +237,12 @@ class RunSpec(_Frozen):
     submission: str = Field(description="the entry's name: the file name, or --name")
     submission_sha256: str
     kind: Kind = "submission"
-    submission_path: str = Field(default="", description="where the file was evaluated from, as the leaderboard "
-                                 "records it (the identity check of same-named files); not part of the run's "
-                                 "identity")
+    submission_path: str = Field(
+        default="",
+        description="where the file was evaluated from, as the leaderboard "
+        "records it (the identity check of same-named files); not part of the run's "
+        "identity",
+    )
     profile: Profile
     phase: Phase = "public"
     topology: Topology = "shared"
@@ -242,8 +253,9 @@ class RunSpec(_Frozen):
     precision: Precision = "fp32"
     channels_last: bool = True
     compile: bool = Field(default=False, description="the model's forward pass through torch.compile")
-    deterministic: bool = Field(default=False, description="torch.use_deterministic_algorithms and cuDNN "
-                                "determinism (cudnn.benchmark off)")
+    deterministic: bool = Field(
+        default=False, description="torch.use_deterministic_algorithms and cuDNN determinism (cudnn.benchmark off)"
+    )
 
     @property
     def dtype(self) -> str:
@@ -257,14 +269,21 @@ class RunSpec(_Frozen):
 
     @property
     def settings(self) -> RunSettings:
-        return RunSettings(profile=self.profile.name, phase=self.phase, topology=self.topology,
-                           precision=self.precision, compile=self.compile, deterministic=self.deterministic)
+        return RunSettings(
+            profile=self.profile.name,
+            phase=self.phase,
+            topology=self.topology,
+            precision=self.precision,
+            compile=self.compile,
+            deterministic=self.deterministic,
+        )
 
     @property
     def key(self) -> RunKey:
         """The run's identity (:class:`RunKey`)."""
-        return RunKey(entry=self.entry, sha256=self.submission_sha256, settings=self.settings, arch=self.arch,
-                      seed=self.seed)
+        return RunKey(
+            entry=self.entry, sha256=self.submission_sha256, settings=self.settings, arch=self.arch, seed=self.seed
+        )
 
 
 class EpochMetrics(_Frozen):
@@ -383,9 +402,21 @@ class LeaderboardRow(_Frozen):
             if not self.source:
                 raise ValueError("a published row needs its source")
             return self
-        needed = ("finished_at", "submission_sha256", "wall_seconds", "device", "precision", "channels_last",
-                  "compile", "deterministic", "torch_version", "harness_version", "harness_commit", "sandbox",
-                  "run_id")
+        needed = (
+            "finished_at",
+            "submission_sha256",
+            "wall_seconds",
+            "device",
+            "precision",
+            "channels_last",
+            "compile",
+            "deterministic",
+            "torch_version",
+            "harness_version",
+            "harness_commit",
+            "sandbox",
+            "run_id",
+        )
         missing = [name for name in needed if getattr(self, name) is None]
         if missing:
             raise ValueError(f"a measured row needs {', '.join(missing)}")
@@ -396,11 +427,20 @@ class LeaderboardRow(_Frozen):
     @property
     def key(self) -> RunKey:
         """The run this measured row is an attempt of."""
-        return RunKey(entry=EntryKey(kind=self.kind, name=self.submission), sha256=self.submission_sha256 or "",
-                      settings=RunSettings(profile=self.profile, phase=self.phase, topology=self.topology,
-                                           precision=cast(Precision, self.precision or "fp32"),
-                                           compile=bool(self.compile), deterministic=bool(self.deterministic)),
-                      arch=self.arch, seed=self.seed)
+        return RunKey(
+            entry=EntryKey(kind=self.kind, name=self.submission),
+            sha256=self.submission_sha256 or "",
+            settings=RunSettings(
+                profile=self.profile,
+                phase=self.phase,
+                topology=self.topology,
+                precision=cast(Precision, self.precision or "fp32"),
+                compile=bool(self.compile),
+                deterministic=bool(self.deterministic),
+            ),
+            arch=self.arch,
+            seed=self.seed,
+        )
 
 
 LEADERBOARD_COLUMNS: tuple[str, ...] = tuple(LeaderboardRow.model_fields)

@@ -25,8 +25,9 @@ def harness_commit() -> str:
         if head.returncode != 0:
             return "unknown"
         # the leaderboard that evaluations append to is tracked, but its growth does not change the harness
-        dirty = run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                     f":(exclude){TRACKED_LEADERBOARD}"]).stdout.strip()
+        dirty = run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", f":(exclude){TRACKED_LEADERBOARD}"]
+        ).stdout.strip()
         return head.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"

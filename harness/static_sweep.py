@@ -16,8 +16,14 @@ from harness.aggregate import DEFAULT_SETTINGS, ArchStats, Standing, score_of
 
 # baseline file -> its coarse weight (the fine weight is 1); each file states it, tests check both agree
 SWEEP: dict[str, float] = {
-    "fine_only.py": 0.0, "static_coarse_0p1.py": 0.1, "static_coarse_0p3.py": 0.3, "static_coarse_0p5.py": 0.5,
-    "equal_weighting.py": 1.0, "static_coarse_2.py": 2.0, "static_coarse_3.py": 3.0}
+    "fine_only.py": 0.0,
+    "static_coarse_0p1.py": 0.1,
+    "static_coarse_0p3.py": 0.3,
+    "static_coarse_0p5.py": 0.5,
+    "equal_weighting.py": 1.0,
+    "static_coarse_2.py": 2.0,
+    "static_coarse_3.py": 3.0,
+}
 CONTROL_LABEL = "best static weight (chosen on test: optimistic)"
 
 
@@ -47,11 +53,22 @@ def best_static(entries: list[Standing]) -> list[Standing]:
                 continue
             _, w, e = max(complete, key=lambda c: (c[0], -c[1]))
             # the difference stays; no interval or test: after choosing on test they would overstate it
-            archs[arch] = dataclasses.replace(e.archs[arch], p_value=None, p_adjusted=None, ci=None, n_pairs=0,
-                                              no_test="chosen on test")
+            archs[arch] = dataclasses.replace(
+                e.archs[arch], p_value=None, p_adjusted=None, ci=None, n_pairs=0, no_test="chosen on test"
+            )
             version = f" @{e.sha256[:8]}" if "@" in e.label else ""
             picked[arch] = f"w={w:g}{version}"
         label = CONTROL_LABEL + ("" if settings == DEFAULT_SETTINGS else f" [{settings}]")
-        lines.append(Standing(label=label, kind="control", submission="", sha256="", archs=archs,
-                              score=score_of(archs), settings=settings, picked=picked))
+        lines.append(
+            Standing(
+                label=label,
+                kind="control",
+                submission="",
+                sha256="",
+                archs=archs,
+                score=score_of(archs),
+                settings=settings,
+                picked=picked,
+            )
+        )
     return lines

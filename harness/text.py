@@ -47,5 +47,5 @@ class SafeConsole(Console):
     escape sequence from a file name, a leaderboard cell or a worker reaches the terminal (Rich's
     own styles are added after, and stay)."""
 
-    def render_str(self, text: str, **kwargs):  # type: ignore[override]
+    def render_str(self, text: str, **kwargs):
         return super().render_str(printable(text), **kwargs)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.executors import Job, RunObserver
-from harness.protocol import EpochMetrics, RunResult, RunSpec
 from harness.isolation.sandbox import Sandbox
+from harness.protocol import EpochMetrics, RunResult, RunSpec
 from harness.training.trainer import TrainHooks
 
 STEP_BATCH = 10  # steps per progress event
@@ -53,8 +53,10 @@ class Interrupted:
 
 Event = Progress | Finished | Interrupted
 Send = Callable[[Event], None]
-INTERRUPTED = ("the run was stopped (SIGTERM or Ctrl-C) before it finished; its last per-epoch checkpoint "
-               "is kept: run the same command again to resume it")
+INTERRUPTED = (
+    "the run was stopped (SIGTERM or Ctrl-C) before it finished; its last per-epoch checkpoint "
+    "is kept: run the same command again to resume it"
+)
 
 
 class Reporter(TrainHooks):
@@ -127,8 +129,17 @@ def placed_here(key: object) -> Progress:
     return Progress(key, "run_placed", (f"process {os.getpid()} on {socket.gethostname()}",))
 
 
-def execute(job: Job, *, sandbox: Sandbox | str, send: Send, key: object, data=None, data_dir: Path | None = None,
-            threads: int = 0, handle_signals: bool = False) -> RunResult:
+def execute(
+    job: Job,
+    *,
+    sandbox: Sandbox | str,
+    send: Send,
+    key: object,
+    data=None,
+    data_dir: Path | None = None,
+    threads: int = 0,
+    handle_signals: bool = False,
+) -> RunResult:
     """Carry out one run in this process, reporting through ``send``; returns the result (also sent
     as ``Finished``).
 
@@ -137,8 +148,8 @@ def execute(job: Job, *, sandbox: Sandbox | str, send: Send, key: object, data=N
     stops cleanly on SIGTERM or its driver's death. Never raises for a failed run; raises
     ``KeyboardInterrupt`` when stopped.
     """
-    from harness.training.data import load_profile_data
     from harness.isolation.sandbox import get_sandbox
+    from harness.training.data import load_profile_data
     from harness.training.trainer import run_one
 
     if handle_signals:
@@ -150,8 +161,16 @@ def execute(job: Job, *, sandbox: Sandbox | str, send: Send, key: object, data=N
     try:
         train, test = data if data is not None else load_profile_data(job.spec.profile, data_dir)
         box = get_sandbox(sandbox) if isinstance(sandbox, str) else sandbox
-        result = run_one(job.spec, submission=job.submission, train=train, test=test, run_dir=job.run_dir,
-                         sandbox=box, hooks=reporter, threads=threads).result
+        result = run_one(
+            job.spec,
+            submission=job.submission,
+            train=train,
+            test=test,
+            run_dir=job.run_dir,
+            sandbox=box,
+            hooks=reporter,
+            threads=threads,
+        ).result
     except Exception as e:  # noqa: BLE001  (run_one turns run failures into results; this is setup)
         result = RunResult.failed(f"the run could not start training: {type(e).__name__}: {e}")
     reporter.flush()

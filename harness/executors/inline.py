@@ -10,8 +10,10 @@ from harness.protocol import RunSpec
 
 def _sender(spec: RunSpec, observer: RunObserver) -> Send:
     """The run ``spec``'s events replayed on ``observer`` as they come."""
+
     def send(event: Event) -> None:
         deliver(event, spec, observer)
+
     return send
 
 

@@ -29,13 +29,27 @@ from harness.rundir import RunDir
 from harness.training.device import device_for_slot, threads_per_run
 
 
-def _child(spec_json: str, run_dir: str, submission: str, data_dir: str | None, sandbox_name: str, threads: int,
-           conn: Connection) -> None:
+def _child(
+    spec_json: str,
+    run_dir: str,
+    submission: str,
+    data_dir: str | None,
+    sandbox_name: str,
+    threads: int,
+    conn: Connection,
+) -> None:
     job = Job(RunSpec.model_validate_json(spec_json), RunDir(Path(run_dir)), Path(submission))
     try:
         conn.send(placed_here(0))
-        execute(job, sandbox=sandbox_name, send=conn.send, key=0, data_dir=Path(data_dir) if data_dir else None,
-                threads=threads, handle_signals=True)
+        execute(
+            job,
+            sandbox=sandbox_name,
+            send=conn.send,
+            key=0,
+            data_dir=Path(data_dir) if data_dir else None,
+            threads=threads,
+            handle_signals=True,
+        )
     except KeyboardInterrupt:  # stopped by the driver: the run's cleanup has run
         conn.send(Interrupted(0))
     finally:
@@ -82,12 +96,24 @@ class LocalExecutor(Executor):
 
         def start(job: Job) -> None:
             slot = free_slots.pop(0)
-            job = Job(job.spec.model_copy(update={"device": device_for_slot(job.spec.device, slot)}), job.run_dir,
-                      job.submission)
+            job = Job(
+                job.spec.model_copy(update={"device": device_for_slot(job.spec.device, slot)}),
+                job.run_dir,
+                job.submission,
+            )
             receive, send = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=_child, args=(job.spec.model_dump_json(), str(job.run_dir.path), str(job.submission),
-                                                 str(self.data_dir) if self.data_dir else None, self.sandbox_name,
-                                                 threads, send))
+            p = ctx.Process(
+                target=_child,
+                args=(
+                    job.spec.model_dump_json(),
+                    str(job.run_dir.path),
+                    str(job.submission),
+                    str(self.data_dir) if self.data_dir else None,
+                    self.sandbox_name,
+                    threads,
+                    send,
+                ),
+            )
             p.start()
             send.close()  # the child holds the only write end: its exit closes the pipe
             running.append(_Child(p, receive, job, slot, time.perf_counter()))
@@ -102,8 +128,11 @@ class LocalExecutor(Executor):
             free_slots.append(child.slot)
             result = child.result
             if result is None:
-                reason = INTERRUPTED if child.interrupted else (
-                    f"the run's process died without a result (exit code {child.process.exitcode})")
+                reason = (
+                    INTERRUPTED
+                    if child.interrupted
+                    else (f"the run's process died without a result (exit code {child.process.exitcode})")
+                )
                 result = RunResult.failed(reason, wall_seconds=time.perf_counter() - child.started)
             self.finish(child.job, result, observer, on_result)
 
@@ -111,8 +140,9 @@ class LocalExecutor(Executor):
             while waiting or running:
                 while waiting and free_slots:
                     start(waiting.pop(0))
-                ready = set(wait([c.conn for c in running if not c.eof] + [c.process.sentinel for c in running],
-                                 timeout=1.0))
+                ready = set(
+                    wait([c.conn for c in running if not c.eof] + [c.process.sentinel for c in running], timeout=1.0)
+                )
                 for child in list(running):
                     if child.conn in ready:
                         child.pump(observer)

@@ -23,17 +23,18 @@ import itertools
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import ray
 
-from harness.training.data import Split
-from harness.training.device import determinism_env
 from harness.errors import UsageError
 from harness.executors import STOP_GRACE_S, Executor, Job, OnResult, RunObserver
 from harness.executors.events import Finished, Interrupted, deliver, execute, placed_here
 from harness.protocol import RunResult, RunSpec
 from harness.provenance import harness_commit, harness_version
 from harness.rundir import RunDir
+from harness.training.data import Split
+from harness.training.device import determinism_env
 
 POLL_S = 0.2
 
@@ -75,13 +76,24 @@ def build_id() -> str:
     return f"{harness_version()} ({harness_commit().removesuffix('-dirty')})"
 
 
-def _task(spec_json: str, run_dir: str, submission_name: str, submission_bytes: bytes, data, sandbox_name: str,
-          threads: int, events, key: str, build: str) -> str:
+def _task(
+    spec_json: str,
+    run_dir: str,
+    submission_name: str,
+    submission_bytes: bytes,
+    data,
+    sandbox_name: str,
+    threads: int,
+    events,
+    key: str,
+    build: str,
+) -> str:
     """One run, in a Ray worker process; returns its :class:`RunResult` as JSON."""
     spec = RunSpec.model_validate_json(spec_json)
     if build_id() != build:
-        return RunResult.failed(f"this Ray node runs harness {build_id()}, the driver {build}: install the same "
-                                "harness on every node").model_dump_json()
+        return RunResult.failed(
+            f"this Ray node runs harness {build_id()}, the driver {build}: install the same harness on every node"
+        ).model_dump_json()
     submission, scratch = Path(submission_name), None
     if not (submission.is_file() and hashlib.sha256(submission.read_bytes()).hexdigest() == spec.submission_sha256):
         # not on a shared filesystem: the driver's copy travels with the task
@@ -92,8 +104,14 @@ def _task(spec_json: str, run_dir: str, submission_name: str, submission_bytes: 
         send = events.put.remote
         send(placed_here(key))
         # Ray delivers cancellation as KeyboardInterrupt itself: no signal handlers of our own
-        result = execute(Job(spec, RunDir(Path(run_dir)), submission), sandbox=sandbox_name, send=send, key=key,
-                         data=data, threads=threads)
+        result = execute(
+            Job(spec, RunDir(Path(run_dir)), submission),
+            sandbox=sandbox_name,
+            send=send,
+            key=key,
+            data=data,
+            threads=threads,
+        )
         ray.get(events.flushed.remote())  # every event is at the actor before the result is
     finally:
         if scratch is not None:
@@ -102,8 +120,18 @@ def _task(spec_json: str, run_dir: str, submission_name: str, submission_bytes: 
 
 
 class RayExecutor(Executor):
-    def __init__(self, *, address: str | None, jobs: int | None, gpus_per_run: float, cpus_per_run: float | None,
-                 retries: int, data, sandbox_name: str, log=print) -> None:
+    def __init__(
+        self,
+        *,
+        address: str | None,
+        jobs: int | None,
+        gpus_per_run: float,
+        cpus_per_run: float | None,
+        retries: int,
+        data,
+        sandbox_name: str,
+        log=print,
+    ) -> None:
         self.address, self.jobs, self.gpus_per_run = address, jobs, gpus_per_run
         self.cpus_per_run, self.retries, self.data = cpus_per_run, retries, data
         self.sandbox_name, self.log = sandbox_name, log
@@ -113,14 +141,16 @@ class RayExecutor(Executor):
         if ray.is_initialized():
             return False
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network calls from the driver
-        common = dict(include_dashboard=False, log_to_driver=False, logging_level="warning")
+        common: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level="warning")
         if self.address:
             ray.init(address=self.address, **common)
         else:
             ray.init(**common)
         res = ray.cluster_resources()
-        self.log(f"Ray: {'cluster ' + self.address if self.address else 'a local Ray started for this evaluation'}; "
-                 f"{res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs")
+        self.log(
+            f"Ray: {'cluster ' + self.address if self.address else 'a local Ray started for this evaluation'}; "
+            f"{res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs"
+        )
         return True
 
     def _resources(self, n_jobs: int) -> tuple[float, float, int]:
@@ -138,11 +168,14 @@ class RayExecutor(Executor):
                 cpus = max(1.0, float(int(ray.cluster_resources().get("CPU", 1) // max(1, in_flight))))
                 cpus = min(cpus, max(1.0, node_cpus))
         if cpus > node_cpus:
-            raise UsageError(f"each run asks for {cpus:g} CPUs but the largest Ray node has {node_cpus:g}; "
-                             "lower --cpus-per-run")
+            raise UsageError(
+                f"each run asks for {cpus:g} CPUs but the largest Ray node has {node_cpus:g}; lower --cpus-per-run"
+            )
         if self.gpus_per_run > node_gpus:
-            raise UsageError(f"each run asks for {self.gpus_per_run:g} GPUs but the largest Ray node has "
-                             f"{node_gpus:g}; use --gpus-per-run 0 --device cpu, or a cluster with GPUs")
+            raise UsageError(
+                f"each run asks for {self.gpus_per_run:g} GPUs but the largest Ray node has "
+                f"{node_gpus:g}; use --gpus-per-run 0 --device cpu, or a cluster with GPUs"
+            )
         threads = 0 if self.gpus_per_run > 0 else max(1, int(cpus))
         return cpus, self.gpus_per_run, threads
 
@@ -151,8 +184,9 @@ class RayExecutor(Executor):
         flight = None
         try:
             cpus, gpus, threads = self._resources(len(jobs))
-            flight = _Flight(self, jobs, observer, on_result, ray.remote(_task).options(**task_options(jobs, cpus, gpus)),
-                             threads)
+            flight = _Flight(
+                self, jobs, observer, on_result, ray.remote(_task).options(**task_options(jobs, cpus, gpus)), threads
+            )
             flight.run()
         except BaseException:
             if flight is not None:
@@ -167,15 +201,16 @@ class _Flight:
     """The Ray tasks of one evaluation: submitted up to the limit, their progress drained from the
     events actor, each finished (or retried when lost) in the driver."""
 
-    def __init__(self, executor: RayExecutor, jobs: list[Job], observer: RunObserver, on_result: OnResult, task,
-                 threads: int) -> None:
+    def __init__(
+        self, executor: RayExecutor, jobs: list[Job], observer: RunObserver, on_result: OnResult, task, threads: int
+    ) -> None:
         self.ex, self.observer, self.on_result, self.task, self.threads = executor, observer, on_result, task, threads
         self.waiting = [(job, 0) for job in jobs]
         self.limit = executor.jobs or len(jobs)
         self.pending: dict = {}  # ObjectRef -> (job, attempt, key)
         self.live: dict[str, Job] = {}  # event key -> job, while its task may still send
         self.counter = itertools.count()
-        self.events = ray.remote(num_cpus=0)(_Events).remote()
+        self.events: Any = ray.remote(num_cpus=0)(_Events).remote()
         self.data_ref = ray.put(tuple(_compact(split) for split in executor.data))
 
     def run(self) -> None:
@@ -190,9 +225,18 @@ class _Flight:
     def submit(self, job: Job, attempt: int) -> None:
         key = f"{next(self.counter)}:{attempt}"
         self.live[key] = job
-        ref = self.task.remote(job.spec.model_dump_json(), str(job.run_dir.path.resolve()), str(job.submission.resolve()),
-                               job.submission.read_bytes(), self.data_ref, self.ex.sandbox_name, self.threads,
-                               self.events, key, build_id())
+        ref = self.task.remote(
+            job.spec.model_dump_json(),
+            str(job.run_dir.path.resolve()),
+            str(job.submission.resolve()),
+            job.submission.read_bytes(),
+            self.data_ref,
+            self.ex.sandbox_name,
+            self.threads,
+            self.events,
+            key,
+            build_id(),
+        )
         self.pending[ref] = (job, attempt, key)
 
     def drain(self) -> None:
@@ -224,8 +268,10 @@ class _Flight:
                 self.submit(job, attempt + 1)
                 return
             gave_up = f"{retries} retr{'y' if retries == 1 else 'ies'}"
-            result = RunResult.failed(f"the Ray task was lost {attempt + 1} time(s), the last time with "
-                                      f"{reason}; gave up after {gave_up} (--ray-retries)")
+            result = RunResult.failed(
+                f"the Ray task was lost {attempt + 1} time(s), the last time with "
+                f"{reason}; gave up after {gave_up} (--ray-retries)"
+            )
         self.ex.finish(job, result, self.observer, self.on_result)
 
     def stop(self) -> None:

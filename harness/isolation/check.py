@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import stat
 import math
 import random
+import stat
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -29,8 +29,10 @@ MAX_FILE_BYTES = 64 * 1024
 CIFAR100_TRAIN = 50_000  # training images of CIFAR-100 (the full protocol: 391 steps of 128 per epoch)
 
 
-_TOO_DEEP = ("{path}: nested too deeply to be checked (an expression or block nested hundreds of levels deep); "
-             "split it into smaller expressions")
+_TOO_DEEP = (
+    "{path}: nested too deeply to be checked (an expression or block nested hundreds of levels deep); "
+    "split it into smaller expressions"
+)
 
 
 def sha256_file(path: Path) -> str:
@@ -60,8 +62,9 @@ def read_submission(path: Path) -> bytes:
     except OSError as e:
         raise SubmissionRejected(f"{path}: cannot be read ({e.strerror or e})") from None
     if len(data) > MAX_FILE_BYTES:  # it grew after the stat
-        raise SubmissionRejected(f"{path}: over {MAX_FILE_BYTES:,} bytes; a submission is at most "
-                                 f"{MAX_FILE_BYTES:,} bytes")
+        raise SubmissionRejected(
+            f"{path}: over {MAX_FILE_BYTES:,} bytes; a submission is at most {MAX_FILE_BYTES:,} bytes"
+        )
     return data
 
 
@@ -90,8 +93,10 @@ def static_check(path: Path, data: bytes | None = None) -> ast.Module:
         hint = ""
         if others:
             found = ", ".join(f"`{n.name}` (line {n.lineno})" for n in others)
-            hint = (f"; it defines {found}: rename the one the harness should train to MultiTaskLoss "
-                    "(the harness builds that class, with no arguments)")
+            hint = (
+                f"; it defines {found}: rename the one the harness should train to MultiTaskLoss "
+                "(the harness builds that class, with no arguments)"
+            )
         raise SubmissionRejected(f"{path}: defines no top-level `class MultiTaskLoss(nn.Module)`{hint}")
     if not classes[0].bases:
         raise SubmissionRejected(f"{path}:{classes[0].lineno}: MultiTaskLoss must derive from nn.Module")
@@ -103,8 +108,10 @@ def static_check(path: Path, data: bytes | None = None) -> ast.Module:
         listing = "\n".join(f"  {path}:{p.line}: {p.message}" for p in problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         allowed = f"\nallowed imports: {allowed_imports()}" if any("import" in p.message for p in problems) else ""
-        raise SubmissionRejected(f"{path}: the static check found {len(problems)} problem(s):\n{listing}{more}"
-                                 f"{allowed}\nsee submissions/README.md for what a submission may use")
+        raise SubmissionRejected(
+            f"{path}: the static check found {len(problems)} problem(s):\n{listing}{more}"
+            f"{allowed}\nsee submissions/README.md for what a submission may use"
+        )
     return tree
 
 
@@ -140,8 +147,13 @@ class WorkerTime:
         if images is None:
             return None
         steps = math.ceil(images / profile.batch_size)
-        return cls(profile.name, steps * profile.epochs, steps, call_seconds * steps * profile.epochs,
-                   profile.worker_run_budget_s)
+        return cls(
+            profile.name,
+            steps * profile.epochs,
+            steps,
+            call_seconds * steps * profile.epochs,
+            profile.worker_run_budget_s,
+        )
 
     @property
     def exhausted_at_epoch(self) -> int | None:
@@ -156,8 +168,9 @@ def unpassed_inputs(tree: ast.Module) -> list[str]:
     harness passes an optional input only as a keyword-only parameter of that name, so
     ``forward(..., gramian=None)`` or ``**kwargs`` quietly trains without it."""
     cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "MultiTaskLoss"), None)
-    forward = (next((n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "forward"), None)
-               if cls else None)
+    forward = (
+        next((n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "forward"), None) if cls else None
+    )
     if forward is None:
         return []
     args = forward.args
@@ -165,17 +178,23 @@ def unpassed_inputs(tree: ast.Module) -> list[str]:
     interface = ("fine_loss", "coarse_loss", "epoch", "total_epochs")
     for i, a in enumerate((args.posonlyargs + args.args)[1:]):  # after self
         if a.arg in CAPABILITIES and i < len(interface):
-            out.append(f"forward's parameter `{a.arg}` is in position {i + 1}, which receives {interface[i]}, not "
-                       f"the {a.arg}: keep the four positional parameters (fine_loss, coarse_loss, epoch, "
-                       f"total_epochs) and add `*, {a.arg}` after them")
+            out.append(
+                f"forward's parameter `{a.arg}` is in position {i + 1}, which receives {interface[i]}, not "
+                f"the {a.arg}: keep the four positional parameters (fine_loss, coarse_loss, epoch, "
+                f"total_epochs) and add `*, {a.arg}` after them"
+            )
         elif a.arg in CAPABILITIES:
-            out.append(f"forward's parameter `{a.arg}` is positional, so the harness never passes it (it keeps its "
-                       f"default): make it keyword-only, after a `*`: def forward(self, fine_loss, coarse_loss, "
-                       f"epoch, total_epochs, *, {a.arg})")
+            out.append(
+                f"forward's parameter `{a.arg}` is positional, so the harness never passes it (it keeps its "
+                f"default): make it keyword-only, after a `*`: def forward(self, fine_loss, coarse_loss, "
+                f"epoch, total_epochs, *, {a.arg})"
+            )
     if args.kwarg is not None and not any(a.arg in CAPABILITIES for a in args.kwonlyargs):
-        out.append(f"forward takes **{args.kwarg.arg}, but the harness passes an optional input only to a keyword-only "
-                   f"parameter of that name, so {args.kwarg.arg} stays empty; available: {', '.join(CAPABILITIES)} "
-                   f"(e.g. def forward(self, fine_loss, coarse_loss, epoch, total_epochs, *, gramian))")
+        out.append(
+            f"forward takes **{args.kwarg.arg}, but the harness passes an optional input only to a keyword-only "
+            f"parameter of that name, so {args.kwarg.arg} stays empty; available: {', '.join(CAPABILITIES)} "
+            f"(e.g. def forward(self, fine_loss, coarse_loss, epoch, total_epochs, *, gramian))"
+        )
     return out
 
 
@@ -187,23 +206,35 @@ def _probe_schedule(total_epochs: int = 4, steps_per_epoch: int = 3) -> list[Ste
         lr = OptimizerSettings().lr_at(epoch, total_epochs)
         for i in range(steps_per_epoch):
             step = epoch * steps_per_epoch + i
-            decay = 0.85 ** step
+            decay = 0.85**step
             gf = [rng.gauss(0, 1) for _ in range(8)]
             gc = [rng.gauss(0, 1) - (0.8 * a if step % 2 else 0.0) for a in gf]
             dot = sum(a * b for a, b in zip(gf, gc))
-            out.append(StepRequest(
-                epoch=epoch, total_epochs=total_epochs, step=step, steps_per_epoch=steps_per_epoch, lr=lr,
-                fine_loss=math.log(100) * decay + 0.05 * rng.random(),
-                coarse_loss=math.log(20) * decay + 0.05 * rng.random(),
-                gramian=(sum(a * a for a in gf), dot, sum(b * b for b in gc)),
-                batch_accuracy=(min(1.0, 0.01 + 0.07 * step), min(1.0, 0.05 + 0.08 * step)),
-            ))
+            out.append(
+                StepRequest(
+                    epoch=epoch,
+                    total_epochs=total_epochs,
+                    step=step,
+                    steps_per_epoch=steps_per_epoch,
+                    lr=lr,
+                    fine_loss=math.log(100) * decay + 0.05 * rng.random(),
+                    coarse_loss=math.log(20) * decay + 0.05 * rng.random(),
+                    gramian=(sum(a * a for a in gf), dot, sum(b * b for b in gc)),
+                    batch_accuracy=(min(1.0, 0.01 + 0.07 * step), min(1.0, 0.05 + 0.08 * step)),
+                )
+            )
     return out
 
 
-def interface_check(path: Path, *, sandbox: Sandbox, log_path: Path | None = None,
-                    start_timeout: float = 120.0, call_timeout: float = 30.0,
-                    shown_as: Path | None = None) -> CheckReport:
+def interface_check(
+    path: Path,
+    *,
+    sandbox: Sandbox,
+    log_path: Path | None = None,
+    start_timeout: float = 120.0,
+    call_timeout: float = 30.0,
+    shown_as: Path | None = None,
+) -> CheckReport:
     """Construct the module in a fresh worker and call ``forward`` on the probe schedule.
 
     Every reply must satisfy the per-call contract (enforced by the worker) and at least
@@ -214,8 +245,15 @@ def interface_check(path: Path, *, sandbox: Sandbox, log_path: Path | None = Non
     probes = _probe_schedule()
     weights, seconds = [], []
     try:
-        with LossWorker(path, sandbox=sandbox, seed=0, optimizer=OptimizerSettings(), log_path=log_path,
-                        start_timeout=start_timeout, call_timeout=call_timeout) as worker:
+        with LossWorker(
+            path,
+            sandbox=sandbox,
+            seed=0,
+            optimizer=OptimizerSettings(),
+            log_path=log_path,
+            start_timeout=start_timeout,
+            call_timeout=call_timeout,
+        ) as worker:
             ready = worker.start()
             for req in probes:
                 t0 = time.perf_counter()
@@ -224,7 +262,8 @@ def interface_check(path: Path, *, sandbox: Sandbox, log_path: Path | None = Non
                 weights.append((reply.w_fine, reply.w_coarse))
     except WorkerError as e:
         raise SubmissionRejected(
-            f"{shown}: interface check failed ({e.stage}): {as_user_path(str(e), shown, path)}") from None
+            f"{shown}: interface check failed ({e.stage}): {as_user_path(str(e), shown, path)}"
+        ) from None
     if all(w[0] == 0.0 for w in weights):
         raise SubmissionRejected(
             f"{shown}: interface check failed: the loss never depends on fine_loss "
@@ -234,5 +273,12 @@ def interface_check(path: Path, *, sandbox: Sandbox, log_path: Path | None = Non
         warnings = tuple(unpassed_inputs(ast.parse(path.read_text(encoding="utf-8"))))
     except (OSError, SyntaxError, UnicodeDecodeError):
         warnings = ()  # the static check reports a file it cannot read
-    return CheckReport(ready.capabilities, ready.num_params, len(probes), weights, ready.head_loss, warnings,
-                       statistics.median(seconds[2:] or seconds))
+    return CheckReport(
+        ready.capabilities,
+        ready.num_params,
+        len(probes),
+        weights,
+        ready.head_loss,
+        warnings,
+        statistics.median(seconds[2:] or seconds),
+    )

@@ -81,10 +81,20 @@ class LossWorker:
     """One loss worker for one run. Use as a context manager; the process (group) is
     killed on exit whatever happened."""
 
-    def __init__(self, submission: Path, *, sandbox: Sandbox, seed: int, optimizer: OptimizerSettings,
-                 log_path: Path | None = None, start_timeout: float = 120.0, call_timeout: float = 30.0,
-                 max_params: int = DEFAULT_MAX_PARAMS, dtype: str = "float32",
-                 run_budget: float = float("inf")) -> None:
+    def __init__(
+        self,
+        submission: Path,
+        *,
+        sandbox: Sandbox,
+        seed: int,
+        optimizer: OptimizerSettings,
+        log_path: Path | None = None,
+        start_timeout: float = 120.0,
+        call_timeout: float = 30.0,
+        max_params: int = DEFAULT_MAX_PARAMS,
+        dtype: str = "float32",
+        run_budget: float = float("inf"),
+    ) -> None:
         self.submission = Path(submission)
         self.sandbox = sandbox
         self.seed = seed
@@ -117,10 +127,20 @@ class LossWorker:
             raise WorkerError("spawn", f"could not start the loss worker ({type(e).__name__}: {e})") from e
         self._drain = _LogDrain(self.proc.stderr, self.log_path)
         self._drain.start()
-        self._send(wire.pack_json(wire.INIT, {
-            "submission": inside_path, "seed": self.seed, "max_params": self.max_params, "dtype": self.dtype,
-            "optimizer": self.optimizer.model_dump(include={"lr", "momentum", "weight_decay", "nesterov"}),
-        }), self.start_timeout, "starting the loss module")
+        self._send(
+            wire.pack_json(
+                wire.INIT,
+                {
+                    "submission": inside_path,
+                    "seed": self.seed,
+                    "max_params": self.max_params,
+                    "dtype": self.dtype,
+                    "optimizer": self.optimizer.model_dump(include={"lr", "momentum", "weight_decay", "nesterov"}),
+                },
+            ),
+            self.start_timeout,
+            "starting the loss module",
+        )
         self.ready = Ready.from_json(self._expect_json(wire.READY, self.start_timeout, "starting the loss module"))
         return self.ready
 
@@ -167,8 +187,10 @@ class LossWorker:
             kind, payload = self._recv(timeout - (time.monotonic() - started), "computing the loss")
         except WorkerError as e:
             if e.stage == "timeout" and timeout < self.call_timeout:
-                raise WorkerError("budget", f"the loss worker used up its time budget of {self.run_budget:.0f} s "
-                                  "for this run; it was stopped") from None
+                raise WorkerError(
+                    "budget",
+                    f"the loss worker used up its time budget of {self.run_budget:.0f} s for this run; it was stopped",
+                ) from None
             raise
         self.spent += time.monotonic() - started
         if kind != wire.RESULT or len(payload) != wire.RESULT_RECORD.size:
@@ -195,16 +217,19 @@ class LossWorker:
             if not self._buffer and not self._read_available():
                 raise self._crashed(f"the loss worker exited while {doing}")
             self.close()
-            raise WorkerError("protocol", "the worker sent data before it was asked (a reply must follow its "
-                              "request); it was stopped")
+            raise WorkerError(
+                "protocol", "the worker sent data before it was asked (a reply must follow its request); it was stopped"
+            )
         try:
             sent = self._write_before(proc, frame, time.monotonic() + timeout)
         except OSError:
             raise self._crashed("the loss worker exited") from None
         if not sent:
             self.close()
-            raise WorkerError("timeout", f"the loss worker did not read its input within {timeout:.0f} s while "
-                              f"{doing}; it was stopped")
+            raise WorkerError(
+                "timeout",
+                f"the loss worker did not read its input within {timeout:.0f} s while {doing}; it was stopped",
+            )
 
     def _started(self) -> WorkerProcess:
         if self.proc is None:
@@ -218,7 +243,7 @@ class LossWorker:
         view = memoryview(data)
         while view:
             try:  # a step's frame fits at once: wait only when the worker's side is full
-                view = view[stdin.write_nowait(view):]
+                view = view[stdin.write_nowait(view) :]
                 continue
             except BlockingIOError:
                 pass
@@ -264,8 +289,9 @@ class LossWorker:
         ready, _, _ = select.select([fd], [], [], max(0.0, remaining))
         if not ready:
             self.close()
-            raise WorkerError("timeout", f"the loss worker did not answer within "
-                              f"{timeout:.0f} s while {doing}; it was stopped")
+            raise WorkerError(
+                "timeout", f"the loss worker did not answer within {timeout:.0f} s while {doing}; it was stopped"
+            )
         chunk = os.read(fd, 1 << 16)
         if not chunk:
             raise self._crashed(f"the loss worker exited while {doing}")

@@ -8,7 +8,6 @@ The byte layouts are :mod:`harness.isolation.worker`'s (the sandboxed script hol
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,10 +81,27 @@ class StepReply:
             raise WorkerError("protocol", f"the worker replied with non-finite values {(loss, w_f, w_c, h_f, h_c)}")
         if flags >> 4:
             raise WorkerError("protocol", f"the worker replied with unknown flags {flags:#x}")
-        reply = cls(loss, w_f, w_c, h_f, h_c, bool(flags & wire.USES_FINE), bool(flags & wire.USES_COARSE),
-                    bool(flags & wire.HEAD_USES_FINE), bool(flags & wire.HEAD_USES_COARSE))
-        unused = [v for v, used in ((w_f, reply.uses_fine), (w_c, reply.uses_coarse), (h_f, reply.head_uses_fine),
-                                    (h_c, reply.head_uses_coarse)) if not used]
+        reply = cls(
+            loss,
+            w_f,
+            w_c,
+            h_f,
+            h_c,
+            bool(flags & wire.USES_FINE),
+            bool(flags & wire.USES_COARSE),
+            bool(flags & wire.HEAD_USES_FINE),
+            bool(flags & wire.HEAD_USES_COARSE),
+        )
+        unused = [
+            v
+            for v, used in (
+                (w_f, reply.uses_fine),
+                (w_c, reply.uses_coarse),
+                (h_f, reply.head_uses_fine),
+                (h_c, reply.head_uses_coarse),
+            )
+            if not used
+        ]
         if any(v != 0.0 for v in unused):
             raise WorkerError("protocol", "the worker replied with a derivative for a loss it does not use")
         if not head_loss and (w_f, w_c, flags & 3) != (h_f, h_c, flags >> 2):
@@ -109,23 +125,42 @@ class StepRequest:
         g = self.gramian or (0.0, 0.0, 0.0)
         a = self.batch_accuracy or (0.0, 0.0)
         flags = (wire.FLAG_GRAMIAN if self.gramian else 0) | (wire.FLAG_ACCURACY if self.batch_accuracy else 0)
-        return wire.pack_step(wire.StepRecord(self.epoch, self.total_epochs, self.step, self.steps_per_epoch, self.lr,
-                                              self.fine_loss, self.coarse_loss, *g, *a, flags))
+        return wire.pack_step(
+            wire.StepRecord(
+                self.epoch,
+                self.total_epochs,
+                self.step,
+                self.steps_per_epoch,
+                self.lr,
+                self.fine_loss,
+                self.coarse_loss,
+                *g,
+                *a,
+                flags,
+            )
+        )
 
 
 def _finite_number(x: object) -> bool:
     """A JSON number the trainer accepts: a finite float, or an int a float holds exactly."""
-    return (type(x) is float and math.isfinite(x)) or (type(x) is int and abs(x) <= 2 ** 53)
+    return (type(x) is float and math.isfinite(x)) or (type(x) is int and abs(x) <= 2**53)
 
 
 def loss_state(reply: dict[str, Any], limit: int) -> dict[str, list[float]]:
     """Validate the worker's parameter report: finite numbers only, at most ``limit`` of them,
     names of at most :data:`MAX_PARAM_NAME` printable characters."""
     params = reply.get("params")
-    if not isinstance(params, dict) or not all(
-        isinstance(k, str) and 0 < len(k) <= MAX_PARAM_NAME and printable(k) == k and isinstance(v, list)
-        and all(_finite_number(x) for x in v)
-        for k, v in params.items()
-    ) or sum(len(v) for v in params.values()) > limit:
+    if (
+        not isinstance(params, dict)
+        or not all(
+            isinstance(k, str)
+            and 0 < len(k) <= MAX_PARAM_NAME
+            and printable(k) == k
+            and isinstance(v, list)
+            and all(_finite_number(x) for x in v)
+            for k, v in params.items()
+        )
+        or sum(len(v) for v in params.values()) > limit
+    ):
         raise WorkerError("protocol", "the worker's parameter report is malformed")
     return {k: [float(x) for x in v] for k, v in params.items()}

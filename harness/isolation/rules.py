@@ -23,29 +23,118 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-ALLOWED_MODULES = frozenset({
-    "torch", "torch.nn", "torch.nn.functional", "torch.nn.init", "torch.linalg", "torch.special",
-    "torch.distributions", "torch.autograd",
-    "math", "random", "statistics", "numbers", "typing", "collections", "dataclasses", "functools",
-    "itertools", "abc", "enum", "__future__",
-})
-FORBIDDEN_CALLS = frozenset({
-    "eval", "exec", "compile", "__import__", "open", "breakpoint", "input", "globals", "locals", "vars",
-    "memoryview", "exit", "quit", "help",
-})
+ALLOWED_MODULES = frozenset(
+    {
+        "torch",
+        "torch.nn",
+        "torch.nn.functional",
+        "torch.nn.init",
+        "torch.linalg",
+        "torch.special",
+        "torch.distributions",
+        "torch.autograd",
+        "math",
+        "random",
+        "statistics",
+        "numbers",
+        "typing",
+        "collections",
+        "dataclasses",
+        "functools",
+        "itertools",
+        "abc",
+        "enum",
+        "__future__",
+    }
+)
+FORBIDDEN_CALLS = frozenset(
+    {
+        "eval",
+        "exec",
+        "compile",
+        "__import__",
+        "open",
+        "breakpoint",
+        "input",
+        "globals",
+        "locals",
+        "vars",
+        "memoryview",
+        "exit",
+        "quit",
+        "help",
+    }
+)
 ATTRIBUTE_BUILTINS = frozenset({"getattr", "setattr", "hasattr", "delattr"})
 ALLOWED_DUNDERS = frozenset({"__init__", "__name__"})
-FORBIDDEN_ATTRIBUTES = frozenset({
-    "os", "sys", "subprocess", "builtins", "importlib", "ctypes", "socket", "shutil", "pathlib", "io",
-    "pickle", "marshal", "gc", "inspect", "signal", "threading", "multiprocessing", "resource",
-    "_getframe", "f_globals", "f_locals", "f_back", "f_code", "f_builtins", "gi_frame", "cr_frame",
-    "tb_frame", "co_code", "grad_fn", "next_functions", "_saved_tensors", "register_hook", "cuda",
-})
-FORBIDDEN_TORCH = frozenset({
-    "load", "save", "hub", "utils", "ops", "classes", "library", "serialization", "backends", "cuda", "jit",
-    "compile", "multiprocessing", "distributed", "package", "onnx", "export", "fx", "testing", "overrides",
-    "compiler", "set_default_device", "set_num_threads", "from_file", "mps", "xpu", "cpu",
-})
+FORBIDDEN_ATTRIBUTES = frozenset(
+    {
+        "os",
+        "sys",
+        "subprocess",
+        "builtins",
+        "importlib",
+        "ctypes",
+        "socket",
+        "shutil",
+        "pathlib",
+        "io",
+        "pickle",
+        "marshal",
+        "gc",
+        "inspect",
+        "signal",
+        "threading",
+        "multiprocessing",
+        "resource",
+        "_getframe",
+        "f_globals",
+        "f_locals",
+        "f_back",
+        "f_code",
+        "f_builtins",
+        "gi_frame",
+        "cr_frame",
+        "tb_frame",
+        "co_code",
+        "grad_fn",
+        "next_functions",
+        "_saved_tensors",
+        "register_hook",
+        "cuda",
+    }
+)
+FORBIDDEN_TORCH = frozenset(
+    {
+        "load",
+        "save",
+        "hub",
+        "utils",
+        "ops",
+        "classes",
+        "library",
+        "serialization",
+        "backends",
+        "cuda",
+        "jit",
+        "compile",
+        "multiprocessing",
+        "distributed",
+        "package",
+        "onnx",
+        "export",
+        "fx",
+        "testing",
+        "overrides",
+        "compiler",
+        "set_default_device",
+        "set_num_threads",
+        "from_file",
+        "mps",
+        "xpu",
+        "cpu",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -82,8 +171,11 @@ class _Visitor(ast.NodeVisitor):
             full = f"{module}.{alias.name}"
             if alias.name == "*":
                 self.report(node, f"`from {module} import *` is not allowed; import the names you use")
-            elif alias.name.startswith("_") or alias.name in FORBIDDEN_ATTRIBUTES or (
-                    module == "torch" and alias.name in FORBIDDEN_TORCH):
+            elif (
+                alias.name.startswith("_")
+                or alias.name in FORBIDDEN_ATTRIBUTES
+                or (module == "torch" and alias.name in FORBIDDEN_TORCH)
+            ):
                 self.report(node, f"importing {full!r} is not allowed")
             elif full in ALLOWED_MODULES or module != "__future__":
                 self.modules[alias.asname or alias.name] = full

@@ -149,7 +149,7 @@ def _read_exact(fd: int, n: int) -> bytes | None:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _claim_protocol_fds(connect: str | None = None) -> tuple[int, int]:
@@ -193,8 +193,10 @@ def read_capabilities(forward: Any) -> list[str]:
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     has_varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
     if len(positional) < 4 and not has_varargs:
-        raise InterfaceError("MultiTaskLoss.forward must accept (fine_loss, coarse_loss, epoch, total_epochs); "
-                             f"it takes {[p.name for p in positional]}")
+        raise InterfaceError(
+            "MultiTaskLoss.forward must accept (fine_loss, coarse_loss, epoch, total_epochs); "
+            f"it takes {[p.name for p in positional]}"
+        )
     caps = []
     for p in params:
         if p.kind != p.KEYWORD_ONLY:
@@ -202,8 +204,10 @@ def read_capabilities(forward: Any) -> list[str]:
         if p.name in CAPABILITIES:
             caps.append(p.name)
         elif p.default is p.empty:
-            raise InterfaceError(f"MultiTaskLoss.forward has a required keyword-only parameter {p.name!r} that the "
-                                 f"harness does not provide; available: {', '.join(CAPABILITIES)}")
+            raise InterfaceError(
+                f"MultiTaskLoss.forward has a required keyword-only parameter {p.name!r} that the "
+                f"harness does not provide; available: {', '.join(CAPABILITIES)}"
+            )
     return caps
 
 
@@ -211,23 +215,30 @@ def _variadic(forward: Any) -> bool:
     """``forward(self, *losses)`` (at most two named positional parameters before ``*args``), common
     in public code: it gets the two losses only, never the epoch among ``losses``."""
     params = inspect.signature(forward).parameters.values()
-    return any(p.kind == p.VAR_POSITIONAL for p in params) and sum(
-        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params) <= 2
+    return (
+        any(p.kind == p.VAR_POSITIONAL for p in params)
+        and sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params) <= 2
+    )
 
 
 def _check_no_required_arguments(cls: Any) -> None:
     """The harness builds ``MultiTaskLoss()``; a constructor argument without a default (``n_losses``,
     common in public code) gets a message that says what to change."""
     try:
-        required = [p.name for p in inspect.signature(cls).parameters.values() if p.default is p.empty and p.kind in (
-            p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        required = [
+            p.name
+            for p in inspect.signature(cls).parameters.values()
+            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
     except (TypeError, ValueError):
         return
     if required:
         names = ", ".join(f"`{n}`" for n in required)
-        raise InterfaceError(f"MultiTaskLoss is built with no arguments, but its __init__ requires {names}: give "
-                             f"{'it' if len(required) == 1 else 'them'} a default (there are two tasks: e.g. "
-                             f"{required[0]}=2 if it counts them)")
+        raise InterfaceError(
+            f"MultiTaskLoss is built with no arguments, but its __init__ requires {names}: give "
+            f"{'it' if len(required) == 1 else 'them'} a default (there are two tasks: e.g. "
+            f"{required[0]}=2 if it counts them)"
+        )
 
 
 def read_head_loss(module: Any) -> Any:
@@ -247,8 +258,9 @@ def read_head_loss(module: Any) -> Any:
 class LossSession:
     """The submission's loss module, its optimizer, and the per-step contract."""
 
-    def __init__(self, submission: str, seed: int, optimizer: dict[str, Any], max_params: int,
-                 dtype: str = "float32") -> None:
+    def __init__(
+        self, submission: str, seed: int, optimizer: dict[str, Any], max_params: int, dtype: str = "float32"
+    ) -> None:
         import importlib.util
 
         import torch
@@ -292,16 +304,35 @@ class LossSession:
         self.losses_only = _variadic(self.module.forward)  # forward(self, *losses): the two losses only
         self.head_loss = read_head_loss(self.module)
         self.optimizer = (
-            torch.optim.SGD(self.params, lr=optimizer["lr"], momentum=optimizer["momentum"],
-                            weight_decay=optimizer["weight_decay"], nesterov=optimizer["nesterov"])
-            if self.params else None
+            torch.optim.SGD(
+                self.params,
+                lr=optimizer["lr"],
+                momentum=optimizer["momentum"],
+                weight_decay=optimizer["weight_decay"],
+                nesterov=optimizer["nesterov"],
+            )
+            if self.params
+            else None
         )
 
     def step(self, record: StepRecord) -> ResultRecord:
         """One training step."""
         torch = self.torch
-        (epoch, total_epochs, step, steps_per_epoch, lr, fine_v, coarse_v,
-         g00, g01, g11, fine_acc, coarse_acc, flags) = record
+        (
+            epoch,
+            total_epochs,
+            step,
+            steps_per_epoch,
+            lr,
+            fine_v,
+            coarse_v,
+            g00,
+            g01,
+            g11,
+            fine_acc,
+            coarse_acc,
+            flags,
+        ) = record
         fine = torch.tensor(fine_v, dtype=self.dtype, requires_grad=True)
         coarse = torch.tensor(coarse_v, dtype=self.dtype, requires_grad=True)
         kwargs: dict[str, Any] = {}
@@ -347,28 +378,39 @@ class LossSession:
         d_coarse = 0.0 if grad_coarse is None else float(grad_coarse)
         if not (math.isfinite(d_fine) and math.isfinite(d_coarse)):
             raise InterfaceError(f"the gradient of {what} is not finite (d/dfine={d_fine}, d/dcoarse={d_coarse})")
-        return d_fine, d_coarse, (USES_FINE if grad_fine is not None else 0) | (
-            USES_COARSE if grad_coarse is not None else 0)
+        return (
+            d_fine,
+            d_coarse,
+            (USES_FINE if grad_fine is not None else 0) | (USES_COARSE if grad_coarse is not None else 0),
+        )
 
     def _check_output(self, out: Any, method: str) -> None:
         torch = self.torch
         if type(out) is not torch.Tensor:
-            hint = {float: ": do not call .item() or float() on the loss; return the tensor",
-                    tuple: ": return only the combined loss (not a tuple such as `total, l1, l2`)",
-                    list: ": return only the combined loss, one tensor"}.get(type(out), "")
-            raise InterfaceError(f"{method} must return a 0-d floating torch.Tensor, got "
-                                 f"{type(out).__module__}.{type(out).__qualname__}{hint}")
+            hint = {
+                float: ": do not call .item() or float() on the loss; return the tensor",
+                tuple: ": return only the combined loss (not a tuple such as `total, l1, l2`)",
+                list: ": return only the combined loss, one tensor",
+            }.get(type(out), "")
+            raise InterfaceError(
+                f"{method} must return a 0-d floating torch.Tensor, got "
+                f"{type(out).__module__}.{type(out).__qualname__}{hint}"
+            )
         if out.dim() != 0:
-            raise InterfaceError(f"{method} must return a 0-d tensor (a scalar), got shape {tuple(out.shape)}; "
-                                 "combine the losses into one number, e.g. with .sum()")
+            raise InterfaceError(
+                f"{method} must return a 0-d tensor (a scalar), got shape {tuple(out.shape)}; "
+                "combine the losses into one number, e.g. with .sum()"
+            )
         if not out.is_floating_point():
             raise InterfaceError(f"{method} must return a floating tensor, got dtype {out.dtype}")
         value = float(out.detach())
         if not math.isfinite(value):
             raise InterfaceError(f"{method} returned a non-finite loss ({value})")
         if not out.requires_grad:
-            raise InterfaceError(f"the loss returned by {method} does not depend on fine_loss or coarse_loss "
-                                 "(it is a constant or was detached); return a differentiable combination")
+            raise InterfaceError(
+                f"the loss returned by {method} does not depend on fine_loss or coarse_loss "
+                "(it is a constant or was detached); return a differentiable combination"
+            )
 
     def state(self) -> dict[str, list[float]]:
         return {name: p.detach().reshape(-1).tolist() for name, p in self.module.named_parameters()}
@@ -428,15 +470,27 @@ def main() -> int:
     init = json.loads(payload)
     submission = init["submission"]
     try:
-        session = LossSession(submission, init["seed"], init["optimizer"], init["max_params"],
-                              init.get("dtype", "float32"))
+        session = LossSession(
+            submission, init["seed"], init["optimizer"], init["max_params"], init.get("dtype", "float32")
+        )
     except InterfaceError as e:
         return fail("interface", str(e))
     except BaseException as e:  # noqa: BLE001  (anything the submission raises while loading)
-        return fail("load", f"importing or constructing MultiTaskLoss raised {type(e).__name__}: {e}",
-                    _short_traceback(e, submission))
-    send(pack_json(READY, {"capabilities": session.capabilities, "num_params": session.num_params,
-                           "head_loss": session.head_loss is not None}))
+        return fail(
+            "load",
+            f"importing or constructing MultiTaskLoss raised {type(e).__name__}: {e}",
+            _short_traceback(e, submission),
+        )
+    send(
+        pack_json(
+            READY,
+            {
+                "capabilities": session.capabilities,
+                "num_params": session.num_params,
+                "head_loss": session.head_loss is not None,
+            },
+        )
+    )
 
     while (frame := _read_frame(proto_in)) is not None:
         kind, payload = frame

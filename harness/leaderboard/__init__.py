@@ -13,5 +13,14 @@ from harness.leaderboard.store import (
     read_rows,
 )
 
-__all__ = ["COLUMNS_BY_VERSION", "HEADER_LINE", "MIGRATIONS", "LeaderboardError", "append_row", "default_path",
-           "find_default", "migrate", "read_rows"]
+__all__ = [
+    "COLUMNS_BY_VERSION",
+    "HEADER_LINE",
+    "MIGRATIONS",
+    "LeaderboardError",
+    "append_row",
+    "default_path",
+    "find_default",
+    "migrate",
+    "read_rows",
+]

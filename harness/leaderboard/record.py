@@ -25,16 +25,33 @@ from harness.rundir import EvalDir, RunDir
 def row_for(spec: RunSpec, result: RunResult, run_id: str) -> LeaderboardRow:
     """The leaderboard row of a finished run (ok or failed)."""
     return LeaderboardRow(
-        finished_at=utc_now(), submission=spec.submission, submission_sha256=spec.submission_sha256,
-        submission_path=spec.submission_path, kind=spec.kind, profile=spec.profile.name, phase=spec.phase,
-        topology=spec.topology, arch=spec.arch,
+        finished_at=utc_now(),
+        submission=spec.submission,
+        submission_sha256=spec.submission_sha256,
+        submission_path=spec.submission_path,
+        kind=spec.kind,
+        profile=spec.profile.name,
+        phase=spec.phase,
+        topology=spec.topology,
+        arch=spec.arch,
         seed=spec.seed,
-        epochs=spec.profile.epochs, best_fine_acc=result.best_fine_acc, best_epoch=result.best_epoch,
-        final_fine_acc=result.final_fine_acc, best_coarse_acc=result.best_coarse_acc,
-        wall_seconds=round(result.wall_seconds, 2), device=_recorded_device(spec, result), precision=spec.precision,
-        channels_last=spec.channels_last, compile=spec.compile, deterministic=spec.deterministic,
-        torch_version=torch.__version__, harness_version=harness_version(),
-        harness_commit=harness_commit(), sandbox=spec.sandbox, run_id=run_id, status=result.status,
+        epochs=spec.profile.epochs,
+        best_fine_acc=result.best_fine_acc,
+        best_epoch=result.best_epoch,
+        final_fine_acc=result.final_fine_acc,
+        best_coarse_acc=result.best_coarse_acc,
+        wall_seconds=round(result.wall_seconds, 2),
+        device=_recorded_device(spec, result),
+        precision=spec.precision,
+        channels_last=spec.channels_last,
+        compile=spec.compile,
+        deterministic=spec.deterministic,
+        torch_version=torch.__version__,
+        harness_version=harness_version(),
+        harness_commit=harness_commit(),
+        sandbox=spec.sandbox,
+        run_id=run_id,
+        status=result.status,
     )
 
 
@@ -101,8 +118,9 @@ class Recorder:
         except (OSError, ValueError):
             return None, None
         # kept by an older version: this one's schema, and the place this evaluation records
-        row = row.model_copy(update={"schema_version": SCHEMA_VERSION,
-                                     "submission_path": row.submission_path or spec.submission_path})
+        row = row.model_copy(
+            update={"schema_version": SCHEMA_VERSION, "submission_path": row.submission_path or spec.submission_path}
+        )
         if row.origin != "measured" or row.status != "ok" or row.key != spec.key:
             return None, None
         problem, _ = self._append(row, run)

@@ -44,7 +44,9 @@ def append_event(lb_path: Path, action: str, kind: str, submission: str, sha256:
     if action not in ("retire", "restore"):
         raise ValueError(f"unknown retire event {action!r}")
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow([utc_now(), action, submission, sha256, " ".join(reason.split()), kind])
+    csv.writer(buf, lineterminator="\n").writerow(
+        [utc_now(), action, submission, sha256, " ".join(reason.split()), kind]
+    )
     header = io.StringIO()
     csv.writer(header, lineterminator="\n").writerow(FIELDS)
     with lock_for(lb_path):
@@ -64,12 +66,24 @@ def retired(lb_path: Path) -> dict[tuple[str, str, str], Retired]:
         with open(path, newline="", encoding="utf-8", errors="replace") as f:
             for row in csv.DictReader(f, restkey="_rest"):
                 kind = row.get("kind") or (row.get("_rest") or [""])[0]  # appended to an older header
-                if row.get("submission_sha256") and row.get("submission") and row.get("action") in ("retire",
-                                                                                                    "restore"):
-                    latest[(kind if kind in ("submission", "baseline") else "", row["submission"],
-                            row["submission_sha256"])] = row
+                if (
+                    row.get("submission_sha256")
+                    and row.get("submission")
+                    and row.get("action") in ("retire", "restore")
+                ):
+                    latest[
+                        (
+                            kind if kind in ("submission", "baseline") else "",
+                            row["submission"],
+                            row["submission_sha256"],
+                        )
+                    ] = row
     except csv.Error as e:
-        raise UsageError(f"{path} is not a list of retire events ({e}); fix or delete it (deleting it shows every "
-                         "version again)") from None
-    return {key: Retired(key[1], key[2], r.get("at") or "", r.get("reason") or "", key[0])
-            for key, r in latest.items() if r["action"] == "retire"}
+        raise UsageError(
+            f"{path} is not a list of retire events ({e}); fix or delete it (deleting it shows every version again)"
+        ) from None
+    return {
+        key: Retired(key[1], key[2], r.get("at") or "", r.get("reason") or "", key[0])
+        for key, r in latest.items()
+        if r["action"] == "retire"
+    }

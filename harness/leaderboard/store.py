@@ -3,8 +3,9 @@ never rewriting.
 
 Appending takes an exclusive file lock (``<csv>.lock``), checks that the existing header
 is exactly this schema's, and writes the row with :func:`harness.fileio.append_text` (one
-``O_APPEND`` write, fsynced; truncated back on failure, so no partial row is left). A file with another header (a foreign CSV, an older
-schema) is never touched: :class:`LeaderboardError` says what was found and what to do.
+``O_APPEND`` write, fsynced; truncated back on failure, so no partial row is left). A file with
+another header (a foreign CSV, an older schema) is never touched: :class:`LeaderboardError` says
+what was found and what to do.
 
 Schema changes: every version's columns are kept in ``COLUMNS_BY_VERSION`` and each step
 ``v -> v + 1`` in ``MIGRATIONS``. ``harness migrate OLD.csv`` writes a new file of the current
@@ -15,15 +16,13 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 
 import pandas as pd
 
 from harness.errors import LeaderboardError, UsageError
 from harness.fileio import append_text, lock_for, write_atomic
-from harness.protocol import (LEADERBOARD_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION, LeaderboardRow, SeriesKey,
-                              key_values)
+from harness.protocol import LEADERBOARD_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION, LeaderboardRow, SeriesKey, key_values
 
 
 def _csv_line(values: list[object]) -> str:
@@ -35,22 +34,85 @@ def _csv_line(values: list[object]) -> str:
 HEADER_LINE = _csv_line(list(LEADERBOARD_COLUMNS))
 
 _V1_COLUMNS = (
-    "schema_version", "finished_at", "submission", "submission_sha256", "kind", "profile", "phase", "arch", "seed",
-    "epochs", "best_fine_acc", "best_epoch", "final_fine_acc", "best_coarse_acc", "wall_seconds", "device",
-    "precision", "channels_last", "torch_version", "harness_version", "harness_commit", "sandbox", "run_id", "status",
+    "schema_version",
+    "finished_at",
+    "submission",
+    "submission_sha256",
+    "kind",
+    "profile",
+    "phase",
+    "arch",
+    "seed",
+    "epochs",
+    "best_fine_acc",
+    "best_epoch",
+    "final_fine_acc",
+    "best_coarse_acc",
+    "wall_seconds",
+    "device",
+    "precision",
+    "channels_last",
+    "torch_version",
+    "harness_version",
+    "harness_commit",
+    "sandbox",
+    "run_id",
+    "status",
 )
-_V2_COLUMNS = _V1_COLUMNS[:_V1_COLUMNS.index("torch_version")] + ("compile", "deterministic") + _V1_COLUMNS[
-    _V1_COLUMNS.index("torch_version"):]
+_V2_COLUMNS = (
+    _V1_COLUMNS[: _V1_COLUMNS.index("torch_version")]
+    + ("compile", "deterministic")
+    + _V1_COLUMNS[_V1_COLUMNS.index("torch_version") :]
+)
 _V3_COLUMNS = (
-    "schema_version", "origin", "source", "finished_at", "submission", "submission_sha256", "kind", "profile", "phase",
-    "topology", "arch", "seed", "attempt", "epochs", "best_fine_acc", "best_epoch", "final_fine_acc",
-    "best_coarse_acc", "wall_seconds", "device", "precision", "channels_last", "compile", "deterministic",
-    "torch_version", "harness_version", "harness_commit", "sandbox", "run_id", "status",
+    "schema_version",
+    "origin",
+    "source",
+    "finished_at",
+    "submission",
+    "submission_sha256",
+    "kind",
+    "profile",
+    "phase",
+    "topology",
+    "arch",
+    "seed",
+    "attempt",
+    "epochs",
+    "best_fine_acc",
+    "best_epoch",
+    "final_fine_acc",
+    "best_coarse_acc",
+    "wall_seconds",
+    "device",
+    "precision",
+    "channels_last",
+    "compile",
+    "deterministic",
+    "torch_version",
+    "harness_version",
+    "harness_commit",
+    "sandbox",
+    "run_id",
+    "status",
 )
-_V3_RUN = ("submission_sha256", "profile", "phase", "topology", "arch", "seed", "precision", "compile",
-           "deterministic")  # what version 3 counted attempts by (the file's content only)
-COLUMNS_BY_VERSION: dict[int, tuple[str, ...]] = {1: _V1_COLUMNS, 2: _V2_COLUMNS, 3: _V3_COLUMNS,
-                                                  SCHEMA_VERSION: LEADERBOARD_COLUMNS}
+_V3_RUN = (
+    "submission_sha256",
+    "profile",
+    "phase",
+    "topology",
+    "arch",
+    "seed",
+    "precision",
+    "compile",
+    "deterministic",
+)  # what version 3 counted attempts by (the file's content only)
+COLUMNS_BY_VERSION: dict[int, tuple[str, ...]] = {
+    1: _V1_COLUMNS,
+    2: _V2_COLUMNS,
+    3: _V3_COLUMNS,
+    SCHEMA_VERSION: LEADERBOARD_COLUMNS,
+}
 
 
 def _v1_to_v2(df: pd.DataFrame) -> pd.DataFrame:
@@ -178,8 +240,17 @@ def read_rows(path: Path) -> pd.DataFrame:
     path = Path(path)
     if not _check_header(path):
         return pd.DataFrame(columns=list(LEADERBOARD_COLUMNS))
-    df = pd.read_csv(path, dtype={"submission": str, "submission_sha256": str, "harness_commit": str, "source": str,
-                                  "submission_path": str}, on_bad_lines="skip")
+    df = pd.read_csv(
+        path,
+        dtype={
+            "submission": str,
+            "submission_sha256": str,
+            "harness_commit": str,
+            "source": str,
+            "submission_path": str,
+        },
+        on_bad_lines="skip",
+    )
     df["source"] = df["source"].fillna("")
     df["submission_path"] = df["submission_path"].fillna("")
     df = df[df["status"].isin(["ok", "failed"])].reset_index(drop=True)  # drops a line torn by a crash
@@ -231,8 +302,9 @@ def find_default(profile: str | None = None) -> Path:
     if profile is not None:
         path = default_path(profile)
         if not path.exists():
-            raise UsageError(f"no {path} here: `harness evaluate FILE --profile {profile}` writes it (or pass "
-                             "--leaderboard CSV)")
+            raise UsageError(
+                f"no {path} here: `harness evaluate FILE --profile {profile}` writes it (or pass --leaderboard CSV)"
+            )
         return path
     main = default_path("full")
     found = sorted(Path(".").glob("leaderboard-*.csv"))
@@ -243,6 +315,7 @@ def find_default(profile: str | None = None) -> Path:
     if found:
         names = ", ".join(map(str, found))
         profiles = ", ".join(p.stem.removeprefix("leaderboard-") for p in found)
-        raise UsageError(f"several leaderboards here ({names}); choose one with --profile ({profiles}) or "
-                         "--leaderboard CSV")
+        raise UsageError(
+            f"several leaderboards here ({names}); choose one with --profile ({profiles}) or --leaderboard CSV"
+        )
     return main

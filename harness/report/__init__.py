@@ -12,8 +12,20 @@ from harness.report.model import SECTIONS, Report, build
 from harness.report.terminal import render_table
 from harness.report.text import fmt_diff, fmt_score, fmt_stats, legend, render_csv, render_markdown
 
-__all__ = ["SECTIONS", "Report", "build", "fmt_diff", "fmt_score", "fmt_stats", "legend", "render", "render_csv",
-           "render_html", "render_markdown", "render_table"]
+__all__ = [
+    "SECTIONS",
+    "Report",
+    "build",
+    "fmt_diff",
+    "fmt_score",
+    "fmt_stats",
+    "legend",
+    "render",
+    "render_csv",
+    "render_html",
+    "render_markdown",
+    "render_table",
+]
 
 
 def render(report: Report, fmt: str, runs_dir: Path) -> str:

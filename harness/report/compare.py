@@ -22,16 +22,21 @@ def find_entry(report: Report, name: str) -> Standing:
     base, _, sha = name.partition("@")
     base = base.strip()
     candidates = [e for e in report.entries if e.label == name] or [
-        e for e in report.entries
-        if e.submission in (base, f"{base}.py") and (not sha or e.sha256.startswith(sha.strip().lower()))]
+        e
+        for e in report.entries
+        if e.submission in (base, f"{base}.py") and (not sha or e.sha256.startswith(sha.strip().lower()))
+    ]
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
         known = ", ".join(sorted({e.submission for e in report.entries})) or "none"
         raise UsageError(f"no entry {name!r} in profile {report.profile}, phase {report.phase}; entries: {known}")
-    options = "; ".join(f"{e.display} (use {e.submission}@{e.sha256[:8]}"
-                        + (f", settings {e.settings}" if e.settings != aggregate.DEFAULT_SETTINGS else "") + ")"
-                        for e in candidates)
+    options = "; ".join(
+        f"{e.display} (use {e.submission}@{e.sha256[:8]}"
+        + (f", settings {e.settings}" if e.settings != aggregate.DEFAULT_SETTINGS else "")
+        + ")"
+        for e in candidates
+    )
     raise UsageError(f"{name!r} names several entries: {options}")
 
 
@@ -49,8 +54,9 @@ def _pooled(a: Standing, b: Standing, archs: list[str]) -> tuple[dict, dict]:
 
 def render_compare(console: Console, report: Report, a: Standing, b: Standing) -> None:
     diffs = paired(a, b, report.archs)
-    console.print(f"A = {escape(a.display)}, B = {escape(b.display)} (profile {escape(report.profile)}, phase "
-                  f"{report.phase})")
+    console.print(
+        f"A = {escape(a.display)}, B = {escape(b.display)} (profile {escape(report.profile)}, phase {report.phase})"
+    )
     table = Table(box=None, padding=(0, 1), show_edge=False)
     for col in ("arch", "A", "B", "Δ A-B", f"{LEVEL:.0%} interval", "p", "pairs"):
         table.add_column(col, justify="left" if col == "arch" else "right", no_wrap=True)
@@ -61,11 +67,20 @@ def render_compare(console: Console, report: Report, a: Standing, b: Standing) -
         acc = lambda values: f"{sum(values) / len(values):.2f}" if values else ""  # noqa: E731
         interval = f"[{d.ci[0]:+.2f}, {d.ci[1]:+.2f}]" if d.ci is not None else ""
         p = "" if d.p_value is None else ("<0.001" if d.p_value < 0.001 else f"{d.p_value:.3f}")
-        table.add_row(arch, acc([x[k] for k in common]), acc([y[k] for k in common]),
-                      "" if d.diff is None else f"{d.diff:+.2f}", interval, p or escape(d.no_test), str(d.n_pairs))
+        table.add_row(
+            arch,
+            acc([x[k] for k in common]),
+            acc([y[k] for k in common]),
+            "" if d.diff is None else f"{d.diff:+.2f}",
+            interval,
+            p or escape(d.no_test),
+            str(d.n_pairs),
+        )
     console.print(table)
-    console.print(f"[dim]A, B: mean best fine test accuracy (%) over the seeds both have (the pairs); Δ: the mean of "
-                  f"the per-seed A - B; {TEST_NAME}; "
-                  "pooled: over (architecture, seed) pairs. One comparison you chose: p is not adjusted. With 3 "
-                  "seeds only large, consistent differences reach p < 0.05, and a larger p does not mean the two "
-                  "are equal.[/]")
+    console.print(
+        f"[dim]A, B: mean best fine test accuracy (%) over the seeds both have (the pairs); Δ: the mean of "
+        f"the per-seed A - B; {TEST_NAME}; "
+        "pooled: over (architecture, seed) pairs. One comparison you chose: p is not adjusted. With 3 "
+        "seeds only large, consistent differences reach p < 0.05, and a larger p does not mean the two "
+        "are equal.[/]"
+    )

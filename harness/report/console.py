@@ -23,17 +23,24 @@ def capabilities(console: Console, report: CheckReport, profile: Profile | None 
     the full protocol) would take at the measured speed, against the run's budget."""
     caps = ", ".join(report.capabilities) or "none (losses, epoch and total_epochs only)"
     heads = "head_loss (the task heads follow it)" if report.head_loss else "the loss itself"
-    console.print(f"interface ok: {report.num_params} loss-module parameters; extra inputs: {caps}; "
-                  f"heads trained on: {heads}")
+    console.print(
+        f"interface ok: {report.num_params} loss-module parameters; extra inputs: {caps}; heads trained on: {heads}"
+    )
     for text in report.warnings:
         warning(console, text)
     projections = [report.projection()] + ([report.projection(profile)] if profile and profile.name != "full" else [])
     for t in filter(None, projections):
-        line = (f"worker time: {report.call_seconds * 1e3:.2f} ms per call (median of the probe calls); a {t.profile} "
-                f"run makes {t.calls:,} calls: ~{t.seconds:,.0f} s of its {t.budget:,.0f} s budget")
+        line = (
+            f"worker time: {(report.call_seconds or 0.0) * 1e3:.2f} ms per call (median of the probe calls); "
+            f"a {t.profile} "
+            f"run makes {t.calls:,} calls: ~{t.seconds:,.0f} s of its {t.budget:,.0f} s budget"
+        )
         if t.exhausted_at_epoch is not None:
-            warning(console, f"{line}. It would run out in epoch {t.exhausted_at_epoch} and the run would fail: "
-                             "make forward faster (per-step Python loops and .item() calls are the usual cause)")
+            warning(
+                console,
+                f"{line}. It would run out in epoch {t.exhausted_at_epoch} and the run would fail: "
+                "make forward faster (per-step Python loops and .item() calls are the usual cause)",
+            )
         elif t.seconds > t.budget / 2:
             warning(console, f"{line}: over half of it; a slower machine could run out")
         else:
@@ -52,20 +59,32 @@ def planned_file(console: Console, f, lb_path: Path) -> None:
     """What is known of a :class:`~harness.plan.PlannedFile` before training: runs skipped, rows of an
     earlier evaluation recorded now or still unwritten."""
     for (arch, seed), finished in f.skipped.items():
-        console.print(f"skipping {escape(f.entry.name)} {arch} seed {seed}: already in {escape(str(lb_path))} (ok, "
-                      f"finished {finished}) for this version of the entry; --force re-runs it")
+        console.print(
+            f"skipping {escape(f.entry.name)} {arch} seed {seed}: already in {escape(str(lb_path))} (ok, "
+            f"finished {finished}) for this version of the entry; --force re-runs it"
+        )
     for row in f.recovered:
-        console.print(f"recorded {escape(row.submission)} {row.arch} seed {row.seed} in {escape(str(lb_path))}: the "
-                      f"run finished at {row.finished_at} but its row could not be written then")
+        console.print(
+            f"recorded {escape(row.submission)} {row.arch} seed {row.seed} in {escape(str(lb_path))}: the "
+            f"run finished at {row.finished_at} but its row could not be written then"
+        )
     for row, problem, kept in f.unwritten:
         _unwritten(console, f"{row.submission} {row.arch} seed {row.seed}", lb_path, problem, kept)
 
 
 def _unwritten(console: Console, label: str, lb_path: Path, problem: str, kept: Path | None) -> None:
-    then = (f"the row is kept in {kept}: run the same command again once that is fixed and it is recorded "
-            "without training again") if kept else "the run will be run again by the same command"
-    console.print(f"[red]could not write the row of {escape(label)} to {escape(str(lb_path))}:[/] {escape(problem)}\n"
-                  f"  {escape(then)}")
+    then = (
+        (
+            f"the row is kept in {kept}: run the same command again once that is fixed and it is recorded "
+            "without training again"
+        )
+        if kept
+        else "the run will be run again by the same command"
+    )
+    console.print(
+        f"[red]could not write the row of {escape(label)} to {escape(str(lb_path))}:[/] {escape(problem)}\n"
+        f"  {escape(then)}"
+    )
 
 
 def recorded(console: Console, rec: Recorded, lb_path: Path, shown: tuple[Path, Path] | None = None) -> None:
@@ -74,8 +93,10 @@ def recorded(console: Console, rec: Recorded, lb_path: Path, shown: tuple[Path, 
     label = f"{rec.spec.submission} {rec.spec.arch} seed {rec.spec.seed}"
     if rec.result.status == "failed":
         reason = as_user_path(rec.result.reason or "", shown[1], shown[0]) if shown else rec.result.reason
-        console.print(f"[red]run failed:[/] {escape(f'{label}: {reason}')}\n"
-                      f"  details: {escape(str(rec.run.failure))}; worker output: {escape(str(rec.run.worker_log))}")
+        console.print(
+            f"[red]run failed:[/] {escape(f'{label}: {reason}')}\n"
+            f"  details: {escape(str(rec.run.failure))}; worker output: {escape(str(rec.run.worker_log))}"
+        )
     if rec.problem is not None:
         _unwritten(console, label, lb_path, rec.problem, rec.kept)
 
@@ -85,24 +106,43 @@ def results(console: Console, records: Sequence[Recorded], lb_path: Path, *, sev
     as in the progress lines and the plots (the CSV's ``best_epoch`` is 0-indexed)."""
     table = Table(title="results", title_justify="left")
     cols = (("submission",) if several else ()) + (
-        "arch", "seed", "status", "best fine acc", "best epoch", "final fine acc", "best coarse acc", "time")
+        "arch",
+        "seed",
+        "status",
+        "best fine acc",
+        "best epoch",
+        "final fine acc",
+        "best coarse acc",
+        "time",
+    )
     for col in cols:
         table.add_column(col, justify="left" if col in ("submission", "arch", "status") else "right")
     fmt = lambda v: "" if v is None else f"{v:.2f}"  # noqa: E731
     for rec in records:
         spec, r = rec.spec, rec.result
         status = "[green]ok[/]" if r.status == "ok" else "[red]failed[/]"
-        table.add_row(*((escape(spec.submission),) if several else ()), spec.arch, str(spec.seed), status,
-                      fmt(r.best_fine_acc), "" if r.best_epoch is None else str(r.best_epoch + 1),
-                      fmt(r.final_fine_acc), fmt(r.best_coarse_acc), f"{r.wall_seconds:.0f} s")
+        table.add_row(
+            *((escape(spec.submission),) if several else ()),
+            spec.arch,
+            str(spec.seed),
+            status,
+            fmt(r.best_fine_acc),
+            "" if r.best_epoch is None else str(r.best_epoch + 1),
+            fmt(r.final_fine_acc),
+            fmt(r.best_coarse_acc),
+            f"{r.wall_seconds:.0f} s",
+        )
     console.print(table)
     unwritten = sum(not rec.written for rec in records)
-    console.print(f"appended {len(records) - unwritten} row(s) to {escape(str(lb_path))}"
-                  + (f"; [red]{unwritten} row(s) could not be written[/] (see above)" if unwritten else ""))
+    console.print(
+        f"appended {len(records) - unwritten} row(s) to {escape(str(lb_path))}"
+        + (f"; [red]{unwritten} row(s) could not be written[/] (see above)" if unwritten else "")
+    )
 
 
-def standing(console: Console, lb_path: Path, profile: Profile, phase: Phase,
-             versions: Collection[tuple[str, str, str]]) -> None:
+def standing(
+    console: Console, lb_path: Path, profile: Profile, phase: Phase, versions: Collection[tuple[str, str, str]]
+) -> None:
     """These entries' file versions (``(kind, name, sha256)``) against the baselines already in the
     leaderboard (same profile and phase)."""
     from harness import leaderboard, report
@@ -114,8 +154,10 @@ def standing(console: Console, lb_path: Path, profile: Profile, phase: Phase,
     if not mine:
         return
     if not others and not any(e.kind == "baseline" for e in mine):  # evaluating baselines: they are the baselines
-        console.print(f"no baselines in {escape(str(lb_path))} for profile {profile.name} yet: "
-                      f"`harness baselines --profile {profile.name}` adds them")
+        console.print(
+            f"no baselines in {escape(str(lb_path))} for profile {profile.name} yet: "
+            f"`harness baselines --profile {profile.name}` adds them"
+        )
     rep = dataclasses.replace(rep, entries=mine + others, references=[])
     console.print(f"standing in {escape(str(lb_path))} (profile {profile.name}, phase {phase}):")
     report.render_table(rep, console, highlight=versions)
@@ -123,15 +165,31 @@ def standing(console: Console, lb_path: Path, profile: Profile, phase: Phase,
 
 def bench(console: Console, rep, *, rounds: int, steps: int) -> None:
     """The tables of a :class:`~harness.bench.BenchReport`."""
-    table = Table(title=f"training throughput on {rep.device} ({rep.precision}, channels_last={rep.channels_last}, "
-                        f"{rep.threads} threads; harness worker in '{rep.sandbox}')", title_justify="left")
-    for col in ("arch", "harness img/s", "bare img/s", "reference img/s", "harness/bare", "harness/reference",
-                "eval s/epoch"):
+    table = Table(
+        title=f"training throughput on {rep.device} ({rep.precision}, channels_last={rep.channels_last}, "
+        f"{rep.threads} threads; harness worker in '{rep.sandbox}')",
+        title_justify="left",
+    )
+    for col in (
+        "arch",
+        "harness img/s",
+        "bare img/s",
+        "reference img/s",
+        "harness/bare",
+        "harness/reference",
+        "eval s/epoch",
+    ):
         table.add_column(col, justify="left" if col == "arch" else "right")
     for a in rep.archs:
-        table.add_row(a.arch, f"{a.harness_img_s:.0f}", f"{a.bare_img_s:.0f}", f"{a.reference_img_s:.0f}",
-                      f"{a.harness_over_bare:.3f}", f"{a.harness_over_reference:.2f}",
-                      f"{a.eval_s_per_epoch:.2f} ({a.eval_images:,} img)")
+        table.add_row(
+            a.arch,
+            f"{a.harness_img_s:.0f}",
+            f"{a.bare_img_s:.0f}",
+            f"{a.reference_img_s:.0f}",
+            f"{a.harness_over_bare:.3f}",
+            f"{a.harness_over_reference:.2f}",
+            f"{a.eval_s_per_epoch:.2f} ({a.eval_images:,} img)",
+        )
     console.print(table)
     trips = Table(title="loss-worker round trip (one step exchange)", title_justify="left")
     for col in ("sandbox", "median us", "p99 us", "calls"):
@@ -140,15 +198,18 @@ def bench(console: Console, rep, *, rounds: int, steps: int) -> None:
         trips.add_row(t.sandbox, f"{t.median_us:.0f}", f"{t.p99_us:.0f}", str(t.calls))
     console.print(trips)
     if rep.jobs:
-        jt = Table(title="several runs at once on one device (--jobs N): aggregate harness throughput",
-                   title_justify="left")
+        jt = Table(
+            title="several runs at once on one device (--jobs N): aggregate harness throughput", title_justify="left"
+        )
         for col in ("arch", "jobs", "img/s in all", "img/s per run"):
             jt.add_column(col, justify="left" if col == "arch" else "right")
         for j in rep.jobs:
             jt.add_row(j.arch, str(j.jobs), f"{j.aggregate_img_s:.0f}", f"{j.per_job_img_s:.0f}")
         console.print(jt)
-    console.print(f"batch {rep.archs[0].batch_size if rep.archs else '-'}, median of {rounds} interleaved rounds "
-                  f"of {steps} steps each; total {rep.seconds:.0f} s")
+    console.print(
+        f"batch {rep.archs[0].batch_size if rep.archs else '-'}, median of {rounds} interleaved rounds "
+        f"of {steps} steps each; total {rep.seconds:.0f} s"
+    )
 
 
 def models(console: Console, counts: Sequence[tuple[str, str, int, int]]) -> None:
@@ -164,16 +225,21 @@ def models(console: Console, counts: Sequence[tuple[str, str, int, int]]) -> Non
     console.print(table)
 
 
-def run_plan(console: Console, opts, data, archs: Sequence[str], seeds: Sequence[int], n_files: int, device: str,
-             precision: str) -> None:
+def run_plan(
+    console: Console, opts, data, archs: Sequence[str], seeds: Sequence[int], n_files: int, device: str, precision: str
+) -> None:
     """What is about to train: the profile, the data, the device, the runs and the settings."""
     profile = opts.profile
     console.print(f"profile '{profile.name}': {profile.description}")
-    console.print(f"data: {len(data[0]):,} train / {len(data[1]):,} test images; device {device}; "
-                  f"runs: {', '.join(archs)} x seeds {', '.join(map(str, seeds))}"
-                  + (f" x {n_files} files" if n_files > 1 else ""))
-    console.print(f"settings: precision {precision}, compile {opts.compile}, deterministic {opts.deterministic}, "
-                  f"topology {opts.topology}")
+    console.print(
+        f"data: {len(data[0]):,} train / {len(data[1]):,} test images; device {device}; "
+        f"runs: {', '.join(archs)} x seeds {', '.join(map(str, seeds))}"
+        + (f" x {n_files} files" if n_files > 1 else "")
+    )
+    console.print(
+        f"settings: precision {precision}, compile {opts.compile}, deterministic {opts.deterministic}, "
+        f"topology {opts.topology}"
+    )
     if opts.topology != "shared":
         topology(console, opts.topology, archs)
 
@@ -188,6 +254,9 @@ def topology(console: Console, name: str, archs: Sequence[str]) -> None:
     for arch in archs:
         torch.manual_seed(0)
         total, shared = parameter_counts(build_model(arch, topology=name))
-        what = (f"both tasks reach {shared:,} of its {total:,} parameters: the Gramian covers those" if shared else
-                f"no parameter of its {total:,} is shared: the Gramian covers all of them (G01 = 0)")
+        what = (
+            f"both tasks reach {shared:,} of its {total:,} parameters: the Gramian covers those"
+            if shared
+            else f"no parameter of its {total:,} is shared: the Gramian covers all of them (G01 = 0)"
+        )
         console.print(f"topology {name} on {arch}: {what}")

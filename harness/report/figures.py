@@ -94,40 +94,73 @@ def tradeoffs(report: Report) -> list[Figure]:
         for settings, members in sweep.items():
             curve = [(w, e.archs[arch]) for w, e in members if e.archs[arch].coarse and e.archs[arch].mean is not None]
             if len(curve) >= 2:
-                ax.plot([s.coarse_mean for _, s in curve], [s.mean for _, s in curve], "-", color="#1f77b4",
-                        lw=1.4, alpha=0.7, label=f"static weight sweep L_fine + w L_coarse ({settings})")
+                ax.plot(
+                    [s.coarse_mean for _, s in curve],
+                    [s.mean for _, s in curve],
+                    "-",
+                    color="#1f77b4",
+                    lw=1.4,
+                    alpha=0.7,
+                    label=f"static weight sweep L_fine + w L_coarse ({settings})",
+                )
         xs = [s.coarse_mean for _, s in points if s.coarse_mean is not None]  # (all: s.coarse is not empty)
         middle = (min(xs) + max(xs)) / 2
         for e, s in points:
-            style = dict(color="k", marker="D", ms=7, zorder=3) if e.kind == "submission" else (
-                dict(color="#1f77b4", marker="o", ms=5) if e.submission in SWEEP else
-                dict(color="#d62728", marker="s", ms=5, alpha=0.8))
+            style = (
+                dict(color="k", marker="D", ms=7, zorder=3)
+                if e.kind == "submission"
+                else (
+                    dict(color="#1f77b4", marker="o", ms=5)
+                    if e.submission in SWEEP
+                    else dict(color="#d62728", marker="s", ms=5, alpha=0.8)
+                )
+            )
             ax.errorbar(s.coarse_mean, s.mean, xerr=s.coarse_std or 0, yerr=s.std or 0, lw=0.8, capsize=2, **style)
             # named on the side facing the middle, so it stays inside the panel
             left = s.coarse_mean is not None and s.coarse_mean > middle
             if e.submission in SWEEP:  # by its weight; the two with a name of their own keep it
                 w = SWEEP[e.submission]
-                ax.annotate(f"w={w:g}" + (f" {_short(e.label)}" if w in (0, 1) else ""), (s.coarse_mean, s.mean),
-                            xytext=(-4 if left else 4, -10), textcoords="offset points", ha="right" if left else "left",
-                            fontsize=7, color="#1f77b4", clip_on=True)
+                ax.annotate(
+                    f"w={w:g}" + (f" {_short(e.label)}" if w in (0, 1) else ""),
+                    (s.coarse_mean, s.mean),
+                    xytext=(-4 if left else 4, -10),
+                    textcoords="offset points",
+                    ha="right" if left else "left",
+                    fontsize=7,
+                    color="#1f77b4",
+                    clip_on=True,
+                )
                 continue
-            ax.annotate(_short(e.label), (s.coarse_mean, s.mean), xytext=(-6 if left else 6, 4),
-                        textcoords="offset points", ha="right" if left else "left", clip_on=True,
-                        fontsize=8 if e.kind == "submission" else 7,
-                        fontweight="bold" if e.kind == "submission" else "normal")
+            ax.annotate(
+                _short(e.label),
+                (s.coarse_mean, s.mean),
+                xytext=(-6 if left else 6, 4),
+                textcoords="offset points",
+                ha="right" if left else "left",
+                clip_on=True,
+                fontsize=8 if e.kind == "submission" else 7,
+                fontweight="bold" if e.kind == "submission" else "normal",
+            )
         ax.margins(x=0.08, y=0.08)
         ax.set(title=arch, xlabel="best coarse test accuracy (%)", ylabel="best fine test accuracy (%)")
         ax.grid(alpha=0.3)
-    handles = [plt.Line2D([], [], color="k", marker="D", ls="", label="submission"),
-               plt.Line2D([], [], color="#d62728", marker="s", ls="", label="baseline"),
-               plt.Line2D([], [], color="#1f77b4", marker="o", ls="-", label="static-weight sweep (by w)")]
+    handles = [
+        plt.Line2D([], [], color="k", marker="D", ls="", label="submission"),
+        plt.Line2D([], [], color="#d62728", marker="s", ls="", label="baseline"),
+        plt.Line2D([], [], color="#1f77b4", marker="o", ls="-", label="static-weight sweep (by w)"),
+    ]
     fig.legend(handles=handles, loc="upper center", ncol=3, fontsize=9, bbox_to_anchor=(0.5, 1.06))
     fig.tight_layout()
     png = _png(fig)
     plt.close(fig)
-    return [("Fine against coarse accuracy per architecture: each entry's mean over seeds (bars: ± 1 sample std); "
-             "the static-weight sweep joined in order of its coarse weight w. Up is better on the leaderboard's "
-             "metric, right on the auxiliary task.", png)]
+    return [
+        (
+            "Fine against coarse accuracy per architecture: each entry's mean over seeds (bars: ± 1 sample std); "
+            "the static-weight sweep joined in order of its coarse weight w. Up is better on the leaderboard's "
+            "metric, right on the auxiliary task.",
+            png,
+        )
+    ]
 
 
 def learning_curves(report: Report, runs_dir: Path) -> list[Figure]:
@@ -144,15 +177,22 @@ def learning_curves(report: Report, runs_dir: Path) -> list[Figure]:
         labelled: dict[str, object] = {}
         for ax, arch in zip(axes, report.archs):
             drawn = False
-            for entry, style in ([(b, dict(lw=1, alpha=0.7, **styles[b.label])) for b in baselines]
-                                 + [(sub, dict(lw=2.4, color="k"))]):
+            for entry, style in [(b, dict(lw=1, alpha=0.7, **styles[b.label])) for b in baselines] + [
+                (sub, dict(lw=2.4, color="k"))
+            ]:
                 curve = _curve(runs_dir, entry.archs[arch], "test_fine_acc")
                 if curve is None:
                     continue
                 x, mean, std = curve
-                line, = ax.plot(x, mean, marker="o" if len(x) <= 30 else None, ms=3, **style)
-                ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                                color=line.get_color(), alpha=0.12, lw=0)
+                (line,) = ax.plot(x, mean, marker="o" if len(x) <= 30 else None, ms=3, **style)
+                ax.fill_between(
+                    x,
+                    [m - s for m, s in zip(mean, std)],
+                    [m + s for m, s in zip(mean, std)],
+                    color=line.get_color(),
+                    alpha=0.12,
+                    lw=0,
+                )
                 labelled.setdefault(_short(entry.label), line)
                 drawn = True
             ax.set_title(arch)
@@ -163,11 +203,23 @@ def learning_curves(report: Report, runs_dir: Path) -> list[Figure]:
             else:
                 _empty(ax, f"no per-epoch metrics of {_short(sub.label)} on {arch} under {runs_dir}")
         if labelled:
-            fig.legend(list(labelled.values()), list(labelled), loc="center left", bbox_to_anchor=(1.0, 0.5),
-                       fontsize=8, title="entry (every panel)", title_fontsize=8)
+            fig.legend(
+                list(labelled.values()),
+                list(labelled),
+                loc="center left",
+                bbox_to_anchor=(1.0, 0.5),
+                fontsize=8,
+                title="entry (every panel)",
+                title_fontsize=8,
+            )
             fig.tight_layout()
-            figures.append((f"{sub.label}: test fine accuracy per epoch (mean over seeds, band ± 1 std) against the "
-                            "baselines; one colour per entry in every panel", _png(fig)))
+            figures.append(
+                (
+                    f"{sub.label}: test fine accuracy per epoch (mean over seeds, band ± 1 std) against the "
+                    "baselines; one colour per entry in every panel",
+                    _png(fig),
+                )
+            )
         plt.close(fig)
         figures += _weights(plt, report, sub, runs_dir)
     return figures
@@ -185,8 +237,14 @@ def _weights(plt, report: Report, sub: Standing, runs_dir: Path) -> list[Figure]
             curve = _curve(runs_dir, sub.archs[arch], column)
             if curve is not None:
                 x, mean, _ = curve
-                ax.plot(x, mean, dash, marker="o" if len(x) <= 30 else None, ms=3,
-                        label=f"{arch} {column.removeprefix('weight_')}")
+                ax.plot(
+                    x,
+                    mean,
+                    dash,
+                    marker="o" if len(x) <= 30 else None,
+                    ms=3,
+                    label=f"{arch} {column.removeprefix('weight_')}",
+                )
                 drawn = True
     out = []
     if drawn:
@@ -194,7 +252,12 @@ def _weights(plt, report: Report, sub: Standing, runs_dir: Path) -> list[Figure]
         ax.set(title=f"{_short(sub.label)}: loss weights", xlabel="epoch", ylabel="mean dL/dL_task over the epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-        out.append((f"{sub.label}: the weights it gave each task's loss (dL/d fine_loss, dL/d coarse_loss; epoch "
-                    "means, averaged over seeds)", _png(fig)))
+        out.append(
+            (
+                f"{sub.label}: the weights it gave each task's loss (dL/d fine_loss, dL/d coarse_loss; epoch "
+                "means, averaged over seeds)",
+                _png(fig),
+            )
+        )
     plt.close(fig)
     return out

@@ -23,8 +23,11 @@ def failures(report: Report, runs_dir: Path, limit: int = 600) -> list[tuple[str
                 run = RunDir.from_id(runs_dir, run_id)
                 failure = run.read_failure()
                 text = None if failure is None else printable(failure)
-                reason = (text.strip()[:limit] + ("..." if len(text.strip()) > limit else "")) if text else (
-                    f"no failure.txt at {run.failure}")
+                reason = (
+                    (text.strip()[:limit] + ("..." if len(text.strip()) > limit else ""))
+                    if text
+                    else (f"no failure.txt at {run.failure}")
+                )
                 out.append((e.label, arch, seed, reason))
     return out
 
@@ -39,15 +42,28 @@ def render_html(report: Report, runs_dir: Path) -> str:
         return f'<h2>{html.escape(title)}</h2>\n<table class="{kind}"><tr>{head}</tr>{body}</table>'
 
     def figure_html(figs: list[tuple[str, str]]) -> str:
-        return "\n".join(f'<figure><img alt="{html.escape(cap)}" src="data:image/png;base64,{png}">'
-                         f"<figcaption>{html.escape(cap)}</figcaption></figure>" for cap, png in figs)
+        return "\n".join(
+            f'<figure><img alt="{html.escape(cap)}" src="data:image/png;base64,{png}">'
+            f"<figcaption>{html.escape(cap)}</figcaption></figure>"
+            for cap, png in figs
+        )
 
     tables = "\n".join(table(kind, title) for kind, title in SECTIONS)
     failed = failures(report, runs_dir)
-    failed_html = ("<h2>Failed runs</h2>\n<table class=\"failures\"><tr><th>entry</th><th>arch</th><th>seed</th>"
-                   "<th>why (failure.txt)</th></tr>" + "".join(
-                       f"<tr><td>{html.escape(e)}</td><td>{html.escape(a)}</td><td>{seed}</td><td><pre>{html.escape(why)}</pre></td>"
-                       "</tr>" for e, a, seed, why in failed) + "</table>") if failed else ""
+    failed_html = (
+        (
+            '<h2>Failed runs</h2>\n<table class="failures"><tr><th>entry</th><th>arch</th><th>seed</th>'
+            "<th>why (failure.txt)</th></tr>"
+            + "".join(
+                f"<tr><td>{html.escape(e)}</td><td>{html.escape(a)}</td><td>{seed}</td><td><pre>{html.escape(why)}</pre></td>"
+                "</tr>"
+                for e, a, seed, why in failed
+            )
+            + "</table>"
+        )
+        if failed
+        else ""
+    )
     tradeoff = figure_html(tradeoffs(report))
     curves = figure_html(learning_curves(report, runs_dir))
     notes = "".join(f"<li>{html.escape(line)}</li>" for line in legend(report))

@@ -17,8 +17,9 @@ from harness.isolation.check import sha256_file
 from harness.names import place_of
 
 
-def submission_rows(rows: pd.DataFrame, target: str, lb_path: Path, profile: str | None = None,
-                    kind: str | None = None) -> tuple[str, pd.DataFrame, str | None]:
+def submission_rows(
+    rows: pd.DataFrame, target: str, lb_path: Path, profile: str | None = None, kind: str | None = None
+) -> tuple[str, pd.DataFrame, str | None]:
     """The entry name ``target`` means (a path to the file, or its name with or without ``.py``), its
     measured rows (of ``profile`` and ``kind`` only, when given), and the sha256 of the file when it
     is one here (its current version). For a file, only the rows recorded from its place count: a
@@ -37,14 +38,24 @@ def submission_rows(rows: pd.DataFrame, target: str, lb_path: Path, profile: str
         here = mine[mine["submission_path"].isin(["", place])]
         if here.empty:
             where = ", ".join(sorted(set(mine["submission_path"])))
-            raise UsageError(f"{target} has no rows in {lb_path}: the entry {name} there is the file at {where}, "
-                             f"and {place} is another file")
+            raise UsageError(
+                f"{target} has no rows in {lb_path}: the entry {name} there is the file at {where}, "
+                f"and {place} is another file"
+            )
         mine = here
     return name, mine.sort_values("finished_at", kind="stable"), current
 
 
-def render_runs(console: Console, rows: pd.DataFrame, target: str, lb_path: Path, runs_dir: Path,
-                retired: Collection[tuple[str, str]] = (), *, profile: str | None = None) -> None:
+def render_runs(
+    console: Console,
+    rows: pd.DataFrame,
+    target: str,
+    lb_path: Path,
+    runs_dir: Path,
+    retired: Collection[tuple[str, str]] = (),
+    *,
+    profile: str | None = None,
+) -> None:
     """The table (a profile column when the rows hold several, a kind column when the name is both a
     submission's and a baseline's); versions in ``retired`` (``(kind, sha256)``, kind "" for every
     kind) are marked so (hidden from the views)."""
@@ -52,28 +63,49 @@ def render_runs(console: Console, rows: pd.DataFrame, target: str, lb_path: Path
     if mine.empty:
         known = ", ".join(sorted(set(rows.loc[rows["origin"] == "measured", "submission"]))) or "none"
         raise UsageError(f"no rows of {name} in {lb_path}; submissions there: {known}")
-    settings = [settings_label(p, c, d, t) for p, c, d, t in zip(mine["precision"], mine["compile"],
-                                                                  mine["deterministic"], mine["topology"])]
+    settings = [
+        settings_label(p, c, d, t)
+        for p, c, d, t in zip(mine["precision"], mine["compile"], mine["deterministic"], mine["topology"])
+    ]
     show_settings = any(s != DEFAULT_SETTINGS for s in settings)
     profiles = sorted(set(mine["profile"]))
     kinds = len(set(mine["kind"])) > 1
     table = Table(box=None, padding=(0, 1), show_edge=False)
-    for col in ("version", "finished (UTC)") + (("kind",) if kinds else ()) + (
-            ("profile",) if len(profiles) > 1 else ()) + ("phase",) + (
-            ("settings",) if show_settings else ()) + (
-            "arch", "seed", "try", "status", "best", "time"):
+    for col in (
+        ("version", "finished (UTC)")
+        + (("kind",) if kinds else ())
+        + (("profile",) if len(profiles) > 1 else ())
+        + ("phase",)
+        + (("settings",) if show_settings else ())
+        + ("arch", "seed", "try", "status", "best", "time")
+    ):
         table.add_column(col, justify="right" if col in ("seed", "try", "best", "time") else "left", no_wrap=True)
     for (_, r), s in zip(mine.iterrows(), settings):
-        version = r["submission_sha256"][:8] + (" *" if r["submission_sha256"] == current else "") + (
-            " retired" if {(r["kind"], r["submission_sha256"]), ("", r["submission_sha256"])} & set(retired) else "")
+        version = (
+            r["submission_sha256"][:8]
+            + (" *" if r["submission_sha256"] == current else "")
+            + (" retired" if {(r["kind"], r["submission_sha256"]), ("", r["submission_sha256"])} & set(retired) else "")
+        )
         status = "[green]ok[/]" if r["status"] == "ok" else "[red]failed[/]"
         best = "" if pd.isna(r["best_fine_acc"]) else f"{r['best_fine_acc']:.2f}"
-        table.add_row(version, str(r["finished_at"])[:16].replace("T", " "), *((str(r["kind"]),) if kinds else ()),
-                      *((escape(str(r["profile"])),) if len(profiles) > 1 else ()), str(r["phase"]),
-                      *((escape(s),) if show_settings else ()), str(r["arch"]), str(r["seed"]), str(r["attempt"]),
-                      status, best, f"{r['wall_seconds']:.0f} s" if pd.notna(r["wall_seconds"]) else "")
-    console.print(f"{escape(name)} in {escape(str(lb_path))} (profile {escape(', '.join(map(str, profiles)))}): "
-                  f"{len(mine)} row(s), {mine['submission_sha256'].nunique()} version(s)")
+        table.add_row(
+            version,
+            str(r["finished_at"])[:16].replace("T", " "),
+            *((str(r["kind"]),) if kinds else ()),
+            *((escape(str(r["profile"])),) if len(profiles) > 1 else ()),
+            str(r["phase"]),
+            *((escape(s),) if show_settings else ()),
+            str(r["arch"]),
+            str(r["seed"]),
+            str(r["attempt"]),
+            status,
+            best,
+            f"{r['wall_seconds']:.0f} s" if pd.notna(r["wall_seconds"]) else "",
+        )
+    console.print(
+        f"{escape(name)} in {escape(str(lb_path))} (profile {escape(', '.join(map(str, profiles)))}): "
+        f"{len(mine)} row(s), {mine['submission_sha256'].nunique()} version(s)"
+    )
     console.print(table)
     if current is None:
         notes = [f"{target} is not a file here: its versions are told apart by sha256"]
@@ -83,7 +115,9 @@ def render_runs(console: Console, rows: pd.DataFrame, target: str, lb_path: Path
         last = str(mine["profile"].iloc[-1])
         again = f"harness evaluate {target}" + ("" if last == "full" else f" --profile {last}")
         notes = [f"the file here now (version {current[:8]}) has no row yet: `{again}` runs it"]
-    notes.append(f"each run's files: {runs_dir}/<run_id> (failure.txt says why a run failed), e.g. "
-                 f"{runs_dir}/{mine['run_id'].iloc[-1]}")
+    notes.append(
+        f"each run's files: {runs_dir}/<run_id> (failure.txt says why a run failed), e.g. "
+        f"{runs_dir}/{mine['run_id'].iloc[-1]}"
+    )
     for note in notes:
         console.print(f"[dim]{escape(note)}[/]")

@@ -30,16 +30,19 @@ def render_table(report: Report, console: Console, *, highlight: Collection[tupl
     detailed = [_detailed(report, kind, title, rows, notes, highlight) for kind, title, rows in sections]
     wide = console.options.update_width(10_000)  # measure unclamped: the width the table wants
     fits = all(Measurement.get(console, wide, t).maximum <= console.width for t in detailed)
-    tables = detailed if fits else [_compact(report, kind, title, rows, notes, highlight)
-                                    for kind, title, rows in sections]
+    tables = (
+        detailed if fits else [_compact(report, kind, title, rows, notes, highlight) for kind, title, rows in sections]
+    )
     for table in tables:
         console.print(table)
     for source, i in notes.items():
         console.print(f"\\[{i}] {escape(source)}")
     if not report.entries:
-        console.print(f"no measured rows for profile {escape(report.profile)}, phase {report.phase} yet: `harness "
-                      "evaluate FILE` and `harness baselines` add them")
-    for line in (legend(report) if fits else short_legend(report)):
+        console.print(
+            f"no measured rows for profile {escape(report.profile)}, phase {report.phase} yet: `harness "
+            "evaluate FILE` and `harness baselines` add them"
+        )
+    for line in legend(report) if fits else short_legend(report):
         console.print(f"[dim]{escape(line)}[/]")
 
 
@@ -47,8 +50,14 @@ def _label(e: Standing, notes: dict[str, int]) -> str:
     return f"{e.label} [{notes[e.source]}]" if e.kind == "reference" else e.display
 
 
-def _detailed(report: Report, kind: str, title: str, rows: list[Standing], notes: dict[str, int],
-              highlight: Collection[tuple[str, str, str]]) -> Table:
+def _detailed(
+    report: Report,
+    kind: str,
+    title: str,
+    rows: list[Standing],
+    notes: dict[str, int],
+    highlight: Collection[tuple[str, str, str]],
+) -> Table:
     table = Table(title=title, title_justify="left")
     cols, cells = section_table(report, kind, source=False)
     for col in cols:
@@ -59,8 +68,14 @@ def _detailed(report: Report, kind: str, title: str, rows: list[Standing], notes
     return table
 
 
-def _compact(report: Report, kind: str, title: str, rows: list[Standing], notes: dict[str, int],
-             highlight: Collection[tuple[str, str, str]]) -> Table:
+def _compact(
+    report: Report,
+    kind: str,
+    title: str,
+    rows: list[Standing],
+    notes: dict[str, int],
+    highlight: Collection[tuple[str, str, str]],
+) -> Table:
     unders = [[_under(e, arch) for arch in report.archs] + [_diff(e.pooled) if e.pooled else ""] for e in rows]
     has_diff = any(u for row in unders for u in row)
     has_cost = any(e.cost is not None for e in rows)
@@ -76,7 +91,8 @@ def _compact(report: Report, kind: str, title: str, rows: list[Standing], notes:
         tops = [_acc(e.archs[arch]) for arch in report.archs] + [f"{e.score:.2f}" if e.score is not None else "-"]
         cells = [escape(fmt_rank(e, stacked=True)), escape(_label(e, notes))] + [
             escape(top) + (f"\n[dim]{escape(u)}[/]" if u and not u.endswith("*") else f"\n{escape(u)}" if u else "")
-            for top, u in zip(tops, under)]
+            for top, u in zip(tops, under)
+        ]
         if has_cost:
             cells.append(f"{e.cost:.2f}x" if e.cost is not None else "")
         table.add_row(*cells, style="bold" if e.version_key in highlight else None)
@@ -118,7 +134,8 @@ def short_legend(report: Report) -> list[str]:
         "gaps are); ? = not testable (under 2 paired seeds, or identical differences). f/m/r = a seed "
         "failed/is missing/was retried. # = rank; under it the ranks its score interval allows. score = "
         "geometric mean over the architectures (- = incomplete: not ranked); Δ all = pooled over (architecture, "
-        "seed)." + (f" cost = training time / {_REF}'s on the same machine." if cost else "")
+        "seed)."
+        + (f" cost = training time / {_REF}'s on the same machine." if cost else "")
         + (f" {CONTROL_LABEL}: not ranked or tested." if report.controls else ""),
         "Intervals, p-values and final-epoch accuracy: a wider terminal, or --format markdown, csv or html.",
     ] + retired_note(report)

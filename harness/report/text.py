@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness.text import csv_cell, markdown_text, one_line
 from harness.aggregate import ALPHA, CORRECTION, LEVEL, REFERENCE_BASELINE, TEST_NAME, ArchStats, Standing
 from harness.report.model import SECTIONS, Report
 from harness.static_sweep import CONTROL_LABEL, SWEEP
+from harness.text import csv_cell, markdown_text, one_line
 
 
 def _seed_list(seeds: tuple[int, ...]) -> str:
@@ -17,9 +17,12 @@ def _seed_list(seeds: tuple[int, ...]) -> str:
 
 def fmt_stats(s: ArchStats, note: str = "") -> str:
     """``61.00 ± 1.00 (n=3)``, with the seeds that failed, are missing or were retried, and ``note``."""
-    problems = ([f"failed {_seed_list(s.failed_seeds)}"] if s.failed_seeds else []) + (
-        [f"missing {_seed_list(s.missing)}"] if s.missing else []) + (
-        [f"retried {_seed_list(s.retried)}"] if s.retried else []) + ([note] if note else [])
+    problems = (
+        ([f"failed {_seed_list(s.failed_seeds)}"] if s.failed_seeds else [])
+        + ([f"missing {_seed_list(s.missing)}"] if s.missing else [])
+        + ([f"retried {_seed_list(s.retried)}"] if s.retried else [])
+        + ([note] if note else [])
+    )
     if s.mean is None:
         return "; ".join(problems) or "-"
     spread = f" ± {s.std:.2f}" if s.std is not None else ""
@@ -71,43 +74,58 @@ def retired_note(report: Report) -> list[str]:
     """Which versions this view hides, and how to show them again."""
     if not report.retired:
         return []
-    items = "; ".join(f"{r.submission} @{r.sha256[:8]} (since {r.at[:10]}{': ' + r.reason if r.reason else ''})"
-                      for r in report.retired)
+    items = "; ".join(
+        f"{r.submission} @{r.sha256[:8]} (since {r.at[:10]}{': ' + r.reason if r.reason else ''})"
+        for r in report.retired
+    )
     return [f"retired, not shown: {items}. `harness retire NAME@SHA --restore` shows a version again."]
 
 
 def legend(report: Report) -> list[str]:
     seeds = f" ({_seed_list(report.seeds)})" if report.seeds else ""
-    return [
-        f"profile {report.profile}, phase {report.phase}; best fine-class test accuracy (%) per architecture (the "
-        "task's metric: the best of every epoch's test evaluation, so optimistic): mean ± sample std "
-        "(ddof = 1) over seeds, n = seeds counted; each seed counts by its latest attempt (failed: its latest "
-        "attempt failed; retried: the seed has more than one attempt, each a row); runs of seeds outside the "
-        "profile's are not counted. final ARCH: the mean of the last epoch's fine test accuracy, which no "
-        "choice of epoch flatters.",
-        "score = geometric mean over the architectures of the per-architecture means; rank over measured rows "
-        f"(submissions and baselines together); 'incomplete' = not every protocol seed{seeds} has an ok latest "
-        "attempt on every architecture: shown, not scored or ranked.",
-        f"Δ vs {REFERENCE_BASELINE.removesuffix('.py')}: mean over paired seeds (seeds both have) of the per-seed "
-        f"difference, [its {LEVEL:.0%} t-interval]; {TEST_NAME} (df = n - 1); Δ pooled: the same over paired "
-        "(architecture, seed). p-values are adjusted for the multiple comparisons of this view with "
-        f"{CORRECTION}'s method (family-wise error over every Δ of the profile and phase, all entries); "
-        f"* = adjusted p < {ALPHA}. With n = 3 "
-        "seeds (2 df) only large, consistent differences can reach it; no marker does not mean no difference.",
-        f"rank (a-b): the ranks allowed by the score interval (the geometric mean of the ends of the "
-        f"per-architecture means' {LEVEL:.0%} t-intervals: a summary of their spread, not itself a {LEVEL:.0%} "
-        "interval of the score) among the others': entries whose intervals overlap are not told apart by rank "
-        "alone.",
-    ] + ([
-        f"cost: training time over {REFERENCE_BASELINE.removesuffix('.py')}'s, summed over the (architecture, "
-        "seed) runs both have with the same settings, device, channels_last, sandbox and torch version (runs "
-        "that shared a device with --jobs are slower, and the rows do not say so); shown, never part of the "
-        "score.",
-    ] if any(e.cost is not None for e in report.entries) else []) + ([
-        f"{CONTROL_LABEL}: on each architecture, the best of the static-weight sweep L = L_fine + w L_coarse "
-        f"(w in {', '.join(f'{w:g}' for w in sorted(SWEEP.values()))}) that is measured; the weight is chosen on "
-        "the test accuracy shown, so the line flatters it: not ranked, not tested.",
-    ] if report.controls else []) + retired_note(report)
+    return (
+        [
+            f"profile {report.profile}, phase {report.phase}; best fine-class test accuracy (%) per architecture (the "
+            "task's metric: the best of every epoch's test evaluation, so optimistic): mean ± sample std "
+            "(ddof = 1) over seeds, n = seeds counted; each seed counts by its latest attempt (failed: its latest "
+            "attempt failed; retried: the seed has more than one attempt, each a row); runs of seeds outside the "
+            "profile's are not counted. final ARCH: the mean of the last epoch's fine test accuracy, which no "
+            "choice of epoch flatters.",
+            "score = geometric mean over the architectures of the per-architecture means; rank over measured rows "
+            f"(submissions and baselines together); 'incomplete' = not every protocol seed{seeds} has an ok latest "
+            "attempt on every architecture: shown, not scored or ranked.",
+            f"Δ vs {REFERENCE_BASELINE.removesuffix('.py')}: mean over paired seeds (seeds both have) of the per-seed "
+            f"difference, [its {LEVEL:.0%} t-interval]; {TEST_NAME} (df = n - 1); Δ pooled: the same over paired "
+            "(architecture, seed). p-values are adjusted for the multiple comparisons of this view with "
+            f"{CORRECTION}'s method (family-wise error over every Δ of the profile and phase, all entries); "
+            f"* = adjusted p < {ALPHA}. With n = 3 "
+            "seeds (2 df) only large, consistent differences can reach it; no marker does not mean no difference.",
+            f"rank (a-b): the ranks allowed by the score interval (the geometric mean of the ends of the "
+            f"per-architecture means' {LEVEL:.0%} t-intervals: a summary of their spread, not itself a {LEVEL:.0%} "
+            "interval of the score) among the others': entries whose intervals overlap are not told apart by rank "
+            "alone.",
+        ]
+        + (
+            [
+                f"cost: training time over {REFERENCE_BASELINE.removesuffix('.py')}'s, summed over the (architecture, "
+                "seed) runs both have with the same settings, device, channels_last, sandbox and torch version (runs "
+                "that shared a device with --jobs are slower, and the rows do not say so); shown, never part of the "
+                "score.",
+            ]
+            if any(e.cost is not None for e in report.entries)
+            else []
+        )
+        + (
+            [
+                f"{CONTROL_LABEL}: on each architecture, the best of the static-weight sweep L = L_fine + w L_coarse "
+                f"(w in {', '.join(f'{w:g}' for w in sorted(SWEEP.values()))}) that is measured; the weight is "
+                "chosen on the test accuracy shown, so the line flatters it: not ranked, not tested.",
+            ]
+            if report.controls
+            else []
+        )
+        + retired_note(report)
+    )
 
 
 def _columns(report: Report) -> list[str]:
@@ -138,18 +156,26 @@ def section_table(report: Report, kind: str, *, source: bool = True) -> tuple[li
 
 # ---- markdown / csv -------------------------------------------------------------------------------------
 
+
 def render_markdown(report: Report) -> str:
     out = [f"# Leaderboard ({report.profile}, {report.phase} phase)", ""]
     for kind, title in SECTIONS:
         cols, rows = section_table(report, kind)
         if not rows:
             continue
-        out += [f"## {title[0].upper()}{title[1:]}", "", "| " + " | ".join(cols) + " |",
-                "|" + "|".join("---" if c in ("entry", "source") else "---:" for c in cols) + "|"]
+        out += [
+            f"## {title[0].upper()}{title[1:]}",
+            "",
+            "| " + " | ".join(cols) + " |",
+            "|" + "|".join("---" if c in ("entry", "source") else "---:" for c in cols) + "|",
+        ]
         texts = [i for i, c in enumerate(cols) if c in ("entry", "source")]  # from the rows: literal text
         for cells in rows:
-            out.append("| " + " | ".join(markdown_text(c) if i in texts else c.replace("|", "\\|")
-                                         for i, c in enumerate(cells)) + " |")
+            out.append(
+                "| "
+                + " | ".join(markdown_text(c) if i in texts else c.replace("|", "\\|") for i, c in enumerate(cells))
+                + " |"
+            )
         out.append("")
     return "\n".join(out + [f"- {line}" for line in legend(report)]) + "\n"
 
@@ -165,32 +191,76 @@ def render_csv(report: Report) -> str:
     records = []
     for kind, _ in SECTIONS:
         for e in report.section(kind):
-            rec = {"section": "control" if e.kind == "control" else kind, "rank": e.rank, "rank_best": e.rank_range and e.rank_range[0],
-                   "rank_worst": e.rank_range and e.rank_range[1], "entry": csv_cell(e.label), "submission_sha256": e.sha256,
-                   "superseded": e.version.startswith("superseded"),
-                   "identical_to": csv_cell("; ".join(map(one_line, e.identical_to)))}
+            rec: dict[str, object] = {
+                "section": "control" if e.kind == "control" else kind,
+                "rank": e.rank,
+                "rank_best": e.rank_range and e.rank_range[0],
+                "rank_worst": e.rank_range and e.rank_range[1],
+                "entry": csv_cell(e.label),
+                "submission_sha256": e.sha256,
+                "superseded": e.version.startswith("superseded"),
+                "identical_to": csv_cell("; ".join(map(one_line, e.identical_to))),
+            }
             comparisons = [(arch, e.archs[arch]) for arch in report.archs] + [("pooled", e.pooled)]
             for arch, s in comparisons:
-                if arch != "pooled":
-                    rec.update({f"{arch}_mean": _round(s.mean, 2), f"{arch}_std": _round(s.std, 2), f"{arch}_n": s.n,
-                                f"{arch}_final_mean": _round(s.final_mean, 2),
-                                f"{arch}_coarse_mean": _round(s.coarse_mean, 2), f"{arch}_picked": e.picked.get(arch),
-                                f"{arch}_failed": s.failed, f"{arch}_failed_seeds": _seed_list(s.failed_seeds),
-                                f"{arch}_missing_seeds": _seed_list(s.missing),
-                                f"{arch}_retried_seeds": _seed_list(s.retried)})
                 if s is None:
                     continue
-                rec.update({f"{arch}_diff": _round(s.diff, 2), f"{arch}_diff_low": _round(s.ci and s.ci[0], 2),
-                            f"{arch}_diff_high": _round(s.ci and s.ci[1], 2), f"{arch}_paired": s.n_pairs,
-                            f"{arch}_p": _round(s.p_value, 4), f"{arch}_p_holm": _round(s.p_adjusted, 4)})
-            rec.update({"cost": _round(e.cost, 2), "score": _round(e.score, 2), "score_low": _round(e.score_ci and e.score_ci[0], 2),
-                        "score_high": _round(e.score_ci and e.score_ci[1], 2), "source": csv_cell(one_line(e.source))})
+                if arch != "pooled":
+                    rec.update(
+                        {
+                            f"{arch}_mean": _round(s.mean, 2),
+                            f"{arch}_std": _round(s.std, 2),
+                            f"{arch}_n": s.n,
+                            f"{arch}_final_mean": _round(s.final_mean, 2),
+                            f"{arch}_coarse_mean": _round(s.coarse_mean, 2),
+                            f"{arch}_picked": e.picked.get(arch),
+                            f"{arch}_failed": s.failed,
+                            f"{arch}_failed_seeds": _seed_list(s.failed_seeds),
+                            f"{arch}_missing_seeds": _seed_list(s.missing),
+                            f"{arch}_retried_seeds": _seed_list(s.retried),
+                        }
+                    )
+                if s is None:
+                    continue
+                rec.update(
+                    {
+                        f"{arch}_diff": _round(s.diff, 2),
+                        f"{arch}_diff_low": _round(s.ci and s.ci[0], 2),
+                        f"{arch}_diff_high": _round(s.ci and s.ci[1], 2),
+                        f"{arch}_paired": s.n_pairs,
+                        f"{arch}_p": _round(s.p_value, 4),
+                        f"{arch}_p_holm": _round(s.p_adjusted, 4),
+                    }
+                )
+            rec.update(
+                {
+                    "cost": _round(e.cost, 2),
+                    "score": _round(e.score, 2),
+                    "score_low": _round(e.score_ci and e.score_ci[0], 2),
+                    "score_high": _round(e.score_ci and e.score_ci[1], 2),
+                    "source": csv_cell(one_line(e.source)),
+                }
+            )
             records.append(rec)
-    per_arch = ("mean", "std", "n", "final_mean", "coarse_mean", "picked", "failed", "failed_seeds", "missing_seeds", "retried_seeds")
+    per_arch = (
+        "mean",
+        "std",
+        "n",
+        "final_mean",
+        "coarse_mean",
+        "picked",
+        "failed",
+        "failed_seeds",
+        "missing_seeds",
+        "retried_seeds",
+    )
     compared = ("diff", "diff_low", "diff_high", "paired", "p", "p_holm")
-    cols = (["section", "rank", "rank_best", "rank_worst", "entry", "submission_sha256", "superseded", "identical_to"]
-            + [f"{a}_{k}" for a in report.archs for k in per_arch + compared]
-            + [f"pooled_{k}" for k in compared] + ["score", "score_low", "score_high", "cost", "source"])
+    cols = (
+        ["section", "rank", "rank_best", "rank_worst", "entry", "submission_sha256", "superseded", "identical_to"]
+        + [f"{a}_{k}" for a in report.archs for k in per_arch + compared]
+        + [f"pooled_{k}" for k in compared]
+        + ["score", "score_low", "score_high", "cost", "source"]
+    )
     df = pd.DataFrame(records, columns=cols)
     for col in ["rank", "rank_best", "rank_worst"] + [c for c in cols if c.endswith(("_n", "_failed", "_paired"))]:
         df[col] = df[col].astype("Int64")

@@ -80,8 +80,11 @@ class Checkpointer:
             return []
         keys = {"file": str, "sha256": str, "message_bytes": int, "messages_sha256": str, "epochs_done": int}
         entries = data.get("checkpoints")
-        return [e for e in (entries if isinstance(entries, list) else []) if isinstance(e, dict)
-                and all(isinstance(e.get(k), t) for k, t in keys.items())]
+        return [
+            e
+            for e in (entries if isinstance(entries, list) else [])
+            if isinstance(e, dict) and all(isinstance(e.get(k), t) for k, t in keys.items())
+        ]
 
     def _foreign(self) -> bool:
         """A manifest with checkpoints for another spec."""
@@ -101,15 +104,26 @@ class Checkpointer:
         # the log starts with every kept entry's prefix (frames include the replayed ones), so
         # rewriting it whole keeps those entries valid and drops whatever followed them
         write_atomic(self.messages, blob)
-        payload = {"epochs_done": epochs_done, "history": [m.model_dump() for m in history],
-                   "message_bytes": len(blob), **state}
+        payload = {
+            "epochs_done": epochs_done,
+            "history": [m.model_dump() for m in history],
+            "message_bytes": len(blob),
+            **state,
+        }
         path = self.dir / f"epoch-{epochs_done}.pt"
         buf = io.BytesIO()
         torch.save(payload, buf)
         data = buf.getvalue()
         write_atomic(path, data)
-        entries.append({"file": path.name, "sha256": _sha256(data), "message_bytes": len(blob),
-                        "messages_sha256": _sha256(blob), "epochs_done": epochs_done})
+        entries.append(
+            {
+                "file": path.name,
+                "sha256": _sha256(data),
+                "message_bytes": len(blob),
+                "messages_sha256": _sha256(blob),
+                "epochs_done": epochs_done,
+            }
+        )
         for old in entries[:-KEEP]:
             (self.dir / old["file"]).unlink(missing_ok=True)
         entries = entries[-KEEP:]
@@ -121,8 +135,10 @@ class Checkpointer:
         notes = []
         entries = self._entries()
         if not entries and self._foreign():
-            notes.append("the checkpoint here was written for other settings (or by another harness version); "
-                         "starting from scratch")
+            notes.append(
+                "the checkpoint here was written for other settings (or by another harness version); "
+                "starting from scratch"
+            )
         try:
             log = self.messages.read_bytes() if entries else b""
         except OSError:
@@ -135,9 +151,12 @@ class Checkpointer:
                 notes.append(f"checkpoint {entry['file']} is missing")
                 continue
             try:
-                prefix = log[:entry["message_bytes"]]
-                if _sha256(data) != entry["sha256"] or len(prefix) != entry["message_bytes"] \
-                        or _sha256(prefix) != entry["messages_sha256"]:
+                prefix = log[: entry["message_bytes"]]
+                if (
+                    _sha256(data) != entry["sha256"]
+                    or len(prefix) != entry["message_bytes"]
+                    or _sha256(prefix) != entry["messages_sha256"]
+                ):
                     notes.append(f"checkpoint {entry['file']} is damaged (checksum mismatch)")
                     continue
                 payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)

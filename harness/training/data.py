@@ -142,8 +142,7 @@ def load_split(root: Path, split: str, *, dataset: str = "cifar100") -> Split:
             raise ValueError("labels out of range (fine 0..99, coarse 0..19)")
     except (OSError, EOFError, KeyError, ValueError, TypeError, pickle.UnpicklingError, AttributeError) as e:
         raise DatasetError(
-            f"CIFAR-100 {split} split at {path} is damaged ({type(e).__name__}: {e}); "
-            f"{_fix_hint(Path(root), dataset)}"
+            f"CIFAR-100 {split} split at {path} is damaged ({type(e).__name__}: {e}); {_fix_hint(Path(root), dataset)}"
         ) from e
     images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
     return Split(images, torch.from_numpy(fine), torch.from_numpy(coarse))
@@ -157,8 +156,9 @@ def load_dataset(root: Path, *, dataset: str = "cifar100") -> tuple[Split, Split
 # -------------------------------------------------------------------------- synthetic
 
 
-def _synthetic_images(rng: np.random.Generator, fine: np.ndarray, coarse_of: np.ndarray,
-                      class_params: dict[str, np.ndarray]) -> np.ndarray:
+def _synthetic_images(
+    rng: np.random.Generator, fine: np.ndarray, coarse_of: np.ndarray, class_params: dict[str, np.ndarray]
+) -> np.ndarray:
     """Images from class patterns plus noise.
 
     The superclass sets a base colour (so the coarse label carries information shared by
@@ -174,8 +174,11 @@ def _synthetic_images(rng: np.random.Generator, fine: np.ndarray, coarse_of: np.
     wave = np.sin(2 * math.pi * freq * (np.cos(theta) * xx + np.sin(theta) * yy) / 32 + phase)
     colour = class_params["super_colour"][coarse_of[fine]] + class_params["fine_colour"][fine]
     contrast = rng.uniform(0.6, 1.0, size=(n, 1, 1, 1))
-    img = (128 + 45 * colour[:, :, None, None]
-           + 60 * contrast * wave[:, None] * class_params["wave_tint"][fine][:, :, None, None])
+    img = (
+        128
+        + 45 * colour[:, :, None, None]
+        + 60 * contrast * wave[:, None] * class_params["wave_tint"][fine][:, :, None, None]
+    )
     img = img + rng.normal(0, 20, size=img.shape)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8).reshape(n, 3072)
 
@@ -203,12 +206,28 @@ def write_synthetic(root: Path, *, seed: int = 0, n_train: int = 5000, n_test: i
     for split, n in (("train", n_train), ("test", n_test)):
         fine = rng.permutation(np.arange(n) % NUM_FINE)
         data = _synthetic_images(rng, fine, coarse_of, class_params)
-        write_atomic(out / split, pickle.dumps(
-            {"data": data, "fine_labels": fine.tolist(), "coarse_labels": coarse_of[fine].tolist(),
-             "filenames": [f"synthetic_{split}_{i}.png" for i in range(n)]}, protocol=4))
-    write_atomic(out / "meta", pickle.dumps(
-        {"fine_label_names": [f"fine_{i:02d}" for i in range(NUM_FINE)],
-         "coarse_label_names": [f"coarse_{i:02d}" for i in range(NUM_COARSE)]}, protocol=4))
+        write_atomic(
+            out / split,
+            pickle.dumps(
+                {
+                    "data": data,
+                    "fine_labels": fine.tolist(),
+                    "coarse_labels": coarse_of[fine].tolist(),
+                    "filenames": [f"synthetic_{split}_{i}.png" for i in range(n)],
+                },
+                protocol=4,
+            ),
+        )
+    write_atomic(
+        out / "meta",
+        pickle.dumps(
+            {
+                "fine_label_names": [f"fine_{i:02d}" for i in range(NUM_FINE)],
+                "coarse_label_names": [f"coarse_{i:02d}" for i in range(NUM_COARSE)],
+            },
+            protocol=4,
+        ),
+    )
     return out
 
 
@@ -276,9 +295,18 @@ class TrainLoader:
     the CIFAR-100 mean/std. The last partial batch is kept (391 steps at 50,000 / 128).
     """
 
-    def __init__(self, split: Split, *, batch_size: int, seed: int, device: torch.device,
-                 padding: int = 4, flip: bool = True, channels_last: bool = False,
-                 dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        split: Split,
+        *,
+        batch_size: int,
+        seed: int,
+        device: torch.device,
+        padding: int = 4,
+        flip: bool = True,
+        channels_last: bool = False,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         self.n = len(split)
         self.batch_size = batch_size
         self.seed = seed
@@ -319,14 +347,25 @@ class TrainLoader:
         return x.contiguous(memory_format=self.memory_format)
 
 
-def eval_batches(split: Split, *, batch_size: int, device: torch.device, channels_last: bool = False,
-                 dtype: torch.dtype = torch.float32) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def eval_batches(
+    split: Split,
+    *,
+    batch_size: int,
+    device: torch.device,
+    channels_last: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The test split as normalised batches on ``device`` (built once, reused every epoch)."""
     scale, shift = _normaliser(device, dtype)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     out = []
     for start in range(0, len(split), batch_size):
         x = split.images[start : start + batch_size].to(device, dtype).mul_(scale).add_(shift)
-        out.append((x.contiguous(memory_format=fmt), split.fine[start : start + batch_size].to(device),
-                    split.coarse[start : start + batch_size].to(device)))
+        out.append(
+            (
+                x.contiguous(memory_format=fmt),
+                split.fine[start : start + batch_size].to(device),
+                split.coarse[start : start + batch_size].to(device),
+            )
+        )
     return out

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import cast
 
 import torch
 
 from harness.errors import UsageError
+from harness.protocol import Precision
+
+PRECISIONS: tuple[str, ...] = Precision.__args__  # type: ignore[attr-defined]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -42,15 +46,19 @@ def fast_bf16(device: torch.device) -> bool:
         return False
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
+def resolve_precision(precision: str, device: torch.device) -> Precision:
     """``auto`` -> ``bf16`` where it is native on ``device``, else ``fp32``; others unchanged
     (``tf32`` is refused off CUDA, where it does not exist)."""
     if precision == "tf32" and device.type != "cuda":
-        raise UsageError(f"--precision tf32 needs a CUDA device (TensorFloat-32 is a GPU format); this run is on "
-                         f"{device.type}: use fp32")
-    if precision != "auto":
-        return precision
-    return "bf16" if fast_bf16(device) else "fp32"
+        raise UsageError(
+            f"--precision tf32 needs a CUDA device (TensorFloat-32 is a GPU format); this run is on "
+            f"{device.type}: use fp32"
+        )
+    if precision == "auto":
+        return "bf16" if fast_bf16(device) else "fp32"
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return cast(Precision, precision)
 
 
 def set_fp32_precision(precision: str, device: torch.device) -> None:

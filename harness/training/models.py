@@ -139,9 +139,7 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
-            )
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -199,8 +197,15 @@ class TwoHeadNet(nn.Module):
     the concatenation the reading task's loss also trains the other task's head (and backbone).
     """
 
-    def __init__(self, backbone: nn.Module, fine_head: nn.Module, coarse_head: nn.Module, *,
-                 coarse_backbone: nn.Module | None = None, reuse: str | None = None) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        fine_head: nn.Module,
+        coarse_head: nn.Module,
+        *,
+        coarse_backbone: nn.Module | None = None,
+        reuse: str | None = None,
+    ) -> None:
         super().__init__()
         self.backbone = backbone  # the fine task's, when the backbones are independent
         self.fine_head = fine_head
@@ -243,8 +248,9 @@ def build_model(arch: str, num_fine: int = 100, num_coarse: int = 20, topology: 
     fine_head = spec.head_factory(spec.feature_dim + (num_coarse if reuse == "coarse" else 0), num_fine)
     coarse_head = spec.head_factory(spec.feature_dim + (num_fine if reuse == "fine" else 0), num_coarse)
     independent = not topology.startswith("shared")
-    return TwoHeadNet(backbone, fine_head, coarse_head, coarse_backbone=spec.build_backbone() if independent else None,
-                      reuse=reuse)
+    return TwoHeadNet(
+        backbone, fine_head, coarse_head, coarse_backbone=spec.build_backbone() if independent else None, reuse=reuse
+    )
 
 
 def count_parameters(params: Iterable[nn.Parameter]) -> int:
@@ -267,8 +273,9 @@ def task_reach(model: TwoHeadNet) -> tuple[list[bool], list[bool]]:
     model.eval()  # no batch statistics to update, no dropout
     try:
         fine, coarse = model(torch.zeros(2, 3, 32, 32, dtype=params[0].dtype, device=params[0].device))
-        reached = [torch.autograd.grad(out.sum(), params, retain_graph=True, allow_unused=True)
-                   for out in (fine, coarse)]
+        reached = [
+            torch.autograd.grad(out.sum(), params, retain_graph=True, allow_unused=True) for out in (fine, coarse)
+        ]
     finally:
         model.train(was_training)
     return [g is not None for g in reached[0]], [g is not None for g in reached[1]]

@@ -8,7 +8,8 @@ and which losses ``L`` uses at all (:class:`~harness.isolation.client.StepReply`
 * plain path: ``(dL/dfine * fine + dL/dcoarse * coarse).backward()`` over the losses ``L``
   uses: exactly the gradient of ``L``; a task ``L`` ignores gets no gradient at all (no
   weight decay or momentum step on its head), as in-process backpropagation would leave it;
-* per-task path (:mod:`~harness.training.gradients`; ``forward`` asked for ``gramian``, or the module defines ``head_loss``):
+* per-task path (:mod:`~harness.training.gradients`; ``forward`` asked for ``gramian``, or the
+  module defines ``head_loss``):
   two backward passes give each task's gradients; their 2x2 Gramian over the shared
   parameters (those both losses reach: the backbone in the task's topology; every parameter
   when none is shared) goes to the worker, the shared parameters get
@@ -29,20 +30,18 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from harness.training.checkpoint import Checkpointer, Resume
-from harness.training.data import Split, TrainLoader, eval_batches
-from harness.training.device import autocast_context, set_determinism, set_fp32_precision
-from harness.training.gradients import (_backward_combined, _backward_per_task, _gramian,
-                                        _task_gradients)
 from harness.errors import RunFailed
-from harness.training.models import TwoHeadNet, build_model, task_reach
-from harness.training.sharing import CpuShare
+from harness.isolation.client import LossWorker, StepReply, StepRequest, WorkerError
+from harness.isolation.sandbox import Sandbox, as_user_path
 from harness.protocol import EpochMetrics, RunResult, RunSpec
 from harness.provenance import device_name
 from harness.rundir import RunDir
-from harness.isolation.sandbox import Sandbox, as_user_path
-from harness.isolation.client import LossWorker, StepReply, StepRequest, WorkerError
-
+from harness.training.checkpoint import Checkpointer, Resume
+from harness.training.data import Split, TrainLoader, eval_batches
+from harness.training.device import autocast_context, set_determinism, set_fp32_precision
+from harness.training.gradients import _backward_combined, _backward_per_task, _gramian, _task_gradients
+from harness.training.models import TwoHeadNet, build_model, task_reach
+from harness.training.sharing import CpuShare
 
 # ------------------------------------------------------------------------ one step
 
@@ -80,10 +79,18 @@ class TestMetrics:
     coarse_acc: float
 
 
-def train_one_epoch(model: TwoHeadNet, loader: TrainLoader, optimizer: torch.optim.Optimizer,
-                    worker: LossWorker, *, epoch: int, total_epochs: int,
-                    on_step: Callable[[], None] | None = None, precision: str = "fp32",
-                    forward: Callable | None = None) -> TrainMeans:
+def train_one_epoch(
+    model: TwoHeadNet,
+    loader: TrainLoader,
+    optimizer: torch.optim.Optimizer,
+    worker: LossWorker,
+    *,
+    epoch: int,
+    total_epochs: int,
+    on_step: Callable[[], None] | None = None,
+    precision: str = "fp32",
+    forward: Callable | None = None,
+) -> TrainMeans:
     """Train one epoch; returns its :class:`TrainMeans`.
     ``forward`` (default: ``model``) computes the two heads' logits, e.g. a compiled model.
     What the worker asked for (its :class:`Ready`) decides what each step computes."""
@@ -124,11 +131,18 @@ def train_one_epoch(model: TwoHeadNet, loader: TrainLoader, optimizer: torch.opt
         fine_v, coarse_v = host[0], host[1]
         if not all(math.isfinite(v) for v in host):
             what = "task losses" if not (math.isfinite(fine_v) and math.isfinite(coarse_v)) else "task gradients"
-            raise RunFailed(f"training diverged: the {what} became non-finite "
-                            f"(fine loss={fine_v}, coarse loss={coarse_v}) at epoch {epoch}, step {step}")
+            raise RunFailed(
+                f"training diverged: the {what} became non-finite "
+                f"(fine loss={fine_v}, coarse loss={coarse_v}) at epoch {epoch}, step {step}"
+            )
         request = StepRequest(
-            epoch=epoch, total_epochs=total_epochs, step=step, steps_per_epoch=steps_per_epoch, lr=lr,
-            fine_loss=fine_v, coarse_loss=coarse_v,
+            epoch=epoch,
+            total_epochs=total_epochs,
+            step=step,
+            steps_per_epoch=steps_per_epoch,
+            lr=lr,
+            fine_loss=fine_v,
+            coarse_loss=coarse_v,
             gramian=tuple(host[2:5]) if use_gramian else None,
             batch_accuracy=tuple(host[-2:]) if use_accuracy else None,
         )
@@ -149,8 +163,13 @@ def train_one_epoch(model: TwoHeadNet, loader: TrainLoader, optimizer: torch.opt
 
 
 @torch.no_grad()
-def evaluate(model: TwoHeadNet, batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], *,
-             precision: str = "fp32", forward: Callable | None = None) -> TestMetrics:
+def evaluate(
+    model: TwoHeadNet,
+    batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    *,
+    precision: str = "fp32",
+    forward: Callable | None = None,
+) -> TestMetrics:
     """The model on ``batches`` (the test split)."""
     forward = model if forward is None else forward
     model.eval()
@@ -160,12 +179,14 @@ def evaluate(model: TwoHeadNet, batches: list[tuple[torch.Tensor, torch.Tensor, 
         with autocast_context(precision, x.device.type):
             fine_logits, coarse_logits = forward(x)
         fine_logits, coarse_logits = fine_logits.float(), coarse_logits.float()
-        batch = torch.stack([
-            F.cross_entropy(fine_logits, y_fine, reduction="sum"),
-            F.cross_entropy(coarse_logits, y_coarse, reduction="sum"),
-            (fine_logits.argmax(1) == y_fine).sum().float(),
-            (coarse_logits.argmax(1) == y_coarse).sum().float(),
-        ])
+        batch = torch.stack(
+            [
+                F.cross_entropy(fine_logits, y_fine, reduction="sum"),
+                F.cross_entropy(coarse_logits, y_coarse, reduction="sum"),
+                (fine_logits.argmax(1) == y_fine).sum().float(),
+                (coarse_logits.argmax(1) == y_coarse).sum().float(),
+            ]
+        )
         totals = batch if totals is None else totals + batch
         n += y_fine.numel()
     if totals is None:
@@ -195,16 +216,16 @@ class RunOutcome:
     loss_state: dict[str, list[float]] | None = None
 
 
-def _fresh_model(spec: RunSpec, device: torch.device, dtype: torch.dtype
-                 ) -> tuple[TwoHeadNet, torch.optim.Optimizer]:
+def _fresh_model(spec: RunSpec, device: torch.device, dtype: torch.dtype) -> tuple[TwoHeadNet, torch.optim.Optimizer]:
     """The model as initialised by the run's seed, and its SGD optimizer."""
     torch.manual_seed(spec.seed)
     model = build_model(spec.arch, topology=spec.topology).to(device, dtype)
     if spec.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt = spec.profile.optimizer
-    optimizer = torch.optim.SGD(model.parameters(), lr=opt.lr, momentum=opt.momentum,
-                                weight_decay=opt.weight_decay, nesterov=opt.nesterov)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay, nesterov=opt.nesterov
+    )
     return model, optimizer
 
 
@@ -218,8 +239,9 @@ def _restore(state: dict, model: TwoHeadNet, optimizer: torch.optim.Optimizer, d
         torch.cuda.set_rng_state(state["rng_cuda"], device)
 
 
-def _start(spec: RunSpec, run: RunDir, device: torch.device, dtype: torch.dtype, checkpointer: Checkpointer
-           ) -> tuple[TwoHeadNet, torch.optim.Optimizer, Resume | None, list[str]]:
+def _start(
+    spec: RunSpec, run: RunDir, device: torch.device, dtype: torch.dtype, checkpointer: Checkpointer
+) -> tuple[TwoHeadNet, torch.optim.Optimizer, Resume | None, list[str]]:
     """The model and optimizer the run goes on from: its last intact checkpoint's, else fresh (the
     checkpoint directory is then cleared). ``metrics.jsonl`` is made to match. Never raises for a
     damaged checkpoint: the notes say what was found."""
@@ -229,8 +251,10 @@ def _start(spec: RunSpec, run: RunDir, device: torch.device, dtype: torch.dtype,
         try:
             _restore(resume.state, model, optimizer, device)
         except Exception as e:  # noqa: BLE001  (intact file, unusable content: e.g. written by another build)
-            notes.append(f"the checkpoint after epoch {resume.epochs_done} cannot be used "
-                         f"({type(e).__name__}: {e}); starting from scratch")
+            notes.append(
+                f"the checkpoint after epoch {resume.epochs_done} cannot be used "
+                f"({type(e).__name__}: {e}); starting from scratch"
+            )
             resume = None
             model, optimizer = _fresh_model(spec, device, dtype)  # the failed restore may have changed it
     if resume is None:
@@ -239,26 +263,54 @@ def _start(spec: RunSpec, run: RunDir, device: torch.device, dtype: torch.dtype,
     return model, optimizer, resume, notes
 
 
-def _epoch(spec: RunSpec, epoch: int, model: TwoHeadNet, optimizer: torch.optim.Optimizer, worker: LossWorker,
-           loader: TrainLoader, test_batches: list, forward: Callable, on_step: Callable[[], None]) -> EpochMetrics:
+def _epoch(
+    spec: RunSpec,
+    epoch: int,
+    model: TwoHeadNet,
+    optimizer: torch.optim.Optimizer,
+    worker: LossWorker,
+    loader: TrainLoader,
+    test_batches: list,
+    forward: Callable,
+    on_step: Callable[[], None],
+) -> EpochMetrics:
     """One epoch at its scheduled learning rate, then the test split."""
     start = time.perf_counter()
     epochs = spec.profile.epochs
     lr = spec.profile.optimizer.lr_at(epoch, epochs)
     for group in optimizer.param_groups:
         group["lr"] = lr
-    train = train_one_epoch(model, loader, optimizer, worker, epoch=epoch, total_epochs=epochs,
-                            on_step=on_step, precision=spec.precision, forward=forward)
+    train = train_one_epoch(
+        model,
+        loader,
+        optimizer,
+        worker,
+        epoch=epoch,
+        total_epochs=epochs,
+        on_step=on_step,
+        precision=spec.precision,
+        forward=forward,
+    )
     test = evaluate(model, test_batches, precision=spec.precision, forward=forward)
-    return EpochMetrics(epoch=epoch, lr=lr, train_fine_loss=train.fine_loss, train_coarse_loss=train.coarse_loss,
-                        train_combined_loss=train.combined_loss, weight_fine=train.w_fine,
-                        weight_coarse=train.w_coarse, test_fine_loss=test.fine_loss,
-                        test_coarse_loss=test.coarse_loss, test_fine_acc=test.fine_acc,
-                        test_coarse_acc=test.coarse_acc, seconds=time.perf_counter() - start)
+    return EpochMetrics(
+        epoch=epoch,
+        lr=lr,
+        train_fine_loss=train.fine_loss,
+        train_coarse_loss=train.coarse_loss,
+        train_combined_loss=train.combined_loss,
+        weight_fine=train.w_fine,
+        weight_coarse=train.w_coarse,
+        test_fine_loss=test.fine_loss,
+        test_coarse_loss=test.coarse_loss,
+        test_fine_acc=test.fine_acc,
+        test_coarse_acc=test.coarse_acc,
+        seconds=time.perf_counter() - start,
+    )
 
 
-def _failure(spec: RunSpec, e: Exception, submission: Path, run: RunDir, checkpointer: Checkpointer,
-             epochs_done: int) -> str:
+def _failure(
+    spec: RunSpec, e: Exception, submission: Path, run: RunDir, checkpointer: Checkpointer, epochs_done: int
+) -> str:
     """Why the run failed, as ``failure.txt`` records it. A failure the submission or its worker
     caused (an error, a crash, a limit, a divergence: :class:`RunFailed`) clears the checkpoint, so the
     next attempt starts from epoch 0 and failing on purpose cannot buy a re-draw of the epochs since
@@ -268,15 +320,23 @@ def _failure(spec: RunSpec, e: Exception, submission: Path, run: RunDir, checkpo
         checkpointer.clear()
         note = "(a new attempt starts from epoch 0: failures caused by the submission are not resumed)\n"
     else:
-        reason = (f"internal error at epoch {epochs_done}: {type(e).__name__}: {e}\n"
-                  f"{traceback.format_exc(limit=-8)}")
+        reason = f"internal error at epoch {epochs_done}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=-8)}"
         note = ""
     run.write_failure(f"{spec.submission} failed on {spec.arch}, seed {spec.seed}:\n{reason}\n{note}")
     return reason.strip()
 
 
-def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_dir: RunDir | Path,
-            sandbox: Sandbox, hooks: TrainHooks | None = None, threads: int = 0) -> RunOutcome:
+def run_one(
+    spec: RunSpec,
+    *,
+    submission: Path,
+    train: Split,
+    test: Split,
+    run_dir: RunDir | Path,
+    sandbox: Sandbox,
+    hooks: TrainHooks | None = None,
+    threads: int = 0,
+) -> RunOutcome:
     """Train ``spec.arch`` with ``spec.seed`` and the submission's loss; never raises for
     a failure of the submission or the worker: the outcome is then ``failed``. Its files go
     into ``run_dir`` (:class:`~harness.rundir.RunDir`); an interrupted run resumes from its
@@ -295,21 +355,39 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
     checkpointer = Checkpointer(run.checkpoint, spec)
     model, optimizer, resume, notes = _start(spec, run, device, dtype, checkpointer)
     forward = torch.compile(model) if spec.compile else model  # shares the parameters
-    loader = TrainLoader(train, batch_size=profile.batch_size, seed=spec.seed, device=device,
-                         padding=profile.crop_padding, flip=profile.horizontal_flip,
-                         channels_last=spec.channels_last, dtype=dtype)
-    test_batches = eval_batches(test, batch_size=profile.eval_batch_size, device=device,
-                                channels_last=spec.channels_last, dtype=dtype)
+    loader = TrainLoader(
+        train,
+        batch_size=profile.batch_size,
+        seed=spec.seed,
+        device=device,
+        padding=profile.crop_padding,
+        flip=profile.horizontal_flip,
+        channels_last=spec.channels_last,
+        dtype=dtype,
+    )
+    test_batches = eval_batches(
+        test, batch_size=profile.eval_batch_size, device=device, channels_last=spec.channels_last, dtype=dtype
+    )
     hooks.started(profile.epochs * loader.steps_per_epoch)
     first_epoch, history = (resume.epochs_done, list(resume.history)) if resume is not None else (0, [])
     if resume is not None or notes:
         hooks.resumed(first_epoch, first_epoch * loader.steps_per_epoch, notes)
     loss_state = None
     try:
-        with CpuShare(device.type, cap=threads) as share, LossWorker(
-                submission, sandbox=sandbox, seed=spec.seed, optimizer=profile.optimizer, dtype=spec.dtype,
-                log_path=run.worker_log, start_timeout=profile.worker_start_timeout_s,
-                call_timeout=profile.worker_call_timeout_s, run_budget=profile.worker_run_budget_s) as worker:
+        with (
+            CpuShare(device.type, cap=threads) as share,
+            LossWorker(
+                submission,
+                sandbox=sandbox,
+                seed=spec.seed,
+                optimizer=profile.optimizer,
+                dtype=spec.dtype,
+                log_path=run.worker_log,
+                start_timeout=profile.worker_start_timeout_s,
+                call_timeout=profile.worker_call_timeout_s,
+                run_budget=profile.worker_run_budget_s,
+            ) as worker,
+        ):
             _start_worker(worker, resume)
 
             def on_step() -> None:
@@ -321,10 +399,17 @@ def run_one(spec: RunSpec, *, submission: Path, train: Split, test: Split, run_d
                 history.append(metrics)
                 run.append_metrics(metrics)
                 if epoch + 1 < profile.epochs:
-                    checkpointer.save(epoch + 1, history, worker.sent_steps, {
-                        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "rng_cpu": torch.get_rng_state(),
-                        "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None})
+                    checkpointer.save(
+                        epoch + 1,
+                        history,
+                        worker.sent_steps,
+                        {
+                            "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "rng_cpu": torch.get_rng_state(),
+                            "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                        },
+                    )
                 hooks.epoch_done(metrics, max(m.test_fine_acc for m in history))
             loss_state = _loss_state(worker, run)
         result = RunResult.from_epochs(history, time.perf_counter() - start)

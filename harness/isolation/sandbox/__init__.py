@@ -42,8 +42,11 @@ def site_paths() -> list[str]:
     with ``python -I`` (no user site, no PYTHONPATH), so they are passed to it explicitly."""
     import sys
 
-    return [p for p in dict.fromkeys(sys.path)
-            if p and Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
+    return [
+        p
+        for p in dict.fromkeys(sys.path)
+        if p and Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()
+    ]
 
 
 def worker_argv(python: str, worker: str) -> list[str]:
@@ -178,8 +181,16 @@ class PipeProcess:
 def spawn_pipes(argv: list[str], *, env: dict[str, str], cleanup: Callable[[], None] | None = None) -> PipeProcess:
     """``argv`` as a :class:`PipeProcess`: stdin, stdout and stderr piped, in a new session, no
     inherited file descriptors, started in ``/``."""
-    popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             env=env, cwd="/", start_new_session=True, close_fds=True)
+    popen = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd="/",
+        start_new_session=True,
+        close_fds=True,
+    )
     return PipeProcess(popen, cleanup)
 
 
@@ -258,8 +269,10 @@ def resolve_sandbox(name: str, *, allow_fallback: bool) -> tuple[Sandbox, str | 
     if not allow_fallback:
         raise UsageError(f"no sandbox is available for untrusted code: {NO_SANDBOX_HELP}")
     none = get_sandbox("none")
-    return none, ("NO SANDBOX AVAILABLE: the submission runs as a plain process that can read your files "
-                  f"and use the network (allowed for this demo profile only). To fix: {NO_SANDBOX_HELP}.")
+    return none, (
+        "NO SANDBOX AVAILABLE: the submission runs as a plain process that can read your files "
+        f"and use the network (allowed for this demo profile only). To fix: {NO_SANDBOX_HELP}."
+    )
 
 
 from harness.isolation.sandbox import bwrap as _bwrap  # noqa: E402,F401  (registers the backends)

@@ -43,8 +43,13 @@ def _python_paths() -> list[Path]:
     import torch
 
     python = Path(sys.executable)
-    used = [Path(sys.base_prefix), Path(sys.prefix), python.parent, Path(torch.__file__).parent.parent,
-            *(Path(p) for p in site_paths())]
+    used = [
+        Path(sys.base_prefix),
+        Path(sys.prefix),
+        python.parent,
+        Path(torch.__file__).parent.parent,
+        *(Path(p) for p in site_paths()),
+    ]
     paths = {q for p in used for q in (Path(os.path.abspath(p)), p.resolve())}
     paths.add(python.resolve().parent.parent)
     keep: list[Path] = []
@@ -76,13 +81,18 @@ def bwrap_problem() -> str | None:
     if exe is None:
         return "bwrap is not installed (apt-get install bubblewrap)"
     try:
-        probe = subprocess.run([exe, "--unshare-all", "--unshare-user", "--ro-bind", "/", "/", "true"],
-                               capture_output=True, timeout=20)
+        probe = subprocess.run(
+            [exe, "--unshare-all", "--unshare-user", "--ro-bind", "/", "/", "true"], capture_output=True, timeout=20
+        )
         if probe.returncode != 0:
             return f"bwrap cannot create its namespaces here: {probe.stderr.decode(errors='replace').strip()[-300:]}"
-        inside = subprocess.run(_sandbox_args(exe, Limits(), None) + [sys.executable, "-I", "-B", "-c", PROBE,
-                                                                       *site_paths()],
-                                capture_output=True, timeout=60, env={}, cwd="/")
+        inside = subprocess.run(
+            _sandbox_args(exe, Limits(), None) + [sys.executable, "-I", "-B", "-c", PROBE, *site_paths()],
+            capture_output=True,
+            timeout=60,
+            env={},
+            cwd="/",
+        )
     except (OSError, subprocess.SubprocessError) as e:
         return f"bwrap could not be run: {e}"
     if inside.returncode != 0:
@@ -94,14 +104,40 @@ def bwrap_problem() -> str | None:
 def _sandbox_args(exe: str, limits: Limits, submission: Path | None) -> list[str]:
     """bwrap's arguments up to the command it runs (no resource limits: those wrap the whole)."""
     env = dict(SINGLE_THREAD_ENV, PATH="/usr/bin:/bin", LANG="C.UTF-8", HOME="/tmp")
-    args = [exe, "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL",
-            # --as-pid-1: the worker itself is the pid namespace's init, so /proc/1/cmdline shows the
-            # worker's command line, not bwrap's (host paths), and anything the submission leaves
-            # behind dies with it
-            "--die-with-parent", "--new-session", "--as-pid-1", "--clearenv", "--hostname", "sandbox",
-            "--ro-bind", "/usr", "/usr", *_root_links(),
-            "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
-            "--size", str(limits.tmpfs_bytes), "--tmpfs", "/tmp"]
+    args = [
+        exe,
+        "--unshare-all",
+        "--unshare-user",
+        "--uid",
+        "65534",
+        "--gid",
+        "65534",
+        "--cap-drop",
+        "ALL",
+        # --as-pid-1: the worker itself is the pid namespace's init, so /proc/1/cmdline shows the
+        # worker's command line, not bwrap's (host paths), and anything the submission leaves
+        # behind dies with it
+        "--die-with-parent",
+        "--new-session",
+        "--as-pid-1",
+        "--clearenv",
+        "--hostname",
+        "sandbox",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        *_root_links(),
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--remount-ro",
+        "/dev",
+        "--size",
+        str(limits.tmpfs_bytes),
+        "--tmpfs",
+        "/tmp",
+    ]
     for path in _python_paths():  # after /tmp's tmpfs, which would hide a venv under /tmp
         args += ["--ro-bind", str(path), str(path)]
     args += ["--ro-bind", str(WORKER_SCRIPT), INSIDE_WORKER]

@@ -136,7 +136,7 @@ class DockerProcess:
                     payload, buf = buf[8 : 8 + size], buf[8 + size :]
                     view = memoryview(payload)  # stdout and stderr alike: the worker log
                     while view:
-                        view = view[os.write(self._err_w, view):]
+                        view = view[os.write(self._err_w, view) :]
         except OSError:
             pass
         finally:
@@ -223,16 +223,29 @@ class DockerSandbox(Sandbox):
             (io_dir / "sock").chmod(0o777)  # the worker runs as uid 65534
             listener.listen(1)
             container = self.client.containers.create(
-                IMAGE, command=["python3", "-I", "-B", INSIDE_WORKER, "--connect", f"{INSIDE_IO}/sock"],
-                stdin_open=False, tty=False,
-                network_mode="none", read_only=True, cap_drop=["ALL"], security_opt=["no-new-privileges"],
-                user="65534:65534", mem_limit=self.limits.memory_bytes, memswap_limit=self.limits.memory_bytes,
-                pids_limit=self.limits.max_processes, nano_cpus=int(self.limits.cpus * 1e9),
-                tmpfs={"/tmp": f"size={self.limits.tmpfs_bytes},mode=1777"}, environment=env, working_dir="/tmp",
-                volumes={str(WORKER_SCRIPT): {"bind": INSIDE_WORKER, "mode": "ro"},
-                         str(Path(submission).resolve()): {"bind": INSIDE_SUBMISSION, "mode": "ro"},
-                         str(io_dir): {"bind": INSIDE_IO, "mode": "ro"}},
-                labels={LABEL: str(os.getpid())}, ipc_mode="none",
+                IMAGE,
+                command=["python3", "-I", "-B", INSIDE_WORKER, "--connect", f"{INSIDE_IO}/sock"],
+                stdin_open=False,
+                tty=False,
+                network_mode="none",
+                read_only=True,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                user="65534:65534",
+                mem_limit=self.limits.memory_bytes,
+                memswap_limit=self.limits.memory_bytes,
+                pids_limit=self.limits.max_processes,
+                nano_cpus=int(self.limits.cpus * 1e9),
+                tmpfs={"/tmp": f"size={self.limits.tmpfs_bytes},mode=1777"},
+                environment=env,
+                working_dir="/tmp",
+                volumes={
+                    str(WORKER_SCRIPT): {"bind": INSIDE_WORKER, "mode": "ro"},
+                    str(Path(submission).resolve()): {"bind": INSIDE_SUBMISSION, "mode": "ro"},
+                    str(io_dir): {"bind": INSIDE_IO, "mode": "ro"},
+                },
+                labels={LABEL: str(os.getpid())},
+                ipc_mode="none",
                 # the engine's own log would copy everything the worker prints to the host disk
                 # without a limit; the trainer reads the output from the attach stream and caps it
                 log_config=LogConfig(type=LogConfig.types.NONE),

@@ -34,8 +34,10 @@ def _docker() -> Any:
         client.ping()
         return client
     except Exception as e:  # noqa: BLE001
-        raise HarnessError(f"no Docker engine answers ({type(e).__name__}: {e}); start dockerd, or use "
-                           "the bwrap sandbox (apt-get install bubblewrap)") from None
+        raise HarnessError(
+            f"no Docker engine answers ({type(e).__name__}: {e}); start dockerd, or use "
+            "the bwrap sandbox (apt-get install bubblewrap)"
+        ) from None
 
 
 def bootstrap_base(client: Any, tag: str, console: Console, suite: str = "bookworm") -> None:
@@ -45,8 +47,18 @@ def bootstrap_base(client: Any, tag: str, console: Console, suite: str = "bookwo
     with tempfile.TemporaryDirectory(prefix="harness-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
         console.print(f"debootstrap {suite} (minbase + python3) ...")
-        run = subprocess.run(["debootstrap", "--variant=minbase", "--include=python3", suite, str(rootfs),
-                              "http://deb.debian.org/debian"], capture_output=True, text=True)
+        run = subprocess.run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                "--include=python3",
+                suite,
+                str(rootfs),
+                "http://deb.debian.org/debian",
+            ],
+            capture_output=True,
+            text=True,
+        )
         if run.returncode != 0:
             raise HarnessError(f"debootstrap failed:\n{run.stdout[-1500:]}{run.stderr[-1500:]}")
         tarball = Path(tmp) / "rootfs.tar"
@@ -56,16 +68,17 @@ def bootstrap_base(client: Any, tag: str, console: Console, suite: str = "bookwo
     console.print(f"imported base image {tag}")
 
 
-def build_image(*, base_image: str = DEFAULT_BASE, bootstrap: bool = False, tag: str = IMAGE,
-                console: Console) -> str:
+def build_image(*, base_image: str = DEFAULT_BASE, bootstrap: bool = False, tag: str = IMAGE, console: Console) -> str:
     """Build the sandbox image; returns its tag."""
     client = _docker()
     try:
         client.images.get(base_image)
     except Exception:  # noqa: BLE001  (not found)
         if not bootstrap:
-            raise HarnessError(f"base image {base_image} not found; pass --bootstrap to build it from Debian "
-                               "with debootstrap, or --base-image IMG for a local image with python3 3.11") from None
+            raise HarnessError(
+                f"base image {base_image} not found; pass --bootstrap to build it from Debian "
+                "with debootstrap, or --base-image IMG for a local image with python3 3.11"
+            ) from None
         bootstrap_base(client, base_image, console)
     if not DOCKERFILE.is_file():
         raise HarnessError(f"{DOCKERFILE} not found: build the image from a source checkout")
@@ -73,14 +86,28 @@ def build_image(*, base_image: str = DEFAULT_BASE, bootstrap: bool = False, tag:
         shutil.copy(DOCKERFILE, Path(ctx) / "Dockerfile")
         version = torch.__version__.split("+")[0]
         console.print(f"preparing the wheelhouse (torch {version}) ...")
-        run = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", f"torch=={version}", "pip",
-                              "-d", str(Path(ctx) / "wheelhouse")], capture_output=True, text=True)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                f"torch=={version}",
+                "pip",
+                "-d",
+                str(Path(ctx) / "wheelhouse"),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if run.returncode != 0:
             raise HarnessError(f"pip download failed:\n{run.stderr[-2000:]}")
         console.print(f"docker build {tag} from {base_image} (no network) ...")
         try:
-            client.images.build(path=ctx, tag=tag, buildargs={"BASE_IMAGE": base_image}, network_mode="none",
-                                rm=True, forcerm=True)
+            client.images.build(
+                path=ctx, tag=tag, buildargs={"BASE_IMAGE": base_image}, network_mode="none", rm=True, forcerm=True
+            )
         except Exception as e:  # noqa: BLE001  (BuildError carries the log)
             log = "".join(str(x.get("stream", "")) for x in getattr(e, "build_log", []) or [])
             raise HarnessError(f"docker build failed: {e}\n{log[-2000:]}") from None

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from harness.isolation.sandbox import WORKER_SCRIPT, PipeProcess, Sandbox, register_sandbox, spawn_pipes, worker_argv
 
-SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
-                     "CUDA_VISIBLE_DEVICES": ""}
+SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "CUDA_VISIBLE_DEVICES": ""}
 
 
 def worker_environment() -> dict[str, str]:
