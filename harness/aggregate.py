@@ -33,13 +33,13 @@ per-architecture means' t-intervals) allows among the others'.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 
 import pandas as pd
-from scipy import stats
 
 from harness.protocol import ENTRY_COLUMNS, HIDDEN_ARCHS, PUBLIC_ARCHS, EntryKey, Phase, RunSettings
+from harness.stats import LEVEL as LEVEL  # re-exported: the views state it
+from harness.stats import geometric_mean, holm, mean, paired_test, statistics_std, t_interval
 from harness.text import one_line
 
 REFERENCE_BASELINE = "equal_weighting.py"
@@ -60,7 +60,6 @@ def settings_label(precision: object, compile: object, deterministic: object, to
 
 
 ALPHA = 0.05
-LEVEL = 0.95  # of every interval
 TEST_NAME = "paired t-test over seeds, two-sided"
 CORRECTION = "Holm"  # family-wise error over every test of the view (entries x architectures, and pooled)
 
@@ -91,11 +90,11 @@ class ArchStats:
 
     @property
     def final_mean(self) -> float | None:
-        return _mean(list(self.final.values()))
+        return mean(list(self.final.values()))
 
     @property
     def coarse_mean(self) -> float | None:
-        return _mean(list(self.coarse.values()))
+        return mean(list(self.coarse.values()))
 
     @property
     def coarse_std(self) -> float | None:
@@ -202,66 +201,16 @@ def _machine(row: pd.Series) -> str:
     return "|".join(str(row.get(c)) for c in ("device", "channels_last", "sandbox", "torch_version"))
 
 
-def t_interval(values: list[float], level: float = LEVEL) -> tuple[float, float] | None:
-    """The ``level`` t-interval of the mean of ``values`` (df = n - 1); None below 2 values."""
-    if len(values) < 2:
-        return None
-    mean = sum(values) / len(values)
-    std = statistics_std(values) or 0.0
-    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1)) * std / math.sqrt(len(values))
-    return mean - half, mean + half
-
-
-def holm(p_values: list[float | None]) -> list[float | None]:
-    """Holm's step-down adjusted p-values (None stays None): the i-th smallest of m is multiplied by
-    ``m - i + 1``, made non-decreasing in that order, and capped at 1."""
-    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
-    out: list[float | None] = [None] * len(p_values)
-    running = 0.0
-    for k, (p, i) in enumerate(tested):
-        running = max(running, min(1.0, (len(tested) - k) * p))
-        out[i] = running
-    return out
-
-
-def paired_test(a: dict[int, float], b: dict[int, float]) -> tuple[float | None, int]:
-    """Two-sided paired t-test of ``a - b`` over their common seeds: ``(p, n_pairs)``;
-    p is None below 2 pairs or when every difference is identical (no spread to test)."""
-    common = sorted(set(a) & set(b))
-    if len(common) < 2:
-        return None, len(common)
-    diffs = [a[s] - b[s] for s in common]
-    if max(diffs) - min(diffs) == 0:
-        return None, len(common)
-    return float(stats.ttest_rel([a[s] for s in common], [b[s] for s in common]).pvalue), len(common)
-
-
 def arch_stats(values: dict[int, float], failed: int, run_ids: dict[int, str] | None = None) -> ArchStats:
     accs = list(values.values())
     return ArchStats(
         n=len(accs),
         failed=failed,
-        mean=_mean(accs),
+        mean=mean(accs),
         std=statistics_std(accs),
         seeds=dict(values),
         run_ids=dict(run_ids or {}),
     )
-
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def statistics_std(values: list[float]) -> float | None:
-    """Sample standard deviation (ddof = 1), None for fewer than 2 values."""
-    if len(values) < 2:
-        return None
-    mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
-def geometric_mean(values: list[float]) -> float:
-    return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
 def score_of(archs: dict[str, ArchStats]) -> float | None:

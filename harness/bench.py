@@ -24,12 +24,12 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from harness.bench_report import ArchBench, BenchReport, JobsThroughput, RoundTrip
 from harness.isolation.client import LossWorker, StepRequest
 from harness.isolation.sandbox import Sandbox, available_sandboxes, get_sandbox, resolve_sandbox
 from harness.protocol import PROFILES, Precision
@@ -49,59 +49,6 @@ EQUAL_WEIGHTING = (
     "    def forward(self, fine_loss, coarse_loss, epoch, total_epochs):\n"
     "        return fine_loss + coarse_loss\n"
 )
-
-
-@dataclass
-class ArchBench:
-    arch: str
-    batch_size: int
-    steps: int
-    rounds: int
-    harness_img_s: float
-    bare_img_s: float
-    reference_img_s: float
-    eval_s_per_epoch: float
-    eval_images: int
-    harness_over_bare: float = field(init=False)
-    harness_over_reference: float = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.harness_over_bare = self.harness_img_s / self.bare_img_s
-        self.harness_over_reference = self.harness_img_s / self.reference_img_s
-
-
-@dataclass
-class RoundTrip:
-    sandbox: str
-    calls: int
-    median_us: float
-    p99_us: float
-
-
-@dataclass
-class JobsThroughput:
-    """N concurrent harness training loops on one device (``--jobs N``), summed."""
-
-    arch: str
-    jobs: int
-    aggregate_img_s: float
-    per_job_img_s: float
-
-
-@dataclass
-class BenchReport:
-    device: str
-    precision: str
-    channels_last: bool
-    sandbox: str  # the one the harness step used
-    threads: int
-    archs: list[ArchBench]
-    roundtrips: list[RoundTrip]
-    seconds: float
-    jobs: list[JobsThroughput] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def synthetic_split(n: int, seed: int = 0) -> Split:

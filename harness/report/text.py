@@ -110,7 +110,7 @@ def legend(report: Report) -> list[str]:
                 f"cost: training time over {REFERENCE_BASELINE.removesuffix('.py')}'s, summed over the (architecture, "
                 "seed) runs both have with the same settings, device, channels_last, sandbox and torch version (runs "
                 "that shared a device with --jobs are slower, and the rows do not say so); shown, never part of the "
-                "score.",
+                "score."
             ]
             if any(e.cost is not None for e in report.entries)
             else []
@@ -119,7 +119,7 @@ def legend(report: Report) -> list[str]:
             [
                 f"{CONTROL_LABEL}: on each architecture, the best of the static-weight sweep L = L_fine + w L_coarse "
                 f"(w in {', '.join(f'{w:g}' for w in sorted(SWEEP.values()))}) that is measured; the weight is "
-                "chosen on the test accuracy shown, so the line flatters it: not ranked, not tested.",
+                "chosen on the test accuracy shown, so the line flatters it: not ranked, not tested."
             ]
             if report.controls
             else []

@@ -48,11 +48,7 @@ def linear_head(in_features: int, num_classes: int) -> nn.Module:
 
 
 def register_arch(
-    name: str,
-    *,
-    feature_dim: int,
-    head_factory: HeadFactory = linear_head,
-    hidden: bool = False,
+    name: str, *, feature_dim: int, head_factory: HeadFactory = linear_head, hidden: bool = False
 ) -> Callable[[Callable[[], nn.Module]], Callable[[], nn.Module]]:
     """Decorator registering a backbone builder under ``name``.
 
@@ -154,11 +150,7 @@ class CifarResNet(nn.Module):
 
     def __init__(self, n: int) -> None:
         super().__init__()
-        layers: list[nn.Module] = [
-            nn.Conv2d(3, 16, 3, 1, 1, bias=False),
-            nn.BatchNorm2d(16),
-            nn.ReLU(inplace=True),
-        ]
+        layers: list[nn.Module] = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True)]
         in_planes = 16
         for planes, stride in ((16, 1), (32, 2), (64, 2)):
             for i in range(n):
