@@ -9,11 +9,12 @@ import sys
 
 import torch
 
+from harness.procinfo import start_time
 from harness.training import sharing
 
 
 def test_only_live_leases_count_and_dead_ones_go(tmp_path):
-    me = f"{os.getpid()}-{sharing._start_time(os.getpid())}"
+    me = f"{os.getpid()}-{start_time(os.getpid())}"
     (tmp_path / me).touch()
     (tmp_path / f"{os.getpid()}-1").touch()  # this pid with another start time: a reused pid, not a trainer
     (tmp_path / "999999999-5").touch()  # no such process
@@ -28,7 +29,7 @@ def test_each_trainer_takes_its_share(tmp_path, monkeypatch):
     before = torch.get_num_threads()
     try:
         for p in others:
-            (tmp_path / f"{p.pid}-{sharing._start_time(p.pid)}").touch()
+            (tmp_path / f"{p.pid}-{start_time(p.pid)}").touch()
         with sharing.CpuShare("cpu", directory=tmp_path) as share:
             assert sharing.live_trainers(tmp_path) == 4 and share.threads == 3 == torch.get_num_threads()
             others[0].kill()

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness.procinfo import start_time
+
 REGISTRY_ENV = "HARNESS_TRAINERS_DIR"
 RECHECK_S = 5.0  # how often a running trainer looks at the registry again
 
@@ -27,19 +29,9 @@ def registry() -> Path:
     return Path(os.environ.get(REGISTRY_ENV) or Path(tempfile.gettempdir()) / "harness-trainers")
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22), None when
-    no such process is visible."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]  # the fields after the command name, which may hold spaces
-
-
 def _alive(lease: Path) -> bool:
     pid, _, start = lease.name.partition("-")
-    return pid.isdigit() and bool(start) and _start_time(int(pid)) == start
+    return pid.isdigit() and bool(start) and start_time(int(pid)) == start
 
 
 def usable_cpus() -> int:
@@ -99,7 +91,7 @@ class CpuShare:
 
     def __enter__(self) -> CpuShare:
         if self.active:
-            start = _start_time(os.getpid())
+            start = start_time(os.getpid())
             try:
                 self.dir.mkdir(parents=True, exist_ok=True)
                 if self.dir.stat().st_uid == os.getuid():

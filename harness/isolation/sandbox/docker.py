@@ -12,8 +12,12 @@ read-only into the container, the worker connects (``--connect``), and the train
 writes the connection directly, with no relay thread in the way of a step's round trip. The
 container's attach stream carries only what the worker prints, to the capped worker log.
 :class:`DockerProcess` presents all this as a :class:`~harness.isolation.sandbox.WorkerProcess`.
-Containers carry the trainer's pid as a label; containers left by a trainer that died are
-removed the next time the backend starts.
+Containers carry their owner's identity as labels (:func:`owner_labels`: the trainer's pid and
+start time, its pid namespace, the machine's boot id and the user); the next time a backend starts
+on the same engine it removes only the containers it can prove are orphans of its own kind: same
+machine boot, same pid namespace, same user, and the owner process gone (no such pid, or a pid
+reused by a process with another start time). Another user's, another namespace's (a CI job, a
+container) and a live trainer's containers are never touched, nor a container without these labels.
 """
 
 from __future__ import annotations
@@ -33,9 +37,39 @@ from typing import Any
 from harness.isolation.sandbox import INSIDE_SUBMISSION, INSIDE_WORKER, WORKER_SCRIPT, Sandbox, register_sandbox
 from harness.isolation.sandbox.limits import Limits
 from harness.isolation.sandbox.none import SINGLE_THREAD_ENV
+from harness.procinfo import boot_id, pid_namespace, start_time
 
 IMAGE = os.environ.get("HARNESS_SANDBOX_IMAGE", "harness-sandbox:latest")
 LABEL = "harness.loss-worker"
+OWNER = "harness.owner."  # prefix of the owner labels
+
+
+def owner_labels() -> dict[str, str]:
+    """The labels that say which process owns a worker container, and where it runs."""
+    return {
+        LABEL: str(os.getpid()),
+        f"{OWNER}pid": str(os.getpid()),
+        f"{OWNER}start": start_time(os.getpid()) or "",
+        f"{OWNER}pidns": pid_namespace(),
+        f"{OWNER}boot": boot_id(),
+        f"{OWNER}uid": str(os.getuid()),
+    }
+
+
+def is_own_orphan(labels: dict[str, str]) -> bool:
+    """True only when the container's owner was a trainer of this user, in this pid namespace, on this
+    boot of this machine, and that process is gone. Anything unproven (missing labels, another
+    namespace, another user) is not an orphan."""
+    mine = owner_labels()
+    keys = ("pidns", "boot", "uid")
+    if any(not labels.get(f"{OWNER}{k}") or labels.get(f"{OWNER}{k}") != mine[f"{OWNER}{k}"] for k in keys):
+        return False
+    pid, start = labels.get(f"{OWNER}pid", ""), labels.get(f"{OWNER}start", "")
+    if not pid.isdigit() or not start or int(pid) == os.getpid():
+        return False
+    return start_time(int(pid)) != start  # gone, or its pid reused by another process
+
+
 INSIDE_IO = "/sandbox/io"  # the private directory holding the protocol socket
 CONNECT_TIMEOUT_S = 60.0  # for the worker to start Python and connect (before it imports torch)
 
@@ -200,15 +234,14 @@ class DockerSandbox(Sandbox):
         return self._client
 
     def _remove_orphans(self) -> None:
+        """Remove the worker containers that trainers like this one left when they died (see the
+        module's docstring: only what can be proven an orphan of its own)."""
         for container in self._client.containers.list(all=True, filters={"label": LABEL}):
-            owner = int(container.labels.get(LABEL, "0") or 0)
-            try:
-                os.kill(owner, 0)
-                alive = owner != 0
-            except (ProcessLookupError, PermissionError):
-                alive = False
-            if not alive:
-                container.remove(force=True)
+            if is_own_orphan(dict(container.labels or {})):
+                try:
+                    container.remove(force=True)
+                except Exception:  # noqa: BLE001  (another trainer removed it first)
+                    pass
 
     def spawn(self, submission: Path) -> tuple[DockerProcess, str]:
         from docker.types import LogConfig  # optional: only this backend needs it
@@ -244,7 +277,7 @@ class DockerSandbox(Sandbox):
                     str(Path(submission).resolve()): {"bind": INSIDE_SUBMISSION, "mode": "ro"},
                     str(io_dir): {"bind": INSIDE_IO, "mode": "ro"},
                 },
-                labels={LABEL: str(os.getpid())},
+                labels=owner_labels(),
                 ipc_mode="none",
                 # the engine's own log would copy everything the worker prints to the host disk
                 # without a limit; the trainer reads the output from the attach stream and caps it
