@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import loopback_listener, require_sandbox
+from conftest import REPO, loopback_listener, require_sandbox
 from harness.protocol import OptimizerSettings
 from harness.isolation.client import LossWorker, StepRequest, WorkerError
 
@@ -115,6 +115,12 @@ def test_conformance(name, tmp_path, listener, monkeypatch):
     assert "host-secret" not in json.dumps(report["environ"])
     assert report["threads"] == 1 and report["cuda_visible"] == ""
     assert report["write_tmp_small"]["ok"], report["write_tmp_small"]
+    # neutral paths: nothing the worker sees names the checkout, the runs directory or the file's own name
+    seen = json.dumps([report["self_cmdline"], report["file"], report["cwd"]] + (
+        [] if name == "none" else [report["mountinfo"]]))  # none shares the host's mount table
+    for host in (str(REPO), str(tmp_path), "probe.py"):
+        assert host not in seen, (host, seen)
+    assert report["file"].endswith("/submission.py")
     if name != "none":
         # bwrap mounts no /etc; docker's /etc is the image's own, not the host's
         host_passwd = Path("/etc/passwd").read_text()

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import shutil
 import signal
 import subprocess
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -25,11 +28,15 @@ INSIDE_WORKER = "/sandbox/worker.py"  # where the real sandboxes mount the worke
 INSIDE_SUBMISSION = "/sandbox/submission.py"  # and the submission
 
 
+STAGED_PREFIX = "harness-w-"  # the directories of stage()
+_STAGED = re.compile(re.escape(tempfile.gettempdir()) + "/" + STAGED_PREFIX + r"[A-Za-z0-9_]+/submission\.py")
+
+
 def as_user_path(text: str, shown: Path, copy: Path | None = None) -> str:
     """``text`` (a worker's message or traceback) naming ``shown`` where it names the file inside
-    the sandbox, or ``copy`` (the copy that ran: what ``--sandbox none`` runs and tracebacks name),
-    whether by its absolute or its given path."""
-    text = text.replace(INSIDE_SUBMISSION, str(shown))
+    the sandbox (or its staged copy, which ``--sandbox none`` runs), or ``copy`` (the evaluation's
+    copy), whether by its absolute or its given path."""
+    text = _STAGED.sub(lambda _: str(shown), text.replace(INSIDE_SUBMISSION, str(shown)))
     if copy is not None:
         for form in dict.fromkeys((str(Path(copy).resolve()), str(copy))):  # the longer, absolute one first
             text = text.replace(form, str(shown))
@@ -176,6 +183,20 @@ class PipeProcess:
         cleanup, self._cleanup = self._cleanup, None
         if cleanup is not None:
             cleanup()
+
+
+def stage(submission: Path, directory: Path | None = None) -> Path:
+    """Copies of the worker script and the submission under neutral names (``worker.py``,
+    ``submission.py``) in ``directory``, else a fresh private directory under the system's temp
+    dir (returned): what a backend runs or mounts, so that nothing the worker can see (its command
+    line, ``/proc/self/mountinfo``, ``__file__``) names the checkout, the runs directory or the
+    submission's own name. The caller removes the directory when the worker is gone."""
+    staged = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix=STAGED_PREFIX))
+    staged.chmod(0o755)  # the sandboxes' unprivileged user reads it
+    for source, name in ((WORKER_SCRIPT, "worker.py"), (Path(submission), "submission.py")):
+        shutil.copyfile(source, staged / name)
+        (staged / name).chmod(0o644)
+    return staged
 
 
 def spawn_pipes(argv: list[str], *, env: dict[str, str], cleanup: Callable[[], None] | None = None) -> PipeProcess:

@@ -24,12 +24,12 @@ from pathlib import Path
 from harness.isolation.sandbox import (
     INSIDE_SUBMISSION,
     INSIDE_WORKER,
-    WORKER_SCRIPT,
     PipeProcess,
     Sandbox,
     register_sandbox,
     site_paths,
     spawn_pipes,
+    stage,
     worker_argv,
 )
 from harness.isolation.sandbox.limits import CgroupSet, Limits, make_cgroups, rlimit_command
@@ -101,7 +101,7 @@ def bwrap_problem() -> str | None:
     return None
 
 
-def _sandbox_args(exe: str, limits: Limits, submission: Path | None) -> list[str]:
+def _sandbox_args(exe: str, limits: Limits, staged: Path | None) -> list[str]:
     """bwrap's arguments up to the command it runs (no resource limits: those wrap the whole)."""
     env = dict(SINGLE_THREAD_ENV, PATH="/usr/bin:/bin", LANG="C.UTF-8", HOME="/tmp")
     args = [
@@ -140,9 +140,9 @@ def _sandbox_args(exe: str, limits: Limits, submission: Path | None) -> list[str
     ]
     for path in _python_paths():  # after /tmp's tmpfs, which would hide a venv under /tmp
         args += ["--ro-bind", str(path), str(path)]
-    args += ["--ro-bind", str(WORKER_SCRIPT), INSIDE_WORKER]
-    if submission is not None:
-        args += ["--ro-bind", str(Path(submission).resolve()), INSIDE_SUBMISSION]
+    if staged is not None:  # neutral copies (sandbox.stage): no host path of the run in the mount table
+        args += ["--ro-bind", str(staged / "worker.py"), INSIDE_WORKER]
+        args += ["--ro-bind", str(staged / "submission.py"), INSIDE_SUBMISSION]
     args += ["--remount-ro", "/", "--chdir", "/tmp"]
     for key, value in env.items():
         args += ["--setenv", key, value]
@@ -160,19 +160,25 @@ class BwrapSandbox(Sandbox):
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
 
-    def command(self, submission: Path, cgroups: CgroupSet) -> list[str]:
+    def command(self, staged: Path, cgroups: CgroupSet) -> list[str]:
         exe = shutil.which("bwrap")
         if exe is None:
             raise FileNotFoundError("bwrap is not installed (apt-get install bubblewrap)")
-        args = _sandbox_args(exe, self.limits, submission) + worker_argv(sys.executable, INSIDE_WORKER)
+        args = _sandbox_args(exe, self.limits, staged) + worker_argv(sys.executable, INSIDE_WORKER)
         prefix = cgroups.join_command() or rlimit_command(self.limits)
         return prefix + args
 
     def spawn(self, submission: Path) -> tuple[PipeProcess, str]:
         cgroups = make_cgroups(self.limits)
-        try:
-            proc = spawn_pipes(self.command(submission, cgroups), env={}, cleanup=cgroups.release)
-        except BaseException:
+        staged = stage(submission)
+
+        def cleanup() -> None:
             cgroups.release()
+            shutil.rmtree(staged, ignore_errors=True)
+
+        try:
+            proc = spawn_pipes(self.command(staged, cgroups), env={}, cleanup=cleanup)
+        except BaseException:
+            cleanup()
             raise
         return proc, INSIDE_SUBMISSION

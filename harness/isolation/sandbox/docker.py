@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.isolation.sandbox import INSIDE_SUBMISSION, INSIDE_WORKER, WORKER_SCRIPT, Sandbox, register_sandbox
+from harness.isolation.sandbox import INSIDE_SUBMISSION, INSIDE_WORKER, Sandbox, register_sandbox, stage
 from harness.isolation.sandbox.limits import Limits
 from harness.isolation.sandbox.none import SINGLE_THREAD_ENV
 from harness.procinfo import boot_id, pid_namespace, start_time
@@ -250,7 +250,7 @@ class DockerSandbox(Sandbox):
         io_dir = Path(tempfile.mkdtemp(prefix="harness-io-"))
         container = listener = None
         try:
-            io_dir.chmod(0o755)
+            stage(submission, io_dir)
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             listener.bind(str(io_dir / "sock"))
             (io_dir / "sock").chmod(0o777)  # the worker runs as uid 65534
@@ -272,9 +272,9 @@ class DockerSandbox(Sandbox):
                 tmpfs={"/tmp": f"size={self.limits.tmpfs_bytes},mode=1777"},
                 environment=env,
                 working_dir="/tmp",
-                volumes={
-                    str(WORKER_SCRIPT): {"bind": INSIDE_WORKER, "mode": "ro"},
-                    str(Path(submission).resolve()): {"bind": INSIDE_SUBMISSION, "mode": "ro"},
+                volumes={  # neutral copies in the private directory: no host path of the run in the mount table
+                    str(io_dir / "worker.py"): {"bind": INSIDE_WORKER, "mode": "ro"},
+                    str(io_dir / "submission.py"): {"bind": INSIDE_SUBMISSION, "mode": "ro"},
                     str(io_dir): {"bind": INSIDE_IO, "mode": "ro"},
                 },
                 labels=owner_labels(),

@@ -6,10 +6,11 @@ machine: it can read files, use the network and spawn processes. For trusted cod
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
-from harness.isolation.sandbox import WORKER_SCRIPT, PipeProcess, Sandbox, register_sandbox, spawn_pipes, worker_argv
+from harness.isolation.sandbox import PipeProcess, Sandbox, register_sandbox, spawn_pipes, stage, worker_argv
 
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "CUDA_VISIBLE_DEVICES": ""}
 
@@ -31,5 +32,14 @@ class NoSandbox(Sandbox):
     )
 
     def spawn(self, submission: Path) -> tuple[PipeProcess, str]:
-        proc = spawn_pipes(worker_argv(sys.executable, str(WORKER_SCRIPT)), env=worker_environment())
-        return proc, str(Path(submission).resolve())
+        staged = stage(submission)  # neutral names: the worker's command line shows no path of the run
+        try:
+            proc = spawn_pipes(
+                worker_argv(sys.executable, str(staged / "worker.py")),
+                env=worker_environment(),
+                cleanup=lambda: shutil.rmtree(staged, ignore_errors=True),
+            )
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        return proc, str(staged / "submission.py")
