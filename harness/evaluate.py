@@ -135,6 +135,7 @@ class Evaluation:
                     start_timeout=profile.worker_start_timeout_s,
                     call_timeout=profile.worker_call_timeout_s,
                     shown_as=f.path,
+                    total_epochs=profile.epochs,
                 )
             except SubmissionRejected as e:
                 self.rejected(f.path, e)

@@ -198,15 +198,29 @@ def unpassed_inputs(tree: ast.Module) -> list[str]:
     return out
 
 
-def _probe_schedule(total_epochs: int = 4, steps_per_epoch: int = 3) -> list[StepRequest]:
-    """Plausible, decreasing losses, random Gramians (some conflicting) and accuracies."""
+PROBE_CALLS = 12
+
+
+def probe_epochs(total_epochs: int, count: int = 4) -> list[int]:
+    """``count`` epochs spread over the run, its first and last included (fewer for a shorter run):
+    a curriculum by absolute epoch (``if epoch < 5: ...``) meets the epochs it is written for."""
+    if total_epochs <= count:
+        return list(range(total_epochs))
+    return sorted({round(i * (total_epochs - 1) / (count - 1)) for i in range(count)})
+
+
+def _probe_schedule(total_epochs: int = 200) -> list[StepRequest]:
+    """Plausible, decreasing losses, random Gramians (some conflicting) and accuracies, at epochs
+    spread over a run of ``total_epochs`` (the profile's), :data:`PROBE_CALLS` calls in all."""
     rng = random.Random(0)
     out = []
-    for epoch in range(total_epochs):
+    epochs = probe_epochs(total_epochs)
+    steps_per_epoch = PROBE_CALLS // len(epochs)
+    for k, epoch in enumerate(epochs):
         lr = OptimizerSettings().lr_at(epoch, total_epochs)
         for i in range(steps_per_epoch):
             step = epoch * steps_per_epoch + i
-            decay = 0.85**step
+            decay = 0.85 ** (k * steps_per_epoch + i)
             gf = [rng.gauss(0, 1) for _ in range(8)]
             gc = [rng.gauss(0, 1) - (0.8 * a if step % 2 else 0.0) for a in gf]
             dot = sum(a * b for a, b in zip(gf, gc))
@@ -234,6 +248,7 @@ def interface_check(
     start_timeout: float = 120.0,
     call_timeout: float = 30.0,
     shown_as: Path | None = None,
+    total_epochs: int = 200,
 ) -> CheckReport:
     """Construct the module in a fresh worker and call ``forward`` on the probe schedule.
 
@@ -242,7 +257,7 @@ def interface_check(
     file ``shown_as`` (the user's path, when ``path`` is a copy), also in the worker's traceback.
     """
     path, shown = Path(path), Path(shown_as or path)
-    probes = _probe_schedule()
+    probes = _probe_schedule(total_epochs)
     weights, seconds = [], []
     try:
         with LossWorker(

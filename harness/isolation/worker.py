@@ -255,6 +255,17 @@ def read_head_loss(module: Any) -> Any:
     return method
 
 
+def as_loss(leaf: Any) -> Any:
+    """``leaf``'s value as a loss tensor is in training: a non-leaf 0-d tensor made by ``nll_loss``
+    (``grad_fn`` NllLossBackward0, exactly ``leaf``'s value, derivative 1), so that in-place
+    operations and graph inspection behave as on the trainer's real losses, and nothing in the
+    inputs tells this process from in-process training. The gradient arrives at ``leaf``."""
+    import torch
+    import torch.nn.functional as F
+
+    return F.nll_loss((-leaf).reshape(1, 1), torch.zeros(1, dtype=torch.long))
+
+
 class LossSession:
     """The submission's loss module, its optimizer, and the per-step contract."""
 
@@ -333,8 +344,9 @@ class LossSession:
             coarse_acc,
             flags,
         ) = record
-        fine = torch.tensor(fine_v, dtype=self.dtype, requires_grad=True)
-        coarse = torch.tensor(coarse_v, dtype=self.dtype, requires_grad=True)
+        fine_leaf = torch.tensor(fine_v, dtype=self.dtype, requires_grad=True)
+        coarse_leaf = torch.tensor(coarse_v, dtype=self.dtype, requires_grad=True)
+        fine, coarse = as_loss(fine_leaf), as_loss(coarse_leaf)
         kwargs: dict[str, Any] = {}
         for cap in self.capabilities:
             if cap == "gramian":
@@ -355,7 +367,7 @@ class LossSession:
         out = self.module(*args, **kwargs)
         self._check_output(out, "forward")
         out.backward()
-        d_fine, d_coarse, uses = self._derivatives(fine.grad, coarse.grad, "the loss")
+        d_fine, d_coarse, uses = self._derivatives(fine_leaf.grad, coarse_leaf.grad, "the loss")
         h_fine, h_coarse, head_uses = d_fine, d_coarse, uses
         if self.head_loss is not None:  # after forward, so that it may use what forward computed
             fine_h = torch.tensor(fine_v, dtype=self.dtype, requires_grad=True)

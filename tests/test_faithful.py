@@ -1,0 +1,32 @@
+"""Files written for the task's interface behave as in one process: a curriculum by absolute epoch
+passes the interface check (the probe calls run at epochs spread over the profile's run), and
+in-place operations on the losses work (the worker's losses are non-leaf tensors, as in training)."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.isolation.check import probe_epochs
+
+from conftest import SUBMISSIONS
+from test_cli import harness
+
+
+def test_probe_epochs_spread_over_the_run():
+    assert probe_epochs(200) == [0, 66, 133, 199]
+    assert probe_epochs(30) == [0, 10, 19, 29]
+    assert probe_epochs(3) == [0, 1, 2] and probe_epochs(1) == [0]
+
+
+@pytest.mark.parametrize("name", ["wild/curriculum_coarse_first.py", "inplace_scale.py"])
+def test_task_interface_files_pass_the_check(name, tmp_path):
+    r = harness("check", SUBMISSIONS / name, "--sandbox", "none", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"{name.split('/')[-1]}: ok (12 probe calls" in " ".join(r.stdout.split())
+
+
+def test_a_curriculum_fails_where_the_run_never_reaches_the_fine_task(tmp_path):
+    """The tiny profile's single epoch never gets past epoch 5: there the loss never uses fine_loss."""
+    r = harness("evaluate", SUBMISSIONS / "wild" / "curriculum_coarse_first.py", "--profile", "tiny", "--sandbox",
+                "none", cwd=tmp_path)
+    assert r.returncode == 2 and "never depends on fine_loss" in r.stdout + r.stderr
