@@ -165,11 +165,17 @@ def retired(path):
 
 
 def _leaderboard_path(args: argparse.Namespace):
+    """The leaderboard a view reads; when the user named none and several are here, one line on
+    standard error says which and how to choose another."""
     from harness import leaderboard
+    from harness.leaderboard.store import choice_note
 
     path = args.leaderboard or leaderboard.find_default(args.profile)
     if not path.exists():
         raise UsageError(f"{path} does not exist; evaluate something first or pass --leaderboard CSV")
+    note = None if args.leaderboard or args.profile else choice_note(path)
+    if note:
+        SafeConsole(stderr=True, highlight=False).print(f"[dim]{escape(note)}[/]")
     return path
 
 

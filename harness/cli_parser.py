@@ -119,9 +119,9 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     lb.add_argument(
         "--format",
         default="table",
-        choices=["table", "markdown", "csv", "html"],
-        help="table (the terminal; default), markdown, csv (one number per column) or html (one file "
-        "with figures; use --output)",
+        choices=["table", "markdown", "csv", "json", "html"],
+        help="table (the terminal; default), markdown, csv (one number per column), json (the same fields, "
+        "nested per architecture: for scripts and notebooks) or html (one file with figures; use --output)",
     )
     lb.add_argument("--output", type=Path, metavar="PATH", help="write to PATH instead of the terminal")
     lb.add_argument(

@@ -297,8 +297,9 @@ def default_path(profile: str) -> Path:
 def find_default(profile: str | None = None) -> Path:
     """What ``harness leaderboard`` reads without ``--leaderboard``. With ``profile``: the file
     ``harness evaluate --profile PROFILE`` appends to. Without: ``leaderboard.csv`` once it holds
-    measured rows; before that (it ships with published rows only) the only ``leaderboard-*.csv``
-    here, if there is one (e.g. the smoke demo's); else ``leaderboard.csv``."""
+    measured rows; before that (it ships with published rows only) the ``leaderboard-*.csv`` here
+    written last, if there is one (e.g. the smoke demo's); else ``leaderboard.csv``. The views say
+    which file they read and how to pick another (:func:`choice_note`)."""
     if profile is not None:
         path = default_path(profile)
         if not path.exists():
@@ -310,12 +311,16 @@ def find_default(profile: str | None = None) -> Path:
     found = sorted(Path(".").glob("leaderboard-*.csv"))
     if main.exists() and (not found or (read_rows(main)["origin"] == "measured").any()):
         return main
-    if len(found) == 1:
-        return found[0]
     if found:
-        names = ", ".join(map(str, found))
-        profiles = ", ".join(p.stem.removeprefix("leaderboard-") for p in found)
-        raise UsageError(
-            f"several leaderboards here ({names}); choose one with --profile ({profiles}) or --leaderboard CSV"
-        )
+        return max(found, key=lambda p: (p.stat().st_mtime, p.name))
     return main
+
+
+def choice_note(path: Path) -> str | None:
+    """One line saying which of several leaderboards here a view read, and how to pick another;
+    None when there was no choice to make."""
+    here = sorted(p for p in [default_path("full"), *Path(".").glob("leaderboard-*.csv")] if p.exists())
+    if len(here) < 2:
+        return None
+    others = [p.stem.removeprefix("leaderboard-").replace("leaderboard", "full") for p in here if p != path]
+    return f"reading {path} (written last); another profile with --profile {' | '.join(others)}"

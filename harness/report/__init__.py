@@ -7,10 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.errors import UsageError
+from harness.report.data import render_csv, render_json
 from harness.report.html import render_html
 from harness.report.model import SECTIONS, Report, build
 from harness.report.terminal import render_table
-from harness.report.text import fmt_diff, fmt_score, fmt_stats, legend, render_csv, render_markdown
+from harness.report.text import fmt_diff, fmt_score, fmt_stats, legend, render_markdown
 
 __all__ = [
     "SECTIONS",
@@ -22,6 +23,7 @@ __all__ = [
     "legend",
     "render",
     "render_csv",
+    "render_json",
     "render_html",
     "render_markdown",
     "render_table",
@@ -33,6 +35,8 @@ def render(report: Report, fmt: str, runs_dir: Path) -> str:
         return render_markdown(report)
     if fmt == "csv":
         return render_csv(report)
+    if fmt == "json":
+        return render_json(report)
     if fmt == "html":
         return render_html(report, runs_dir)
     raise UsageError(f"unknown format {fmt!r}")

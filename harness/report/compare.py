@@ -18,7 +18,8 @@ from harness.report.model import Report
 
 def find_entry(report: Report, name: str) -> Standing:
     """The measured entry ``name`` names: its label (``x.py``, ``x.py @1a2b3c4d``, ``x.py [bf16]``),
-    its file name with or without ``.py``, or ``NAME@SHA`` with a prefix of its sha256."""
+    its file name with or without ``.py`` (its newest version when it has several), or ``NAME@SHA``
+    with a prefix of its sha256 for another version."""
     base, _, sha = name.partition("@")
     base = base.strip()
     candidates = [e for e in report.entries if e.label == name] or [
@@ -26,6 +27,10 @@ def find_entry(report: Report, name: str) -> Standing:
         for e in report.entries
         if e.submission in (base, f"{base}.py") and (not sha or e.sha256.startswith(sha.strip().lower()))
     ]
+    if not sha and len({(e.kind, e.submission, e.settings) for e in candidates}) == 1:
+        newest = [e for e in candidates if not e.version.startswith("superseded")]
+        if len(newest) == 1:  # one entry with several versions: the newest, unless @SHA says otherwise
+            return newest[0]
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:

@@ -3,12 +3,10 @@ terminal table is :mod:`~harness.report.terminal`)."""
 
 from __future__ import annotations
 
-import pandas as pd
-
 from harness.aggregate import ALPHA, CORRECTION, LEVEL, REFERENCE_BASELINE, TEST_NAME, ArchStats, Standing
 from harness.report.model import SECTIONS, Report
 from harness.static_sweep import CONTROL_LABEL, SWEEP
-from harness.text import csv_cell, markdown_text, one_line
+from harness.text import markdown_text
 
 
 def _seed_list(seeds: tuple[int, ...]) -> str:
@@ -178,90 +176,3 @@ def render_markdown(report: Report) -> str:
             )
         out.append("")
     return "\n".join(out + [f"- {line}" for line in legend(report)]) + "\n"
-
-
-def _round(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def render_csv(report: Report) -> str:
-    """One line per entry, one number per column: accuracies, differences, intervals and the cost
-    ratio rounded to two decimals, p-values to four; ranks as integers; empty where absent. The
-    control line (best static weight) has the weight it shows in ``ARCH_picked``."""
-    records = []
-    for kind, _ in SECTIONS:
-        for e in report.section(kind):
-            rec: dict[str, object] = {
-                "section": "control" if e.kind == "control" else kind,
-                "rank": e.rank,
-                "rank_best": e.rank_range and e.rank_range[0],
-                "rank_worst": e.rank_range and e.rank_range[1],
-                "entry": csv_cell(e.label),
-                "submission_sha256": e.sha256,
-                "superseded": e.version.startswith("superseded"),
-                "identical_to": csv_cell("; ".join(map(one_line, e.identical_to))),
-            }
-            comparisons = [(arch, e.archs[arch]) for arch in report.archs] + [("pooled", e.pooled)]
-            for arch, s in comparisons:
-                if s is None:
-                    continue
-                if arch != "pooled":
-                    rec.update(
-                        {
-                            f"{arch}_mean": _round(s.mean, 2),
-                            f"{arch}_std": _round(s.std, 2),
-                            f"{arch}_n": s.n,
-                            f"{arch}_final_mean": _round(s.final_mean, 2),
-                            f"{arch}_coarse_mean": _round(s.coarse_mean, 2),
-                            f"{arch}_picked": e.picked.get(arch),
-                            f"{arch}_failed": s.failed,
-                            f"{arch}_failed_seeds": _seed_list(s.failed_seeds),
-                            f"{arch}_missing_seeds": _seed_list(s.missing),
-                            f"{arch}_retried_seeds": _seed_list(s.retried),
-                        }
-                    )
-                if s is None:
-                    continue
-                rec.update(
-                    {
-                        f"{arch}_diff": _round(s.diff, 2),
-                        f"{arch}_diff_low": _round(s.ci and s.ci[0], 2),
-                        f"{arch}_diff_high": _round(s.ci and s.ci[1], 2),
-                        f"{arch}_paired": s.n_pairs,
-                        f"{arch}_p": _round(s.p_value, 4),
-                        f"{arch}_p_holm": _round(s.p_adjusted, 4),
-                    }
-                )
-            rec.update(
-                {
-                    "cost": _round(e.cost, 2),
-                    "score": _round(e.score, 2),
-                    "score_low": _round(e.score_ci and e.score_ci[0], 2),
-                    "score_high": _round(e.score_ci and e.score_ci[1], 2),
-                    "source": csv_cell(one_line(e.source)),
-                }
-            )
-            records.append(rec)
-    per_arch = (
-        "mean",
-        "std",
-        "n",
-        "final_mean",
-        "coarse_mean",
-        "picked",
-        "failed",
-        "failed_seeds",
-        "missing_seeds",
-        "retried_seeds",
-    )
-    compared = ("diff", "diff_low", "diff_high", "paired", "p", "p_holm")
-    cols = (
-        ["section", "rank", "rank_best", "rank_worst", "entry", "submission_sha256", "superseded", "identical_to"]
-        + [f"{a}_{k}" for a in report.archs for k in per_arch + compared]
-        + [f"pooled_{k}" for k in compared]
-        + ["score", "score_low", "score_high", "cost", "source"]
-    )
-    df = pd.DataFrame(records, columns=cols)
-    for col in ["rank", "rank_best", "rank_worst"] + [c for c in cols if c.endswith(("_n", "_failed", "_paired"))]:
-        df[col] = df[col].astype("Int64")
-    return df.to_csv(index=False, lineterminator="\n")
