@@ -7,9 +7,9 @@ ARG BASE_IMAGE=harness-base:bookworm
 FROM ${BASE_IMAGE}
 COPY wheelhouse /tmp/wheelhouse
 RUN python3 "$(ls /tmp/wheelhouse/pip-*.whl)/pip" install --no-index --find-links /tmp/wheelhouse \
-        --break-system-packages --no-cache-dir --root-user-action=ignore torch \
+        --break-system-packages --no-cache-dir --root-user-action=ignore torch numpy \
     && rm -rf /tmp/wheelhouse \
-    && python3 -c "import torch; torch.ones(1)" \
+    && python3 -c "import numpy, torch; torch.ones(1)" \
     && mkdir -p /sandbox
 USER 65534:65534
 WORKDIR /tmp

@@ -108,9 +108,10 @@ def static_check(path: Path, data: bytes | None = None) -> ast.Module:
         listing = "\n".join(f"  {path}:{p.line}: {p.message}" for p in problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         allowed = f"\nallowed imports: {allowed_imports()}" if any("import" in p.message for p in problems) else ""
+        hint = f"\n{GRAMIAN_HINT}" if reaches_for_gradients(tree) else ""
         raise SubmissionRejected(
             f"{path}: the static check found {len(problems)} problem(s):\n{listing}{more}"
-            f"{allowed}\nsee submissions/README.md for what a submission may use"
+            f"{allowed}{hint}\nsee submissions/README.md for what a submission may use"
         )
     return tree
 
@@ -161,6 +162,54 @@ class WorkerTime:
         if self.seconds <= self.budget:
             return None
         return math.floor(self.budget / (self.seconds / self.calls) / self.steps_per_epoch) + 1
+
+
+GRADIENT_ACCESS = frozenset(
+    {
+        "param_groups",
+        "grad",
+        "grad_fn",
+        "next_functions",
+        "zero_grad",
+        "register_hook",
+        "optimizer",
+        "model",
+        "named_parameters",
+    }
+)
+GRAMIAN_HINT = """\
+the loss module never sees the model, its optimizer, its gradients or the autograd graph. A
+gradient-based method (PCGrad, MGDA, CAGrad, ...) declares a keyword-only `gramian`: the trainer
+passes G[i][j] = <g_i, g_j>, the inner products of the two tasks' gradients over the shared
+parameters, and the method returns its weighting of the losses:
+
+    def forward(self, fine_loss, coarse_loss, epoch, total_epochs, *, gramian):
+        g_ff, g_fc, g_cc = gramian[0, 0], gramian[0, 1], gramian[1, 1]
+        w_fine, w_coarse = ...  # your method's weights, computed from G
+        return w_fine * fine_loss + w_coarse * coarse_loss
+
+    def head_loss(self, fine_loss, coarse_loss):  # optional: what each task's own head trains on
+        return fine_loss + coarse_loss
+
+(submissions/README.md, "Optional inputs" and "What the task heads are trained on")"""
+
+
+def reaches_for_gradients(tree: ast.Module) -> bool:
+    """Whether the file reaches for what a loss module never gets: an optimizer, a model, gradients,
+    parameter groups or the autograd graph (by attribute, parameter or variable name)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in GRADIENT_ACCESS:
+            return True
+        if isinstance(node, ast.arg) and node.arg in ("optimizer", "model"):
+            return True
+    return False
+
+
+def _reaches_for_gradients(path: Path) -> bool:
+    try:
+        return reaches_for_gradients(ast.parse(path.read_text(encoding="utf-8")))
+    except (OSError, SyntaxError, UnicodeDecodeError, RecursionError):
+        return False
 
 
 def unpassed_inputs(tree: ast.Module) -> list[str]:
@@ -276,8 +325,9 @@ def interface_check(
                 seconds.append(time.perf_counter() - t0)
                 weights.append((reply.w_fine, reply.w_coarse))
     except WorkerError as e:
+        hint = f"\n{GRAMIAN_HINT}" if _reaches_for_gradients(path) else ""
         raise SubmissionRejected(
-            f"{shown}: interface check failed ({e.stage}): {as_user_path(str(e), shown, path)}"
+            f"{shown}: interface check failed ({e.stage}): {as_user_path(str(e), shown, path)}{hint}"
         ) from None
     if all(w[0] == 0.0 for w in weights):
         raise SubmissionRejected(
@@ -286,7 +336,7 @@ def interface_check(
         )
     try:
         warnings = tuple(unpassed_inputs(ast.parse(path.read_text(encoding="utf-8"))))
-    except (OSError, SyntaxError, UnicodeDecodeError):
+    except (OSError, SyntaxError, UnicodeDecodeError, RecursionError):
         warnings = ()  # the static check reports a file it cannot read
     return CheckReport(
         ready.capabilities,

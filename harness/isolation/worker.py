@@ -171,6 +171,19 @@ def _claim_protocol_fds(connect: str | None = None) -> tuple[int, int]:
     return proto_in, proto_out
 
 
+CPU_HINT = (
+    " (the loss module runs on the CPU: move tensors to CUDA only under `if torch.cuda.is_available():`, "
+    "which is False here)"
+)
+
+
+def _raised(what: str, e: BaseException) -> str:
+    """``what raised Type: message``, with the CPU hint when the error is about CUDA (a ``.cuda()``
+    or ``.to("cuda")`` that cannot work where the loss runs)."""
+    text = f"{what} raised {type(e).__name__}: {e}"
+    return text + CPU_HINT if "cuda" in str(e).lower() or "nvidia" in str(e).lower() else text
+
+
 def _short_traceback(exc: BaseException, submission: str) -> str:
     """The traceback from the first frame in the submission on, truncated."""
     frames: list[traceback.FrameSummary] = traceback.extract_tb(exc.__traceback__)
@@ -488,11 +501,7 @@ def main() -> int:
     except InterfaceError as e:
         return fail("interface", str(e))
     except BaseException as e:  # noqa: BLE001  (anything the submission raises while loading)
-        return fail(
-            "load",
-            f"importing or constructing MultiTaskLoss raised {type(e).__name__}: {e}",
-            _short_traceback(e, submission),
-        )
+        return fail("load", _raised("importing or constructing MultiTaskLoss", e), _short_traceback(e, submission))
     send(
         pack_json(
             READY,
@@ -514,7 +523,7 @@ def main() -> int:
             except InterfaceError as e:
                 return fail("forward", str(e))
             except BaseException as e:  # noqa: BLE001
-                return fail("forward", f"forward raised {type(e).__name__}: {e}", _short_traceback(e, submission))
+                return fail("forward", _raised("forward", e), _short_traceback(e, submission))
         elif kind == STATE:
             try:
                 send(pack_json(STATE_REPLY, {"params": session.state()}))

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from rich.console import Console
 
@@ -94,6 +95,7 @@ def build_image(*, base_image: str = DEFAULT_BASE, bootstrap: bool = False, tag:
                 "download",
                 "--quiet",
                 f"torch=={version}",
+                f"numpy=={np.__version__}",  # submissions may use numpy
                 "pip",
                 "-d",
                 str(Path(ctx) / "wheelhouse"),
