@@ -1,4 +1,4 @@
-"""The package's structure, checked from its source (issue 16): no import cycle among its modules,
+"""The package's structure, checked from its source: no import cycle among its modules,
 no module over the size a reader can hold, and every module says what it owns."""
 
 from __future__ import annotations

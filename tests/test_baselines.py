@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from baseline_utils import call, load
-from conftest import BASELINES, harness_env, require_sandbox
+from helpers import BASELINES, call, harness_env, load, require_sandbox
 
 NAMES = sorted(p.stem for p in BASELINES.glob("*.py"))
 
@@ -143,6 +142,7 @@ def test_gradnorm_weights_and_their_gradient():
     assert (d_f, d_c) == (pytest.approx(2 * z, rel=1e-6), pytest.approx(2 * (1 - z), rel=1e-6))
 
 
+@pytest.mark.slow
 def test_every_baseline_passes_harness_check(tmp_path):
     # bubblewrap: a sandbox that starts in a fraction of Docker's time (19 files; both are tested elsewhere)
     require_sandbox("bwrap")
@@ -154,6 +154,7 @@ def test_every_baseline_passes_harness_check(tmp_path):
         assert f"{name}.py: ok" in r.stdout, name
 
 
+@pytest.mark.slow
 def test_harness_baselines_marks_rows_as_baselines(tmp_path):
     """A short smoke evaluation of baselines that exercise each optional input: none, the Gramian
     (pcgrad), the Gramian with learnable parameters (gradnorm), batch accuracies (amtl) and

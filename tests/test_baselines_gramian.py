@@ -14,7 +14,7 @@ import torch
 from torchjd.aggregation import AlignedMTLWeighting, CAGradWeighting, IMTLGWeighting, NashMTL, UPGradWeighting
 from torchjd.linalg import QuadprogProjector
 
-from baseline_utils import call, gram, load, random_pairs
+from helpers import call, gram, load, random_pairs
 
 F64 = torch.float64
 GRAMIAN_BASELINES = ["pcgrad", "mgda", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl", "upgrad", "db_mtl"]
@@ -66,6 +66,7 @@ def test_mgda_is_the_min_norm_point_of_the_hull():
         assert_near(update(w, g_f, g_c) / 2, best, 1e-3)
 
 
+@pytest.mark.slow
 def test_cagrad_matches_brute_force_and_torchjd():
     loss, c = load("cagrad"), 0.4
     xs = torch.linspace(0, 1, 100_001, dtype=F64)[:, None]
@@ -93,6 +94,7 @@ def test_imtl_g_gives_equal_projections_and_matches_torchjd():
         assert_near(w, 2 * IMTLGWeighting()(gram(g_f, g_c, F64)), 1e-6)
 
 
+@pytest.mark.slow
 def test_nash_mtl_solves_the_bargaining_condition_and_matches_torchjd_where_it_converges():
     loss = load("nash_mtl")
     agreed = 0

@@ -34,7 +34,7 @@ from torchjd.aggregation import IMTLG, Aggregator, AlignedMTL, MGDAWeighting, PC
 from torchjd.autojac import jac_to_grad, mtl_backward
 from torchjd.linalg import QuadprogProjector
 
-from conftest import BASELINES, run_spec, tiny_profile
+from helpers import BASELINES, run_spec, tiny_profile
 from harness.training.data import TrainLoader
 from harness.training.models import build_model
 from harness.isolation.sandbox import get_sandbox

@@ -2,62 +2,19 @@
 
 import argparse
 import json
-import fcntl
-import os
-import pty
 import re
-import select
 import shutil
-import struct
-import termios
-import time
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
 from harness.cli import build_parser
 
-from conftest import REPO, SUBMISSIONS, harness_env
+from helpers import REPO, SUBMISSIONS, harness, harness_env
 
 
-def harness(*args, cwd, timeout=600):
-    exe = shutil.which("harness")
-    cmd = [exe] if exe else [sys.executable, "-m", "harness.cli"]
-    return subprocess.run(cmd + [str(a) for a in args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=harness_env(), stdin=subprocess.DEVNULL)
-
-
-def harness_in_terminal(*args, cwd, columns: int, timeout=120) -> tuple[int, str]:
-    """``harness ARGS`` on a pseudo-terminal ``columns`` wide, as a person sees it: ``(exit code,
-    what the screen shows)`` with the colour and style codes removed."""
-    exe = shutil.which("harness")
-    cmd = [exe] if exe else [sys.executable, "-m", "harness.cli"]
-    env = {k: v for k, v in harness_env().items() if k not in ("COLUMNS", "LINES")}
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
-    proc = subprocess.Popen(cmd + [str(a) for a in args], cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave)
-    os.close(slave)
-    chunks, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not select.select([master], [], [], 1.0)[0]:
-            continue
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # EIO: the other side closed
-            break
-        if not data:
-            break
-        chunks.append(data)
-    else:
-        proc.kill()
-    os.close(master)
-    code = proc.wait(timeout=timeout)
-    text = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
-    return code, re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
-
-
+@pytest.mark.slow
 def test_check_accepts_task_card_files_and_reports_capabilities(tmp_path):
     r = harness("check", SUBMISSIONS / "dwa_state.py", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -71,12 +28,14 @@ def test_check_accepts_task_card_files_and_reports_capabilities(tmp_path):
     ("no_class.py", "defines no top-level `class MultiTaskLoss"),
     ("prints_garbage.py", "prints_garbage.py:2: import of 'os' is not allowed"),
 ])
+@pytest.mark.slow
 def test_check_rejects_with_exit_2(name, message, tmp_path):
     r = harness("check", SUBMISSIONS / name, cwd=tmp_path)
     assert r.returncode == 2
     assert message in " ".join(r.stderr.split())
 
 
+@pytest.mark.slow
 def test_check_several_files_reports_each_and_exits_2_if_any_is_rejected(tmp_path):
     r = harness("check", SUBMISSIONS / "no_class.py", REPO / "submissions" / "example_loss.py", cwd=tmp_path)
     assert r.returncode == 2
@@ -85,6 +44,7 @@ def test_check_several_files_reports_each_and_exits_2_if_any_is_rejected(tmp_pat
     assert "defines no top-level `class MultiTaskLoss" in err and "1 of 2 file(s) rejected" in err
 
 
+@pytest.mark.slow
 def test_evaluate_tiny_appends_ok_rows_and_writes_run_dirs(tmp_path):
     r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "tiny",
                 "--seed", "1", "--seed", "2", cwd=tmp_path)
@@ -117,6 +77,7 @@ def test_evaluate_tiny_appends_ok_rows_and_writes_run_dirs(tmp_path):
     assert pd.read_csv(tmp_path / "leaderboard-tiny.csv")["seed"].tolist() == [1, 2, 1]
 
 
+@pytest.mark.slow
 def test_evaluate_several_files_schedules_them_together_and_reports_a_rejected_one(tmp_path):
     example = REPO / "submissions" / "example_loss.py"
     r = harness("evaluate", example, SUBMISSIONS / "dwa_state.py", SUBMISSIONS / "no_class.py", example,
@@ -131,6 +92,7 @@ def test_evaluate_several_files_schedules_them_together_and_reports_a_rejected_o
     assert "│ example_loss.py │ resnet20 │" in r.stdout and "│ dwa_state.py    │ resnet20 │" in r.stdout
 
 
+@pytest.mark.slow
 def test_evaluate_reports_a_failed_run_and_finishes_the_others(tmp_path):
     r = harness("evaluate", SUBMISSIONS / "raises_later.py", "--profile", "tiny",
                 "--seed", "1", "--seed", "2", cwd=tmp_path)
@@ -155,6 +117,7 @@ def test_evaluate_reports_a_failed_run_and_finishes_the_others(tmp_path):
     assert df["seed"].tolist() == [1, 2, 1] and df["status"].tolist() == ["failed", "ok", "failed"]
 
 
+@pytest.mark.slow
 def test_evaluate_rejects_before_training(tmp_path):
     r = harness("evaluate", SUBMISSIONS / "float_return.py", "--profile", "tiny", cwd=tmp_path)
     assert r.returncode == 2 and "got builtins.float" in r.stderr
@@ -164,6 +127,7 @@ def test_evaluate_rejects_before_training(tmp_path):
     assert not (tmp_path / "leaderboard-tiny.csv").exists()
 
 
+@pytest.mark.slow
 def test_missing_dataset_error_names_the_fix(tmp_path):
     r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--data-dir", tmp_path / "nowhere",
                 cwd=tmp_path)
@@ -171,6 +135,7 @@ def test_missing_dataset_error_names_the_fix(tmp_path):
     assert "harness data download" in r.stderr and "nowhere" in r.stderr
 
 
+@pytest.mark.slow
 def test_the_quick_profile_is_the_full_protocol_shortened_and_kept_apart(tmp_path):
     """``--profile quick``: CIFAR-100 and every setting of the full protocol but the epoch count,
     its rows in their own file (so nothing mixes them with 200-epoch results)."""
@@ -217,6 +182,7 @@ def test_auto_sandbox_refuses_the_full_profile_without_a_sandbox(tmp_path):
     assert "no sandbox is available" in r.stderr and "bubblewrap" in r.stderr and "--sandbox none" in r.stderr
 
 
+@pytest.mark.slow
 def test_auto_sandbox_falls_back_loudly_for_the_demo_profiles(tmp_path):
     exe = shutil.which("harness")
     r = subprocess.run([exe, "evaluate", str(REPO / "submissions" / "example_loss.py"), "--profile", "tiny"],
@@ -226,6 +192,7 @@ def test_auto_sandbox_falls_back_loudly_for_the_demo_profiles(tmp_path):
     assert pd.read_csv(tmp_path / "leaderboard-tiny.csv")["sandbox"].tolist() == ["none"]
 
 
+@pytest.mark.slow
 def test_default_evaluation_uses_a_real_sandbox_when_there_is_one(tmp_path):
     from harness.isolation.sandbox import AUTO_ORDER, get_sandbox
 
@@ -238,6 +205,7 @@ def test_default_evaluation_uses_a_real_sandbox_when_there_is_one(tmp_path):
     assert pd.read_csv(tmp_path / "leaderboard-tiny.csv")["sandbox"].tolist() == [available[0]]
 
 
+@pytest.mark.slow
 def test_protocol_options_are_recorded_and_keep_runs_apart(tmp_path):
     """--precision bf16 and --deterministic run (on the CPU here) with --jobs 2 (two processes),
     are recorded in the rows, and a run with other settings is not taken for already done."""
@@ -261,6 +229,7 @@ def test_protocol_options_are_recorded_and_keep_runs_apart(tmp_path):
     assert r.returncode == 2 and "--jobs must be at least 1" in r.stderr
 
 
+@pytest.mark.slow
 def test_bench_json_reports_every_figure(tmp_path):
     r = harness("bench", "--json", "--arch", "resnet20", "--steps", "1", "--rounds", "1", "--calls", "20",
                 "--eval-images", "200", "--batch", "32", "--jobs", "2", cwd=tmp_path)
@@ -294,6 +263,7 @@ def _options(parser, path=("harness",)):
             yield " ".join(path), action
 
 
+@pytest.mark.slow
 def test_help_version_and_every_option_explained(tmp_path):
     r = harness("--version", cwd=tmp_path)
     assert r.returncode == 0 and re.fullmatch(r"harness \S+ \(commit \S+; torch \S+\)\n", r.stdout), r.stdout

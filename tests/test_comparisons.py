@@ -1,4 +1,4 @@
-"""Issue 14, items 1-2: every interval and adjusted p-value of the standings against a computation
+"""Every interval and adjusted p-value of the standings against a computation
 independent of harness.aggregate: scipy's paired t-test and its confidence interval, and Holm's
 step-down procedure run as its definition states; ties, a single paired seed, a missing architecture,
 and the CSV's rounding."""
@@ -14,7 +14,7 @@ from scipy import stats
 from harness import aggregate, report
 from harness.leaderboard import append_row, read_rows
 
-from conftest import leaderboard_row
+from helpers import leaderboard_row
 
 SEEDS = (42, 123, 456)
 EW = {"resnet20": (60.0, 61.0, 62.0), "resnet56": (70.0, 71.5, 71.0)}

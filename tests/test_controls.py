@@ -1,4 +1,4 @@
-"""Issue 14, items 3-5: the static-weight sweep and its "best static weight" line, the cost column,
+"""The static-weight sweep and its "best static weight" line, the cost column,
 and the final-epoch and coarse accuracies, each checked against a computation made directly on the
 leaderboard rows with pandas (not through harness.aggregate), and the files' weights against
 autograd."""
@@ -15,9 +15,7 @@ from harness import report
 from harness.leaderboard import append_row, read_rows
 from harness.static_sweep import CONTROL_LABEL, SWEEP
 
-from baseline_utils import call, load
-from conftest import BASELINES, leaderboard_row
-from test_cli import harness, harness_in_terminal
+from helpers import BASELINES, call, harness, harness_in_terminal, leaderboard_row, load
 
 SEEDS = (42, 123, 456)
 ARCHS = ("resnet20", "resnet56")
@@ -106,6 +104,7 @@ def test_cost_final_and_coarse_match_pandas(lb):
         assert s.coarse_mean == pytest.approx(g["best_coarse_acc"].mean(), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_the_formats_show_them(lb):
     r = harness("leaderboard", "--leaderboard", lb, "--format", "csv", cwd=lb.parent)
     table = pd.read_csv(io.StringIO(r.stdout))
@@ -166,6 +165,7 @@ def test_every_version_of_a_sweep_file_is_a_candidate(tmp_path):
     assert control.archs["resnet20"].mean == pytest.approx(62.0 + sum(SEEDS) / 3000)
 
 
+@pytest.mark.slow
 def test_names_that_look_like_markup_or_formulas(tmp_path):
     """Names come from files: HTML, Rich markup and matplotlib's ``$...$`` must all take them as text."""
     path = tmp_path / "lb.csv"

@@ -1,8 +1,12 @@
+import pytest
 import torch
 
-from conftest import BASELINES, run_spec, tiny_profile
 from harness.isolation.sandbox import get_sandbox
 from harness.training.trainer import run_one
+
+from helpers import BASELINES, run_spec, tiny_profile
+
+pytestmark = pytest.mark.slow  # trains twice
 
 
 def _train(seed, tiny_splits, run_dir):

@@ -15,11 +15,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import BASELINES, SUBMISSIONS, run_spec, tiny_profile
+from helpers import BASELINES, SUBMISSIONS, run_spec, tiny_profile
 from harness.training.data import TrainLoader
 from harness.training.models import build_model
 from harness.isolation.sandbox import get_sandbox
 from harness.training.trainer import run_one
+
+pytestmark = pytest.mark.slow  # trains: every test runs the trainer against an in-process reference
 
 
 def _load(path):

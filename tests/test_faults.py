@@ -16,9 +16,12 @@ import time
 import pandas as pd
 import pytest
 
-from conftest import REPO, SUBMISSIONS, LiveHarness, child_pids, cmdline, harness_env, require_sandbox
-
 from harness.executors import STOP_GRACE_S
+
+from helpers import (REPO, SUBMISSIONS, LiveHarness, child_pids, cmdline, harness_env, leaderboard_row,
+                     require_sandbox)
+
+pytestmark = pytest.mark.slow  # trains: evaluations interrupted, killed and resumed
 
 SLOW = SUBMISSIONS / "slow_steps.py"
 
@@ -114,7 +117,6 @@ def test_a_full_disk_while_appending_leaves_no_partial_row_and_the_next_evaluati
     lb_dir = tmp_path / "small-disk"
     lb_dir.mkdir()
     seed_rows = tmp_path / "before.csv"
-    from conftest import leaderboard_row
     from harness import leaderboard
 
     n, size = 0, 0

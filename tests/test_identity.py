@@ -12,8 +12,7 @@ import pytest
 
 from harness.leaderboard import append_row, read_rows
 
-from conftest import BASELINES, REPO, leaderboard_row
-from test_cli import harness
+from helpers import BASELINES, REPO, harness, leaderboard_row
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import pytest
 from harness.leaderboard import HEADER_LINE, LeaderboardError, append_row, read_rows
 from harness.protocol import LEADERBOARD_COLUMNS
 
-from conftest import leaderboard_row as make_row
+from helpers import leaderboard_row as make_row
 
 
 def test_append_creates_header_and_keeps_rows(tmp_path):
@@ -47,6 +47,7 @@ def _writer(path, start):
         append_row(path, make_row(start + i))
 
 
+@pytest.mark.slow
 def test_concurrent_writers_lose_nothing(tmp_path):
     path = tmp_path / "lb.csv"
     procs = [mp.get_context("spawn").Process(target=_writer, args=(path, 100 * k)) for k in range(8)]

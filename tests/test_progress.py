@@ -8,7 +8,7 @@ import io
 import pytest
 from rich.console import Console
 
-from conftest import run_spec, tiny_profile
+from helpers import run_spec, tiny_profile
 from harness.training.models import forward_macs
 from harness.progress import EvaluationProgress
 from harness.protocol import RunResult

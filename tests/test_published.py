@@ -1,4 +1,4 @@
-"""The repository's ``leaderboard.csv`` (issue 15): it ships the published results as rows marked
+"""The repository's ``leaderboard.csv``: it ships the published results as rows marked
 ``published`` with their source, in the current schema; evaluations append measured rows beside
 them; aggregates keep the two apart; and its growth does not make the harness commit "dirty"."""
 
@@ -9,11 +9,10 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, leaderboard_row
+from helpers import REPO, harness, leaderboard_row
 from harness import leaderboard, provenance, report
 from harness.leaderboard import append_row, read_rows
 from harness.protocol import LeaderboardRow
-from test_cli import harness
 
 SHIPPED = REPO / "leaderboard.csv"
 
@@ -48,6 +47,7 @@ def test_published_rows_stay_outside_every_score(tmp_path):
     assert r.stdout.index("baselines") < r.stdout.index("reported elsewhere")
 
 
+@pytest.mark.slow
 def test_the_default_leaderboard_before_and_after_measuring(tmp_path):
     shutil.copyfile(SHIPPED, tmp_path / "leaderboard.csv")
     append_row(tmp_path / "leaderboard-smoke.csv", leaderboard_row(profile="smoke"))

@@ -13,12 +13,12 @@ import subprocess
 import pandas as pd
 import pytest
 
-from conftest import REPO, LiveHarness, harness_env
+from helpers import REPO, LiveHarness, harness_env, run_spec, tiny_profile
 
 if not os.environ.get("HARNESS_REQUIRE_RAY"):  # CI sets it: there a missing Ray fails the tests
     pytest.importorskip("ray")
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # Ray clusters and evaluations in subprocesses
 
 
 def test_ray_executor_retries_a_lost_task_from_its_checkpoint_and_gives_up_after_the_bound(tmp_path):
@@ -69,7 +69,6 @@ def test_a_request_no_ray_node_can_meet_is_refused_instead_of_queued_forever(tmp
 
 def test_a_task_on_a_node_with_another_harness_build_fails_with_the_reason(tmp_path):
     """The check at the top of the task, called directly (no Ray needed to reach it)."""
-    from conftest import run_spec, tiny_profile
     from harness.executors.ray_tasks import _task, build_id
 
     spec = run_spec(tiny_profile())
@@ -91,7 +90,6 @@ def test_deterministic_runs_carry_the_cublas_setting_into_ray_tasks(monkeypatch)
     from harness.rundir import RunDir
     from pathlib import Path
 
-    from conftest import run_spec, tiny_profile
 
     def job(deterministic):
         spec = run_spec(tiny_profile()).model_copy(update={"deterministic": deterministic})

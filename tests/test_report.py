@@ -22,10 +22,8 @@ from harness.report import figures
 from harness.leaderboard import LeaderboardError, append_row, read_rows
 from harness.protocol import LEADERBOARD_COLUMNS, EpochMetrics
 
-from conftest import REPO, leaderboard_row
-from test_cli import harness, harness_in_terminal
+from helpers import SEEDS, harness, harness_in_terminal, leaderboard_row, write_leaderboard
 
-SEEDS = (42, 123, 456)
 EW = {"resnet20": (60.0, 61.0, 62.0), "resnet56": (70.0, 71.5, 71.0)}
 GOOD = {"resnet20": (61.5, 62.0, 63.6), "resnet56": (71.2, 72.4, 72.5)}  # consistently better
 NOISY = {"resnet20": (57.0, 64.0, 61.0), "resnet56": (69.0, 74.0, 69.0)}
@@ -40,16 +38,6 @@ def rows_for(name, kind, accs, sha, profile="full", phase="public", failed=(), a
                                         submission_sha256=sha * 64, profile=profile, phase=phase, arch=arch,
                                         epochs=200, run_id=f"{profile}/{name}/{phase}/{arch}-seed{seed}"))
     return rows
-
-
-def write_leaderboard(path, rows, *, shipped=False):
-    """``rows`` appended to ``path``; ``shipped``: to a copy of the repository's leaderboard.csv (its
-    published rows), as a user's evaluation in the checkout appends to it."""
-    if shipped:
-        shutil.copyfile(REPO / "leaderboard.csv", path)
-    for row in rows:
-        append_row(path, row)
-    return path
 
 
 @pytest.fixture
@@ -145,6 +133,7 @@ def test_phases_and_reference_rows(tmp_path):
     assert report.build(tiny, "public").references == []
 
 
+@pytest.mark.slow
 def test_cli_formats_sections_and_markers(full_leaderboard, tmp_path):
     cwd = full_leaderboard.parent
     # a terminal of 80 columns: the compact table, two lines per entry, nothing cut, a short legend
@@ -197,6 +186,7 @@ def test_cli_formats_sections_and_markers(full_leaderboard, tmp_path):
     assert r.returncode == 2 and "does not exist" in r.stderr
 
 
+@pytest.mark.slow
 def test_migrate_converts_a_copy_and_append_names_the_command(tmp_path):
     v1_columns = [c for c in LEADERBOARD_COLUMNS if c not in ("origin", "source", "topology", "attempt", "compile",
                                                                "deterministic", "submission_path")]
@@ -256,6 +246,7 @@ window.addEventListener('load', () => {
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 def test_html_report_renders_in_headless_chromium(tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
@@ -311,6 +302,7 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
     assert non_white > 0.02 and coloured > 0.001, (non_white, coloured)
 
 
+@pytest.mark.slow
 def test_leaderboard_profile_reads_that_profiles_file(tmp_path):
     """``--profile P`` without ``--leaderboard`` reads the file ``evaluate --profile P`` writes, even
     with several here (without it, the error says how to choose)."""

@@ -1,4 +1,4 @@
-"""Issue 17, item 6: managing results as a user types it. ``harness runs`` lists one submission's
+"""Managing results as a user types it. ``harness runs`` lists one submission's
 rows; an edited file's older versions are dated and marked superseded; ``harness retire`` hides a
 version from every view while its rows stay; ``harness compare`` pairs two entries over seeds,
 checked against scipy."""
@@ -13,8 +13,7 @@ from scipy import stats
 
 from harness.leaderboard import append_row
 
-from conftest import leaderboard_row
-from test_cli import harness
+from helpers import harness, leaderboard_row
 
 SEEDS = (42, 123, 456)
 A = {"resnet20": (61.5, 62.0, 63.6), "resnet56": (71.2, 72.4, 72.5)}
@@ -40,6 +39,7 @@ def lb(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_runs_lists_every_version_and_attempt(lb, tmp_path):
     (tmp_path / "mine.py").write_text("# not the version of any row\n")
     r = harness("runs", "mine.py", "--leaderboard", lb, cwd=tmp_path)
@@ -54,6 +54,7 @@ def test_runs_lists_every_version_and_attempt(lb, tmp_path):
     assert r.returncode == 2 and "no rows of nope.py" in r.stderr and "mine.py" in r.stderr
 
 
+@pytest.mark.slow
 def test_old_versions_are_dated_and_superseded(lb, tmp_path):
     r = harness("leaderboard", "--leaderboard", lb, "--format", "csv", cwd=tmp_path)
     table = pd.read_csv(pd.io.common.StringIO(r.stdout))
@@ -63,6 +64,7 @@ def test_old_versions_are_dated_and_superseded(lb, tmp_path):
     assert "| mine.py @11111111 (superseded, 2026-11-21) |" in md and "| mine.py @22222222 (2026-11-23) |" in md
 
 
+@pytest.mark.slow
 def test_retire_hides_a_version_and_keeps_its_rows(lb, tmp_path):
     before = lb.read_bytes()
     r = harness("retire", "mine", "--leaderboard", lb, cwd=tmp_path)
@@ -80,6 +82,7 @@ def test_retire_hides_a_version_and_keeps_its_rows(lb, tmp_path):
     assert "mine.py @11111111" in md and "retired, not shown" not in md
 
 
+@pytest.mark.slow
 def test_compare_pairs_two_entries_like_scipy(lb, tmp_path):
     r = harness("compare", "mine@2222", "equal_weighting", "--leaderboard", lb, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -105,6 +108,7 @@ def test_the_newest_version_is_the_one_first_run_last(lb, tmp_path):
     assert "| mine.py @11111111 (superseded, 2026-11-21) |" in md and "| mine.py @22222222 (2026-11-23) |" in md
 
 
+@pytest.mark.slow
 def test_retire_is_per_file_version_and_guards_the_reference(lb, tmp_path):
     _write(lb, "copy_of_ew.py", B, "e", 22)  # the same content as equal_weighting.py: the same sha256
     assert harness("retire", "copy_of_ew", "--leaderboard", lb, cwd=tmp_path).returncode == 0

@@ -14,11 +14,13 @@ import time
 import pandas as pd
 import pytest
 
-from conftest import BASELINES, REPO, harness_env, run_spec, tiny_profile
 from harness.rundir import RunDir
 from harness.isolation.sandbox import get_sandbox
 from harness.training.trainer import TrainHooks, run_one
-from test_cli import harness
+
+from helpers import BASELINES, REPO, SUBMISSIONS, harness, harness_env, run_spec, tiny_profile
+
+pytestmark = pytest.mark.slow  # trains: runs interrupted and resumed
 
 
 class Crash(BaseException):
@@ -185,7 +187,6 @@ def test_checkpoint_tensors_load_on_the_cpu_whatever_the_run_device(tmp_path, ti
 def test_a_failure_caused_by_the_submission_is_not_resumed(tmp_path, tiny_splits):
     """Failing on purpose must not buy a re-draw of the epochs since the last checkpoint: the
     checkpoint goes with the failure, and the next attempt starts from epoch 0."""
-    from conftest import SUBMISSIONS
 
     train, test = tiny_splits
     spec = run_spec(tiny_profile(epochs=3), submission="fails_in_second_epoch.py")

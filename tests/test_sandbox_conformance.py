@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, loopback_listener, require_sandbox
+from helpers import REPO, loopback_listener, require_sandbox
 from harness.protocol import OptimizerSettings
 from harness.isolation.client import LossWorker, StepRequest, WorkerError
+
+pytestmark = pytest.mark.slow  # starts workers in every sandbox backend
 
 TEMPLATE = Path(__file__).parent / "sandbox_probe_template.py"
 BACKENDS = [pytest.param("none"), pytest.param("bwrap", marks=pytest.mark.bwrap),

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 import torch.nn as nn
 
-from conftest import BASELINES, run_spec, tiny_profile
 from harness.training.models import build_model, get_arch, register_arch
 from harness.isolation.sandbox import get_sandbox
 from harness.training.device import autocast_context, set_determinism
 from harness.training.trainer import run_one
+
+from helpers import BASELINES, harness, run_spec, tiny_profile
 
 TOY = "toy_cnn_for_tests"
 try:
@@ -34,6 +36,7 @@ def _run(tmp_path, tiny_splits, name, **options):
     return [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_compiled_model_trains_like_the_eager_one(tmp_path, tiny_splits):
     """The Gramian path (two backward passes through one graph) through torch.compile."""
     eager = _run(tmp_path, tiny_splits, "eager")
@@ -43,6 +46,7 @@ def test_compiled_model_trains_like_the_eager_one(tmp_path, tiny_splits):
             assert abs(a[key] - b[key]) <= 1e-3 * max(1.0, abs(a[key])), (key, a[key], b[key])
 
 
+@pytest.mark.slow
 def test_bf16_autocast_computes_the_forward_in_bfloat16_and_trains(tmp_path, tiny_splits):
     model = build_model("resnet20")
     x = torch.randn(2, 3, 32, 32)
@@ -84,8 +88,6 @@ def test_fp32_means_ieee_float32_on_cuda_and_tf32_is_its_own_setting():
 
 
 def test_tf32_is_refused_off_cuda(tmp_path):
-    from test_cli import harness
-
     r = harness("evaluate", BASELINES / "equal_weighting.py", "--profile", "tiny", "--device", "cpu",
                 "--precision", "tf32", cwd=tmp_path)
     assert r.returncode == 2 and "--precision tf32 needs a CUDA device" in r.stdout + r.stderr

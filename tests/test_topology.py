@@ -4,13 +4,14 @@ and a re-run is numbered as the run's next attempt. (Exactness per topology: tes
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from conftest import BASELINES
 from harness.leaderboard import read_rows
 from harness.training.models import build_model, count_parameters, shared_parameters
 from harness.protocol import TOPOLOGIES
-from test_cli import harness
+
+from helpers import harness, run_spec, tiny_profile
 
 
 def test_topologies_build_the_networks_of_seed_003():
@@ -35,6 +36,7 @@ def test_topologies_build_the_networks_of_seed_003():
     assert torch.equal(a.fine_head.weight, b.fine_head.weight)
 
 
+@pytest.mark.slow
 def test_what_both_tasks_reach_follows_the_topology():
     def reached(topology):
         torch.manual_seed(0)
@@ -55,6 +57,7 @@ def test_what_both_tasks_reach_follows_the_topology():
         fine.sum(), list(model.parameters()), allow_unused=True)) if g is not None}
 
 
+@pytest.mark.slow
 def test_models_lists_parameter_counts(tmp_path):
     r = harness("models", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -64,6 +67,7 @@ def test_models_lists_parameter_counts(tmp_path):
     assert all(t in r.stdout for t in TOPOLOGIES)
 
 
+@pytest.mark.slow
 def test_evaluate_with_a_topology_records_it_and_keeps_it_apart(tmp_path):
     lb = tmp_path / "lb.csv"
     common = ("--profile", "tiny", "--sandbox", "none", "--leaderboard", lb, "--runs-dir", tmp_path / "runs")
@@ -87,10 +91,10 @@ def test_evaluate_with_a_topology_records_it_and_keeps_it_apart(tmp_path):
     assert "equal_weighting.py [fp32 reuse-coarse]" in r.stdout  # its own entry, beside the shared one
 
 
+@pytest.mark.slow
 def test_runs_with_other_settings_have_their_own_directories(tmp_path):
     """A topology (or precision) run never shares a checkpoint, a pending row or a metrics file with
     the shared run of the same architecture and seed."""
-    from conftest import run_spec, tiny_profile
     from harness.protocol import EntryKey
     from harness.rundir import EvalDir
 

@@ -1,4 +1,4 @@
-"""Issue 17, item 1: loss modules written the way public repositories write them, checked as a user
+"""Loss modules written the way public repositories write them, checked as a user
 types it. Each message says what to change; the variadic ``forward(self, *losses)`` is accepted and
 gets the two losses only."""
 
@@ -8,8 +8,7 @@ import re
 
 import pytest
 
-from conftest import SUBMISSIONS
-from test_cli import harness
+from helpers import SUBMISSIONS, harness
 
 WILD = SUBMISSIONS / "wild"
 
@@ -21,6 +20,7 @@ WILD = SUBMISSIONS / "wild"
                             "MultiTaskLoss"),
     ("tuple_return.py", "got builtins.tuple: return only the combined loss (not a tuple such as `total, l1, l2`)"),
 ])
+@pytest.mark.slow
 def test_code_from_the_wild_is_told_what_to_change(name, expected, tmp_path):
     r = harness("check", WILD / name, "--sandbox", "none", cwd=tmp_path)
     assert r.returncode == 2, r.stdout + r.stderr
@@ -29,11 +29,13 @@ def test_code_from_the_wild_is_told_what_to_change(name, expected, tmp_path):
     assert "self.module = cls()" not in flat  # not the harness's own traceback
 
 
+@pytest.mark.slow
 def test_a_float_return_says_not_to_call_item(tmp_path):
     r = harness("check", SUBMISSIONS / "float_return.py", "--sandbox", "none", cwd=tmp_path)
     assert r.returncode == 2 and "do not call .item() or float() on the loss" in " ".join(r.stderr.split())
 
 
+@pytest.mark.slow
 def test_a_variadic_forward_gets_the_two_losses_only(tmp_path):
     r = harness("check", WILD / "variadic_forward.py", "--sandbox", "none", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -42,6 +44,7 @@ def test_a_variadic_forward_gets_the_two_losses_only(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr  # it raises if the epoch arrives among the losses
 
 
+@pytest.mark.slow
 def test_a_forward_that_names_the_epoch_still_gets_it(tmp_path):
     r = harness("check", WILD / "epoch_then_rest.py", "--sandbox", "none", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -52,6 +55,7 @@ def test_a_directory_is_not_a_submission(tmp_path):
     assert r.returncode == 2 and "is a directory; pass the submission file(s) in it" in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_an_optional_input_that_would_never_arrive_is_warned_about(tmp_path):
     """``gramian=None`` as a positional parameter, and ``**kwargs``: the file trains, but not as it
     was meant to; the check says so and how to write it."""
@@ -66,6 +70,7 @@ def test_an_optional_input_that_would_never_arrive_is_warned_about(tmp_path):
     assert r.returncode == 0 and "forward's parameter" not in r.stdout and "**" not in r.stdout  # keyword-only
 
 
+@pytest.mark.slow
 def test_check_projects_the_worker_time_of_a_full_run(tmp_path):
     """A slow forward passes every check, yet the full protocol's 78,200 calls (391 steps x 200
     epochs) would exhaust the run's 3,600 s worker budget: the check measures its probe calls and says
@@ -85,6 +90,7 @@ def test_check_projects_the_worker_time_of_a_full_run(tmp_path):
 
 
 @pytest.mark.parametrize("sandbox", ["none", "auto"])
+@pytest.mark.slow
 def test_tracebacks_name_the_file_as_the_user_gave_it(sandbox, tmp_path):
     """Relative or absolute, sandboxed or not: the traceback names the user's file once, never the
     in-sandbox path or the copy under runs/."""
@@ -95,6 +101,7 @@ def test_tracebacks_name_the_file_as_the_user_gave_it(sandbox, tmp_path):
         assert f"{given}{given}" not in r.stderr and f"/{SUBMISSIONS}" not in r.stderr
 
 
+@pytest.mark.slow
 def test_a_known_input_in_one_of_the_first_four_positions_is_warned_about(tmp_path):
     path = tmp_path / "step_as_epoch.py"
     path.write_text("import torch.nn as nn\n\n\nclass MultiTaskLoss(nn.Module):\n"

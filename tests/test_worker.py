@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import BASELINES, REDTEAM, SUBMISSIONS, run_spec, tiny_profile
+from helpers import BASELINES, REDTEAM, SUBMISSIONS, run_spec, tiny_profile
 from harness.protocol import OptimizerSettings
 from harness.isolation.sandbox import get_sandbox
 from harness.isolation.check import SubmissionRejected, interface_check, static_check
@@ -101,6 +101,7 @@ def test_aliased_gradients_are_scaled_once():
     assert torch.allclose(p.grad, want) and torch.allclose(q.grad, want)
 
 
+@pytest.mark.slow
 def test_head_loss_gives_the_heads_their_own_weights():
     """PCGrad weights the shared gradients by the surgery; its heads keep their own task's gradient.
     DB-MTL's heads get the gradient of log(L_k + 1e-8): 1 / (L_k + 1e-8)."""
@@ -150,6 +151,7 @@ def _splits(tiny_splits):
     _run.splits = tiny_splits
 
 
+@pytest.mark.slow
 def test_exception_mid_run_fails_with_the_submissions_traceback(tmp_path):
     profile = tiny_profile()
     train, test = _run.splits
@@ -166,18 +168,21 @@ def test_exception_mid_run_fails_with_the_submissions_traceback(tmp_path):
     assert "ZeroDivisionError" in failure and not (tmp_path / "run1" / "metrics.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_worker_that_stops_answering_is_killed_and_the_run_fails(tmp_path):
     outcome = _run("hangs_later.py", tmp_path, worker_call_timeout_s=2.0)
     assert outcome.result.status == "failed"
     assert "did not answer within 2 s" in outcome.result.reason and "epoch 0, step 2" in outcome.result.reason
 
 
+@pytest.mark.slow
 def test_worker_exit_mid_run_fails_the_run(tmp_path):
     outcome = _run("exit_mid_run.py", tmp_path, directory=REDTEAM)
     assert outcome.result.status == "failed"
     assert "exited" in outcome.result.reason and "exit code 3" in outcome.result.reason
 
 
+@pytest.mark.slow
 def test_nan_after_the_first_epoch_fails_the_run(tmp_path):
     outcome = _run("nan_after_first_epoch.py", tmp_path, epochs=5)
     assert outcome.result.status == "failed"
@@ -185,12 +190,14 @@ def test_nan_after_the_first_epoch_fails_the_run(tmp_path):
     assert outcome.result.epochs_done == 1
 
 
+@pytest.mark.slow
 def test_printing_garbage_does_not_corrupt_the_protocol(tmp_path):
     outcome = _run("prints_garbage.py", tmp_path)
     assert outcome.result.status == "ok"
     assert b"fake frame" in (tmp_path / "run" / "worker.log").read_bytes()
 
 
+@pytest.mark.slow
 def test_optional_inputs_reach_forward(tmp_path):
     outcome = _run("capabilities.py", tmp_path, epochs=2)
     assert outcome.result.status == "ok", outcome.result.reason
@@ -198,6 +205,7 @@ def test_optional_inputs_reach_forward(tmp_path):
     assert all(0.5 <= m.weight_coarse <= 1.0 for m in outcome.history)
 
 
+@pytest.mark.slow
 def test_python_state_persists_across_epochs(tmp_path):
     outcome = _run("dwa_state.py", tmp_path, epochs=3)
     assert outcome.result.status == "ok", outcome.result.reason
@@ -212,6 +220,7 @@ def test_forged_hostile_frames_fail_cleanly():
         interface_check(SUBMISSIONS / "forges_frames.py", sandbox=NONE)
 
 
+@pytest.mark.slow
 def test_per_run_time_budget_stops_a_slow_submission(tmp_path):
     outcome = _run("slow_calls.py", tmp_path, worker_run_budget_s=1.0)
     assert outcome.result.status == "failed"
@@ -219,6 +228,7 @@ def test_per_run_time_budget_stops_a_slow_submission(tmp_path):
 
 
 @pytest.mark.parametrize("seed, where", [(42, "forward raised RuntimeError"), (43, "exit code 3")])
+@pytest.mark.slow
 def test_escape_sequences_from_the_worker_never_reach_the_reason_or_failure_txt(seed, where, tmp_path, monkeypatch):
     """Step 1 raises with escape codes in the message; with another seed the same file is made to
     crash at step 2 instead, so the reason quotes the worker log's tail."""

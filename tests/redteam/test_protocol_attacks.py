@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BASELINES, require_sandbox, run_spec, tiny_profile
+from helpers import BASELINES, require_sandbox, run_spec, tiny_profile
 from harness.protocol import OptimizerSettings
 from harness.training.trainer import run_one
 from harness.isolation.client import LossWorker, StepRequest, WorkerError
+
+pytestmark = pytest.mark.slow  # starts hostile workers in every sandbox backend
 
 HERE = Path(__file__).resolve().parent / "protocol"
 BACKENDS = ["none", "bwrap", "docker"]

@@ -23,10 +23,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import harness_env, loopback_listener, require_sandbox, run_spec, tiny_profile
+from helpers import harness_env, loopback_listener, require_sandbox, run_spec, tiny_profile
 from harness.errors import SubmissionRejected
 from harness.isolation.check import interface_check, static_check
 from harness.training.trainer import run_one
+
+pytestmark = pytest.mark.slow  # checks and trains hostile submissions in every sandbox backend
 
 # (file, static check: message or None if it passes, sandboxed outcome, message)
 CASES = [
