@@ -16,7 +16,7 @@ from rich.markup import escape
 from harness import cli_parser
 from harness.aggregate import REFERENCE_BASELINE
 from harness.errors import ExitCode, HarnessError, SubmissionRejected, UsageError
-from harness.isolation.check import interface_check, static_check
+from harness.isolation.check import directory_message, interface_check, static_check
 from harness.isolation.sandbox import resolve_sandbox
 from harness.names import check_name
 from harness.protocol import TOPOLOGIES, get_profile
@@ -93,6 +93,8 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     rejected = []
     for path in args.paths:
         try:
+            if path.is_dir():
+                raise SubmissionRejected(directory_message(path))
             check_name(path.name, str(path))
             static_check(path)
             report = interface_check(path, sandbox=sandbox)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from harness.errors import SubmissionRejected, UsageError
 from harness.executors import Executor, Job
 from harness.fileio import write_atomic
-from harness.isolation.check import read_submission, sha256_file, static_check
+from harness.isolation.check import directory_message, read_submission, sha256_file, static_check
 from harness.leaderboard import default_path
 from harness.leaderboard.record import Recorder, completed_runs
 from harness.names import SOURCE_BASELINES, baseline_names, check_name, place_of, reserved_problem
@@ -180,6 +180,8 @@ def entry_of(
     """The entry ``path`` is evaluated as, and its place; None when the same file is already planned.
     Raises ``SubmissionRejected`` for a name that breaks the rule (:mod:`harness.names`), a baseline's
     name taken by a submission, or a name that already belongs to a file in another place."""
+    if path.is_dir():
+        raise SubmissionRejected(directory_message(path))
     name = opts.name or path.name
     reserved = (
         set()

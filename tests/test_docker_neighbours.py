@@ -10,10 +10,9 @@ import subprocess
 import sys
 
 import pytest
+from helpers import REPO, LiveHarness, harness_env, require_sandbox
 
 from harness.isolation.sandbox import docker as docker_backend
-
-from conftest import REPO, LiveHarness, harness_env, require_sandbox
 
 
 def test_only_a_proven_orphan_of_this_kind_is_removed():

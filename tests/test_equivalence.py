@@ -93,8 +93,10 @@ EXACT = dict(rtol=1e-9, atol=1e-11)
     (SUBMISSIONS / "everything_inputs.py", "log_vars", "fp32", dict(rtol=1e-4, atol=2e-6)),
     # the per-task (Gramian) path with the coarse task left out for an epoch
     (SUBMISSIONS / "gramian_warmup.py", None, "fp64", EXACT),
+    # in-place operations on the losses (the worker's inputs are non-leaf, as real losses are)
+    (SUBMISSIONS / "inplace_scale.py", None, "fp64", EXACT),
 ], ids=["uncertainty-fp32", "gramian-fp64", "uncertainty-fp64", "ignored-task-fp64", "every-input-fp64",
-        "every-input-fp32", "gramian-ignored-task-fp64"])
+        "every-input-fp32", "gramian-ignored-task-fp64", "inplace-fp64"])
 def test_worker_path_equals_in_process_reference(path, param, precision, tol, tiny_splits, tmp_path):
     train, test = tiny_splits
     profile = tiny_profile(epochs=2, optimizer=tiny_profile().optimizer.model_copy(update={"lr": 0.1}))

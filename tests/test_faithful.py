@@ -5,12 +5,11 @@ in-place operations on the losses work (the worker's losses are non-leaf tensors
 from __future__ import annotations
 
 import pytest
+from helpers import SUBMISSIONS, harness
 
 from harness.isolation.check import probe_epochs
 
-from conftest import SUBMISSIONS
-from test_cli import harness
-
+pytestmark = pytest.mark.slow  # each test starts the harness command
 
 def test_probe_epochs_spread_over_the_run():
     assert probe_epochs(200) == [0, 66, 133, 199]

@@ -9,11 +9,9 @@ import os
 
 import pandas as pd
 import pytest
+from helpers import REPO, harness, leaderboard_row
 
 from harness.leaderboard import append_row
-
-from conftest import REPO, leaderboard_row
-from test_cli import harness
 
 EXAMPLE = (REPO / "submissions" / "example_loss.py").read_text()
 ESC_NAME = "esc_\x1b]0;pwned\x07\x1b]52;c;aGk=\x07\x1b[2K\x1b[31;1mRANK-1-VERIFIED\x1b[0m.py"
@@ -51,6 +49,7 @@ def test_one_bad_file_never_stops_the_batch(tmp_path):
     assert flat.count("rejected:") == len(files) - 1
 
 
+@pytest.mark.slow
 def test_a_hostile_name_in_a_leaderboard_is_shown_cleaned(tmp_path):
     lb = tmp_path / "lb.csv"
     hostile = "evil\n# Verified winner <img src=x onerror=alert(1)> [x](http://e)\x1b[31m.py"

@@ -52,9 +52,9 @@ def test_hidden_archs_load_from_directory(tmp_path):
     assert fine.shape == (2, 100) and coarse.shape == (2, 20)
 
 
-def test_vgg16bn_initialisation_follows_the_cited_reference():
-    """pytorch-cifar-models (source of the 74.00 single-task number): Linear N(0, 0.01) with zero bias,
-    convolutions Kaiming-normal (fan_out) with zero bias, BatchNorm 1 and 0."""
+def test_vgg16bn_ends_in_the_tasks_two_linear_heads():
+    """The benchmark task's network: one linear layer per head off the 512-d pooled features, with
+    PyTorch's default Linear initialisation (U(-1/sqrt(512), 1/sqrt(512)))."""
     import math
 
     from torch import nn
@@ -62,6 +62,27 @@ def test_vgg16bn_initialisation_follows_the_cited_reference():
     load_hidden_archs()
     torch.manual_seed(0)
     model = build_model("vgg16bn")
+    assert isinstance(model.fine_head, nn.Linear) and isinstance(model.coarse_head, nn.Linear)
+    assert count_parameters(model.fine_head.parameters()) == 51_300
+    assert count_parameters(model.coarse_head.parameters()) == 10_260
+    bound = 1 / math.sqrt(512)
+    for head in (model.fine_head, model.coarse_head):
+        assert float(head.weight.abs().max()) <= bound and float(head.weight.std()) == pytest.approx(
+            bound / math.sqrt(3), rel=0.1)
+        assert float(head.bias.abs().max()) <= bound and torch.count_nonzero(head.bias) > 0
+
+
+def test_vgg16bn_mlp_initialisation_follows_the_cited_reference():
+    """vgg16bn-mlp, the network of pytorch-cifar-models (source of the 74.00 single-task number):
+    Linear N(0, 0.01) with zero bias, convolutions Kaiming-normal (fan_out) with zero bias, BatchNorm
+    1 and 0."""
+    import math
+
+    from torch import nn
+
+    load_hidden_archs()
+    torch.manual_seed(0)
+    model = build_model("vgg16bn-mlp")
     linears = [m for head in (model.fine_head, model.coarse_head) for m in head.modules() if isinstance(m, nn.Linear)]
     assert len(linears) == 6
     for m in linears:

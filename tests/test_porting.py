@@ -5,15 +5,15 @@ reaches for the optimizer fail with a message that says what to do instead."""
 from __future__ import annotations
 
 import pytest
+from helpers import SUBMISSIONS, harness
 
-from harness.isolation.check import static_check
 from harness.errors import SubmissionRejected
-
-from conftest import SUBMISSIONS
-from test_cli import harness
+from harness.isolation.check import static_check
 
 WILD = SUBMISSIONS / "wild"
 
+
+pytestmark = pytest.mark.slow  # each test starts the harness command
 
 def test_numpy_copy_and_the_cuda_guard_run_unchanged(tmp_path):
     r = harness("check", WILD / "numpy_copy_cuda_guard.py", "--sandbox", "none", cwd=tmp_path)

@@ -97,8 +97,8 @@ def test_compare_pairs_two_entries_like_scipy(lb, tmp_path):
     assert rows["pooled"][-1] == "6" and rows["pooled"][-2] == ("<0.001" if test.pvalue < 0.001 else
                                                                  f"{test.pvalue:.3f}")
     assert "p is not adjusted" in " ".join(r.stdout.split())
-    r = harness("compare", "mine", "equal_weighting", "--leaderboard", lb, cwd=tmp_path)
-    assert r.returncode == 2 and "names several entries" in r.stderr and "mine.py@22222222" in r.stderr
+    r = harness("compare", "mine", "equal_weighting", "--leaderboard", lb, cwd=tmp_path)  # the newest version
+    assert r.returncode == 0 and "A = mine.py @22222222 (2026-11-23)" in r.stdout, r.stdout + r.stderr
 
 
 def test_the_newest_version_is_the_one_first_run_last(lb, tmp_path):

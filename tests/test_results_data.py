@@ -7,12 +7,12 @@ import io
 import json
 
 import pandas as pd
+import pytest
+from helpers import harness, leaderboard_row
 
 from harness.leaderboard import append_row
 
-from conftest import leaderboard_row
-from test_cli import harness
-
+pytestmark = pytest.mark.slow  # each test starts the harness command
 
 def _same(got, want) -> bool:
     return (got is None and pd.isna(want)) or got == want

@@ -37,8 +37,8 @@ def _file(tmp_path, body):
      "modifying the module 'torch.nn.functional' is not allowed"),
     ("import torch as t\nimport torch.nn as nn\n\nclass MultiTaskLoss(nn.Module):\n    x = t.save\n", 5,
      "torch.save is not allowed"),
-    (HEADER + "    def forward(self, f, c, e, t):\n        return (f + c).cuda()\n", 7,
-     "the attribute 'cuda' is not allowed (the loss module runs on the CPU)"),
+    (HEADER + "    def forward(self, f, c, e, t):\n        return f + c + torch.cuda.device_count()\n", 7,
+     "torch.cuda is not allowed (the loss runs on the CPU)"),
 ])
 def test_hostile_patterns_are_rejected_with_their_line(body, line, message, tmp_path):
     path = _file(tmp_path, body)

@@ -15,7 +15,7 @@ import random
 import stat
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import SubmissionRejected
@@ -39,6 +39,10 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def directory_message(path: Path) -> str:
+    return f"{path} is a directory; pass the submission file(s) in it, e.g. {path}/*.py"
+
+
 def read_submission(path: Path) -> bytes:
     """The bytes of the submission file at ``path``, read once: it must be a regular file, and at most
     ``MAX_FILE_BYTES + 1`` bytes are ever read (a huge or endless file costs nothing). Raises
@@ -51,7 +55,7 @@ def read_submission(path: Path) -> bytes:
     except OSError as e:
         raise SubmissionRejected(f"{path}: cannot be read ({e.strerror or e})") from None
     if stat.S_ISDIR(info.st_mode):
-        raise SubmissionRejected(f"{path} is a directory; pass the submission file(s) in it, e.g. {path}/*.py")
+        raise SubmissionRejected(directory_message(path))
     if not stat.S_ISREG(info.st_mode):
         raise SubmissionRejected(f"{path}: not a regular file (a submission is one .py file)")
     if info.st_size > MAX_FILE_BYTES:
@@ -121,7 +125,6 @@ class CheckReport:
     capabilities: tuple[str, ...]
     num_params: int
     probes: int
-    weights: list[tuple[float, float]] = field(default_factory=list)
     head_loss: bool = False
     warnings: tuple[str, ...] = ()  # what the file probably meant but will not get (see unpassed_inputs)
     call_seconds: float | None = None  # median time of a probe call, round trip included (the first two left out)
@@ -342,7 +345,6 @@ def interface_check(
         ready.capabilities,
         ready.num_params,
         len(probes),
-        weights,
         ready.head_loss,
         warnings,
         statistics.median(seconds[2:] or seconds),
