@@ -250,29 +250,34 @@ def unpassed_inputs(tree: ast.Module) -> list[str]:
     return out
 
 
-PROBE_CALLS = 12
+FIRST_EPOCHS = 4  # probed with several steps each, as the start of a run
+STEPS = 3  # steps per probed epoch at the start
 
 
-def probe_epochs(total_epochs: int, count: int = 4) -> list[int]:
-    """``count`` epochs spread over the run, its first and last included (fewer for a shorter run):
-    a curriculum by absolute epoch (``if epoch < 5: ...``) meets the epochs it is written for."""
-    if total_epochs <= count:
-        return list(range(total_epochs))
-    return sorted({round(i * (total_epochs - 1) / (count - 1)) for i in range(count)})
+def probe_epochs(total_epochs: int) -> list[tuple[int, int]]:
+    """``(epoch, steps)`` of the probe: the first :data:`FIRST_EPOCHS` epochs with several steps each
+    (at least 12 calls in all), then every later epoch of the profile's run once, in order. Every
+    epoch a run visits is visited, so a curriculum by absolute epoch (``if epoch < 5``) and state
+    kept per epoch (DWA's previous epochs) meet what training gives them."""
+    first = min(total_epochs, FIRST_EPOCHS)
+    steps = max(STEPS, -(-FIRST_EPOCHS * STEPS // first))
+    return [(e, steps) for e in range(first)] + [(e, 1) for e in range(first, total_epochs)]
 
 
 def _probe_schedule(total_epochs: int = 200) -> list[StepRequest]:
-    """Plausible, decreasing losses, random Gramians (some conflicting) and accuracies, at epochs
-    spread over a run of ``total_epochs`` (the profile's), :data:`PROBE_CALLS` calls in all."""
+    """Plausible, decreasing losses, random Gramians (some conflicting) and accuracies, over every
+    epoch of a run of ``total_epochs`` (the profile's; :func:`probe_epochs`)."""
     rng = random.Random(0)
     out = []
-    epochs = probe_epochs(total_epochs)
-    steps_per_epoch = PROBE_CALLS // len(epochs)
-    for k, epoch in enumerate(epochs):
+    schedule = probe_epochs(total_epochs)
+    steps_per_epoch = schedule[0][1]
+    k = 0
+    for epoch, steps in schedule:
         lr = OptimizerSettings().lr_at(epoch, total_epochs)
-        for i in range(steps_per_epoch):
+        for i in range(steps):
             step = epoch * steps_per_epoch + i
-            decay = 0.85 ** (k * steps_per_epoch + i)
+            decay = max(0.85**k, 0.05)
+            k += 1
             gf = [rng.gauss(0, 1) for _ in range(8)]
             gc = [rng.gauss(0, 1) - (0.8 * a if step % 2 else 0.0) for a in gf]
             dot = sum(a * b for a, b in zip(gf, gc))
