@@ -138,6 +138,12 @@ def results(console: Console, records: Sequence[Recorded], lb_path: Path, *, sev
         f"appended {len(records) - unwritten} row(s) to {escape(str(lb_path))}"
         + (f"; [red]{unwritten} row(s) could not be written[/] (see above)" if unwritten else "")
     )
+    homes = sorted({str(rec.run.path.parent.parent) for rec in records})  # <entry-version dir>/<phase>/<run>
+    if homes:
+        console.print(
+            "run files (settings, per-epoch metrics, loss weights, worker log, failure.txt): "
+            + escape(", ".join(homes))
+        )
 
 
 def standing(
