@@ -205,7 +205,8 @@ class LossWorker:
         of at most 200 printable characters."""
         self._send(wire.pack_frame(wire.STATE), self.call_timeout, "reporting its parameters")
         reply = self._expect_json(wire.STATE_REPLY, self.call_timeout, "reporting its parameters")
-        return loss_state(reply, self.ready.num_params if self.ready is not None else self.max_params)
+        params = self.ready.num_params if self.ready is not None else self.max_params
+        return loss_state(reply, params + wire.MAX_STATE_EXTRA)
 
     # ------------------------------------------------------------------- plumbing
 

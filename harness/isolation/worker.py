@@ -48,6 +48,7 @@ HEADER = struct.Struct("<BI")
 MAX_FRAME = 4 << 20  # bytes; a longer frame is a protocol violation
 
 STEP_RECORD = struct.Struct("<qqqqddddddddI")
+MAX_STATE_EXTRA = 10_000  # numbers of buffers and plain attributes in a state report, beyond the parameters
 
 
 class StepRecord(NamedTuple):
@@ -438,7 +439,31 @@ class LossSession:
             )
 
     def state(self) -> dict[str, list[float]]:
-        return {name: p.detach().reshape(-1).tolist() for name, p in self.module.named_parameters()}
+        """The module's parameters, then (up to :data:`MAX_STATE_EXTRA` numbers) its floating and
+        integer buffers (``buffer:NAME``: an EMA, an initial loss) and its plain-number attributes
+        (``attr:NAME``: a step counter, a list of past losses); non-finite values are left out."""
+        import torch
+
+        out = {name: p.detach().reshape(-1).tolist() for name, p in self.module.named_parameters()}
+        room = MAX_STATE_EXTRA
+        extra: list[tuple[str, list[float]]] = []
+        for name, b in self.module.named_buffers():
+            if not b.dtype.is_complex and b.dtype != torch.bool:
+                extra.append((f"buffer:{name}", b.detach().reshape(-1).double().tolist()))
+        for name, value in vars(self.module).items():
+            numbers = value if isinstance(value, (list, tuple)) else [value]
+            if (
+                not name.startswith("_")
+                and numbers
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in numbers)
+            ):
+                extra.append((f"attr:{name}", [float(x) for x in numbers]))
+        for name, values in extra:
+            values = [v for v in values if math.isfinite(v)]
+            if values and len(values) <= room and len(name) <= 200:
+                out[name] = values
+                room -= len(values)
+        return out
 
 
 def _die_with_parent() -> None:
