@@ -11,7 +11,7 @@
             settings.json                      its RunSpec
             metrics.jsonl                      one EpochMetrics per line, the epochs the run has
             worker.log                         the loss worker's output (capped)
-            loss_state.json                    the loss module's final parameters
+            loss_state.json                    the loss module's final parameters, buffers, plain numbers
             result.json                        its RunResult
             failure.txt                        why it failed (only when it did)
             row.json                           its leaderboard row, while that row is unwritten
