@@ -60,9 +60,20 @@ def _evaluate_options(args: argparse.Namespace, kind: str):
 
 
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
-    from harness.evaluate import evaluate
+    from harness.evaluate import evaluate, run_evaluation
 
-    return evaluate(args.paths, _evaluate_options(args, "submission"), console)
+    opts = _evaluate_options(args, "submission")
+    if not args.json:
+        return evaluate(args.paths, opts, console)
+    import json
+
+    from harness.api import outcome_data
+
+    # standard output carries only the JSON; everything else goes to standard error
+    err = SafeConsole(stderr=True, highlight=False, width=console.width, soft_wrap=console.soft_wrap)
+    data = outcome_data(run_evaluation(args.paths, opts, err), opts)
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    return data["exit_code"]
 
 
 def cmd_baselines(args: argparse.Namespace, console: Console) -> int:

@@ -89,6 +89,12 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
         f"name; one file only). A name has {NAME_RULE}; a baseline's name is not available, nor "
         "a name that belongs to a file in another place",
     )
+    ev.add_argument(
+        "--json",
+        action="store_true",
+        help="print each run's outcome and the entries' standing as "
+        "JSON on standard output (progress goes to standard error); the same as harness.api.evaluate_files",
+    )
     _add_evaluate_options(ev)
     ev.set_defaults(func=handlers["cmd_evaluate"])
 

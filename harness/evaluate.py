@@ -10,7 +10,8 @@ sandbox, then every (file, architecture, seed) run not done yet is carried out b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -49,17 +50,35 @@ def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Conso
     with several, a rejected file is reported and the others go on. Setup errors raise other
     :class:`HarnessError` subclasses.
     """
+    return run_evaluation(paths, opts, console).code
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one evaluation did: its exit code, the rows it recorded (runs that ended now), the file
+    versions it covered (``(kind, name, sha256)``) and the leaderboard it wrote to."""
+
+    code: ExitCode
+    records: list[Recorded]
+    versions: Collection[tuple[str, str, str]]
+    leaderboard: Path
+
+
+def run_evaluation(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Console) -> Outcome:
+    """:func:`evaluate`, returning its :class:`Outcome`: plan -> check -> run -> record -> present."""
     ev = Evaluation([Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths], opts, console)
     files = ev.plan()
     todo = ev.not_done(files)
+    records: list[Recorded] = []
     if todo:
         sandbox = ev.sandbox()
         checked = ev.check(todo, sandbox)
         if not checked:
-            return ev.exit_code()
-        ev.present(ev.run(checked, sandbox), several=len(checked) > 1)
+            return Outcome(ev.exit_code(), records, ev.versions, ev.lb_path)
+        records = ev.run(checked, sandbox)
+        ev.present(records, several=len(checked) > 1)
     ev.standing(files)
-    return ev.exit_code()
+    return Outcome(ev.exit_code(), records, ev.versions, ev.lb_path)
 
 
 class Evaluation:

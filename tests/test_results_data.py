@@ -8,7 +8,7 @@ import json
 
 import pandas as pd
 import pytest
-from helpers import harness, leaderboard_row
+from helpers import REPO, harness, leaderboard_row
 
 from harness.leaderboard import append_row
 
@@ -52,3 +52,22 @@ def test_views_read_the_leaderboard_written_last_and_say_so(tmp_path):
     assert "reading leaderboard-tiny.csv (written last); another profile with --profile smoke" in r.stderr
     r = harness("leaderboard", "--format", "csv", cwd=tmp_path)
     assert r.stdout.startswith("section,") and "reading leaderboard-tiny.csv" in r.stderr  # data stays clean
+
+
+def test_evaluate_json_and_the_python_function_give_the_same_outcome(tmp_path):
+    from harness.api import evaluate_files
+
+    example = REPO / "submissions" / "example_loss.py"
+    common = ("--profile", "tiny", "--sandbox", "none", "--runs-dir", tmp_path / "runs")
+    r = harness("evaluate", example, "--json", "--leaderboard", tmp_path / "cli.csv", *common, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    cli = json.loads(r.stdout)  # standard output holds the JSON alone
+    assert cli["exit_code"] == 0 and [run["status"] for run in cli["runs"]] == ["ok"]
+    run = cli["runs"][0]
+    assert (run["entry"], run["arch"], run["seed"], run["row_written"]) == ("example_loss.py", "resnet20", 42, True)
+    assert cli["standing"][0]["entry"] == "example_loss.py"
+    assert cli["standing"][0]["archs"]["resnet20"]["mean"] == round(run["best_fine_acc"], 2)
+    api = evaluate_files([example], profile="tiny", sandbox="none", runs_dir=tmp_path / "runs2",
+                         leaderboard=tmp_path / "api.csv")
+    assert api["runs"][0]["best_fine_acc"] == run["best_fine_acc"]  # the same seed, the same run
+    assert api.keys() == cli.keys()

@@ -28,10 +28,10 @@ BACKENDS = ["none", "bwrap", "docker"]
 
 
 def hostile(backend: str, script: str, monkeypatch) -> object:
-    """The backend, launching ``script`` where it would launch the real worker."""
+    """The backend, launching ``script`` where it would launch the real worker (every backend runs the
+    staged copy of the package's ``WORKER_SCRIPT``)."""
     sandbox = require_sandbox(backend)
-    module = importlib.import_module(f"harness.isolation.sandbox.{backend}")
-    monkeypatch.setattr(module, "WORKER_SCRIPT", HERE / script)
+    monkeypatch.setattr(importlib.import_module("harness.isolation.sandbox"), "WORKER_SCRIPT", HERE / script)
     return sandbox
 
 
