@@ -1,4 +1,5 @@
-"""Exits the worker abruptly in the middle of training."""
+"""Exits the worker abruptly in the middle of training (it tells the check's probe calls apart by the
+steps per epoch they report, as hang_after_check.py does)."""
 import os
 
 import torch.nn as nn
@@ -9,8 +10,8 @@ class MultiTaskLoss(nn.Module):
         super().__init__()
         self.calls = 0
 
-    def forward(self, fine_loss, coarse_loss, epoch, total_epochs):
+    def forward(self, fine_loss, coarse_loss, epoch, total_epochs, *, steps_per_epoch):
         self.calls += 1
-        if total_epochs != 4 and self.calls > 2:
+        if steps_per_epoch < 5 and self.calls > 2:
             os._exit(3)
         return fine_loss + coarse_loss

@@ -1,4 +1,5 @@
-"""Returns NaN from the second epoch of training on (the check probes 4 epochs)."""
+"""Returns NaN from the second epoch of training on, assuming the check probes a 4-epoch run: the
+probe visits every epoch of the profile's run, so the check meets the NaN and rejects the file."""
 import torch.nn as nn
 
 

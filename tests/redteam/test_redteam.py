@@ -49,7 +49,7 @@ CASES = [
     ("allocate_gibs.py", None, "rejected", "killed by signal SIGKILL (memory limit)"),
     ("hang_in_init.py", None, "rejected", "did not answer within"),
     ("hang_after_check.py", None, "failed", "did not answer within 3 s"),
-    ("nan_after_first_epoch.py", None, "failed", "non-finite loss (nan)"),
+    ("nan_after_first_epoch.py", None, "rejected", "non-finite loss (nan)"),
     ("returns_float.py", None, "rejected", "got builtins.float"),
     ("returns_vector.py", None, "rejected", "got shape (2,)"),
     ("returns_detached.py", None, "rejected", "does not depend on fine_loss or coarse_loss"),
@@ -119,14 +119,15 @@ def test_sandboxed(name, static, outcome, message, backend, host, tiny_splits):
     sandbox = require_sandbox(backend)
     path = materialise(name, host)
     leaderboard_before = host["leaderboard"].read_bytes()
+    profile = tiny_profile(epochs=2, worker_call_timeout_s=3, worker_start_timeout_s=20)
     run_dir = host["dir"] / "run"
     observed, text = "harmless", ""
     try:
-        interface_check(path, sandbox=sandbox, log_path=host["dir"] / "check.log", start_timeout=10, call_timeout=5)
+        interface_check(path, sandbox=sandbox, log_path=host["dir"] / "check.log", start_timeout=10, call_timeout=5,
+                        total_epochs=profile.epochs)  # as evaluate does: the profile's run
     except SubmissionRejected as e:
         observed, text = "rejected", str(e)
     else:
-        profile = tiny_profile(epochs=2, worker_call_timeout_s=3, worker_start_timeout_s=20)
         train, test = tiny_splits
         result = run_one(run_spec(profile, submission=name), submission=path, train=train, test=test,
                          run_dir=run_dir, sandbox=sandbox).result
