@@ -23,7 +23,7 @@ def one_line(text: str) -> str:
     return printable(text).replace("\n", " ").replace("\t", " ")
 
 
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]#|~$])")  # ( ) + ! act only next to an escaped [ ]
+_MARKDOWN = re.compile(r"([\\`*{}\[\]#|~$])")  # ( ) + ! act only next to an escaped [ ]; _ inside a word is text
 
 
 def markdown_text(text: str) -> str:
