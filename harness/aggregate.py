@@ -15,19 +15,24 @@ counted when the profile is known. Only complete entries get a score (the
 geometric mean over the architectures of the per-architecture means) and a rank; the others are
 shown with what is missing or failed.
 
+Comparison groups: the protocol's settings that change what a run computes (precision, topology,
+compile, deterministic: :attr:`harness.protocol.RunSettings.label`; profile and phase are one view)
+define a group. Entries are ranked, compared with the group's own ``equal_weighting`` and
+Holm-adjusted only within their group; the headline group is the task's settings (``fp32``).
+
 Significance: seeds fix the initialisation and the data order, so an entry's run with seed s
 and ``equal_weighting``'s run with seed s are a matched pair. The difference from equal
 weighting is the mean of the per-seed differences over the seeds both have (paired seeds only,
 so a seed one of them lacks cannot move it), and the test is a two-sided paired t-test over the
-same pairs (df = n - 1). With the protocol's n = 3 it has 2 degrees of
-freedom: only a large difference of consistent sign reaches p < 0.05, and a difference
-without a marker is *not* evidence that the methods are equal. It assumes the per-seed
-differences are roughly normal, which three values cannot check. No test is run with fewer
-than 2 pairs. Each difference comes with its 95% t-interval, per architecture and pooled over the
-paired (architecture, seed). Every p-value of one view is adjusted with Holm's step-down method
-(family-wise error over all of them); significance is read on the adjusted value only. A complete
-entry's rank comes with the range of ranks its score interval (the geometric mean of the
-per-architecture means' t-intervals) allows among the others'.
+same pairs (df = n - 1). With the protocol's n = 3 it has 2 degrees of freedom: only a large
+difference of consistent sign reaches p < 0.05, and a difference without a marker is *not*
+evidence that the methods are equal. No test is run with fewer than 2 pairs. Each difference comes
+with its 95% t-interval, per architecture and pooled over the paired (architecture, seed). Every
+complete pair of entries of a group is tested the same way, pooled. All p-values of a group (each
+entry against equal weighting per architecture and pooled, and every pair) are one family, adjusted
+with Holm's step-down method; significance is read on the adjusted value only. A complete entry's
+rank comes with the range of ranks those pairwise results allow, and its score with the 95%
+t-interval over its per-seed scores (:mod:`harness.ranking`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from harness import ranking
 from harness.protocol import ENTRY_COLUMNS, HIDDEN_ARCHS, PUBLIC_ARCHS, EntryKey, Phase, RunSettings
 from harness.stats import LEVEL as LEVEL  # re-exported: the views state it
 from harness.stats import geometric_mean, holm, mean, paired_test, statistics_std, t_interval
@@ -121,11 +127,13 @@ class Standing:
     score: float | None
     rank: int | None = None
     source: str = ""  # where a reference row was reported
-    settings: str = "fp32"  # precision (+compile, +deterministic): runs with other settings are another entry
+    settings: str = "fp32"  # its comparison group (:attr:`RunSettings.label`): ranked and tested only within it
     pooled: ArchStats | None = None  # the comparison with equal_weighting over (architecture, seed) pairs
-    score_ci: tuple[float, float] | None = None  # the score from the per-architecture means' 95% t-intervals
-    rank_range: tuple[int, int] | None = None  # the ranks its score interval allows (best, worst)
+    score_ci: tuple[float, float] | None = None  # 95% t-interval over its per-seed scores
+    rank_range: tuple[int, int] | None = None  # the ranks the group's pairwise tests allow (best, worst)
     cost: float | None = None  # training time relative to equal_weighting's (same device and settings)
+    pairs: dict[str, ArchStats] = field(default_factory=dict)  # pooled test with each complete entry ranked below
+    above: tuple[str, ...] = ()  # the entries of its group it is significantly above (after Holm)
     picked: dict[str, str] = field(default_factory=dict)  # a control line: arch -> the entry it shows
     version: str = ""  # several versions of the file: its first run's date, "superseded, " unless the newest
     identical_to: tuple[str, ...] = ()  # other entries with a byte-identical version (the copy check)
@@ -261,8 +269,16 @@ def standings(df: pd.DataFrame, phase: Phase, archs: list[str], protocol_seeds: 
                 identical_to=copies.get((kind, submission, sha), ()),
             )
         )
-    entries = _with_differences(entries)
-    return _ranked(entries)
+    out: list[Standing] = []
+    for group in sorted({e.settings for e in entries}, key=lambda g: (g != DEFAULT_SETTINGS, g)):
+        out += compare_group([e for e in entries if e.settings == group])
+    return out
+
+
+def compare_group(members: list[Standing]) -> list[Standing]:
+    """One comparison group (entries with the same settings): differences from its equal weighting,
+    every test adjusted as one family, ranks, rank ranges and score intervals; ranked entries first."""
+    return _ordered(_tested(_with_differences(members)))
 
 
 def identical_entries(rows: pd.DataFrame) -> dict[tuple[str, str, str], tuple[str, ...]]:
@@ -342,7 +358,7 @@ def _with_differences(entries: list[Standing]) -> list[Standing]:
         mine, theirs = arch_seed_values(e.archs), arch_seed_values(ref.archs)
         pooled = compare(mine, theirs) if set(mine) & set(theirs) else None
         out.append(dataclasses.replace(e, archs=archs, pooled=pooled, cost=cost_ratio(e, ref)))
-    return _adjusted(out)
+    return out
 
 
 def arch_seed_values(archs: dict[str, ArchStats]) -> dict[tuple[str, int], float]:
@@ -364,54 +380,81 @@ def cost_ratio(e: Standing, ref: Standing) -> float | None:
     return mine / ours if ours else None
 
 
-def _adjusted(entries: list[Standing]) -> list[Standing]:
-    """Holm over every test of the view: each entry on each architecture, and pooled."""
-    slots = [(i, arch) for i, e in enumerate(entries) for arch in e.archs] + [
-        (i, None) for i, e in enumerate(entries) if e.pooled is not None
+def _reference_of(members: list[Standing]) -> Standing | None:
+    """The group's ``equal_weighting`` standing, None when absent or ambiguous (several versions)."""
+    found = [e for e in members if e.kind == "baseline" and e.submission == REFERENCE_BASELINE]
+    return found[0] if len(found) == 1 else None
+
+
+def _tested(members: list[Standing]) -> list[Standing]:
+    """One comparison group's tests, Holm-adjusted as one family: every entry against equal
+    weighting (per architecture and pooled) and every pair of complete entries (pooled over
+    (architecture, seed); a pair with equal weighting is that entry's pooled test, counted once).
+    Then the complete entries' ranks, rank ranges (:func:`harness.ranking.rank_ranges`) and score
+    intervals (:func:`harness.ranking.score_interval`)."""
+    ref = _reference_of(members)
+    scored = sorted((e for e in members if e.score is not None), key=lambda e: (-(e.score or 0.0), e.label))
+    pairs: dict[tuple[int, int], ArchStats] = {}
+    for i, a in enumerate(scored):
+        for j in range(i + 1, len(scored)):
+            b = scored[j]
+            if ref is not None and (a is ref or b is ref):
+                continue  # the other entry's pooled comparison with equal weighting
+            pairs[(i, j)] = compare(arch_seed_values(a.archs), arch_seed_values(b.archs))
+    slots: list[tuple[Standing, str]] = [(e, arch) for e in members for arch in e.archs] + [
+        (e, POOLED) for e in members if e.pooled is not None
     ]
-
-    def stat(i: int, arch: str | None) -> ArchStats:
-        found = entries[i].pooled if arch is None else entries[i].archs[arch]
-        if found is None:
-            raise ValueError("a slot without a comparison")
-        return found
-
-    adjusted = holm([stat(i, arch).p_value for i, arch in slots])
-    out = [dataclasses.replace(e, archs=dict(e.archs)) for e in entries]
-    for (i, arch), p in zip(slots, adjusted):
-        if arch is None:
-            out[i] = dataclasses.replace(out[i], pooled=dataclasses.replace(stat(i, None), p_adjusted=p))
+    pair_keys = list(pairs)
+    adjusted = holm([_slot(e, arch).p_value for e, arch in slots] + [pairs[k].p_value for k in pair_keys])
+    tested = {id(e): dataclasses.replace(e, archs=dict(e.archs)) for e in members}
+    for (e, arch), p in zip(slots, adjusted):
+        t = tested[id(e)]
+        if arch == POOLED:
+            tested[id(e)] = dataclasses.replace(t, pooled=dataclasses.replace(_slot(e, POOLED), p_adjusted=p))
         else:
-            out[i].archs[arch] = dataclasses.replace(out[i].archs[arch], p_adjusted=p)
-    return out
+            t.archs[arch] = dataclasses.replace(t.archs[arch], p_adjusted=p)
+    for k, p in zip(pair_keys, adjusted[len(slots) :]):
+        pairs[k] = dataclasses.replace(pairs[k], p_adjusted=p)
+    above = {(i, j) if (pairs[(i, j)].diff or 0.0) > 0 else (j, i) for (i, j) in pairs if pairs[(i, j)].significant}
+    for i, e in enumerate(scored):  # pairs with equal weighting: the entry's pooled test
+        pooled = tested[id(e)].pooled
+        if ref is not None and e is not ref and pooled is not None and pooled.significant:
+            r = scored.index(ref)
+            above.add((i, r) if (pooled.diff or 0.0) > 0 else (r, i))
+    scores = [e.score or 0.0 for e in scored]
+    ranges = ranking.rank_ranges(scores, above)
+    for i, (e, rank, span) in enumerate(zip(scored, ranking.competition_ranks(scores), ranges)):
+        tested[id(e)] = dataclasses.replace(
+            tested[id(e)],
+            rank=rank,
+            rank_range=span,
+            score_ci=ranking.score_interval({arch: s.seeds for arch, s in e.archs.items()}),
+            pairs={scored[j].label: pairs[(a, j)] for (a, j) in pair_keys if a == i},
+            above=tuple(scored[j].label for a, j in sorted(above) if a == i),
+        )
+    return [tested[id(e)] for e in members]
 
 
-def _ranked(entries: list[Standing]) -> list[Standing]:
-    """Competition ranking by score ("1, 1, 3"), and each complete entry's rank range: the ranks its
-    score interval allows among the others' (best: 1 + those whose interval lies wholly above it;
-    worst: 1 + those whose interval reaches above its lower end)."""
-    score = {id(e): e.score for e in entries if e.score is not None}
-    scored = sorted((e for e in entries if id(e) in score), key=lambda e: (-score[id(e)], e.label))
-    intervals = {id(e): _score_interval(e) for e in scored}
-    ranked = []
-    for e in scored:
-        lo, hi = intervals[id(e)] or (score[id(e)], score[id(e)])
-        others = [intervals[id(o)] or (score[id(o)], score[id(o)]) for o in scored if o is not e]
-        best = 1 + sum(o_lo > hi for o_lo, _ in others)
-        worst = 1 + sum(o_hi > lo for _, o_hi in others)
-        rank = 1 + sum(score[id(o)] > score[id(e)] for o in scored)
-        ranked.append(dataclasses.replace(e, rank=rank, score_ci=intervals[id(e)], rank_range=(best, worst)))
-    return ranked + sorted((e for e in entries if e.score is None), key=lambda e: e.label)
+POOLED = "(pooled)"
 
 
-def _score_interval(e: Standing) -> tuple[float, float] | None:
-    """The geometric mean of the per-architecture means' t-interval ends (None below 2 seeds)."""
-    found = [t_interval(list(s.seeds.values())) for s in e.archs.values()]
-    ends = [x for x in found if x is not None]
-    if not ends or len(ends) < len(found):
-        return None
-    lows = [max(lo, 1e-9) for lo, _ in ends]
-    return geometric_mean(lows), geometric_mean([hi for _, hi in ends])
+def _slot(e: Standing, arch: str) -> ArchStats:
+    found = e.pooled if arch == POOLED else e.archs[arch]
+    if found is None:
+        raise ValueError("a slot without a comparison")
+    return found
+
+
+def _ordered(members: list[Standing]) -> list[Standing]:
+    """Ranked entries by rank, then the incomplete ones by what they have: the architectures with
+    ok runs (most first), then the geometric mean of those architectures' means (best first)."""
+
+    def have(e: Standing) -> tuple[int, float, str]:
+        means = [s.mean for s in e.archs.values() if s.mean is not None and s.mean > 0]
+        return (-len(means), -(geometric_mean(means) if means else 0.0), e.label)
+
+    ranked = sorted((e for e in members if e.rank is not None), key=lambda e: (e.rank or 0, e.label))
+    return ranked + sorted((e for e in members if e.rank is None), key=have)
 
 
 def reference_standings(rows: pd.DataFrame, archs: list[str]) -> list[Standing]:

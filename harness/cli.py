@@ -151,7 +151,7 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
     from harness import leaderboard, report
 
     path = _leaderboard_path(args)
-    rep = report.build(leaderboard.read_rows(path), args.phase, args.profile, retired(path))
+    rep = report.build(leaderboard.read_rows(path), args.phase, args.profile, retired(path), arch=args.arch)
     if args.format == "table" and args.output is None:
         report.render_table(rep, console)
         return ExitCode.OK

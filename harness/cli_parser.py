@@ -131,6 +131,11 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     )
     lb.add_argument("--output", type=Path, metavar="PATH", help="write to PATH instead of the terminal")
     lb.add_argument(
+        "--arch",
+        metavar="NAME",
+        help="rank on one architecture alone (its own intervals and tests), e.g. resnet20 when only it has every seed",
+    )
+    lb.add_argument(
         "--runs-dir",
         type=Path,
         default=Path("runs"),

@@ -312,7 +312,7 @@ class RunResult(_Frozen):
     best_epoch: int | None = None
     final_fine_acc: float | None = None
     best_coarse_acc: float | None = None
-    wall_seconds: float
+    wall_seconds: float  # ok: training time of every epoch (a resumed run: all); failed: the process
     reason: str | None = None
     device: str | None = None  # the name of the device it trained on, as the leaderboard records it
 

@@ -52,7 +52,7 @@ def holm_by_definition(p_values, alpha):
     order = sorted(range(len(p_values)), key=lambda i: p_values[i])
     rejected = set()
     for k, i in enumerate(order):
-        if p_values[i] > alpha / (len(p_values) - k):
+        if p_values[i] > alpha / (len(p_values) - k) * (1 + 1e-12):  # a level that is exactly k p: rounding
             break
         rejected.add(i)
     return rejected
@@ -90,8 +90,13 @@ def test_a_single_pair_or_a_missing_architecture(rep):
 
 
 def test_holm_adjusted_p_values_reproduce_the_step_down_procedure(rep):
-    tests = [s for e in rep.entries for s in [*e.archs.values(), e.pooled] if s is not None and s.p_value is not None]
+    # one family: every entry against equal weighting (per architecture and pooled) and every other pair
+    # of complete entries (pooled); a pair with equal weighting is the entry's pooled test, counted once
+    tests = [s for e in rep.entries for s in [*e.archs.values(), e.pooled, *e.pairs.values()]
+             if s is not None and s.p_value is not None]
     raw = [s.p_value for s in tests]
+    ranked = [e for e in rep.entries if e.rank is not None]
+    assert sum(len(e.pairs) for e in ranked) == (len(ranked) - 1) * (len(ranked) - 2) // 2  # all pairs but EW's
     assert len(raw) >= 10
     # the adjusted p-value of a test is the smallest level at which the procedure rejects it (levels
     # below 1: an adjusted value capped at 1 means "at no level below 1")
@@ -114,21 +119,38 @@ def test_holm_handles_ties_and_untested_slots():
     assert adjusted[3] == pytest.approx(0.08) and adjusted[4] == pytest.approx(0.5)
 
 
-def test_ties_share_a_rank_and_rank_ranges_follow_the_score_intervals(rep):
+def test_ties_share_a_rank_and_rank_ranges_follow_the_pairwise_tests(rep):
     e = by_label(rep)
     assert e["a.py"].score == e["tie.py"].score and e["a.py"].rank == e["tie.py"].rank
     ranked = [x for x in rep.entries if x.rank is not None]
-    for x in ranked:  # the interval by its definition: geometric mean of the per-architecture t-intervals
-        ends = [stats.t.interval(0.95, 2, loc=s.mean, scale=stats.sem(list(s.seeds.values())))
-                for s in x.archs.values()]
-        low = stats.gmean([lo for lo, _ in ends])
-        high = stats.gmean([hi for _, hi in ends])
+    for x in ranked:  # the interval: a t-interval over the per-seed scores (geometric mean across architectures)
+        per_seed = [stats.gmean([x.archs[a].seeds[seed] for a in ("resnet20", "resnet56")]) for seed in SEEDS]
+        low, high = stats.t.interval(0.95, 2, loc=sum(per_seed) / 3, scale=stats.sem(per_seed))
         assert x.score_ci == (pytest.approx(low, rel=1e-9), pytest.approx(high, rel=1e-9))
-    for x in ranked:  # brute force over the others' intervals
-        above_surely = sum(o.score_ci[0] > x.score_ci[1] for o in ranked if o is not x)
-        above_maybe = sum(o.score_ci[1] > x.score_ci[0] for o in ranked if o is not x)
-        assert x.rank_range == (1 + above_surely, 1 + above_maybe)
+    for x in ranked:  # each pairwise test against scipy's, pooled over (architecture, seed)
+        for other, t in x.pairs.items():
+            mine = [v for a in ("resnet20", "resnet56") for v in x.archs[a].seeds.values()]
+            theirs = [v for a in ("resnet20", "resnet56") for v in e[other].archs[a].seeds.values()]
+            if mine == theirs:  # a.py and tie.py: no spread to test (scipy: nan)
+                assert t.p_value is None and t.no_test == "identical per-seed differences"
+                continue
+            assert t.p_value == pytest.approx(stats.ttest_rel(mine, theirs).pvalue, rel=1e-9)
+    # significantly above: the adjusted pairwise (or, with equal weighting, pooled) p below alpha
+    sig_above = {(x.label, o) for x in ranked for o, t in x.pairs.items() if t.significant and t.diff > 0}
+    sig_above |= {(o, x.label) for x in ranked for o, t in x.pairs.items() if t.significant and t.diff < 0}
+    for x in ranked:
+        if x.label != "equal_weighting.py" and x.pooled.significant:
+            sig_above.add((x.label, "equal_weighting.py") if x.pooled.diff > 0 else ("equal_weighting.py", x.label))
+    assert sig_above, "the fixture should hold at least one significant pair"
+    assert {(x.label, o) for x in ranked for o in x.above} == sig_above
+    n = len(ranked)
+    for x in ranked:
+        above_me = sum((o.label, x.label) in sig_above for o in ranked)
+        below_me = sum((x.label, o.label) in sig_above for o in ranked)
+        assert x.rank_range[0] >= 1 + above_me and x.rank_range[1] <= n - below_me
         assert x.rank_range[0] <= x.rank <= x.rank_range[1]
+    for hi, lo in sig_above:  # never reaching the rank of an entry it is significantly above or below
+        assert e[hi].rank_range[1] < e[lo].rank and e[lo].rank_range[0] > e[hi].rank
 
 
 def test_the_csv_has_one_rounded_number_per_column(rep):

@@ -120,7 +120,8 @@ def test_the_formats_show_them(lb):
     slow_line = next(line for line in lines if " slow.py " in line)
     assert slow_line.split()[-1] == "2.50x"
     i = next(i for i, line in enumerate(lines) if "best static weight" in line)
-    assert "w=2" in lines[i + 1] and "w=1" in lines[i + 1]
+    assert "w=2" in lines[i + 2] and "w=1" in lines[i + 2]  # under the accuracy: its final epoch, then the weight
+    assert f"{62.1 - 0.5:.2f}" in out  # the final-epoch accuracy is in the 80-column view too
 
 
 def _append(path, name, arch, seed, acc, *, sha="s", kind="baseline", status="ok"):

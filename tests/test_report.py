@@ -150,8 +150,14 @@ def test_cli_formats_sections_and_markers(full_leaderboard, tmp_path):
     score = math.sqrt(statistics.mean(GOOD["resnet20"]) * statistics.mean(GOOD["resnet56"]))
     assert lines[good].split() == ["1", "good.py", cell(GOOD["resnet20"]), cell(GOOD["resnet56"]), f"{score:.2f}",
                                    "1.00x"], lines[good]  # 1.00x: every row took 3.2 s
-    assert lines[good + 1].split() == ["1-3", diff(GOOD["resnet20"], EW["resnet20"]),
-                                       diff(GOOD["resnet56"], EW["resnet56"]), "+1.28*"], lines[good + 1]
+    # under it the final-epoch accuracies, then the differences from equal weighting: pooled over (architecture,
+    # seed) significant after Holm (tests/test_comparisons.py). No rank range: good.py is significantly above
+    # equal weighting (rank 2), so its range stops at 1; pcgrad.py (noisy) is below equal weighting.
+    g = by_label(report.build(read_rows(full_leaderboard), "public"))
+    assert g["good.py"].rank_range == (1, 1) and g["equal_weighting.py"].rank == 2
+    assert lines[good + 1].split() == [f"{g['good.py'].archs[a].final_mean:.2f}" for a in ("resnet20", "resnet56")]
+    assert lines[good + 2].split() == [diff(GOOD["resnet20"], EW["resnet20"]),
+                                       diff(GOOD["resnet56"], EW["resnet56"]), "+1.28*"], lines[good + 2]
     broken = next(line for line in lines if " broken.py " in line).split()
     assert broken == ["broken.py", cell(GOOD["resnet20"][:2]), "f", "failed", "-", "1.00x"], broken
     assert "61.00±1.00" in out  # equal_weighting on resnet20
@@ -163,14 +169,14 @@ def test_cli_formats_sections_and_markers(full_leaderboard, tmp_path):
     # a terminal wide enough for the detailed table: every interval and p-value, the long legend
     code, out = harness_in_terminal("leaderboard", "--leaderboard", full_leaderboard, cwd=cwd, columns=400)
     assert "61.00 ± 1.00 (n=3)" in out and "failed 42/123/456" in out and "incomplete" in out
-    assert "+1.37 [+0.57, +2.17] (p=0.018, Holm 0.126)" in out and "paired t-test" in out
+    assert "+1.37 [+0.57, +2.17] (p=0.018, Holm 0.144)" in out and "paired t-test" in out
 
     r = harness("leaderboard", "--leaderboard", full_leaderboard, "--format", "markdown", cwd=cwd)
     # good.py on resnet20: the difference, its 95% interval, raw and Holm-adjusted p; no marker after Holm;
     # pooled over its 6 (architecture, seed) pairs the difference is significant even after Holm
-    assert "| +1.37 [+0.57, +2.17] (p=0.018, Holm 0.126) |" in r.stdout, r.stdout
-    assert "| +1.28 [+0.98, +1.59] (p<0.001, Holm <0.001) * |" in r.stdout, r.stdout
-    assert "| 1 (1-3) | good.py |" in r.stdout  # rank 1, but the score intervals allow ranks 1 to 3
+    assert "| +1.37 [+0.57, +2.17] (p=0.018, Holm 0.144) |" in r.stdout, r.stdout
+    assert "| +1.28 [+0.98, +1.59] (p<0.001, Holm 0.001) * |" in r.stdout, r.stdout
+    assert "| 1 | good.py |" in r.stdout  # rank 1, and the pairwise tests allow no other
     r = harness("leaderboard", "--leaderboard", full_leaderboard, "--format", "markdown", "--phase", "final", cwd=cwd)
     # no measured final-phase row: only the published section, without the columns no published row fills
     assert r.returncode == 0 and "| rank | entry | resnet20 | resnet56 | vgg16bn | score | source |" in r.stdout

@@ -68,6 +68,9 @@ def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, tiny_spl
     assert _metrics(tmp_path / "cut") == _metrics(tmp_path / "whole")
     assert resumed.loss_state == whole.loss_state
     assert not (tmp_path / "cut" / "checkpoint").exists()  # removed once the run finished
+    # its training time (the cost's input) counts every epoch, the two trained before the interruption too
+    seconds = [json.loads(line)["seconds"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert len(seconds) == 3 and resumed.result.wall_seconds == pytest.approx(sum(seconds), rel=1e-9)
 
 
 def test_a_damaged_checkpoint_falls_back_to_the_previous_one_then_to_scratch(tmp_path, tiny_splits):

@@ -156,7 +156,8 @@ def standing(
 
     rep = report.build(leaderboard.read_rows(lb_path), phase, profile.name, retired(lb_path))
     mine = [e for e in rep.entries if e.version_key in versions]
-    others = [e for e in rep.entries if e.kind == "baseline" and e.version_key not in versions]
+    groups = {e.settings for e in mine}  # the baselines ranked with them: the same comparison groups
+    others = [e for e in rep.entries if e.kind == "baseline" and e.version_key not in versions and e.settings in groups]
     if not mine:
         return
     if not others and not any(e.kind == "baseline" for e in mine):  # evaluating baselines: they are the baselines

@@ -10,7 +10,7 @@ import json
 import pandas as pd
 
 from harness.aggregate import ArchStats, Standing
-from harness.report.model import SECTIONS, Report
+from harness.report.model import HEADLINE, Report
 from harness.text import csv_cell, one_line
 
 PER_ARCH = (
@@ -26,8 +26,19 @@ PER_ARCH = (
     "retried_seeds",
 )
 COMPARED = ("diff", "diff_low", "diff_high", "paired", "p", "p_holm")
-HEAD = ("section", "rank", "rank_best", "rank_worst", "entry", "submission_sha256", "superseded", "identical_to")
-TAIL = ("score", "score_low", "score_high", "cost", "source")
+HEAD = (
+    "section",
+    "group",
+    "headline",
+    "rank",
+    "rank_best",
+    "rank_worst",
+    "entry",
+    "submission_sha256",
+    "superseded",
+    "identical_to",
+)
+TAIL = ("score", "score_low", "score_high", "significantly_above", "cost", "source")
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -62,10 +73,14 @@ def _arch(e: Standing, arch: str, s: ArchStats) -> dict[str, object]:
 
 
 def entry_record(report: Report, e: Standing, section: str) -> dict[str, object]:
-    """One entry: its place, identity, per-architecture statistics (``archs``), the pooled comparison
-    with equal weighting (``pooled``, null without one), score and cost. Text is on one line."""
+    """One entry: its place (``group``: its comparison group, the settings it is ranked and tested
+    within; ``headline``: the task's settings), identity, per-architecture statistics (``archs``),
+    the pooled comparison with equal weighting (``pooled``, null without one), score, the entries of
+    its group it is significantly above, and cost. Text is on one line."""
     return {
         "section": "control" if e.kind == "control" else section,
+        "group": e.settings if e.kind != "reference" else None,
+        "headline": e.kind != "reference" and e.settings == HEADLINE,
         "rank": e.rank,
         "rank_best": e.rank_range and e.rank_range[0],
         "rank_worst": e.rank_range and e.rank_range[1],
@@ -78,13 +93,14 @@ def entry_record(report: Report, e: Standing, section: str) -> dict[str, object]
         "score": _round(e.score, 2),
         "score_low": _round(e.score_ci and e.score_ci[0], 2),
         "score_high": _round(e.score_ci and e.score_ci[1], 2),
+        "significantly_above": list(e.above),
         "cost": _round(e.cost, 2),
         "source": one_line(e.source),
     }
 
 
 def records(report: Report) -> list[dict[str, object]]:
-    return [entry_record(report, e, kind) for kind, _ in SECTIONS for e in report.section(kind)]
+    return [entry_record(report, e, e.kind) for section in report.sections() for e in section.rows]
 
 
 def render_json(report: Report) -> str:
@@ -92,6 +108,7 @@ def render_json(report: Report) -> str:
         "profile": report.profile,
         "phase": report.phase,
         "archs": report.archs,
+        "ranked_on": report.only_arch or "all",
         "seeds": list(report.seeds),
         "entries": records(report),
         "retired": [
@@ -121,6 +138,7 @@ def render_csv(report: Report) -> str:
         row["entry"] = csv_cell(str(rec["entry"]))
         row["source"] = csv_cell(str(rec["source"]))
         row["identical_to"] = csv_cell("; ".join(rec["identical_to"]))  # type: ignore[arg-type]
+        row["significantly_above"] = csv_cell("; ".join(rec["significantly_above"]))  # type: ignore[arg-type]
         for arch, values in rec["archs"].items():  # type: ignore[attr-defined]
             for k, v in values.items():
                 row[f"{arch}_{k}"] = _seed_list(v) if k.endswith("_seeds") else v

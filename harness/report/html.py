@@ -7,7 +7,7 @@ import html
 from pathlib import Path
 
 from harness.report.figures import learning_curves, tradeoffs
-from harness.report.model import SECTIONS, Report
+from harness.report.model import Report, Section
 from harness.report.text import legend, section_table
 from harness.rundir import RunDir
 from harness.text import printable
@@ -33,10 +33,9 @@ def failures(report: Report, runs_dir: Path, limit: int = 600) -> list[tuple[str
 
 
 def render_html(report: Report, runs_dir: Path) -> str:
-    def table(kind: str, title: str) -> str:
-        cols, rows = section_table(report, kind)
-        if not rows:
-            return ""
+    def table(section: Section) -> str:
+        cols, rows = section_table(report, section)
+        kind, title = section.kind, section.title
         head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in rows)
         return f'<h2>{html.escape(title)}</h2>\n<table class="{kind}"><tr>{head}</tr>{body}</table>'
@@ -48,7 +47,7 @@ def render_html(report: Report, runs_dir: Path) -> str:
             for cap, png in figs
         )
 
-    tables = "\n".join(table(kind, title) for kind, title in SECTIONS)
+    tables = "\n".join(table(section) for section in report.sections())
     failed = failures(report, runs_dir)
     failed_html = (
         (

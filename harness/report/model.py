@@ -1,8 +1,11 @@
 """The aggregated leaderboard of one profile and phase, as every format renders it.
 
-Sections, always in this order and never mixed: submissions, baselines (both measured here
-and ranked together), and published numbers reported elsewhere (full profile only, unranked,
-outside every aggregate and test).
+Sections, always in this order and never mixed: the headline comparison group (the task's
+settings: fp32 on the shared network) as submissions, then baselines (ranked together); one
+section per other comparison group (another precision, topology, compile or deterministic:
+ranked, compared and adjusted only among themselves, with their own equal weighting or none);
+and published numbers reported elsewhere (full profile only, unranked, outside every aggregate
+and test).
 """
 
 from __future__ import annotations
@@ -23,6 +26,27 @@ SECTIONS = (
     ("baseline", "baselines"),
     ("reference", "reported elsewhere (published numbers, not measured here)"),
 )
+HEADLINE = aggregate.DEFAULT_SETTINGS  # the task's settings: the comparison the board is about
+
+
+@dataclass(frozen=True)
+class Section:
+    """One table: ``kind`` is submission, baseline, group (another comparison group: both kinds,
+    ranked among themselves) or reference; ``group`` the settings label of its entries."""
+
+    kind: str
+    title: str
+    rows: list[Standing]
+    group: str = HEADLINE
+
+
+def group_title(group: str, rows: list[Standing]) -> str:
+    """An other group's heading: its settings, and its equal-weighting reference or the lack of one."""
+    has_ref = any(e.kind == "baseline" and e.submission == aggregate.REFERENCE_BASELINE for e in rows)
+    ref = aggregate.REFERENCE_BASELINE.removesuffix(".py")
+    return f"other settings: {group} (ranked and tested only among themselves; " + (
+        f"Δ against {ref} [{group}])" if has_ref else f"no {ref} run with these settings: no Δ)"
+    )
 
 
 @dataclass(frozen=True)
@@ -36,11 +60,26 @@ class Report:
     controls: list[Standing] = field(default_factory=list)  # best static weight: shown under the baselines
     retired: list[Retired] = field(default_factory=list)  # versions hidden from this view (harness retire)
 
+    only_arch: str | None = None  # ranked on this architecture alone (harness leaderboard --arch)
+
     def section(self, kind: str) -> list[Standing]:
-        """The rows of one section, in order; the baselines' ends with the control lines."""
+        """The headline group's rows of one kind, in order (the baselines' end with the control
+        lines), or the published rows."""
         if kind == "reference":
             return self.references
-        return [e for e in self.entries if e.kind == kind] + (self.controls if kind == "baseline" else [])
+        head = [e for e in self.entries if e.settings == HEADLINE and e.kind == kind]
+        return head + ([c for c in self.controls if c.settings == HEADLINE] if kind == "baseline" else [])
+
+    def sections(self) -> list[Section]:
+        """Every non-empty table in order: the headline group's submissions and baselines, each other
+        comparison group (with its control line), the published rows."""
+        out = [Section(kind, title, self.section(kind)) for kind, title in SECTIONS[:2]]
+        for group in dict.fromkeys(e.settings for e in self.entries if e.settings != HEADLINE):
+            rows = [e for e in self.entries if e.settings == group]
+            rows += [c for c in self.controls if c.settings == group]
+            out.append(Section("group", group_title(group, rows), rows, group))
+        out.append(Section("reference", SECTIONS[2][1], self.references))
+        return [s for s in out if s.rows]
 
 
 def build(
@@ -48,10 +87,12 @@ def build(
     phase: Phase,
     profile: str | None = None,
     retired: Mapping[tuple[str, str, str], Retired] | None = None,
+    arch: str | None = None,
 ) -> Report:
     """Aggregate the leaderboard rows of one profile and phase. With several profiles in the
     file, ``profile`` must name one. The measured rows of ``retired`` versions (by kind, name and
-    sha256) are left out, as if never appended; the report lists them."""
+    sha256) are left out, as if never appended; the report lists them. With ``arch``, entries are
+    scored, tested and ranked on that architecture alone."""
     profiles = sorted(set(df["profile"])) if len(df) else []
     if profile is None:
         if len(profiles) > 1:
@@ -71,6 +112,12 @@ def build(
     profile_archs = PROFILES[profile].archs if profile in PROFILES else ()
     seeds = PROFILES[profile].seeds if profile in PROFILES else ()
     archs = aggregate.phase_archs(df, phase, profile_archs)
+    if arch is not None:
+        if arch not in archs:
+            raise UsageError(
+                f"no architecture {arch!r} in the {phase} phase of profile {profile}: choose one of {', '.join(archs)}"
+            )
+        archs = [arch]
     refs = aggregate.reference_standings(df, archs)
     entries = aggregate.standings(df, phase, archs, seeds)
     return Report(
@@ -82,6 +129,7 @@ def build(
         seeds=seeds,
         controls=static_sweep.best_static(entries),
         retired=gone,
+        only_arch=arch,
     )
 
 

@@ -15,8 +15,8 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from harness.aggregate import ALPHA, CORRECTION, REFERENCE_BASELINE, ArchStats, Standing
-from harness.report.model import SECTIONS, Report
-from harness.report.text import fmt_rank, legend, retired_note, section_table
+from harness.report.model import Report, Section
+from harness.report.text import fmt_rank, legend, retired_note, section_table, unranked_note
 from harness.static_sweep import CONTROL_LABEL
 
 _REF = REFERENCE_BASELINE.removesuffix(".py")
@@ -25,14 +25,11 @@ _REF = REFERENCE_BASELINE.removesuffix(".py")
 def render_table(report: Report, console: Console, *, highlight: Collection[tuple[str, str, str]] = ()) -> None:
     """Print the sections of ``report``; rows of the file versions in ``highlight`` in bold."""
     notes = {src: i + 1 for i, src in enumerate(dict.fromkeys(e.source for e in report.references))}
-    sections = [(kind, title, report.section(kind)) for kind, title in SECTIONS]
-    sections = [(kind, title, rows) for kind, title, rows in sections if rows]
-    detailed = [_detailed(report, kind, title, rows, notes, highlight) for kind, title, rows in sections]
+    sections = report.sections()
+    detailed = [_detailed(report, section, notes, highlight) for section in sections]
     wide = console.options.update_width(10_000)  # measure unclamped: the width the table wants
     fits = all(Measurement.get(console, wide, t).maximum <= console.width for t in detailed)
-    tables = (
-        detailed if fits else [_compact(report, kind, title, rows, notes, highlight) for kind, title, rows in sections]
-    )
+    tables = detailed if fits else [_compact(report, section, notes, highlight) for section in sections]
     for table in tables:
         console.print(table)
     for source, i in notes.items():
@@ -51,15 +48,11 @@ def _label(e: Standing, notes: dict[str, int]) -> str:
 
 
 def _detailed(
-    report: Report,
-    kind: str,
-    title: str,
-    rows: list[Standing],
-    notes: dict[str, int],
-    highlight: Collection[tuple[str, str, str]],
+    report: Report, section: Section, notes: dict[str, int], highlight: Collection[tuple[str, str, str]]
 ) -> Table:
-    table = Table(title=title, title_justify="left")
-    cols, cells = section_table(report, kind, source=False)
+    table = Table(title=escape(section.title), title_justify="left")
+    rows = section.rows
+    cols, cells = section_table(report, section, source=False)
     for col in cols:
         table.add_column(col, justify="left" if col == "entry" else "right", no_wrap=True)
     for e, row in zip(rows, cells):
@@ -69,34 +62,39 @@ def _detailed(
 
 
 def _compact(
-    report: Report,
-    kind: str,
-    title: str,
-    rows: list[Standing],
-    notes: dict[str, int],
-    highlight: Collection[tuple[str, str, str]],
+    report: Report, section: Section, notes: dict[str, int], highlight: Collection[tuple[str, str, str]]
 ) -> Table:
+    title, rows = section.title, section.rows
     unders = [[_under(e, arch) for arch in report.archs] + [_diff(e.pooled) if e.pooled else ""] for e in rows]
+    finals = [[_final(e.archs[arch]) for arch in report.archs] + [""] for e in rows]
     has_diff = any(u for row in unders for u in row)
+    has_final = any(f for row in finals for f in row)
     has_cost = any(e.cost is not None for e in rows)
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    table = Table(title=escape(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("entry", justify="left", overflow="fold", ratio=1, min_width=12)
-    for arch in report.archs:
-        table.add_column(f"{arch}\nΔ" if has_diff else arch, justify="right", no_wrap=True)
-    table.add_column("score\nΔ all" if has_diff else "score", justify="right", no_wrap=True)
+    for name in report.archs:
+        table.add_column(name + "\nfinal" * has_final + "\nΔ" * has_diff, justify="right", no_wrap=True)
+    table.add_column("score" + "\n" * has_final + "\nΔ all" * has_diff, justify="right", no_wrap=True)
     if has_cost:
         table.add_column("cost", justify="right", no_wrap=True)
-    for e, under in zip(rows, unders):
+    for e, under, final in zip(rows, unders, finals):
         tops = [_acc(e.archs[arch]) for arch in report.archs] + [f"{e.score:.2f}" if e.score is not None else "-"]
-        cells = [escape(fmt_rank(e, stacked=True)), escape(_label(e, notes))] + [
-            escape(top) + (f"\n[dim]{escape(u)}[/]" if u and not u.endswith("*") else f"\n{escape(u)}" if u else "")
-            for top, u in zip(tops, under)
-        ]
+        cells = [escape(fmt_rank(e, stacked=True)), escape(_label(e, notes))]
+        for top, f, u in zip(tops, final, under):
+            lines = [escape(top)] + ([f"[dim]{escape(f)}[/]"] if has_final else [])
+            if u:
+                lines.append(f"[dim]{escape(u)}[/]" if not u.endswith("*") else escape(u))
+            cells.append("\n".join(lines))
         if has_cost:
             cells.append(f"{e.cost:.2f}x" if e.cost is not None else "")
         table.add_row(*cells, style="bold" if e.version_key in highlight else None)
     return table
+
+
+def _final(s: ArchStats) -> str:
+    """The mean final-epoch accuracy (the number no choice of epoch flatters)."""
+    return f"{s.final_mean:.2f}" if s.final_mean is not None else ""
 
 
 def _under(e: Standing, arch: str) -> str:
@@ -127,15 +125,25 @@ def _diff(s: ArchStats) -> str:
 def short_legend(report: Report) -> list[str]:
     """What the compact table's marks mean, in a few lines."""
     cost = any(e.cost is not None for e in report.entries)
-    return [
-        f"profile {report.profile}, phase {report.phase}. Each cell: best fine-class test accuracy (%), "
-        f"mean±std over seeds; under it Δ, the mean paired difference from {_REF}. "
-        f"* = significant after {CORRECTION}'s adjustment (p < {ALPHA}; with 3 seeds only large, consistent "
-        "gaps are); ? = not testable (under 2 paired seeds, or identical differences). f/m/r = a seed "
-        "failed/is missing/was retried. # = rank; under it the ranks its score interval allows. score = "
-        "geometric mean over the architectures (- = incomplete: not ranked); Δ all = pooled over (architecture, "
-        "seed)."
-        + (f" cost = training time / {_REF}'s on the same machine." if cost else "")
-        + (f" {CONTROL_LABEL}: not ranked or tested." if report.controls else ""),
-        "Intervals, p-values and final-epoch accuracy: a wider terminal, or --format markdown, csv or html.",
-    ] + retired_note(report)
+    return (
+        [
+            f"profile {report.profile}, phase {report.phase}. Each cell: best fine-class test accuracy (%), "
+            f"mean±std over seeds; under it Δ, the mean paired difference from {_REF}. "
+            f"* = significant after {CORRECTION}'s adjustment (p < {ALPHA}; with 3 seeds only large, consistent "
+            "gaps are); ? = not testable (under 2 paired seeds, or identical differences). f/m/r = a seed "
+            "failed/is missing/was retried. final = the last epoch's accuracy, mean over seeds. # = rank; under it "
+            "the ranks the pairwise tests allow. score = "
+            "geometric mean over the architectures (- = incomplete: not ranked); Δ all = pooled over (architecture, "
+            "seed). Ranks, Δ and * are within one table's settings (the first tables: the task's)."
+            + (
+                f" cost = training time / {_REF}'s over every epoch, on the same device type and sandbox "
+                "(a loaded machine inflates it)."
+                if cost
+                else ""
+            )
+            + (f" {CONTROL_LABEL}: not ranked or tested." if report.controls else ""),
+            "Intervals and p-values: a wider terminal, or --format markdown, csv, json or html.",
+        ]
+        + unranked_note(report)
+        + retired_note(report)
+    )

@@ -4,7 +4,7 @@ terminal table is :mod:`~harness.report.terminal`)."""
 from __future__ import annotations
 
 from harness.aggregate import ALPHA, CORRECTION, LEVEL, REFERENCE_BASELINE, TEST_NAME, ArchStats, Standing
-from harness.report.model import SECTIONS, Report
+from harness.report.model import HEADLINE, Report, Section
 from harness.static_sweep import CONTROL_LABEL, SWEEP
 from harness.text import markdown_text
 
@@ -56,7 +56,30 @@ def fmt_rank(e: Standing, *, stacked: bool = False) -> str:
 
 
 def fmt_score(e: Standing) -> str:
-    return f"{e.score:.2f}" if e.score is not None else "incomplete"
+    """``66.80 [66.12, 67.49]``: the score and its 95% interval (over the per-seed scores)."""
+    if e.score is None:
+        return "incomplete" if e.kind != "reference" else ""
+    return f"{e.score:.2f}" + (f" [{e.score_ci[0]:.2f}, {e.score_ci[1]:.2f}]" if e.score_ci is not None else "")
+
+
+def unranked_note(report: Report) -> list[str]:
+    """Why entries are listed without a rank, and how to rank on what they have."""
+    unranked = [e for e in report.entries if e.rank is None]
+    if not unranked:
+        return []
+    seeds = "/".join(str(x) for x in report.seeds) or "the protocol's seeds"
+    where = f"on {report.only_arch}" if report.only_arch else f"on every architecture ({', '.join(report.archs)})"
+    with_some = {a for e in unranked for a, s in e.archs.items() if s.complete}
+    hint = (
+        f" `harness leaderboard --arch {sorted(with_some)[0]}` ranks on one architecture."
+        if with_some and not report.only_arch and len(report.archs) > 1
+        else ""
+    )
+    return [
+        f"{len(unranked)} entr{'y is' if len(unranked) == 1 else 'ies are'} not ranked: an entry is ranked when "
+        f"every seed ({seeds}) has an ok run {where}. They follow the ranked ones, listed by what they have: the "
+        "most architectures with ok runs, then the geometric mean of their means." + hint
+    ]
 
 
 def fmt_cost(e: Standing) -> str:
@@ -89,26 +112,31 @@ def legend(report: Report) -> list[str]:
             "attempt failed; retried: the seed has more than one attempt, each a row); runs of seeds outside the "
             "profile's are not counted. final ARCH: the mean of the last epoch's fine test accuracy, which no "
             "choice of epoch flatters.",
-            "score = geometric mean over the architectures of the per-architecture means; rank over measured rows "
-            f"(submissions and baselines together); 'incomplete' = not every protocol seed{seeds} has an ok latest "
-            "attempt on every architecture: shown, not scored or ranked.",
+            "score = geometric mean over the architectures of the per-architecture means "
+            f"[its {LEVEL:.0%} t-interval over the per-seed scores, each seed's geometric mean across the "
+            "architectures]; 'incomplete' = not every protocol seed"
+            f"{seeds} has an ok latest attempt on every architecture: shown, not scored or ranked."
+            + (f" Ranked on {report.only_arch} alone (--arch)." if report.only_arch else ""),
+            f"Comparison groups: entries are ranked, compared with {REFERENCE_BASELINE.removesuffix('.py')} and "
+            f"adjusted only within their settings; the first tables are the task's ({HEADLINE}, shared network), "
+            "each other precision, topology, compile or deterministic setting has its own table.",
             f"Δ vs {REFERENCE_BASELINE.removesuffix('.py')}: mean over paired seeds (seeds both have) of the per-seed "
             f"difference, [its {LEVEL:.0%} t-interval]; {TEST_NAME} (df = n - 1); Δ pooled: the same over paired "
-            "(architecture, seed). p-values are adjusted for the multiple comparisons of this view with "
-            f"{CORRECTION}'s method (family-wise error over every Δ of the profile and phase, all entries); "
+            f"(architecture, seed). {CORRECTION}'s method adjusts every p-value of a comparison group as one family "
+            "(each entry against it per architecture and pooled, and every pair of ranked entries, pooled): "
             f"* = adjusted p < {ALPHA}. With n = 3 "
             "seeds (2 df) only large, consistent differences can reach it; no marker does not mean no difference.",
-            f"rank (a-b): the ranks allowed by the score interval (the geometric mean of the ends of the "
-            f"per-architecture means' {LEVEL:.0%} t-intervals: a summary of their spread, not itself a {LEVEL:.0%} "
-            "interval of the score) among the others': entries whose intervals overlap are not told apart by rank "
-            "alone.",
+            "rank (a-b): the ranks that no significant pairwise result contradicts (a = 1 + the entries significantly "
+            "above it, b = the group's count - those significantly below it); an entry significantly above another "
+            "never has a range reaching that entry's rank.",
         ]
         + (
             [
-                f"cost: training time over {REFERENCE_BASELINE.removesuffix('.py')}'s, summed over the (architecture, "
-                "seed) runs both have with the same settings, device, channels_last, sandbox and torch version (runs "
-                "that shared a device with --jobs are slower, and the rows do not say so); shown, never part of the "
-                "score."
+                f"cost: training time over {REFERENCE_BASELINE.removesuffix('.py')}'s: every epoch of each counted run "
+                "(a resumed run counts all its epochs), summed over the (architecture, seed) runs both have on the "
+                "same device type, sandbox, channels_last and torch version, with the same settings. A loaded "
+                "machine or runs sharing it (--jobs) inflate it, and the rows do not say so; shown, never part of "
+                "the score."
             ]
             if any(e.cost is not None for e in report.entries)
             else []
@@ -122,6 +150,7 @@ def legend(report: Report) -> list[str]:
             if report.controls
             else []
         )
+        + unranked_note(report)
         + retired_note(report)
     )
 
@@ -141,11 +170,11 @@ def _cells(report: Report, e: Standing) -> list[str]:
     return cells + [fmt_diff(e.pooled) if e.pooled is not None else "", fmt_score(e), fmt_cost(e)]
 
 
-def section_table(report: Report, kind: str, *, source: bool = True) -> tuple[list[str], list[list[str]]]:
+def section_table(report: Report, section: Section, *, source: bool = True) -> tuple[list[str], list[list[str]]]:
     """The header and cells of one section as the detailed formats show it: every interval and
     p-value; a column no row of the section fills is left out (rank and entry stay); published
     rows add their ``source`` unless ``source`` is False."""
-    rows = report.section(kind)
+    kind, rows = section.kind, section.rows
     cols = _columns(report) + (["source"] if kind == "reference" and source else [])
     cells = [_cells(report, e) + ([e.source] if kind == "reference" and source else []) for e in rows]
     keep = [i for i, c in enumerate(cols) if c in ("rank", "entry") or any(row[i] for row in cells)]
@@ -157,10 +186,9 @@ def section_table(report: Report, kind: str, *, source: bool = True) -> tuple[li
 
 def render_markdown(report: Report) -> str:
     out = [f"# Leaderboard ({report.profile}, {report.phase} phase)", ""]
-    for kind, title in SECTIONS:
-        cols, rows = section_table(report, kind)
-        if not rows:
-            continue
+    for section in report.sections():
+        cols, rows = section_table(report, section)
+        title = section.title
         out += [
             f"## {title[0].upper()}{title[1:]}",
             "",
