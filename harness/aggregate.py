@@ -132,6 +132,7 @@ class Standing:
     score_ci: tuple[float, float] | None = None  # 95% t-interval over its per-seed scores
     rank_range: tuple[int, int] | None = None  # the ranks the group's pairwise tests allow (best, worst)
     cost: float | None = None  # training time relative to equal_weighting's (same device and settings)
+    cost_on: str = ""  # the devices and sandboxes the cost compared ("cpu, docker")
     pairs: dict[str, ArchStats] = field(default_factory=dict)  # pooled test with each complete entry ranked below
     above: tuple[str, ...] = ()  # the entries of its group it is significantly above (after Holm)
     picked: dict[str, str] = field(default_factory=dict)  # a control line: arch -> the entry it shows
@@ -343,7 +344,7 @@ def _with_differences(entries: list[Standing]) -> list[Standing]:
             continue
         ref = reference[0]
         if ref is e:
-            out.append(dataclasses.replace(e, cost=cost_ratio(e, e)))
+            out.append(dataclasses.replace(e, cost=cost_ratio(e, e), cost_on=cost_basis(e, e)))
             continue
         archs = {}
         for arch, s in e.archs.items():
@@ -357,7 +358,9 @@ def _with_differences(entries: list[Standing]) -> list[Standing]:
             )
         mine, theirs = arch_seed_values(e.archs), arch_seed_values(ref.archs)
         pooled = compare(mine, theirs) if set(mine) & set(theirs) else None
-        out.append(dataclasses.replace(e, archs=archs, pooled=pooled, cost=cost_ratio(e, ref)))
+        out.append(
+            dataclasses.replace(e, archs=archs, pooled=pooled, cost=cost_ratio(e, ref), cost_on=cost_basis(e, ref))
+        )
     return out
 
 
@@ -372,12 +375,26 @@ def cost_ratio(e: Standing, ref: Standing) -> float | None:
     other settings; the device, channels_last, sandbox and torch version are matched here, run by
     run. Runs that shared a device (``--jobs N``) are slower each, and the rows do not say so."""
     mine = ours = 0.0
+    for _, seconds, theirs in _cost_pairs(e, ref):
+        mine, ours = mine + seconds, ours + theirs
+    return mine / ours if ours else None
+
+
+def cost_basis(e: Standing, ref: Standing) -> str:
+    """What :func:`cost_ratio` compared: the devices and sandboxes of its run pairs (``cpu, docker``)."""
+    found = {tuple(machine.split("|")[i] for i in (0, 2)) for machine, _, _ in _cost_pairs(e, ref)}
+    return "; ".join(f"{device}, {sandbox}" for device, sandbox in sorted(found))
+
+
+def _cost_pairs(e: Standing, ref: Standing) -> list[tuple[str, float, float]]:
+    """``(machine, e's seconds, ref's seconds)`` for each (architecture, seed) run both have on one machine."""
+    out = []
     for arch, s in e.archs.items():
         r = ref.archs.get(arch)
-        for seed, (device, seconds) in s.wall.items():
-            if r is not None and seed in r.wall and r.wall[seed][0] == device and r.wall[seed][1] > 0:
-                mine, ours = mine + seconds, ours + r.wall[seed][1]
-    return mine / ours if ours else None
+        for seed, (machine, seconds) in s.wall.items():
+            if r is not None and seed in r.wall and r.wall[seed][0] == machine and r.wall[seed][1] > 0:
+                out.append((machine, seconds, r.wall[seed][1]))
+    return out
 
 
 def _reference_of(members: list[Standing]) -> Standing | None:

@@ -111,9 +111,9 @@ def test_the_formats_show_them(lb):
     control = table[table["section"] == "control"].iloc[0]
     assert control["entry"] == CONTROL_LABEL and control["resnet20_picked"] == "w=2" and pd.isna(control["rank"])
     slow = table[table["entry"] == "slow.py"].iloc[0]
-    assert slow["cost"] == 2.5 and slow["resnet20_final_mean"] == round(62.1 - 0.5, 2)
+    assert slow["cost"] == 2.5 and slow["cost_on"] == "cpu, none" and slow["resnet20_final_mean"] == round(62.1 - 0.5, 2)
     r = harness("leaderboard", "--leaderboard", lb, "--format", "markdown", cwd=lb.parent)
-    assert "| cost |" in r.stdout and "| 2.50x |" in r.stdout and "(n=3; w=2)" in r.stdout
+    assert "| cost |" in r.stdout and "| 2.50x (cpu, none) |" in r.stdout and "(n=3; w=2)" in r.stdout  # and what it compared
     code, out = harness_in_terminal("leaderboard", "--leaderboard", lb, cwd=lb.parent, columns=80)
     assert code == 0 and max(len(line.rstrip()) for line in out.splitlines()) <= 80
     lines = out.splitlines()

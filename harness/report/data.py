@@ -38,7 +38,7 @@ HEAD = (
     "superseded",
     "identical_to",
 )
-TAIL = ("score", "score_low", "score_high", "significantly_above", "cost", "source")
+TAIL = ("score", "score_low", "score_high", "significantly_above", "cost", "cost_on", "source")
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -95,6 +95,7 @@ def entry_record(report: Report, e: Standing, section: str) -> dict[str, object]
         "score_high": _round(e.score_ci and e.score_ci[1], 2),
         "significantly_above": list(e.above),
         "cost": _round(e.cost, 2),
+        "cost_on": e.cost_on or None,
         "source": one_line(e.source),
     }
 
@@ -137,6 +138,7 @@ def render_csv(report: Report) -> str:
         row = {k: rec[k] for k in HEAD + TAIL}
         row["entry"] = csv_cell(str(rec["entry"]))
         row["source"] = csv_cell(str(rec["source"]))
+        row["cost_on"] = csv_cell(str(rec["cost_on"] or ""))
         row["identical_to"] = csv_cell("; ".join(rec["identical_to"]))  # type: ignore[arg-type]
         row["significantly_above"] = csv_cell("; ".join(rec["significantly_above"]))  # type: ignore[arg-type]
         for arch, values in rec["archs"].items():  # type: ignore[attr-defined]

@@ -84,6 +84,10 @@ def unranked_note(report: Report) -> list[str]:
 
 def fmt_cost(e: Standing) -> str:
     """``1.85x``: training time over equal weighting's on the same device and settings."""
+    return f"{e.cost:.2f}x ({e.cost_on})" if e.cost is not None and e.cost_on else fmt_cost_short(e)
+
+
+def fmt_cost_short(e: Standing) -> str:
     return f"{e.cost:.2f}x" if e.cost is not None else ""
 
 
