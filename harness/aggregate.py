@@ -418,7 +418,9 @@ def _tested(members: list[Standing]) -> list[Standing]:
             if ref is not None and (a is ref or b is ref):
                 continue  # the other entry's pooled comparison with equal weighting
             pairs[(i, j)] = compare(arch_seed_values(a.archs), arch_seed_values(b.archs))
-    slots: list[tuple[Standing, str]] = [(e, arch) for e in members for arch in e.archs] + [
+    # on one architecture (--arch) the pooled test is that architecture's test: one slot, not two
+    single = {id(e) for e in members if len(e.archs) == 1 and e.pooled is not None}
+    slots: list[tuple[Standing, str]] = [(e, arch) for e in members if id(e) not in single for arch in e.archs] + [
         (e, POOLED) for e in members if e.pooled is not None
     ]
     pair_keys = list(pairs)
@@ -428,6 +430,8 @@ def _tested(members: list[Standing]) -> list[Standing]:
         t = tested[id(e)]
         if arch == POOLED:
             tested[id(e)] = dataclasses.replace(t, pooled=dataclasses.replace(_slot(e, POOLED), p_adjusted=p))
+            for only in t.archs if id(e) in single else ():
+                t.archs[only] = dataclasses.replace(t.archs[only], p_adjusted=p)
         else:
             t.archs[arch] = dataclasses.replace(t.archs[arch], p_adjusted=p)
     for k, p in zip(pair_keys, adjusted[len(slots) :]):

@@ -155,5 +155,6 @@ def test_one_architecture_ranks_what_is_there_and_incomplete_entries_follow_by_w
     z = next(e for e in one["entries"] if e["entry"] == "z_high.py")
     assert z["score"] == round(sum(SUB["resnet20"]) / 3, 2)  # its own interval and tests on resnet20 alone
     assert z["score_low"] < z["score"] < z["score_high"] and z["archs"]["resnet20"]["p"] is not None
+    assert z["archs"]["resnet20"]["p_holm"] == z["pooled"]["p_holm"]  # one architecture: one test, counted once
     r = harness("leaderboard", "--leaderboard", lb, "--arch", "vgg16bn", cwd=tmp_path)
     assert r.returncode == 2 and "choose one of resnet20, resnet56" in r.stderr
