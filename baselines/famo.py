@@ -15,8 +15,8 @@ The harness computes that pass for a module that asks for ``previous_losses_afte
 hands its losses over at the next call; the logits are updated at the start of that call, before
 its weights are computed, which is exactly the official order (step, measure, update the logits,
 next batch). Only the logits' update after a run's very last step, which trains nothing, is left
-out. The extra forward pass (one per step, about a third of a training step) is part of the run's
-training time and so of its cost on the board. The cheaper variant that takes "after" from the
+out. The extra forward pass (one per step, without gradient) is part of the run's training time
+and so of its cost on the board. The cheaper variant that takes "after" from the
 next batch instead, with no extra pass, is ``famo_next_batch.py``.
 
 Defaults, from the official code: ``w_lr`` 0.025; gamma 0.01 is its experiments' default

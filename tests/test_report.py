@@ -157,7 +157,7 @@ def test_cli_formats_sections_and_markers(full_leaderboard, tmp_path):
     assert "61.00±1.00" in out  # equal_weighting on resnet20
     dwa = [line for line in lines if line.split()[:1] == ["dwa"]]
     assert len(dwa) == 2 and {line.split()[1] for line in dwa} == {"[1]", "[2]"}  # one per source
-    assert "[1] task card (shared/seeds/" in out and "vgg16bn" not in out
+    assert "[1] the task's published table of MLS-Bench" in out and "vgg16bn" not in out
     legend = " ".join(out.split())  # the legend wraps at 80 columns
     assert "* = significant after Holm's adjustment" in legend and "f/m/r = a seed failed" in legend
     # a terminal wide enough for the detailed table: every interval and p-value, the long legend
