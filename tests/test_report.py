@@ -126,7 +126,7 @@ def test_phases_and_reference_rows(tmp_path):
     assert {r.label for r in public.references} >= {"dwa", "pcgrad", "uncertainty"}
     assert all(r.rank is None and r.source for r in public.references)
     assert [e.label for e in public.entries] == ["equal_weighting.py"]
-    dwa_card = [r for r in public.references if r.label == "dwa" and r.source.startswith("task card")][0]
+    dwa_card = [r for r in public.references if r.label == "dwa" and r.source.startswith("the task's published table")][0]
     assert dwa_card.archs["resnet20"].mean == pytest.approx(67.96) and dwa_card.archs["resnet20"].n == 1
     # other profiles get no reference rows (the numbers are for the full protocol)
     tiny = read_rows(write_leaderboard(tmp_path / "tiny.csv", [leaderboard_row()]))
