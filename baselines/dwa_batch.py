@@ -1,28 +1,35 @@
-"""Dynamic Weight Average, per-batch variant (after Liu et al., CVPR 2019).
+"""Dynamic Weight Average, per batch, exactly as the benchmark task's published DWA row was produced
+(after Liu et al., "End-to-End Multi-Task Learning with Attention", CVPR 2019).
 
-As ``dwa.py`` but the loss ratios are those of consecutive training batches,
-``r_k = L_k(step - 1) / L_k(step - 2)``, with T = 2 and K = 2; uniform weights (1, 1) during
-epoch 0 (and until two batches have been seen).
+The published fill of the task's ``MultiTaskLoss`` keeps the previous call's detached losses. While
+``epoch == 0`` (or on the very first call) the weights are (1, 1); otherwise the ratios are this
+batch's losses over the previous call's, ``r_k = L_k(now) / (L_k(previous call) + 1e-8)``, and the
+weights ``2 * softmax(r / 2)`` (T = 2, K = 2: they sum to 2, the scale of equal weighting). The
+previous losses are overwritten on every call, epoch 0 included, so the first call of epoch 1
+compares with the last batch of epoch 0. Returns ``sum_k w_k L_k`` (the heads are weighted too).
+
+This is not the paper's DWA, which compares epoch-averaged losses of the two previous epochs: that
+is ``dwa.py``. ``tests/test_published_reproductions.py`` trains this file through the harness and
+the fill as published in one process (float64, two epochs) and compares every parameter.
 """
 
-import math
-
+import torch
 import torch.nn as nn
 
 TEMPERATURE = 2.0
+EPS = 1e-8
 
 
 class MultiTaskLoss(nn.Module):
     def __init__(self):
         super().__init__()
-        self.history = []  # (fine, coarse) loss values of the previous batches, at most 2
+        self.prev = None  # the previous call's detached losses (fine, coarse)
 
     def forward(self, fine_loss, coarse_loss, epoch, total_epochs):
-        if epoch == 0 or len(self.history) < 2:
-            w_fine, w_coarse = 1.0, 1.0
+        now = torch.stack([fine_loss.detach(), coarse_loss.detach()])
+        if self.prev is None or epoch == 0:
+            weights = torch.ones(2, dtype=now.dtype)
         else:
-            (f2, c2), (f1, c1) = self.history
-            exps = [math.exp((f1 / f2) / TEMPERATURE), math.exp((c1 / c2) / TEMPERATURE)]
-            w_fine, w_coarse = 2 * exps[0] / sum(exps), 2 * exps[1] / sum(exps)
-        self.history = (self.history + [(float(fine_loss.detach()), float(coarse_loss.detach()))])[-2:]
-        return w_fine * fine_loss + w_coarse * coarse_loss
+            weights = 2 * torch.softmax(now / (self.prev + EPS) / TEMPERATURE, dim=0)
+        self.prev = now
+        return weights[0] * fine_loss + weights[1] * coarse_loss

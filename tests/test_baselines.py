@@ -17,7 +17,7 @@ NAMES = sorted(p.stem for p in BASELINES.glob("*.py"))
 def test_the_expected_files_exist():
     assert set(NAMES) == {
         "equal_weighting", "uncertainty", "dwa", "dwa_batch", "pcgrad", "fine_only", "coarse_anneal", "rlw", "gls",
-        "db_mtl", "famo", "amtl", "mgda", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl", "upgrad", "gradnorm",
+        "db_mtl", "famo", "famo_next_batch", "pcgrad_mlsbench", "amtl", "mgda", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl", "upgrad", "gradnorm",
         "static_coarse_0p1", "static_coarse_0p3", "static_coarse_0p5", "static_coarse_2", "static_coarse_3"}
 
 
@@ -58,13 +58,30 @@ def test_dwa_uses_epoch_averaged_loss_ratios():
     assert weights[2] == (pytest.approx(2 * e_f / (e_f + e_c)), pytest.approx(2 * e_c / (e_f + e_c)))
 
 
-def test_dwa_batch_uses_consecutive_batch_ratios():
+def test_dwa_batch_compares_this_batch_with_the_previous_call():
     loss = load("dwa_batch")
     assert call(loss, 4.0, 2.0, epoch=0)[1:] == (1.0, 1.0)
     assert call(loss, 3.0, 2.5, epoch=0)[1:] == (1.0, 1.0)  # uniform throughout epoch 0
-    d = call(loss, 2.0, 2.0, epoch=1)[1:]
-    e_f, e_c = math.exp((3.0 / 4.0) / 2), math.exp((2.5 / 2.0) / 2)
+    d = call(loss, 2.0, 2.0, epoch=1)[1:]  # this batch over the last call of epoch 0
+    e_f, e_c = math.exp((2.0 / (3.0 + 1e-8)) / 2), math.exp((2.0 / (2.5 + 1e-8)) / 2)
     assert d == (pytest.approx(2 * e_f / (e_f + e_c)), pytest.approx(2 * e_c / (e_f + e_c)))
+    d = call(loss, 1.0, 3.0, epoch=1)[1:]
+    e_f, e_c = math.exp((1.0 / 2.0) / 2), math.exp((3.0 / 2.0) / 2)
+    assert d == (pytest.approx(2 * e_f / (e_f + e_c)), pytest.approx(2 * e_c / (e_f + e_c)))
+    fresh = load("dwa_batch")
+    assert call(fresh, 4.0, 2.0, epoch=3)[1:] == (1.0, 1.0)  # no previous call yet
+
+
+def test_pcgrad_mlsbench_weights_from_the_gramian_and_the_fine_head_norm():
+    loss = load("pcgrad_mlsbench")
+    g = torch.tensor([[4.0, -1.0], [-1.0, 2.0]])
+    _, d_f, d_c = call(loss, 3.0, 1.0, gramian=g, head_sq_norms=torch.tensor([1.0, 5.0]))
+    assert (d_f, d_c) == (pytest.approx(1 + 1 / 5), pytest.approx(1 + 1 / 2))  # |g0|^2 = 4 + 1; |g1|^2 = 2
+    f, c = torch.tensor(3.0, requires_grad=True), torch.tensor(1.0, requires_grad=True)
+    head = loss.head_loss(f, c)
+    assert torch.autograd.grad(head, [f, c], allow_unused=True) == (pytest.approx(1.2), None)  # no coarse head
+    _, d_f, d_c = call(loss, 3.0, 1.0, gramian=g.abs(), head_sq_norms=torch.tensor([1.0, 5.0]))
+    assert (d_f, d_c) == (1.0, 1.0)
 
 
 def test_rlw_weights_are_random_positive_seeded_and_sum_to_two():
@@ -76,10 +93,12 @@ def test_rlw_weights_are_random_positive_seeded_and_sum_to_two():
     assert all(w_f > 0 and w_c > 0 and w_f + w_c == pytest.approx(2.0, rel=1e-6) for w_f, w_c in first)
 
 
-def test_famo_matches_an_adam_driven_reference():
+@pytest.mark.parametrize("name", ["famo", "famo_next_batch"])
+def test_famo_matches_an_adam_driven_reference(name):
     """An independent FAMO in the style of the official code: softmax logits stepped by
-    ``torch.optim.Adam`` with the softmax Jacobian from autograd, fed the losses one step late."""
-    loss = load("famo")
+    ``torch.optim.Adam`` with the softmax Jacobian from autograd. ``famo`` gets the batch's losses
+    after the step (here made up) at the next call; ``famo_next_batch`` takes the next batch's."""
+    loss = load(name)
     xi = torch.zeros(2, dtype=torch.float64, requires_grad=True)
     adam = torch.optim.Adam([xi], lr=0.025, weight_decay=0.01)
     gen = torch.Generator().manual_seed(0)
@@ -87,8 +106,9 @@ def test_famo_matches_an_adam_driven_reference():
     for step in range(40):
         losses = torch.tensor([4.6, 3.0], dtype=torch.float64) * torch.exp(-step / 20 * torch.rand(2, generator=gen,
                                                                                                  dtype=torch.float64))
+        after = None if prev is None else prev * (0.9 + 0.2 * torch.rand(2, generator=gen, dtype=torch.float64))
         if prev is not None:
-            delta = (prev + 1e-8).log() - (losses + 1e-8).log()
+            delta = (prev + 1e-8).log() - ((after if name == "famo" else losses) + 1e-8).log()
             adam.zero_grad()
             xi.grad = torch.autograd.grad(torch.softmax(xi, -1), xi, grad_outputs=delta)[0]
             adam.step()
@@ -96,7 +116,8 @@ def test_famo_matches_an_adam_driven_reference():
         z = torch.softmax(xi.detach(), -1)
         d = losses + 1e-8
         expected = 2 * z / ((z / d).sum() * d)  # K * d/dL_k of sum_k z_k log L_k / c
-        _, d_f, d_c = call(loss, float(losses[0]), float(losses[1]), epoch=step // 10)
+        inputs = {"previous_losses_after_update": after} if name == "famo" else {}
+        _, d_f, d_c = call(loss, float(losses[0]), float(losses[1]), epoch=step // 10, **inputs)
         assert (d_f, d_c) == (pytest.approx(float(expected[0]), rel=1e-5), pytest.approx(float(expected[1]), rel=1e-5))
         seen.add(round(float(z[0]), 3))
     assert len(seen) > 10  # the logits did move

@@ -12,6 +12,7 @@ import pytest
 from helpers import REPO, harness, leaderboard_row
 from harness import leaderboard, provenance, report
 from harness.leaderboard import append_row, read_rows
+from harness.published import PUBLISHED, published
 from harness.protocol import LeaderboardRow
 
 SHIPPED = REPO / "leaderboard.csv"
@@ -25,11 +26,24 @@ def test_the_shipped_leaderboard_holds_only_published_rows_with_their_sources():
     assert rows["source"].str.len().min() > 0
     for record in rows.to_dict("records"):  # every row is a valid row of the schema
         LeaderboardRow(**{k: (None if v != v else v) for k, v in record.items()})
-    # the task card's own baselines, per seed, as the task card prints them
-    card = rows[rows["source"].str.startswith("task card")]
+    # the task's own table, per seed, as the task prints it; no source names a file of this project
+    assert not rows["source"].str.contains("seeds/|\\.txt|task card", regex=True).any()
+    card = rows[rows["source"].str.startswith("the task's published table")]
     dwa = card[(card["submission"] == "dwa") & (card["arch"] == "resnet20")]
     assert dwa["best_fine_acc"].tolist() == [67.96] and dwa["seed"].tolist() == [42]
     assert not (REPO / "harness" / "reference_results.csv").exists()  # one source of truth
+
+
+def test_every_published_row_says_what_produced_it_and_what_reproduces_it():
+    rows = read_rows(SHIPPED)
+    assert set(rows["submission"]) == set(PUBLISHED)
+    baselines = {p.name for p in (REPO / "baselines").glob("*.py")}
+    for name, what in PUBLISHED.items():
+        assert what.note and "\n" not in what.note and (what.baseline is None or what.baseline in baselines), name
+    assert {n: p.baseline for n, p in PUBLISHED.items() if p.baseline} == {
+        "dwa": "dwa_batch.py", "pcgrad": "pcgrad_mlsbench.py", "uncertainty": "uncertainty.py"}
+    assert "coarse head was never trained" in published("pcgrad").note
+    assert published("openai/gpt-5.4 (agent)").baseline is None and published("equal_weighting") is None
 
 
 def test_published_rows_stay_outside_every_score(tmp_path):

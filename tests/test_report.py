@@ -126,7 +126,7 @@ def test_phases_and_reference_rows(tmp_path):
     assert {r.label for r in public.references} >= {"dwa", "pcgrad", "uncertainty"}
     assert all(r.rank is None and r.source for r in public.references)
     assert [e.label for e in public.entries] == ["equal_weighting.py"]
-    dwa_card = [r for r in public.references if r.label == "dwa" and r.source.startswith("task card")][0]
+    dwa_card = [r for r in public.references if r.label == "dwa" and r.source.startswith("the task's published table")][0]
     assert dwa_card.archs["resnet20"].mean == pytest.approx(67.96) and dwa_card.archs["resnet20"].n == 1
     # other profiles get no reference rows (the numbers are for the full protocol)
     tiny = read_rows(write_leaderboard(tmp_path / "tiny.csv", [leaderboard_row()]))
@@ -163,7 +163,7 @@ def test_cli_formats_sections_and_markers(full_leaderboard, tmp_path):
     assert "61.00±1.00" in out  # equal_weighting on resnet20
     dwa = [line for line in lines if line.split()[:1] == ["dwa"]]
     assert len(dwa) == 2 and {line.split()[1] for line in dwa} == {"[1]", "[2]"}  # one per source
-    assert "[1] task card (shared/seeds/" in out and "vgg16bn" not in out
+    assert "[1] the task's published table of MLS-Bench" in out and "vgg16bn" not in out
     legend = " ".join(out.split())  # the legend wraps at 80 columns
     assert "* = significant after Holm's adjustment" in legend and "f/m/r = a seed failed" in legend
     # a terminal wide enough for the detailed table: every interval and p-value, the long legend

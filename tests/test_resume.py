@@ -245,3 +245,21 @@ def test_a_sigkilled_smoke_evaluation_resumes_and_matches_an_uninterrupted_one(t
     a = a[a["arch"] == "resnet20"]
     assert len(b) == 1 and (a["best_fine_acc"].tolist(), a["final_fine_acc"].tolist()) == (b["best_fine_acc"].tolist(),
                                                                            b["final_fine_acc"].tolist())
+
+
+def test_a_checkpoint_whose_messages_another_build_wrote_is_not_replayed(tmp_path):
+    """STEP records of another layout (an older harness's, before the head norms and the losses after
+    the update joined them) would be refused by the worker as a failure of the submission: the
+    checkpoint is set aside instead, and the run starts from scratch."""
+    from harness.isolation import worker as wire
+    from harness.training.checkpoint import Checkpointer
+
+    spec = run_spec(tiny_profile(epochs=3), submission="famo.py")
+    ckpt = Checkpointer(RunDir(tmp_path / "r").checkpoint, spec)
+    old_record = wire.pack_frame(wire.STEP, bytes(wire.STEP_RECORD.size - 32))
+    ckpt.save(1, [], [old_record], {"model": {}})
+    resume, notes = ckpt.load()
+    assert resume is None and len(notes) == 1 and "not this harness version's" in notes[0]
+    ckpt.save(1, [], [wire.pack_frame(wire.STEP, bytes(wire.STEP_RECORD.size))], {"model": {}})
+    resume, notes = ckpt.load()
+    assert resume is not None and len(resume.frames) == 1 and notes == []

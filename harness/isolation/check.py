@@ -265,10 +265,11 @@ def probe_epochs(total_epochs: int) -> list[tuple[int, int]]:
 
 
 def _probe_schedule(total_epochs: int = 200) -> list[StepRequest]:
-    """Plausible, decreasing losses, random Gramians (some conflicting) and accuracies, over every
-    epoch of a run of ``total_epochs`` (the profile's; :func:`probe_epochs`)."""
+    """Plausible, decreasing losses, random Gramians (some conflicting), head norms, accuracies and
+    losses after the update (none on the first call), over every epoch of a run of ``total_epochs``
+    (the profile's; :func:`probe_epochs`)."""
     rng = random.Random(0)
-    out = []
+    out: list[StepRequest] = []
     schedule = probe_epochs(total_epochs)
     steps_per_epoch = schedule[0][1]
     k = 0
@@ -292,6 +293,8 @@ def _probe_schedule(total_epochs: int = 200) -> list[StepRequest]:
                     coarse_loss=math.log(20) * decay + 0.05 * rng.random(),
                     gramian=(sum(a * a for a in gf), dot, sum(b * b for b in gc)),
                     batch_accuracy=(min(1.0, 0.01 + 0.07 * step), min(1.0, 0.05 + 0.08 * step)),
+                    head_sq_norms=(0.3 * decay, 0.2 * decay),
+                    after_losses=(out[-1].fine_loss * 0.97, out[-1].coarse_loss * 0.98) if out else None,
                 )
             )
     return out

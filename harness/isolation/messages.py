@@ -120,11 +120,18 @@ class StepRequest:
     coarse_loss: float
     gramian: tuple[float, float, float] | None = None  # g00, g01, g11
     batch_accuracy: tuple[float, float] | None = None  # fine, coarse in [0, 1]
+    head_sq_norms: tuple[float, float] | None = None  # |g_fine|^2, |g_coarse|^2 over each task's own head
+    after_losses: tuple[float, float] | None = None  # the previous batch's losses after the last update
 
     def pack(self) -> bytes:
-        g = self.gramian or (0.0, 0.0, 0.0)
-        a = self.batch_accuracy or (0.0, 0.0)
-        flags = (wire.FLAG_GRAMIAN if self.gramian else 0) | (wire.FLAG_ACCURACY if self.batch_accuracy else 0)
+        flags = 0
+        for value, flag in (
+            (self.gramian, wire.FLAG_GRAMIAN),
+            (self.batch_accuracy, wire.FLAG_ACCURACY),
+            (self.head_sq_norms, wire.FLAG_HEAD_NORMS),
+            (self.after_losses, wire.FLAG_AFTER),
+        ):
+            flags |= flag if value is not None else 0
         return wire.pack_step(
             wire.StepRecord(
                 self.epoch,
@@ -134,8 +141,10 @@ class StepRequest:
                 self.lr,
                 self.fine_loss,
                 self.coarse_loss,
-                *g,
-                *a,
+                *(self.gramian or (0.0, 0.0, 0.0)),
+                *(self.batch_accuracy or (0.0, 0.0)),
+                *(self.head_sq_norms or (0.0, 0.0)),
+                *(self.after_losses or (0.0, 0.0)),
                 flags,
             )
         )

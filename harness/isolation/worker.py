@@ -47,7 +47,7 @@ READY, RESULT, ERROR, STATE_REPLY = 101, 102, 103, 104  # worker -> trainer
 HEADER = struct.Struct("<BI")
 MAX_FRAME = 4 << 20  # bytes; a longer frame is a protocol violation
 
-STEP_RECORD = struct.Struct("<qqqqddddddddI")
+STEP_RECORD = struct.Struct("<qqqqddddddddddddI")
 MAX_STATE_EXTRA = 10_000  # numbers of buffers and plain attributes in a state report, beyond the parameters
 
 
@@ -64,11 +64,14 @@ class StepRecord(NamedTuple):
     g11: float
     batch_fine_acc: float
     batch_coarse_acc: float
+    head_fine_sq: float
+    head_coarse_sq: float
+    after_fine: float
+    after_coarse: float
     flags: int
 
 
-FLAG_GRAMIAN = 1
-FLAG_ACCURACY = 2
+FLAG_GRAMIAN, FLAG_ACCURACY, FLAG_HEAD_NORMS, FLAG_AFTER = 1, 2, 4, 8
 
 RESULT_RECORD = struct.Struct("<dddddI")
 
@@ -99,6 +102,11 @@ CAPABILITIES: dict[str, str] = {
     "steps_per_epoch": "int, training steps per epoch",
     "batch_fine_acc": "float in [0, 1], fine accuracy of the current training batch before the update",
     "batch_coarse_acc": "float in [0, 1], coarse accuracy of the current training batch before the update",
+    "head_sq_norms": "tensor (|g_fine|^2, |g_coarse|^2) over the parameters only that task's loss reaches, beyond "
+    "those of `gramian` (each task's own head in the task's topology): G[k][k] + head_sq_norms[k] is the "
+    "squared norm of task k's gradient over every parameter its loss reaches",
+    "previous_losses_after_update": "tensor (fine, coarse): the previous call's batch, its losses recomputed after "
+    "the update that call caused (a second forward pass, training mode, no gradient); None on a run's first call",
 }
 """Optional keyword-only parameters of ``forward``; the trainer computes only those asked for."""
 
@@ -343,58 +351,47 @@ class LossSession:
     def step(self, record: StepRecord) -> ResultRecord:
         """One training step."""
         torch = self.torch
-        (
-            epoch,
-            total_epochs,
-            step,
-            steps_per_epoch,
-            lr,
-            fine_v,
-            coarse_v,
-            g00,
-            g01,
-            g11,
-            fine_acc,
-            coarse_acc,
-            flags,
-        ) = record
-        fine_leaf = torch.tensor(fine_v, dtype=self.dtype, requires_grad=True)
-        coarse_leaf = torch.tensor(coarse_v, dtype=self.dtype, requires_grad=True)
+        fine_leaf = torch.tensor(record.fine_loss, dtype=self.dtype, requires_grad=True)
+        coarse_leaf = torch.tensor(record.coarse_loss, dtype=self.dtype, requires_grad=True)
         fine, coarse = as_loss(fine_leaf), as_loss(coarse_leaf)
-        kwargs: dict[str, Any] = {}
-        for cap in self.capabilities:
-            if cap == "gramian":
-                if not flags & FLAG_GRAMIAN:
-                    raise RuntimeError("trainer sent no Gramian")
-                kwargs[cap] = torch.tensor([[g00, g01], [g01, g11]], dtype=self.dtype)
-            elif cap == "step":
-                kwargs[cap] = int(step)
-            elif cap == "steps_per_epoch":
-                kwargs[cap] = int(steps_per_epoch)
-            elif cap in ("batch_fine_acc", "batch_coarse_acc"):
-                if not flags & FLAG_ACCURACY:
-                    raise RuntimeError("trainer sent no batch accuracies")
-                kwargs[cap] = float(fine_acc if cap == "batch_fine_acc" else coarse_acc)
+        kwargs = {cap: self._input(cap, record) for cap in self.capabilities}
         for p in self.params:
             p.grad = None
-        args = (fine, coarse) if self.losses_only else (fine, coarse, int(epoch), int(total_epochs))
+        args = (fine, coarse) if self.losses_only else (fine, coarse, int(record.epoch), int(record.total_epochs))
         out = self.module(*args, **kwargs)
         self._check_output(out, "forward")
         out.backward()
         d_fine, d_coarse, uses = self._derivatives(fine_leaf.grad, coarse_leaf.grad, "the loss")
         h_fine, h_coarse, head_uses = d_fine, d_coarse, uses
         if self.head_loss is not None:  # after forward, so that it may use what forward computed
-            fine_h = torch.tensor(fine_v, dtype=self.dtype, requires_grad=True)
-            coarse_h = torch.tensor(coarse_v, dtype=self.dtype, requires_grad=True)
+            fine_h = torch.tensor(record.fine_loss, dtype=self.dtype, requires_grad=True)
+            coarse_h = torch.tensor(record.coarse_loss, dtype=self.dtype, requires_grad=True)
             head = self.head_loss(fine_h, coarse_h)
             self._check_output(head, HEAD_LOSS)
             grad_fine, grad_coarse = torch.autograd.grad(head, [fine_h, coarse_h], allow_unused=True)  # no parameters
             h_fine, h_coarse, head_uses = self._derivatives(grad_fine, grad_coarse, "the head loss")
         if self.optimizer is not None:
             for group in self.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = record.lr
             self.optimizer.step()
         return ResultRecord(float(out.detach()), d_fine, d_coarse, h_fine, h_coarse, uses | head_uses << 2)
+
+    def _input(self, cap: str, r: StepRecord) -> Any:
+        """The value of the optional input ``cap`` for this step (:data:`CAPABILITIES`)."""
+        pairs = {
+            "gramian": (FLAG_GRAMIAN, [[r.g00, r.g01], [r.g01, r.g11]]),
+            "head_sq_norms": (FLAG_HEAD_NORMS, [r.head_fine_sq, r.head_coarse_sq]),
+            "batch_fine_acc": (FLAG_ACCURACY, r.batch_fine_acc),
+            "batch_coarse_acc": (FLAG_ACCURACY, r.batch_coarse_acc),
+        }
+        if cap in ("step", "steps_per_epoch"):
+            return int(getattr(r, cap))
+        if cap == "previous_losses_after_update":  # absent on a run's first call
+            return self.torch.tensor([r.after_fine, r.after_coarse], dtype=self.dtype) if r.flags & FLAG_AFTER else None
+        flag, value = pairs[cap]
+        if not r.flags & flag:
+            raise RuntimeError(f"trainer sent no {cap}")
+        return float(value) if isinstance(value, float) else self.torch.tensor(value, dtype=self.dtype)
 
     @staticmethod
     def _derivatives(grad_fine: Any, grad_coarse: Any, what: str) -> tuple[float, float, int]:

@@ -52,7 +52,9 @@ def _frames(blob: bytes) -> list[bytes]:
 
     frames, i = [], 0
     while i < len(blob):
-        _, length = wire.HEADER.unpack_from(blob, i)
+        kind, length = wire.HEADER.unpack_from(blob, i)
+        if kind != wire.STEP or length != wire.STEP_RECORD.size:  # e.g. an older build's STEP record
+            raise ValueError("its loss-worker messages are not this harness version's")
         end = i + wire.HEADER.size + length
         frames.append(blob[i:end])
         i = end

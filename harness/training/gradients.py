@@ -10,7 +10,14 @@ import torch
 
 from harness.isolation.client import StepReply
 
-__all__ = ["_backward_combined", "_backward_per_task", "_gramian", "_set_combined_gradients", "_task_gradients"]
+__all__ = [
+    "_backward_combined",
+    "_backward_per_task",
+    "_gramian",
+    "_head_sq_norms",
+    "_set_combined_gradients",
+    "_task_gradients",
+]
 
 
 Grads = tuple[torch.Tensor | None, ...]
@@ -53,6 +60,18 @@ def _gramian(g_fine: Grads, g_coarse: Grads, over: list[int]) -> torch.Tensor:
     flat_f = torch.cat([f.reshape(-1) for f, _ in keep])
     flat_c = torch.cat([c.reshape(-1) for _, c in keep])
     return torch.stack([flat_f.dot(flat_f), flat_f.dot(flat_c), flat_c.dot(flat_c)])
+
+
+def _head_sq_norms(
+    g_fine: Grads, g_coarse: Grads, own: tuple[list[int], list[int]], device: torch.device
+) -> list[torch.Tensor]:
+    """``|g_fine|^2`` over the parameters ``own[0]`` and ``|g_coarse|^2`` over ``own[1]`` (each task's
+    own head: the parameters only its loss reaches, outside the Gramian's); 0 over none."""
+    out = []
+    for grads, pick in ((g_fine, own[0]), (g_coarse, own[1])):
+        kept = [g for g in (grads[i] for i in pick) if g is not None]
+        out.append(torch.stack([g.square().sum() for g in kept]).sum() if kept else torch.zeros((), device=device))
+    return out
 
 
 def _set_combined_gradients(

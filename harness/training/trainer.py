@@ -16,6 +16,10 @@ and which losses ``L`` uses at all (:class:`~harness.isolation.client.StepReply`
   ``dL/dfine * g_fine + dL/dcoarse * g_coarse`` and the others (a task's own head) their task's
   gradient times ``dH/dL_k`` (``H``: the head loss, ``L`` itself without one). No third
   backward pass.
+
+A module that asks for ``previous_losses_after_update`` also gets, per step, a second forward pass
+on the batch after the update (no gradient, training mode, as FAMO's official loop does it); its
+losses go to the worker with the next step's request.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from harness.rundir import RunDir
 from harness.training.checkpoint import Checkpointer, Resume
 from harness.training.data import Split, TrainLoader, eval_batches
 from harness.training.device import autocast_context, set_determinism, set_fp32_precision
-from harness.training.gradients import _backward_combined, _backward_per_task, _gramian, _task_gradients
+from harness.training.gradients import _backward_combined, _backward_per_task, _gramian, _head_sq_norms, _task_gradients
 from harness.training.models import TwoHeadNet, build_model, task_reach
 from harness.training.sharing import CpuShare
 
@@ -69,6 +73,14 @@ class TrainMeans:
         self.w_coarse += k * (reply.w_coarse - self.w_coarse)
 
 
+@dataclass
+class Carry:
+    """What one step leaves for the next, across epochs (and checkpoints): the batch's losses
+    recomputed after the update, for a module that asks for ``previous_losses_after_update``."""
+
+    after_losses: torch.Tensor | None = None
+
+
 @dataclass(frozen=True)
 class TestMetrics:
     """The test split after an epoch: mean losses, and accuracies in percent."""
@@ -90,10 +102,13 @@ def train_one_epoch(
     on_step: Callable[[], None] | None = None,
     precision: str = "fp32",
     forward: Callable | None = None,
+    carry: Carry | None = None,
 ) -> TrainMeans:
     """Train one epoch; returns its :class:`TrainMeans`.
     ``forward`` (default: ``model``) computes the two heads' logits, e.g. a compiled model.
-    What the worker asked for (its :class:`Ready`) decides what each step computes."""
+    What the worker asked for (its :class:`Ready`) decides what each step computes. ``carry``
+    holds what a step leaves for the next one (kept by the caller across epochs)."""
+    carry = Carry() if carry is None else carry
     forward = model if forward is None else forward
     ready = worker.ready
     if ready is None:
@@ -101,13 +116,16 @@ def train_one_epoch(
     lr = optimizer.param_groups[0]["lr"]
     use_gramian = "gramian" in ready.capabilities
     use_accuracy = "batch_fine_acc" in ready.capabilities or "batch_coarse_acc" in ready.capabilities
-    per_task = use_gramian or ready.head_loss  # the heads and the backbone are weighted apart
+    use_head_norms = "head_sq_norms" in ready.capabilities
+    use_after = "previous_losses_after_update" in ready.capabilities
+    per_task = use_gramian or use_head_norms or ready.head_loss  # the heads and the backbone are weighted apart
     params = list(model.parameters())
     if per_task:  # which losses reach each parameter: fixed by the topology, found once per epoch
         reach = task_reach(model)
         shared = [i for i, (f, c) in enumerate(zip(*reach)) if f and c]  # both losses reach them
         groups = (shared, [i for i in range(len(params)) if not (reach[0][i] and reach[1][i])])
         gramian_over = shared or list(range(len(params)))  # nothing shared: over every parameter, G01 = 0
+        own = ([i for i in groups[1] if reach[0][i]], [i for i in groups[1] if reach[1][i]]) if shared else ([], [])
     steps_per_epoch = loader.steps_per_epoch
     means = TrainMeans()
     model.train()
@@ -124,6 +142,11 @@ def train_one_epoch(
             g_fine, g_coarse = _task_gradients(params, fine, coarse, reach)
         if use_gramian:
             to_host.extend(_gramian(g_fine, g_coarse, gramian_over))
+        if use_head_norms:
+            to_host.extend(_head_sq_norms(g_fine, g_coarse, own, fine.device))
+        after = carry.after_losses if use_after else None
+        if after is not None:
+            to_host.extend(after)
         if use_accuracy:
             to_host.append((fine_logits.argmax(1) == y_fine).float().mean())
             to_host.append((coarse_logits.argmax(1) == y_coarse).float().mean())
@@ -144,6 +167,8 @@ def train_one_epoch(
             fine_loss=fine_v,
             coarse_loss=coarse_v,
             gramian=tuple(host[2:5]) if use_gramian else None,
+            head_sq_norms=_at(host, 2 + 3 * use_gramian) if use_head_norms else None,
+            after_losses=_at(host, 2 + 3 * use_gramian + 2 * use_head_norms) if after is not None else None,
             batch_accuracy=tuple(host[-2:]) if use_accuracy else None,
         )
         try:
@@ -156,10 +181,27 @@ def train_one_epoch(
         else:
             _backward_combined(fine, coarse, reply)
         optimizer.step()
+        if use_after:  # the same batch after the update, as FAMO's official code measures it
+            carry.after_losses = _losses_after_update(forward, x, y_fine, y_coarse, precision)
         means.add(fine_v, coarse_v, reply)
         if on_step is not None:
             on_step()
     return means
+
+
+def _at(host: list[float], i: int) -> tuple[float, float]:
+    return host[i], host[i + 1]
+
+
+@torch.no_grad()
+def _losses_after_update(
+    forward: Callable, x: torch.Tensor, y_fine: torch.Tensor, y_coarse: torch.Tensor, precision: str
+) -> torch.Tensor:
+    """A second forward pass on the step's batch after the update, in training mode (batch-norm
+    statistics and their running averages as the official FAMO loop leaves them); stays on the device."""
+    with autocast_context(precision, x.device.type):
+        fine_logits, coarse_logits = forward(x)
+        return torch.stack([F.cross_entropy(fine_logits, y_fine), F.cross_entropy(coarse_logits, y_coarse)])
 
 
 @torch.no_grad()
@@ -273,6 +315,7 @@ def _epoch(
     test_batches: list,
     forward: Callable,
     on_step: Callable[[], None],
+    carry: Carry,
 ) -> EpochMetrics:
     """One epoch at its scheduled learning rate, then the test split."""
     start = time.perf_counter()
@@ -290,6 +333,7 @@ def _epoch(
         on_step=on_step,
         precision=spec.precision,
         forward=forward,
+        carry=carry,
     )
     test = evaluate(model, test_batches, precision=spec.precision, forward=forward)
     return EpochMetrics(
@@ -373,6 +417,8 @@ def run_one(
     if resume is not None or notes:
         hooks.resumed(first_epoch, first_epoch * loader.steps_per_epoch, notes)
     loss_state = None
+    after = resume.state.get("after_losses") if resume is not None else None
+    carry = Carry(after.to(device) if after is not None else None)
     try:
         with (
             CpuShare(device.type, cap=threads) as share,
@@ -395,7 +441,7 @@ def run_one(
                 share.tick()
 
             for epoch in range(first_epoch, profile.epochs):
-                metrics = _epoch(spec, epoch, model, optimizer, worker, loader, test_batches, forward, on_step)
+                metrics = _epoch(spec, epoch, model, optimizer, worker, loader, test_batches, forward, on_step, carry)
                 history.append(metrics)
                 run.append_metrics(metrics)
                 if epoch + 1 < profile.epochs:
@@ -408,6 +454,7 @@ def run_one(
                             "optimizer": optimizer.state_dict(),
                             "rng_cpu": torch.get_rng_state(),
                             "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                            "after_losses": None if carry.after_losses is None else carry.after_losses.cpu(),
                         },
                     )
                 hooks.epoch_done(metrics, max(m.test_fine_acc for m in history))
