@@ -2,7 +2,7 @@
 rank, and the difference from ``equal_weighting`` with a paired test over seeds.
 
 Input is the leaderboard as read by :func:`harness.leaderboard.read_rows`: one row per run measured
-here, and published rows, which are only ever shown apart (:func:`reference_standings`).
+here, and published rows, which are only ever shown apart (:func:`harness.published.reference_standings`).
 An *entry* (:class:`harness.protocol.EntryKey`) is a name and a kind; each standing is one of its
 file versions run with one set of protocol options (:class:`harness.protocol.SeriesKey`). Two
 entries with byte-identical files are two standings, each marked identical to the other. Per
@@ -127,6 +127,7 @@ class Standing:
     score: float | None
     rank: int | None = None
     source: str = ""  # where a reference row was reported
+    note: str = ""  # a published row: which implementation produced it (harness.published)
     settings: str = "fp32"  # its comparison group (:attr:`RunSettings.label`): ranked and tested only within it
     pooled: ArchStats | None = None  # the comparison with equal_weighting over (architecture, seed) pairs
     score_ci: tuple[float, float] | None = None  # 95% t-interval over its per-seed scores
@@ -476,27 +477,3 @@ def _ordered(members: list[Standing]) -> list[Standing]:
 
     ranked = sorted((e for e in members if e.rank is not None), key=lambda e: (e.rank or 0, e.label))
     return ranked + sorted((e for e in members if e.rank is None), key=have)
-
-
-def reference_standings(rows: pd.DataFrame, archs: list[str]) -> list[Standing]:
-    """The published rows (``origin == "published"``) as unranked standings, one per (submission,
-    source), on ``archs`` whatever the rows' phase. They never enter the measured ranking or tests."""
-    published = rows[rows["origin"] == "published"]
-    out = []
-    for (method, source), runs in published.groupby(["submission", "source"], sort=True):
-        per_arch = {}
-        for arch in archs:
-            sel = runs[runs["arch"] == arch]
-            per_arch[arch] = arch_stats({int(s): float(a) for s, a in zip(sel["seed"], sel["best_fine_acc"])}, 0)
-        out.append(
-            Standing(
-                label=one_line(str(method)),
-                kind="reference",
-                submission=method,
-                sha256="",
-                archs=per_arch,
-                score=score_of(per_arch),
-                source=source,
-            )
-        )
-    return out

@@ -8,13 +8,22 @@ The baseline rows come from the benchmark task's own fills of its ``MultiTaskLos
 are not always the methods their names suggest (docs/baselines.md): the published DWA is per
 batch, and the published PCGrad never trained the coarse head. Each reproduction is checked
 against the fill as described, run in one process (``tests/test_published_reproductions.py``).
+
+:func:`reference_standings` turns the published rows into the views' unranked standings, and
+:func:`reproductions` puts the measured row of each reproduction under the rows it reproduces.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-__all__ = ["PUBLISHED", "Published", "published"]
+import pandas as pd
+
+from harness.aggregate import DEFAULT_SETTINGS, Standing, arch_stats, score_of
+from harness.text import one_line
+
+__all__ = ["PUBLISHED", "Published", "published", "reference_standings", "reproductions"]
 
 
 @dataclass(frozen=True)
@@ -68,3 +77,71 @@ def published(name: str) -> Published | None:
     """What produced the published row ``name`` (its ``submission`` cell), or None if it is not one
     the harness knows."""
     return PUBLISHED.get(name)
+
+
+def reference_standings(rows: pd.DataFrame, archs: list[str]) -> list[Standing]:
+    """The published rows (``origin == "published"``) as unranked standings, one per (submission,
+    source), on ``archs`` whatever the rows' phase. They never enter the measured ranking or tests."""
+    shipped = rows[rows["origin"] == "published"]
+    out = []
+    for (method, source), runs in shipped.groupby(["submission", "source"], sort=True):
+        per_arch = {}
+        for arch in archs:
+            sel = runs[runs["arch"] == arch]
+            per_arch[arch] = arch_stats({int(s): float(a) for s, a in zip(sel["seed"], sel["best_fine_acc"])}, 0)
+        out.append(
+            Standing(
+                label=one_line(str(method)),
+                kind="reference",
+                submission=method,
+                sha256="",
+                archs=per_arch,
+                score=score_of(per_arch),
+                source=source,
+                note=what.note if (what := published(str(method))) is not None else "",
+            )
+        )
+    return out
+
+
+def reproductions(references: list[Standing], measured: list[Standing]) -> list[Standing]:
+    """``references`` with, after the published rows of each name, the measured row of the baseline that
+    reproduces its implementation (:mod:`harness.published`), when the task's settings have one: its
+    accuracies and score only (kind ``reproduction``, unranked, untested here)."""
+    out = []
+    for i, ref in enumerate(references):
+        out.append(ref)
+        if i + 1 < len(references) and references[i + 1].submission == ref.submission:
+            continue  # after the last published row of this name (they are sorted by name)
+        what = published(ref.submission)
+        found = [
+            e
+            for e in measured
+            if what is not None
+            and e.kind == "baseline"
+            and e.submission == what.baseline
+            and e.settings == DEFAULT_SETTINGS
+            and not e.version.startswith("superseded")
+        ]
+        for e in found:
+            plain = {
+                a: dataclasses.replace(s, diff=None, p_value=None, p_adjusted=None, ci=None, n_pairs=0)
+                for a, s in e.archs.items()
+            }
+            out.append(
+                dataclasses.replace(
+                    e,
+                    label=f"measured here: {e.label}",
+                    kind="reproduction",
+                    archs=plain,
+                    rank=None,
+                    rank_range=None,
+                    pooled=None,
+                    cost=None,
+                    cost_on="",
+                    pairs={},
+                    above=(),
+                    source=f"measured here, reproducing the implementation of the published {one_line(ref.label)}",
+                )
+            )
+    return out

@@ -7,6 +7,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 
+import json
+
 import pytest
 
 from helpers import REPO, harness, leaderboard_row
@@ -104,3 +106,26 @@ def test_a_torn_line_does_not_restart_the_attempt_count(tmp_path):
     assert append_row(path, leaderboard_row(seed=42)).attempt == 3
     rows = read_rows(path)
     assert rows["attempt"].tolist() == [1, 2, 3] and rows["seed"].dtype.kind == "i"
+
+
+def test_the_published_section_shows_each_reproduction_beside_the_rows_it_reproduces(tmp_path):
+    from helpers import write_leaderboard
+
+    rows = [leaderboard_row(seed=seed, acc=acc + d, submission=name, kind="baseline", submission_sha256=name[0] * 64,
+                            profile="full", arch=arch, epochs=200, run_id=f"full/{name}/{arch}-{seed}")
+            for name, d in (("dwa_batch.py", 0.0), ("equal_weighting.py", -0.3))
+            for arch, acc in (("resnet20", 67.5), ("resnet56", 71.8)) for seed in (42, 123, 456)]
+    lb = write_leaderboard(tmp_path / "leaderboard.csv", rows, shipped=True)
+    rep = report.build(read_rows(lb), "public")
+    labels = [e.label for e in rep.references]
+    mine = labels.index("measured here: dwa_batch.py")
+    assert labels[mine - 2:mine] == ["dwa", "dwa"] and labels.count("measured here: dwa_batch.py") == 1
+    shown = rep.references[mine]
+    assert shown.kind == "reproduction" and shown.rank is None and shown.archs["resnet20"].mean == pytest.approx(67.5)
+    assert all(s.p_value is None and s.diff is None for s in shown.archs.values())  # numbers only, no tests here
+    assert not any(e.label.startswith("measured here: pcgrad") for e in rep.references)  # not measured: nothing
+    md = harness("leaderboard", "--leaderboard", lb, "--format", "markdown", cwd=tmp_path).stdout
+    assert "| measured here: dwa_batch.py |" in md
+    assert "its coarse head was never trained" in md and "reproduced by baselines/pcgrad_mlsbench.py" in md
+    data = json.loads(harness("leaderboard", "--leaderboard", lb, "--format", "json", cwd=tmp_path).stdout)
+    assert [e["section"] for e in data["entries"] if e["entry"].startswith("measured here")] == ["reproduction"]

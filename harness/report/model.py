@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from harness import aggregate, static_sweep
+from harness import aggregate, published, static_sweep
 from harness.aggregate import Standing
 from harness.errors import UsageError
 from harness.leaderboard.retired import Retired
@@ -118,8 +118,8 @@ def build(
                 f"no architecture {arch!r} in the {phase} phase of profile {profile}: choose one of {', '.join(archs)}"
             )
         archs = [arch]
-    refs = aggregate.reference_standings(df, archs)
     entries = aggregate.standings(df, phase, archs, seeds)
+    refs = published.reproductions(published.reference_standings(df, archs), entries)
     return Report(
         profile=profile,
         phase=phase,

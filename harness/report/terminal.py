@@ -16,7 +16,7 @@ from rich.table import Table
 
 from harness.aggregate import ALPHA, CORRECTION, REFERENCE_BASELINE, ArchStats, Standing
 from harness.report.model import Report, Section
-from harness.report.text import fmt_rank, legend, retired_note, section_table, unranked_note
+from harness.report.text import fmt_rank, legend, published_notes, retired_note, section_table, unranked_note
 from harness.static_sweep import CONTROL_LABEL
 
 _REF = REFERENCE_BASELINE.removesuffix(".py")
@@ -24,7 +24,9 @@ _REF = REFERENCE_BASELINE.removesuffix(".py")
 
 def render_table(report: Report, console: Console, *, highlight: Collection[tuple[str, str, str]] = ()) -> None:
     """Print the sections of ``report``; rows of the file versions in ``highlight`` in bold."""
-    notes = {src: i + 1 for i, src in enumerate(dict.fromkeys(e.source for e in report.references))}
+    notes = {
+        src: i + 1 for i, src in enumerate(dict.fromkeys(e.source for e in report.references if e.kind == "reference"))
+    }
     sections = report.sections()
     detailed = [_detailed(report, section, notes, highlight) for section in sections]
     wide = console.options.update_width(10_000)  # measure unclamped: the width the table wants
@@ -145,5 +147,6 @@ def short_legend(report: Report) -> list[str]:
             "Intervals and p-values: a wider terminal, or --format markdown, csv, json or html.",
         ]
         + unranked_note(report)
+        + published_notes(report)
         + retired_note(report)
     )

@@ -4,6 +4,7 @@ terminal table is :mod:`~harness.report.terminal`)."""
 from __future__ import annotations
 
 from harness.aggregate import ALPHA, CORRECTION, LEVEL, REFERENCE_BASELINE, TEST_NAME, ArchStats, Standing
+from harness.published import published
 from harness.report.model import HEADLINE, Report, Section
 from harness.static_sweep import CONTROL_LABEL, SWEEP
 from harness.text import markdown_text
@@ -155,6 +156,7 @@ def legend(report: Report) -> list[str]:
             else []
         )
         + unranked_note(report)
+        + published_notes(report)
         + retired_note(report)
     )
 
@@ -174,13 +176,42 @@ def _cells(report: Report, e: Standing) -> list[str]:
     return cells + [fmt_diff(e.pooled) if e.pooled is not None else "", fmt_score(e), fmt_cost(e)]
 
 
+def _source(e: Standing) -> str:
+    """A published row's source and what produced it; a reproduction's origin."""
+    return f"{e.source}: {e.note}" if e.note else e.source
+
+
+def published_notes(report: Report) -> list[str]:
+    """What produced each published baseline row and what reproduces it here (once per name), and
+    one line for the rows nothing here can reproduce."""
+    seen: dict[str, str] = {}
+    others = False
+    for e in report.references:
+        what = published(e.submission) if e.kind == "reference" else None
+        if what is not None and what.baseline:
+            seen.setdefault(e.label, f"{e.label}: {what.note}; reproduced by baselines/{what.baseline}")
+        elif e.kind == "reference":
+            others = True
+    lines = list(seen.values())
+    if others:
+        lines.append(
+            "the other published rows: loss strategies whose code is not published; nothing here reproduces them"
+        )
+    if any(e.kind == "reproduction" for e in report.references):
+        lines.append(
+            "measured here: the reproduction's own runs (the task's settings), beside the published numbers; "
+            "the published seeds and hardware differ, so read the difference as a check, not a test"
+        )
+    return lines
+
+
 def section_table(report: Report, section: Section, *, source: bool = True) -> tuple[list[str], list[list[str]]]:
     """The header and cells of one section as the detailed formats show it: every interval and
     p-value; a column no row of the section fills is left out (rank and entry stay); published
     rows add their ``source`` unless ``source`` is False."""
     kind, rows = section.kind, section.rows
     cols = _columns(report) + (["source"] if kind == "reference" and source else [])
-    cells = [_cells(report, e) + ([e.source] if kind == "reference" and source else []) for e in rows]
+    cells = [_cells(report, e) + ([_source(e)] if kind == "reference" and source else []) for e in rows]
     keep = [i for i, c in enumerate(cols) if c in ("rank", "entry") or any(row[i] for row in cells)]
     return [cols[i] for i in keep], [[row[i] for i in keep] for row in cells]
 
