@@ -79,12 +79,25 @@ def _short(label: str) -> str:
 def tradeoffs(report: Report) -> list[Figure]:
     """Per architecture: every entry's mean best coarse accuracy against its mean best fine accuracy
     (error bars: sample std over seeds), the static-weight sweep joined in order of weight."""
+    plt = _pyplot()
+    drawn = tradeoff_figure(report, plt)
+    if drawn is None:
+        return []
+    fig, caption = drawn
+    png = _png(fig)
+    plt.close(fig)
+    return [(caption, png)]
+
+
+def tradeoff_figure(report: Report, plt):
+    """``(the matplotlib figure of :func:`tradeoffs`, its caption)``, or None with nothing to draw.
+    Its legend lists the kinds of point some panel shows, and only those."""
     entries = [e for e in report.entries if any(s.coarse for s in e.archs.values())]
     if not entries:
-        return []
-    plt = _pyplot()
+        return None
     fig, axes = _panels(plt, len(report.archs), height=5.5)
     sweep = sweep_members(report.entries)
+    drawn: set[str] = set()  # what the legend lists: only what some panel shows
     for ax, arch in zip(axes, report.archs):
         points = [(e, e.archs[arch]) for e in entries if e.archs[arch].coarse and e.archs[arch].mean is not None]
         if not points:
@@ -94,6 +107,7 @@ def tradeoffs(report: Report) -> list[Figure]:
         for settings, members in sweep.items():
             curve = [(w, e.archs[arch]) for w, e in members if e.archs[arch].coarse and e.archs[arch].mean is not None]
             if len(curve) >= 2:
+                drawn.add("sweep line")
                 ax.plot(
                     [s.coarse_mean for _, s in curve],
                     [s.mean for _, s in curve],
@@ -106,6 +120,7 @@ def tradeoffs(report: Report) -> list[Figure]:
         xs = [s.coarse_mean for _, s in points if s.coarse_mean is not None]  # (all: s.coarse is not empty)
         middle = (min(xs) + max(xs)) / 2
         for e, s in points:
+            drawn.add("submission" if e.kind == "submission" else "sweep" if e.submission in SWEEP else "baseline")
             style = (
                 dict(color="k", marker="D", ms=7, zorder=3)
                 if e.kind == "submission"
@@ -144,23 +159,24 @@ def tradeoffs(report: Report) -> list[Figure]:
         ax.margins(x=0.08, y=0.08)
         ax.set(title=arch, xlabel="best coarse test accuracy (%)", ylabel="best fine test accuracy (%)")
         ax.grid(alpha=0.3)
+    sweep_line = "-" if "sweep line" in drawn else ""
     handles = [
-        plt.Line2D([], [], color="k", marker="D", ls="", label="submission"),
-        plt.Line2D([], [], color="#d62728", marker="s", ls="", label="baseline"),
-        plt.Line2D([], [], color="#1f77b4", marker="o", ls="-", label="static-weight sweep (by w)"),
-    ]
-    fig.legend(handles=handles, loc="upper center", ncol=3, fontsize=9, bbox_to_anchor=(0.5, 1.06))
-    fig.tight_layout()
-    png = _png(fig)
-    plt.close(fig)
-    return [
-        (
-            "Fine against coarse accuracy per architecture: each entry's mean over seeds (bars: ± 1 sample std); "
-            "the static-weight sweep joined in order of its coarse weight w. Up is better on the leaderboard's "
-            "metric, right on the auxiliary task.",
-            png,
+        plt.Line2D([], [], color=color, marker=marker, ls=ls, label=label)
+        for kind, color, marker, ls, label in (
+            ("submission", "k", "D", "", "submission"),
+            ("baseline", "#d62728", "s", "", "baseline"),
+            ("sweep", "#1f77b4", "o", sweep_line, "static-weight sweep (by w)"),
         )
+        if kind in drawn
     ]
+    if handles:
+        fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=9, bbox_to_anchor=(0.5, 1.06))
+    fig.tight_layout()
+    joined = "; the static-weight sweep joined in order of its coarse weight w" if sweep_line else ""
+    return fig, (
+        "Fine against coarse accuracy per architecture: each entry's mean over seeds (bars: ± 1 sample std)"
+        f"{joined}. Up is better on the leaderboard's metric, right on the auxiliary task."
+    )
 
 
 def learning_curves(report: Report, runs_dir: Path) -> list[Figure]:
