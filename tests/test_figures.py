@@ -47,3 +47,27 @@ def test_the_tradeoff_legend_lists_only_what_is_drawn(tmp_path, entries, listed)
     *labels, caption = _legend(tmp_path, *entries)
     assert labels == listed
     assert ("static-weight sweep joined" in caption) == ("static-weight sweep (by w)" in listed)
+
+
+def test_the_report_plots_each_submissions_weights_per_step_and_its_scalars(tmp_path):
+    import json
+
+    from harness.rundir import RunDir
+
+    rows = _rows("mine.py", "submission", "a") + _rows("pcgrad.py", "baseline", "b")
+    path = write_leaderboard(tmp_path / "leaderboard.csv", rows)
+    for row in rows:
+        run = RunDir.from_id(tmp_path / "runs", row.run_id)
+        run.path.mkdir(parents=True)
+        lines = [dict(step=s, epoch=s // 10, loss=1.0, fine_loss=1.0, coarse_loss=1.0, weight_fine=1.0,
+                      weight_coarse=s / 40, **({"scalars": {"gate": s / 40}} if row.arch == "resnet20" else {}))
+                 for s in range(9, 40, 10)]
+        run.append_steps(lines)
+    rep = report.build(read_rows(path), "public")
+    captions = [caption for caption, _ in figures.learning_curves(rep, tmp_path / "runs")]
+    assert "mine.py: the weights it gave each task's loss at every logged step and what its scalars() reported " \
+           "(gate); one line style per seed" in captions
+    assert not any(c.startswith("pcgrad.py") for c in captions)  # per submission, as the other figures
+    assert json.loads(RunDir.from_id(tmp_path / "runs", rows[0].run_id).steps.read_text().splitlines()[0])["step"] == 9
+    # nothing logged (runs from before steps.jsonl): no figure, no error
+    assert not figures._steps(figures._pyplot(), rep, rep.entries[0], tmp_path / "elsewhere")

@@ -116,7 +116,7 @@ def results(console: Console, records: Sequence[Recorded], lb_path: Path, *, sev
     homes = sorted({str(rec.run.path.parent.parent) for rec in records})  # <entry-version dir>/<phase>/<run>
     if homes:
         console.print(
-            "run files (settings, per-epoch metrics, loss weights, worker log, failure.txt) under:\n"
+            "run files (settings, per-epoch metrics, per-step loss weights and scalars, worker log, failure.txt):\n"
             + "\n".join(f"  {escape(home)}" for home in homes)
         )
 

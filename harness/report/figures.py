@@ -1,6 +1,7 @@
 """The HTML report's figures (matplotlib, Agg, embedded as PNG): per architecture, fine against
 coarse accuracy of every entry with the static-weight sweep as a curve; per submission, its
-learning curves against the baselines' and the loss weights it produced.
+learning curves against the baselines', the loss weights it produced (epoch means), and per
+logged step its weights and the scalars its ``scalars()`` reported (``steps.jsonl``).
 
 Every panel that has lines has a legend (one per figure, beside the panels, with one colour per
 entry in every panel); a panel without data says so instead of drawing an empty frame; epochs are
@@ -238,6 +239,7 @@ def learning_curves(report: Report, runs_dir: Path) -> list[Figure]:
             )
         plt.close(fig)
         figures += _weights(plt, report, sub, runs_dir)
+        figures += _steps(plt, report, sub, runs_dir)
     return figures
 
 
@@ -277,3 +279,57 @@ def _weights(plt, report: Report, sub: Standing, runs_dir: Path) -> list[Figure]
         )
     plt.close(fig)
     return out
+
+
+def _steps(plt, report: Report, sub: Standing, runs_dir: Path) -> list[Figure]:
+    """Per architecture (a column each): the loss weights of every logged step, and under them the
+    scalars the module reported, one line per seed (their runs' ``steps.jsonl``)."""
+    runs = {
+        arch: [
+            (seed, RunDir.from_id(runs_dir, rid).read_steps()) for seed, rid in sorted(sub.archs[arch].run_ids.items())
+        ]
+        for arch in report.archs
+    }
+    runs = {arch: [(seed, lines) for seed, lines in seeds if lines] for arch, seeds in runs.items()}
+    if not any(runs.values()):
+        return []
+    names = sorted({n for seeds in runs.values() for _, lines in seeds for x in lines for n in x.get("scalars", {})})
+    rows = 2 if names else 1
+    width = max(6.5, min(14.0, 6.5 * len(report.archs)))
+    fig, axes = plt.subplots(rows, len(report.archs), figsize=(width, 3.6 * rows), squeeze=False)
+    colours = {n: plt.cm.tab10(i % 10) for i, n in enumerate(["fine", "coarse", *names])}
+    seeds = sorted({seed for arch_runs in runs.values() for seed, _ in arch_runs})
+    dashes = {seed: ("-", "--", ":", "-.")[i % 4] for i, seed in enumerate(seeds)}
+    for col, arch in enumerate(report.archs):
+        top, bottom = axes[0][col], axes[-1][col]
+        for seed, lines in runs[arch]:
+            steps = [x["step"] for x in lines]
+            for task in ("fine", "coarse"):
+                top.plot(steps, [x[f"weight_{task}"] for x in lines], dashes[seed], color=colours[task], lw=1)
+            for name in names:
+                points = [(x["step"], x["scalars"][name]) for x in lines if name in x.get("scalars", {})]
+                if points:
+                    bottom.plot(*zip(*points), dashes[seed], color=colours[name], lw=1)
+        top.set(title=f"{arch}: loss weights per step", xlabel="training step", ylabel="dL/dL_task")
+        if names:
+            bottom.set(title=f"{arch}: scalars()", xlabel="training step", ylabel="reported value")
+        for ax in {top, bottom}:
+            ax.grid(alpha=0.3)
+            if not ax.lines:
+                _empty(ax, f"no logged steps of {_short(sub.label)} on {arch} under {runs_dir}")
+    handles = [
+        plt.Line2D([], [], color=colours[n], label=f"dL/dL_{n}" if n in ("fine", "coarse") else n) for n in colours
+    ]
+    handles += [plt.Line2D([], [], color="#555", ls=dashes[seed], label=f"seed {seed}") for seed in seeds]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.tight_layout()
+    png = _png(fig)
+    plt.close(fig)
+    reported = f" and what its scalars() reported ({', '.join(names)})" if names else ""
+    return [
+        (
+            f"{sub.label}: the weights it gave each task's loss at every logged step{reported}; one line style "
+            "per seed",
+            png,
+        )
+    ]

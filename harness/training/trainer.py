@@ -42,6 +42,7 @@ from harness.training.device import autocast_context, set_determinism, set_fp32_
 from harness.training.gradients import _backward_combined, _backward_per_task, _gramian, _task_gradients
 from harness.training.models import TwoHeadNet, build_model, task_reach
 from harness.training.sharing import CpuShare
+from harness.training.steplog import StepLog
 
 # ------------------------------------------------------------------------ one step
 
@@ -90,10 +91,12 @@ def train_one_epoch(
     on_step: Callable[[], None] | None = None,
     precision: str = "fp32",
     forward: Callable | None = None,
+    log: StepLog | None = None,
 ) -> TrainMeans:
     """Train one epoch; returns its :class:`TrainMeans`.
     ``forward`` (default: ``model``) computes the two heads' logits, e.g. a compiled model.
-    What the worker asked for (its :class:`Ready`) decides what each step computes."""
+    What the worker asked for (its :class:`Ready`) decides what each step computes; ``log`` records
+    every N-th step (:class:`~harness.training.steplog.StepLog`)."""
     forward = model if forward is None else forward
     ready = worker.ready
     if ready is None:
@@ -157,6 +160,8 @@ def train_one_epoch(
             _backward_combined(fine, coarse, reply)
         optimizer.step()
         means.add(fine_v, coarse_v, reply)
+        if log is not None:
+            log.step(i, request, reply)
         if on_step is not None:
             on_step()
     return means
@@ -273,6 +278,7 @@ def _epoch(
     test_batches: list,
     forward: Callable,
     on_step: Callable[[], None],
+    log: StepLog | None = None,
 ) -> EpochMetrics:
     """One epoch at its scheduled learning rate, then the test split."""
     start = time.perf_counter()
@@ -290,6 +296,7 @@ def _epoch(
         on_step=on_step,
         precision=spec.precision,
         forward=forward,
+        log=log,
     )
     test = evaluate(model, test_batches, precision=spec.precision, forward=forward)
     return EpochMetrics(
@@ -389,15 +396,17 @@ def run_one(
             ) as worker,
         ):
             _start_worker(worker, resume)
+            log = StepLog(run, worker, loader.steps_per_epoch, profile.epochs, first_epoch)
 
             def on_step() -> None:
                 hooks.step_done()
                 share.tick()
 
             for epoch in range(first_epoch, profile.epochs):
-                metrics = _epoch(spec, epoch, model, optimizer, worker, loader, test_batches, forward, on_step)
+                metrics = _epoch(spec, epoch, model, optimizer, worker, loader, test_batches, forward, on_step, log)
                 history.append(metrics)
                 run.append_metrics(metrics)
+                log.flush()
                 if epoch + 1 < profile.epochs:
                     checkpointer.save(
                         epoch + 1,
