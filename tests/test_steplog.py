@@ -23,13 +23,14 @@ NONE = get_sandbox("none")
 
 @pytest.mark.parametrize(("steps_per_epoch", "epochs"), [(391, 200), (391, 30), (63, 3), (3, 3), (7, 1000), (1, 1)])
 def test_a_run_logs_at_most_a_few_hundred_steps_at_the_same_positions_each_epoch(steps_per_epoch, epochs):
-    n = steplog.log_every(steps_per_epoch, epochs)
-    per_epoch = steps_per_epoch // n
-    assert 1 <= n <= steps_per_epoch and per_epoch >= 1
-    assert per_epoch * epochs <= max(steplog.MAX_POINTS, epochs)  # one a epoch at the least
+    positions = sorted(steplog.log_positions(steps_per_epoch, epochs))
+    assert positions[-1] == steps_per_epoch - 1 and positions[0] >= 0  # the epoch's last batch, always
+    assert len(positions) * epochs <= max(steplog.MAX_POINTS, epochs)  # one an epoch at the least
     if steps_per_epoch * epochs <= steplog.MAX_POINTS:
-        assert n == 1  # a short run logs every step
-    assert n == {(391, 200): 196, (391, 30): 31}.get((steps_per_epoch, epochs), n)
+        assert positions == list(range(steps_per_epoch))  # a short run logs every step
+    gaps = {b - a for a, b in zip([-1, *positions], positions)}
+    assert max(gaps) - min(gaps) <= 1  # evenly spaced
+    assert len(positions) == {(391, 200): 2, (391, 30): 13}.get((steps_per_epoch, epochs), len(positions))
 
 
 def _run(tmp_path, tiny_splits, submission, epochs=3):

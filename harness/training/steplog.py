@@ -3,7 +3,8 @@ loss module reports, written to the run's ``steps.jsonl`` (beside ``metrics.json
 epoch means).
 
 N is derived from the steps per epoch so that a run logs at most :data:`MAX_POINTS` steps: the
-same positions in every epoch (batch ``N-1``, ``2N-1``, ...), a step at each when a run is short.
+same evenly spaced positions in every epoch, ending with its last batch (:func:`log_positions`),
+every step when a run is short.
 One line per logged step::
 
     {"step": 389, "epoch": 0, "loss": 6.1, "fine_loss": 4.2, "coarse_loss": 2.9,
@@ -24,10 +25,12 @@ from harness.rundir import RunDir
 MAX_POINTS = 400  # logged steps per run, at most
 
 
-def log_every(steps_per_epoch: int, epochs: int) -> int:
-    """N: every N-th step of an epoch is logged, at most :data:`MAX_POINTS` in the run."""
-    per_epoch = max(1, min(steps_per_epoch, MAX_POINTS // max(1, epochs)))
-    return -(-steps_per_epoch // per_epoch)
+def log_positions(steps_per_epoch: int, epochs: int) -> frozenset[int]:
+    """The batches of each epoch that are logged: about every N-th, N = steps per epoch / k, with
+    k per epoch such that the run logs at most :data:`MAX_POINTS` steps (at least one an epoch:
+    its last batch)."""
+    k = max(1, min(steps_per_epoch, MAX_POINTS // max(1, epochs)))
+    return frozenset(round((j + 1) * steps_per_epoch / k) - 1 for j in range(k))
 
 
 class StepLog:
@@ -35,13 +38,13 @@ class StepLog:
 
     def __init__(self, run: RunDir, worker: LossWorker, steps_per_epoch: int, epochs: int, first_epoch: int) -> None:
         self.run, self.worker = run, worker
-        self.every = log_every(steps_per_epoch, epochs)
+        self.positions = log_positions(steps_per_epoch, epochs)
         self.lines: list[dict] = []
         run.restart_steps(first_epoch * steps_per_epoch)  # a resumed run keeps the steps before its checkpoint
 
     def step(self, i: int, request: StepRequest, reply: StepReply) -> None:
-        """Batch ``i`` of the epoch was trained with ``reply``: log it when it is an N-th step."""
-        if (i + 1) % self.every:
+        """Batch ``i`` of the epoch was trained with ``reply``: log it when it is one of the positions."""
+        if i not in self.positions:
             return
         line: dict = {
             "step": request.step,
