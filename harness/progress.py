@@ -4,6 +4,11 @@ and an ETA), and one line per run with its state, epoch, losses and accuracy.
 On a terminal the lines update in place; when output is not a terminal (CI, a log file) a line
 is printed per epoch and per change of a run's state, with the overall line after each run ends.
 
+The display fits the terminal: on one line per run when it is wide enough (without the bar
+before anything else is given up), else two lines per run (the name, the bar and the state; under
+them the numbers, wrapped between fields and never cut); runs queued or ended fold into a line
+each when the runs would not fit the terminal's height.
+
 The ETA weighs runs by their architecture's cost (multiply-accumulates per image) and epochs: it
 measures wall seconds per unit of work over the runs that have made progress in this session
 (so a machine shared by ``--jobs N`` runs is measured as shared), and divides the work left by
@@ -17,9 +22,10 @@ from dataclasses import dataclass
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from harness.executors import RunObserver
+from harness.progress_layout import FittedProgress
 from harness.protocol import EpochMetrics, RunKey, RunResult, RunSpec
 from harness.training.models import forward_macs
 
@@ -82,7 +88,7 @@ class EvaluationProgress(RunObserver):
             label = f"{names[s.entry]} {run}" if len(names) > 1 else run
             self.runs[s.key] = RunState(s, label, forward_macs(s.arch) / base)
         width = max((len(r.label) for r in self.runs.values()), default=10) + 1
-        self.progress = Progress(
+        self.progress = FittedProgress(
             TextColumn(f"[bold]{{task.fields[label]:<{width}}}"),
             BarColumn(bar_width=24),
             TextColumn("{task.fields[state]:<13}"),
@@ -91,12 +97,15 @@ class EvaluationProgress(RunObserver):
             TextColumn("{task.fields[eta]}"),
             console=console,
             disable=not self.live,
+            get_time=clock,
         )
         self.overall = self.progress.add_task(
-            "", total=1.0, label=f"all {len(specs)} runs", state="", stats="", eta=_duration(None)
+            "", total=1.0, label=f"all {len(specs)} runs", state="", stats="", eta=_duration(None), run="all"
         )
         self.tasks: dict[RunKey, TaskID] = {
-            k: self.progress.add_task("", total=1.0, label=r.label, state="queued", stats="", eta="", start=False)
+            k: self.progress.add_task(
+                "", total=1.0, label=r.label, state="queued", stats="", eta="", run="queued", start=False
+            )
             for k, r in self.runs.items()
         }
         self._last_refresh = 0.0
@@ -163,7 +172,7 @@ class EvaluationProgress(RunObserver):
                 self.progress.update(self.tasks[k], eta=_duration((1 - r.fraction) * r.work * rate))
 
     def _set(self, r: RunState, **fields) -> None:
-        self.progress.update(self.tasks[r.spec.key], **fields)
+        self.progress.update(self.tasks[r.spec.key], run=r.state, **fields)
 
     def _log(self, message: str) -> None:
         if not self.live:

@@ -10,6 +10,8 @@
         <phase>/<arch>-seed<seed>[-settings]/  RunDir: one run (other settings: another directory)
             settings.json                      its RunSpec
             metrics.jsonl                      one EpochMetrics per line, the epochs the run has
+            steps.jsonl                        every N-th step: the loss weights and the module's
+                                               scalars() (harness.training.steplog)
             worker.log                         the loss worker's output (capped)
             loss_state.json                    the loss module's final parameters, buffers, plain numbers
             result.json                        its RunResult
@@ -46,6 +48,7 @@ class RunDir:
 
     settings = property(lambda self: self.path / "settings.json")
     metrics = property(lambda self: self.path / "metrics.jsonl")
+    steps = property(lambda self: self.path / "steps.jsonl")
     worker_log = property(lambda self: self.path / "worker.log")
     loss_state = property(lambda self: self.path / "loss_state.json")
     result = property(lambda self: self.path / "result.json")
@@ -71,6 +74,15 @@ class RunDir:
             for stale in (self.worker_log, self.metrics):
                 stale.unlink(missing_ok=True)
 
+    def restart_steps(self, first_step: int) -> None:
+        """``steps.jsonl`` keeps the steps before ``first_step`` (where the run goes on from)."""
+        kept = [line for line in self.read_steps() if line.get("step", first_step) < first_step]
+        self.steps.write_text("".join(json.dumps(line, allow_nan=False) + "\n" for line in kept))
+
+    def append_steps(self, lines: list[dict]) -> None:
+        with open(self.steps, "a") as f:
+            f.write("".join(json.dumps(line, allow_nan=False) + "\n" for line in lines))
+
     def append_metrics(self, metrics: EpochMetrics) -> None:
         with open(self.metrics, "a") as f:
             f.write(metrics.model_dump_json() + "\n")
@@ -90,6 +102,13 @@ class RunDir:
         """The epochs' metrics as dicts; empty when the file is absent or unreadable."""
         try:
             return [json.loads(line) for line in self.metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, ValueError):
+            return []
+
+    def read_steps(self) -> list[dict]:
+        """The logged steps as dicts (:mod:`harness.training.steplog`); empty when absent or unreadable."""
+        try:
+            return [json.loads(line) for line in self.steps.read_text(encoding="utf-8").splitlines() if line.strip()]
         except (OSError, ValueError):
             return []
 

@@ -127,6 +127,53 @@ def harness(*args, cwd, timeout=600):
 def harness_in_terminal(*args, cwd, columns: int, timeout=120) -> tuple[int, str]:
     """``harness ARGS`` on a pseudo-terminal ``columns`` wide, as a person sees it: ``(exit code,
     what the screen shows)`` with the colour and style codes removed."""
+    code, raw = _in_pty(args, cwd, columns, timeout)
+    return code, re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw.replace("\r\n", "\n"))
+
+
+def harness_on_screen(*args, cwd, columns: int, timeout=600) -> tuple[int, list[str], list[str]]:
+    """``harness ARGS`` on a pseudo-terminal ``columns`` wide: ``(exit code, the lines the screen
+    (and its scrollback) shows at the end, every line as it was drawn, live redraws included)``.
+    Lines wider than the terminal appear wrapped, as a terminal wraps them; the drawn lines are
+    what was written between two line starts, so a test can check that none was too wide."""
+    code, raw = _in_pty(args, cwd, columns, timeout)
+    return (code, *_screen(raw, columns))
+
+
+def _screen(raw: str, columns: int) -> tuple[list[str], list[str]]:
+    """A minimal terminal: text, CR, LF, cursor up and down, erase line (what Rich's live display
+    and tables write); other escape sequences are ignored."""
+    lines: list[list[str]] = [[]]
+    drawn: list[str] = []
+    row = col = 0
+    for token in re.findall(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b.|\r|\n|[^\x1b\r\n]", raw):
+        if token in ("\r", "\n"):
+            drawn.append("".join(lines[row]).rstrip())
+            col = 0
+            if token == "\n":
+                row += 1
+                lines += [[] for _ in range(row - len(lines) + 1)]
+        elif token.startswith("\x1b["):
+            n = int(token[2:-1]) if token[2:-1].isdigit() else 1
+            if token[-1] == "A":
+                row = max(0, row - n)
+            elif token[-1] == "B":
+                row += n
+                lines += [[] for _ in range(row - len(lines) + 1)]
+            elif token[-1] == "K":
+                lines[row][col if token[2:-1] in ("", "0") else 0 :] = []
+        elif not token.startswith("\x1b"):
+            if col == columns:  # the terminal wraps
+                row, col = row + 1, 0
+                lines += [[] for _ in range(row - len(lines) + 1)]
+            line = lines[row]
+            line += [" "] * (col - len(line))
+            line[col : col + 1] = [token]
+            col += 1
+    return ["".join(line).rstrip() for line in lines], drawn
+
+
+def _in_pty(args, cwd, columns: int, timeout) -> tuple[int, str]:
     exe = shutil.which("harness")
     cmd = [exe] if exe else [sys.executable, "-m", "harness.cli"]
     env = {k: v for k, v in harness_env().items() if k not in ("COLUMNS", "LINES")}
@@ -149,8 +196,7 @@ def harness_in_terminal(*args, cwd, columns: int, timeout=120) -> tuple[int, str
         proc.kill()
     os.close(master)
     code = proc.wait(timeout=timeout)
-    text = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
-    return code, re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    return code, b"".join(chunks).decode("utf-8", "replace")
 
 
 def _default_sigint() -> None:

@@ -4,6 +4,7 @@ architecture's cost, measured with a fake clock."""
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from rich.console import Console
@@ -80,3 +81,72 @@ def test_several_files_are_labelled_by_file():
     c = a.model_copy(update={"kind": "baseline"})  # a baseline of the same name: another entry
     p, _, _ = _progress([a, c], parallel=1)
     assert sorted(r.label for r in p.runs.values()) == ["a (baseline) resnet20 seed 1", "a (submission) resnet20 seed 1"]
+
+
+# --- at 80 columns ---------------------------------------------------------------------------------
+
+
+def _frame(p, width: int, height: int = 50) -> list[str]:
+    """The live display as it is drawn ``width`` columns wide."""
+    out = Console(file=io.StringIO(), width=width, height=height, force_terminal=True, color_system=None)
+    out.print(p.progress.get_renderable())
+    return out.file.getvalue().splitlines()
+
+
+def _busy(names=("a_rather_long_submission_name.py", "b.py")):
+    """Two files x two architectures x three seeds: two runs going, one ended, the others queued."""
+    from harness.protocol import EpochMetrics
+
+    profile = tiny_profile(epochs=3)
+    specs = [run_spec(profile, a, s, submission=n) for n in names for a in ("resnet20", "resnet56") for s in (42, 123, 456)]
+    p, clock, _ = _progress(specs, parallel=2)
+    for spec in specs[:3]:
+        p.run_started(spec, 30)
+    clock.t = 12.0
+    p.steps_done(specs[0], 10)
+    m = EpochMetrics(epoch=0, lr=0.1, train_fine_loss=4.399, train_coarse_loss=2.281, train_combined_loss=6.68,
+                     weight_fine=1, weight_coarse=1, test_fine_loss=4.0, test_coarse_loss=2.0, test_fine_acc=88.8,
+                     test_coarse_acc=90.0, seconds=12.0)
+    p.epoch_done(specs[0], m, 88.8)
+    p.run_finished(specs[2], RunResult(status="ok", epochs_done=3, best_fine_acc=45.4, wall_seconds=39.0))
+    return p
+
+
+def test_at_80_columns_each_run_stacks_its_numbers_under_its_name_and_nothing_is_cut():
+    lines = _frame(_busy(), 80)
+    assert all(len(line) <= 80 for line in lines) and not any("…" in line for line in lines), "\n".join(lines)
+    text = "\n".join(lines)
+    # the name, the bar and the state on one line; the numbers whole under it
+    assert re.search(r"^a_rather_long_submission_name resnet20 seed 42 +━+ +epoch 1/3$", text, re.M), text
+    assert re.search(r"^  loss 4\.399/2\.281  test fine 88\.80%  best 88\.80%  0:00:12  ETA \d:\d\d:\d\d$", text, re.M)
+    assert re.search(r"^  1/12 runs ended, 2 running, 9 queued  0:00:12  ETA \d:\d\d:\d\d$", text, re.M), text
+    assert re.search(r"^a_rather_long_submission_name resnet20 seed 456 .* ok$", text, re.M)
+    assert re.search(r"^b resnet56 seed 456 +queued$", text, re.M)
+    # narrower still, lines break between fields, never inside one
+    narrow = _frame(_busy(), 50)
+    i = narrow.index("a_rather_long_submission_name resnet20 seed 42")
+    assert narrow[i : i + 3] == [
+        "a_rather_long_submission_name resnet20 seed 42",
+        "  epoch 1/3  loss 4.399/2.281  test fine 88.80%",
+        "  best 88.80%  0:00:12  ETA 0:01:12",
+    ], "\n".join(narrow)
+    # a name longer than the line wraps whole; its state goes under it
+    long = "x" * 90 + ".py"
+    lines = _frame(_busy((long, "b.py")), 80)
+    assert "".join(lines[2:4]) == "x" * 90 + " resnet20 seed 42" and lines[4].startswith("  epoch 1/3  loss 4.399")
+
+
+def test_a_wide_terminal_keeps_one_line_per_run_and_drops_the_bar_before_the_numbers():
+    wide = _frame(_busy(), 200)
+    assert len(wide) == 13 and "━" in wide[1] and "loss 4.399/2.281" in wide[1]
+    mid = _frame(_busy(), 140)
+    assert len(mid) == 13 and "━" not in "".join(mid) and "test fine 88.80%  best 88.80% 0:00:12" in mid[1], mid
+
+
+def test_runs_queued_then_ended_fold_into_a_line_when_the_terminal_is_short():
+    lines = _frame(_busy(), 80, height=12)
+    assert lines[-1] == "9 more runs queued" and not any(x.endswith(" queued") for x in lines[:-1]), lines
+    assert len(lines) <= 10
+    lines = _frame(_busy(), 80, height=8)
+    assert lines[-2:] == ["1 run ended (1 ok, 0 failed): the results table follows at the end", "9 more runs queued"]
+    assert len(lines) == 8  # the overall and the two running runs (two lines each) stay

@@ -335,6 +335,7 @@ def interface_check(
                 reply = worker.step(req)
                 seconds.append(time.perf_counter() - t0)
                 weights.append((reply.w_fine, reply.w_coarse))
+            worker.scalars()  # a scalars() that breaks its contract is found here, not in training
     except WorkerError as e:
         hint = f"\n{GRAMIAN_HINT}" if _reaches_for_gradients(path) else ""
         raise SubmissionRejected(

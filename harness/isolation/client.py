@@ -30,6 +30,7 @@ from harness.isolation.messages import (
     WorkerError,
     loss_state,
     printable,
+    scalars_report,
 )
 from harness.isolation.sandbox import OutputStream, Sandbox, WorkerProcess
 from harness.protocol import OptimizerSettings
@@ -207,6 +208,12 @@ class LossWorker:
         reply = self._expect_json(wire.STATE_REPLY, self.call_timeout, "reporting its parameters")
         params = self.ready.num_params if self.ready is not None else self.max_params
         return loss_state(reply, params + wire.MAX_STATE_EXTRA)
+
+    def scalars(self) -> dict[str, float]:
+        """What the module's optional ``scalars()`` reports now (after the last step), checked as
+        hostile input (:func:`~harness.isolation.messages.scalars_report`); empty without it."""
+        self._send(wire.pack_frame(wire.SCALARS), self.call_timeout, "reporting its scalars()")
+        return scalars_report(self._expect_json(wire.SCALARS_REPLY, self.call_timeout, "reporting its scalars()"))
 
     # ------------------------------------------------------------------- plumbing
 

@@ -173,3 +173,21 @@ def loss_state(reply: dict[str, Any], limit: int) -> dict[str, list[float]]:
     ):
         raise WorkerError("protocol", "the worker's parameter report is malformed")
     return {k: [float(x) for x in v] for k, v in params.items()}
+
+
+def scalars_report(reply: dict[str, Any]) -> dict[str, float]:
+    """Validate the worker's report of what the module's ``scalars()`` said (the worker checked it
+    too, but runs beside the submission): at most :data:`~harness.isolation.worker.MAX_SCALARS`
+    names of 1 to :data:`~harness.isolation.worker.MAX_SCALAR_NAME` printable characters, finite
+    numbers only."""
+    scalars = reply.get("scalars")
+    if (
+        not isinstance(scalars, dict)
+        or len(scalars) > wire.MAX_SCALARS
+        or not all(
+            isinstance(k, str) and 0 < len(k) <= wire.MAX_SCALAR_NAME and printable(k) == k and _finite_number(v)
+            for k, v in scalars.items()
+        )
+    ):
+        raise WorkerError("protocol", "the worker's report of the module's scalars() is malformed")
+    return {k: float(v) for k, v in scalars.items()}

@@ -20,6 +20,8 @@ Session::
     worker  -> RESULT record                            | ERROR {...}
     trainer -> STATE                                   (optional, any time)
     worker  -> STATE {"params": {name: [values...]}}
+    trainer -> SCALARS                                 (optional, after a step)
+    worker  -> SCALARS {"scalars": {name: value}}      (what the module's scalars() reports)
     trainer -> CLOSE, or closes the pipe
 
 Per STEP the worker runs ``forward`` on fresh leaf tensors, checks the result, backpropagates it,
@@ -41,14 +43,15 @@ from typing import Any, NamedTuple
 
 # ------------------------------------------------------------------------ wire format
 
-INIT, STEP, STATE, CLOSE = 1, 2, 3, 4  # trainer -> worker
-READY, RESULT, ERROR, STATE_REPLY = 101, 102, 103, 104  # worker -> trainer
+INIT, STEP, STATE, CLOSE, SCALARS = 1, 2, 3, 4, 5  # trainer -> worker
+READY, RESULT, ERROR, STATE_REPLY, SCALARS_REPLY = 101, 102, 103, 104, 105  # worker -> trainer
 
 HEADER = struct.Struct("<BI")
 MAX_FRAME = 4 << 20  # bytes; a longer frame is a protocol violation
 
 STEP_RECORD = struct.Struct("<qqqqddddddddddddI")
 MAX_STATE_EXTRA = 10_000  # numbers of buffers and plain attributes in a state report, beyond the parameters
+MAX_SCALARS, MAX_SCALAR_NAME = 8, 40  # what a module's optional scalars() may report: names, their length
 
 
 class StepRecord(NamedTuple):
@@ -463,6 +466,27 @@ class LossSession:
         return out
 
 
+def read_scalars(module: Any) -> dict[str, float]:
+    """The module's optional ``scalars()`` method's report: a dict of at most MAX_SCALARS printable names
+    (1 to MAX_SCALAR_NAME characters) to numbers (int, float or a one-element tensor); not finite ones are left out."""
+    import torch
+
+    method = inspect.getattr_static(type(module), "scalars", None)
+    out = method(module) if inspect.isfunction(method) else {}
+
+    def number(v: Any) -> bool:
+        return type(v) in (int, float, bool) or type(v) is torch.Tensor and v.numel() == 1 and not v.is_complex()
+
+    if not (isinstance(out, dict) and len(out) <= MAX_SCALARS) or not all(
+        isinstance(k, str) and 0 < len(k) <= MAX_SCALAR_NAME and k.isprintable() and number(v) for k, v in out.items()
+    ):
+        raise InterfaceError(
+            f"MultiTaskLoss.scalars() must return a dict of at most {MAX_SCALARS} names (at most {MAX_SCALAR_NAME} "
+            f"printable characters) to numbers (int, float or a one-element tensor); got {repr(out)[:200]}"
+        )
+    return {k: float(v) for k, v in out.items() if math.isfinite(float(v))}
+
+
 def _die_with_parent() -> None:
     """Ask Linux to SIGKILL this process when the trainer dies (best effort)."""
     try:
@@ -551,6 +575,13 @@ def main() -> int:
                 send(pack_json(STATE_REPLY, {"params": session.state()}))
             except ValueError as e:  # non-finite parameters cannot travel as JSON
                 return fail("state", f"cannot report the loss module's parameters: {e}")
+        elif kind == SCALARS:
+            try:
+                send(pack_json(SCALARS_REPLY, {"scalars": read_scalars(session.module)}))
+            except InterfaceError as e:
+                return fail("scalars", str(e))
+            except BaseException as e:  # noqa: BLE001
+                return fail("scalars", _raised("scalars()", e), _short_traceback(e, submission))
         elif kind == CLOSE:
             return 0
         else:

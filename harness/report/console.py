@@ -16,6 +16,7 @@ from harness.isolation.check import CheckReport
 from harness.isolation.sandbox import as_user_path
 from harness.leaderboard.record import Recorded
 from harness.protocol import Phase, Profile
+from harness.report import run_table
 
 
 def capabilities(console: Console, report: CheckReport, profile: Profile | None = None) -> None:
@@ -103,36 +104,10 @@ def recorded(console: Console, rec: Recorded, lb_path: Path, shown: tuple[Path, 
 
 def results(console: Console, records: Sequence[Recorded], lb_path: Path, *, several: bool = False) -> None:
     """The table of this evaluation's runs, and how many rows were appended. Epochs are counted from 1,
-    as in the progress lines and the plots (the CSV's ``best_epoch`` is 0-indexed)."""
-    table = Table(title="results", title_justify="left")
-    cols = (("submission",) if several else ()) + (
-        "arch",
-        "seed",
-        "status",
-        "best fine acc",
-        "best epoch",
-        "final fine acc",
-        "best coarse acc",
-        "time",
-    )
-    for col in cols:
-        table.add_column(col, justify="left" if col in ("submission", "arch", "status") else "right")
-    fmt = lambda v: "" if v is None else f"{v:.2f}"  # noqa: E731
-    for rec in records:
-        spec, r = rec.spec, rec.result
-        status = "[green]ok[/]" if r.status == "ok" else "[red]failed[/]"
-        table.add_row(
-            *((escape(spec.submission),) if several else ()),
-            spec.arch,
-            str(spec.seed),
-            status,
-            fmt(r.best_fine_acc),
-            "" if r.best_epoch is None else str(r.best_epoch + 1),
-            fmt(r.final_fine_acc),
-            fmt(r.best_coarse_acc),
-            f"{r.wall_seconds:.0f} s",
-        )
-    console.print(table)
+    as in the progress lines and the plots (the CSV's ``best_epoch`` is 0-indexed). The runs of one
+    file are listed together, in the order they ended; on a narrow terminal the table is the compact
+    one of :mod:`harness.report.run_table`."""
+    console.print(run_table.results_table(console, records, several=several))
     unwritten = sum(not rec.written for rec in records)
     console.print(
         f"appended {len(records) - unwritten} row(s) to {escape(str(lb_path))}"
@@ -141,8 +116,8 @@ def results(console: Console, records: Sequence[Recorded], lb_path: Path, *, sev
     homes = sorted({str(rec.run.path.parent.parent) for rec in records})  # <entry-version dir>/<phase>/<run>
     if homes:
         console.print(
-            "run files (settings, per-epoch metrics, loss weights, worker log, failure.txt): "
-            + escape(", ".join(homes))
+            "run files (settings, per-epoch metrics, per-step loss weights and scalars, worker log, failure.txt):\n"
+            + "\n".join(f"  {escape(home)}" for home in homes)
         )
 
 

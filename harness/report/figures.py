@@ -1,6 +1,7 @@
 """The HTML report's figures (matplotlib, Agg, embedded as PNG): per architecture, fine against
 coarse accuracy of every entry with the static-weight sweep as a curve; per submission, its
-learning curves against the baselines' and the loss weights it produced.
+learning curves against the baselines', the loss weights it produced (epoch means), and per
+logged step its weights and the scalars its ``scalars()`` reported (``steps.jsonl``).
 
 Every panel that has lines has a legend (one per figure, beside the panels, with one colour per
 entry in every panel); a panel without data says so instead of drawing an empty frame; epochs are
@@ -79,12 +80,25 @@ def _short(label: str) -> str:
 def tradeoffs(report: Report) -> list[Figure]:
     """Per architecture: every entry's mean best coarse accuracy against its mean best fine accuracy
     (error bars: sample std over seeds), the static-weight sweep joined in order of weight."""
+    plt = _pyplot()
+    drawn = tradeoff_figure(report, plt)
+    if drawn is None:
+        return []
+    fig, caption = drawn
+    png = _png(fig)
+    plt.close(fig)
+    return [(caption, png)]
+
+
+def tradeoff_figure(report: Report, plt):
+    """``(the matplotlib figure of :func:`tradeoffs`, its caption)``, or None with nothing to draw.
+    Its legend lists the kinds of point some panel shows, and only those."""
     entries = [e for e in report.entries if any(s.coarse for s in e.archs.values())]
     if not entries:
-        return []
-    plt = _pyplot()
+        return None
     fig, axes = _panels(plt, len(report.archs), height=5.5)
     sweep = sweep_members(report.entries)
+    drawn: set[str] = set()  # what the legend lists: only what some panel shows
     for ax, arch in zip(axes, report.archs):
         points = [(e, e.archs[arch]) for e in entries if e.archs[arch].coarse and e.archs[arch].mean is not None]
         if not points:
@@ -94,6 +108,7 @@ def tradeoffs(report: Report) -> list[Figure]:
         for settings, members in sweep.items():
             curve = [(w, e.archs[arch]) for w, e in members if e.archs[arch].coarse and e.archs[arch].mean is not None]
             if len(curve) >= 2:
+                drawn.add("sweep line")
                 ax.plot(
                     [s.coarse_mean for _, s in curve],
                     [s.mean for _, s in curve],
@@ -106,6 +121,7 @@ def tradeoffs(report: Report) -> list[Figure]:
         xs = [s.coarse_mean for _, s in points if s.coarse_mean is not None]  # (all: s.coarse is not empty)
         middle = (min(xs) + max(xs)) / 2
         for e, s in points:
+            drawn.add("submission" if e.kind == "submission" else "sweep" if e.submission in SWEEP else "baseline")
             style = (
                 dict(color="k", marker="D", ms=7, zorder=3)
                 if e.kind == "submission"
@@ -144,23 +160,24 @@ def tradeoffs(report: Report) -> list[Figure]:
         ax.margins(x=0.08, y=0.08)
         ax.set(title=arch, xlabel="best coarse test accuracy (%)", ylabel="best fine test accuracy (%)")
         ax.grid(alpha=0.3)
+    sweep_line = "-" if "sweep line" in drawn else ""
     handles = [
-        plt.Line2D([], [], color="k", marker="D", ls="", label="submission"),
-        plt.Line2D([], [], color="#d62728", marker="s", ls="", label="baseline"),
-        plt.Line2D([], [], color="#1f77b4", marker="o", ls="-", label="static-weight sweep (by w)"),
-    ]
-    fig.legend(handles=handles, loc="upper center", ncol=3, fontsize=9, bbox_to_anchor=(0.5, 1.06))
-    fig.tight_layout()
-    png = _png(fig)
-    plt.close(fig)
-    return [
-        (
-            "Fine against coarse accuracy per architecture: each entry's mean over seeds (bars: ± 1 sample std); "
-            "the static-weight sweep joined in order of its coarse weight w. Up is better on the leaderboard's "
-            "metric, right on the auxiliary task.",
-            png,
+        plt.Line2D([], [], color=color, marker=marker, ls=ls, label=label)
+        for kind, color, marker, ls, label in (
+            ("submission", "k", "D", "", "submission"),
+            ("baseline", "#d62728", "s", "", "baseline"),
+            ("sweep", "#1f77b4", "o", sweep_line, "static-weight sweep (by w)"),
         )
+        if kind in drawn
     ]
+    if handles:
+        fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=9, bbox_to_anchor=(0.5, 1.06))
+    fig.tight_layout()
+    joined = "; the static-weight sweep joined in order of its coarse weight w" if sweep_line else ""
+    return fig, (
+        "Fine against coarse accuracy per architecture: each entry's mean over seeds (bars: ± 1 sample std)"
+        f"{joined}. Up is better on the leaderboard's metric, right on the auxiliary task."
+    )
 
 
 def learning_curves(report: Report, runs_dir: Path) -> list[Figure]:
@@ -222,6 +239,7 @@ def learning_curves(report: Report, runs_dir: Path) -> list[Figure]:
             )
         plt.close(fig)
         figures += _weights(plt, report, sub, runs_dir)
+        figures += _steps(plt, report, sub, runs_dir)
     return figures
 
 
@@ -261,3 +279,57 @@ def _weights(plt, report: Report, sub: Standing, runs_dir: Path) -> list[Figure]
         )
     plt.close(fig)
     return out
+
+
+def _steps(plt, report: Report, sub: Standing, runs_dir: Path) -> list[Figure]:
+    """Per architecture (a column each): the loss weights of every logged step, and under them the
+    scalars the module reported, one line per seed (their runs' ``steps.jsonl``)."""
+    runs = {
+        arch: [
+            (seed, RunDir.from_id(runs_dir, rid).read_steps()) for seed, rid in sorted(sub.archs[arch].run_ids.items())
+        ]
+        for arch in report.archs
+    }
+    runs = {arch: [(seed, lines) for seed, lines in seeds if lines] for arch, seeds in runs.items()}
+    if not any(runs.values()):
+        return []
+    names = sorted({n for seeds in runs.values() for _, lines in seeds for x in lines for n in x.get("scalars", {})})
+    rows = 2 if names else 1
+    width = max(6.5, min(14.0, 6.5 * len(report.archs)))
+    fig, axes = plt.subplots(rows, len(report.archs), figsize=(width, 3.6 * rows), squeeze=False)
+    colours = {n: plt.cm.tab10(i % 10) for i, n in enumerate(["fine", "coarse", *names])}
+    seeds = sorted({seed for arch_runs in runs.values() for seed, _ in arch_runs})
+    dashes = {seed: ("-", "--", ":", "-.")[i % 4] for i, seed in enumerate(seeds)}
+    for col, arch in enumerate(report.archs):
+        top, bottom = axes[0][col], axes[-1][col]
+        for seed, lines in runs[arch]:
+            steps = [x["step"] for x in lines]
+            for task in ("fine", "coarse"):
+                top.plot(steps, [x[f"weight_{task}"] for x in lines], dashes[seed], color=colours[task], lw=1)
+            for name in names:
+                points = [(x["step"], x["scalars"][name]) for x in lines if name in x.get("scalars", {})]
+                if points:
+                    bottom.plot(*zip(*points), dashes[seed], color=colours[name], lw=1)
+        top.set(title=f"{arch}: loss weights per step", xlabel="training step", ylabel="dL/dL_task")
+        if names:
+            bottom.set(title=f"{arch}: scalars()", xlabel="training step", ylabel="reported value")
+        for ax in {top, bottom}:
+            ax.grid(alpha=0.3)
+            if not ax.lines:
+                _empty(ax, f"no logged steps of {_short(sub.label)} on {arch} under {runs_dir}")
+    handles = [
+        plt.Line2D([], [], color=colours[n], label=f"dL/dL_{n}" if n in ("fine", "coarse") else n) for n in colours
+    ]
+    handles += [plt.Line2D([], [], color="#555", ls=dashes[seed], label=f"seed {seed}") for seed in seeds]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.tight_layout()
+    png = _png(fig)
+    plt.close(fig)
+    reported = f" and what its scalars() reported ({', '.join(names)})" if names else ""
+    return [
+        (
+            f"{sub.label}: the weights it gave each task's loss at every logged step{reported}; one line style "
+            "per seed",
+            png,
+        )
+    ]

@@ -43,9 +43,12 @@ from harness.rundir import RunDir
 from harness.training.checkpoint import Checkpointer, Resume
 from harness.training.data import Split, TrainLoader, eval_batches
 from harness.training.device import autocast_context, set_determinism, set_fp32_precision
+from harness.training.evaluation import TestMetrics as TestMetrics  # re-exported
+from harness.training.evaluation import evaluate as evaluate  # re-exported
 from harness.training.gradients import _backward_combined, _backward_per_task, _gramian, _head_sq_norms, _task_gradients
 from harness.training.models import TwoHeadNet, build_model, task_reach
 from harness.training.sharing import CpuShare
+from harness.training.steplog import StepLog
 
 # ------------------------------------------------------------------------ one step
 
@@ -81,16 +84,6 @@ class Carry:
     after_losses: torch.Tensor | None = None
 
 
-@dataclass(frozen=True)
-class TestMetrics:
-    """The test split after an epoch: mean losses, and accuracies in percent."""
-
-    fine_loss: float
-    coarse_loss: float
-    fine_acc: float
-    coarse_acc: float
-
-
 def train_one_epoch(
     model: TwoHeadNet,
     loader: TrainLoader,
@@ -103,11 +96,13 @@ def train_one_epoch(
     precision: str = "fp32",
     forward: Callable | None = None,
     carry: Carry | None = None,
+    log: StepLog | None = None,
 ) -> TrainMeans:
     """Train one epoch; returns its :class:`TrainMeans`.
     ``forward`` (default: ``model``) computes the two heads' logits, e.g. a compiled model.
     What the worker asked for (its :class:`Ready`) decides what each step computes. ``carry``
-    holds what a step leaves for the next one (kept by the caller across epochs)."""
+    holds what a step leaves for the next one (kept by the caller across epochs); ``log`` records
+    every N-th step (:class:`~harness.training.steplog.StepLog`)."""
     carry = Carry() if carry is None else carry
     forward = model if forward is None else forward
     ready = worker.ready
@@ -184,6 +179,8 @@ def train_one_epoch(
         if use_after:  # the same batch after the update, as FAMO's official code measures it
             carry.after_losses = _losses_after_update(forward, x, y_fine, y_coarse, precision)
         means.add(fine_v, coarse_v, reply)
+        if log is not None:
+            log.step(i, request, reply)
         if on_step is not None:
             on_step()
     return means
@@ -202,39 +199,6 @@ def _losses_after_update(
     with autocast_context(precision, x.device.type):
         fine_logits, coarse_logits = forward(x)
         return torch.stack([F.cross_entropy(fine_logits, y_fine), F.cross_entropy(coarse_logits, y_coarse)])
-
-
-@torch.no_grad()
-def evaluate(
-    model: TwoHeadNet,
-    batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-    *,
-    precision: str = "fp32",
-    forward: Callable | None = None,
-) -> TestMetrics:
-    """The model on ``batches`` (the test split)."""
-    forward = model if forward is None else forward
-    model.eval()
-    totals = None
-    n = 0
-    for x, y_fine, y_coarse in batches:
-        with autocast_context(precision, x.device.type):
-            fine_logits, coarse_logits = forward(x)
-        fine_logits, coarse_logits = fine_logits.float(), coarse_logits.float()
-        batch = torch.stack(
-            [
-                F.cross_entropy(fine_logits, y_fine, reduction="sum"),
-                F.cross_entropy(coarse_logits, y_coarse, reduction="sum"),
-                (fine_logits.argmax(1) == y_fine).sum().float(),
-                (coarse_logits.argmax(1) == y_coarse).sum().float(),
-            ]
-        )
-        totals = batch if totals is None else totals + batch
-        n += y_fine.numel()
-    if totals is None:
-        raise RunFailed("the test split is empty")
-    fine_loss, coarse_loss, fine_correct, coarse_correct = totals.tolist()
-    return TestMetrics(fine_loss / n, coarse_loss / n, 100.0 * fine_correct / n, 100.0 * coarse_correct / n)
 
 
 # -------------------------------------------------------------------------- one run
@@ -316,6 +280,7 @@ def _epoch(
     forward: Callable,
     on_step: Callable[[], None],
     carry: Carry,
+    log: StepLog | None = None,
 ) -> EpochMetrics:
     """One epoch at its scheduled learning rate, then the test split."""
     start = time.perf_counter()
@@ -334,6 +299,7 @@ def _epoch(
         precision=spec.precision,
         forward=forward,
         carry=carry,
+        log=log,
     )
     test = evaluate(model, test_batches, precision=spec.precision, forward=forward)
     return EpochMetrics(
@@ -435,15 +401,19 @@ def run_one(
             ) as worker,
         ):
             _start_worker(worker, resume)
+            log = StepLog(run, worker, loader.steps_per_epoch, profile.epochs, first_epoch)
 
             def on_step() -> None:
                 hooks.step_done()
                 share.tick()
 
             for epoch in range(first_epoch, profile.epochs):
-                metrics = _epoch(spec, epoch, model, optimizer, worker, loader, test_batches, forward, on_step, carry)
+                metrics = _epoch(
+                    spec, epoch, model, optimizer, worker, loader, test_batches, forward, on_step, carry, log
+                )
                 history.append(metrics)
                 run.append_metrics(metrics)
+                log.flush()
                 if epoch + 1 < profile.epochs:
                     checkpointer.save(
                         epoch + 1,
