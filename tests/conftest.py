@@ -3,14 +3,18 @@ test modules import live in helpers.py."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import textwrap
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 from harness.training.data import load_dataset, write_synthetic
 
-from helpers import REPO, harness_env
+from helpers import REPO, LiveHarness, harness_env
 
 
 @pytest.fixture(scope="session")
@@ -47,15 +51,46 @@ def write_submission(tmp_path):
     return write
 
 
-@pytest.fixture(scope="session")
-def readme_smoke_run(tmp_path_factory):
-    """The README's first command, run once: ``(CompletedProcess, its directory)``. Shared by the
-    README test and the resume test, which compares a killed-and-resumed run against it."""
-    import shutil
-    import subprocess
+class SmokeRun(NamedTuple):
+    """The README's smoke evaluation: its outcome (``result.stdout`` holds standard output and
+    error together), its directory, and what ``harness check --sandbox docker`` in another pid
+    namespace returned while the evaluation was training (None where that was not possible here)."""
 
+    result: subprocess.CompletedProcess
+    cwd: Path
+    neighbour: subprocess.CompletedProcess | str | None
+
+
+def docker_neighbour_possible() -> bool:
+    """Docker with the sandbox image, and root with ``unshare`` to start a harness in a new pid namespace."""
+    from harness.isolation.sandbox import get_sandbox
+
+    return get_sandbox("docker").available() and shutil.which("unshare") is not None and os.geteuid() == 0
+
+
+@pytest.fixture(scope="session")
+def readme_smoke_run(tmp_path_factory) -> SmokeRun:
+    """The README's first command, run once. Shared by the README test, the resume test (which
+    compares a killed-and-resumed run against it) and the Docker neighbours test: where Docker is
+    available the evaluation trains in its sandbox (the default's first choice), and once its first
+    epoch is done a harness in another pid namespace runs ``harness check --sandbox docker``, which
+    must leave this live run's worker container alone (tests/test_docker_neighbours.py)."""
     cwd = tmp_path_factory.mktemp("readme-smoke")
-    r = subprocess.run([shutil.which("harness"), "evaluate", str(REPO / "submissions" / "example_loss.py"),
-                        "--profile", "smoke"], cwd=cwd, capture_output=True, text=True, timeout=900,
-                       env=harness_env(), stdin=subprocess.DEVNULL)
-    return r, cwd
+    example = REPO / "submissions" / "example_loss.py"
+    run = LiveHarness("evaluate", example, "--profile", "smoke", cwd=cwd)
+    neighbour: subprocess.CompletedProcess | str | None = None
+    try:
+        if docker_neighbour_possible():
+            try:
+                run.wait_for(r"epoch 1/3", timeout=600)  # training, its worker container live
+            except AssertionError as e:
+                neighbour = f"the evaluation never reached its first epoch's end: {e}"
+            else:
+                neighbour = subprocess.run(
+                    ["unshare", "--pid", "--fork", shutil.which("harness"), "check", str(example), "--sandbox",
+                     "docker"], cwd=tmp_path_factory.mktemp("docker-neighbour"), capture_output=True, text=True,
+                    timeout=300, env=harness_env(), stdin=subprocess.DEVNULL)
+        code, out = run.finish(timeout=900)
+    finally:
+        run.kill()
+    return SmokeRun(subprocess.CompletedProcess(run.proc.args, code, out, ""), cwd, neighbour)

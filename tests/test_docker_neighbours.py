@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import REPO, LiveHarness, harness_env, require_sandbox
+from helpers import require_sandbox
 
 from harness.isolation.sandbox import docker as docker_backend
 
@@ -39,21 +39,15 @@ def test_only_a_proven_orphan_of_this_kind_is_removed():
 
 @pytest.mark.docker
 @pytest.mark.slow
-def test_a_harness_in_another_pid_namespace_leaves_a_live_run_alone(tmp_path):
+def test_a_harness_in_another_pid_namespace_leaves_a_live_run_alone(readme_smoke_run):
+    """The live run is the README's smoke evaluation (shared, see conftest.py): training in its Docker
+    sandbox when another harness, in a new pid namespace, ran ``harness check --sandbox docker``."""
     require_sandbox("docker")
     if shutil.which("unshare") is None or os.geteuid() != 0:
         pytest.skip("needs unshare and root to start a harness in a new pid namespace")
-    example = REPO / "submissions" / "example_loss.py"
-    victim = LiveHarness("evaluate", example, "--profile", "smoke", "--arch", "resnet20", "--sandbox", "docker",
-                         cwd=tmp_path)
-    try:
-        victim.wait_for(r"epoch 1/3", timeout=600)  # training, its worker container live
-        other = subprocess.run(["unshare", "--pid", "--fork", shutil.which("harness"), "check", str(example),
-                                "--sandbox", "docker"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                               env=harness_env(), stdin=subprocess.DEVNULL)
-        assert other.returncode == 0, other.stdout + other.stderr
-        rc, out = victim.finish(timeout=600)
-    finally:
-        victim.kill()
-    assert rc == 0 and "killed by signal" not in out, out
-    assert ",ok" in (tmp_path / "leaderboard-smoke.csv").read_text()
+    victim, cwd, other = readme_smoke_run
+    assert "in sandbox 'docker'" in victim.stdout, victim.stdout  # the victim's worker is a Docker container
+    assert isinstance(other, subprocess.CompletedProcess), other
+    assert other.returncode == 0, other.stdout + other.stderr
+    assert victim.returncode == 0 and "killed by signal" not in victim.stdout, victim.stdout
+    assert ",ok" in (cwd / "leaderboard-smoke.csv").read_text()

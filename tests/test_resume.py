@@ -228,7 +228,7 @@ def _evaluate_and_kill_in_second_epoch(cwd):
 
 
 def test_a_sigkilled_smoke_evaluation_resumes_and_matches_an_uninterrupted_one(tmp_path, readme_smoke_run):
-    first, whole = readme_smoke_run  # uninterrupted: the README's command
+    first, whole, _ = readme_smoke_run  # uninterrupted: the README's command
     assert first.returncode == 0, first.stdout + first.stderr
     cut = tmp_path / "cut"
     cut.mkdir()
