@@ -16,7 +16,16 @@ from rich.table import Table
 
 from harness.aggregate import ALPHA, CORRECTION, REFERENCE_BASELINE, ArchStats, Standing
 from harness.report.model import Report, Section
-from harness.report.text import fmt_rank, legend, published_notes, retired_note, section_table, unranked_note
+from harness.report.text import (
+    fmt_cost_short,
+    fmt_final,
+    fmt_rank,
+    legend,
+    published_notes,
+    retired_note,
+    section_table,
+    unranked_note,
+)
 from harness.static_sweep import CONTROL_LABEL
 
 _REF = REFERENCE_BASELINE.removesuffix(".py")
@@ -68,7 +77,7 @@ def _compact(
 ) -> Table:
     title, rows = section.title, section.rows
     unders = [[_under(e, arch) for arch in report.archs] + [_diff(e.pooled) if e.pooled else ""] for e in rows]
-    finals = [[_final(e.archs[arch]) for arch in report.archs] + [""] for e in rows]
+    finals = [[fmt_final(e.archs[arch]) for arch in report.archs] + [""] for e in rows]
     has_diff = any(u for row in unders for u in row)
     has_final = any(f for row in finals for f in row)
     has_cost = any(e.cost is not None for e in rows)
@@ -89,14 +98,9 @@ def _compact(
                 lines.append(f"[dim]{escape(u)}[/]" if not u.endswith("*") else escape(u))
             cells.append("\n".join(lines))
         if has_cost:
-            cells.append(f"{e.cost:.2f}x" if e.cost is not None else "")
+            cells.append(fmt_cost_short(e))
         table.add_row(*cells, style="bold" if e.version_key in highlight else None)
     return table
-
-
-def _final(s: ArchStats) -> str:
-    """The mean final-epoch accuracy (the number no choice of epoch flatters)."""
-    return f"{s.final_mean:.2f}" if s.final_mean is not None else ""
 
 
 def _under(e: Standing, arch: str) -> str:
