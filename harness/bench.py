@@ -41,7 +41,7 @@ from harness.training.device import (
     set_fp32_precision,
     threads_per_run,
 )
-from harness.training.models import build_model
+from harness.training.models import build_model, hidden_source, load_arch_file
 from harness.training.trainer import evaluate, train_one_epoch
 
 EQUAL_WEIGHTING = (
@@ -400,10 +400,14 @@ def _jobs_child(
     threads: int,
     start,
     out,
+    arch_source: tuple[str, str] | None = None,
 ) -> None:
-    """One of N concurrent harness loops: warm up, wait for the others, time ``steps`` steps."""
+    """One of N concurrent harness loops: warm up, wait for the others, time ``steps`` steps.
+    ``arch_source``: the file defining a hidden architecture (this process loads it)."""
     if threads:
         torch.set_num_threads(threads)
+    if arch_source is not None:
+        load_arch_file(arch, *arch_source)
     dev = torch.device(device)
     set_fp32_precision(precision, dev)  # a spawned process starts with torch's defaults
     settings = PROFILES["full"].optimizer
@@ -454,6 +458,7 @@ def jobs_throughput(
                 threads,
                 start,
                 out,
+                hidden_source(arch),
             ),
         )
         for i in range(jobs)

@@ -303,7 +303,13 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
 
     from harness.bench import run_bench
     from harness.training.device import resolve_device
+    from harness.training.models import available_archs, get_arch, load_hidden_archs
 
+    archs = args.arch or ["resnet20", "resnet56"]
+    if any(a not in available_archs() for a in archs):  # e.g. vgg16bn: the hidden ones, when there
+        load_hidden_archs(args.hidden_dir)
+    for a in archs:
+        get_arch(a)  # a clear error for an unknown name
     device = resolve_device(args.device)
     if device.type == "cpu" and args.threads:
         torch.set_num_threads(args.threads)
@@ -317,7 +323,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     else:
         sweep = (1, 2, 4) if device.type == "cuda" else ()
     rep = run_bench(
-        archs=args.arch or ["resnet20", "resnet56"],
+        archs=archs,
         device=device,
         precision=args.precision,
         channels_last=args.channels_last,

@@ -183,7 +183,14 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
         help="training throughput against a bare loop and a conventional pipeline, worker round trip, evaluation time",
     )
     bn.add_argument(
-        "--arch", action="append", metavar="NAME", help="architecture (repeatable; default resnet20 and resnet56)"
+        "--arch",
+        action="append",
+        metavar="NAME",
+        help="architecture (repeatable; default resnet20 and resnet56; a hidden one, e.g. vgg16bn, is loaded "
+        "from --hidden-dir)",
+    )
+    bn.add_argument(
+        "--hidden-dir", type=Path, help="where the hidden architectures are (default: ./hidden of the source checkout)"
     )
     bn.add_argument(
         "--device",

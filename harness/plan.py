@@ -23,11 +23,22 @@ from harness.isolation.check import directory_message, read_submission, sha256_f
 from harness.leaderboard import default_path
 from harness.leaderboard.record import Recorder, completed_runs
 from harness.names import SOURCE_BASELINES, baseline_names, check_name, place_of, reserved_problem
-from harness.protocol import HIDDEN_ARCHS, EntryKey, Kind, LeaderboardRow, Phase, Precision, Profile, RunSpec, Topology
+from harness.protocol import (
+    HIDDEN_ARCHS,
+    ArchSource,
+    EntryKey,
+    Kind,
+    LeaderboardRow,
+    Phase,
+    Precision,
+    Profile,
+    RunSpec,
+    Topology,
+)
 from harness.provenance import device_name
 from harness.rundir import EvalDir
 from harness.training.device import resolve_device
-from harness.training.models import get_arch, load_hidden_archs
+from harness.training.models import get_arch, hidden_source, load_hidden_archs
 
 ExecutorName = Literal["local", "ray"]
 
@@ -171,7 +182,14 @@ def spec_for(
         precision=precision,
         compile=opts.compile,
         deterministic=opts.deterministic,
+        arch_source=_arch_source(arch),
     )
+
+
+def _arch_source(arch: str) -> ArchSource | None:
+    """The file a hidden architecture was loaded from, for the processes that train it."""
+    source = hidden_source(arch)
+    return ArchSource(path=source[0], sha256=source[1]) if source else None
 
 
 def entry_of(

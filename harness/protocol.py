@@ -231,6 +231,15 @@ def key_values(key: SeriesKey) -> dict[str, object]:
     return out
 
 
+class ArchSource(_Frozen):
+    """Where a hidden architecture is defined: the module file (absolute path on the driver's
+    machine) and its sha256. A process that has not loaded it (a ``--jobs`` child, a Ray task)
+    loads that file, or the bytes the executor sends with the task, only if the sha256 matches."""
+
+    path: str
+    sha256: str
+
+
 class RunSpec(_Frozen):
     """Everything that determines one (architecture, seed) training run."""
 
@@ -255,6 +264,9 @@ class RunSpec(_Frozen):
     compile: bool = Field(default=False, description="the model's forward pass through torch.compile")
     deterministic: bool = Field(
         default=False, description="torch.use_deterministic_algorithms and cuDNN determinism (cudnn.benchmark off)"
+    )
+    arch_source: ArchSource | None = Field(
+        default=None, description="the file defining a hidden architecture (None: a built-in one)"
     )
 
     @property

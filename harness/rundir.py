@@ -93,6 +93,14 @@ class RunDir:
     def write_failure(self, text: str) -> None:
         self.failure.write_text(text)
 
+    def note_failure(self, spec: RunSpec, reason: str) -> None:
+        """Make ``failure.txt`` say ``reason``: kept when it already does (the trainer's own account,
+        with more detail), else written (a run that failed before or outside its training)."""
+        if reason in (self.read_failure() or ""):
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.write_failure(f"{spec.submission} failed on {spec.arch}, seed {spec.seed}:\n{reason}\n")
+
     def write_result(self, result: RunResult) -> None:
         self.result.write_text(result.model_dump_json(indent=2))
 

@@ -7,10 +7,11 @@
 Every executor carries a run out through the same function,
 :func:`harness.executors.events.execute`, wherever it runs; the run's progress comes back as
 small typed events that :func:`~harness.executors.events.deliver` turns into calls of the
-driver's :class:`RunObserver`. Each job ends in the driver with :meth:`Executor.finish`: the
-observer's ``run_finished``, then ``on_result`` (which records the row; only the driver writes
-the leaderboard), in the order the runs end. A run that fails (the submission, the worker, a lost
-process) ends as a ``failed`` result with its reason, and the others go on.
+driver's :class:`RunObserver`. Each job ends in the driver with :meth:`Executor.finish`: a failed
+run's reason in its ``failure.txt``, the observer's ``run_finished``, then ``on_result`` (which
+records the row; only the driver writes the leaderboard), in the order the runs end. A run that
+fails (the submission, the worker, a lost process) ends as a ``failed`` result with its reason,
+and the others go on.
 ``KeyboardInterrupt`` stops every run cleanly (loss workers and their sandboxes removed,
 checkpoints kept), records the results that had already arrived, and is re-raised.
 """
@@ -60,5 +61,10 @@ class Executor(ABC):
 
     @staticmethod
     def finish(job: Job, result: RunResult, observer: RunObserver, on_result: OnResult) -> None:
+        """End ``job`` in the driver. A failed run's reason is in its ``failure.txt`` whatever failed
+        (the trainer writes it; a run that never reached training, a process that died or a lost
+        Ray task gets it here)."""
+        if result.status == "failed" and result.reason:
+            job.run_dir.note_failure(job.spec, result.reason)
         observer.run_finished(job.spec, result)
         on_result(job, result)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,17 +140,20 @@ def execute(
     data_dir: Path | None = None,
     threads: int = 0,
     handle_signals: bool = False,
+    arch_code: bytes | None = None,
 ) -> RunResult:
     """Carry out one run in this process, reporting through ``send``; returns the result (also sent
     as ``Finished``).
 
     ``data`` is ``(train, test)`` when the caller hands the splits over, else they are loaded from
-    ``data_dir``. ``handle_signals``: the run has a process of its own (a ``--jobs`` child), which
-    stops cleanly on SIGTERM or its driver's death. Never raises for a failed run; raises
-    ``KeyboardInterrupt`` when stopped.
+    ``data_dir``. A hidden architecture this process has not loaded is loaded from the file the
+    spec names (``arch_code``: its bytes, when that file is on another machine). ``handle_signals``:
+    the run has a process of its own (a ``--jobs`` child), which stops cleanly on SIGTERM or its
+    driver's death. Never raises for a failed run; raises ``KeyboardInterrupt`` when stopped.
     """
     from harness.isolation.sandbox import get_sandbox
     from harness.training.data import load_profile_data
+    from harness.training.models import load_arch_file
     from harness.training.trainer import run_one
 
     if handle_signals:
@@ -158,7 +162,11 @@ def execute(
         if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # ignored as the driver is (nohup, cmd &)
             signal.signal(signal.SIGINT, _stop_on_signal)
     reporter = Reporter(send, key)
+    start = time.perf_counter()
     try:
+        source = job.spec.arch_source
+        if source is not None:
+            load_arch_file(job.spec.arch, source.path, source.sha256, arch_code)
         train, test = data if data is not None else load_profile_data(job.spec.profile, data_dir)
         box = get_sandbox(sandbox) if isinstance(sandbox, str) else sandbox
         result = run_one(
@@ -172,7 +180,9 @@ def execute(
             threads=threads,
         ).result
     except Exception as e:  # noqa: BLE001  (run_one turns run failures into results; this is setup)
-        result = RunResult.failed(f"the run could not start training: {type(e).__name__}: {e}")
+        result = RunResult.failed(
+            f"the run could not start training: {type(e).__name__}: {e}", wall_seconds=time.perf_counter() - start
+        )
     reporter.flush()
     send(Finished(key, result))
     return result

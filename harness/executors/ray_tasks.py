@@ -87,8 +87,10 @@ def _task(
     events,
     key: str,
     build: str,
+    arch_code: bytes | None = None,
 ) -> str:
-    """One run, in a Ray worker process; returns its :class:`RunResult` as JSON."""
+    """One run, in a Ray worker process; returns its :class:`RunResult` as JSON. ``arch_code``: the
+    bytes of the file defining a hidden architecture (loaded only if its sha256 is the spec's)."""
     spec = RunSpec.model_validate_json(spec_json)
     if build_id() != build:
         return RunResult.failed(
@@ -111,6 +113,7 @@ def _task(
             key=key,
             data=data,
             threads=threads,
+            arch_code=arch_code,
         )
         ray.get(events.flushed.remote())  # every event is at the actor before the result is
     finally:
@@ -236,6 +239,7 @@ class _Flight:
             self.events,
             key,
             build_id(),
+            Path(job.spec.arch_source.path).read_bytes() if job.spec.arch_source else None,
         )
         self.pending[ref] = (job, attempt, key)
 

@@ -64,9 +64,17 @@ def _frames(blob: bytes) -> list[bytes]:
 class Checkpointer:
     def __init__(self, directory: Path, spec: RunSpec) -> None:
         self.dir = Path(directory)  # a run's RunDir.checkpoint
-        # where it runs (device, sandbox) and where the file came from may change between attempts; what it
-        # computes may not
-        self.spec_json = spec.model_dump_json(exclude={"device", "sandbox", "submission_path"})
+        # where it runs (device, sandbox), where the file came from and where a hidden architecture's file
+        # lies may change between attempts; what it computes may not (the field is left out for a built-in
+        # architecture, so that checkpoints of earlier versions stay usable)
+        self.spec_json = spec.model_dump_json(
+            exclude={
+                "device": True,
+                "sandbox": True,
+                "submission_path": True,
+                "arch_source": True if spec.arch_source is None else {"path"},
+            }
+        )
         self.messages = self.dir / "messages.bin"
         self.manifest = self.dir / "manifest.json"
 

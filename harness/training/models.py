@@ -14,6 +14,7 @@ which has a deterministic backward on CUDA, unlike ``AdaptiveAvgPool2d``), 64-d 
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -90,7 +91,9 @@ def load_hidden_archs(hidden_dir: Path | None = None) -> list[str]:
 
     Returns the names that were newly registered. Raises :class:`UsageError` with the
     fix when the directory is absent (the hidden architectures ship only with the
-    maintainers' checkout). Importing twice is a no-op.
+    maintainers' checkout). Importing twice is a no-op. Each architecture remembers the file
+    and sha256 it came from (:func:`hidden_source`): a run's spec carries them, so that a process
+    that trains it (a ``--jobs`` child, a Ray task) loads the same file (:func:`load_arch_file`).
     """
     hidden_dir = Path(hidden_dir) if hidden_dir is not None else default_hidden_dir()
     if not hidden_dir.is_dir():
@@ -100,19 +103,66 @@ def load_hidden_archs(hidden_dir: Path | None = None) -> list[str]:
         )
     before = set(_REGISTRY)
     for path in sorted(hidden_dir.glob("*.py")):
-        module_name = f"harness_hidden_{path.stem}"
-        if module_name in _loaded_hidden:
-            continue
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot load the hidden architectures module {path}")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _loaded_hidden.add(module_name)
+        data = path.read_bytes()
+        _exec_arch_module(path.resolve(), data, hashlib.sha256(data).hexdigest())
     return sorted(set(_REGISTRY) - before)
 
 
+def hidden_source(name: str) -> tuple[str, str] | None:
+    """``(file, sha256)`` of the hidden-architecture module that registered ``name`` in this
+    process; None for a built-in architecture."""
+    return _hidden_sources.get(name)
+
+
+def load_arch_file(name: str, path: str, sha256: str, content: bytes | None = None) -> None:
+    """Make the architecture ``name`` available in this process from the module that defines it
+    (``path``, whose bytes must hash to ``sha256``: the file the evaluation was planned with).
+    ``content``: those bytes, when the file is not on this machine (a Ray node). A no-op when this
+    process already loaded that file. Raises :class:`UsageError` naming the file when it is
+    missing, was changed, or does not register ``name``."""
+    if name in _REGISTRY:
+        loaded = _hidden_sources.get(name)
+        if loaded is not None and loaded[1] != sha256:
+            raise UsageError(
+                f"architecture {name!r} was loaded here from {loaded[0]} (sha256 {loaded[1][:12]}), "
+                f"but the run was planned with {path} (sha256 {sha256[:12]})"
+            )
+        return
+    data = content
+    if data is None or hashlib.sha256(data).hexdigest() != sha256:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as e:
+            raise UsageError(f"the architecture {name!r} is defined in {path}, which cannot be read here ({e})") from e
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise UsageError(
+            f"{path} changed since the evaluation was planned (its sha256 is no longer {sha256[:12]}): "
+            "restore it, or start the evaluation again"
+        )
+    _exec_arch_module(Path(path), data, sha256)
+    if name not in _REGISTRY:
+        raise UsageError(f"{path} does not register the architecture {name!r}")
+
+
+def _exec_arch_module(path: Path, data: bytes, sha256: str) -> None:
+    """Run a hidden-architecture module's source (``data``, read from ``path``) once per process."""
+    module_name = f"harness_hidden_{path.stem}"
+    if module_name in _loaded_hidden:
+        return
+    spec = importlib.util.spec_from_loader(module_name, loader=None, origin=str(path))
+    if spec is None:
+        raise ImportError(f"cannot load the hidden architectures module {path}")
+    module = importlib.util.module_from_spec(spec)
+    module.__file__ = str(path)
+    before = set(_REGISTRY)
+    exec(compile(data, str(path), "exec"), module.__dict__)  # trusted: the maintainers' hidden/ file
+    _loaded_hidden.add(module_name)
+    for name in set(_REGISTRY) - before:
+        _hidden_sources[name] = (str(path), sha256)
+
+
 _loaded_hidden: set[str] = set()
+_hidden_sources: dict[str, tuple[str, str]] = {}  # architecture -> (file, sha256) it was registered from
 
 
 # --------------------------------------------------------------------------- networks
