@@ -13,6 +13,7 @@ from harness.isolation.client import StepReply
 __all__ = [
     "_backward_combined",
     "_backward_per_task",
+    "_drop_unreached",
     "_gramian",
     "_head_sq_norms",
     "_set_combined_gradients",
@@ -139,3 +140,13 @@ def _backward_combined(fine: torch.Tensor, coarse: torch.Tensor, reply: StepRepl
     ]
     if terms:
         (terms[0] if len(terms) == 1 else terms[0] + terms[1]).backward()
+
+
+def _drop_unreached(params: list[torch.nn.Parameter], reach: tuple[list[bool], list[bool]], reply: StepReply) -> None:
+    """After :func:`_backward_combined` through a compiled graph: a parameter that no loss the
+    combined loss uses reaches (``reach``, from the eager module; e.g. the head of a task left out)
+    gets no gradient, as eager autograd leaves it (the compiled backward hands it zeros, on which SGD
+    would apply weight decay and momentum)."""
+    for p, fine, coarse in zip(params, *reach):
+        if not ((reply.uses_fine and fine) or (reply.uses_coarse and coarse)):
+            p.grad = None

@@ -41,11 +41,19 @@ from harness.protocol import EpochMetrics, RunResult, RunSpec
 from harness.provenance import device_name
 from harness.rundir import RunDir
 from harness.training.checkpoint import Checkpointer, Resume
+from harness.training.compiled import compile_forward, no_silent_fallback
 from harness.training.data import Split, TrainLoader, eval_batches
 from harness.training.device import autocast_context, set_determinism, set_fp32_precision
 from harness.training.evaluation import TestMetrics as TestMetrics  # re-exported
 from harness.training.evaluation import evaluate as evaluate  # re-exported
-from harness.training.gradients import _backward_combined, _backward_per_task, _gramian, _head_sq_norms, _task_gradients
+from harness.training.gradients import (
+    _backward_combined,
+    _backward_per_task,
+    _drop_unreached,
+    _gramian,
+    _head_sq_norms,
+    _task_gradients,
+)
 from harness.training.models import TwoHeadNet, build_model, task_reach
 from harness.training.sharing import CpuShare
 from harness.training.steplog import StepLog
@@ -114,9 +122,11 @@ def train_one_epoch(
     use_head_norms = "head_sq_norms" in ready.capabilities
     use_after = "previous_losses_after_update" in ready.capabilities
     per_task = use_gramian or use_head_norms or ready.head_loss  # the heads and the backbone are weighted apart
+    compiled = forward is not model  # its backward hands zeros where eager autograd leaves None
     params = list(model.parameters())
-    if per_task:  # which losses reach each parameter: fixed by the topology, found once per epoch
+    if per_task or compiled:  # which losses reach each parameter: fixed by the topology, found once per epoch
         reach = task_reach(model)
+    if per_task:
         shared = [i for i, (f, c) in enumerate(zip(*reach)) if f and c]  # both losses reach them
         groups = (shared, [i for i in range(len(params)) if not (reach[0][i] and reach[1][i])])
         gramian_over = shared or list(range(len(params)))  # nothing shared: over every parameter, G01 = 0
@@ -175,6 +185,8 @@ def train_one_epoch(
             _backward_per_task(params, groups, g_fine, g_coarse, reply)
         else:
             _backward_combined(fine, coarse, reply)
+            if compiled:
+                _drop_unreached(params, reach, reply)
         optimizer.step()
         if use_after:  # the same batch after the update, as FAMO's official code measures it
             carry.after_losses = _losses_after_update(forward, x, y_fine, y_coarse, precision)
@@ -364,7 +376,7 @@ def run_one(
     set_fp32_precision(spec.precision, device)
     checkpointer = Checkpointer(run.checkpoint, spec)
     model, optimizer, resume, notes = _start(spec, run, device, dtype, checkpointer)
-    forward = torch.compile(model) if spec.compile else model  # shares the parameters
+    forward = compile_forward(model) if spec.compile else model  # shares the parameters
     loader = TrainLoader(
         train,
         batch_size=profile.batch_size,
@@ -387,6 +399,7 @@ def run_one(
     carry = Carry(after.to(device) if after is not None else None)
     try:
         with (
+            no_silent_fallback(spec.compile),
             CpuShare(device.type, cap=threads) as share,
             LossWorker(
                 submission,
