@@ -6,7 +6,6 @@ was rejected or the command line is wrong, 130 interrupted).
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 
@@ -22,7 +21,6 @@ from harness.names import check_name
 from harness.protocol import TOPOLOGIES, get_profile
 from harness.text import SafeConsole
 from harness.training.data import default_data_dir, download_cifar100, write_synthetic
-from harness.training.device import determinism_env
 
 
 def _evaluate_options(args: argparse.Namespace, kind: str):
@@ -359,8 +357,6 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for name, value in determinism_env(getattr(args, "deterministic", False)).items():
-        os.environ.setdefault(name, value)  # before CUDA starts, i.e. later; --jobs children inherit it
     for sig in (signal.SIGTERM, signal.SIGHUP):  # stop as cleanly as on Ctrl-C (kept ignored under nohup)
         if signal.getsignal(sig) is signal.SIG_DFL:
             signal.signal(sig, _interrupt)

@@ -365,9 +365,10 @@ def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
     ev.add_argument(
         "--precision",
         choices=["fp32", "tf32", "bf16", "fp64"],
-        help="fp32 (the full profile's default; IEEE float32, on a GPU too), tf32 (TensorFloat-32 "
-        "matmuls and convolutions, CUDA only), bf16 (bfloat16 autocast, float32 parameters), "
-        "fp64 (for verification); recorded in every row and kept apart in the standings",
+        help="fp32 (the full profile's default: float32 as PyTorch computes it by default, as the published "
+        "rows were produced: on a GPU, TF32 convolutions and IEEE matmuls), tf32 (TF32 matmuls too, CUDA only), "
+        "bf16 (bfloat16 autocast, float32 parameters), fp64 (for verification); recorded in every row and kept "
+        "apart in the standings",
     )
     ev.add_argument("--compile", action="store_true", help="run the model through torch.compile (recorded)")
     ev.add_argument(

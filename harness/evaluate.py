@@ -39,7 +39,7 @@ from harness.progress import EvaluationProgress
 from harness.protocol import RunResult
 from harness.report import console as show
 from harness.training.data import load_profile_data
-from harness.training.device import resolve_precision
+from harness.training.device import prepare_determinism, resolve_precision
 
 
 def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Console) -> ExitCode:
@@ -65,7 +65,10 @@ class Outcome:
 
 
 def run_evaluation(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Console) -> Outcome:
-    """:func:`evaluate`, returning its :class:`Outcome`: plan -> check -> run -> record -> present."""
+    """:func:`evaluate`, returning its :class:`Outcome`: plan -> check -> run -> record -> present.
+    A deterministic evaluation's environment is set first, before anything can start CUDA (every
+    caller comes through here: the CLI, :func:`harness.api.evaluate_files`)."""
+    prepare_determinism(opts.deterministic)
     ev = Evaluation([Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths], opts, console)
     files = ev.plan()
     todo = ev.not_done(files)

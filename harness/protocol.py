@@ -28,9 +28,12 @@ heads; ``independent``, a backbone per task; ``reuse-coarse`` / ``reuse-fine``, 
 where one head also reads the other head's logits; ``shared-reuse-*``, the same on one backbone."""
 TOPOLOGIES: tuple[str, ...] = get_args(Topology)
 Precision = Literal["fp32", "tf32", "bf16", "fp64"]
-"""fp32: the protocol (IEEE float32 everywhere, on CUDA too). tf32: float32 with TensorFloat-32
-matmuls and convolutions (CUDA only; faster, less exact). bf16: bfloat16 autocast. fp64: for
-verification (the equivalence tests), slow. Each is recorded and kept apart in the aggregates."""
+"""fp32: the protocol: float32 as PyTorch computes it by default, as the task's published rows were
+produced (IEEE on a CPU; on a CUDA GPU from Ampere on, cuDNN convolutions in TensorFloat-32 and
+matmuls in IEEE float32). tf32: TF32 matmuls as well (CUDA only). bf16: bfloat16 autocast. fp64: for
+verification (the equivalence tests), slow. Each is recorded and kept apart in the aggregates; what
+the convolutions and matmuls actually computed in is recorded beside it
+(:func:`harness.training.device.float32_math`)."""
 
 
 class _Frozen(BaseModel):

@@ -68,25 +68,6 @@ def test_determinism_switch(tmp_path):
     assert not torch.are_deterministic_algorithms_enabled()
 
 
-def test_fp32_means_ieee_float32_on_cuda_and_tf32_is_its_own_setting():
-    """torch >= 2.9 runs cuDNN convolutions in TF32 by default; a row that says fp32 must not have.
-    The flags are process-wide and readable without a GPU, so the contract is checked here; the
-    CUDA kernels that obey them run only on a GPU."""
-    from harness.training.device import set_fp32_precision
-
-    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
-    before = conv.fp32_precision, matmul.fp32_precision
-    try:
-        set_fp32_precision("fp32", torch.device("cuda"))
-        assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
-        set_fp32_precision("tf32", torch.device("cuda"))
-        assert (conv.fp32_precision, matmul.fp32_precision) == ("tf32", "tf32")
-        set_fp32_precision("bf16", torch.device("cuda"))  # its float32 parts are IEEE too
-        assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
-    finally:
-        conv.fp32_precision, matmul.fp32_precision = before
-
-
 def test_tf32_is_refused_off_cuda(tmp_path):
     r = harness("evaluate", BASELINES / "equal_weighting.py", "--profile", "tiny", "--device", "cpu",
                 "--precision", "tf32", cwd=tmp_path)

@@ -62,30 +62,69 @@ def resolve_precision(precision: str, device: torch.device) -> Precision:
 
 
 def set_fp32_precision(precision: str, device: torch.device) -> None:
-    """Make float32 mean what the row records. On CUDA, ``fp32`` (and the float32 parts of
-    ``bf16``) is IEEE float32 for matmuls and cuDNN convolutions (torch >= 2.9 defaults cuDNN
-    convolutions to TF32); ``tf32`` is TensorFloat-32 for both. Other devices have no TF32."""
+    """Make float32 arithmetic what the row records (:func:`float32_math` reads it back).
+
+    On CUDA, ``fp32`` (and the float32 parts of ``bf16`` and ``fp64`` runs) is PyTorch's default, the
+    one the task's published rows were produced with: cuDNN convolutions in TensorFloat-32 (on GPUs
+    that have it: Ampere and later), matmuls in IEEE float32. ``tf32`` adds TF32 matmuls. Other
+    devices have no TF32 and are left as they are (IEEE).
+
+    Set through the ``fp32_precision`` API of torch >= 2.9, with the legacy ``allow_tf32`` flags
+    written first to the same values: torch raises when a legacy flag is read (inductor reads
+    ``torch.backends.cudnn.allow_tf32`` and ``torch.get_float32_matmul_precision()``) while it
+    disagrees with the new setting; this way both views always agree. Idempotent, and each call
+    sets every flag, so a run never inherits another run's settings in one process."""
     if device.type != "cuda":
         return
-    mode = "tf32" if precision == "tf32" else "ieee"
-    conv = getattr(torch.backends.cudnn, "conv", None)
-    if conv is not None and hasattr(conv, "fp32_precision"):  # torch >= 2.9: the only API to use
-        torch.backends.cuda.matmul.fp32_precision = mode
-        conv.fp32_precision = mode
-    else:
-        torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
-        torch.backends.cudnn.allow_tf32 = mode == "tf32"
+    matmul_tf32 = precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = True  # legacy view, set first (it resets the new one to match)
+    torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+    torch.backends.cudnn.conv.fp32_precision = "tf32"
+    torch.backends.cuda.matmul.fp32_precision = "tf32" if matmul_tf32 else "ieee"
+
+
+def float32_math(device: torch.device) -> str:
+    """What float32 convolutions and matmuls compute in on ``device`` as this process is set now:
+    ``ieee`` (everything IEEE float32: a CPU, a GPU before Ampere), ``tf32-conv`` (PyTorch's CUDA
+    default: TF32 convolutions, IEEE matmuls) or ``tf32`` (both TF32). Recorded in every row."""
+    if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 0):
+        return "ieee"
+    conv = torch.backends.cudnn.conv.fp32_precision == "tf32"
+    matmul = torch.backends.cuda.matmul.fp32_precision == "tf32"
+    return "tf32" if conv and matmul else "tf32-conv" if conv else "tf32-matmul" if matmul else "ieee"
+
+
+DETERMINISTIC_CUBLAS = (":4096:8", ":16:8")  # the values cuBLAS is deterministic with (torch accepts these)
 
 
 def determinism_env(deterministic: bool) -> dict[str, str]:
     """Environment a ``--deterministic`` run's process needs before CUDA starts: cuBLAS reads
     ``CUBLAS_WORKSPACE_CONFIG`` when it creates its handle (deterministic matmuls need it)."""
-    return {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"} if deterministic else {}
+    return {"CUBLAS_WORKSPACE_CONFIG": DETERMINISTIC_CUBLAS[0]} if deterministic else {}
+
+
+def prepare_determinism(deterministic: bool) -> None:
+    """Put :func:`determinism_env` into this process's environment, before CUDA starts: every path to
+    a deterministic run calls it (an evaluation from the CLI or the Python API before anything else,
+    :func:`set_determinism` again before each run; ``--jobs`` children inherit it, Ray tasks get it
+    in their ``runtime_env``). A deterministic value already set is kept. Raises
+    :class:`UsageError` when CUDA already started in this process without one: cuBLAS may have sized
+    its workspace already, and the run could not be deterministic."""
+    if not deterministic or os.environ.get("CUBLAS_WORKSPACE_CONFIG") in DETERMINISTIC_CUBLAS:
+        return
+    if torch.cuda.is_initialized():
+        raise UsageError(
+            "--deterministic needs CUBLAS_WORKSPACE_CONFIG=:4096:8 before CUDA starts, and CUDA already runs in "
+            "this process: set it in the environment before starting Python (export CUBLAS_WORKSPACE_CONFIG=:4096:8)"
+        )
+    os.environ.update(determinism_env(True))
 
 
 def set_determinism(deterministic: bool, device: torch.device) -> None:
     """``--deterministic``: deterministic kernels everywhere (an op without one raises), cuDNN
-    deterministic and without autotuning. Otherwise cuDNN autotunes (faster on a GPU)."""
+    deterministic and without autotuning, cuBLAS's workspace setting (:func:`prepare_determinism`).
+    Otherwise cuDNN autotunes (faster on a GPU)."""
+    prepare_determinism(deterministic)
     torch.use_deterministic_algorithms(deterministic)
     if device.type == "cuda":
         torch.backends.cudnn.deterministic = deterministic
