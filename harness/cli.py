@@ -45,6 +45,7 @@ def _evaluate_options(args: argparse.Namespace, kind: str):
         precision=args.precision,
         compile=args.compile,
         deterministic=args.deterministic,
+        fuse=args.fuse,
         jobs=args.jobs,
         executor=args.executor,
         ray_address=args.ray_address,

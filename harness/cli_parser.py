@@ -381,8 +381,17 @@ def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
         "--jobs",
         type=int,
         metavar="N",
-        help="run up to N runs at once, each in its own process, sharing the device (spread over the "
-        "GPUs when there are several); default 1, or with --executor ray as many as fit",
+        help="run up to N runs (or fused seeds) at once, each in its own process, sharing the device (spread "
+        "over the GPUs when there are several); default: on a GPU as many as its memory holds, on a CPU 1; "
+        "with --executor ray as many as fit",
+    )
+    ev.add_argument(
+        "--fuse",
+        default=None,
+        action=argparse.BooleanOptionalAction,
+        help="train the seeds of each architecture as one fused model (each seed keeps its data order, "
+        "initialisation, BatchNorm statistics, optimizer and loss worker; the same result up to float "
+        "rounding, one row per seed); default: on with CUDA, off on a CPU; not with --compile or Ray",
     )
     ev.add_argument(
         "--executor",

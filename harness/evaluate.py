@@ -185,8 +185,9 @@ class Evaluation:
                 name = str(given[job.spec.entry])
                 self.codes[name] = max(self.codes[name], ExitCode.RUN_FAILED)
 
-        executor = make_executor(opts, self.device, sandbox, data, len(jobs), say=lambda m: console.print(escape(m)))
-        with EvaluationProgress(console, [j.spec for j in jobs], parallel=parallelism(opts, len(jobs))) as progress:
+        executor = make_executor(opts, self.device, sandbox, data, jobs, say=lambda m: console.print(escape(m)))
+        parallel = parallelism(opts, self.device, jobs)
+        with EvaluationProgress(console, [j.spec for j in jobs], parallel=parallel) as progress:
             executor.run(jobs, progress, on_result)
         return records
 

@@ -17,7 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from harness.errors import SubmissionRejected, UsageError
-from harness.executors import Executor, Job
+from harness.executors import Executor, Job, units
 from harness.fileio import write_atomic
 from harness.isolation.check import directory_message, read_submission, sha256_file, static_check
 from harness.leaderboard import default_path
@@ -37,7 +37,8 @@ from harness.protocol import (
 )
 from harness.provenance import device_name
 from harness.rundir import EvalDir
-from harness.training.device import resolve_device
+from harness.training.device import gpu_slots, mps_running, resolve_device
+from harness.training.fused_run import fusable
 from harness.training.models import get_arch, hidden_source, load_hidden_archs
 
 ExecutorName = Literal["local", "ray"]
@@ -68,6 +69,7 @@ class EvaluateOptions(BaseModel):
     jobs: int | None = None  # runs at once; None: 1 locally, as many as Ray's resources allow
     compile: bool = False
     deterministic: bool = False
+    fuse: bool | None = None  # the seeds of a run trained as one model (harness.training.fused); None: on CUDA
     executor: ExecutorName = "local"
     ray_address: str | None = None
     gpus_per_run: float | None = None  # None: 1 when the device is CUDA, else 0
@@ -91,6 +93,10 @@ class EvaluateOptions(BaseModel):
                 raise UsageError(f"{flag} must be 0 or more, got {value}")
         if self.ray_retries < 0:
             raise UsageError(f"--ray-retries must be 0 or more, got {self.ray_retries}")
+        if self.fuse and self.executor == "ray":
+            raise UsageError("--fuse runs with the local executor; Ray runs each seed as its own task")
+        if self.fuse and self.compile:
+            raise UsageError("--fuse and --compile do not go together yet: a compiled fused step is not built")
         return self
 
     @property
@@ -295,26 +301,47 @@ def plan_jobs(
     sandbox: str,
     precision: Precision,
 ) -> list[Job]:
-    """Every (file, architecture, seed) run not done yet, in that order."""
-    specs = [
-        (f, spec_for(f, opts, arch, seed, str(device), sandbox, precision))
-        for f in files
-        for arch in archs
-        for seed in seeds
-        if (arch, seed) not in f.done()
-    ]
-    return [Job(spec, f.eval_dir.run(spec), f.eval_dir.submission) for f, spec in specs]
+    """Every (file, architecture, seed) run not done yet, in that order; the seeds of one (file,
+    architecture) marked ``fused`` when they are to be trained as one model (:func:`fuses`)."""
+    jobs = []
+    for f in files:
+        for arch in archs:
+            specs = [
+                spec_for(f, opts, arch, seed, str(device), sandbox, precision)
+                for seed in seeds
+                if (arch, seed) not in f.done()
+            ]
+            if fuses(opts, device) and fusable(specs):
+                specs = [spec.model_copy(update={"fused": True}) for spec in specs]
+            jobs += [Job(spec, f.eval_dir.run(spec), f.eval_dir.submission) for spec in specs]
+    return jobs
 
 
-def parallelism(opts: EvaluateOptions, n_jobs: int) -> int:
+def fuses(opts: EvaluateOptions, device: torch.device) -> bool:
+    """Whether the seeds of a run are trained as one model: ``--fuse``; by default on CUDA, where one
+    small run leaves the GPU mostly idle and fusing multiplies the work of every kernel launch, and
+    not on a CPU, which one run already keeps busy. Local executor only, and not with ``--compile``."""
+    if opts.executor == "ray" or opts.compile:
+        return False
+    return opts.fuse if opts.fuse is not None else device.type == "cuda"
+
+
+def parallelism(opts: EvaluateOptions, device: torch.device, jobs: list[Job]) -> int:
     """How many runs go at once (as far as the executor knows in advance)."""
     if opts.executor == "ray":
-        return min(n_jobs, opts.jobs or n_jobs)
-    return min(n_jobs, opts.jobs or 1)
+        return min(len(jobs), opts.jobs or len(jobs))
+    per_unit = len(jobs) / max(1, len(units(jobs)))
+    return min(len(jobs), round(local_jobs(opts, device, len(units(jobs))) * per_unit))
+
+
+def local_jobs(opts: EvaluateOptions, device: torch.device, n_units: int) -> int:
+    """Units (a run, or fused seeds) at once with the local executor: ``--jobs``; by default as many
+    as the GPU memory holds on CUDA (all runs of an evaluation share the GPU), one on a CPU."""
+    return opts.jobs or (gpu_slots(n_units) if device.type == "cuda" else 1)
 
 
 def make_executor(
-    opts: EvaluateOptions, device: torch.device, sandbox, data, n_jobs: int, say: Callable[[str], None]
+    opts: EvaluateOptions, device: torch.device, sandbox, data, jobs: list[Job], say: Callable[[str], None]
 ) -> Executor:
     """The executor of ``opts``; ``say`` tells the user which (plain text)."""
     if opts.executor == "ray":
@@ -341,11 +368,23 @@ def make_executor(
             sandbox_name=sandbox.name,
             log=say,
         )
-    if (opts.jobs or 1) > 1 and n_jobs > 1:
+    n_units = len(units(jobs))
+    fused = sum(job.spec.fused for job in jobs)
+    if fused:
+        say(f"{fused} runs trained fused: the seeds of each architecture as one model (--no-fuse: one by one)")
+    at_once = local_jobs(opts, device, n_units)
+    if at_once > 1 and n_units > 1:
         from harness.executors.local import LocalExecutor
 
-        say(f"running up to {opts.jobs} runs at once")
-        return LocalExecutor(jobs=opts.jobs or 1, data_dir=opts.data_dir, sandbox_name=sandbox.name)
+        where = ""
+        if device.type == "cuda":
+            where = " sharing the GPU" + (
+                " (CUDA MPS runs their kernels concurrently)"
+                if mps_running()
+                else " (without CUDA MPS they take turns on it: start it with nvidia-cuda-mps-control -d)"
+            )
+        say(f"running up to {at_once} {'units' if fused else 'runs'} at once{where}")
+        return LocalExecutor(jobs=at_once, data_dir=opts.data_dir, sandbox_name=sandbox.name)
     from harness.executors.inline import InlineExecutor
 
     return InlineExecutor(data=data, sandbox=sandbox)

@@ -271,6 +271,11 @@ class RunSpec(_Frozen):
     arch_source: ArchSource | None = Field(
         default=None, description="the file defining a hidden architecture (None: a built-in one)"
     )
+    fused: bool = Field(
+        default=False,
+        description="trained as one model with the other seeds of its architecture (harness.training.fused): an "
+        "exact reorganisation up to float rounding, like the device; recorded, not part of the run's identity",
+    )
 
     @property
     def dtype(self) -> str:

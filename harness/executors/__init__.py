@@ -50,6 +50,18 @@ class RunObserver:
 
 OnResult = Callable[[Job, RunResult], None]
 
+
+def units(jobs: list[Job]) -> list[list[Job]]:
+    """The jobs as processes carry them out: the fused seeds of one run (``spec.fused``: one entry,
+    file version, architecture and settings) together, every other job alone; in the order of each
+    unit's first job."""
+    groups: dict[object, list[Job]] = {}
+    for i, job in enumerate(jobs):
+        key = (str(job.submission), job.spec.model_dump_json(exclude={"seed", "fused"})) if job.spec.fused else i
+        groups.setdefault(key, []).append(job)
+    return list(groups.values())
+
+
 #: How long a stopping run may take to unwind (remove its sandbox) before it is killed.
 STOP_GRACE_S = 20.0
 

@@ -143,12 +143,41 @@ def execute(
     arch_code: bytes | None = None,
 ) -> RunResult:
     """Carry out one run in this process, reporting through ``send``; returns the result (also sent
-    as ``Finished``).
+    as ``Finished``). :func:`execute_unit` with one job."""
+    return execute_unit(
+        [job],
+        sandbox=sandbox,
+        send=send,
+        keys=[key],
+        data=data,
+        data_dir=data_dir,
+        threads=threads,
+        handle_signals=handle_signals,
+        arch_code=arch_code,
+    )[0]
+
+
+def execute_unit(
+    jobs: list[Job],
+    *,
+    sandbox: Sandbox | str,
+    send: Send,
+    keys: list[object],
+    data=None,
+    data_dir: Path | None = None,
+    threads: int = 0,
+    handle_signals: bool = False,
+    arch_code: bytes | None = None,
+) -> list[RunResult]:
+    """Carry out one unit of work in this process (:func:`harness.executors.units`): one run, or the
+    fused seeds of one run (:func:`harness.training.fused_run.run_fused`), reporting each job's
+    progress through ``send`` under its key; returns the results in order (each also sent as
+    ``Finished``).
 
     ``data`` is ``(train, test)`` when the caller hands the splits over, else they are loaded from
     ``data_dir``. A hidden architecture this process has not loaded is loaded from the file the
     spec names (``arch_code``: its bytes, when that file is on another machine). ``handle_signals``:
-    the run has a process of its own (a ``--jobs`` child), which stops cleanly on SIGTERM or its
+    the unit has a process of its own (a ``--jobs`` child), which stops cleanly on SIGTERM or its
     driver's death. Never raises for a failed run; raises ``KeyboardInterrupt`` when stopped.
     """
     from harness.isolation.sandbox import get_sandbox
@@ -161,28 +190,48 @@ def execute(
         signal.signal(signal.SIGTERM, _stop_on_signal)
         if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # ignored as the driver is (nohup, cmd &)
             signal.signal(signal.SIGINT, _stop_on_signal)
-    reporter = Reporter(send, key)
+    reporters = [Reporter(send, key) for key in keys]
+    first = jobs[0]
     start = time.perf_counter()
     try:
-        source = job.spec.arch_source
+        source = first.spec.arch_source
         if source is not None:
-            load_arch_file(job.spec.arch, source.path, source.sha256, arch_code)
-        train, test = data if data is not None else load_profile_data(job.spec.profile, data_dir)
+            load_arch_file(first.spec.arch, source.path, source.sha256, arch_code)
+        train, test = data if data is not None else load_profile_data(first.spec.profile, data_dir)
         box = get_sandbox(sandbox) if isinstance(sandbox, str) else sandbox
-        result = run_one(
-            job.spec,
-            submission=job.submission,
-            train=train,
-            test=test,
-            run_dir=job.run_dir,
-            sandbox=box,
-            hooks=reporter,
-            threads=threads,
-        ).result
-    except Exception as e:  # noqa: BLE001  (run_one turns run failures into results; this is setup)
-        result = RunResult.failed(
+        if len(jobs) == 1:
+            outcomes = [
+                run_one(
+                    first.spec,
+                    submission=first.submission,
+                    train=train,
+                    test=test,
+                    run_dir=first.run_dir,
+                    sandbox=box,
+                    hooks=reporters[0],
+                    threads=threads,
+                )
+            ]
+        else:
+            from harness.training.fused_run import run_fused
+
+            outcomes = run_fused(
+                [job.spec for job in jobs],
+                submission=first.submission,
+                train=train,
+                test=test,
+                run_dirs=[job.run_dir for job in jobs],
+                sandbox=box,
+                hooks=list(reporters),
+                threads=threads,
+            )
+        results = [outcome.result for outcome in outcomes]
+    except Exception as e:  # noqa: BLE001  (the trainers turn run failures into results; this is setup)
+        failed = RunResult.failed(
             f"the run could not start training: {type(e).__name__}: {e}", wall_seconds=time.perf_counter() - start
         )
-    reporter.flush()
-    send(Finished(key, result))
-    return result
+        results = [failed] * len(jobs)
+    for reporter, key, result in zip(reporters, keys, results):
+        reporter.flush()
+        send(Finished(key, result))
+    return results

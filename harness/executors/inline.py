@@ -1,18 +1,19 @@
-"""``--jobs 1``: the runs one after another in the driver's own process, sharing one copy of the data."""
+"""``--jobs 1``: the runs (or fused seeds) one after another in the driver's own process, sharing one copy of
+the data."""
 
 from __future__ import annotations
 
-from harness.executors import Executor, Job, OnResult, RunObserver
-from harness.executors.events import Event, Send, deliver, execute
+from harness.executors import Executor, Job, OnResult, RunObserver, units
+from harness.executors.events import Event, Send, deliver, execute_unit
 from harness.isolation.sandbox import Sandbox
 from harness.protocol import RunSpec
 
 
-def _sender(spec: RunSpec, observer: RunObserver) -> Send:
-    """The run ``spec``'s events replayed on ``observer`` as they come."""
+def _sender(specs: dict[object, RunSpec], observer: RunObserver) -> Send:
+    """The events of the runs ``specs`` (by key) replayed on ``observer`` as they come."""
 
     def send(event: Event) -> None:
-        deliver(event, spec, observer)
+        deliver(event, specs[event.key], observer)
 
     return send
 
@@ -22,6 +23,9 @@ class InlineExecutor(Executor):
         self.data, self.sandbox = data, sandbox
 
     def run(self, jobs: list[Job], observer: RunObserver, on_result: OnResult) -> None:
-        for job in jobs:
-            result = execute(job, sandbox=self.sandbox, send=_sender(job.spec, observer), key=0, data=self.data)
-            self.finish(job, result, observer, on_result)
+        for unit in units(jobs):
+            specs: dict[object, RunSpec] = {i: job.spec for i, job in enumerate(unit)}
+            send = _sender(specs, observer)
+            results = execute_unit(unit, sandbox=self.sandbox, send=send, keys=list(specs), data=self.data)
+            for job, result in zip(unit, results):
+                self.finish(job, result, observer, on_result)

@@ -17,40 +17,45 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from harness.executors import STOP_GRACE_S, Executor, Job, OnResult, RunObserver
-from harness.executors.events import INTERRUPTED, Finished, Interrupted, deliver, execute, placed_here
+from harness.executors import STOP_GRACE_S, Executor, Job, OnResult, RunObserver, units
+from harness.executors.events import INTERRUPTED, Finished, Interrupted, deliver, execute_unit, placed_here
 from harness.protocol import RunResult, RunSpec
 from harness.rundir import RunDir
 from harness.training.device import device_for_slot, threads_per_run
 
 
 def _child(
-    spec_json: str,
-    run_dir: str,
+    specs_json: list[str],
+    run_dirs: list[str],
     submission: str,
     data_dir: str | None,
     sandbox_name: str,
     threads: int,
     conn: Connection,
 ) -> None:
-    job = Job(RunSpec.model_validate_json(spec_json), RunDir(Path(run_dir)), Path(submission))
+    """One unit (a run, or fused seeds) in this process; its jobs' events go under their index."""
+    jobs = [
+        Job(RunSpec.model_validate_json(j), RunDir(Path(d)), Path(submission)) for j, d in zip(specs_json, run_dirs)
+    ]
+    keys: list[object] = list(range(len(jobs)))
     try:
-        conn.send(placed_here(0))
-        execute(
-            job,
+        for key in keys:
+            conn.send(placed_here(key))
+        execute_unit(
+            jobs,
             sandbox=sandbox_name,
             send=conn.send,
-            key=0,
+            keys=keys,
             data_dir=Path(data_dir) if data_dir else None,
             threads=threads,
             handle_signals=True,
         )
-    except KeyboardInterrupt:  # stopped by the driver: the run's cleanup has run
+    except KeyboardInterrupt:  # stopped by the driver: the runs' cleanup has run
         conn.send(Interrupted(0))
     finally:
         conn.close()
@@ -60,10 +65,10 @@ def _child(
 class _Child:
     process: BaseProcess
     conn: Connection
-    job: Job
+    jobs: list[Job]
     slot: int
     started: float
-    result: RunResult | None = None
+    results: dict[int, RunResult] = field(default_factory=dict)
     interrupted: bool = False
     eof: bool = False
 
@@ -75,12 +80,18 @@ class _Child:
             except (EOFError, OSError, ValueError, TypeError, AttributeError, ImportError):  # closed, or torn
                 self.eof = True
                 return
+            if not isinstance(event.key, int) or not 0 <= event.key < len(self.jobs):
+                continue
             if isinstance(event, Interrupted):
                 self.interrupted = True
             elif isinstance(event, Finished):
-                self.result = event.result
+                self.results[event.key] = event.result
             else:
-                deliver(event, self.job.spec, observer)
+                deliver(event, self.jobs[event.key].spec, observer)
+
+    @property
+    def done(self) -> bool:
+        return len(self.results) == len(self.jobs)
 
 
 class LocalExecutor(Executor):
@@ -89,25 +100,22 @@ class LocalExecutor(Executor):
 
     def run(self, jobs: list[Job], observer: RunObserver, on_result: OnResult) -> None:
         ctx = mp.get_context("spawn")
-        waiting = list(jobs)
+        waiting = units(jobs)
         running: list[_Child] = []
         free_slots = list(range(self.n))
-        threads = threads_per_run(min(self.n, len(jobs)), jobs[0].spec.device.split(":")[0]) if jobs else 0
+        threads = threads_per_run(min(self.n, len(waiting)), jobs[0].spec.device.split(":")[0]) if jobs else 0
 
-        def start(job: Job) -> None:
+        def start(unit: list[Job]) -> None:
             slot = free_slots.pop(0)
-            job = Job(
-                job.spec.model_copy(update={"device": device_for_slot(job.spec.device, slot)}),
-                job.run_dir,
-                job.submission,
-            )
+            device = device_for_slot(unit[0].spec.device, slot)
+            unit = [Job(job.spec.model_copy(update={"device": device}), job.run_dir, job.submission) for job in unit]
             receive, send = ctx.Pipe(duplex=False)
             p = ctx.Process(
                 target=_child,
                 args=(
-                    job.spec.model_dump_json(),
-                    str(job.run_dir.path),
-                    str(job.submission),
+                    [job.spec.model_dump_json() for job in unit],
+                    [str(job.run_dir.path) for job in unit],
+                    str(unit[0].submission),
                     str(self.data_dir) if self.data_dir else None,
                     self.sandbox_name,
                     threads,
@@ -116,25 +124,26 @@ class LocalExecutor(Executor):
             )
             p.start()
             send.close()  # the child holds the only write end: its exit closes the pipe
-            running.append(_Child(p, receive, job, slot, time.perf_counter()))
+            running.append(_Child(p, receive, unit, slot, time.perf_counter()))
 
         def end(child: _Child) -> None:
             running.remove(child)
             child.process.join(5)
-            if child.process.is_alive():  # reported its result but does not exit
+            if child.process.is_alive():  # reported its results but does not exit
                 child.process.kill()
                 child.process.join(5)
             child.conn.close()
             free_slots.append(child.slot)
-            result = child.result
-            if result is None:
-                reason = (
-                    INTERRUPTED
-                    if child.interrupted
-                    else (f"the run's process died without a result (exit code {child.process.exitcode})")
-                )
-                result = RunResult.failed(reason, wall_seconds=time.perf_counter() - child.started)
-            self.finish(child.job, result, observer, on_result)
+            for i, job in enumerate(child.jobs):
+                result = child.results.get(i)
+                if result is None:
+                    reason = (
+                        INTERRUPTED
+                        if child.interrupted
+                        else (f"the run's process died without a result (exit code {child.process.exitcode})")
+                    )
+                    result = RunResult.failed(reason, wall_seconds=time.perf_counter() - child.started)
+                self.finish(job, result, observer, on_result)
 
         try:
             while waiting or running:
@@ -149,13 +158,13 @@ class LocalExecutor(Executor):
                     if child.process.sentinel in ready:
                         child.pump(observer)  # what it sent before it exited
                         end(child)
-                    elif child.result is not None:
+                    elif child.done:
                         end(child)
         except BaseException:
             _stop([c.process for c in running])
             for child in list(running):  # results that arrived before the stop are kept
                 child.pump(observer)
-                if child.result is not None:
+                if child.done:
                     end(child)
             raise
 

@@ -10,6 +10,7 @@ violation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -17,6 +18,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +114,7 @@ class LossWorker:
         self._drain: _LogDrain | None = None
         self._buffer = bytearray()
         self.ready: Ready | None = None
+        self._pending: tuple[float, float] | None = None  # a sent step's (start, timeout), until its reply
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -172,6 +175,16 @@ class LossWorker:
         """One training step: the worker's validated reply."""
         return self._step_frame(request.pack())
 
+    def send_step(self, request: StepRequest) -> None:
+        """The first half of :meth:`step`: send the request; :meth:`receive_step` reads the reply, so
+        that the round trips of several workers overlap (the fused seeds of one architecture). The
+        time to the reply counts against the run's budget as in :meth:`step`."""
+        self._begin(request.pack())
+
+    def receive_step(self) -> StepReply:
+        """The reply to the request :meth:`send_step` sent, validated."""
+        return self._finish()
+
     def replay(self, frames: list[bytes]) -> None:
         """Send the STEP frames of an earlier run to this fresh worker, so that the loss module
         reaches the state it had (resuming from a checkpoint). Replies are checked, not used."""
@@ -179,13 +192,35 @@ class LossWorker:
             self._step_frame(frame)
 
     def _step_frame(self, frame: bytes) -> StepReply:
+        self._begin(frame)
+        return self._finish()
+
+    def _begin(self, frame: bytes) -> None:
         self.sent_steps.append(frame)
         started = time.monotonic()
-        budget_left = self.run_budget - self.spent
-        timeout = min(self.call_timeout, budget_left)
-        try:
+        timeout = min(self.call_timeout, self.run_budget - self.spent)
+        self._pending = (started, timeout)
+        with self._budget_error(timeout):
             self._send(frame, timeout, "computing the loss")
+
+    def _finish(self) -> StepReply:
+        if self._pending is None:
+            raise RuntimeError("receive_step() without send_step()")
+        (started, timeout), self._pending = self._pending, None
+        with self._budget_error(timeout):
             kind, payload = self._recv(timeout - (time.monotonic() - started), "computing the loss")
+        self.spent += time.monotonic() - started
+        if kind != wire.RESULT or len(payload) != wire.RESULT_RECORD.size:
+            self._unexpected(kind, payload)
+        if self.ready is None:
+            raise RuntimeError("start() first")
+        return StepReply.unpack(payload, head_loss=self.ready.head_loss)
+
+    @contextlib.contextmanager
+    def _budget_error(self, timeout: float) -> Iterator[None]:
+        """A step's timeout that the run's budget (not the per-call limit) set is the budget's error."""
+        try:
+            yield
         except WorkerError as e:
             if e.stage == "timeout" and timeout < self.call_timeout:
                 raise WorkerError(
@@ -193,12 +228,6 @@ class LossWorker:
                     f"the loss worker used up its time budget of {self.run_budget:.0f} s for this run; it was stopped",
                 ) from None
             raise
-        self.spent += time.monotonic() - started
-        if kind != wire.RESULT or len(payload) != wire.RESULT_RECORD.size:
-            self._unexpected(kind, payload)
-        if self.ready is None:
-            raise RuntimeError("start() first")
-        return StepReply.unpack(payload, head_loss=self.ready.head_loss)
 
     def state(self) -> dict[str, list[float]]:
         """The loss module's parameters by name (for reports; never fed back to training). Checked

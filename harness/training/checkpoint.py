@@ -72,6 +72,7 @@ class Checkpointer:
                 "device": True,
                 "sandbox": True,
                 "submission_path": True,
+                "fused": True,
                 "arch_source": True if spec.arch_source is None else {"path"},
             }
         )
@@ -139,11 +140,12 @@ class Checkpointer:
         entries = entries[-KEEP:]
         write_atomic(self.manifest, json.dumps({"spec": self.spec_json, "checkpoints": entries}).encode())
 
-    def load(self) -> tuple[Resume | None, list[str]]:
-        """The newest intact checkpoint (None: start from scratch) and messages saying what was
-        skipped. Never raises; every tensor is on the CPU."""
+    def load(self, at_most: int | None = None) -> tuple[Resume | None, list[str]]:
+        """The newest intact checkpoint (None: start from scratch), of at most ``at_most`` epochs when
+        given (fused seeds go on from the same epoch), and messages saying what was skipped. Never
+        raises; every tensor is on the CPU."""
         notes = []
-        entries = self._entries()
+        entries = [e for e in self._entries() if at_most is None or e["epochs_done"] <= at_most]
         if not entries and self._foreign():
             notes.append(
                 "the checkpoint here was written for other settings (or by another harness version); "

@@ -79,7 +79,7 @@ def set_fp32_precision(precision: str, device: torch.device) -> None:
     matmul_tf32 = precision == "tf32"
     torch.backends.cudnn.allow_tf32 = True  # legacy view, set first (it resets the new one to match)
     torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
-    torch.backends.cudnn.conv.fp32_precision = "tf32"
+    torch.backends.cudnn.conv.fp32_precision = "tf32"  # type: ignore[attr-defined]
     torch.backends.cuda.matmul.fp32_precision = "tf32" if matmul_tf32 else "ieee"
 
 
@@ -89,7 +89,7 @@ def float32_math(device: torch.device) -> str:
     default: TF32 convolutions, IEEE matmuls) or ``tf32`` (both TF32). Recorded in every row."""
     if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 0):
         return "ieee"
-    conv = torch.backends.cudnn.conv.fp32_precision == "tf32"
+    conv = torch.backends.cudnn.conv.fp32_precision == "tf32"  # type: ignore[attr-defined]
     matmul = torch.backends.cuda.matmul.fp32_precision == "tf32"
     return "tf32" if conv and matmul else "tf32-conv" if conv else "tf32-matmul" if matmul else "ieee"
 
@@ -145,3 +145,24 @@ def device_for_slot(device: str, slot: int) -> str:
         return device
     count = torch.cuda.device_count()
     return f"cuda:{slot % count}" if count > 1 else device
+
+
+GPU_MEMORY_PER_UNIT = 6 * 2**30
+"""What one process training on a GPU is allowed for when runs share it: a fused VGG-16-BN (three
+seeds, batch 128, float32) needs about 3 GiB of activations and state, plus the CUDA context."""
+
+
+def gpu_slots(units: int) -> int:
+    """How many units (a run, or fused seeds) go at once by default: on CUDA as many as fit in the
+    visible GPUs' free memory (:data:`GPU_MEMORY_PER_UNIT` each), at most ``units``; 1 elsewhere."""
+    if units <= 1 or not torch.cuda.is_available():
+        return 1
+    free = sum(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
+    return max(1, min(units, free // GPU_MEMORY_PER_UNIT))
+
+
+def mps_running() -> bool:
+    """Whether the CUDA Multi-Process Service appears to run for this user (its pipe directory):
+    processes sharing a GPU then run their kernels concurrently instead of taking turns."""
+    pipe = os.environ.get("CUDA_MPS_PIPE_DIRECTORY") or "/tmp/nvidia-mps"
+    return os.path.exists(os.path.join(pipe, "control"))

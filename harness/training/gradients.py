@@ -16,6 +16,7 @@ __all__ = [
     "_drop_unreached",
     "_gramian",
     "_head_sq_norms",
+    "_reached_gradients",
     "_set_combined_gradients",
     "_task_gradients",
 ]
@@ -32,6 +33,12 @@ def _task_gradients(
     graph may return zeros there), e.g. the other task's head."""
     g_fine = torch.autograd.grad(fine, params, retain_graph=True, allow_unused=True)
     g_coarse = torch.autograd.grad(coarse, params, allow_unused=True)
+    return _reached_gradients(g_fine, g_coarse, reach)
+
+
+def _reached_gradients(g_fine: Grads, g_coarse: Grads, reach: tuple[list[bool], list[bool]]) -> tuple[Grads, Grads]:
+    """Autograd's per-task gradients of one model's parameters, kept where the loss reaches the
+    parameter (None elsewhere), each its own tensor."""
     # autograd may hand out one tensor for two parameters (e.g. ``p + q`` of equal shapes); the
     # gradients are scaled in place later, so each must be its own tensor
     seen: set[int] = set()
@@ -43,7 +50,7 @@ def _task_gradients(
         if kept is not None:
             seen.add(id(kept))
         unique.append(kept)
-    return tuple(unique[: len(params)]), tuple(unique[len(params) :])
+    return tuple(unique[: len(g_fine)]), tuple(unique[len(g_fine) :])
 
 
 def _gramian(g_fine: Grads, g_coarse: Grads, over: list[int]) -> torch.Tensor:

@@ -247,6 +247,37 @@ def _fresh_model(spec: RunSpec, device: torch.device, dtype: torch.dtype) -> tup
     return model, optimizer
 
 
+def train_loader(spec: RunSpec, train: Split, device: torch.device, dtype: torch.dtype) -> TrainLoader:
+    """The run's training split on ``device``, in the order and augmentation its seed draws."""
+    profile = spec.profile
+    return TrainLoader(
+        train,
+        batch_size=profile.batch_size,
+        seed=spec.seed,
+        device=device,
+        padding=profile.crop_padding,
+        flip=profile.horizontal_flip,
+        channels_last=spec.channels_last,
+        dtype=dtype,
+    )
+
+
+def checkpoint_state(
+    model: TwoHeadNet, optimizer: torch.optim.Optimizer, device: torch.device, carry: Carry
+) -> dict[str, object]:
+    """What a checkpoint holds besides the metrics and messages (:func:`_restore` reads it back).
+    A tensor that is a view of a larger one (a fused seed's BatchNorm buffers) is saved on its own."""
+    return {
+        "model": {
+            k: v.clone() if v.untyped_storage().nbytes() != v.nbytes else v for k, v in model.state_dict().items()
+        },
+        "optimizer": optimizer.state_dict(),
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "after_losses": None if carry.after_losses is None else carry.after_losses.cpu(),
+    }
+
+
 def _restore(state: dict, model: TwoHeadNet, optimizer: torch.optim.Optimizer, device: torch.device) -> None:
     """Load a checkpoint's state (CPU tensors: the optimizer state follows its parameters' device;
     RNG states must stay CPU byte tensors, as ``set_rng_state`` requires on every device)."""
@@ -258,12 +289,17 @@ def _restore(state: dict, model: TwoHeadNet, optimizer: torch.optim.Optimizer, d
 
 
 def _start(
-    spec: RunSpec, run: RunDir, device: torch.device, dtype: torch.dtype, checkpointer: Checkpointer
+    spec: RunSpec,
+    run: RunDir,
+    device: torch.device,
+    dtype: torch.dtype,
+    checkpointer: Checkpointer,
+    at_most: int | None = None,
 ) -> tuple[TwoHeadNet, torch.optim.Optimizer, Resume | None, list[str]]:
-    """The model and optimizer the run goes on from: its last intact checkpoint's, else fresh (the
-    checkpoint directory is then cleared). ``metrics.jsonl`` is made to match. Never raises for a
-    damaged checkpoint: the notes say what was found."""
-    resume, notes = checkpointer.load()  # never raises; tensors on the CPU
+    """The model and optimizer the run goes on from: its last intact checkpoint's (of at most
+    ``at_most`` epochs), else fresh (the checkpoint directory is then cleared). ``metrics.jsonl`` is
+    made to match. Never raises for a damaged checkpoint: the notes say what was found."""
+    resume, notes = checkpointer.load(at_most)  # never raises; tensors on the CPU
     model, optimizer = _fresh_model(spec, device, dtype)
     if resume is not None:
         try:
@@ -377,16 +413,7 @@ def run_one(
     checkpointer = Checkpointer(run.checkpoint, spec)
     model, optimizer, resume, notes = _start(spec, run, device, dtype, checkpointer)
     forward = compile_forward(model) if spec.compile else model  # shares the parameters
-    loader = TrainLoader(
-        train,
-        batch_size=profile.batch_size,
-        seed=spec.seed,
-        device=device,
-        padding=profile.crop_padding,
-        flip=profile.horizontal_flip,
-        channels_last=spec.channels_last,
-        dtype=dtype,
-    )
+    loader = train_loader(spec, train, device, dtype)
     test_batches = eval_batches(
         test, batch_size=profile.eval_batch_size, device=device, channels_last=spec.channels_last, dtype=dtype
     )
@@ -429,16 +456,7 @@ def run_one(
                 log.flush()
                 if epoch + 1 < profile.epochs:
                     checkpointer.save(
-                        epoch + 1,
-                        history,
-                        worker.sent_steps,
-                        {
-                            "model": model.state_dict(),
-                            "optimizer": optimizer.state_dict(),
-                            "rng_cpu": torch.get_rng_state(),
-                            "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                            "after_losses": None if carry.after_losses is None else carry.after_losses.cpu(),
-                        },
+                        epoch + 1, history, worker.sent_steps, checkpoint_state(model, optimizer, device, carry)
                     )
                 hooks.epoch_done(metrics, max(m.test_fine_acc for m in history))
             loss_state = _loss_state(worker, run)

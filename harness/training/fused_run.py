@@ -1,0 +1,224 @@
+"""The runs of one (entry, architecture, settings) that differ only in their seed, carried out as
+one fused training (:mod:`harness.training.fused`): :func:`run_fused` is :func:`run_one` for
+several seeds at once, and leaves exactly what their separate runs leave (each seed's run directory,
+settings, metrics, steps, checkpoints, worker log, result, failure; one row per seed).
+
+Each seed checkpoints after every epoch into its own directory, as a separate run does, and a run
+interrupted fused resumes fused, bit for bit (``tests/test_fused.py``). Seeds whose checkpoints
+are at different epochs (a damaged newest checkpoint in one of them) are carried out one after
+another with :func:`run_one` instead. A seed that fails (its worker, its divergence) leaves the
+fused model; the others go on. An epoch's time is the fused epoch's, shared equally by the seeds
+that trained in it (their rows' ``wall_seconds`` add up to the time the fused run took).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+import torch
+
+from harness.isolation.client import LossWorker
+from harness.isolation.sandbox import Sandbox
+from harness.protocol import EpochMetrics, RunResult, RunSpec
+from harness.provenance import device_name
+from harness.rundir import RunDir
+from harness.training.checkpoint import Checkpointer
+from harness.training.data import Split, eval_batches
+from harness.training.device import set_determinism, set_fp32_precision
+from harness.training.fused import FusedNet, Seed, evaluate_fused, train_fused_epoch
+from harness.training.sharing import CpuShare
+from harness.training.steplog import StepLog
+from harness.training.trainer import (
+    Carry,
+    RunOutcome,
+    TrainHooks,
+    TrainMeans,
+    _failure,
+    _loss_state,
+    _start,
+    _start_worker,
+    checkpoint_state,
+    run_one,
+    train_loader,
+)
+
+
+def fusable(specs: list[RunSpec]) -> bool:
+    """Whether these runs can be trained as one: two or more seeds of one entry, file version,
+    architecture and settings, on one device, without ``--compile`` (a compiled fused step is not
+    built yet)."""
+    first = specs[0]
+    same = {"seed", "submission_path", "fused"}
+    return (
+        len(specs) > 1
+        and len({s.seed for s in specs}) == len(specs)
+        and not first.compile
+        and all(s.model_dump(exclude=same) == first.model_dump(exclude=same) for s in specs)
+    )
+
+
+def run_fused(
+    specs: list[RunSpec],
+    *,
+    submission: Path,
+    train: Split,
+    test: Split,
+    run_dirs: list[RunDir],
+    sandbox: Sandbox,
+    hooks: list[TrainHooks] | None = None,
+    threads: int = 0,
+) -> list[RunOutcome]:
+    """Train the seeds of ``specs`` (:func:`fusable`) as one fused model; one outcome per spec, in
+    order. Never raises for a failure of the submission or a worker (that seed's outcome is then
+    ``failed``); an internal error fails every seed still training."""
+    if not fusable(specs):
+        raise ValueError("run_fused needs two or more seeds of one entry, architecture and settings")
+    hooks = hooks or [TrainHooks() for _ in specs]
+    runs = list(run_dirs)
+    first, profile = specs[0], specs[0].profile
+    for spec, run in zip(specs, runs):
+        run.start(spec)
+    start = time.perf_counter()
+    device, dtype = torch.device(first.device), getattr(torch, first.dtype)
+    set_determinism(first.deterministic, device)
+    set_fp32_precision(first.precision, device)
+    checkpointers = [Checkpointer(run.checkpoint, spec) for spec, run in zip(specs, runs)]
+    started = [_start(spec, run, device, dtype, ck) for spec, run, ck in zip(specs, runs, checkpointers)]
+    done = [resume.epochs_done if resume else 0 for _, _, resume, _ in started]
+    if max(done) == min(done) + 1:  # stopped between two seeds' checkpoints: the previous one is kept
+        started = [
+            _start(spec, run, device, dtype, ck, at_most=min(done)) if e > min(done) else got
+            for spec, run, ck, got, e in zip(specs, runs, checkpointers, started, done)
+        ]
+        done = [resume.epochs_done if resume else 0 for _, _, resume, _ in started]
+    if len(set(done)) > 1:
+        return [  # the seeds stopped at different epochs: each goes on from its own checkpoint
+            run_one(spec, submission=submission, train=train, test=test, run_dir=run, sandbox=sandbox, hooks=h,
+                    threads=threads)
+            for spec, run, h in zip(specs, runs, hooks)
+        ]  # fmt: skip
+    models = [model for model, _, _, _ in started]
+    optimizers = [optimizer for _, optimizer, _, _ in started]
+    resumes = [resume for _, _, resume, _ in started]
+    fused = FusedNet(models)
+    loaders = [train_loader(spec, train, device, dtype) for spec in specs]
+    test_batches = eval_batches(
+        test, batch_size=profile.eval_batch_size, device=device, channels_last=first.channels_last, dtype=dtype
+    )
+    steps = loaders[0].steps_per_epoch
+    first_epoch = resumes[0].epochs_done if resumes[0] is not None else 0
+    histories = [list(r.history) if r is not None else [] for r in resumes]
+    carries = [Carry(r.state["after_losses"].to(device) if r and r.state.get("after_losses") is not None else None)
+               for r in resumes]  # fmt: skip
+    for h, resume, (_, _, _, notes) in zip(hooks, resumes, started):
+        h.started(profile.epochs * steps)
+        if resume is not None or notes:
+            h.resumed(first_epoch, first_epoch * steps, notes)
+    results: dict[int, RunResult] = {}
+    loss_states: dict[int, dict[str, list[float]] | None] = {}
+
+    def fail(s: int, e: Exception) -> None:
+        reason = _failure(specs[s], e, submission, runs[s], checkpointers[s], len(histories[s]))
+        results[s] = RunResult.failed(reason, epochs_done=len(histories[s]), wall_seconds=time.perf_counter() - start)
+
+    try:
+        with contextlib.ExitStack() as stack:
+            share = stack.enter_context(CpuShare(device.type, cap=threads))
+            workers = [
+                stack.enter_context(
+                    LossWorker(
+                        submission,
+                        sandbox=sandbox,
+                        seed=spec.seed,
+                        optimizer=profile.optimizer,
+                        dtype=spec.dtype,
+                        log_path=run.worker_log,
+                        start_timeout=profile.worker_start_timeout_s,
+                        call_timeout=profile.worker_call_timeout_s,
+                        run_budget=profile.worker_run_budget_s,
+                    )
+                )
+                for spec, run in zip(specs, runs)
+            ]
+            logs: list[StepLog | None] = [None] * len(specs)
+            for s, (worker, resume) in enumerate(zip(workers, resumes)):
+                try:
+                    _start_worker(worker, resume)
+                    logs[s] = StepLog(runs[s], worker, steps, profile.epochs, first_epoch)
+                except Exception as e:  # noqa: BLE001  (this seed's worker; the others go on)
+                    fail(s, e)
+            fused.drop(list(results))
+
+            def on_step(s: int):
+                def done() -> None:
+                    hooks[s].step_done()
+                    if s == fused.active[0]:
+                        share.tick()
+
+                return done
+
+            for epoch in range(first_epoch, profile.epochs):
+                if not fused.active:
+                    break
+                epoch_start = time.perf_counter()
+                lr = profile.optimizer.lr_at(epoch, profile.epochs)
+                seeds = []
+                for s in fused.active:
+                    for group in optimizers[s].param_groups:
+                        group["lr"] = lr
+                    seeds.append(Seed(s, loaders[s], optimizers[s], workers[s], logs[s], TrainMeans(), carries[s],
+                                      on_step(s)))  # fmt: skip
+                ended = train_fused_epoch(
+                    fused, seeds, epoch=epoch, total_epochs=profile.epochs, precision=first.precision
+                )
+                for s, failure in ended.items():
+                    fail(s, failure)
+                if not fused.active:
+                    break
+                tests = evaluate_fused(fused, test_batches, precision=first.precision)
+                seconds = (time.perf_counter() - epoch_start) / len(seeds)  # the fused epoch, shared
+                for seed, test_metrics in zip([seed for seed in seeds if seed.s in fused.active], tests):
+                    s, train_means = seed.s, seed.means
+                    metrics = EpochMetrics(
+                        epoch=epoch,
+                        lr=lr,
+                        train_fine_loss=train_means.fine_loss,
+                        train_coarse_loss=train_means.coarse_loss,
+                        train_combined_loss=train_means.combined_loss,
+                        weight_fine=train_means.w_fine,
+                        weight_coarse=train_means.w_coarse,
+                        test_fine_loss=test_metrics.fine_loss,
+                        test_coarse_loss=test_metrics.coarse_loss,
+                        test_fine_acc=test_metrics.fine_acc,
+                        test_coarse_acc=test_metrics.coarse_acc,
+                        seconds=seconds,
+                    )
+                    histories[s].append(metrics)
+                    runs[s].append_metrics(metrics)
+                    if logs[s] is not None:
+                        logs[s].flush()  # type: ignore[union-attr]
+                    if epoch + 1 < profile.epochs:
+                        checkpointers[s].save(
+                            epoch + 1,
+                            histories[s],
+                            workers[s].sent_steps,
+                            checkpoint_state(models[s], optimizers[s], device, carries[s]),
+                        )
+                for s in fused.active:  # after every seed's checkpoint (a hook may stop the run)
+                    hooks[s].epoch_done(histories[s][-1], max(m.test_fine_acc for m in histories[s]))
+            for s in list(fused.active):
+                loss_states[s] = _loss_state(workers[s], runs[s])
+                results[s] = RunResult.from_epochs(histories[s], sum(m.seconds for m in histories[s]))
+                checkpointers[s].clear()
+    except Exception as e:  # noqa: BLE001  (an internal error: every seed still training fails with it)
+        for s in range(len(specs)):
+            if s not in results:
+                fail(s, e)
+    outcomes = []
+    for s in range(len(specs)):
+        result = results[s].model_copy(update={"device": device_name(device)})
+        runs[s].write_result(result)
+        outcomes.append(RunOutcome(result, histories[s], models[s], loss_states.get(s)))
+    return outcomes

@@ -1,0 +1,199 @@
+"""Fused seeds (harness.training.fused): the seeds of one run trained as one model give what their
+separate runs give, to float rounding: every parameter and buffer of every seed, the loss module's
+state, the metrics; on the plain and the per-task (Gramian) path, with a head a seed's loss leaves
+out, the after-update pass, every optional input. An interrupted fused run resumes bit for bit
+(also when it stopped between two seeds' checkpoints), a seed that fails leaves the others
+training, and through the CLI the rows, run directories and identity are those of separate runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn as nn
+from helpers import BASELINES, REPO, SUBMISSIONS, harness, run_spec, tiny_profile
+
+from harness.isolation.sandbox import get_sandbox
+from harness.rundir import RunDir
+from harness.training.fused_run import fusable, run_fused
+from harness.training.models import build_model, get_arch, register_arch
+from harness.training.trainer import TrainHooks, run_one
+
+pytestmark = pytest.mark.slow  # trains: separate runs against fused ones
+
+TOY = "toy_resnet_for_fused_tests"
+try:
+    get_arch(TOY)
+except Exception:  # noqa: BLE001  (not registered yet in this process)
+
+    class _Toy(nn.Module):
+        """Small, with what the real backbones have: strided conv, BatchNorm, a residual, max-pooling."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+            self.block = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8))
+            self.pool = nn.MaxPool2d(4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.stem(x)
+            return self.pool(torch.relu(h + self.block(h))).mean(dim=(2, 3))
+
+    register_arch(TOY, feature_dim=8)(_Toy)
+
+SEEDS = (42, 123, 456)
+
+
+def _profile(epochs=2):
+    return tiny_profile(epochs=epochs, batch_size=48, optimizer=tiny_profile().optimizer.model_copy(update={"lr": 0.1}))
+
+
+def _specs(submission, precision, arch, seeds=SEEDS, epochs=2):
+    return [run_spec(_profile(epochs), arch=arch, seed=s, submission=submission.name).model_copy(
+        update={"precision": precision}) for s in seeds]
+
+
+def _separate(tmp_path, splits, submission, specs):
+    train, test = splits
+    return [run_one(spec, submission=submission, train=train, test=test, run_dir=tmp_path / f"separate-{spec.seed}",
+                    sandbox=get_sandbox("none")) for spec in specs]
+
+
+def _fused(tmp_path, splits, submission, specs, name="fused", hooks=None):
+    train, test = splits
+    specs = [spec.model_copy(update={"fused": True}) for spec in specs]
+    return run_fused(specs, submission=submission, train=train, test=test, sandbox=get_sandbox("none"),
+                     run_dirs=[RunDir(tmp_path / name / str(spec.seed)) for spec in specs], hooks=hooks)
+
+
+def _metrics(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for r in rows:
+        r.pop("seconds")
+    return rows
+
+
+FP64 = dict(rtol=1e-9, atol=1e-11)
+CASES = [
+    # the plain path, learnable loss parameters, on the task's ResNet-20
+    ("resnet20", BASELINES / "uncertainty.py", "fp64", FP64),
+    # the per-task (Gramian) path, the coarse task left out for epoch 0
+    ("resnet20", SUBMISSIONS / "gramian_warmup.py", "fp64", FP64),
+    # one seed leaves the coarse task out for the whole run: its head gets no gradient, fused or not
+    (TOY, SUBMISSIONS / "seed_sits_out.py", "fp64", FP64),
+    # the after-update pass (FAMO, official)
+    (TOY, BASELINES / "famo.py", "fp64", FP64),
+    # epoch, step, batch accuracies, learnable parameters, Python state, a task left out on some steps
+    (TOY, SUBMISSIONS / "everything_inputs.py", "fp64", FP64),
+    # float32 (one epoch: BatchNorm amplifies rounding over steps): the grouped kernels round differently
+    (TOY, BASELINES / "uncertainty.py", "fp32", dict(rtol=2e-3, atol=2e-5)),
+]
+EPOCHS = {(TOY, "fp64"): 2, (TOY, "fp32"): 1, ("resnet20", "fp64"): 1}  # a few steps each (4 an epoch)
+
+
+@pytest.mark.parametrize("arch, submission, precision, tol", CASES,
+                         ids=["plain-resnet20", "gramian-resnet20", "seed-sits-out", "after-update", "every-input",
+                              "plain-fp32"])
+def test_a_fused_run_equals_its_separate_runs(tmp_path, tiny_splits, arch, submission, precision, tol):
+    specs = _specs(submission, precision, arch, epochs=EPOCHS[arch, precision])
+    assert fusable(specs)
+    separate = _separate(tmp_path, tiny_splits, submission, specs)
+    fused = _fused(tmp_path, tiny_splits, submission, specs)
+    dtype = getattr(torch, specs[0].dtype)
+    for spec, a, b in zip(specs, separate, fused):
+        assert a.result.status == b.result.status == "ok", (a.result.reason, b.result.reason)
+        got, want = b.model.state_dict(), a.model.state_dict()
+        assert got.keys() == want.keys()
+        for key in want:  # every parameter and buffer (BatchNorm statistics, batches counted)
+            torch.testing.assert_close(got[key], want[key], **tol, msg=f"seed {spec.seed}: {key}")
+        assert a.loss_state.keys() == b.loss_state.keys()
+        for key in a.loss_state:
+            torch.testing.assert_close(torch.tensor(b.loss_state[key], dtype=torch.float64),
+                                       torch.tensor(a.loss_state[key], dtype=torch.float64), **tol)
+        for ma, mb in zip(a.history, b.history):
+            for field in ("train_fine_loss", "train_coarse_loss", "weight_fine", "weight_coarse"):
+                assert getattr(mb, field) == pytest.approx(getattr(ma, field), rel=tol["rtol"], abs=tol["atol"])
+            # the test split's losses are summed in float32 on both sides (evaluation.evaluate)
+            assert mb.test_fine_loss == pytest.approx(ma.test_fine_loss, rel=max(tol["rtol"], 1e-5))
+        torch.manual_seed(spec.seed)
+        initial = build_model(arch).to(dtype).state_dict()
+        assert not torch.equal(got["fine_head.weight"], initial["fine_head.weight"])
+        if submission.name == "seed_sits_out.py":  # the seed that sits out (123) left its coarse head alone
+            untouched = torch.equal(got["coarse_head.weight"], initial["coarse_head.weight"])
+            assert untouched == (spec.seed == 123)
+
+
+class StopAfter(TrainHooks):
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def epoch_done(self, metrics, best):
+        if metrics.epoch == self.epoch:
+            raise KeyboardInterrupt  # as a Ctrl-C: the checkpoints are kept
+
+
+@pytest.mark.parametrize("between_seeds", [False, True])
+def test_an_interrupted_fused_run_resumes_bit_for_bit(tmp_path, tiny_splits, between_seeds):
+    """Stopped after its second epoch; ``between_seeds``: as if the stop came after seed 42's
+    checkpoint and before 123's (that one's newest checkpoint is gone): every seed then goes on from
+    the epoch they all have."""
+    submission = BASELINES / "famo.py"  # state in the worker and in the trainer (the after-update losses)
+    specs = _specs(submission, "fp32", TOY, epochs=3)
+    whole = _fused(tmp_path, tiny_splits, submission, specs, name="whole")
+    with pytest.raises(KeyboardInterrupt):
+        _fused(tmp_path, tiny_splits, submission, specs, name="cut", hooks=[StopAfter(1), TrainHooks(), TrainHooks()])
+    if between_seeds:
+        ckpt = tmp_path / "cut" / "123" / "checkpoint"
+        manifest = json.loads((ckpt / "manifest.json").read_text())
+        assert [e["epochs_done"] for e in manifest["checkpoints"]] == [1, 2]
+        (ckpt / manifest["checkpoints"][-1]["file"]).unlink()
+        manifest["checkpoints"] = manifest["checkpoints"][:-1]
+        (ckpt / "manifest.json").write_text(json.dumps(manifest))
+    resumed = _fused(tmp_path, tiny_splits, submission, specs, name="cut")
+    for spec, a, b in zip(specs, whole, resumed):
+        assert b.result.status == "ok", b.result.reason
+        assert _metrics(tmp_path / "cut" / str(spec.seed)) == _metrics(tmp_path / "whole" / str(spec.seed))
+        for key, value in a.model.state_dict().items():
+            assert torch.equal(b.model.state_dict()[key], value), key
+        assert a.loss_state == b.loss_state
+
+
+def test_a_seed_that_fails_leaves_the_others_training(tmp_path, tiny_splits):
+    submission = SUBMISSIONS / "one_seed_raises.py"
+    specs = _specs(submission, "fp64", TOY)
+    separate = _separate(tmp_path, tiny_splits, submission, specs)
+    fused = _fused(tmp_path, tiny_splits, submission, specs)
+    for spec, a, b in zip(specs, separate, fused):
+        assert a.result.status == b.result.status == ("failed" if spec.seed == 123 else "ok")
+        if spec.seed == 123:
+            assert "gives up in epoch 1" in (tmp_path / "fused" / "123" / "failure.txt").read_text()
+            assert b.result.epochs_done == 1
+            continue
+        for key, value in a.model.state_dict().items():
+            torch.testing.assert_close(b.model.state_dict()[key], value, **FP64)
+
+
+def test_through_the_cli_rows_and_run_directories_are_those_of_separate_runs(tmp_path):
+    """--fuse on the CPU (the default on CUDA): one row per seed, the same run ids and identity, the
+    same accuracies as an evaluation without it (fp64: far from any rounding tie)."""
+    example = REPO / "submissions" / "example_loss.py"
+    out = {}
+    for fuse in ("--fuse", "--no-fuse"):
+        cwd = tmp_path / fuse
+        cwd.mkdir()
+        r = harness("evaluate", example, "--profile", "tiny", "--seed", "1", "--seed", "2", "--sandbox", "none",
+                    "--device", "cpu", "--precision", "fp64", fuse, cwd=cwd)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert ("2 runs trained fused" in r.stdout) == (fuse == "--fuse")
+        out[fuse] = pd.read_csv(cwd / "leaderboard-tiny.csv")
+        for run_id in out[fuse]["run_id"]:
+            assert json.loads((cwd / "runs" / run_id / "settings.json").read_text())["fused"] == (fuse == "--fuse")
+    a, b = out["--fuse"], out["--no-fuse"]
+    same = ["kind", "submission", "submission_sha256", "profile", "phase", "topology", "arch", "seed", "attempt",
+            "precision", "compile", "deterministic", "run_id", "status", "best_fine_acc", "best_epoch",
+            "final_fine_acc", "best_coarse_acc"]
+    assert len(a) == 2 and a[same].equals(b[same])
+    shutil.rmtree(tmp_path / "--fuse")
