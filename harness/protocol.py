@@ -335,6 +335,7 @@ class RunResult(_Frozen):
     wall_seconds: float  # ok: training time of every epoch (a resumed run: all); failed: the process
     reason: str | None = None
     device: str | None = None  # the name of the device it trained on, as the leaderboard records it
+    float32_math: str | None = None  # what its float32 convolutions and matmuls computed in (device.float32_math)
 
     @model_validator(mode="after")
     def _consistent(self) -> RunResult:
@@ -362,7 +363,7 @@ class RunResult(_Frozen):
         )
 
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 Origin = Literal["measured", "published"]
 
 
@@ -373,7 +374,7 @@ class LeaderboardRow(_Frozen):
     ``harness.leaderboard.MIGRATIONS`` gains the step from the previous version.
     Version 2 added ``compile`` and ``deterministic``; version 3 ``origin``, ``source``, ``topology``
     and ``attempt``; version 4 ``submission_path``, and attempts counted per entry (kind and name) as
-    well as per file version (:data:`RUN_COLUMNS`).
+    well as per file version (:data:`RUN_COLUMNS`); version 5 ``float32_math``.
     Accuracies are percentages; ``best_epoch`` is 0-indexed. A failed run has empty accuracy
     columns and ``status=failed`` (its reason is in ``runs/<run_id>/failure.txt``). ``attempt``
     numbers the rows of one run (:class:`RunKey`: same entry, file version, settings, architecture and
@@ -406,6 +407,12 @@ class LeaderboardRow(_Frozen):
     wall_seconds: float | None = None
     device: str | None = None
     precision: str | None = None
+    float32_math: str | None = Field(
+        default=None,
+        description="what float32 convolutions and matmuls computed in: ieee, tf32-conv (PyTorch's CUDA default: "
+        "TF32 convolutions, IEEE matmuls) or tf32; recorded like the device, not part of the run's identity "
+        "(the precision setting is); empty when unknown",
+    )
     channels_last: bool | None = None
     compile: bool | None = None
     deterministic: bool | None = None

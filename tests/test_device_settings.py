@@ -107,3 +107,26 @@ def test_determinism_refuses_when_cuda_started_without_the_setting(monkeypatch):
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # a deterministic value of the user's is kept
     dev.prepare_determinism(True)
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+
+
+def test_rows_record_the_float32_math_and_older_rows_migrate_to_what_they_computed(tmp_path):
+    """Schema 5 records float32_math; a version-4 file migrates: its measured rows computed IEEE
+    float32 (the harness then switched TF32 off) except --precision tf32 on a GPU; published rows
+    do not say."""
+    import pandas as pd
+    from helpers import harness, leaderboard_row
+
+    from harness.leaderboard import read_rows
+    from harness.leaderboard.store import COLUMNS_BY_VERSION
+
+    rows = [leaderboard_row(seed=1).model_dump(),
+            leaderboard_row(seed=2, precision="tf32", device="cuda:NVIDIA H100").model_dump(),
+            leaderboard_row(seed=3, precision="tf32", device="cpu").model_dump(),
+            {**leaderboard_row(seed=4).model_dump(), "origin": "published", "source": "a paper"}]
+    v4 = pd.DataFrame(rows).astype(str).replace({"None": ""})
+    v4["schema_version"] = "4"
+    v4[list(COLUMNS_BY_VERSION[4])].to_csv(tmp_path / "lb.csv", index=False, lineterminator="\n")
+    r = harness("migrate", tmp_path / "lb.csv", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    got = read_rows(tmp_path / "lb.v5.csv").set_index("seed")["float32_math"].fillna("").to_dict()
+    assert got == {1: "ieee", 2: "tf32", 3: "ieee", 4: ""}

@@ -196,4 +196,5 @@ def test_through_the_cli_rows_and_run_directories_are_those_of_separate_runs(tmp
             "precision", "compile", "deterministic", "run_id", "status", "best_fine_acc", "best_epoch",
             "final_fine_acc", "best_coarse_acc"]
     assert len(a) == 2 and a[same].equals(b[same])
+    assert set(a["float32_math"]) == set(b["float32_math"]) == {"ieee"}  # a CPU has no TF32
     shutil.rmtree(tmp_path / "--fuse")

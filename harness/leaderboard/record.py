@@ -43,6 +43,7 @@ def row_for(spec: RunSpec, result: RunResult, run_id: str) -> LeaderboardRow:
         wall_seconds=round(result.wall_seconds, 2),
         device=_recorded_device(spec, result),
         precision=spec.precision,
+        float32_math=result.float32_math,
         channels_last=spec.channels_last,
         compile=spec.compile,
         deterministic=spec.deterministic,

@@ -107,10 +107,12 @@ _V3_RUN = (
     "compile",
     "deterministic",
 )  # what version 3 counted attempts by (the file's content only)
+_V4_COLUMNS = _V3_COLUMNS[:6] + ("submission_path",) + _V3_COLUMNS[6:]
 COLUMNS_BY_VERSION: dict[int, tuple[str, ...]] = {
     1: _V1_COLUMNS,
     2: _V2_COLUMNS,
     3: _V3_COLUMNS,
+    4: _V4_COLUMNS,
     SCHEMA_VERSION: LEADERBOARD_COLUMNS,
 }
 
@@ -147,7 +149,20 @@ def _v3_to_v4(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
+def _v4_to_v5(df: pd.DataFrame) -> pd.DataFrame:
+    """v5 added ``float32_math``. Harness versions before it computed float32 in IEEE everywhere (they
+    switched CUDA's TF32 convolutions off) except with ``--precision tf32`` on a GPU; published rows
+    do not say (empty)."""
+    df = df.copy()
+    measured = df["origin"] == "measured"
+    on_gpu_tf32 = (df["precision"] == "tf32") & df["device"].astype(str).str.startswith("cuda")
+    df["float32_math"] = ""
+    df.loc[measured, "float32_math"] = "ieee"
+    df.loc[measured & on_gpu_tf32, "float32_math"] = "tf32"
+    return df
+
+
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
 if set(COLUMNS_BY_VERSION) != set(MIGRATIONS) | {SCHEMA_VERSION}:
     raise RuntimeError("every older schema version needs its migration step")
 

@@ -26,7 +26,7 @@ from harness.provenance import device_name
 from harness.rundir import RunDir
 from harness.training.checkpoint import Checkpointer
 from harness.training.data import Split, eval_batches
-from harness.training.device import set_determinism, set_fp32_precision
+from harness.training.device import float32_math, set_determinism, set_fp32_precision
 from harness.training.fused import FusedNet, Seed, evaluate_fused, train_fused_epoch
 from harness.training.sharing import CpuShare
 from harness.training.steplog import StepLog
@@ -218,7 +218,7 @@ def run_fused(
                 fail(s, e)
     outcomes = []
     for s in range(len(specs)):
-        result = results[s].model_copy(update={"device": device_name(device)})
+        result = results[s].model_copy(update={"device": device_name(device), "float32_math": float32_math(device)})
         runs[s].write_result(result)
         outcomes.append(RunOutcome(result, histories[s], models[s], loss_states.get(s)))
     return outcomes

@@ -43,7 +43,7 @@ from harness.rundir import RunDir
 from harness.training.checkpoint import Checkpointer, Resume
 from harness.training.compiled import compile_forward, no_silent_fallback
 from harness.training.data import Split, TrainLoader, eval_batches
-from harness.training.device import autocast_context, set_determinism, set_fp32_precision
+from harness.training.device import autocast_context, float32_math, set_determinism, set_fp32_precision
 from harness.training.evaluation import TestMetrics as TestMetrics  # re-exported
 from harness.training.evaluation import evaluate as evaluate  # re-exported
 from harness.training.gradients import (
@@ -466,7 +466,7 @@ def run_one(
     except Exception as e:  # noqa: BLE001  (one run's failure must not stop the others)
         reason = _failure(spec, e, submission, run, checkpointer, len(history))
         result = RunResult.failed(reason, epochs_done=len(history), wall_seconds=time.perf_counter() - start)
-    result = result.model_copy(update={"device": device_name(device)})
+    result = result.model_copy(update={"device": device_name(device), "float32_math": float32_math(device)})
     run.write_result(result)
     return RunOutcome(result, history, model, loss_state)
 
