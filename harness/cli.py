@@ -20,7 +20,6 @@ from harness.isolation.sandbox import resolve_sandbox
 from harness.names import check_name
 from harness.protocol import TOPOLOGIES, get_profile
 from harness.text import SafeConsole
-from harness.training.data import default_data_dir, download_cifar100, write_synthetic
 
 
 def _evaluate_options(args: argparse.Namespace, kind: str):
@@ -132,6 +131,8 @@ def cmd_image_build(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_data_synthetic(args: argparse.Namespace, console: Console) -> int:
+    from harness.training.data import write_synthetic
+
     out = write_synthetic(args.dir, seed=args.seed, n_train=args.train_size, n_test=args.test_size)
     console.print(
         f"wrote synthetic CIFAR-100-format data ({args.train_size:,} train / {args.test_size:,} test) to {out}"
@@ -140,6 +141,8 @@ def cmd_data_synthetic(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_data_download(args: argparse.Namespace, console: Console) -> int:
+    from harness.training.data import default_data_dir, download_cifar100
+
     root = args.data_dir or default_data_dir("cifar100")
     out = download_cifar100(root)
     console.print(f"CIFAR-100 is at {out}")
@@ -343,6 +346,18 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
 
     show.bench(console, rep, rounds=args.rounds, steps=steps)
     return ExitCode.OK
+
+
+def cmd_selftest(args: argparse.Namespace, console: Console) -> int:
+    from harness.selftest import run_selftest
+
+    return run_selftest(
+        args.device,
+        sandbox=args.sandbox,
+        inductor=args.inductor,
+        keep=args.keep,
+        say=lambda m: console.print(escape(m), soft_wrap=True),
+    )
 
 
 COMMANDS = {name: fn for name, fn in globals().items() if name.startswith("cmd_")}

@@ -239,6 +239,30 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     bn.add_argument("--json", action="store_true", help="print the figures as JSON (progress goes to stderr)")
     bn.set_defaults(func=handlers["cmd_bench"])
 
+    st = sub.add_parser(
+        "selftest",
+        help="check the training path on a device end to end through the command line: evaluation, resume, "
+        "the Gramian and after-update inputs, fused seeds, several runs at once, --compile, bench; each "
+        "figure against its expectation (exit 1 on any difference)",
+    )
+    st.add_argument("--device", required=True, choices=["cpu", "cuda"], help="the device to check")
+    st.add_argument(
+        "--sandbox",
+        default="none",
+        choices=["auto", *available_sandboxes()],
+        help="the loss workers' sandbox (default none: the check is of the training path; the sandboxes have "
+        "their own tests)",
+    )
+    st.add_argument(
+        "--inductor",
+        action="store_true",
+        help="on a CPU, compile with inductor as evaluations do (a minute or more on a small CPU; default "
+        "aot_eager there; a GPU always uses inductor)",
+    )
+    st.add_argument("--keep", type=Path, metavar="DIR", help="work in DIR and keep its files (default: a temporary "
+                    "directory, kept only when a figure differs)")  # fmt: skip
+    st.set_defaults(func=handlers["cmd_selftest"])
+
     md = sub.add_parser(
         "models",
         help="parameter counts per architecture and network topology, and what "
@@ -321,7 +345,7 @@ def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
         choices=list(PROFILES),
         help="full: the task's protocol (default); quick: the same on CIFAR-100 for 30 "
         "epochs, to iterate on a GPU (rows kept apart in leaderboard-quick.csv); smoke: a demo "
-        "on synthetic data; tiny: for tests",
+        "on synthetic data; tiny: for tests; selftest: for harness selftest",
     )
     ev.add_argument(
         "--phase",

@@ -10,10 +10,9 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
-import torch
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from harness.errors import SubmissionRejected, UsageError
@@ -21,7 +20,6 @@ from harness.executors import Executor, Job, units
 from harness.fileio import write_atomic
 from harness.isolation.check import directory_message, read_submission, sha256_file, static_check
 from harness.leaderboard import default_path
-from harness.leaderboard.record import Recorder, completed_runs
 from harness.names import SOURCE_BASELINES, baseline_names, check_name, place_of, reserved_problem
 from harness.protocol import (
     HIDDEN_ARCHS,
@@ -35,11 +33,12 @@ from harness.protocol import (
     RunSpec,
     Topology,
 )
-from harness.provenance import device_name
 from harness.rundir import EvalDir
-from harness.training.device import gpu_slots, mps_running, resolve_device
-from harness.training.fused_run import fusable
-from harness.training.models import get_arch, hidden_source, load_hidden_archs
+
+if TYPE_CHECKING:  # torch and the trainer load only when an evaluation is planned, not for --help
+    import torch
+
+    from harness.leaderboard.record import Recorder
 
 ExecutorName = Literal["local", "ray"]
 
@@ -107,6 +106,8 @@ class EvaluateOptions(BaseModel):
 def planned_archs(opts: EvaluateOptions) -> tuple[str, ...]:
     """The requested architectures, else the profile's plus the hidden ones in the final phase.
     Loads the hidden architectures when the plan needs them."""
+    from harness.training.models import get_arch, load_hidden_archs
+
     archs = tuple(dict.fromkeys(opts.archs)) or (opts.profile.archs + (HIDDEN_ARCHS if opts.phase == "final" else ()))
     if any(a in HIDDEN_ARCHS for a in archs):
         if opts.phase != "final":
@@ -124,12 +125,18 @@ def planned_seeds(opts: EvaluateOptions) -> tuple[int, ...]:
 def plan_device(opts: EvaluateOptions) -> torch.device:
     """The device the runs use. On Ray, ``--device cuda`` is taken as given (the GPUs may be on
     other nodes than the driver)."""
+    import torch
+
+    from harness.training.device import resolve_device
+
     if opts.executor == "ray" and opts.device == "cuda":
         return torch.device("cuda")
     return resolve_device(opts.device)
 
 
 def device_label(device: torch.device, opts: EvaluateOptions) -> str:
+    from harness.provenance import device_name
+
     return f"{device.type} on Ray workers" if opts.executor == "ray" else device_name(device)
 
 
@@ -194,6 +201,8 @@ def spec_for(
 
 def _arch_source(arch: str) -> ArchSource | None:
     """The file a hidden architecture was loaded from, for the processes that train it."""
+    from harness.training.models import hidden_source
+
     source = hidden_source(arch)
     return ArchSource(path=source[0], sha256=source[1]) if source else None
 
@@ -279,6 +288,8 @@ def plan_files(
         f = PlannedFile(path, entry, place, eval_dir, sha)
         if not opts.force:
             series = spec_for(f, opts, "-", 0, "cpu", "none", precision).key.series
+            from harness.leaderboard.record import completed_runs
+
             done = completed_runs(existing, series)
             f.skipped = {run: t for run, t in done.items() if run in {(a, s) for a in archs for s in seeds}}
             for arch, seed in ((a, s) for a in archs for s in seeds if (a, s) not in done):
@@ -303,6 +314,8 @@ def plan_jobs(
 ) -> list[Job]:
     """Every (file, architecture, seed) run not done yet, in that order; the seeds of one (file,
     architecture) marked ``fused`` when they are to be trained as one model (:func:`fuses`)."""
+    from harness.training.fused_run import fusable
+
     jobs = []
     for f in files:
         for arch in archs:
@@ -337,6 +350,8 @@ def parallelism(opts: EvaluateOptions, device: torch.device, jobs: list[Job]) ->
 def local_jobs(opts: EvaluateOptions, device: torch.device, n_units: int) -> int:
     """Units (a run, or fused seeds) at once with the local executor: ``--jobs``; by default as many
     as the GPU memory holds on CUDA (all runs of an evaluation share the GPU), one on a CPU."""
+    from harness.training.device import gpu_slots
+
     return opts.jobs or (gpu_slots(n_units) if device.type == "cuda" else 1)
 
 
@@ -368,6 +383,8 @@ def make_executor(
             sandbox_name=sandbox.name,
             log=say,
         )
+    from harness.training.device import mps_running
+
     n_units = len(units(jobs))
     fused = sum(job.spec.fused for job in jobs)
     if fused:

@@ -137,6 +137,20 @@ PROFILES: dict[str, Profile] = {
         allow_unsandboxed_fallback=True,
         worker_call_timeout_s=10.0,
     ),
+    "selftest": Profile(
+        name="selftest",
+        description="for harness selftest: the tiny profile over 2 epochs (a checkpoint to resume from)",
+        dataset="synthetic",
+        epochs=2,
+        batch_size=64,
+        optimizer=OptimizerSettings(lr=0.02),
+        seeds=(42,),
+        archs=("resnet20",),
+        train_subset=256,
+        test_subset=128,
+        allow_unsandboxed_fallback=True,
+        worker_call_timeout_s=10.0,
+    ),
 }
 
 

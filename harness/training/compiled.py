@@ -13,13 +13,15 @@ says ``compile=true`` ran compiled.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 
 import torch
 
-BACKEND: str | Callable = "inductor"
+BACKEND: str | Callable = os.environ.get("HARNESS_COMPILE_BACKEND") or "inductor"
 """The backend of ``--compile``: inductor, torch.compile's default. Tests set a cheaper one
-(``aot_eager``, or a counting backend)."""
+(``aot_eager``, or a counting backend); ``harness selftest --device cpu`` sets
+``HARNESS_COMPILE_BACKEND=aot_eager`` for its runs (inductor compiles for a minute on a small CPU)."""
 
 
 def compile_forward(model: torch.nn.Module) -> Callable:
