@@ -24,7 +24,7 @@ from harness.isolation.sandbox import Sandbox
 from harness.protocol import EpochMetrics, RunResult, RunSpec
 from harness.provenance import device_name
 from harness.rundir import RunDir
-from harness.training.checkpoint import Checkpointer
+from harness.training.checkpoint import Checkpointer, background_writes
 from harness.training.data import Split, eval_batches
 from harness.training.device import float32_math, set_determinism, set_fp32_precision
 from harness.training.fused import FusedNet, Seed, evaluate_fused, train_fused_epoch
@@ -205,6 +205,7 @@ def run_fused(
                             histories[s],
                             workers[s].sent_steps,
                             checkpoint_state(models[s], optimizers[s], device, carries[s]),
+                            background=background_writes(device),
                         )
                 for s in fused.active:  # after every seed's checkpoint (a hook may stop the run)
                     hooks[s].epoch_done(histories[s][-1], max(m.test_fine_acc for m in histories[s]))
@@ -216,6 +217,9 @@ def run_fused(
         for s in range(len(specs)):
             if s not in results:
                 fail(s, e)
+    finally:
+        for checkpointer in checkpointers:
+            checkpointer.settle()  # a stopped run leaves no write under way
     outcomes = []
     for s in range(len(specs)):
         result = results[s].model_copy(update={"device": device_name(device), "float32_math": float32_math(device)})

@@ -40,7 +40,7 @@ from harness.isolation.sandbox import Sandbox, as_user_path
 from harness.protocol import EpochMetrics, RunResult, RunSpec
 from harness.provenance import device_name
 from harness.rundir import RunDir
-from harness.training.checkpoint import Checkpointer, Resume
+from harness.training.checkpoint import Checkpointer, Resume, background_writes
 from harness.training.compiled import compile_forward, no_silent_fallback
 from harness.training.data import Split, TrainLoader, eval_batches
 from harness.training.device import autocast_context, float32_math, set_determinism, set_fp32_precision
@@ -455,8 +455,9 @@ def run_one(
                 run.append_metrics(metrics)
                 log.flush()
                 if epoch + 1 < profile.epochs:
+                    state = checkpoint_state(model, optimizer, device, carry)
                     checkpointer.save(
-                        epoch + 1, history, worker.sent_steps, checkpoint_state(model, optimizer, device, carry)
+                        epoch + 1, history, worker.sent_steps, state, background=background_writes(device)
                     )
                 hooks.epoch_done(metrics, max(m.test_fine_acc for m in history))
             loss_state = _loss_state(worker, run)
@@ -466,6 +467,8 @@ def run_one(
     except Exception as e:  # noqa: BLE001  (one run's failure must not stop the others)
         reason = _failure(spec, e, submission, run, checkpointer, len(history))
         result = RunResult.failed(reason, epochs_done=len(history), wall_seconds=time.perf_counter() - start)
+    finally:
+        checkpointer.settle()  # a stopped run leaves no write under way
     result = result.model_copy(update={"device": device_name(device), "float32_math": float32_math(device)})
     run.write_result(result)
     return RunOutcome(result, history, model, loss_state)
