@@ -1,4 +1,5 @@
-"""``--jobs N``: up to N runs at once, each in its own process.
+"""``--jobs N``: up to N units at once (a run, or the fused seeds of one: :func:`harness.executors.units`),
+each in its own process.
 
 One small ResNet cannot fill a large GPU, so several runs share it; on a machine with several
 GPUs the runs are spread over them (a run takes a free slot i and uses ``cuda:(i mod count)``).
