@@ -415,7 +415,7 @@ def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         help="train the seeds of each architecture as one fused model (each seed keeps its data order, "
         "initialisation, BatchNorm statistics, optimizer and loss worker; the same result up to float "
-        "rounding, one row per seed); default: on with CUDA, off on a CPU; not with --compile or Ray",
+        "rounding, one row per seed); default: on with CUDA, off on a CPU; not with --executor ray",
     )
     ev.add_argument(
         "--executor",

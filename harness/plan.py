@@ -94,8 +94,6 @@ class EvaluateOptions(BaseModel):
             raise UsageError(f"--ray-retries must be 0 or more, got {self.ray_retries}")
         if self.fuse and self.executor == "ray":
             raise UsageError("--fuse runs with the local executor; Ray runs each seed as its own task")
-        if self.fuse and self.compile:
-            raise UsageError("--fuse and --compile do not go together yet: a compiled fused step is not built")
         return self
 
     @property
@@ -333,8 +331,8 @@ def plan_jobs(
 def fuses(opts: EvaluateOptions, device: torch.device) -> bool:
     """Whether the seeds of a run are trained as one model: ``--fuse``; by default on CUDA, where one
     small run leaves the GPU mostly idle and fusing multiplies the work of every kernel launch, and
-    not on a CPU, which one run already keeps busy. Local executor only, and not with ``--compile``."""
-    if opts.executor == "ray" or opts.compile:
+    not on a CPU, which one run already keeps busy. Local executor only."""
+    if opts.executor == "ray":
         return False
     return opts.fuse if opts.fuse is not None else device.type == "cuda"
 

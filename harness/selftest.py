@@ -11,8 +11,8 @@ a checkpoint to resume from; ``tiny`` where one epoch is enough):
   resumes from the checkpoint and ends with exactly the uninterrupted run's metrics;
 - on CUDA, resuming on the CPU from the GPU's checkpoint;
 - the Gramian (MGDA) and after-update (FAMO) inputs through their baselines, under ``--compile`` (on
-  a CPU with the aot_eager backend unless ``--inductor``: inductor compiles ResNet-20 for a minute
-  on a small CPU);
+  CUDA two seeds each, fused and compiled; on a CPU one seed, with the aot_eager backend unless
+  ``--inductor``: inductor compiles ResNet-20 for a minute on a small CPU);
 - fused seeds against separate runs sharing the device in two processes (float64: equal to 1e-6;
   the test split's losses are summed in float32, hence not 1e-12);
 - ``harness bench``.
@@ -194,14 +194,19 @@ def check_inputs(ctx: Context) -> list[Figure]:
     """The Gramian (MGDA: two backward passes) and after-update (FAMO: a no-gradient pass) inputs, under
     ``--compile``: every variant of the compiled forward in one run (a fallback to eager would fail it)."""
     cwd = ctx.work / "inputs"
-    r = ctx.harness("baselines", "--only", "mgda", "--only", "famo", "--profile", "tiny", "--seed", "1", "--compile",
+    seeds = ["--seed", "1"] + (["--seed", "2"] if ctx.device == "cuda" else [])  # on CUDA: fused, compiled
+    r = ctx.harness("baselines", "--only", "mgda", "--only", "famo", "--profile", "tiny", *seeds, "--compile",
                     *ctx.common, cwd=cwd)  # fmt: skip
     rows = _rows(cwd, "tiny")
     backend = ctx.env.get("HARNESS_COMPILE_BACKEND", "inductor")
     name = f"Gramian (mgda) and after-update (famo) inputs, --compile ({backend})"
-    figures = _row_figures(name, ctx, rows, 2, r.stdout)
+    figures = _row_figures(name, ctx, rows, len(seeds), r.stdout)
     compiled = ",".join(r["compile"].lower() for r in rows)
-    figures.append(Figure(name, "compile recorded", compiled, "true,true", compiled == "true,true"))
+    want = ",".join(["true"] * len(seeds))
+    figures.append(Figure(name, "compile recorded", compiled, want, compiled == want))
+    if ctx.device == "cuda":
+        fused = _said(r.stdout, "4 runs trained fused")
+        figures.append(Figure(name, "fused and compiled", str(fused), "True", fused))
     return figures
 
 

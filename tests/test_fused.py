@@ -126,6 +126,40 @@ def test_a_fused_run_equals_its_separate_runs(tmp_path, tiny_splits, arch, submi
             assert untouched == (spec.seed == 123)
 
 
+@pytest.mark.parametrize("submission", [SUBMISSIONS / "seed_sits_out.py", BASELINES / "famo.py"],
+                         ids=["seed-sits-out", "after-update"])
+def test_a_compiled_fused_run_equals_the_eager_one(tmp_path, tiny_splits, monkeypatch, submission):
+    """--fuse with --compile: the fused forward (stacking included) through torch.compile (aot_eager
+    here), in training, without gradient (the after-update pass) and in evaluation; a head a seed
+    leaves out still gets no gradient."""
+    from torch._dynamo.backends.registry import lookup_backend
+
+    from harness.training import compiled
+
+    calls = []
+
+    def counting_aot_eager(gm, example_inputs):  # aot_eager, counting the calls of what it compiled
+        run = lookup_backend("aot_eager")(gm, example_inputs)
+        return lambda *args: calls.append(1) or run(*args)
+
+    monkeypatch.setattr(compiled, "BACKEND", counting_aot_eager)
+    specs = _specs(submission, "fp64", TOY)
+    eager = _fused(tmp_path, tiny_splits, submission, specs, name="eager")
+    got = _fused(tmp_path, tiny_splits, submission, [s.model_copy(update={"compile": True}) for s in specs],
+                 name="compiled")
+    steps, test_batches = 2 * 4, 2 * 1  # 2 epochs of 4 steps; the 100 test images in one batch
+    passes = steps * (2 if submission.name == "famo.py" else 1) + test_batches
+    assert len(calls) >= passes  # every fused forward ran compiled (a graph break may split one into two)
+    for spec, a, b in zip(specs, eager, got):
+        assert a.result.status == b.result.status == "ok", (a.result.reason, b.result.reason)
+        for key, value in a.model.state_dict().items():
+            torch.testing.assert_close(b.model.state_dict()[key], value, **FP64, msg=f"seed {spec.seed}: {key}")
+        if submission.name == "seed_sits_out.py" and spec.seed == 123:
+            torch.manual_seed(123)
+            initial = build_model(TOY).double().state_dict()
+            assert torch.equal(b.model.state_dict()["coarse_head.weight"], initial["coarse_head.weight"])
+
+
 class StopAfter(TrainHooks):
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch

@@ -32,6 +32,13 @@ def compile_forward(model: torch.nn.Module) -> Callable:
     return torch.compile(model, backend=BACKEND)
 
 
+def compile_function(fn: Callable) -> Callable:
+    """``fn`` (e.g. the fused seeds' forward) through ``torch.compile``, for one run, as
+    :func:`compile_forward`."""
+    torch._dynamo.reset()
+    return torch.compile(fn, backend=BACKEND)
+
+
 @contextlib.contextmanager
 def no_silent_fallback(enabled: bool) -> Iterator[None]:
     """While a compiled run trains, reaching dynamo's recompile limit raises (the run fails with that

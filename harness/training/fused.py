@@ -30,6 +30,7 @@ from torch.func import functional_call
 
 from harness.errors import RunFailed
 from harness.isolation.client import LossWorker, StepReply, StepRequest, WorkerError
+from harness.training.compiled import compile_function
 from harness.training.data import TrainLoader
 from harness.training.device import autocast_context
 from harness.training.evaluation import TestMetrics
@@ -48,6 +49,7 @@ class FusedNet:
         self.template = models[0]  # the code every seed runs; its own tensors are never used
         self.names = [n for n, _ in self.template.named_parameters()]
         self.active = list(range(len(models)))
+        self._forward_fn: Callable = _fused_forward(self.template, self.names)
         self._bind()
 
     def _bind(self) -> None:
@@ -76,11 +78,27 @@ class FusedNet:
     def __call__(self, x: torch.Tensor, *, shared_input: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Both heads' logits of every active seed, stacked: ``x`` is ``(seeds, batch, ...)``, one
         batch per seed, or one batch for all (``shared_input``: the test split)."""
-        params = {n: torch.stack(ps) for n, ps in zip(self.names, self.params)}
-        return torch.vmap(self._one, in_dims=(0, 0, None if shared_input else 0))(params, self.buffers, x)
+        return self._forward_fn(self.params, self.buffers, x, shared_input)
 
-    def _one(self, params: dict, buffers: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return functional_call(self.template, (params, buffers), (x,))
+    def compile(self) -> None:
+        """The fused step's forward (the stacking included) through ``torch.compile`` from now on
+        (:mod:`harness.training.compiled`); gradients still reach each seed's own parameters, and a
+        head no used loss reaches still gets none (the trainer drops what the stacking hands it)."""
+        self._forward_fn = compile_function(_fused_forward(self.template, self.names))
+
+
+def _fused_forward(template: TwoHeadNet, names: list[str]) -> Callable:
+    """The function a fused step calls: stack each parameter over the seeds, then run ``template``'s
+    code once under ``vmap`` with the stacked parameters and buffers."""
+
+    def one(params: dict, buffers: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return functional_call(template, (params, buffers), (x,))
+
+    def forward(params: list, buffers: dict, x: torch.Tensor, shared_input: bool):
+        stacked = {n: torch.stack(ps) for n, ps in zip(names, params)}
+        return torch.vmap(one, in_dims=(0, 0, None if shared_input else 0))(stacked, buffers, x)
+
+    return forward
 
 
 @dataclass

@@ -25,6 +25,7 @@ from harness.protocol import EpochMetrics, RunResult, RunSpec
 from harness.provenance import device_name
 from harness.rundir import RunDir
 from harness.training.checkpoint import Checkpointer, background_writes
+from harness.training.compiled import no_silent_fallback
 from harness.training.data import Split, eval_batches
 from harness.training.device import float32_math, set_determinism, set_fp32_precision
 from harness.training.fused import FusedNet, Seed, evaluate_fused, train_fused_epoch
@@ -47,14 +48,12 @@ from harness.training.trainer import (
 
 def fusable(specs: list[RunSpec]) -> bool:
     """Whether these runs can be trained as one: two or more seeds of one entry, file version,
-    architecture and settings, on one device, without ``--compile`` (a compiled fused step is not
-    built yet)."""
+    architecture and settings, on one device."""
     first = specs[0]
     same = {"seed", "submission_path", "fused"}
     return (
         len(specs) > 1
         and len({s.seed for s in specs}) == len(specs)
-        and not first.compile
         and all(s.model_dump(exclude=same) == first.model_dump(exclude=same) for s in specs)
     )
 
@@ -103,6 +102,8 @@ def run_fused(
     optimizers = [optimizer for _, optimizer, _, _ in started]
     resumes = [resume for _, _, resume, _ in started]
     fused = FusedNet(models)
+    if first.compile:
+        fused.compile()
     loaders = [train_loader(spec, train, device, dtype) for spec in specs]
     test_batches = eval_batches(
         test, batch_size=profile.eval_batch_size, device=device, channels_last=first.channels_last, dtype=dtype
@@ -125,6 +126,7 @@ def run_fused(
 
     try:
         with contextlib.ExitStack() as stack:
+            stack.enter_context(no_silent_fallback(first.compile))
             share = stack.enter_context(CpuShare(device.type, cap=threads))
             workers = [
                 stack.enter_context(
