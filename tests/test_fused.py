@@ -126,8 +126,9 @@ def test_a_fused_run_equals_its_separate_runs(tmp_path, tiny_splits, arch, submi
             assert untouched == (spec.seed == 123)
 
 
-@pytest.mark.parametrize("submission", [SUBMISSIONS / "seed_sits_out.py", BASELINES / "famo.py"],
-                         ids=["seed-sits-out", "after-update"])
+@pytest.mark.parametrize("submission", [SUBMISSIONS / "seed_sits_out.py", BASELINES / "famo.py",
+                                        SUBMISSIONS / "gramian_warmup.py"],
+                         ids=["seed-sits-out", "after-update", "gramian"])
 def test_a_compiled_fused_run_equals_the_eager_one(tmp_path, tiny_splits, monkeypatch, submission):
     """--fuse with --compile: the fused forward (stacking included) through torch.compile (aot_eager
     here), in training, without gradient (the after-update pass) and in evaluation; a head a seed

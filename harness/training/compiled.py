@@ -42,11 +42,16 @@ def compile_function(fn: Callable) -> Callable:
 @contextlib.contextmanager
 def no_silent_fallback(enabled: bool) -> Iterator[None]:
     """While a compiled run trains, reaching dynamo's recompile limit raises (the run fails with that
-    reason) instead of running the frame eagerly under a row that says ``compile=true``."""
+    reason) instead of running the frame eagerly under a row that says ``compile=true``. AOTAutograd's
+    donated buffers are off: the per-task path backpropagates each task loss through the same graph
+    (``retain_graph=True``), which a backward compiled with donated buffers refuses."""
     if not enabled:
         yield
         return
-    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+    with (
+        torch._dynamo.config.patch(fail_on_recompile_limit_hit=True),
+        torch._functorch.config.patch(donated_buffer=False),
+    ):
         try:
             yield
         except torch._dynamo.exc.FailOnRecompileLimitHit as e:
