@@ -130,3 +130,27 @@ def test_rows_record_the_float32_math_and_older_rows_migrate_to_what_they_comput
     assert r.returncode == 0, r.stderr
     got = read_rows(tmp_path / "lb.v5.csv").set_index("seed")["float32_math"].fillna("").to_dict()
     assert got == {1: "ieee", 2: "tf32", 3: "ieee", 4: ""}
+
+
+def test_runs_share_a_gpu_by_default_as_far_as_its_memory_goes(monkeypatch, tmp_path):
+    """The CUDA-only lines of the default --jobs, with torch's CUDA queries stood in for: 6 GiB a
+    unit of the free memory of every visible GPU; one at a time on a CPU; MPS seen by its pipe."""
+    from harness.plan import EvaluateOptions, local_jobs
+    from harness.protocol import get_profile
+
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i=None: (75 * gib, 80 * gib))
+    assert dev.gpu_slots(3) == 3 and dev.gpu_slots(20) == 12 and dev.gpu_slots(1) == 1
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i=None: (4 * gib, 80 * gib))  # nearly full: one
+    assert dev.gpu_slots(3) == 1
+    opts = EvaluateOptions(profile=get_profile("tiny"))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i=None: (75 * gib, 80 * gib))
+    assert local_jobs(opts, torch.device("cuda"), 3) == 3
+    assert local_jobs(opts, torch.device("cpu"), 3) == 1
+    assert local_jobs(opts.model_copy(update={"jobs": 2}), torch.device("cuda"), 3) == 2
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path))
+    assert not dev.mps_running()
+    (tmp_path / "control").touch()
+    assert dev.mps_running()
