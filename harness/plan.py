@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from harness.errors import SubmissionRejected, UsageError
 from harness.executors import Executor, Job
-from harness.fileio import write_atomic
+from harness.fileio import private_dirs, write_atomic
 from harness.isolation.check import directory_message, read_submission, sha256_file, static_check
 from harness.leaderboard import default_path
 from harness.leaderboard.record import Recorder, completed_runs
@@ -124,7 +124,7 @@ def prepare_submission(path: Path, runs_dir: Path, profile: Profile, entry: Entr
     static_check(path, data)
     sha = hashlib.sha256(data).hexdigest()
     eval_dir = EvalDir.of(runs_dir, profile.name, entry, sha)
-    eval_dir.path.mkdir(parents=True, exist_ok=True)
+    private_dirs(eval_dir.path)
     copy = eval_dir.submission
     if not copy.exists() or sha256_file(copy) != sha:
         write_atomic(copy, data)

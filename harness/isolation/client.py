@@ -142,7 +142,8 @@ class LossWorker:
             self.start_timeout,
             "starting the loss module",
         )
-        self.ready = Ready.from_json(self._expect_json(wire.READY, self.start_timeout, "starting the loss module"))
+        reply = self._recv(self.start_timeout, "starting the loss module")
+        self.ready = Ready.from_json(self._expect_json(*reply, expected=wire.READY))
         return self.ready
 
     def close(self) -> None:
@@ -180,40 +181,52 @@ class LossWorker:
 
     def _step_frame(self, frame: bytes) -> StepReply:
         self.sent_steps.append(frame)
-        started = time.monotonic()
-        budget_left = self.run_budget - self.spent
-        timeout = min(self.call_timeout, budget_left)
-        try:
-            self._send(frame, timeout, "computing the loss")
-            kind, payload = self._recv(timeout - (time.monotonic() - started), "computing the loss")
-        except WorkerError as e:
-            if e.stage == "timeout" and timeout < self.call_timeout:
-                raise WorkerError(
-                    "budget",
-                    f"the loss worker used up its time budget of {self.run_budget:.0f} s for this run; it was stopped",
-                ) from None
-            raise
-        self.spent += time.monotonic() - started
+        kind, payload = self._budgeted(frame, "computing the loss")
         if kind != wire.RESULT or len(payload) != wire.RESULT_RECORD.size:
             self._unexpected(kind, payload)
         if self.ready is None:
             raise RuntimeError("start() first")
         return StepReply.unpack(payload, head_loss=self.ready.head_loss)
 
+    def _budgeted(self, frame: bytes, doing: str) -> tuple[int, bytes]:
+        """Send ``frame`` and receive the reply, within the call limit and what is left of the run's
+        budget; the time spent counts against the budget (every request does: a step, ``scalars()``,
+        the state report)."""
+        started = time.monotonic()
+        budget_left = self.run_budget - self.spent
+        timeout = min(self.call_timeout, budget_left)
+        try:
+            if timeout <= 0:
+                raise WorkerError("timeout", "no time left")
+            self._send(frame, timeout, doing)
+            return self._recv(timeout - (time.monotonic() - started), doing)
+        except WorkerError as e:
+            if e.stage == "timeout" and timeout < self.call_timeout:
+                self.close()
+                raise WorkerError(
+                    "budget",
+                    f"the loss worker used up its time budget of {self.run_budget:.0f} s for this run "
+                    f"(while {doing}); it was stopped",
+                ) from None
+            raise
+        finally:
+            self.spent += time.monotonic() - started
+
     def state(self) -> dict[str, list[float]]:
         """The loss module's parameters by name (for reports; never fed back to training). Checked
         like any worker input: finite numbers only, at most as many as the module announced, names
-        of at most 200 printable characters."""
-        self._send(wire.pack_frame(wire.STATE), self.call_timeout, "reporting its parameters")
-        reply = self._expect_json(wire.STATE_REPLY, self.call_timeout, "reporting its parameters")
+        by the worker's own rule. Its time counts in the run's budget."""
+        frame = self._budgeted(wire.pack_frame(wire.STATE), "reporting its parameters")
+        reply = self._expect_json(*frame, expected=wire.STATE_REPLY)
         params = self.ready.num_params if self.ready is not None else self.max_params
         return loss_state(reply, params + wire.MAX_STATE_EXTRA)
 
     def scalars(self) -> dict[str, float]:
         """What the module's optional ``scalars()`` reports now (after the last step), checked as
-        hostile input (:func:`~harness.isolation.messages.scalars_report`); empty without it."""
-        self._send(wire.pack_frame(wire.SCALARS), self.call_timeout, "reporting its scalars()")
-        return scalars_report(self._expect_json(wire.SCALARS_REPLY, self.call_timeout, "reporting its scalars()"))
+        hostile input (:func:`~harness.isolation.messages.scalars_report`); empty without it. Its
+        time counts in the run's budget."""
+        reply = self._budgeted(wire.pack_frame(wire.SCALARS), "reporting its scalars()")
+        return scalars_report(self._expect_json(*reply, expected=wire.SCALARS_REPLY))
 
     # ------------------------------------------------------------------- plumbing
 
@@ -320,9 +333,9 @@ class LossWorker:
             self._raise_reported(payload)
         return kind, payload
 
-    def _expect_json(self, kind: int, timeout: float, doing: str) -> dict[str, Any]:
-        got, payload = self._recv(timeout, doing)
-        if got != kind:
+    def _expect_json(self, got: int, payload: bytes, *, expected: int) -> dict[str, Any]:
+        """A received frame ``(got, payload)`` that must be a JSON control message of type ``expected``."""
+        if got != expected:
             self._unexpected(got, payload)
         try:
             obj = json.loads(payload)

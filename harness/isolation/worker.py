@@ -52,6 +52,21 @@ MAX_FRAME = 4 << 20  # bytes; a longer frame is a protocol violation
 STEP_RECORD = struct.Struct("<qqqqddddddddddddI")
 MAX_STATE_EXTRA = 10_000  # numbers of buffers and plain attributes in a state report, beyond the parameters
 MAX_SCALARS, MAX_SCALAR_NAME = 8, 40  # what a module's optional scalars() may report: names, their length
+MAX_STATE_NAME = 200
+NAME_PUNCTUATION = frozenset(" _.:-/[]()+=,#%*")
+
+
+def valid_name(name: object, limit: int) -> bool:
+    """The one rule for a name the worker reports (a scalar's, a parameter's, a buffer's), applied on
+    both sides: 1 to ``limit`` letters, digits and ``NAME_PUNCTUATION``, no leading or trailing
+    space (no control, format, separator or markup character: nothing that hides, reorders, breaks
+    a line or a table, or reaches a page as HTML)."""
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= limit
+        and name == name.strip()
+        and all(c.isalnum() or c in NAME_PUNCTUATION for c in name)
+    )
 
 
 class StepRecord(NamedTuple):
@@ -164,15 +179,21 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _claim_protocol_fds(connect: str | None = None) -> tuple[int, int]:
+def _claim_protocol_fds(connect: str | None = None, token_file: str | None = None) -> tuple[int, int]:
     """Move the protocol to private fds; point fd 0 at /dev/null and fd 1 at stderr. With
     ``connect`` (a Unix socket path, the Docker backend's transport) the protocol runs over a
-    connection to it instead of over fds 0/1."""
+    connection to it instead of over fds 0/1, which first carries the run's secret read from
+    ``token_file`` (the trainer talks only to a connection that sends it)."""
     if connect is not None:
         import socket
 
+        token = b""
+        if token_file is not None:
+            with open(token_file, "rb") as f:
+                token = f.read()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(connect)
+        sock.sendall(token)
         proto_in = proto_out = sock.detach()  # a plain fd: os.read / os.write, non-inheritable
     else:
         proto_in, proto_out = os.dup(0), os.dup(1)  # non-inheritable by default
@@ -444,7 +465,11 @@ class LossSession:
         (``attr:NAME``: a step counter, a list of past losses); non-finite values are left out."""
         import torch
 
-        out = {name: p.detach().reshape(-1).tolist() for name, p in self.module.named_parameters()}
+        out = {
+            name: p.detach().reshape(-1).tolist()
+            for name, p in self.module.named_parameters()
+            if valid_name(name, MAX_STATE_NAME)
+        }
         room = MAX_STATE_EXTRA
         extra: list[tuple[str, list[float]]] = []
         for name, b in self.module.named_buffers():
@@ -460,7 +485,7 @@ class LossSession:
                 extra.append((f"attr:{name}", [float(x) for x in numbers]))
         for name, values in extra:
             values = [v for v in values if math.isfinite(v)]
-            if values and len(values) <= room and len(name) <= 200:
+            if values and len(values) <= room and valid_name(name, MAX_STATE_NAME):
                 out[name] = values
                 room -= len(values)
         return out
@@ -478,11 +503,12 @@ def read_scalars(module: Any) -> dict[str, float]:
         return type(v) in (int, float, bool) or type(v) is torch.Tensor and v.numel() == 1 and not v.is_complex()
 
     if not (isinstance(out, dict) and len(out) <= MAX_SCALARS) or not all(
-        isinstance(k, str) and 0 < len(k) <= MAX_SCALAR_NAME and k.isprintable() and number(v) for k, v in out.items()
+        valid_name(k, MAX_SCALAR_NAME) and number(v) for k, v in out.items()
     ):
         raise InterfaceError(
-            f"MultiTaskLoss.scalars() must return a dict of at most {MAX_SCALARS} names (at most {MAX_SCALAR_NAME} "
-            f"printable characters) to numbers (int, float or a one-element tensor); got {repr(out)[:200]}"
+            f"MultiTaskLoss.scalars() must return a dict of at most {MAX_SCALARS} names (1 to {MAX_SCALAR_NAME} "
+            f"letters, digits, spaces or {''.join(sorted(NAME_PUNCTUATION - {' '}))}) to numbers (int, float or a "
+            f"one-element tensor); got {repr(out)[:200]}"
         )
     return {k: float(v) for k, v in out.items() if math.isfinite(float(v))}
 
@@ -522,8 +548,8 @@ def main() -> int:
     # install's packages are otherwise not found
     sys.path.extend(p for p in _options(argv, "--sys-path") if p not in sys.path)
     _die_with_parent()
-    connect = _options(argv, "--connect")
-    proto_in, proto_out = _claim_protocol_fds(connect[0] if connect else None)
+    connect, token_file = _options(argv, "--connect"), _options(argv, "--token-file")
+    proto_in, proto_out = _claim_protocol_fds(connect[0] if connect else None, token_file[0] if token_file else None)
 
     def send(frame: bytes) -> None:
         _write_all(proto_out, frame)
