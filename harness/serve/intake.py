@@ -104,7 +104,8 @@ def accept(
     except SubmissionRejected as e:
         raise Refused(400, str(e)) from None
     owner = db.owner_of(entry)
-    if (owner is not None and owner != participant) or (owner is None and entry in pipeline.leaderboard_entries(lb)):
+    outside = {e.casefold() for e in pipeline.leaderboard_entries(lb)}
+    if (owner is not None and owner != participant) or (owner is None and entry.casefold() in outside):
         raise Refused(
             400,
             f"{filename}: the entry name {entry} belongs to another participant; an entry belongs to whoever "

@@ -15,6 +15,7 @@ it goes through here.
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import sys
 import tempfile
@@ -107,7 +108,9 @@ def board_command(settings: ServeSettings, fmt: str, leaderboard: Path) -> list[
 
 def write_empty_leaderboard(path: Path) -> None:
     """A leaderboard with its header and no row: what the board shows before the first row lands."""
-    path.write_text(HEADER_LINE)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(HEADER_LINE)
 
 
 def measured_rows(leaderboard: Path) -> list[dict[str, str]]:

@@ -51,10 +51,20 @@ def outcome_path(settings: ServeSettings, sid: str) -> Path:
     return settings.files / "outcomes" / f"{sid}.json"
 
 
+def _prctl() -> Callable[..., int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: a leftover child is stopped at the next start instead
+        return None
+
+
+_PRCTL = _prctl()  # looked up before any fork: the child only calls it
+
+
 def _stop_with_parent(parent: int) -> Callable[[], None]:
     def setup() -> None:  # runs in the child between fork and exec
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if _PRCTL is not None:
+            _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         if os.getppid() != parent:  # the server died before the line above
             os._exit(130)
 
@@ -219,6 +229,8 @@ class Runner:
             return
         text = log.read_text(errors="replace")
         status, reason = judge(code, read_outcome(s, sub.id), text)
+        if reason:  # the file as its owner named it, not the server's private path
+            reason = reason.replace(str(file), sub.entry)
         await asyncio.to_thread(self.db.finish, sub.id, status, code, reason)
 
     def cancel(self, sid: str) -> None:
