@@ -114,7 +114,7 @@ def add_parsers(sub: argparse._SubParsersAction, handlers: Mapping[str, Handler]
     _db(ls)
     ls.set_defaults(func=handlers["cmd_participants_list"])
     rv = pts.add_parser("revoke", help="revoke a participant's token (their entries and names stay theirs)")
-    rv.add_argument("name")
+    rv.add_argument("name", help="the participant, as `harness participants list` shows them")
     _db(rv)
     rv.set_defaults(func=handlers["cmd_participants_revoke"])
 
