@@ -109,3 +109,31 @@ def test_participant_names_follow_a_rule(tmp_path, name):
 
     with pytest.raises(UsageError, match="cannot name a participant"):
         Database(tmp_path / "board.sqlite").add_participant(name)
+
+
+def test_a_leftover_evaluation_is_found_by_its_arguments_and_stopped(tmp_path):
+    """After a server died, the next one stops the `harness evaluate` of an entry's file that is still
+    running, and nothing else that happens to mention that path."""
+    import subprocess
+    import sys
+
+    from harness.serve.runner import leftovers, stop_leftover
+
+    marker = str(tmp_path / "entries" / "alice" / "loss.py")
+    sleeper = "import time; time.sleep(120)"
+    child = subprocess.Popen([sys.executable, "-c", sleeper, "evaluate", marker], start_new_session=True)
+    bystander = subprocess.Popen([sys.executable, "-c", sleeper, "less", marker], start_new_session=True)
+    try:
+        import time
+
+        deadline = time.monotonic() + 30
+        while child.pid not in leftovers(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert leftovers(marker) == [child.pid]
+        stop_leftover(child.pid, marker, grace=10)
+        assert child.wait(timeout=10) == -15  # SIGTERM: the command line stops as on Ctrl-C
+        assert bystander.poll() is None and leftovers(marker) == []
+    finally:
+        for p in (child, bystander):
+            p.kill()
+            p.wait()

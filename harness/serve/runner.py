@@ -72,17 +72,35 @@ def _stop_with_parent(parent: int) -> Callable[[], None]:
 
 
 def _alive(pid: int, marker: str) -> bool:
-    """Whether ``pid`` is a live process whose command line contains ``marker``."""
+    """Whether ``pid`` is a live ``harness evaluate`` of the file ``marker`` (its arguments include
+    both ``evaluate`` and that path: a process that merely mentions the path is never one)."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(") ")[2][:1]
     except OSError:
         return False
-    return marker in cmdline and Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
+    return "evaluate" in argv and marker in argv and state != "Z"
+
+
+def leftovers(marker: str) -> list[int]:
+    """The live processes whose command line contains ``marker`` (an entry file's path): the
+    evaluations an earlier server left, found even if it died before recording their pid."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid() and _alive(int(proc.name), marker):
+            found.append(int(proc.name))
+    return found
 
 
 def stop_leftover(pid: int, marker: str, grace: float = STOP_GRACE_S) -> None:
-    """Stop a child of an earlier server that is still running: SIGTERM to its group, then SIGKILL."""
+    """Stop a child of an earlier server that is still running: SIGTERM to its process group (its
+    own session), then SIGKILL; never the server's own group."""
     if not _alive(pid, marker):
+        return
+    try:
+        if os.getpgid(pid) == os.getpgrp():
+            return
+    except OSError:
         return
     with contextlib.suppress(OSError):
         os.killpg(pid, signal.SIGTERM)
@@ -153,8 +171,9 @@ class Runner:
     def recover(self) -> None:
         """Stop what an earlier server left running and queue it again (front of the queue)."""
         for sub in self.db.running():
-            if sub.pid:
-                stop_leftover(sub.pid, str(entry_file(self.settings, sub)))
+            marker = str(entry_file(self.settings, sub))
+            for pid in {*leftovers(marker), *([sub.pid] if sub.pid else [])}:
+                stop_leftover(pid, marker)
             self.db.requeue(sub.id)
 
     async def start(self) -> None:
