@@ -340,6 +340,36 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     return ExitCode.OK
 
 
+def cmd_serve(args: argparse.Namespace, console: Console) -> int:
+    from harness.serve import commands
+
+    return commands.serve(args, console)
+
+
+def cmd_participants_add(args: argparse.Namespace, console: Console) -> int:
+    from harness.serve import commands
+
+    return commands.participants_add(args, console)
+
+
+def cmd_participants_list(args: argparse.Namespace, console: Console) -> int:
+    from harness.serve import commands
+
+    return commands.participants_list(args, console)
+
+
+def cmd_participants_revoke(args: argparse.Namespace, console: Console) -> int:
+    from harness.serve import commands
+
+    return commands.participants_revoke(args, console)
+
+
+def cmd_submit(args: argparse.Namespace, console: Console) -> int:
+    from harness.serve import commands
+
+    return commands.submit(args, console)
+
+
 COMMANDS = {name: fn for name, fn in globals().items() if name.startswith("cmd_")}
 
 

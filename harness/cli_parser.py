@@ -274,6 +274,10 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
         help="where to put it (default: $HARNESS_DATA_DIR, else the user cache dir, ~/.cache/harness/cifar100)",
     )
     dl.set_defaults(func=handlers["cmd_data_download"])
+
+    from harness.serve.options import add_parsers as add_serve_parsers  # serve, participants, submit
+
+    add_serve_parsers(sub, handlers)
     return parser
 
 
