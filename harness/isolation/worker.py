@@ -506,9 +506,9 @@ def read_scalars(module: Any) -> dict[str, float]:
         valid_name(k, MAX_SCALAR_NAME) and number(v) for k, v in out.items()
     ):
         raise InterfaceError(
-            f"MultiTaskLoss.scalars() must return a dict of at most {MAX_SCALARS} names (1 to {MAX_SCALAR_NAME} "
-            f"letters, digits, spaces or {''.join(sorted(NAME_PUNCTUATION - {' '}))}) to numbers (int, float or a "
-            f"one-element tensor); got {repr(out)[:200]}"
+            f"MultiTaskLoss.scalars() must return a dict of at most {MAX_SCALARS} names (each at most {MAX_SCALAR_NAME} "
+            f"characters: letters, digits, spaces or {''.join(sorted(NAME_PUNCTUATION - {' '}))}) to numbers (int, "
+            f"float or a one-element tensor); got {repr(out)[:200]}"
         )
     return {k: float(v) for k, v in out.items() if math.isfinite(float(v))}
 
