@@ -65,7 +65,7 @@ def test_the_weights_and_the_scalars_of_every_nth_step_are_recorded(tmp_path, ti
     ("body", "why"),
     [
         ("return {f'w{i}': 1.0 for i in range(MAX + 1)}", "at most 8 names"),
-        ("return {'gate': 'high'}", "'gate': 'high'"),
+        ("return {'gate': 'high'}", "scalars()['gate'] is builtins.str 'high'"),
         ("return {'x' * (LONG + 1): 1.0}", "at most 40"),
         ("return {'gate': torch.ones(2)}", "one-element tensor"),
         ("return [1.0]", "got [1.0]"),
