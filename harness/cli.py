@@ -58,20 +58,20 @@ def _evaluate_options(args: argparse.Namespace, kind: str):
 
 
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
-    from harness.evaluate import evaluate, run_evaluation
+    from harness.evaluate import evaluate
 
     opts = _evaluate_options(args, "submission")
     if not args.json:
         return evaluate(args.paths, opts, console)
     import json
 
-    from harness.api import outcome_data
+    from harness.api import run_to_result
 
-    # standard output carries only the JSON; everything else goes to standard error
+    # standard output carries only the JSON (a rejected file too); progress and tables go to standard error
     err = SafeConsole(stderr=True, highlight=False, width=console.width, soft_wrap=console.soft_wrap)
-    data = outcome_data(run_evaluation(args.paths, opts, err), opts)
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    return data["exit_code"]
+    result = run_to_result(args.paths, opts, err)
+    sys.stdout.write(json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
+    return result.exit_code
 
 
 def cmd_baselines(args: argparse.Namespace, console: Console) -> int:
@@ -123,6 +123,11 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
             f"[red]{len(rejected)} of {len(args.paths)} file(s) rejected:[/] {escape(', '.join(map(str, rejected)))}"
         )
         return ExitCode.REJECTED
+    files = " ".join(map(str, args.paths))
+    console.print(
+        f"[dim]next: harness evaluate {escape(files)} --profile smoke (a minute on synthetic data), or without "
+        "--profile for the full protocol[/]"
+    )
     return ExitCode.OK
 
 

@@ -92,8 +92,9 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     ev.add_argument(
         "--json",
         action="store_true",
-        help="print each run's outcome and the entries' standing as "
-        "JSON on standard output (progress goes to standard error); the same as harness.api.evaluate_files",
+        help="print the outcome as JSON on standard output: each run trained now, each run skipped and why, "
+        "rejected files, the interface checks and the entries' standing (progress and tables go to standard "
+        "error); the same data as harness.api.evaluate",
     )
     _add_evaluate_options(ev)
     ev.set_defaults(func=handlers["cmd_evaluate"])

@@ -130,3 +130,28 @@ def test_the_trainer_checks_the_scalars_a_worker_reports_as_hostile_input(reply)
     with pytest.raises(WorkerError, match="scalars"):
         scalars_report(reply)
     assert scalars_report({"scalars": {"gate": 0.3, "calls": 7}}) == {"gate": 0.3, "calls": 7.0}
+
+
+def test_numpy_numbers_are_numbers(write_submission):
+    """np.float64 is a float, np.float32 and a 0-d or one-element array hold one number: all are reported."""
+    from harness.isolation.client import LossWorker, StepRequest
+    from harness.protocol import OptimizerSettings
+
+    path = write_submission("""
+        import numpy as np
+        import torch.nn as nn
+
+
+        class MultiTaskLoss(nn.Module):
+            def forward(self, fine_loss, coarse_loss, epoch, total_epochs):
+                return fine_loss + coarse_loss
+
+            def scalars(self):
+                return {"f64": np.float64(0.25), "f32": np.float32(0.5), "zero_d": np.array(2.0),
+                        "one": np.array([3]), "count": np.int64(7), "flag": np.bool_(True)}
+    """)
+    interface_check(path, sandbox=NONE)
+    with LossWorker(path, sandbox=NONE, seed=0, optimizer=OptimizerSettings()) as worker:
+        worker.start()
+        worker.step(StepRequest(0, 10, 0, 5, 0.1, 2.0, 1.0))
+        assert worker.scalars() == {"f64": 0.25, "f32": 0.5, "zero_d": 2.0, "one": 3.0, "count": 7.0, "flag": 1.0}
