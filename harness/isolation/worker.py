@@ -217,7 +217,7 @@ def _short_traceback(exc: BaseException, submission: str) -> str:
     return text
 
 
-def read_capabilities(forward: Any, kwargs_inputs: list[str] = ()) -> list[str]:  # type: ignore[assignment]
+def read_capabilities(forward: Any, kwargs_inputs: tuple[str, ...] | list[str] = ()) -> list[str]:
     """Keyword-only parameters of ``forward`` that the trainer knows how to compute, and, when it takes
     ``**kwargs``, the inputs the static check saw it read from there (``kwargs_inputs``)."""
     try:
