@@ -14,21 +14,19 @@ from rich.console import Console
 from rich.markup import escape
 
 from harness import cli_parser
-from harness.aggregate import REFERENCE_BASELINE
 from harness.errors import ExitCode, HarnessError, SubmissionRejected, UsageError
-from harness.isolation.check import directory_message, interface_check, static_check
-from harness.isolation.sandbox import resolve_sandbox
-from harness.names import check_name
 from harness.protocol import TOPOLOGIES, get_profile
 from harness.text import SafeConsole
-from harness.training.data import default_data_dir, download_cifar100, write_synthetic
-from harness.training.device import determinism_env
+
+# Commands that do not train (--help, leaderboard, runs, compare, retire) start without torch: every
+# import of the training stack (torch, the trainer, the data, the sandboxes' workers) is inside the
+# command that needs it. tests/test_cli_start.py holds this.
 
 
 def _evaluate_options(args: argparse.Namespace, kind: str):
     """The options model from the command line; what was not given keeps the model's default, and
     the model checks the combination."""
-    from harness.plan import EvaluateOptions
+    from harness.options import EvaluateOptions
 
     given = dict(
         profile=get_profile(args.profile),
@@ -60,20 +58,20 @@ def _evaluate_options(args: argparse.Namespace, kind: str):
 
 
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
-    from harness.evaluate import evaluate, run_evaluation
+    from harness.evaluate import evaluate
 
     opts = _evaluate_options(args, "submission")
     if not args.json:
         return evaluate(args.paths, opts, console)
     import json
 
-    from harness.api import outcome_data
+    from harness.api import run_to_result
 
-    # standard output carries only the JSON; everything else goes to standard error
+    # standard output carries only the JSON (a rejected file too); progress and tables go to standard error
     err = SafeConsole(stderr=True, highlight=False, width=console.width, soft_wrap=console.soft_wrap)
-    data = outcome_data(run_evaluation(args.paths, opts, err), opts)
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    return data["exit_code"]
+    result = run_to_result(args.paths, opts, err)
+    sys.stdout.write(json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
+    return result.exit_code
 
 
 def cmd_baselines(args: argparse.Namespace, console: Console) -> int:
@@ -95,6 +93,9 @@ def cmd_baselines(args: argparse.Namespace, console: Console) -> int:
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
     """Check each file (static check, then the interface in the sandbox); every file is checked
     even after one is rejected. Exit 2 if any was rejected."""
+    from harness.isolation.check import directory_message, interface_check, static_check
+    from harness.isolation.sandbox import resolve_sandbox
+    from harness.names import check_name
     from harness.report import console as show
 
     sandbox, warning = resolve_sandbox(args.sandbox, allow_fallback=True)
@@ -122,6 +123,11 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
             f"[red]{len(rejected)} of {len(args.paths)} file(s) rejected:[/] {escape(', '.join(map(str, rejected)))}"
         )
         return ExitCode.REJECTED
+    files = " ".join(map(str, args.paths))
+    console.print(
+        f"[dim]next: harness evaluate {escape(files)} --profile smoke (a minute on synthetic data), or without "
+        "--profile for the full protocol[/]"
+    )
     return ExitCode.OK
 
 
@@ -133,6 +139,8 @@ def cmd_image_build(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_data_synthetic(args: argparse.Namespace, console: Console) -> int:
+    from harness.training.data import write_synthetic
+
     out = write_synthetic(args.dir, seed=args.seed, n_train=args.train_size, n_test=args.test_size)
     console.print(
         f"wrote synthetic CIFAR-100-format data ({args.train_size:,} train / {args.test_size:,} test) to {out}"
@@ -141,6 +149,8 @@ def cmd_data_synthetic(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_data_download(args: argparse.Namespace, console: Console) -> int:
+    from harness.training.data import default_data_dir, download_cifar100
+
     root = args.data_dir or default_data_dir("cifar100")
     out = download_cifar100(root)
     console.print(f"CIFAR-100 is at {out}")
@@ -209,6 +219,7 @@ def cmd_retire(args: argparse.Namespace, console: Console) -> int:
     """Hide a file version from every view (or show it again): an event appended beside the
     leaderboard, whose rows stay as they are."""
     from harness import leaderboard
+    from harness.aggregate import REFERENCE_BASELINE
     from harness.leaderboard.retired import append_event
     from harness.report.runs import submission_rows
 
@@ -383,8 +394,11 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for name, value in determinism_env(getattr(args, "deterministic", False)).items():
-        os.environ.setdefault(name, value)  # before CUDA starts, i.e. later; --jobs children inherit it
+    if getattr(args, "deterministic", False):
+        from harness.training.device import determinism_env
+
+        for name, value in determinism_env(True).items():
+            os.environ.setdefault(name, value)  # before CUDA starts, i.e. later; --jobs children inherit it
     for sig in (signal.SIGTERM, signal.SIGHUP):  # stop as cleanly as on Ctrl-C (kept ignored under nohup)
         if signal.getsignal(sig) is signal.SIG_DFL:
             signal.signal(sig, _interrupt)

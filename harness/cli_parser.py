@@ -31,7 +31,7 @@ examples:
   harness evaluate submissions/my_loss.py       the full protocol (GPU-days)
   harness baselines --only equal_weighting      the reference the others are compared with
   harness leaderboard --profile smoke           the standings of one profile
-  harness leaderboard --format html --output report.html
+  harness leaderboard --format html -o report.html
 
 `harness COMMAND --help` lists a command's options. Exit codes: 0 ok, 1 a run
 failed or the setup is wrong, 2 a file was rejected or the command line is
@@ -92,8 +92,9 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     ev.add_argument(
         "--json",
         action="store_true",
-        help="print each run's outcome and the entries' standing as "
-        "JSON on standard output (progress goes to standard error); the same as harness.api.evaluate_files",
+        help="print the outcome as JSON on standard output: each run trained now, each run skipped and why, "
+        "rejected files, the interface checks and the entries' standing (progress and tables go to standard "
+        "error); the same data as harness.api.evaluate",
     )
     _add_evaluate_options(ev)
     ev.set_defaults(func=handlers["cmd_evaluate"])
@@ -127,9 +128,9 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
         default="table",
         choices=["table", "markdown", "csv", "json", "html"],
         help="table (the terminal; default), markdown, csv (one number per column), json (the same fields, "
-        "nested per architecture: for scripts and notebooks) or html (one file with figures; use --output)",
+        "nested per architecture: for scripts and notebooks) or html (one file with figures; use -o/--output)",
     )
-    lb.add_argument("--output", type=Path, metavar="PATH", help="write to PATH instead of the terminal")
+    lb.add_argument("-o", "--output", type=Path, metavar="PATH", help="write to PATH instead of the terminal")
     lb.add_argument(
         "--arch",
         metavar="NAME",
@@ -245,7 +246,7 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
 
     mg = sub.add_parser("migrate", help="convert a leaderboard of an older schema version (the original is kept)")
     mg.add_argument("path", type=Path, help="the leaderboard CSV to convert, e.g. leaderboard.csv")
-    mg.add_argument("--output", type=Path, help="default: PATH with .v<version> before the suffix")
+    mg.add_argument("-o", "--output", type=Path, help="default: PATH with .v<version> before the suffix")
     mg.set_defaults(func=handlers["cmd_migrate"])
 
     image = sub.add_parser("image", help="the Docker sandbox image").add_subparsers(dest="image_command", required=True)
@@ -306,8 +307,8 @@ def _add_view_options(p: argparse.ArgumentParser, *, phase: bool = True) -> None
 
 def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
     """The options of evaluate and baselines. A flag left out is None (False for a switch) and takes the
-    options model's default (:class:`harness.plan.EvaluateOptions`), which the help texts quote."""
-    from harness.plan import EvaluateOptions
+    options model's default (:class:`harness.options.EvaluateOptions`), which the help texts quote."""
+    from harness.options import EvaluateOptions
 
     def default(name: str) -> object:
         return EvaluateOptions.model_fields[name].default

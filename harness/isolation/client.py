@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.isolation import worker as wire
+from harness.isolation.inputs import kwargs_inputs
 from harness.isolation.messages import (
     MAX_MESSAGE,
     MAX_STAGE,
@@ -137,6 +138,8 @@ class LossWorker:
                     "max_params": self.max_params,
                     "dtype": self.dtype,
                     "optimizer": self.optimizer.model_dump(include={"lr", "momentum", "weight_decay", "nesterov"}),
+                    # the inputs forward reads from **kwargs, as the static check sees them
+                    "kwargs_inputs": kwargs_inputs(self.submission),
                 },
             ),
             self.start_timeout,

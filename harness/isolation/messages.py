@@ -17,6 +17,7 @@ from harness.text import printable
 MAX_STAGE = 40  # characters of the worker's reported stage that are kept
 MAX_MESSAGE = 2000
 MAX_PARAM_NAME = wire.MAX_STATE_NAME
+MAX_WARNING = 400  # characters of each warning in READY that are kept (at most five are)
 
 
 class WorkerError(RuntimeError):
@@ -40,6 +41,7 @@ class Ready:
     capabilities: tuple[str, ...]
     num_params: int
     head_loss: bool = False  # the module defines head_loss: the heads follow it, not forward
+    warnings: tuple[str, ...] = ()  # what the worker found wrong but not fatal (a tensor nothing trains)
 
     @classmethod
     def from_json(cls, reply: dict[str, Any]) -> Ready:
@@ -53,7 +55,10 @@ class Ready:
         head_loss = reply.get("head_loss", False)
         if not isinstance(head_loss, bool):
             raise WorkerError("protocol", "the worker announced an invalid head_loss flag")
-        return cls(tuple(caps), num_params, head_loss)
+        warnings = reply.get("warnings", [])
+        if not (isinstance(warnings, list) and all(isinstance(w, str) for w in warnings)):
+            raise WorkerError("protocol", "the worker announced invalid warnings")
+        return cls(tuple(caps), num_params, head_loss, tuple(printable(w)[:MAX_WARNING] for w in warnings[:5]))
 
 
 @dataclass(frozen=True)

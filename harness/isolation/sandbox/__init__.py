@@ -55,10 +55,12 @@ def site_paths() -> list[str]:
     ]
 
 
-def worker_argv(python: str, worker: str) -> list[str]:
-    """The worker's command line: isolated mode, no bytecode, and the package directories."""
-    args = [python, "-I", "-B", worker]
-    for path in site_paths():
+def worker_argv(python: str, worker: str, sys_path: list[str] | None = None, *, no_site: bool = False) -> list[str]:
+    """The worker's command line: isolated mode, no bytecode, and the package directories (``sys_path``,
+    default :func:`site_paths`). ``no_site``: without the ``site`` module too (``-S``), so that the
+    worker's path is exactly the interpreter's standard library and ``sys_path``."""
+    args = [python, "-I", "-S", "-B", worker] if no_site else [python, "-I", "-B", worker]
+    for path in site_paths() if sys_path is None else sys_path:
         args += ["--sys-path", path]
     return args
 
