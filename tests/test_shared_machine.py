@@ -104,9 +104,14 @@ def test_another_user_cannot_reach_a_running_evaluation(sandbox, tmp_path):
     sees the directories' names, and nothing else works; the run is the harness's own."""
     require_other_uid()
     require_sandbox(sandbox)
-    with Prowler() as prowler:
-        result = harness("evaluate", EXAMPLE, "--profile", "tiny", "--arch", "resnet20", "--seed", "42",
-                         "--sandbox", sandbox, cwd=tmp_path)
+    tmp = shared_dir()  # a temp directory as /tmp is (sticky, world-writable), this evaluation's alone
+    tmp.chmod(0o1777)
+    try:
+        with Prowler(str(tmp)) as prowler:
+            result = harness("evaluate", EXAMPLE, "--profile", "tiny", "--arch", "resnet20", "--seed", "42",
+                             "--sandbox", sandbox, cwd=tmp_path, env={"TMPDIR": str(tmp)})
+    finally:
+        subprocess.run(["rm", "-rf", str(tmp)])
     assert result.returncode == 0, result.stdout + result.stderr
     assert prowler.report["seen"], "the other user never saw a staging directory: the test proved nothing"
     assert prowler.report["successes"] == []
