@@ -200,3 +200,27 @@ def test_the_csv_rounds_accuracies_and_keeps_p_values_whole(rep):
         assert "." not in "".join(line.split(",")[header.index(col)] for line in text.splitlines()[1:]), col
     assert {"ew_diff", "ew_diff_low", "ew_diff_high", "ew_p_adjusted", "score_low", "name", "version"} <= set(header)
     assert a["name"] == "a.py" and a["version"] == "a" * 8
+
+
+def test_probability_of_improvement_is_rliables(rep):
+    """rliable's P(X > Y): per architecture the Mann-Whitney U over all (run, run) pairs, averaged."""
+    e = by_label(rep)
+    for name in ("a.py", "b.py", "c.py", "strong.py"):
+        want = sum(stats.mannwhitneyu(ENTRIES[name][a], EW[a]).statistic / 9 for a in ("resnet20", "resnet56")) / 2
+        assert e[name].improvement == pytest.approx(want, rel=1e-12)
+    assert e["equal_weighting.py"].improvement is None and e["one_seed.py"].improvement is None  # not ranked
+
+
+def test_the_detectable_effect_has_the_stated_power():
+    """The smallest difference with 80% power, checked by simulating the paired t-test at that difference."""
+    import numpy as np
+
+    from harness.stats import detectable
+
+    rng = np.random.default_rng(0)
+    for n, level in ((3, 0.05), (3, 0.0013), (10, 0.0013)):
+        delta = detectable(n, 1.0, level)
+        d = rng.normal(delta, 1.0, size=(40_000, n))
+        t = d.mean(1) / (d.std(1, ddof=1) / np.sqrt(n))
+        assert (np.abs(t) > stats.t.ppf(1 - level / 2, n - 1)).mean() == pytest.approx(0.8, abs=0.01)
+    assert detectable(1, 1.0, 0.05) is None and detectable(3, 0.0, 0.05) is None
