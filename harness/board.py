@@ -102,7 +102,7 @@ def compare_group(members: list[Standing], protocol_seeds: tuple[int, ...] = ())
     )
     ref_index = next((i for i, e in enumerate(members) if ref is not None and e is ref), None)
     c = family.claims(acc, protocol, ranked, ref_index, tuple(sweep))
-    out = [_tested(c, members, i, ranked, ref_index, seeds) for i in range(len(members))]
+    out = [_tested(c, members, i, ranked, ref_index, seeds, int(protocol.sum())) for i in range(len(members))]
     for n, (i, j) in enumerate(c.pairs):
         both = _paired(seeds, c.seed_score[0, i], c.seed_score[0, j])
         pair = _comparison(c.pair, c.pair_adjusted, n, "pairwise", c.weights[0, 3 * len(members) + n], both)
@@ -147,9 +147,16 @@ def _comparison(
 
 
 def _tested(
-    c: family.Claims, members: list[Standing], i: int, ranked: np.ndarray, ref: int | None, seeds: list[int]
+    c: family.Claims,
+    members: list[Standing],
+    i: int,
+    ranked: np.ndarray,
+    ref: int | None,
+    seeds: list[int],
+    protocol_seeds: int,
 ) -> Standing:
-    """Member ``i`` with what the family found about it (nothing claimed unless it is ranked)."""
+    """Member ``i`` with what the family found about it (nothing claimed unless it is ranked; no
+    probability of improvement from one run each)."""
     e, E = members[i], len(members)
     w = c.weights[0]
     update: dict[str, object] = {}
@@ -161,7 +168,7 @@ def _tested(
             rank_range=(int(c.rank_range[0, i, 0]), int(c.rank_range[0, i, 1])),
             score_ci=(low, high) if low is not None and high is not None else None,
             above=tuple(members[j].label for j in range(E) if c.above[0, i, j]),
-            improvement=_value(c.improvement, i),
+            improvement=_value(c.improvement, i) if protocol_seeds >= 2 else None,
         )
     mine = c.seed_score[0, i]
     if ref is not None and i != ref and not math.isnan(float(c.vs_ref.diff[0, i])):

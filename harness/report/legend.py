@@ -108,12 +108,14 @@ def legend(report: Report) -> list[str]:
             f"first tables are the task's ({HEADLINE}, shared network), each other precision, topology, compile or "
             "deterministic setting has its own table."
         )
-    if _has(report, "diff"):
+    if _has(report, "diff") and _several_seeds(report):
         lines.append(
             f"Δ ARCH: per architecture, the mean over paired seeds of the difference from {ref} [its {LEVEL:.0%} "
             "t-interval]: descriptive (its unadjusted p is in the csv and json exports); it is not tested, since a "
             "test per architecture has seeds - 1 degrees of freedom and would take slots of the family."
         )
+    elif _has(report, "diff"):
+        lines.append(f"Δ ARCH: per architecture, the difference from {ref} on the seed both have.")
     if report.tested:
         lines.append(tests_line(report))
     if _has(report, "tuned"):
@@ -198,7 +200,8 @@ def short_legend(report: Report, detailed_width: int | None = None) -> list[str]
     where = "--format markdown, csv, json or html"
     if detailed_width is not None:
         where = f"a terminal of {detailed_width} columns, or {where}"
-    return [" ".join(parts), f"Intervals and p-values: {where}."] + power_lines(report) + notes(report)
+    what = "Intervals and p-values" if report.tested else "The detailed table"
+    return [" ".join(parts), f"{what}: {where}."] + power_lines(report) + notes(report)
 
 
 def unranked_note(report: Report) -> list[str]:
