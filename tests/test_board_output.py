@@ -107,3 +107,29 @@ def test_piped_with_columns_80_and_on_an_80_column_terminal(tmp_path, monkeypatc
     data = json.loads(harness("leaderboard", "--leaderboard", board, "--format", "json", cwd=tmp_path).stdout)
     good = next(e for e in data["entries"] if e["name"] == "good.py")
     assert good["version"] == "6" * 8 and good["entry"] == "good.py" and good["cost"] == 1.5
+
+
+@pytest.mark.slow
+def test_extra_seeds_run_and_are_paired_while_the_score_stays_the_protocols(tmp_path):
+    """``--seed`` beyond the profile's runs (tiny: seed 42 only); the comparison with equal weighting
+    pairs every seed both sides have (42 and 7), the accuracies and the score stay on seed 42. Trains
+    four tiny runs without a sandbox (the code is the repository's). (Tiny runs end at chance level,
+    so both entries score alike and the paired differences are identical: the tests on extra seeds
+    are checked on rows in test_statistics_simulation.py.)"""
+    from helpers import REPO
+
+    base = ("--profile", "tiny", "--sandbox", "none", "--seed", "42", "--seed", "7")
+    r = harness("baselines", "--only", "equal_weighting", *base, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = harness("evaluate", REPO / "submissions" / "example_loss.py", *base, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = read_rows(tmp_path / "leaderboard-tiny.csv")
+    assert sorted(rows["seed"]) == [7, 7, 42, 42]
+    data = json.loads(harness("leaderboard", "--profile", "tiny", "--format", "json", cwd=tmp_path).stdout)
+    mine = next(e for e in data["entries"] if e["name"] == "example_loss.py")
+    r20 = mine["archs"]["resnet20"]
+    acc42 = rows[(rows["submission"] == "example_loss.py") & (rows["seed"] == 42)]["best_fine_acc"].item()
+    assert r20["n"] == 1 and r20["extra_seeds"] == [7] and r20["mean"] == round(acc42, 2)
+    assert mine["score"] == r20["mean"] and mine["rank"] is not None
+    vs = mine["vs_equal_weighting"]
+    assert vs["seeds"] == [7, 42] and vs["paired"] == 2

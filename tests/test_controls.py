@@ -116,7 +116,8 @@ def test_cost_final_and_coarse_match_pandas(lb):
 def test_the_formats_show_them(lb):
     r = harness("leaderboard", "--leaderboard", lb, "--format", "csv", cwd=lb.parent)
     table = pd.read_csv(io.StringIO(r.stdout))
-    control = table[table["section"] == "control"].iloc[0]
+    assert table.loc[table["section"] == "control", "entry"].tolist() == [TUNED_LABEL, CONTROL_LABEL]
+    control = table[table["entry"] == CONTROL_LABEL].iloc[0]
     assert control["entry"] == CONTROL_LABEL and control["resnet20_picked"] == "w=2" and pd.isna(control["rank"])
     slow = table[table["entry"] == "slow.py"].iloc[0]
     assert slow["cost"] == 2.5 and slow["cost_on"] == "cpu, none" and slow["resnet20_final_mean"] == round(62.1 - 0.5, 2)

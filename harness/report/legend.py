@@ -41,7 +41,8 @@ def metric_line(report: Report) -> str:
     spread = (
         f"mean ± sample std (ddof = 1) over {seeds}, n = seeds counted"
         if _several_seeds(report)
-        else f"one seed ({_seeds(report)}): no spread, no interval, nothing is tested"
+        else f"one seed ({_seeds(report)})"
+        + (": no spread, no interval, nothing is tested" if not report.tested else "; the tests pair extra seeds too")
     )
     return (
         f"profile {report.profile}, phase {report.phase}; best fine-class test accuracy (%) per architecture (the "
