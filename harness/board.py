@@ -173,8 +173,9 @@ def _tested(
     mine = c.seed_score[0, i]
     if ref is not None and i != ref and not math.isnan(float(c.vs_ref.diff[0, i])):
         vs = _comparison(c.vs_ref, c.vs_ref_adjusted, i, "primary", w[i], _paired(seeds, mine, c.seed_score[0, ref]))
-        if not ranked[i]:  # descriptive only: the difference and its interval, no test, no claim
-            vs = dataclasses.replace(vs, p_value=None, no_test="not ranked")
+        if not (ranked[i] and ranked[ref]):  # descriptive only: the difference and its interval, no claim
+            why = "not ranked" if not ranked[i] else f"{members[ref].label} not ranked"
+            vs = dataclasses.replace(vs, p_value=None, no_test=why)
         update["vs_ref"] = vs
     code = int(c.tuned_label[0, i])
     if code:

@@ -115,14 +115,11 @@ def claims(
     score_ci = np.stack([own.low, own.high], axis=-1)
 
     r = -1 if ref is None else int(ref)
-    has_ref = r >= 0 and bool(ranked[r])
-    tested_ref = ranked.copy()
-    if has_ref:
+    has_ref = r >= 0 and bool(ranked[r])  # tested against only when it is ranked; compared with anyway
+    tested_ref = ranked & has_ref
+    if r >= 0:
         tested_ref[r] = False
-        vs_ref = Paired(x - x[:, [r], :])
-    else:
-        tested_ref[:] = False
-        vs_ref = Paired(np.full_like(x, np.nan))
+    vs_ref = Paired(x - x[:, [r], :]) if r >= 0 else Paired(np.full_like(x, np.nan))
     candidates = tuple(k for k in sweep if ranked[k])
     if len(candidates) >= 2:
         comparator, picked = leave_one_seed_out(x[:, list(candidates), :])

@@ -33,8 +33,9 @@ def seed_scores(acc: np.ndarray) -> np.ndarray:
 def scores(acc: np.ndarray, protocol: np.ndarray) -> np.ndarray:
     """The score: the geometric mean over the architectures of the per-architecture means over the
     protocol's seeds (``(..., A, S)`` -> ``(...)``; NaN when a protocol seed is absent)."""
-    means = np.asarray(acc, dtype=float)[..., protocol].mean(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    chosen = np.asarray(acc, dtype=float)[..., protocol]
+    with np.errstate(invalid="ignore", divide="ignore"):  # no protocol seed at all: NaN, not scored
+        means = chosen.sum(axis=-1) / chosen.shape[-1] if chosen.shape[-1] else np.full(chosen.shape[:-1], np.nan)
         gm = np.exp(np.log(np.where(means > 0, means, 1.0)).mean(axis=-1))
     return np.where(np.isnan(means).any(axis=-1), np.nan, np.where((means <= 0).any(axis=-1), 0.0, gm))
 

@@ -90,7 +90,9 @@ class Paired:
             df = np.maximum(self.n - 1, 1)
             half = stats.t.ppf(0.5 + level / 2, df) * self.se
             self.low, self.high = self.diff - half, self.diff + half
-            spread = np.where(valid, d, -np.inf).max(axis=-1) - np.where(valid, d, np.inf).min(axis=-1)
+            spread = np.where(valid, d, -np.inf).max(axis=-1, initial=-np.inf) - np.where(valid, d, np.inf).min(
+                axis=-1, initial=np.inf
+            )
             self.testable = (self.n >= 2) & (spread > 0)
             t = np.where(self.testable, self.diff / np.where(self.testable, self.se, 1.0), np.nan)
             self.p = np.where(self.testable, np.minimum(1.0, 2 * stats.t.sf(np.abs(t), df)), np.nan)

@@ -133,3 +133,15 @@ def test_extra_seeds_run_and_are_paired_while_the_score_stays_the_protocols(tmp_
     assert mine["score"] == r20["mean"] and mine["rank"] is not None
     vs = mine["vs_equal_weighting"]
     assert vs["seeds"] == [7, 42] and vs["paired"] == 2
+
+
+def test_a_board_of_extra_seeds_only_is_shown_unranked(tmp_path):
+    """Runs of seeds outside the profile's only (tiny's is 42): listed, incomplete, nothing tested."""
+    rows = [leaderboard_row(seed=s, acc=2.0 + s + (n == "mine.py"), submission=n,
+                            kind="baseline" if n in SWEEP else "submission", submission_sha256=n[0] * 64,
+                            run_id=f"tiny/{n}/resnet20-{s}") for n in ("equal_weighting.py", "mine.py") for s in (1, 2)]
+    rep = report.build(read_rows(write_leaderboard(tmp_path / "lb.csv", rows)), "public")
+    mine = next(e for e in rep.entries if e.submission == "mine.py")
+    assert mine.rank is None and mine.score is None and mine.archs["resnet20"].extra == {1: 4.0, 2: 5.0}
+    assert mine.vs_ref.n_pairs == 2 and mine.vs_ref.p_value is None and not rep.tested
+    assert "incomplete" in printed(tmp_path / "lb.csv", 400)

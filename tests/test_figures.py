@@ -160,8 +160,8 @@ def test_hostile_numbers_and_names_beside_a_normal_entry_in_one_html_report(tmp_
         elif row.submission == "rotating.py":
             run.append_steps(_steps_lines(steps, scalars=lambda s: {f"n{s}_{i}": float(i) for i in range(8)}))
         else:
-            run.append_steps(_steps_lines(steps, scalars=lambda s: {"gate": 1e308 if huge else s / 4000},
-                                          weight=(lambda s: 1e308) if huge else (lambda s: s / 4000)))
+            value = (lambda s: 1e308) if huge else (lambda s: s / 4000)
+            run.append_steps(_steps_lines(steps, scalars=lambda s, v=value: {"gate": v(s)}, weight=value))
     started = time.monotonic()
     r = harness("leaderboard", "--leaderboard", path, "--format", "html", "--runs-dir", tmp_path / "runs",
                 "--output", tmp_path / "report.html", cwd=tmp_path, timeout=300)
@@ -172,7 +172,8 @@ def test_hostile_numbers_and_names_beside_a_normal_entry_in_one_html_report(tmp_
     captions = re.findall(r"<figcaption>(.*?)</figcaption>", page)
     notes = re.findall(r'<p class="figure-note">(.*?)</p>', page)
     assert any(c.startswith("normal.py: test fine accuracy per epoch") for c in captions)
-    assert any(c.startswith("normal.py: the weights it gave each task&#x27;s loss at every logged step") for c in captions)
+    per_step = "normal.py: the weights it gave each task&#x27;s loss at every logged step"
+    assert any(c.startswith(per_step) for c in captions)
     gate = [c for c in captions if c.startswith("gate.py: the weights")]
     assert len(gate) == 2 and all("symmetric-log scale" in c for c in gate), gate  # per epoch and per step
     rotating = next(c for c in captions if c.startswith("rotating.py: the weights it gave each task&#x27;s loss at"))
