@@ -1,5 +1,6 @@
 """The harness from Python: check and evaluate files and get typed results, the same data
-``harness check`` shows and ``harness evaluate --json`` prints.
+``harness check`` shows and ``harness evaluate --json`` prints; read the board (:func:`leaderboard`) and
+compare two entries (:func:`compare`) as typed records (pydantic models).
 
     from harness import api
     report = api.check("submissions/my_loss.py", sandbox="bwrap")
@@ -17,11 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.errors import SubmissionRejected, UsageError
+from harness.report.data import BoardRecord, ComparisonRecord, EntryRecord
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -288,4 +290,100 @@ def evaluate_files(
     return evaluation_result(run_evaluation([Path(p) for p in paths], opts, out), opts).model_dump(mode="json")
 
 
-# ------------------------------------------------------------------------ leaderboard and compare
+# ---- the board as typed data: harness leaderboard and harness compare ----------------------------------
+
+
+class BoardQuery(BaseModel):
+    """What :func:`leaderboard` and :func:`compare` read: the leaderboard file (None: the one the CLI
+    reads here), the profile, the phase, one architecture to rank on, the versions to rank."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    leaderboard: Path | None = None
+    profile: str | None = None
+    phase: Literal["public", "final"] = "public"
+    arch: str | None = None
+    versions: tuple[str, ...] = ()
+
+
+class CompareResult(BaseModel):
+    """Two entries compared directly (``harness compare``): per architecture and ``score`` (per-seed
+    scores), the paired difference ``a - b``, its interval and the unadjusted p-value (one comparison
+    the caller chose)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    a: EntryRecord
+    b: EntryRecord
+    rows: dict[str, ComparisonRecord]
+
+
+def _query(**given: Any) -> BoardQuery:
+    """The arguments as a :class:`BoardQuery`; a wrong one is a :class:`UsageError` that names it and
+    says what it takes (never a raw validation dump)."""
+    if isinstance(given.get("versions"), str):
+        given["versions"] = (given["versions"],)
+    try:
+        return BoardQuery(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in err['loc']) or 'arguments'}: {err['msg']}" for err in e.errors()
+        )
+        raise UsageError(f"harness.api: {problems}") from None
+
+
+def _report(q: BoardQuery, arch: str | None = None):
+    from harness import leaderboard, report
+    from harness.leaderboard.retired import retired
+
+    path = q.leaderboard or leaderboard.find_default(q.profile)
+    if not Path(path).exists():
+        raise UsageError(f"{path} does not exist; evaluate something first or pass leaderboard=PATH")
+    return report.build(leaderboard.read_rows(path), q.phase, q.profile, retired(path), arch, q.versions)
+
+
+def leaderboard(
+    path: str | Path | None = None,
+    *,
+    profile: str | None = None,
+    phase: str = "public",
+    arch: str | None = None,
+    versions: Sequence[str] | str = (),
+) -> BoardRecord:
+    """The board as ``harness leaderboard --format json`` gives it, typed: its entries (scores,
+    ranks, comparisons), every test of its families (unrounded, with weights: Holm can be rebuilt),
+    what it can detect, and the retired versions.
+
+        board = leaderboard("leaderboard-smoke.csv")
+        [(e.name, e.version, e.rank, e.score) for e in board.entries if e.headline]
+
+    Raises :class:`~harness.errors.UsageError` with a message for a wrong argument or file."""
+    from harness.report.data import board_model
+
+    q = _query(leaderboard=path, profile=profile, phase=phase, arch=arch, versions=versions)
+    return board_model(_report(q, q.arch))
+
+
+def compare(
+    a: str,
+    b: str,
+    *,
+    path: str | Path | None = None,
+    profile: str | None = None,
+    phase: str = "public",
+    versions: Sequence[str] | str = (),
+) -> CompareResult:
+    """``harness compare A B`` as data: ``a`` and ``b`` name entries as the command takes them (``x``,
+    ``x.py``, ``x@1a2b3c4d``). Raises :class:`~harness.errors.UsageError` when one names no entry
+    (with the command that would run a missing baseline) or several."""
+    from harness import aggregate
+    from harness.report.compare import find_entry, paired
+    from harness.report.data import comparison_record, entry_model
+
+    q = _query(leaderboard=path, profile=profile, phase=phase, versions=versions)
+    rep = _report(q)
+    first, second = find_entry(rep, a), find_entry(rep, b)
+    if first is second:
+        raise UsageError(f"{a!r} and {b!r} name the same entry")
+    rows = {k: comparison_record(aggregate.compare(x, y)) for k, (x, y) in paired(first, second, rep.archs).items()}
+    return CompareResult(a=entry_model(rep, first, first.kind), b=entry_model(rep, second, second.kind), rows=rows)

@@ -161,7 +161,8 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
     from harness import leaderboard, report
 
     path = _leaderboard_path(args)
-    rep = report.build(leaderboard.read_rows(path), args.phase, args.profile, retired(path), arch=args.arch)
+    versions = args.versions or ()
+    rep = report.build(leaderboard.read_rows(path), args.phase, args.profile, retired(path), args.arch, versions)
     if args.format == "table" and args.output is None:
         report.render_table(rep, console)
         return ExitCode.OK
@@ -207,7 +208,8 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     from harness.report.compare import find_entry, render_compare
 
     path = _leaderboard_path(args)
-    rep = report.build(leaderboard.read_rows(path), args.phase, args.profile, retired(path))
+    versions = args.versions or ()
+    rep = report.build(leaderboard.read_rows(path), args.phase, args.profile, retired(path), versions=versions)
     a, b = find_entry(rep, args.a), find_entry(rep, args.b)
     if a is b:
         raise UsageError(f"{args.a!r} and {args.b!r} name the same entry")
@@ -404,9 +406,10 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(sig, _interrupt)
     console = SafeConsole(highlight=False)
     err = SafeConsole(stderr=True, highlight=False)
+    columns = os.environ.get("COLUMNS", "")
     for c in (console, err):
-        if not c.is_terminal:  # logs: one line per message, tables up to 160 columns
-            c.width = 160
+        if not c.is_terminal:  # logs: one line per message; tables up to COLUMNS when set, else 160 columns
+            c.width = int(columns) if columns.isdigit() and int(columns) > 0 else 160
             c.soft_wrap = True
     try:
         return args.func(args, console)

@@ -126,9 +126,10 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     lb.add_argument(
         "--format",
         default="table",
-        choices=["table", "markdown", "csv", "json", "html"],
+        choices=["table", "markdown", "csv", "json", "html", "tests"],
         help="table (the terminal; default), markdown, csv (one number per column), json (the same fields, "
-        "nested per architecture: for scripts and notebooks) or html (one file with figures; use -o/--output)",
+        "nested per architecture, and every test: for scripts and notebooks), html (one file with figures; use "
+        "-o/--output) or tests (every test of the board's families, one CSV line each, unrounded)",
     )
     lb.add_argument("-o", "--output", type=Path, metavar="PATH", help="write to PATH instead of the terminal")
     lb.add_argument(
@@ -142,6 +143,7 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
         default=Path("runs"),
         help="where the run directories are, for the HTML report's curves (default: runs)",
     )
+    _add_version_option(lb)
     lb.set_defaults(func=handlers["cmd_leaderboard"])
 
     cp = sub.add_parser("compare", help="two entries compared directly, paired over seeds (Δ, interval, p)")
@@ -152,6 +154,7 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     )
     cp.add_argument("b", metavar="B", help="the entry A is compared with, e.g. equal_weighting")
     _add_view_options(cp)
+    _add_version_option(cp)
     cp.set_defaults(func=handlers["cmd_compare"])
 
     rn = sub.add_parser("runs", help="every row one submission has in the leaderboard: versions, attempts, status")
@@ -305,6 +308,17 @@ def _add_view_options(p: argparse.ArgumentParser, *, phase: bool = True) -> None
         )
 
 
+def _add_version_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--version",
+        action="append",
+        metavar="NAME@SHA",
+        dest="versions",
+        help="rank this file version of an entry instead of its newest (repeatable; SHA: a prefix of its "
+        "sha256, as `harness runs NAME` lists them); the other versions stay listed, unranked",
+    )
+
+
 def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
     """The options of evaluate and baselines. A flag left out is None (False for a switch) and takes the
     options model's default (:class:`harness.options.EvaluateOptions`), which the help texts quote."""
@@ -336,7 +350,14 @@ def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
         f"default {default('topology')}",
     )
     ev.add_argument("--arch", action="append", metavar="NAME", help="only this architecture (repeatable)")
-    ev.add_argument("--seed", action="append", type=int, metavar="N", help="only this seed (repeatable)")
+    ev.add_argument(
+        "--seed",
+        action="append",
+        type=int,
+        metavar="N",
+        help="run this seed (repeatable): some of the profile's, or extra seeds beyond them, which the "
+        "board's tests pair (more seeds, more power) while the score stays on the profile's",
+    )
     ev.add_argument(
         "--device",
         choices=["auto", "cpu", "cuda"],
