@@ -482,6 +482,15 @@ def _steps(plt, report: Report, sub: Standing, runs_dir: Path) -> list[Figure]:
     plt.close(fig)
     reported = f" and what its scalars() reported ({', '.join(names)})" if names else ""
     more = f"; {dropped} more scalar names not drawn (at most {MAX_SCALAR_NAMES} a figure)" if dropped else ""
+    left_out = sum(
+        x["scalars_dropped"]
+        for arch_runs in runs.values()
+        for _, lines in arch_runs
+        for x in lines
+        if isinstance(x.get("scalars_dropped"), int)
+    )
+    if left_out:
+        more += f"; the runs kept their first 16 names and left out {left_out:,} values of others"
     return [
         (
             f"{sub.label}: the weights it gave each task's loss at every logged step{reported}; one line style "
