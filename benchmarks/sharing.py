@@ -1,8 +1,8 @@
 """How evaluations started together on one machine share it: N ``harness evaluate`` processes
 (the smoke profile, resnet20, one seed each, in directories of their own) started at once, against
 one alone. Prints the aggregate throughput of N as a fraction of one process's (goal: >= 0.8), and,
-with ``--without-sharing``, the same with the thread sharing switched off (each trainer alone in a
-registry of its own, OpenMP threads spinning: the behaviour before it existed).
+with ``--without-sharing``, the same with the thread sharing switched off (every trainer takes
+every CPU, ``HARNESS_THREADS``, and OpenMP threads spin: the behaviour before sharing existed).
 
     python benchmarks/sharing.py --counts 1 2 4 6 [--without-sharing]
 
@@ -47,7 +47,7 @@ def run_group(n: int, sharing: bool) -> float:
             cwd.mkdir()
             env = dict(os.environ)
             if not sharing:
-                env["HARNESS_TRAINERS_DIR"] = str(cwd / "alone")  # a registry of its own: it sees no one else
+                env["HARNESS_THREADS"] = str(os.cpu_count() or 1)  # every trainer takes every CPU
                 env["OMP_WAIT_POLICY"] = "ACTIVE"
             procs.append(subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                           stdin=subprocess.DEVNULL))

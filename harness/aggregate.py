@@ -1,52 +1,50 @@
-"""Leaderboard aggregates: per-architecture mean, sample std and n over seeds, the score, the
-rank, and the difference from ``equal_weighting`` with a paired test over seeds.
+"""Leaderboard entries: per architecture the mean, sample std and n over seeds, the score, and the
+descriptive difference from ``equal_weighting`` on each architecture; what is tested and claimed
+about a comparison group is :mod:`harness.board` (with :mod:`harness.family`).
 
 Input is the leaderboard as read by :func:`harness.leaderboard.read_rows`: one row per run measured
 here, and published rows, which are only ever shown apart (:func:`harness.published.reference_standings`).
 An *entry* (:class:`harness.protocol.EntryKey`) is a name and a kind; each standing is one of its
-file versions run with one set of protocol options (:class:`harness.protocol.SeriesKey`). Two
-entries with byte-identical files are two standings, each marked identical to the other. Per
-entry and architecture, each seed counts once, by its latest attempt: if that attempt is ``ok``
-its accuracy counts; if it failed, the seed counts as failed (an earlier ok attempt does not
-stand in for it: retrying until a seed passes must not pay). An entry is *complete* when, on
-every architecture of the phase, every seed of the protocol (the profile's seeds) has an ok
-latest attempt and no seed's latest attempt failed. Runs of seeds outside the protocol are not
-counted when the profile is known. Only complete entries get a score (the
-geometric mean over the architectures of the per-architecture means) and a rank; the others are
-shown with what is missing or failed.
+file versions run with one set of protocol options (:class:`harness.protocol.SeriesKey`). One
+version per entry and settings is *current* (the one the board ranks): the newest (the version
+first run last) unless the view selects another (``--version NAME@SHA``); the others are listed,
+never ranked or tested. Two entries with byte-identical files are two standings, each marked
+identical to the other.
+
+Per entry and architecture, each seed counts once, by its latest attempt: if that attempt is ``ok``
+its accuracy counts; if it failed, the seed counts as failed (an earlier ok attempt does not stand in
+for it: retrying until a seed passes must not pay). An entry is *complete* when, on every
+architecture of the phase, every seed of the protocol (the profile's seeds) has an ok latest attempt
+and no seed's latest attempt failed (an extra seed's included). The score (the geometric mean over
+the architectures of the per-architecture means) and the accuracies shown are over the protocol's
+seeds only; ok runs of extra seeds (``harness evaluate --seed 7``) are kept apart (``ArchStats.extra``)
+and count in the tests, which pair the seeds both sides have. Only complete entries get a score.
 
 Comparison groups: the protocol's settings that change what a run computes (precision, topology,
 compile, deterministic: :attr:`harness.protocol.RunSettings.label`; profile and phase are one view)
-define a group. Entries are ranked, compared with the group's own ``equal_weighting`` and
-Holm-adjusted only within their group; the headline group is the task's settings (``fp32``).
+define a group. Entries are ranked, compared with the group's own ``equal_weighting`` and tested
+only within their group; the headline group is the task's settings (``fp32``).
 
-Significance: seeds fix the initialisation and the data order, so an entry's run with seed s
-and ``equal_weighting``'s run with seed s are a matched pair. The difference from equal
-weighting is the mean of the per-seed differences over the seeds both have (paired seeds only,
-so a seed one of them lacks cannot move it), and the test is a two-sided paired t-test over the
-same pairs (df = n - 1). With the protocol's n = 3 it has 2 degrees of freedom: only a large
-difference of consistent sign reaches p < 0.05, and a difference without a marker is *not*
-evidence that the methods are equal. No test is run with fewer than 2 pairs. Each difference comes
-with its 95% t-interval, per architecture and pooled over the paired (architecture, seed). Every
-complete pair of entries of a group is tested the same way, pooled. All p-values of a group (each
-entry against equal weighting per architecture and pooled, and every pair) are one family, adjusted
-with Holm's step-down method; significance is read on the adjusted value only. A complete entry's
-rank comes with the range of ranks those pairwise results allow, and its score with the 95%
-t-interval over its per-seed scores (:mod:`harness.ranking`).
+The per-architecture difference from equal weighting here is descriptive: the mean of the per-seed
+differences over the paired seeds, its 95% t-interval and the unadjusted paired t-test (df = n - 1;
+none below 2 pairs). It is not part of the board's family of tests and no claim is read from it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from harness import ranking
+from harness.family import ALPHA as ALPHA  # re-exported: the views state it
 from harness.protocol import ENTRY_COLUMNS, HIDDEN_ARCHS, PUBLIC_ARCHS, EntryKey, Phase, RunSettings
 from harness.stats import LEVEL as LEVEL  # re-exported: the views state it
 from harness.stats import geometric_mean, holm, mean, paired_test, statistics_std, t_interval
 from harness.text import one_line
+
+__all__ = ["ALPHA", "LEVEL", "holm", "paired_test"]  # re-exported for the tests and views
 
 REFERENCE_BASELINE = "equal_weighting.py"
 DEFAULT_SETTINGS = "fp32"
@@ -65,9 +63,33 @@ def settings_label(precision: object, compile: object, deterministic: object, to
     return RunSettings.model_validate(cells).label
 
 
-ALPHA = 0.05
-TEST_NAME = "paired t-test over seeds, two-sided"
-CORRECTION = "Holm"  # family-wise error over every test of the view (entries x architectures, and pooled)
+TEST_NAME = "paired t-test over per-seed scores, two-sided"
+CORRECTION = "Holm"  # weighted step-down, one family per comparison group (harness.family)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One paired comparison over seeds: the mean difference, its 95% t-interval, the raw and the
+    adjusted p-value. ``family``: ``primary`` or ``pairwise`` for a test of the group's family (its
+    ``weight``: its share of alpha), empty for a descriptive one (no adjusted p, no claim)."""
+
+    diff: float | None
+    ci: tuple[float, float] | None
+    n_pairs: int
+    p_value: float | None
+    p_adjusted: float | None = None
+    family: str = ""
+    weight: float = 0.0
+    no_test: str = ""  # why there is no p-value ("1 paired seed", "identical per-seed differences", ...)
+    seeds: tuple[int, ...] = ()  # the paired seeds
+    p_equivalent: float | None = None  # TOST against the margin (the tuned static weight only)
+    p_equivalent_adjusted: float | None = None
+    weight_equivalent: float = 0.0
+
+    @property
+    def significant(self) -> bool:
+        """Only on the adjusted p-value, and only for a test of the family."""
+        return self.p_adjusted is not None and self.p_adjusted < ALPHA
 
 
 @dataclass(frozen=True)
@@ -83,12 +105,12 @@ class ArchStats:
     missing: tuple[int, ...] = ()  # protocol seeds without any attempt
     failed_seeds: tuple[int, ...] = ()  # seeds whose latest attempt failed
     retried: tuple[int, ...] = ()  # seeds with more than one attempt (row): shown, so retries are visible
-    diff: float | None = None  # mean over paired seeds of (this - equal_weighting)
-    p_value: float | None = None  # paired test against equal_weighting
+    diff: float | None = None  # mean over paired seeds of (this - equal_weighting): descriptive
+    p_value: float | None = None  # unadjusted paired test against equal_weighting: descriptive, no claim
     n_pairs: int = 0
     ci: tuple[float, float] | None = None  # 95% t-interval of diff (2 pairs or more)
-    p_adjusted: float | None = None  # p_value adjusted for the view's multiple comparisons (Holm)
     no_test: str = ""  # why diff has no p-value ("1 paired seed", "identical per-seed differences", ...)
+    extra: dict[int, float] = field(default_factory=dict)  # ok seeds outside the protocol: tests only
     final: dict[int, float] = field(default_factory=dict)  # seed -> final-epoch fine accuracy of the counted run
     coarse: dict[int, float] = field(default_factory=dict)  # seed -> best coarse accuracy of the counted run
     wall: dict[int, tuple[str, float]] = field(default_factory=dict)  # seed -> (machine, training seconds)
@@ -105,11 +127,6 @@ class ArchStats:
     @property
     def coarse_std(self) -> float | None:
         return statistics_std(list(self.coarse.values()))
-
-    @property
-    def significant(self) -> bool:
-        """Only on the adjusted p-value."""
-        return self.p_adjusted is not None and self.p_adjusted < ALPHA
 
     @property
     def complete(self) -> bool:
@@ -129,16 +146,22 @@ class Standing:
     source: str = ""  # where a reference row was reported
     note: str = ""  # a published row: which implementation produced it (harness.published)
     settings: str = "fp32"  # its comparison group (:attr:`RunSettings.label`): ranked and tested only within it
-    pooled: ArchStats | None = None  # the comparison with equal_weighting over (architecture, seed) pairs
+    vs_ref: Comparison | None = None  # against equal_weighting, on per-seed scores (ranked entries: primary)
+    vs_tuned: Comparison | None = None  # against the tuned static weight, with the equivalence test
+    tuned_label: str = ""  # better | equivalent | worse | inconclusive (ranked entries, not static weights)
+    improvement: float | None = None  # rliable's P(this > equal_weighting): descriptive, not a test
     score_ci: tuple[float, float] | None = None  # 95% t-interval over its per-seed scores
-    rank_range: tuple[int, int] | None = None  # the ranks the group's pairwise tests allow (best, worst)
+    rank_range: tuple[int, int] | None = None  # the ranks the group's significant results allow (best, worst)
     cost: float | None = None  # training time relative to equal_weighting's (same device and settings)
     cost_on: str = ""  # the devices and sandboxes the cost compared ("cpu, docker")
-    pairs: dict[str, ArchStats] = field(default_factory=dict)  # pooled test with each complete entry ranked below
-    above: tuple[str, ...] = ()  # the entries of its group it is significantly above (after Holm)
+    pairs: dict[str, Comparison] = field(default_factory=dict)  # pairwise test with each ranked entry below it
+    above: tuple[str, ...] = ()  # the entries of its group it is significantly above (after the adjustment)
     picked: dict[str, str] = field(default_factory=dict)  # a control line: arch -> the entry it shows
-    version: str = ""  # several versions of the file: its first run's date, "superseded, " unless the newest
+    version: str = ""  # several versions of the file: its first run's date, "superseded, " unless current
     identical_to: tuple[str, ...] = ()  # other entries with a byte-identical version (the copy check)
+    current: bool = True  # the version the board ranks (the newest, or the one the view selects)
+    single_seed_score: float | None = None  # a published row of one seed: its score, not comparable
+    phase: str = ""  # a published row: the phase it was scored in
 
     @property
     def display(self) -> str:
@@ -162,6 +185,11 @@ class Standing:
     def complete(self) -> bool:
         return self.score is not None
 
+    @property
+    def name(self) -> str:
+        """The entry's name as a person reads it (one line)."""
+        return one_line(self.submission)
+
 
 def phase_archs(df: pd.DataFrame, phase: Phase, profile_archs: tuple[str, ...] = PUBLIC_ARCHS) -> list[str]:
     """The architectures scored in ``phase``: the profile's, plus the hidden ones in the final
@@ -173,12 +201,15 @@ def phase_archs(df: pd.DataFrame, phase: Phase, profile_archs: tuple[str, ...] =
 
 def _per_seed(runs: pd.DataFrame, protocol_seeds: tuple[int, ...] = ()) -> ArchStats:
     """Each seed by its latest attempt: ok counts its accuracy, failed counts as failed. With
-    ``protocol_seeds``, runs of other seeds are not counted (extra seeds would move a score that the
-    other entries cannot match)."""
-    if protocol_seeds:
-        runs = runs[runs["seed"].isin(protocol_seeds)]
+    ``protocol_seeds``, the ok runs of other seeds are kept apart (``extra``: the tests pair them, the
+    accuracies shown and the score do not count them, since other entries may not have them); a failed
+    latest attempt of any seed counts as failed."""
     latest = runs.sort_values("finished_at", kind="stable").groupby("seed", sort=True).tail(1)
-    ok = latest[latest["status"] == "ok"]
+    outside = ~latest["seed"].isin(protocol_seeds) if protocol_seeds else pd.Series(False, index=latest.index)
+    ok_all = latest[latest["status"] == "ok"]
+    ok = ok_all[~outside.loc[ok_all.index]]
+    inside = set(ok["seed"])
+    extra = {int(seed): float(acc) for seed, acc in zip(ok_all["seed"], ok_all["best_fine_acc"]) if seed not in inside}
     values = {int(seed): float(acc) for seed, acc in zip(ok["seed"], ok["best_fine_acc"])}
     run_ids = {int(seed): str(rid) for seed, rid in zip(ok["seed"], ok["run_id"])}
     final = {int(seed): float(acc) for seed, acc in zip(ok["seed"], ok["final_fine_acc"]) if pd.notna(acc)}
@@ -202,6 +233,7 @@ def _per_seed(runs: pd.DataFrame, protocol_seeds: tuple[int, ...] = ()) -> ArchS
         coarse=coarse,
         wall=wall,
         failed_runs={int(seed): str(rid) for seed, rid in zip(bad["seed"], bad["run_id"])},
+        extra=extra,
     )
 
 
@@ -233,10 +265,17 @@ def score_of(archs: dict[str, ArchStats]) -> float | None:
     return geometric_mean(means)
 
 
-def standings(df: pd.DataFrame, phase: Phase, archs: list[str], protocol_seeds: tuple[int, ...] = ()) -> list[Standing]:
-    """Measured entries of ``phase`` with their statistics on ``archs``, ranked by score (best
-    first; incomplete entries come last, unranked). Baselines and submissions share one ranking.
-    ``protocol_seeds``: the seeds every architecture needs for an entry to be complete."""
+def entries(
+    df: pd.DataFrame,
+    phase: Phase,
+    archs: list[str],
+    protocol_seeds: tuple[int, ...] = (),
+    selected: Mapping[tuple[str, str], str] | None = None,
+) -> list[Standing]:
+    """Measured entries of ``phase`` (one standing per file version and settings) with their
+    statistics on ``archs``, untested (:func:`harness.board.groups` tests and ranks them).
+    ``protocol_seeds``: the seeds every architecture needs for an entry to be complete;
+    ``selected``: ``(kind, name) -> sha256`` of the version to rank instead of the newest."""
     df = df[(df["phase"] == phase) & (df["origin"] == "measured")].copy()
     df["settings"] = [
         settings_label(p, c, d, t)
@@ -247,18 +286,28 @@ def standings(df: pd.DataFrame, phase: Phase, archs: list[str], protocol_seeds: 
     names = df.groupby(entry)["submission_sha256"].nunique()
     first = df.groupby(entry + ["submission_sha256"])["finished_at"].min()  # each version's first run
     copies = identical_entries(df)
-    entries: list[Standing] = []
+    out: list[Standing] = []
     for (kind, submission, sha, settings), runs in groups:
         per_arch = {arch: _per_seed(runs[runs["arch"] == arch], protocol_seeds) for arch in archs}
         shown = one_line(str(submission))  # a name from the file: nothing in it acts on a terminal or page
         label = shown if names[(kind, submission)] == 1 else f"{shown} @{sha[:8]}"
         if settings != DEFAULT_SETTINGS:
             label += f" [{settings}]"
-        version = ""
+        version, current = "", True
         if names[(kind, submission)] > 1:  # the newest version is the one first run last (a re-run of an
             newest = first[(kind, submission)].idxmax()  # old version's seed does not make it newer)
-            version = ("" if sha == newest else "superseded, ") + str(first[(kind, submission, sha)])[:10]
-        entries.append(
+            chosen = (selected or {}).get((kind, submission), newest)
+            current = sha == chosen
+            date = str(first[(kind, submission, sha)])[:10]
+            if current:
+                version = date + (", selected" if chosen != newest else "")
+            else:
+                version = (
+                    "superseded, "
+                    if first[(kind, submission, sha)] < first[(kind, submission, chosen)]
+                    else "not selected, "
+                ) + date
+        out.append(
             Standing(
                 label=label,
                 kind=kind,
@@ -269,18 +318,10 @@ def standings(df: pd.DataFrame, phase: Phase, archs: list[str], protocol_seeds: 
                 settings=settings,
                 version=version,
                 identical_to=copies.get((kind, submission, sha), ()),
+                current=current,
             )
         )
-    out: list[Standing] = []
-    for group in sorted({e.settings for e in entries}, key=lambda g: (g != DEFAULT_SETTINGS, g)):
-        out += compare_group([e for e in entries if e.settings == group])
     return out
-
-
-def compare_group(members: list[Standing]) -> list[Standing]:
-    """One comparison group (entries with the same settings): differences from its equal weighting,
-    every test adjusted as one family, ranks, rank ranges and score intervals; ranked entries first."""
-    return _ordered(_tested(_with_differences(members)))
 
 
 def identical_entries(rows: pd.DataFrame) -> dict[tuple[str, str, str], tuple[str, ...]]:
@@ -305,46 +346,35 @@ def identical_entries(rows: pd.DataFrame) -> dict[tuple[str, str, str], tuple[st
     return out
 
 
-def compare(a: dict, b: dict) -> ArchStats:
-    """``a`` against ``b`` over their common keys (seeds, or (architecture, seed) pairs): the mean
-    difference, its t-interval and the paired t-test (the statistics fields of an ArchStats)."""
+def compare(a: Mapping[int, float], b: Mapping[int, float]) -> Comparison:
+    """``a`` against ``b`` over their common seeds: the mean difference, its t-interval and the
+    unadjusted paired t-test (a descriptive comparison; :mod:`harness.family` runs the board's tests)."""
     common = sorted(set(a) & set(b))
     diffs = [a[k] - b[k] for k in common]
-    p, n_pairs = paired_test(a, b)
+    p, n_pairs = paired_test(dict(a), dict(b))
     no_test = (
         ""
         if p is not None
         else (f"{n_pairs} paired seed{'s' * (n_pairs != 1)}" if n_pairs < 2 else "identical per-seed differences")
     )
-    return ArchStats(
-        n=0,
-        failed=0,
-        mean=None,
-        std=None,
+    return Comparison(
         diff=sum(diffs) / len(diffs) if diffs else None,
-        p_value=p,
-        n_pairs=n_pairs,
         ci=t_interval(diffs),
+        n_pairs=n_pairs,
+        p_value=p,
         no_test=no_test,
+        seeds=tuple(common),
     )
 
 
-def _with_differences(entries: list[Standing]) -> list[Standing]:
-    """Each entry against the ``equal_weighting`` baseline run with the same settings (none when
-    absent, or ambiguous because several versions of it are in the file): per architecture over
-    paired seeds, and pooled over paired (architecture, seed)."""
+def with_differences(entries: list[Standing], ref: Standing | None) -> list[Standing]:
+    """Each entry against ``ref`` (its group's ``equal_weighting``, or None): per architecture, the
+    descriptive difference over the paired seeds (protocol and extra), and the cost."""
+    if ref is None:
+        return entries
     out = []
     for e in entries:
-        reference = [
-            r
-            for r in entries
-            if r.kind == "baseline" and r.submission == REFERENCE_BASELINE and r.settings == e.settings
-        ]
-        if len(reference) != 1:  # no reference, or an ambiguous one: nothing to compare with
-            out.append(e)
-            continue
-        ref = reference[0]
-        if ref is e:
+        if e is ref:
             out.append(dataclasses.replace(e, cost=cost_ratio(e, e), cost_on=cost_basis(e, e)))
             continue
         archs = {}
@@ -353,36 +383,35 @@ def _with_differences(entries: list[Standing]) -> list[Standing]:
             if r is None or s.mean is None or r.mean is None:
                 archs[arch] = s
                 continue
-            c = compare(s.seeds, r.seeds)
+            c = compare(s.seeds | s.extra, r.seeds | r.extra)
             archs[arch] = dataclasses.replace(
                 s, diff=c.diff, p_value=c.p_value, n_pairs=c.n_pairs, ci=c.ci, no_test=c.no_test
             )
-        mine, theirs = arch_seed_values(e.archs), arch_seed_values(ref.archs)
-        pooled = compare(mine, theirs) if set(mine) & set(theirs) else None
-        out.append(
-            dataclasses.replace(e, archs=archs, pooled=pooled, cost=cost_ratio(e, ref), cost_on=cost_basis(e, ref))
-        )
+        out.append(dataclasses.replace(e, archs=archs, cost=cost_ratio(e, ref), cost_on=cost_basis(e, ref)))
     return out
-
-
-def arch_seed_values(archs: dict[str, ArchStats]) -> dict[tuple[str, int], float]:
-    """``(architecture, seed) -> accuracy``: what the pooled comparisons pair up."""
-    return {(arch, seed): v for arch, s in archs.items() for seed, v in s.seeds.items()}
 
 
 def cost_ratio(e: Standing, ref: Standing) -> float | None:
     """``e``'s training time over ``ref``'s, summed over the (architecture, seed) runs both have on
     the same machine (None without such a pair). Entries are already split by precision and the
     other settings; the device, channels_last, sandbox and torch version are matched here, run by
-    run. Runs that shared a device (``--jobs N``) are slower each, and the rows do not say so."""
-    mine = ours = 0.0
-    for _, seconds, theirs in _cost_pairs(e, ref):
-        mine, ours = mine + seconds, ours + theirs
-    return mine / ours if ours else None
+    run. Runs that shared a device (``--jobs N``) are slower each, and the rows do not say so. None
+    when the reference's runs took under :data:`MIN_COST_SECONDS` (median): a few seconds of training
+    are dominated by start-up and timer noise (the same file measured 0.87x, then 1.51x)."""
+    pairs = _cost_pairs(e, ref)
+    ref_seconds = sorted(theirs for _, _, theirs in pairs)
+    if not pairs or ref_seconds[len(ref_seconds) // 2] < MIN_COST_SECONDS:
+        return None
+    return sum(seconds for _, seconds, _ in pairs) / sum(ref_seconds)
+
+
+MIN_COST_SECONDS = 30.0  # median training time of the reference's paired runs below which no cost is shown
 
 
 def cost_basis(e: Standing, ref: Standing) -> str:
     """What :func:`cost_ratio` compared: the devices and sandboxes of its run pairs (``cpu, docker``)."""
+    if cost_ratio(e, ref) is None:
+        return ""
     found = {tuple(machine.split("|")[i] for i in (0, 2)) for machine, _, _ in _cost_pairs(e, ref)}
     return "; ".join(f"{device}, {sandbox}" for device, sandbox in sorted(found))
 
@@ -396,84 +425,3 @@ def _cost_pairs(e: Standing, ref: Standing) -> list[tuple[str, float, float]]:
             if r is not None and seed in r.wall and r.wall[seed][0] == machine and r.wall[seed][1] > 0:
                 out.append((machine, seconds, r.wall[seed][1]))
     return out
-
-
-def _reference_of(members: list[Standing]) -> Standing | None:
-    """The group's ``equal_weighting`` standing, None when absent or ambiguous (several versions)."""
-    found = [e for e in members if e.kind == "baseline" and e.submission == REFERENCE_BASELINE]
-    return found[0] if len(found) == 1 else None
-
-
-def _tested(members: list[Standing]) -> list[Standing]:
-    """One comparison group's tests, Holm-adjusted as one family: every entry against equal
-    weighting (per architecture and pooled) and every pair of complete entries (pooled over
-    (architecture, seed); a pair with equal weighting is that entry's pooled test, counted once).
-    Then the complete entries' ranks, rank ranges (:func:`harness.ranking.rank_ranges`) and score
-    intervals (:func:`harness.ranking.score_interval`)."""
-    ref = _reference_of(members)
-    scored = sorted((e for e in members if e.score is not None), key=lambda e: (-(e.score or 0.0), e.label))
-    pairs: dict[tuple[int, int], ArchStats] = {}
-    for i, a in enumerate(scored):
-        for j in range(i + 1, len(scored)):
-            b = scored[j]
-            if ref is not None and (a is ref or b is ref):
-                continue  # the other entry's pooled comparison with equal weighting
-            pairs[(i, j)] = compare(arch_seed_values(a.archs), arch_seed_values(b.archs))
-    # on one architecture (--arch) the pooled test is that architecture's test: one slot, not two
-    single = {id(e) for e in members if len(e.archs) == 1 and e.pooled is not None}
-    slots: list[tuple[Standing, str]] = [(e, arch) for e in members if id(e) not in single for arch in e.archs] + [
-        (e, POOLED) for e in members if e.pooled is not None
-    ]
-    pair_keys = list(pairs)
-    adjusted = holm([_slot(e, arch).p_value for e, arch in slots] + [pairs[k].p_value for k in pair_keys])
-    tested = {id(e): dataclasses.replace(e, archs=dict(e.archs)) for e in members}
-    for (e, arch), p in zip(slots, adjusted):
-        t = tested[id(e)]
-        if arch == POOLED:
-            tested[id(e)] = dataclasses.replace(t, pooled=dataclasses.replace(_slot(e, POOLED), p_adjusted=p))
-            for only in t.archs if id(e) in single else ():
-                t.archs[only] = dataclasses.replace(t.archs[only], p_adjusted=p)
-        else:
-            t.archs[arch] = dataclasses.replace(t.archs[arch], p_adjusted=p)
-    for k, p in zip(pair_keys, adjusted[len(slots) :]):
-        pairs[k] = dataclasses.replace(pairs[k], p_adjusted=p)
-    above = {(i, j) if (pairs[(i, j)].diff or 0.0) > 0 else (j, i) for (i, j) in pairs if pairs[(i, j)].significant}
-    for i, e in enumerate(scored):  # pairs with equal weighting: the entry's pooled test
-        pooled = tested[id(e)].pooled
-        if ref is not None and e is not ref and pooled is not None and pooled.significant:
-            r = scored.index(ref)
-            above.add((i, r) if (pooled.diff or 0.0) > 0 else (r, i))
-    scores = [e.score or 0.0 for e in scored]
-    ranges = ranking.rank_ranges(scores, above)
-    for i, (e, rank, span) in enumerate(zip(scored, ranking.competition_ranks(scores), ranges)):
-        tested[id(e)] = dataclasses.replace(
-            tested[id(e)],
-            rank=rank,
-            rank_range=span,
-            score_ci=ranking.score_interval({arch: s.seeds for arch, s in e.archs.items()}),
-            pairs={scored[j].label: pairs[(a, j)] for (a, j) in pair_keys if a == i},
-            above=tuple(scored[j].label for a, j in sorted(above) if a == i),
-        )
-    return [tested[id(e)] for e in members]
-
-
-POOLED = "(pooled)"
-
-
-def _slot(e: Standing, arch: str) -> ArchStats:
-    found = e.pooled if arch == POOLED else e.archs[arch]
-    if found is None:
-        raise ValueError("a slot without a comparison")
-    return found
-
-
-def _ordered(members: list[Standing]) -> list[Standing]:
-    """Ranked entries by rank, then the incomplete ones by what they have: the architectures with
-    ok runs (most first), then the geometric mean of those architectures' means (best first)."""
-
-    def have(e: Standing) -> tuple[int, float, str]:
-        means = [s.mean for s in e.archs.values() if s.mean is not None and s.mean > 0]
-        return (-len(means), -(geometric_mean(means) if means else 0.0), e.label)
-
-    ranked = sorted((e for e in members if e.rank is not None), key=lambda e: (e.rank or 0, e.label))
-    return ranked + sorted((e for e in members if e.rank is None), key=have)

@@ -6,6 +6,7 @@ was rejected or the command line is wrong, 130 interrupted).
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
@@ -13,19 +14,19 @@ from rich.console import Console
 from rich.markup import escape
 
 from harness import cli_parser
-from harness.aggregate import REFERENCE_BASELINE
 from harness.errors import ExitCode, HarnessError, SubmissionRejected, UsageError
-from harness.isolation.check import directory_message, interface_check, static_check
-from harness.isolation.sandbox import resolve_sandbox
-from harness.names import check_name
 from harness.protocol import TOPOLOGIES, get_profile
 from harness.text import SafeConsole
+
+# Commands that do not train (--help, leaderboard, runs, compare, retire) start without torch: every
+# import of the training stack (torch, the trainer, the data, the sandboxes' workers) is inside the
+# command that needs it. tests/test_cli_start.py holds this.
 
 
 def _evaluate_options(args: argparse.Namespace, kind: str):
     """The options model from the command line; what was not given keeps the model's default, and
     the model checks the combination."""
-    from harness.plan import EvaluateOptions
+    from harness.options import EvaluateOptions
 
     given = dict(
         profile=get_profile(args.profile),
@@ -58,20 +59,20 @@ def _evaluate_options(args: argparse.Namespace, kind: str):
 
 
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
-    from harness.evaluate import evaluate, run_evaluation
+    from harness.evaluate import evaluate
 
     opts = _evaluate_options(args, "submission")
     if not args.json:
         return evaluate(args.paths, opts, console)
     import json
 
-    from harness.api import outcome_data
+    from harness.api import run_to_result
 
-    # standard output carries only the JSON; everything else goes to standard error
+    # standard output carries only the JSON (a rejected file too); progress and tables go to standard error
     err = SafeConsole(stderr=True, highlight=False, width=console.width, soft_wrap=console.soft_wrap)
-    data = outcome_data(run_evaluation(args.paths, opts, err), opts)
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    return data["exit_code"]
+    result = run_to_result(args.paths, opts, err)
+    sys.stdout.write(json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
+    return result.exit_code
 
 
 def cmd_baselines(args: argparse.Namespace, console: Console) -> int:
@@ -93,6 +94,9 @@ def cmd_baselines(args: argparse.Namespace, console: Console) -> int:
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
     """Check each file (static check, then the interface in the sandbox); every file is checked
     even after one is rejected. Exit 2 if any was rejected."""
+    from harness.isolation.check import directory_message, interface_check, static_check
+    from harness.isolation.sandbox import resolve_sandbox
+    from harness.names import check_name
     from harness.report import console as show
 
     sandbox, warning = resolve_sandbox(args.sandbox, allow_fallback=True)
@@ -120,6 +124,11 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
             f"[red]{len(rejected)} of {len(args.paths)} file(s) rejected:[/] {escape(', '.join(map(str, rejected)))}"
         )
         return ExitCode.REJECTED
+    files = " ".join(map(str, args.paths))
+    console.print(
+        f"[dim]next: harness evaluate {escape(files)} --profile smoke (a minute on synthetic data), or without "
+        "--profile for the full protocol[/]"
+    )
     return ExitCode.OK
 
 
@@ -153,7 +162,8 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
     from harness import leaderboard, report
 
     path = _leaderboard_path(args)
-    rep = report.build(leaderboard.read_rows(path), args.phase, args.profile, retired(path), arch=args.arch)
+    versions = args.versions or ()
+    rep = report.build(leaderboard.read_rows(path), args.phase, args.profile, retired(path), args.arch, versions)
     if args.format == "table" and args.output is None:
         report.render_table(rep, console)
         return ExitCode.OK
@@ -199,7 +209,8 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     from harness.report.compare import find_entry, render_compare
 
     path = _leaderboard_path(args)
-    rep = report.build(leaderboard.read_rows(path), args.phase, args.profile, retired(path))
+    versions = args.versions or ()
+    rep = report.build(leaderboard.read_rows(path), args.phase, args.profile, retired(path), versions=versions)
     a, b = find_entry(rep, args.a), find_entry(rep, args.b)
     if a is b:
         raise UsageError(f"{args.a!r} and {args.b!r} name the same entry")
@@ -211,6 +222,7 @@ def cmd_retire(args: argparse.Namespace, console: Console) -> int:
     """Hide a file version from every view (or show it again): an event appended beside the
     leaderboard, whose rows stay as they are."""
     from harness import leaderboard
+    from harness.aggregate import REFERENCE_BASELINE
     from harness.leaderboard.retired import append_event
     from harness.report.runs import submission_rows
 
@@ -360,6 +372,36 @@ def cmd_selftest(args: argparse.Namespace, console: Console) -> int:
     )
 
 
+def cmd_serve(args: argparse.Namespace, console: Console) -> int:
+    from harness.serve import commands
+
+    return commands.serve(args, console)
+
+
+def cmd_participants_add(args: argparse.Namespace, console: Console) -> int:
+    from harness.serve import commands
+
+    return commands.participants_add(args, console)
+
+
+def cmd_participants_list(args: argparse.Namespace, console: Console) -> int:
+    from harness.serve import commands
+
+    return commands.participants_list(args, console)
+
+
+def cmd_participants_revoke(args: argparse.Namespace, console: Console) -> int:
+    from harness.serve import commands
+
+    return commands.participants_revoke(args, console)
+
+
+def cmd_submit(args: argparse.Namespace, console: Console) -> int:
+    from harness.serve import commands
+
+    return commands.submit(args, console)
+
+
 COMMANDS = {name: fn for name, fn in globals().items() if name.startswith("cmd_")}
 
 
@@ -378,9 +420,10 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(sig, _interrupt)
     console = SafeConsole(highlight=False)
     err = SafeConsole(stderr=True, highlight=False)
+    columns = os.environ.get("COLUMNS", "")
     for c in (console, err):
-        if not c.is_terminal:  # logs: one line per message, tables up to 160 columns
-            c.width = 160
+        if not c.is_terminal:  # logs: one line per message; tables up to COLUMNS when set, else 160 columns
+            c.width = int(columns) if columns.isdigit() and int(columns) > 0 else 160
             c.soft_wrap = True
     try:
         return args.func(args, console)

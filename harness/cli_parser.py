@@ -31,7 +31,7 @@ examples:
   harness evaluate submissions/my_loss.py       the full protocol (GPU-days)
   harness baselines --only equal_weighting      the reference the others are compared with
   harness leaderboard --profile smoke           the standings of one profile
-  harness leaderboard --format html --output report.html
+  harness leaderboard --format html -o report.html
 
 `harness COMMAND --help` lists a command's options. Exit codes: 0 ok, 1 a run
 failed or the setup is wrong, 2 a file was rejected or the command line is
@@ -92,8 +92,9 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     ev.add_argument(
         "--json",
         action="store_true",
-        help="print each run's outcome and the entries' standing as "
-        "JSON on standard output (progress goes to standard error); the same as harness.api.evaluate_files",
+        help="print the outcome as JSON on standard output: each run trained now, each run skipped and why, "
+        "rejected files, the interface checks and the entries' standing (progress and tables go to standard "
+        "error); the same data as harness.api.evaluate",
     )
     _add_evaluate_options(ev)
     ev.set_defaults(func=handlers["cmd_evaluate"])
@@ -125,11 +126,12 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     lb.add_argument(
         "--format",
         default="table",
-        choices=["table", "markdown", "csv", "json", "html"],
+        choices=["table", "markdown", "csv", "json", "html", "tests"],
         help="table (the terminal; default), markdown, csv (one number per column), json (the same fields, "
-        "nested per architecture: for scripts and notebooks) or html (one file with figures; use --output)",
+        "nested per architecture, and every test: for scripts and notebooks), html (one file with figures; use "
+        "-o/--output) or tests (every test of the board's families, one CSV line each, unrounded)",
     )
-    lb.add_argument("--output", type=Path, metavar="PATH", help="write to PATH instead of the terminal")
+    lb.add_argument("-o", "--output", type=Path, metavar="PATH", help="write to PATH instead of the terminal")
     lb.add_argument(
         "--arch",
         metavar="NAME",
@@ -141,6 +143,7 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
         default=Path("runs"),
         help="where the run directories are, for the HTML report's curves (default: runs)",
     )
+    _add_version_option(lb)
     lb.set_defaults(func=handlers["cmd_leaderboard"])
 
     cp = sub.add_parser("compare", help="two entries compared directly, paired over seeds (Δ, interval, p)")
@@ -151,6 +154,7 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     )
     cp.add_argument("b", metavar="B", help="the entry A is compared with, e.g. equal_weighting")
     _add_view_options(cp)
+    _add_version_option(cp)
     cp.set_defaults(func=handlers["cmd_compare"])
 
     rn = sub.add_parser("runs", help="every row one submission has in the leaderboard: versions, attempts, status")
@@ -276,7 +280,7 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
 
     mg = sub.add_parser("migrate", help="convert a leaderboard of an older schema version (the original is kept)")
     mg.add_argument("path", type=Path, help="the leaderboard CSV to convert, e.g. leaderboard.csv")
-    mg.add_argument("--output", type=Path, help="default: PATH with .v<version> before the suffix")
+    mg.add_argument("-o", "--output", type=Path, help="default: PATH with .v<version> before the suffix")
     mg.set_defaults(func=handlers["cmd_migrate"])
 
     image = sub.add_parser("image", help="the Docker sandbox image").add_subparsers(dest="image_command", required=True)
@@ -305,6 +309,10 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
         help="where to put it (default: $HARNESS_DATA_DIR, else the user cache dir, ~/.cache/harness/cifar100)",
     )
     dl.set_defaults(func=handlers["cmd_data_download"])
+
+    from harness.serve.options import add_parsers as add_serve_parsers  # serve, participants, submit
+
+    add_serve_parsers(sub, handlers)
     return parser
 
 
@@ -331,10 +339,21 @@ def _add_view_options(p: argparse.ArgumentParser, *, phase: bool = True) -> None
         )
 
 
+def _add_version_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--version",
+        action="append",
+        metavar="NAME@SHA",
+        dest="versions",
+        help="rank this file version of an entry instead of its newest (repeatable; SHA: a prefix of its "
+        "sha256, as `harness runs NAME` lists them); the other versions stay listed, unranked",
+    )
+
+
 def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
     """The options of evaluate and baselines. A flag left out is None (False for a switch) and takes the
-    options model's default (:class:`harness.plan.EvaluateOptions`), which the help texts quote."""
-    from harness.plan import EvaluateOptions
+    options model's default (:class:`harness.options.EvaluateOptions`), which the help texts quote."""
+    from harness.options import EvaluateOptions
 
     def default(name: str) -> object:
         return EvaluateOptions.model_fields[name].default
@@ -362,7 +381,14 @@ def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
         f"default {default('topology')}",
     )
     ev.add_argument("--arch", action="append", metavar="NAME", help="only this architecture (repeatable)")
-    ev.add_argument("--seed", action="append", type=int, metavar="N", help="only this seed (repeatable)")
+    ev.add_argument(
+        "--seed",
+        action="append",
+        type=int,
+        metavar="N",
+        help="run this seed (repeatable): some of the profile's, or extra seeds beyond them, which the "
+        "board's tests pair (more seeds, more power) while the score stays on the profile's",
+    )
     ev.add_argument(
         "--device",
         choices=["auto", "cpu", "cuda"],

@@ -11,7 +11,7 @@ sandbox, then every (file, architecture, seed) run not done yet is carried out b
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -20,7 +20,7 @@ from rich.markup import escape
 from harness import leaderboard
 from harness.errors import ExitCode, SubmissionRejected
 from harness.executors import Job
-from harness.isolation.check import interface_check
+from harness.isolation.check import CheckReport, interface_check
 from harness.isolation.sandbox import Sandbox, resolve_sandbox
 from harness.leaderboard.record import Recorded, Recorder
 from harness.plan import (
@@ -56,12 +56,18 @@ def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Conso
 @dataclass(frozen=True)
 class Outcome:
     """What one evaluation did: its exit code, the rows it recorded (runs that ended now), the file
-    versions it covered (``(kind, name, sha256)``) and the leaderboard it wrote to."""
+    versions it covered (``(kind, name, sha256)``) and the leaderboard it wrote to; the files it
+    planned (with the runs it did not train: :class:`~harness.plan.PlannedFile`), the interface check's
+    report of each file it checked (by the file's path as given) and the files it rejected, with why."""
 
     code: ExitCode
     records: list[Recorded]
     versions: Collection[tuple[str, str, str]]
     leaderboard: Path
+    files: list[PlannedFile] = field(default_factory=list)
+    checks: dict[str, CheckReport] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)
+    sandbox: str | None = None  # the checks' and runs' (None: nothing was left to run)
 
 
 def run_evaluation(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Console) -> Outcome:
@@ -77,11 +83,11 @@ def run_evaluation(paths: Path | Sequence[Path], opts: EvaluateOptions, console:
         sandbox = ev.sandbox()
         checked = ev.check(todo, sandbox)
         if not checked:
-            return Outcome(ev.exit_code(), records, ev.versions, ev.lb_path)
+            return ev.outcome(records, files)
         records = ev.run(checked, sandbox)
         ev.present(records, several=len(checked) > 1)
     ev.standing(files)
-    return Outcome(ev.exit_code(), records, ev.versions, ev.lb_path)
+    return ev.outcome(records, files)
 
 
 class Evaluation:
@@ -97,6 +103,9 @@ class Evaluation:
         self.precision = resolve_precision(opts.precision or opts.profile.precision, self.device)
         self.recorder = Recorder(self.lb_path, opts.runs_dir)
         self.codes: dict[str, ExitCode] = {}  # per file as given
+        self.reports: dict[str, CheckReport] = {}  # the interface check's, per file as given
+        self.rejections: dict[str, str] = {}  # why, per file as given
+        self.sandbox_name: str | None = None
 
     def rejected(self, path: Path, e: SubmissionRejected) -> None:
         """A file is refused: with one file that is the command's error; with several, the others go on."""
@@ -104,6 +113,19 @@ class Evaluation:
             raise e
         show.rejected(self.console, e)
         self.codes[str(path)] = ExitCode.REJECTED
+        self.rejections[str(path)] = str(e)
+
+    def outcome(self, records: list[Recorded], files: list[PlannedFile]) -> Outcome:
+        return Outcome(
+            self.exit_code(),
+            records,
+            self.versions,
+            self.lb_path,
+            files,
+            self.reports,
+            self.rejections,
+            self.sandbox_name,
+        )
 
     def plan(self) -> list[PlannedFile]:
         """Name, check and copy each file; what each has done already."""
@@ -131,7 +153,8 @@ class Evaluation:
             if f not in todo:
                 self.console.print(
                     f"nothing to run: every run of {escape(str(f.entry))} (sha256 {f.sha[:12]}) is "
-                    f"already in {escape(str(self.lb_path))}"
+                    f"already in {escape(str(self.lb_path))} (--force runs them again; `harness leaderboard "
+                    f"--profile {self.opts.profile.name}` shows the board)"
                 )
         return todo
 
@@ -141,6 +164,7 @@ class Evaluation:
         )
         if warning:
             show.warning(self.console, warning)
+        self.sandbox_name = sandbox.name
         return sandbox
 
     def check(self, files: list[PlannedFile], sandbox: Sandbox) -> list[PlannedFile]:
@@ -163,6 +187,7 @@ class Evaluation:
                 self.rejected(f.path, e)
                 continue
             show.capabilities(self.console, report, profile)
+            self.reports[str(f.path)] = report
             checked.append(f)
         return checked
 

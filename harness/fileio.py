@@ -14,7 +14,8 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to a fresh temporary file beside ``path``, fsync it, and rename it into place:
     readers see the old file or the new one, never a part; concurrent writers never share a
     temporary file; a failed write leaves no temporary file behind. The file is readable by all
-    (0644, as a plain write would leave it): a sandbox's unprivileged user reads the copies."""
+    (0644, as a plain write would leave it); what must stay private lives in a private directory
+    (:func:`private_dirs`)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -27,6 +28,26 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def private_dirs(path: Path) -> Path:
+    """Create ``path`` and its missing parents, each new one private (0700: a run's files, copies of
+    submissions among them, are nobody else's to read); directories that exist are left as they
+    are. Returns ``path``."""
+    path = Path(path)
+    missing = []
+    p = path
+    while not os.path.lexists(p) and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+    if not path.is_dir():
+        raise NotADirectoryError(f"{path} is not a directory")
+    return path
 
 
 def lock_for(path: Path) -> FileLock:

@@ -1,4 +1,4 @@
-"""Planning an evaluation: its options (validated here, whoever builds them), which files,
+"""Planning an evaluation: given its options (:mod:`harness.options`), which files,
 architectures and seeds it trains, which of those runs are already done, where the runs go, and
 which executor carries them out.
 """
@@ -10,95 +10,20 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, model_validator
+import torch
 
 from harness.errors import SubmissionRejected, UsageError
 from harness.executors import Executor, Job, units
-from harness.fileio import write_atomic
+from harness.fileio import private_dirs, write_atomic
 from harness.isolation.check import directory_message, read_submission, sha256_file, static_check
-from harness.leaderboard import default_path
-from harness.names import SOURCE_BASELINES, baseline_names, check_name, place_of, reserved_problem
-from harness.protocol import (
-    HIDDEN_ARCHS,
-    ArchSource,
-    EntryKey,
-    Kind,
-    LeaderboardRow,
-    Phase,
-    Precision,
-    Profile,
-    RunSpec,
-    Topology,
-)
+from harness.leaderboard.record import Recorder
+from harness.names import baseline_names, check_name, place_of, reserved_problem
+from harness.options import EvaluateOptions
+from harness.protocol import HIDDEN_ARCHS, ArchSource, EntryKey, LeaderboardRow, Precision, Profile, RunSpec
+from harness.provenance import device_name
 from harness.rundir import EvalDir
-
-if TYPE_CHECKING:  # torch and the trainer load only when an evaluation is planned, not for --help
-    import torch
-
-    from harness.leaderboard.record import Recorder
-
-ExecutorName = Literal["local", "ray"]
-
-
-class EvaluateOptions(BaseModel):
-    """What ``harness evaluate`` and ``harness baselines`` are asked to do. The defaults are the
-    command line's; a combination that cannot work raises :class:`UsageError` on construction."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
-
-    profile: Profile
-    phase: Phase = "public"
-    topology: Topology = "shared"  # the topology study's network topologies; the task's is shared
-    archs: tuple[str, ...] = ()  # empty: the profile's (plus the hidden ones in the final phase)
-    seeds: tuple[int, ...] = ()  # empty: the profile's
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    data_dir: Path | None = None
-    runs_dir: Path = Path("runs")
-    leaderboard: Path | None = None  # None: leaderboard.default_path(profile)
-    sandbox: str = "auto"
-    kind: Kind = "submission"
-    name: str | None = None  # the entry's name; None: the file's name (one file only)
-    baselines_dir: Path = SOURCE_BASELINES  # the baselines, whose names no submission may take
-    hidden_dir: Path | None = None
-    force: bool = False
-    precision: Precision | None = None  # None: the profile's default
-    jobs: int | None = None  # runs at once; None: 1 locally, as many as Ray's resources allow
-    compile: bool = False
-    deterministic: bool = False
-    fuse: bool | None = None  # the seeds of a run trained as one model (harness.training.fused); None: on CUDA
-    executor: ExecutorName = "local"
-    ray_address: str | None = None
-    gpus_per_run: float | None = None  # None: 1 when the device is CUDA, else 0
-    cpus_per_run: float | None = None  # None: 1 with a GPU, else the CPUs shared between the runs in flight
-    ray_retries: int = 2
-
-    @model_validator(mode="after")
-    def _usable(self) -> EvaluateOptions:
-        if self.jobs is not None and self.jobs < 1:
-            raise UsageError(f"--jobs must be at least 1, got {self.jobs}")
-        ray_only = {
-            "--ray-address": self.ray_address,
-            "--gpus-per-run": self.gpus_per_run,
-            "--cpus-per-run": self.cpus_per_run,
-        }
-        given = [flag for flag, value in ray_only.items() if value is not None]
-        if given and self.executor != "ray":
-            raise UsageError(f"{', '.join(given)} only apply with --executor ray")
-        for flag, value in (("--gpus-per-run", self.gpus_per_run), ("--cpus-per-run", self.cpus_per_run)):
-            if value is not None and value < 0:
-                raise UsageError(f"{flag} must be 0 or more, got {value}")
-        if self.ray_retries < 0:
-            raise UsageError(f"--ray-retries must be 0 or more, got {self.ray_retries}")
-        if self.fuse and self.executor == "ray":
-            raise UsageError("--fuse runs with the local executor; Ray runs each seed as its own task")
-        return self
-
-    @property
-    def leaderboard_path(self) -> Path:
-        return self.leaderboard or default_path(self.profile.name)
 
 
 def planned_archs(opts: EvaluateOptions) -> tuple[str, ...]:
@@ -133,7 +58,6 @@ def plan_device(opts: EvaluateOptions) -> torch.device:
 
 
 def device_label(device: torch.device, opts: EvaluateOptions) -> str:
-    from harness.provenance import device_name
 
     return f"{device.type} on Ray workers" if opts.executor == "ray" else device_name(device)
 
@@ -146,7 +70,7 @@ def prepare_submission(path: Path, runs_dir: Path, profile: Profile, entry: Entr
     static_check(path, data)
     sha = hashlib.sha256(data).hexdigest()
     eval_dir = EvalDir.of(runs_dir, profile.name, entry, sha)
-    eval_dir.path.mkdir(parents=True, exist_ok=True)
+    private_dirs(eval_dir.path)
     copy = eval_dir.submission
     if not copy.exists() or sha256_file(copy) != sha:
         write_atomic(copy, data)

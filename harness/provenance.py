@@ -6,10 +6,12 @@ import functools
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from harness import __version__
+
+if TYPE_CHECKING:  # torch is imported where a device is named, not by the views that read provenance
+    import torch
 
 SOURCE_DIR = Path(__file__).resolve().parent.parent
 TRACKED_LEADERBOARD = "leaderboard.csv"  # the repository's own, with the published rows
@@ -39,6 +41,8 @@ def harness_version() -> str:
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
+        import torch
+
         return f"cuda:{torch.cuda.get_device_name(device)}"
     return device.type
 

@@ -79,9 +79,12 @@ def published(name: str) -> Published | None:
     return PUBLISHED.get(name)
 
 
-def reference_standings(rows: pd.DataFrame, archs: list[str]) -> list[Standing]:
+def reference_standings(rows: pd.DataFrame, archs: list[str], phase: str | None = None) -> list[Standing]:
     """The published rows (``origin == "published"``) as unranked standings, one per (submission,
-    source), on ``archs`` whatever the rows' phase. They never enter the measured ranking or tests."""
+    source), their accuracies on ``archs``. They never enter the measured ranking or tests. A row
+    of another phase than ``phase`` (None: any) gets no score: it was scored on that phase's
+    architectures (the final phase's three), not on these. A row of one seed gets no score either,
+    beside the measured means of several: its value is kept apart (``single_seed_score``)."""
     shipped = rows[rows["origin"] == "published"]
     out = []
     for (method, source), runs in shipped.groupby(["submission", "source"], sort=True):
@@ -89,6 +92,9 @@ def reference_standings(rows: pd.DataFrame, archs: list[str]) -> list[Standing]:
         for arch in archs:
             sel = runs[runs["arch"] == arch]
             per_arch[arch] = arch_stats({int(s): float(a) for s, a in zip(sel["seed"], sel["best_fine_acc"])}, 0)
+        row_phase = str(runs["phase"].iloc[0])
+        score = score_of(per_arch) if phase is None or row_phase == phase else None
+        one_seed = all(s.n == 1 for s in per_arch.values())
         out.append(
             Standing(
                 label=one_line(str(method)),
@@ -96,9 +102,11 @@ def reference_standings(rows: pd.DataFrame, archs: list[str]) -> list[Standing]:
                 submission=method,
                 sha256="",
                 archs=per_arch,
-                score=score_of(per_arch),
+                score=None if one_seed else score,
+                single_seed_score=score if one_seed else None,
                 source=source,
                 note=what.note if (what := published(str(method))) is not None else "",
+                phase=row_phase,
             )
         )
     return out
@@ -121,13 +129,10 @@ def reproductions(references: list[Standing], measured: list[Standing]) -> list[
             and e.kind == "baseline"
             and e.submission == what.baseline
             and e.settings == DEFAULT_SETTINGS
-            and not e.version.startswith("superseded")
+            and e.current
         ]
         for e in found:
-            plain = {
-                a: dataclasses.replace(s, diff=None, p_value=None, p_adjusted=None, ci=None, n_pairs=0)
-                for a, s in e.archs.items()
-            }
+            plain = {a: dataclasses.replace(s, diff=None, p_value=None, ci=None, n_pairs=0) for a, s in e.archs.items()}
             out.append(
                 dataclasses.replace(
                     e,
@@ -136,7 +141,11 @@ def reproductions(references: list[Standing], measured: list[Standing]) -> list[
                     archs=plain,
                     rank=None,
                     rank_range=None,
-                    pooled=None,
+                    vs_ref=None,
+                    vs_tuned=None,
+                    tuned_label="",
+                    improvement=None,
+                    score_ci=None,
                     cost=None,
                     cost_on="",
                     pairs={},

@@ -1,63 +1,58 @@
-"""Score intervals and rank ranges of one comparison group, from per-seed values alone (no
-leaderboard types: :mod:`harness.aggregate` feeds them and the simulations in the tests call them).
+"""Scores, ranks and rank ranges of one comparison group, as arrays (any leading axes: one board, or
+thousands in the simulations of the tests), from per-seed accuracies and the significant results
+alone; :mod:`harness.family` calls them.
 
 The score of an entry is the geometric mean over the architectures of its per-architecture mean
-accuracies. Its interval is the t-interval over its *per-seed scores* (each seed's geometric mean
-across the architectures): a seed fixes the initialisation and data order on every architecture,
-so the per-seed scores are the entry's independent replicates, and their t-interval has the
-stated coverage (simulated in the tests: 0.93-0.97 with two and with three architectures). The
-geometric mean of the per-architecture intervals' ends, used before, covered 99.5-99.9%.
+accuracies over the protocol's seeds. Its interval is the t-interval over its *per-seed scores*
+(each seed's geometric mean across the architectures): a seed fixes the initialisation and data
+order on every architecture, so the per-seed scores are the entry's independent replicates, and
+their t-interval has the stated coverage (simulated in the tests for any correlation of the
+architectures' seed effects, normal and heavy-tailed noise).
 
-Rank ranges come from the pairwise tests: entry i is *significantly above* j when their paired
-test over (architecture, seed) has a Holm-adjusted p below alpha (in the group's one family) and i's
-mean paired difference is positive. Then i's range runs from 1 + (entries significantly above i)
-to n - (entries significantly below i), the ranks it can take in an order that contradicts no
-significant result, and it never reaches the rank of an entry it is significantly above or below.
+Rank ranges by their plain definition: with ``above[i, j]`` meaning i is significantly above j (an
+adjusted p-value below alpha in the group's family, and i's mean paired difference positive), i's
+range runs from 1 + (entries significantly above i) to n - (entries significantly below i). When
+every significant result is right, every true rank lies inside its range; so the ranges hold
+together at least as often as the family-wise error is held.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-
-from harness.stats import geometric_mean, t_interval
+import numpy as np
 
 
-def seed_scores(per_arch: Mapping[str, Mapping[int, float]]) -> dict[int, float]:
-    """``seed -> geometric mean over the architectures of that seed's accuracy``, for the seeds
-    every architecture has (a zero accuracy makes that seed's score 0)."""
-    if not per_arch:
-        return {}
-    seeds = set.intersection(*(set(v) for v in per_arch.values()))
-    out = {}
-    for seed in sorted(seeds):
-        values = [v[seed] for v in per_arch.values()]
-        out[seed] = 0.0 if min(values) <= 0 else geometric_mean(values)
-    return out
+def seed_scores(acc: np.ndarray) -> np.ndarray:
+    """``(..., A, S)`` accuracies -> ``(..., S)`` per-seed scores: the geometric mean over the
+    architectures (0 when one is 0 or less; NaN when one is absent)."""
+    acc = np.asarray(acc, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gm = np.exp(np.log(np.where(acc > 0, acc, 1.0)).mean(axis=-2))
+    return np.where(np.isnan(acc).any(axis=-2), np.nan, np.where((acc <= 0).any(axis=-2), 0.0, gm))
 
 
-def score_interval(per_arch: Mapping[str, Mapping[int, float]]) -> tuple[float, float] | None:
-    """The 95% t-interval of the mean per-seed score (None below 2 seeds common to every architecture)."""
-    return t_interval(list(seed_scores(per_arch).values()))
+def scores(acc: np.ndarray, protocol: np.ndarray) -> np.ndarray:
+    """The score: the geometric mean over the architectures of the per-architecture means over the
+    protocol's seeds (``(..., A, S)`` -> ``(...)``; NaN when a protocol seed is absent)."""
+    chosen = np.asarray(acc, dtype=float)[..., protocol]
+    with np.errstate(invalid="ignore", divide="ignore"):  # no protocol seed at all: NaN, not scored
+        means = chosen.sum(axis=-1) / chosen.shape[-1] if chosen.shape[-1] else np.full(chosen.shape[:-1], np.nan)
+        gm = np.exp(np.log(np.where(means > 0, means, 1.0)).mean(axis=-1))
+    return np.where(np.isnan(means).any(axis=-1), np.nan, np.where((means <= 0).any(axis=-1), 0.0, gm))
 
 
-def competition_ranks(scores: list[float]) -> list[int]:
-    """``1, 1, 3``: one plus the number of strictly higher scores."""
-    return [1 + sum(o > s for o in scores) for s in scores]
+def competition_ranks(score: np.ndarray, ranked: np.ndarray) -> np.ndarray:
+    """``(..., E)`` -> one plus the number of ranked entries with a strictly higher score (``1, 1, 3``);
+    0 for an entry not ranked."""
+    s = np.where(ranked, score, np.nan)
+    with np.errstate(invalid="ignore"):
+        higher = (s[..., None, :] > s[..., :, None]).sum(axis=-1)
+    return np.where(ranked, 1 + higher, 0)
 
 
-def rank_ranges(scores: list[float], above: Collection[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Per entry, ``(best, worst)`` rank allowed by the significant pairs ``above`` (``(i, j)``: i is
-    significantly above j). Best is 1 + the entries above it, worst n - the entries below it; then
-    the range is kept off the rank of every entry it is significantly above or below (a pair whose
-    direction disagrees with the scores' order cannot move an entry's range past its own rank)."""
-    n = len(scores)
-    ranks = competition_ranks(scores)
-    out = []
-    for i in range(n):
-        over = [j for j, k in above if k == i]
-        under = [k for j, k in above if j == i]
-        best, worst = 1 + len(over), n - len(under)
-        best = max([best] + [min(ranks[i], ranks[j] + 1) for j in over])
-        worst = min([worst] + [max(ranks[i], ranks[k] - 1) for k in under])
-        out.append((min(best, ranks[i]), max(worst, ranks[i])))
-    return out
+def rank_ranges(above: np.ndarray, ranked: np.ndarray) -> np.ndarray:
+    """``(..., E, E)`` significant results -> ``(..., E, 2)``: best = 1 + the entries significantly
+    above, worst = the ranked entries' count - the entries significantly below; 0 for an entry not
+    ranked (``above`` holds ranked entries only)."""
+    n = int(np.asarray(ranked).sum())
+    out = np.stack([1 + above.sum(axis=-2), n - above.sum(axis=-1)], axis=-1)
+    return np.where(np.asarray(ranked)[..., None], out, 0)

@@ -30,6 +30,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.fileio import private_dirs
 from harness.protocol import EntryKey, EpochMetrics, RunResult, RunSpec
 
 
@@ -60,7 +61,7 @@ class RunDir:
 
     def start(self, spec: RunSpec) -> None:
         """Create the directory, record ``spec`` and drop what a previous attempt concluded."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.path)
         self.settings.write_text(spec.model_dump_json(indent=2))
         for stale in (self.failure, self.result, self.loss_state):
             stale.unlink(missing_ok=True)
@@ -98,7 +99,7 @@ class RunDir:
         with more detail), else written (a run that failed before or outside its training)."""
         if reason in (self.read_failure() or ""):
             return
-        self.path.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.path)
         self.write_failure(f"{spec.submission} failed on {spec.arch}, seed {spec.seed}:\n{reason}\n")
 
     def write_result(self, result: RunResult) -> None:

@@ -290,7 +290,8 @@ def run_selftest(
         raise UsageError(f"harness selftest runs from a source checkout ({EXAMPLE} is missing)")
     work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="harness-selftest-"))
     work.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, HARNESS_TRAINERS_DIR=str(work / "trainers"), COLUMNS="200")  # its trainers alone
+    # a fixed thread count: a CPU run's float sums, and so the bit-for-bit resume, depend on it
+    env = dict(os.environ, HARNESS_THREADS=os.environ.get("HARNESS_THREADS") or str(os.cpu_count() or 1), COLUMNS="200")
     if device == "cpu" and not inductor:
         env["HARNESS_COMPILE_BACKEND"] = "aot_eager"
     ctx = Context(device, work, env, ["--device", device, "--sandbox", sandbox], _float32_expected(device), timeout)

@@ -116,12 +116,21 @@ def leaderboard_row(seed=42, status="ok", acc=12.5, **kw):
 
 # --- the ``harness`` command ------------------------------------------------------------------
 
-def harness(*args, cwd, timeout=600):
-    """``harness ARGS`` run to the end in ``cwd``: the CompletedProcess (output captured as text)."""
+def harness(*args, cwd, timeout=600, env: dict[str, str] | None = None):
+    """``harness ARGS`` run to the end in ``cwd`` (with ``env`` added to the environment): the
+    CompletedProcess (output captured as text)."""
     exe = shutil.which("harness")
     cmd = [exe] if exe else [sys.executable, "-m", "harness.cli"]
     return subprocess.run(cmd + [str(a) for a in args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=harness_env(), stdin=subprocess.DEVNULL)
+                          timeout=timeout, env={**harness_env(), **(env or {})}, stdin=subprocess.DEVNULL)
+
+
+def read_leaderboard(path: Path) -> list[dict[str, str]]:
+    """The rows of a leaderboard CSV as dicts of cells (strings)."""
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def harness_in_terminal(*args, cwd, columns: int, timeout=120) -> tuple[int, str]:

@@ -1,6 +1,7 @@
-"""The static-weight sweep and its "best static weight" line, the cost column,
-and the final-epoch and coarse accuracies, each checked against a computation made directly on the
-leaderboard rows with pandas (not through harness.aggregate), and the files' weights against
+"""The static-weight sweep, the tuned static weight (leave one seed out) that every entry is tested
+against and its descriptive "best static weight" line, the cost column, and the final-epoch and
+coarse accuracies, each checked against a computation made directly on the leaderboard rows with
+pandas and scipy (not through harness.aggregate or harness.family), and the files' weights against
 autograd."""
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import math
 
 import pandas as pd
 import pytest
+from scipy import stats
 
 from harness import report
 from harness.leaderboard import append_row, read_rows
-from harness.static_sweep import CONTROL_LABEL, SWEEP
+from harness.family import MARGIN
+from harness.static_sweep import CONTROL_LABEL, SWEEP, TUNED_LABEL
 
 from helpers import BASELINES, call, harness, harness_in_terminal, leaderboard_row, load
 
@@ -69,10 +72,15 @@ def test_every_sweep_file_has_its_weight():
         assert (d_fine, d_coarse) == (1.0, pytest.approx(w)), name
 
 
+def _control(rep, label=CONTROL_LABEL):
+    [line] = [c for c in rep.controls if c.label == label]
+    return line
+
+
 def test_best_static_weight_line_matches_pandas(lb):
     df = pd.read_csv(lb)
     rep = report.build(read_rows(lb), "public")
-    [control] = rep.controls
+    control = _control(rep)
     assert control.label == CONTROL_LABEL and control.rank is None and control.kind == "control"
     assert control in rep.section("baseline") and control not in rep.entries  # shown, never ranked
     ok = df[(df["status"] == "ok") & df["submission"].isin(SWEEP)]
@@ -82,7 +90,7 @@ def test_best_static_weight_line_matches_pandas(lb):
         best = means[arch].idxmax()
         assert control.picked[arch] == f"w={SWEEP[best]:g}"
         assert control.archs[arch].mean == pytest.approx(means[arch][best], rel=1e-12)
-        assert control.archs[arch].p_value is None and control.archs[arch].p_adjusted is None  # chosen on test
+        assert control.archs[arch].p_value is None and control.archs[arch].ci is None  # chosen on test
     assert control.picked == {"resnet20": "w=2", "resnet56": "w=1"}  # static_coarse_2 failed a resnet56 seed
     assert control.score == pytest.approx(math.sqrt(means["resnet20"]["static_coarse_2.py"]
                                                     * means["resnet56"]["equal_weighting.py"]))
@@ -108,7 +116,8 @@ def test_cost_final_and_coarse_match_pandas(lb):
 def test_the_formats_show_them(lb):
     r = harness("leaderboard", "--leaderboard", lb, "--format", "csv", cwd=lb.parent)
     table = pd.read_csv(io.StringIO(r.stdout))
-    control = table[table["section"] == "control"].iloc[0]
+    assert table.loc[table["section"] == "control", "entry"].tolist() == [TUNED_LABEL, CONTROL_LABEL]
+    control = table[table["entry"] == CONTROL_LABEL].iloc[0]
     assert control["entry"] == CONTROL_LABEL and control["resnet20_picked"] == "w=2" and pd.isna(control["rank"])
     slow = table[table["entry"] == "slow.py"].iloc[0]
     assert slow["cost"] == 2.5 and slow["cost_on"] == "cpu, none" and slow["resnet20_final_mean"] == round(62.1 - 0.5, 2)
@@ -138,7 +147,7 @@ def test_the_control_line_has_no_interval_and_says_when_no_weight_qualifies(tmp_
         for seed, noise in zip(SEEDS, (0.0, 0.7, 0.2)):
             _append(path, name, "resnet20", seed, base + noise * (name != "equal_weighting.py"))
             _append(path, name, "resnet56", seed, base + 8, status="failed" if seed == 42 else "ok")
-    [control] = report.build(read_rows(path), "public").controls
+    control = _control(report.build(read_rows(path), "public"))
     s = control.archs["resnet20"]
     assert control.picked["resnet20"] == "w=0.5" and s.diff == pytest.approx(1.3)
     assert s.ci is None and s.p_value is None and s.n_pairs == 0
@@ -147,23 +156,73 @@ def test_the_control_line_has_no_interval_and_says_when_no_weight_qualifies(tmp_
     assert control.picked["resnet56"] == "no weight with every seed ok" and control.score is None
     md = harness("leaderboard", "--leaderboard", path, "--format", "markdown", cwd=tmp_path).stdout
     line = next(x for x in md.splitlines() if CONTROL_LABEL in x)
-    assert "+1.30 (no test: chosen on test)" in line and "[" not in line.split(CONTROL_LABEL)[1]
+    assert "+1.30 (chosen on test)" in line and "[" not in line.split(CONTROL_LABEL)[1]
     assert "| no weight with every seed ok |" in line
 
 
-def test_every_version_of_a_sweep_file_is_a_candidate(tmp_path):
-    """An edited sweep file has two versions in the file: both compete, and the line names the one
-    it shows (dropping both would lower the bar)."""
+def test_the_version_the_board_ranks_is_the_sweeps_candidate(tmp_path):
+    """An edited sweep file has two versions in the file: the one the board ranks (the newest, or the
+    one ``--version`` selects) is the sweep's weight; the other is listed, never a candidate."""
     path = tmp_path / "lb.csv"
     for seed in SEEDS:
-        _append(path, "equal_weighting.py", "resnet20", seed, 60.0 + seed / 1000)
-        _append(path, "static_coarse_2.py", "resnet20", seed, 61.0 + seed / 1000, sha="a")
-        _append(path, "static_coarse_2.py", "resnet20", seed, 62.0 + seed / 1000, sha="b")
+        for name, acc, sha, day in (("equal_weighting.py", 60.0, "s", 21), ("static_coarse_2.py", 63.0, "a", 21),
+                                    ("static_coarse_2.py", 62.0, "b", 22)):
+            append_row(path, leaderboard_row(seed=seed, acc=acc + seed / 1000, submission=name, kind="baseline",
+                                             submission_sha256=sha * 64, profile="full", arch="resnet20", epochs=200,
+                                             finished_at=f"2026-11-{day}T10:00:00+00:00",
+                                             run_id=f"full/{name}-{sha}/public/resnet20-seed{seed}"))
     rep = report.build(read_rows(path), "public")
     assert {e.label for e in rep.entries} >= {"static_coarse_2.py @aaaaaaaa", "static_coarse_2.py @bbbbbbbb"}
-    [control] = rep.controls
-    assert control.picked["resnet20"] == "w=2 @bbbbbbbb"
-    assert control.archs["resnet20"].mean == pytest.approx(62.0 + sum(SEEDS) / 3000)
+    assert _control(rep).picked["resnet20"] == "w=2 @bbbbbbbb"  # the newest, though the older one scored higher
+    assert _control(rep).archs["resnet20"].mean == pytest.approx(62.0 + sum(SEEDS) / 3000)
+    old = next(e for e in rep.entries if e.label == "static_coarse_2.py @aaaaaaaa")
+    assert old.rank is None and not old.current and "superseded" in old.version
+    chosen = report.build(read_rows(path), "public", versions=["static_coarse_2@aaaa"])
+    assert _control(chosen).picked["resnet20"] == "w=2 @aaaaaaaa"
+
+
+def _per_seed(df, name):
+    """seed -> the geometric mean over the architectures of the seed's ok accuracies (scipy)."""
+    ok = df[(df["submission"] == name) & (df["status"] == "ok")].pivot(index="seed", columns="arch",
+                                                                     values="best_fine_acc")
+    return {int(s): stats.gmean(row.values) for s, row in ok.dropna().iterrows()}
+
+
+def test_the_tuned_static_weight_is_chosen_on_the_other_seeds_and_tested(lb):
+    """The comparator rebuilt from the rows: for each seed, among the sweep weights complete on every
+    architecture, the one with the best mean per-seed score on the other two seeds; every complete
+    entry that is not a static weight is tested against it by seed (scipy's paired t-test and the two
+    one-sided tests of equivalence), and labelled by the adjusted p-values."""
+    df = pd.read_csv(lb)
+    rep = report.build(read_rows(lb), "public")
+    complete = [n for n in SWEEP_ROWS if len(_per_seed(df, n)) == len(SEEDS) and (n, "resnet56", 123) not in
+                {(a, b, c) for a, b, c in FAILED}]
+    assert complete == ["fine_only.py", "static_coarse_0p3.py", "equal_weighting.py"]  # static_coarse_2 failed
+    scores = {n: _per_seed(df, n) for n in complete}
+    comparator, chosen = {}, {}
+    for s in SEEDS:
+        others = [t for t in SEEDS if t != s]
+        best = max(complete, key=lambda n: sum(scores[n][t] for t in others) / 2)
+        comparator[s], chosen[s] = scores[best][s], best
+    tuned = _control(rep, TUNED_LABEL)
+    assert tuned.picked["resnet20"] == "w: " + "/".join(f"{SWEEP[chosen[s]]:g}" for s in SEEDS)
+    for arch in ARCHS:  # its accuracies: those of the weight chosen for each seed
+        want = [df[(df["submission"] == chosen[s]) & (df["arch"] == arch) & (df["seed"] == s)]["best_fine_acc"].item()
+                for s in SEEDS]
+        assert tuned.archs[arch].mean == pytest.approx(sum(want) / 3, rel=1e-12)
+    slow = {e.label: e for e in rep.entries}["slow.py"]
+    d = [_per_seed(df, "slow.py")[s] - comparator[s] for s in SEEDS]
+    t = slow.vs_tuned
+    assert t.diff == pytest.approx(sum(d) / 3, rel=1e-12) and t.n_pairs == 3
+    assert t.p_value == pytest.approx(stats.ttest_1samp(d, 0.0).pvalue, rel=1e-9)
+    lower = stats.ttest_1samp([x + MARGIN for x in d], 0.0, alternative="greater").pvalue  # H0: diff <= -margin
+    upper = stats.ttest_1samp([x - MARGIN for x in d], 0.0, alternative="less").pvalue  # H0: diff >= +margin
+    assert t.p_equivalent == pytest.approx(max(lower, upper), rel=1e-9)
+    want = ("better" if t.diff > 0 else "worse") if t.p_adjusted < 0.05 else (
+        "equivalent" if t.p_equivalent_adjusted < 0.05 else "inconclusive")
+    assert slow.tuned_label == want
+    # the static weights are the comparator: they get no label against it
+    assert all(not e.tuned_label for e in rep.entries if e.submission in SWEEP)
 
 
 @pytest.mark.slow

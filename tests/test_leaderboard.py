@@ -94,3 +94,29 @@ def test_a_writer_killed_mid_run_leaves_a_valid_file(tmp_path):
     append_row(path, make_row(10_000))  # the lock is free again and the next row lands whole
     after = read_rows(path)
     assert after["seed"].tolist()[-1] == 10_000 and len(after) == len(before) + 1
+
+
+def test_a_leaderboard_written_with_windows_line_ends_is_read_and_appended(tmp_path):
+    """Rows rewritten with Python's csv module (its default line end is CRLF) are the same leaderboard:
+    read, shown and appended to; a foreign header with CRLF is still refused."""
+    import csv
+    import json
+
+    from helpers import harness
+
+    plain = tmp_path / "plain.csv"
+    append_row(plain, make_row(42, acc=61.0, profile="tiny"))
+    crlf = tmp_path / "leaderboard-tiny.csv"
+    with open(plain, newline="") as src, open(crlf, "w", newline="") as dst:
+        csv.writer(dst).writerows(csv.reader(src))  # lineterminator "\r\n"
+    assert crlf.read_bytes().count(b"\r\n") == 2
+    assert read_rows(crlf)["best_fine_acc"].tolist() == [61.0]
+    append_row(crlf, make_row(123, acc=62.0, profile="tiny"))
+    assert read_rows(crlf)["seed"].tolist() == [42, 123]
+    r = harness("leaderboard", "--leaderboard", crlf, "--format", "json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["entries"][0]["archs"]["resnet20"]["mean"] == 61.0  # seed 42: the protocol's
+    foreign = tmp_path / "foreign.csv"
+    foreign.write_bytes(b"name,score\r\nfoo,1\r\n")
+    with pytest.raises(LeaderboardError, match="left unchanged"):
+        append_row(foreign, make_row(1))

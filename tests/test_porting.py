@@ -31,6 +31,11 @@ def test_reaching_for_the_optimizer_shows_how_to_declare_gramian(tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode == 2 and "declares a keyword-only `gramian`" in out
     assert "def forward(self, fine_loss, coarse_loss, epoch, total_epochs, *, gramian):" in out
+    flat = " ".join(out.split())  # and what the Gramian cannot express, so nobody ports one believing it faithful
+    assert "PCGrad, MGDA, CAGrad, IMTL-G, Nash-MTL, Aligned-MTL, UPGrad, GradNorm, DB-MTL, whole-model GradVac" in flat
+    assert ("It cannot express a method that treats coordinates (GradDrop) or layers (GradVac's layer-wise "
+            "variants) differently, or that keeps per-coordinate or gradient-vector state (MoCo, SDMGrad, "
+            "ExcessMTL's AdaGrad accumulator)") in flat
 
 
 @pytest.mark.parametrize("line", ["np.load('/etc/passwd')", "np.fromfile('/etc/passwd')", "np.ctypeslib",

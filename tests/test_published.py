@@ -9,6 +9,8 @@ import subprocess
 
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from helpers import REPO, harness, leaderboard_row
@@ -129,3 +131,35 @@ def test_the_published_section_shows_each_reproduction_beside_the_rows_it_reprod
     assert "its coarse head was never trained" in md and "reproduced by baselines/pcgrad_mlsbench.py" in md
     data = json.loads(harness("leaderboard", "--leaderboard", lb, "--format", "json", cwd=tmp_path).stdout)
     assert [e["section"] for e in data["entries"] if e["entry"].startswith("measured here")] == ["reproduction"]
+    # a reproduction is not a headline line: filtering on headline gives each measured entry once
+    headline = [e["entry"] for e in data["entries"] if e["headline"]]
+    assert sorted(headline) == ["dwa_batch.py", "equal_weighting.py"]
+
+
+def test_published_rows_are_scored_only_where_their_numbers_mean_a_score(tmp_path):
+    """The shipped rows are the final phase's: in the public view they show their accuracies on the two
+    public architectures and no score (they were scored on three); in the final view the three-seed
+    rows have their score, and a row of one seed has its value apart ('1 seed: x', ``single_seed_score``),
+    not in the column of the means of three seeds."""
+    from helpers import write_leaderboard
+
+    shipped = read_rows(write_leaderboard(tmp_path / "leaderboard.csv", [], shipped=True))
+    public = {(e.label, e.source[:9]): e for e in report.build(shipped, "public").references}
+    assert all(e.score is None and e.single_seed_score is None for e in public.values())
+    final = report.build(shipped, "final")
+    by = {(e.label, e.archs["resnet20"].n): e for e in final.references}
+    dwa3, dwa1 = by[("dwa", 3)], by[("dwa", 1)]
+    published = pd.read_csv(tmp_path / "leaderboard.csv")
+    rows = published[(published["submission"] == "dwa") & published["source"].str.contains("baseline rows")]
+    means = rows.groupby("arch")["best_fine_acc"].mean()
+    assert dwa3.score == pytest.approx(float(np.exp(np.log(means).mean())), rel=1e-12)
+    one = published[(published["submission"] == "dwa") & published["source"].str.contains("seed 42")]
+    one_score = float(np.exp(np.log(one["best_fine_acc"]).mean()))
+    assert dwa1.score is None and dwa1.single_seed_score == pytest.approx(one_score)
+    md = report.render_markdown(final)
+    assert f"| 1 seed: {dwa1.single_seed_score:.2f} |" in md and f"| {dwa3.score:.2f} |" in md
+    assert "published rows of the final phase have no score here" in report.render_markdown(report.build(shipped,
+                                                                                                          "public"))
+    data = json.loads(report.render_json(final))
+    one_seed = [e for e in data["entries"] if e["section"] == "reference" and e["archs"]["resnet20"]["n"] == 1]
+    assert one_seed and all(e["score"] is None and e["single_seed_score"] is not None for e in one_seed)

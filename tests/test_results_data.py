@@ -33,9 +33,13 @@ def test_json_has_the_csv_fields_nested_per_architecture(tmp_path):
     for e in data["entries"]:
         row = table.loc[e["entry"]]
         for arch, values in e["archs"].items():
-            for field in ("mean", "std", "n", "diff", "p", "p_holm"):
+            for field in ("mean", "std", "n", "diff", "p"):
                 assert _same(values[field], row[f"{arch}_{field}"]), (e["entry"], arch, field)
+        for field, value in (e["vs_equal_weighting"] or {}).items():  # the tested comparison: ew_FIELD
+            if field != "seeds":
+                assert _same(value, row[f"ew_{field}"]), (e["entry"], field)
         assert _same(e["score"], row["score"]) and e["section"] == row["section"]
+        assert e["name"] == row["name"] and _same(e["version"], row["version"])
     mine = next(e for e in data["entries"] if e["entry"] == "mine.py")
     assert mine["archs"]["resnet20"]["mean"] == round((61.5 + 62.0 + 63.6) / 3, 2)
     assert mine["archs"]["resnet20"]["diff"] == round((1.5 + 1.0 + 1.6) / 3, 2)

@@ -117,12 +117,7 @@ def test_conformance(name, tmp_path, listener, monkeypatch):
     assert "host-secret" not in json.dumps(report["environ"])
     assert report["threads"] == 1 and report["cuda_visible"] == ""
     assert report["write_tmp_small"]["ok"], report["write_tmp_small"]
-    # neutral paths: nothing the worker sees names the checkout, the runs directory or the file's own name
-    seen = json.dumps([report["self_cmdline"], report["file"], report["cwd"]] + (
-        [] if name == "none" else [report["mountinfo"]]))  # none shares the host's mount table
-    for host in (str(REPO), str(tmp_path), "probe.py"):
-        assert host not in seen, (host, seen)
-    assert report["file"].endswith("/submission.py")
+    assert_neutral_paths(name, report, [str(REPO), str(tmp_path), "probe.py"], environment_paths())
     if name != "none":
         # bwrap mounts no /etc; docker's /etc is the image's own, not the host's
         host_passwd = Path("/etc/passwd").read_text()
@@ -131,7 +126,92 @@ def test_conformance(name, tmp_path, listener, monkeypatch):
         # pid 1 is the worker itself (bwrap --as-pid-1; Docker's entrypoint): no host path of the run shows
         assert str(tmp_path) not in json.dumps(report["pid1_cmdline"]), report["pid1_cmdline"]
         assert set(report["environ"]) <= {"PATH", "LANG", "HOME", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                           "PYTHONHASHSEED", "CUDA_VISIBLE_DEVICES", "PWD", "LC_CTYPE", "HOSTNAME"}
+                                           "PYTHONHASHSEED", "CUDA_VISIBLE_DEVICES", "PWD", "LC_CTYPE", "HOSTNAME",
+                                           "LD_LIBRARY_PATH"}
+        assert report["environ"].count("LD_LIBRARY_PATH") == 0 or name == "bwrap"  # the interpreter's, neutral
+
+
+def environment_paths() -> list[str]:
+    """The interpreter and package directories of this process, as the worker of ``none`` is handed them
+    and as bubblewrap's binds take them from the host (their real paths too)."""
+    import sys
+
+    from harness.isolation.sandbox import site_paths
+
+    paths = [sys.executable, sys.prefix, sys.base_prefix, *site_paths()]
+    return sorted({q for p in paths for q in (p, str(Path(p).resolve()))}, key=len, reverse=True)
+
+
+def assert_neutral_paths(name, report, host_paths, environment):
+    """What the worker sees names no host path. Precisely:
+
+    - every backend: the worker's command line, ``__file__``, working directory, ``sys.path``,
+      ``sys.executable`` and torch's location name none of ``host_paths`` (the checkout, the run's
+      directory, the submission's name), except that ``none``, not a sandbox, runs the trainer's own
+      interpreter with its package directories where they are: in its view, those paths of
+      ``environment`` (and only those) may name the checkout, when the environment lives there;
+    - bwrap: no mount point names a host path; the mount table's root field (a bind's source directory
+      within its host filesystem, which the kernel shows and a bind cannot hide) names one only for a
+      bind of the environment's directories;
+    - docker: its own image, nothing of the host.
+    """
+    seen = json.dumps([report[k] for k in ("self_cmdline", "file", "cwd", "sys_path", "executable", "torch_file")])
+    if name == "none":
+        for path in environment:
+            seen = seen.replace(path, "<environment>")
+    for host in host_paths:
+        assert host not in seen, (host, seen)
+    assert report["file"].endswith("/submission.py")
+    if name == "bwrap":
+        assert report["executable"].startswith(("/sandbox/python/", "/usr/")), report["executable"]
+        assert report["mountinfo"]["ok"], report["mountinfo"]
+        for line in report["mountinfo"]["value"].splitlines():
+            root, mount_point = line.split()[3:5]
+            assert not any(host in mount_point for host in host_paths), line
+            if any(host in root for host in host_paths):
+                assert any(Path(root).is_relative_to(Path(p).resolve()) for p in environment), line
+    if name == "docker":
+        assert not any(host in json.dumps(report["mountinfo"]) for host in host_paths)
+
+
+@pytest.mark.parametrize("name", BACKENDS[:2])
+def test_neutral_paths_from_a_virtual_environment_inside_the_checkout(name, tmp_path, listener):
+    """The README's first command creates ``.venv`` inside the checkout and the test command runs from
+    it: a worker started from such an environment still sees no path of the checkout (bwrap: the
+    interpreter at /sandbox/python, the venv's packages at /sandbox/site/N), and ``none`` names it only
+    as the interpreter's and its packages' place."""
+    import subprocess
+    import sys
+
+    backend(name)
+    checkout = tmp_path / "checkout"
+    venv = checkout / ".venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    probe, _ = make_probe(tmp_path, listener)
+    script = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from harness.isolation.client import LossWorker\n"
+        "from harness.isolation.sandbox import get_sandbox, site_paths\n"
+        "from harness.protocol import OptimizerSettings\n"
+        f"with LossWorker(Path({str(probe)!r}), sandbox=get_sandbox({name!r}), seed=0, optimizer=OptimizerSettings(),\n"
+        f"                log_path=Path({str(tmp_path / 'worker.log')!r}), start_timeout=120) as w:\n"
+        "    w.start()\n"
+        "print(json.dumps([sys.executable, sys.prefix, sys.base_prefix, *site_paths()]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME")}
+    env["PYTHONPATH"] = str(REPO)
+    r = subprocess.run([str(venv / "bin" / "python"), "-c", script], capture_output=True, text=True, env=env,
+                       cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    environment = json.loads(r.stdout.splitlines()[-1])
+    assert environment[0].startswith(str(checkout)) and any(p.startswith(str(checkout)) for p in environment[3:])
+    log = (tmp_path / "worker.log").read_text(errors="replace")
+    report = json.loads(next(x for x in log.splitlines() if x.startswith("PROBE "))[len("PROBE "):])
+    environment = sorted({q for p in environment for q in (p, str(Path(p).resolve()))}, key=len, reverse=True)
+    assert_neutral_paths(name, report, [str(checkout), str(tmp_path), "probe.py"], environment)
+    if name == "bwrap":  # the venv's own packages came in under a neutral path
+        assert any(p.startswith("/sandbox/site/") for p in report["sys_path"]), report["sys_path"]
 
 
 @pytest.mark.parametrize("name", BACKENDS)

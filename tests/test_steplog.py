@@ -65,7 +65,7 @@ def test_the_weights_and_the_scalars_of_every_nth_step_are_recorded(tmp_path, ti
     ("body", "why"),
     [
         ("return {f'w{i}': 1.0 for i in range(MAX + 1)}", "at most 8 names"),
-        ("return {'gate': 'high'}", "'gate': 'high'"),
+        ("return {'gate': 'high'}", "scalars()['gate'] is builtins.str 'high'"),
         ("return {'x' * (LONG + 1): 1.0}", "at most 40"),
         ("return {'gate': torch.ones(2)}", "one-element tensor"),
         ("return [1.0]", "got [1.0]"),
@@ -130,3 +130,28 @@ def test_the_trainer_checks_the_scalars_a_worker_reports_as_hostile_input(reply)
     with pytest.raises(WorkerError, match="scalars"):
         scalars_report(reply)
     assert scalars_report({"scalars": {"gate": 0.3, "calls": 7}}) == {"gate": 0.3, "calls": 7.0}
+
+
+def test_numpy_numbers_are_numbers(write_submission):
+    """np.float64 is a float, np.float32 and a 0-d or one-element array hold one number: all are reported."""
+    from harness.isolation.client import LossWorker, StepRequest
+    from harness.protocol import OptimizerSettings
+
+    path = write_submission("""
+        import numpy as np
+        import torch.nn as nn
+
+
+        class MultiTaskLoss(nn.Module):
+            def forward(self, fine_loss, coarse_loss, epoch, total_epochs):
+                return fine_loss + coarse_loss
+
+            def scalars(self):
+                return {"f64": np.float64(0.25), "f32": np.float32(0.5), "zero_d": np.array(2.0),
+                        "one": np.array([3]), "count": np.int64(7), "flag": np.bool_(True)}
+    """)
+    interface_check(path, sandbox=NONE)
+    with LossWorker(path, sandbox=NONE, seed=0, optimizer=OptimizerSettings()) as worker:
+        worker.start()
+        worker.step(StepRequest(0, 10, 0, 5, 0.1, 2.0, 1.0))
+        assert worker.scalars() == {"f64": 0.25, "f32": 0.5, "zero_d": 2.0, "one": 3.0, "count": 7.0, "flag": 1.0}

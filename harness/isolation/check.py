@@ -20,9 +20,9 @@ from pathlib import Path
 
 from harness.errors import SubmissionRejected
 from harness.isolation.client import LossWorker, StepRequest, WorkerError
+from harness.isolation.inputs import input_problems, input_warnings
 from harness.isolation.rules import allowed_imports, find_problems
 from harness.isolation.sandbox import Sandbox, as_user_path
-from harness.isolation.worker import CAPABILITIES
 from harness.protocol import PROFILES, OptimizerSettings, Profile
 
 MAX_FILE_BYTES = 64 * 1024
@@ -77,8 +77,9 @@ def static_check(path: Path, data: bytes | None = None) -> ast.Module:
 
     Checks: the file is a regular file of at most ``MAX_FILE_BYTES`` (:func:`read_submission`; or
     ``data``, its bytes read already); it is UTF-8 Python that parses; it defines a top-level
-    ``class MultiTaskLoss`` with a base class; and it breaks none of the rules of
-    :mod:`harness.isolation.rules` (all problems are listed).
+    ``class MultiTaskLoss`` with a base class; it breaks none of the rules of
+    :mod:`harness.isolation.rules`; and its ``forward`` reads from ``**kwargs`` only inputs the harness
+    can see and pass (:mod:`harness.isolation.inputs`). All problems are listed.
     """
     path = Path(path)
     if data is None:
@@ -105,13 +106,13 @@ def static_check(path: Path, data: bytes | None = None) -> ast.Module:
     if not classes[0].bases:
         raise SubmissionRejected(f"{path}:{classes[0].lineno}: MultiTaskLoss must derive from nn.Module")
     try:
-        problems = find_problems(tree)
+        problems = sorted(find_problems(tree) + input_problems(tree), key=lambda p: p.line)
     except RecursionError:
         raise SubmissionRejected(_TOO_DEEP.format(path=path)) from None
     if problems:
         listing = "\n".join(f"  {path}:{p.line}: {p.message}" for p in problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        allowed = f"\nallowed imports: {allowed_imports()}" if any("import" in p.message for p in problems) else ""
+        allowed = f"\nallowed imports: {allowed_imports()}" if any("import" in p.message[:30] for p in problems) else ""
         hint = f"\n{GRAMIAN_HINT}" if reaches_for_gradients(tree) else ""
         raise SubmissionRejected(
             f"{path}: the static check found {len(problems)} problem(s):\n{listing}{more}"
@@ -126,7 +127,9 @@ class CheckReport:
     num_params: int
     probes: int
     head_loss: bool = False
-    warnings: tuple[str, ...] = ()  # what the file probably meant but will not get (see unpassed_inputs)
+    warnings: tuple[
+        str, ...
+    ] = ()  # what the file probably meant but will not get (inputs.input_warnings, the worker's)
     call_seconds: float | None = None  # median time of a probe call, round trip included (the first two left out)
 
     def projection(self, profile: Profile | None = None) -> WorkerTime | None:
@@ -182,9 +185,9 @@ GRADIENT_ACCESS = frozenset(
 )
 GRAMIAN_HINT = """\
 the loss module never sees the model, its optimizer, its gradients or the autograd graph. A
-gradient-based method (PCGrad, MGDA, CAGrad, ...) declares a keyword-only `gramian`: the trainer
-passes G[i][j] = <g_i, g_j>, the inner products of the two tasks' gradients over the shared
-parameters, and the method returns its weighting of the losses:
+gradient-based method declares a keyword-only `gramian`: the trainer passes G[i][j] = <g_i, g_j>,
+the inner products of the two tasks' gradients over the shared parameters, and the method returns
+its weighting of the losses:
 
     def forward(self, fine_loss, coarse_loss, epoch, total_epochs, *, gramian):
         g_ff, g_fc, g_cc = gramian[0, 0], gramian[0, 1], gramian[1, 1]
@@ -194,7 +197,14 @@ parameters, and the method returns its weighting of the losses:
     def head_loss(self, fine_loss, coarse_loss):  # optional: what each task's own head trains on
         return fine_loss + coarse_loss
 
-(submissions/README.md, "Optional inputs" and "What the task heads are trained on")"""
+For two tasks this is exact for every method whose update of the shared parameters is
+w_fine * g_fine + w_coarse * g_coarse with weights computed from G (and from numbers the module keeps,
+such as an EMA of the cosine): PCGrad, MGDA, CAGrad, IMTL-G, Nash-MTL, Aligned-MTL, UPGrad, GradNorm,
+DB-MTL, whole-model GradVac; `head_sq_norms` adds each task's squared gradient norm over its own head.
+It cannot express a method that treats coordinates (GradDrop) or layers (GradVac's layer-wise variants)
+differently, or that keeps per-coordinate or gradient-vector state (MoCo, SDMGrad, ExcessMTL's AdaGrad
+accumulator): a port of one of those would not be the method.
+(submissions/README.md, "Optional inputs" and "What the Gramian can express")"""
 
 
 def reaches_for_gradients(tree: ast.Module) -> bool:
@@ -213,41 +223,6 @@ def _reaches_for_gradients(path: Path) -> bool:
         return reaches_for_gradients(ast.parse(path.read_text(encoding="utf-8")))
     except (OSError, SyntaxError, UnicodeDecodeError, RecursionError):
         return False
-
-
-def unpassed_inputs(tree: ast.Module) -> list[str]:
-    """Warnings for inputs ``MultiTaskLoss.forward`` seems to want but will never be given: the
-    harness passes an optional input only as a keyword-only parameter of that name, so
-    ``forward(..., gramian=None)`` or ``**kwargs`` quietly trains without it."""
-    cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "MultiTaskLoss"), None)
-    forward = (
-        next((n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "forward"), None) if cls else None
-    )
-    if forward is None:
-        return []
-    args = forward.args
-    out = []
-    interface = ("fine_loss", "coarse_loss", "epoch", "total_epochs")
-    for i, a in enumerate((args.posonlyargs + args.args)[1:]):  # after self
-        if a.arg in CAPABILITIES and i < len(interface):
-            out.append(
-                f"forward's parameter `{a.arg}` is in position {i + 1}, which receives {interface[i]}, not "
-                f"the {a.arg}: keep the four positional parameters (fine_loss, coarse_loss, epoch, "
-                f"total_epochs) and add `*, {a.arg}` after them"
-            )
-        elif a.arg in CAPABILITIES:
-            out.append(
-                f"forward's parameter `{a.arg}` is positional, so the harness never passes it (it keeps its "
-                f"default): make it keyword-only, after a `*`: def forward(self, fine_loss, coarse_loss, "
-                f"epoch, total_epochs, *, {a.arg})"
-            )
-    if args.kwarg is not None and not any(a.arg in CAPABILITIES for a in args.kwonlyargs):
-        out.append(
-            f"forward takes **{args.kwarg.arg}, but the harness passes an optional input only to a keyword-only "
-            f"parameter of that name, so {args.kwarg.arg} stays empty; available: {', '.join(CAPABILITIES)} "
-            f"(e.g. def forward(self, fine_loss, coarse_loss, epoch, total_epochs, *, gramian))"
-        )
-    return out
 
 
 FIRST_EPOCHS = 4  # probed with several steps each, as the start of a run
@@ -347,7 +322,7 @@ def interface_check(
             f"(dL/d fine_loss was 0 on all {len(probes)} probe calls)"
         )
     try:
-        warnings = tuple(unpassed_inputs(ast.parse(path.read_text(encoding="utf-8"))))
+        warnings = tuple(input_warnings(ast.parse(path.read_text(encoding="utf-8"))))
     except (OSError, SyntaxError, UnicodeDecodeError, RecursionError):
         warnings = ()  # the static check reports a file it cannot read
     return CheckReport(
@@ -355,6 +330,6 @@ def interface_check(
         ready.num_params,
         len(probes),
         ready.head_loss,
-        warnings,
+        ready.warnings + warnings,
         statistics.median(seconds[2:] or seconds),
     )

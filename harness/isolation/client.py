@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.isolation import worker as wire
+from harness.isolation.inputs import kwargs_inputs
 from harness.isolation.messages import (
     MAX_MESSAGE,
     MAX_STAGE,
@@ -114,7 +115,7 @@ class LossWorker:
         self._drain: _LogDrain | None = None
         self._buffer = bytearray()
         self.ready: Ready | None = None
-        self._pending: tuple[float, float] | None = None  # a sent step's (start, timeout), until its reply
+        self._pending: tuple[float, float] | None = None  # a sent request's (start, timeout), until its reply
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -140,12 +141,15 @@ class LossWorker:
                     "max_params": self.max_params,
                     "dtype": self.dtype,
                     "optimizer": self.optimizer.model_dump(include={"lr", "momentum", "weight_decay", "nesterov"}),
+                    # the inputs forward reads from **kwargs, as the static check sees them
+                    "kwargs_inputs": kwargs_inputs(self.submission),
                 },
             ),
             self.start_timeout,
             "starting the loss module",
         )
-        self.ready = Ready.from_json(self._expect_json(wire.READY, self.start_timeout, "starting the loss module"))
+        reply = self._recv(self.start_timeout, "starting the loss module")
+        self.ready = Ready.from_json(self._expect_json(*reply, expected=wire.READY))
         return self.ready
 
     def close(self) -> None:
@@ -178,12 +182,14 @@ class LossWorker:
     def send_step(self, request: StepRequest) -> None:
         """The first half of :meth:`step`: send the request; :meth:`receive_step` reads the reply, so
         that the round trips of several workers overlap (the fused seeds of one architecture). The
-        time to the reply counts against the run's budget as in :meth:`step`."""
-        self._begin(request.pack())
+        time from the request to its reply counts against the run's budget as in :meth:`step`."""
+        frame = request.pack()
+        self.sent_steps.append(frame)
+        self._send_budgeted(frame, "computing the loss")
 
     def receive_step(self) -> StepReply:
         """The reply to the request :meth:`send_step` sent, validated."""
-        return self._finish()
+        return self._step_reply(*self._receive_budgeted("computing the loss"))
 
     def replay(self, frames: list[bytes]) -> None:
         """Send the STEP frames of an earlier run to this fresh worker, so that the loss module
@@ -192,57 +198,78 @@ class LossWorker:
             self._step_frame(frame)
 
     def _step_frame(self, frame: bytes) -> StepReply:
-        self._begin(frame)
-        return self._finish()
-
-    def _begin(self, frame: bytes) -> None:
         self.sent_steps.append(frame)
-        started = time.monotonic()
-        timeout = min(self.call_timeout, self.run_budget - self.spent)
-        self._pending = (started, timeout)
-        with self._budget_error(timeout):
-            self._send(frame, timeout, "computing the loss")
+        return self._step_reply(*self._budgeted(frame, "computing the loss"))
 
-    def _finish(self) -> StepReply:
-        if self._pending is None:
-            raise RuntimeError("receive_step() without send_step()")
-        (started, timeout), self._pending = self._pending, None
-        with self._budget_error(timeout):
-            kind, payload = self._recv(timeout - (time.monotonic() - started), "computing the loss")
-        self.spent += time.monotonic() - started
+    def _step_reply(self, kind: int, payload: bytes) -> StepReply:
         if kind != wire.RESULT or len(payload) != wire.RESULT_RECORD.size:
             self._unexpected(kind, payload)
         if self.ready is None:
             raise RuntimeError("start() first")
         return StepReply.unpack(payload, head_loss=self.ready.head_loss)
 
+    def _budgeted(self, frame: bytes, doing: str) -> tuple[int, bytes]:
+        """Send ``frame`` and receive the reply, within the call limit and what is left of the run's
+        budget; the time spent counts against the budget (every request does: a step, ``scalars()``,
+        the state report)."""
+        self._send_budgeted(frame, doing)
+        return self._receive_budgeted(doing)
+
+    def _send_budgeted(self, frame: bytes, doing: str) -> None:
+        """The request half of :meth:`_budgeted`; the reply's deadline starts now."""
+        started = time.monotonic()
+        timeout = min(self.call_timeout, self.run_budget - self.spent)
+        try:
+            with self._budget_error(timeout, doing):
+                if timeout <= 0:
+                    raise WorkerError("timeout", "no time left")
+                self._send(frame, timeout, doing)
+        except BaseException:
+            self.spent += time.monotonic() - started
+            raise
+        self._pending = (started, timeout)
+
+    def _receive_budgeted(self, doing: str) -> tuple[int, bytes]:
+        """The reply half of :meth:`_budgeted`."""
+        if self._pending is None:
+            raise RuntimeError("a reply is read only after its request was sent")
+        (started, timeout), self._pending = self._pending, None
+        try:
+            with self._budget_error(timeout, doing):
+                return self._recv(timeout - (time.monotonic() - started), doing)
+        finally:
+            self.spent += time.monotonic() - started
+
     @contextlib.contextmanager
-    def _budget_error(self, timeout: float) -> Iterator[None]:
-        """A step's timeout that the run's budget (not the per-call limit) set is the budget's error."""
+    def _budget_error(self, timeout: float, doing: str) -> Iterator[None]:
+        """A timeout that the run's budget (not the per-call limit) set is the budget's error."""
         try:
             yield
         except WorkerError as e:
             if e.stage == "timeout" and timeout < self.call_timeout:
+                self.close()
                 raise WorkerError(
                     "budget",
-                    f"the loss worker used up its time budget of {self.run_budget:.0f} s for this run; it was stopped",
+                    f"the loss worker used up its time budget of {self.run_budget:.0f} s for this run "
+                    f"(while {doing}); it was stopped",
                 ) from None
             raise
 
     def state(self) -> dict[str, list[float]]:
         """The loss module's parameters by name (for reports; never fed back to training). Checked
         like any worker input: finite numbers only, at most as many as the module announced, names
-        of at most 200 printable characters."""
-        self._send(wire.pack_frame(wire.STATE), self.call_timeout, "reporting its parameters")
-        reply = self._expect_json(wire.STATE_REPLY, self.call_timeout, "reporting its parameters")
+        by the worker's own rule. Its time counts in the run's budget."""
+        frame = self._budgeted(wire.pack_frame(wire.STATE), "reporting its parameters")
+        reply = self._expect_json(*frame, expected=wire.STATE_REPLY)
         params = self.ready.num_params if self.ready is not None else self.max_params
         return loss_state(reply, params + wire.MAX_STATE_EXTRA)
 
     def scalars(self) -> dict[str, float]:
         """What the module's optional ``scalars()`` reports now (after the last step), checked as
-        hostile input (:func:`~harness.isolation.messages.scalars_report`); empty without it."""
-        self._send(wire.pack_frame(wire.SCALARS), self.call_timeout, "reporting its scalars()")
-        return scalars_report(self._expect_json(wire.SCALARS_REPLY, self.call_timeout, "reporting its scalars()"))
+        hostile input (:func:`~harness.isolation.messages.scalars_report`); empty without it. Its
+        time counts in the run's budget."""
+        reply = self._budgeted(wire.pack_frame(wire.SCALARS), "reporting its scalars()")
+        return scalars_report(self._expect_json(*reply, expected=wire.SCALARS_REPLY))
 
     # ------------------------------------------------------------------- plumbing
 
@@ -349,9 +376,9 @@ class LossWorker:
             self._raise_reported(payload)
         return kind, payload
 
-    def _expect_json(self, kind: int, timeout: float, doing: str) -> dict[str, Any]:
-        got, payload = self._recv(timeout, doing)
-        if got != kind:
+    def _expect_json(self, got: int, payload: bytes, *, expected: int) -> dict[str, Any]:
+        """A received frame ``(got, payload)`` that must be a JSON control message of type ``expected``."""
+        if got != expected:
             self._unexpected(got, payload)
         try:
             obj = json.loads(payload)

@@ -16,7 +16,8 @@ from harness.text import printable
 
 MAX_STAGE = 40  # characters of the worker's reported stage that are kept
 MAX_MESSAGE = 2000
-MAX_PARAM_NAME = 200
+MAX_PARAM_NAME = wire.MAX_STATE_NAME
+MAX_WARNING = 400  # characters of each warning in READY that are kept (at most five are)
 
 
 class WorkerError(RuntimeError):
@@ -40,6 +41,7 @@ class Ready:
     capabilities: tuple[str, ...]
     num_params: int
     head_loss: bool = False  # the module defines head_loss: the heads follow it, not forward
+    warnings: tuple[str, ...] = ()  # what the worker found wrong but not fatal (a tensor nothing trains)
 
     @classmethod
     def from_json(cls, reply: dict[str, Any]) -> Ready:
@@ -53,7 +55,10 @@ class Ready:
         head_loss = reply.get("head_loss", False)
         if not isinstance(head_loss, bool):
             raise WorkerError("protocol", "the worker announced an invalid head_loss flag")
-        return cls(tuple(caps), num_params, head_loss)
+        warnings = reply.get("warnings", [])
+        if not (isinstance(warnings, list) and all(isinstance(w, str) for w in warnings)):
+            raise WorkerError("protocol", "the worker announced invalid warnings")
+        return cls(tuple(caps), num_params, head_loss, tuple(printable(w)[:MAX_WARNING] for w in warnings[:5]))
 
 
 @dataclass(frozen=True)
@@ -157,16 +162,12 @@ def _finite_number(x: object) -> bool:
 
 def loss_state(reply: dict[str, Any], limit: int) -> dict[str, list[float]]:
     """Validate the worker's parameter report: finite numbers only, at most ``limit`` of them,
-    names of at most :data:`MAX_PARAM_NAME` printable characters."""
+    names by the worker's own rule (:func:`~harness.isolation.worker.valid_name`)."""
     params = reply.get("params")
     if (
         not isinstance(params, dict)
         or not all(
-            isinstance(k, str)
-            and 0 < len(k) <= MAX_PARAM_NAME
-            and printable(k) == k
-            and isinstance(v, list)
-            and all(_finite_number(x) for x in v)
+            wire.valid_name(k, MAX_PARAM_NAME) and isinstance(v, list) and all(_finite_number(x) for x in v)
             for k, v in params.items()
         )
         or sum(len(v) for v in params.values()) > limit
@@ -178,16 +179,13 @@ def loss_state(reply: dict[str, Any], limit: int) -> dict[str, list[float]]:
 def scalars_report(reply: dict[str, Any]) -> dict[str, float]:
     """Validate the worker's report of what the module's ``scalars()`` said (the worker checked it
     too, but runs beside the submission): at most :data:`~harness.isolation.worker.MAX_SCALARS`
-    names of 1 to :data:`~harness.isolation.worker.MAX_SCALAR_NAME` printable characters, finite
-    numbers only."""
+    names by the worker's own rule (:func:`~harness.isolation.worker.valid_name`), finite numbers
+    only."""
     scalars = reply.get("scalars")
     if (
         not isinstance(scalars, dict)
         or len(scalars) > wire.MAX_SCALARS
-        or not all(
-            isinstance(k, str) and 0 < len(k) <= wire.MAX_SCALAR_NAME and printable(k) == k and _finite_number(v)
-            for k, v in scalars.items()
-        )
+        or not all(wire.valid_name(k, wire.MAX_SCALAR_NAME) and _finite_number(v) for k, v in scalars.items())
     ):
         raise WorkerError("protocol", "the worker's report of the module's scalars() is malformed")
     return {k: float(v) for k, v in scalars.items()}

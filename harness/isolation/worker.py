@@ -14,8 +14,8 @@ worker log) and cannot corrupt the protocol.
 
 Session::
 
-    trainer -> INIT {"submission", "seed", "optimizer", "max_params", "dtype"}
-    worker  -> READY {"capabilities", "num_params", "head_loss"}   | ERROR {...}
+    trainer -> INIT {"submission", "seed", "optimizer", "max_params", "dtype", "kwargs_inputs"}
+    worker  -> READY {"capabilities", "num_params", "head_loss", "warnings"}   | ERROR {...}
     trainer -> STEP record                              (one per training step)
     worker  -> RESULT record                            | ERROR {...}
     trainer -> STATE                                   (optional, any time)
@@ -52,6 +52,21 @@ MAX_FRAME = 4 << 20  # bytes; a longer frame is a protocol violation
 STEP_RECORD = struct.Struct("<qqqqddddddddddddI")
 MAX_STATE_EXTRA = 10_000  # numbers of buffers and plain attributes in a state report, beyond the parameters
 MAX_SCALARS, MAX_SCALAR_NAME = 8, 40  # what a module's optional scalars() may report: names, their length
+MAX_STATE_NAME = 200
+NAME_PUNCTUATION = frozenset(" _.:-/[]()+=,#%*")
+
+
+def valid_name(name: object, limit: int) -> bool:
+    """The one rule for a name the worker reports (a scalar's, a parameter's, a buffer's), applied on
+    both sides: 1 to ``limit`` letters, digits and ``NAME_PUNCTUATION``, no leading or trailing
+    space (no control, format, separator or markup character: nothing that hides, reorders, breaks
+    a line or a table, or reaches a page as HTML)."""
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= limit
+        and name == name.strip()
+        and all(c.isalnum() or c in NAME_PUNCTUATION for c in name)
+    )
 
 
 class StepRecord(NamedTuple):
@@ -113,6 +128,14 @@ CAPABILITIES: dict[str, str] = {
 }
 """Optional keyword-only parameters of ``forward``; the trainer computes only those asked for."""
 
+OPTIONAL_TOOLS = frozenset(
+    {"wandb", "tensorboard", "tensorboardX", "torch.utils.tensorboard", "tqdm", "mlflow", "neptune", "comet_ml"}
+    | {"clearml", "aim", "swanlab", "visdom"}
+)
+"""Experiment trackers and progress bars: a submission may import them only under ``try: ... except
+ImportError:`` (the static check), and every such import fails in the worker whatever the environment
+has installed, so the fallback always runs (``scalars()`` records numbers instead)."""
+
 TRACEBACK_LIMIT = 4000  # characters of a submission's traceback that travel back
 
 
@@ -164,15 +187,21 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _claim_protocol_fds(connect: str | None = None) -> tuple[int, int]:
+def _claim_protocol_fds(connect: str | None = None, token_file: str | None = None) -> tuple[int, int]:
     """Move the protocol to private fds; point fd 0 at /dev/null and fd 1 at stderr. With
     ``connect`` (a Unix socket path, the Docker backend's transport) the protocol runs over a
-    connection to it instead of over fds 0/1."""
+    connection to it instead of over fds 0/1, which first carries the run's secret read from
+    ``token_file`` (the trainer talks only to a connection that sends it)."""
     if connect is not None:
         import socket
 
+        token = b""
+        if token_file is not None:
+            with open(token_file, "rb") as f:
+                token = f.read()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(connect)
+        sock.sendall(token)
         proto_in = proto_out = sock.detach()  # a plain fd: os.read / os.write, non-inheritable
     else:
         proto_in, proto_out = os.dup(0), os.dup(1)  # non-inheritable by default
@@ -209,8 +238,9 @@ def _short_traceback(exc: BaseException, submission: str) -> str:
     return text
 
 
-def read_capabilities(forward: Any) -> list[str]:
-    """Keyword-only parameters of ``forward`` that the trainer knows how to compute."""
+def read_capabilities(forward: Any, kwargs_inputs: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """Keyword-only parameters of ``forward`` that the trainer knows how to compute, and, when it takes
+    ``**kwargs``, the inputs the static check saw it read from there (``kwargs_inputs``)."""
     try:
         params = inspect.signature(forward).parameters.values()
     except (TypeError, ValueError) as e:
@@ -233,6 +263,8 @@ def read_capabilities(forward: Any) -> list[str]:
                 f"MultiTaskLoss.forward has a required keyword-only parameter {p.name!r} that the "
                 f"harness does not provide; available: {', '.join(CAPABILITIES)}"
             )
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        caps += [k for k in kwargs_inputs if k in CAPABILITIES and k not in caps]
     return caps
 
 
@@ -280,6 +312,41 @@ def read_head_loss(module: Any) -> Any:
     return method
 
 
+def _import_without_optional_tools(real: Any) -> Any:
+    """``__import__`` for the submission's module: an import of one of :data:`OPTIONAL_TOOLS` fails."""
+
+    def guarded(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+        for full in [name] + [f"{name}.{item}" for item in fromlist or ()]:
+            if any(full == t or full.startswith(t + ".") for t in OPTIONAL_TOOLS):
+                raise ModuleNotFoundError(f"No module named {full!r} (not in the loss worker)", name=full)
+        return real(name, globals, locals, fromlist, level)
+
+    return guarded
+
+
+def untrained_tensors(module: Any) -> list[str]:
+    """Warnings naming each tensor with ``requires_grad=True`` that the module holds but that is not one of
+    its parameters (``self.w = torch.tensor([1., 1.], requires_grad=True)``): nothing ever trains it."""
+    import torch
+
+    found = [f"self.{name} (a buffer)" for name, b in module.named_buffers() if b.requires_grad]
+    for prefix, sub in module.named_modules():
+        for name, value in vars(sub).items():
+            if name in ("_parameters", "_buffers", "_modules"):
+                continue
+            items = (
+                value.items() if isinstance(value, dict) else enumerate(value) if type(value) in (list, tuple) else ()
+            )
+            for where, v in [("", value)] + [(f"[{k!r}]", v) for k, v in items]:
+                if type(v) is torch.Tensor and v.requires_grad and v.is_leaf:
+                    found.append(f"self.{prefix + '.' if prefix else ''}{name}{where}")
+    return [
+        f"{what} is a tensor with requires_grad=True but not an nn.Parameter, so nothing trains it (the harness "
+        "steps the module's parameters only): wrap it in nn.Parameter, e.g. self.w = nn.Parameter(torch.ones(2))"
+        for what in found[:5]
+    ]
+
+
 def as_loss(leaf: Any) -> Any:
     """``leaf``'s value as a loss tensor is in training: a non-leaf 0-d tensor made by ``nll_loss``
     (``grad_fn`` NllLossBackward0, exactly ``leaf``'s value, derivative 1), so that in-place
@@ -294,9 +361,9 @@ def as_loss(leaf: Any) -> Any:
 class LossSession:
     """The submission's loss module, its optimizer, and the per-step contract."""
 
-    def __init__(
-        self, submission: str, seed: int, optimizer: dict[str, Any], max_params: int, dtype: str = "float32"
-    ) -> None:
+    def __init__(self, submission: str, init: dict[str, Any]) -> None:
+        """``init``: the INIT message (seed, optimizer, max_params, dtype, kwargs_inputs)."""
+        import builtins
         import importlib.util
 
         import torch
@@ -304,6 +371,7 @@ class LossSession:
         self.torch = torch
         self.submission = submission
         torch.set_num_threads(1)
+        seed, dtype, max_params = init["seed"], init.get("dtype", "float32"), init["max_params"]
         torch.manual_seed(seed)
         random.seed(seed)
         try:
@@ -316,6 +384,7 @@ class LossSession:
         if spec is None or spec.loader is None:
             raise InterfaceError(f"cannot import {submission}")
         module = importlib.util.module_from_spec(spec)
+        module.__dict__["__builtins__"] = dict(vars(builtins), __import__=_import_without_optional_tools(__import__))
         spec.loader.exec_module(module)
         cls = getattr(module, "MultiTaskLoss", None)
         if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
@@ -336,20 +405,12 @@ class LossSession:
         for p in self.module.parameters():
             if p.device.type != "cpu":
                 raise InterfaceError("the loss module runs on the CPU; do not move it to another device")
-        self.capabilities = read_capabilities(self.module.forward)
+        self.warnings = untrained_tensors(self.module)
+        self.capabilities = read_capabilities(self.module.forward, list(init.get("kwargs_inputs", [])))
         self.losses_only = _variadic(self.module.forward)  # forward(self, *losses): the two losses only
         self.head_loss = read_head_loss(self.module)
-        self.optimizer = (
-            torch.optim.SGD(
-                self.params,
-                lr=optimizer["lr"],
-                momentum=optimizer["momentum"],
-                weight_decay=optimizer["weight_decay"],
-                nesterov=optimizer["nesterov"],
-            )
-            if self.params
-            else None
-        )
+        sgd = {k: init["optimizer"][k] for k in ("lr", "momentum", "weight_decay", "nesterov")}
+        self.optimizer = torch.optim.SGD(self.params, **sgd) if self.params else None
 
     def step(self, record: StepRecord) -> ResultRecord:
         """One training step."""
@@ -444,7 +505,11 @@ class LossSession:
         (``attr:NAME``: a step counter, a list of past losses); non-finite values are left out."""
         import torch
 
-        out = {name: p.detach().reshape(-1).tolist() for name, p in self.module.named_parameters()}
+        out = {
+            name: p.detach().reshape(-1).tolist()
+            for name, p in self.module.named_parameters()
+            if valid_name(name, MAX_STATE_NAME)
+        }
         room = MAX_STATE_EXTRA
         extra: list[tuple[str, list[float]]] = []
         for name, b in self.module.named_buffers():
@@ -460,7 +525,7 @@ class LossSession:
                 extra.append((f"attr:{name}", [float(x) for x in numbers]))
         for name, values in extra:
             values = [v for v in values if math.isfinite(v)]
-            if values and len(values) <= room and len(name) <= 200:
+            if values and len(values) <= room and valid_name(name, MAX_STATE_NAME):
                 out[name] = values
                 room -= len(values)
         return out
@@ -474,17 +539,30 @@ def read_scalars(module: Any) -> dict[str, float]:
     method = inspect.getattr_static(type(module), "scalars", None)
     out = method(module) if inspect.isfunction(method) else {}
 
-    def number(v: Any) -> bool:
-        return type(v) in (int, float, bool) or type(v) is torch.Tensor and v.numel() == 1 and not v.is_complex()
+    np = sys.modules.get("numpy")  # a numpy value means numpy is loaded
 
-    if not (isinstance(out, dict) and len(out) <= MAX_SCALARS) or not all(
-        isinstance(k, str) and 0 < len(k) <= MAX_SCALAR_NAME and k.isprintable() and number(v) for k, v in out.items()
-    ):
-        raise InterfaceError(
-            f"MultiTaskLoss.scalars() must return a dict of at most {MAX_SCALARS} names (at most {MAX_SCALAR_NAME} "
-            f"printable characters) to numbers (int, float or a one-element tensor); got {repr(out)[:200]}"
-        )
-    return {k: float(v) for k, v in out.items() if math.isfinite(float(v))}
+    def number(v: Any) -> bool:
+        if type(v) in (int, float, bool) or type(v) is torch.Tensor and v.numel() == 1 and not v.is_complex():
+            return True
+        return np is not None and isinstance(v, (np.generic, np.ndarray)) and v.size == 1 and v.dtype.kind in "biuf"
+
+    contract = (
+        f"a dict of at most {MAX_SCALARS} names (each at most {MAX_SCALAR_NAME} characters: letters, digits, spaces "
+        f"or {''.join(sorted(NAME_PUNCTUATION - {' '}))}) to numbers (int, float, a numpy number or a one-element "
+        "tensor or array)"
+    )
+    if not (isinstance(out, dict) and len(out) <= MAX_SCALARS):
+        raise InterfaceError(f"MultiTaskLoss.scalars() must return {contract}; got {repr(out)[:200]}")
+    for k, v in out.items():
+        if not valid_name(k, MAX_SCALAR_NAME):
+            raise InterfaceError(f"MultiTaskLoss.scalars() returned the name {repr(k)[:60]}; it must return {contract}")
+        if not number(v):
+            raise InterfaceError(
+                f"MultiTaskLoss.scalars()[{k!r}] is {type(v).__module__}.{type(v).__qualname__} "
+                f"{repr(v)[:80]}; it must return {contract}"
+            )
+    values = {k: float(v.item() if hasattr(v, "item") else v) for k, v in out.items()}
+    return {k: v for k, v in values.items() if math.isfinite(v)}
 
 
 def _die_with_parent() -> None:
@@ -522,8 +600,8 @@ def main() -> int:
     # install's packages are otherwise not found
     sys.path.extend(p for p in _options(argv, "--sys-path") if p not in sys.path)
     _die_with_parent()
-    connect = _options(argv, "--connect")
-    proto_in, proto_out = _claim_protocol_fds(connect[0] if connect else None)
+    connect, token_file = _options(argv, "--connect"), _options(argv, "--token-file")
+    proto_in, proto_out = _claim_protocol_fds(connect[0] if connect else None, token_file[0] if token_file else None)
 
     def send(frame: bytes) -> None:
         _write_all(proto_out, frame)
@@ -541,9 +619,7 @@ def main() -> int:
     init = json.loads(payload)
     submission = init["submission"]
     try:
-        session = LossSession(
-            submission, init["seed"], init["optimizer"], init["max_params"], init.get("dtype", "float32")
-        )
+        session = LossSession(submission, init)
     except InterfaceError as e:
         return fail("interface", str(e))
     except BaseException as e:  # noqa: BLE001  (anything the submission raises while loading)
@@ -555,6 +631,7 @@ def main() -> int:
                 "capabilities": session.capabilities,
                 "num_params": session.num_params,
                 "head_loss": session.head_loss is not None,
+                "warnings": session.warnings,
             },
         )
     )

@@ -168,6 +168,8 @@ if set(COLUMNS_BY_VERSION) != set(MIGRATIONS) | {SCHEMA_VERSION}:
 
 
 def _header_version(first_line: str) -> int | None:
+    if first_line.endswith("\r\n"):
+        first_line = first_line[:-2] + "\n"
     for version, columns in COLUMNS_BY_VERSION.items():
         if first_line == _csv_line(list(columns)):
             return version
@@ -193,6 +195,8 @@ def _check_header(path: Path) -> bool:
             first = f.readline()
     except (UnicodeDecodeError, IsADirectoryError) as e:
         raise LeaderboardError(f"{path} is not a harness leaderboard ({e}); it was left unchanged") from None
+    if first.endswith("\r\n"):  # written with Windows line ends (Python's csv module's default): the same header
+        first = first[:-2] + "\n"
     if first != HEADER_LINE:
         found = first.strip()[:200]
         version = _header_version(first)

@@ -137,8 +137,9 @@ def standing(
         return
     if not others and not any(e.kind == "baseline" for e in mine):  # evaluating baselines: they are the baselines
         console.print(
-            f"no baselines in {escape(str(lb_path))} for profile {profile.name} yet: "
-            f"`harness baselines --profile {profile.name}` adds them"
+            f"no baselines in {escape(str(lb_path))} for profile {profile.name} yet: `harness baselines --only "
+            f"equal_weighting --profile {profile.name}` adds the reference the others are compared with "
+            f"(`harness baselines --profile {profile.name}`: all of them)"
         )
     rep = dataclasses.replace(rep, entries=mine + others, references=[])
     console.print(f"standing in {escape(str(lb_path))} (profile {profile.name}, phase {phase}):")

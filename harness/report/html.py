@@ -1,5 +1,6 @@
 """The leaderboard as one self-contained HTML file: the tables, the legend, the failed runs with
-their reasons, and the figures of :mod:`~harness.report.figures` (embedded as PNG images)."""
+their reasons, and the figures of :mod:`~harness.report.figures` (embedded as PNG images; a figure
+that could not be drawn is a one-line note in its place)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import html
 from pathlib import Path
 
 from harness.report.figures import learning_curves, tradeoffs
+from harness.report.legend import legend
 from harness.report.model import Report, Section
-from harness.report.text import legend, section_table
+from harness.report.text import section_table
 from harness.rundir import RunDir
 from harness.text import printable
 
@@ -38,12 +40,15 @@ def render_html(report: Report, runs_dir: Path) -> str:
         kind, title = section.kind, section.title
         head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in rows)
-        return f'<h2>{html.escape(title)}</h2>\n<table class="{kind}"><tr>{head}</tr>{body}</table>'
+        table = f'<table class="{kind}"><tr>{head}</tr>{body}</table>'
+        return f'<h2>{html.escape(title)}</h2>\n<div class="wide">{table}</div>'
 
     def figure_html(figs: list[tuple[str, str]]) -> str:
         return "\n".join(
             f'<figure><img alt="{html.escape(cap)}" src="data:image/png;base64,{png}">'
             f"<figcaption>{html.escape(cap)}</figcaption></figure>"
+            if png
+            else f'<p class="figure-note">{html.escape(cap)}</p>'  # the figure failed: one line, the rest goes on
             for cap, png in figs
         )
 
@@ -74,10 +79,12 @@ body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; margin-bottom: 1.5em; font-size: 0.9em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }}
 th {{ background: #f2f2f2; }} td:nth-child(2), th:nth-child(2) {{ text-align: left; }}
-td:nth-child(2) {{ font-weight: 600; }} td:first-child {{ white-space: nowrap; }}
+td:nth-child(2) {{ font-weight: 600; min-width: 11em; max-width: 22em; overflow-wrap: anywhere; }}
+div.wide {{ overflow-x: auto; }} td:first-child {{ white-space: nowrap; }}
 table.baseline td {{ background: #f7f9fc; }} table.reference td {{ background: #fbf7ef; font-style: italic; }}
 table.failures td, table.failures th {{ text-align: left; vertical-align: top; font-weight: normal; }}
 table.failures pre {{ margin: 0; white-space: pre-wrap; font-size: 0.85em; max-width: 70em; }}
+p.figure-note {{ color: #a33; }}
 figure {{ margin: 1em 0 2em 0; }} img {{ max-width: 100%; }} figcaption {{ color: #555; font-size: 0.85em; }}
 </style></head>
 <body>

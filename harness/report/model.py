@@ -10,14 +10,15 @@ and test).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from harness import aggregate, published, static_sweep
+from harness import aggregate, board, published, static_sweep
 from harness.aggregate import Standing
 from harness.errors import UsageError
+from harness.family import Power
 from harness.leaderboard.retired import Retired
 from harness.protocol import PROFILES, Phase
 
@@ -57,14 +58,21 @@ class Report:
     entries: list[Standing]  # measured, ranked
     references: list[Standing]
     seeds: tuple[int, ...] = ()  # the protocol's seeds: a complete entry has each, ok, on every architecture
-    controls: list[Standing] = field(default_factory=list)  # best static weight: shown under the baselines
+    controls: list[Standing] = field(default_factory=list)  # tuned and best static weight: under the baselines
     retired: list[Retired] = field(default_factory=list)  # versions hidden from this view (harness retire)
 
     only_arch: str | None = None  # ranked on this architecture alone (harness leaderboard --arch)
+    power: dict[str, Power | None] = field(default_factory=dict)  # per group: what its tests can detect
+    family_size: dict[str, int] = field(default_factory=dict)  # per group: the tests of its family
+
+    @property
+    def tested(self) -> bool:
+        """Whether any group of the view has a test in its family (one seed: none)."""
+        return any(self.family_size.values())
 
     def section(self, kind: str) -> list[Standing]:
         """The headline group's rows of one kind, in order (the baselines' end with the control
-        lines), or the published rows."""
+        lines: the tuned static weight, then the best static weight), or the published rows."""
         if kind == "reference":
             return self.references
         head = [e for e in self.entries if e.settings == HEADLINE and e.kind == kind]
@@ -88,11 +96,13 @@ def build(
     profile: str | None = None,
     retired: Mapping[tuple[str, str, str], Retired] | None = None,
     arch: str | None = None,
+    versions: Sequence[str] = (),
 ) -> Report:
     """Aggregate the leaderboard rows of one profile and phase. With several profiles in the
     file, ``profile`` must name one. The measured rows of ``retired`` versions (by kind, name and
     sha256) are left out, as if never appended; the report lists them. With ``arch``, entries are
-    scored, tested and ranked on that architecture alone."""
+    scored, tested and ranked on that architecture alone. ``versions``: ``NAME@SHA`` of the file
+    versions to rank instead of each entry's newest (:func:`select_versions`)."""
     profiles = sorted(set(df["profile"])) if len(df) else []
     if profile is None:
         if len(profiles) > 1:
@@ -118,8 +128,9 @@ def build(
                 f"no architecture {arch!r} in the {phase} phase of profile {profile}: choose one of {', '.join(archs)}"
             )
         archs = [arch]
-    entries = aggregate.standings(df, phase, archs, seeds)
-    refs = published.reproductions(published.reference_standings(df, archs), entries)
+    groups = board.groups(df, phase, archs, seeds, select_versions(df, versions))
+    entries = [e for g in groups for e in g.entries]
+    refs = published.reproductions(published.reference_standings(df, archs, phase), entries)
     return Report(
         profile=profile,
         phase=phase,
@@ -127,10 +138,34 @@ def build(
         entries=entries,
         references=refs,
         seeds=seeds,
-        controls=static_sweep.best_static(entries),
+        controls=[g.tuned for g in groups if g.tuned is not None] + static_sweep.best_static(entries),
         retired=gone,
         only_arch=arch,
+        power={g.settings: g.power for g in groups},
+        family_size={g.settings: g.family_size for g in groups},
     )
+
+
+def select_versions(df: pd.DataFrame, versions: Sequence[str]) -> dict[tuple[str, str], str]:
+    """``NAME@SHA`` (a prefix of the sha256, as the views and `harness runs` show it) -> ``(kind, name)
+    -> sha256``: the version each named entry ranks instead of its newest. A name that matches no
+    version, or a prefix that matches several, is a :class:`UsageError` listing the versions."""
+    measured = df[df["origin"] == "measured"]
+    out: dict[tuple[str, str], str] = {}
+    for item in versions:
+        name, _, sha = item.partition("@")
+        name = name.strip()
+        if not sha:
+            raise UsageError(f"--version {item!r}: name one version as NAME@SHA (e.g. {name or 'x.py'}@1a2b3c4d)")
+        rows = measured[measured["submission"].isin([name, f"{name}.py"])]
+        found = sorted(set(zip(rows["kind"], rows["submission"], rows["submission_sha256"])))
+        chosen = [(k, n, v) for k, n, v in found if v.startswith(sha.strip().lower())]
+        if len(chosen) != 1:
+            listed = ", ".join(f"{n}@{v[:8]}" for _, n, v in found) or "none"
+            raise UsageError(f"--version {item!r} names {len(chosen)} versions; the versions of {name}: {listed}")
+        kind, n, v = chosen[0]
+        out[(kind, n)] = v
+    return out
 
 
 # ---- cells ------------------------------------------------------------------------------------------

@@ -1,13 +1,15 @@
-"""The leaderboard as text: Markdown and CSV, and the cells and legend every format shares (the
-terminal table is :mod:`~harness.report.terminal`)."""
+"""The leaderboard as text: Markdown, and the cells every format shares (the terminal table is
+:mod:`~harness.report.terminal`, the legend :mod:`~harness.report.legend`, CSV and JSON
+:mod:`~harness.report.data`)."""
 
 from __future__ import annotations
 
-from harness.aggregate import ALPHA, CORRECTION, LEVEL, REFERENCE_BASELINE, TEST_NAME, ArchStats, Standing
-from harness.published import published
-from harness.report.model import HEADLINE, Report, Section
-from harness.static_sweep import CONTROL_LABEL, SWEEP
+from harness.aggregate import ArchStats, Comparison, Standing
+from harness.report.legend import legend
+from harness.report.model import Report, Section
 from harness.text import markdown_text
+
+__all__ = ["fmt_comparison", "fmt_diff", "fmt_rank", "fmt_score", "fmt_stats", "fmt_tuned", "render_markdown"]
 
 
 def _seed_list(seeds: tuple[int, ...]) -> str:
@@ -15,11 +17,13 @@ def _seed_list(seeds: tuple[int, ...]) -> str:
 
 
 def fmt_stats(s: ArchStats, note: str = "") -> str:
-    """``61.00 ± 1.00 (n=3)``, with the seeds that failed, are missing or were retried, and ``note``."""
+    """``61.00 ± 1.00 (n=3)``, with the seeds that failed, are missing or were retried, the extra
+    seeds the tests also pair, and ``note``."""
     problems = (
         ([f"failed {_seed_list(s.failed_seeds)}"] if s.failed_seeds else [])
         + ([f"missing {_seed_list(s.missing)}"] if s.missing else [])
         + ([f"retried {_seed_list(s.retried)}"] if s.retried else [])
+        + ([f"extra seeds {_seed_list(tuple(sorted(s.extra)))}"] if s.extra else [])
         + ([note] if note else [])
     )
     if s.mean is None:
@@ -29,62 +33,74 @@ def fmt_stats(s: ArchStats, note: str = "") -> str:
 
 
 def fmt_diff(s: ArchStats) -> str:
-    """``+1.37 [+0.57, +2.17] (p=0.018, Holm 0.126) *``: the paired difference from equal weighting,
-    its 95% interval, the raw and the adjusted p-value; ``*`` only when the adjusted one is below ALPHA."""
+    """``+1.37 [+0.57, +2.17]``: the descriptive per-architecture difference from equal weighting and
+    its 95% interval (its unadjusted p-value is in the exports; no claim is read from it)."""
     if s.diff is None:
         return ""
-    interval = f" [{s.ci[0]:+.2f}, {s.ci[1]:+.2f}]" if s.ci is not None else ""
-    if s.p_value is not None:
-        p = f"p{_p(s.p_value)}" + (f", {CORRECTION} {_p(s.p_adjusted).lstrip('=')}" if s.p_adjusted is not None else "")
-    else:
-        p = f"no test: {s.no_test or f'{s.n_pairs} paired seeds'}"
-    return f"{s.diff:+.2f}{interval} ({p}){' *' if s.significant else ''}"
+    interval = f" [{s.ci[0]:+.2f}, {s.ci[1]:+.2f}]" if s.ci is not None else f" ({s.no_test})" if s.no_test else ""
+    return f"{s.diff:+.2f}{interval}"
 
 
 def _p(p: float) -> str:
     return "<0.001" if p < 0.001 else f"={p:.3f}"
 
 
-def fmt_rank(e: Standing, *, stacked: bool = False) -> str:
-    """``2``, or ``2 (1-4)`` when the score intervals allow other ranks (``stacked``: the range on a
-    second line, ``2\n1-4``)."""
+def fmt_comparison(c: Comparison | None) -> str:
+    """``+1.28 [+0.98, +1.59] (p=0.003, adj 0.012) *``: a difference in score, its 95% interval, the raw
+    and the adjusted p-value; ``*`` only when the adjusted one is below alpha. A comparison outside the
+    family (an entry not ranked) shows its difference and interval only."""
+    if c is None or c.diff is None:
+        return ""
+    interval = f" [{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]" if c.ci is not None else ""
+    if c.p_value is not None:
+        adjusted = f", adj {_p(c.p_adjusted).lstrip('=')}" if c.p_adjusted is not None else ""
+        p = f" (p{_p(c.p_value)}{adjusted})"
+    else:
+        p = f" (no test: {c.no_test or f'{c.n_pairs} paired seeds'})"
+    return f"{c.diff:+.2f}{interval}{p}{' *' if c.significant else ''}"
+
+
+def fmt_tuned(e: Standing) -> str:
+    """``better: +0.85 [+0.41, +1.29] (adj p 0.012)``: the label against the tuned static weight, the
+    difference in score and its interval, and the adjusted p-value that decided it (both when none did)."""
+    c = e.vs_tuned
+    if not e.tuned_label or c is None or c.diff is None:
+        return ""
+    interval = f" [{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]" if c.ci is not None else ""
+    diff = f"adj p {_p(c.p_adjusted).lstrip('=')}" if c.p_adjusted is not None else ""
+    eq = f"equivalence adj p {_p(c.p_equivalent_adjusted).lstrip('=')}" if c.p_equivalent_adjusted is not None else ""
+    why = {"better": diff, "worse": diff, "equivalent": eq}.get(e.tuned_label, "; ".join(x for x in (diff, eq) if x))
+    return f"{e.tuned_label}: {c.diff:+.2f}{interval}" + (f" ({why})" if why else f" (no test: {c.no_test})")
+
+
+def fmt_rank(e: Standing, *, stacked: bool = False, ranges: bool = True) -> str:
+    """``2``, or ``2 (1-4)`` when the significant results allow other ranks (``stacked``: the range on a
+    second line, ``2\\n1-4``); ``ranges`` False: the rank alone (nothing was tested, or one entry)."""
     if e.rank is None:
         return ""
-    if e.rank_range is None or e.rank_range[0] == e.rank_range[1]:
+    if not ranges or e.rank_range is None or e.rank_range[0] == e.rank_range[1]:
         return str(e.rank)
     lo, hi = e.rank_range
     return f"{e.rank}\n{lo}-{hi}" if stacked else f"{e.rank} ({lo}-{hi})"
 
 
+def show_ranges(report: Report) -> bool:
+    """Rank ranges mean something when some test was run and more than one entry is ranked."""
+    return report.tested and sum(e.rank is not None for e in report.entries) > 1
+
+
 def fmt_score(e: Standing) -> str:
-    """``66.80 [66.12, 67.49]``: the score and its 95% interval (over the per-seed scores)."""
+    """``66.80 [66.12, 67.49]``: the score and its 95% interval (over the per-seed scores); a published
+    row of one seed: ``1 seed: 68.60`` (not a mean of several)."""
+    if e.single_seed_score is not None:
+        return f"1 seed: {e.single_seed_score:.2f}"
     if e.score is None:
-        return "incomplete" if e.kind != "reference" else ""
+        return "incomplete" if e.kind not in ("reference", "control") else ""
     return f"{e.score:.2f}" + (f" [{e.score_ci[0]:.2f}, {e.score_ci[1]:.2f}]" if e.score_ci is not None else "")
 
 
-def unranked_note(report: Report) -> list[str]:
-    """Why entries are listed without a rank, and how to rank on what they have."""
-    unranked = [e for e in report.entries if e.rank is None]
-    if not unranked:
-        return []
-    seeds = "/".join(str(x) for x in report.seeds) or "the protocol's seeds"
-    where = f"on {report.only_arch}" if report.only_arch else f"on every architecture ({', '.join(report.archs)})"
-    with_some = {a for e in unranked for a, s in e.archs.items() if s.complete}
-    hint = (
-        f" `harness leaderboard --arch {sorted(with_some)[0]}` ranks on one architecture."
-        if with_some and not report.only_arch and len(report.archs) > 1
-        else ""
-    )
-    return [
-        f"{len(unranked)} entr{'y is' if len(unranked) == 1 else 'ies are'} not ranked: an entry is ranked when "
-        f"every seed ({seeds}) has an ok run {where}. They follow the ranked ones, listed by what they have: the "
-        "most architectures with ok runs, then the geometric mean of their means." + hint
-    ]
-
-
 def fmt_cost(e: Standing) -> str:
-    """``1.85x``: training time over equal weighting's on the same device and settings."""
+    """``1.85x (cpu, none)``: training time over equal weighting's on the same device and settings."""
     return f"{e.cost:.2f}x ({e.cost_on})" if e.cost is not None and e.cost_on else fmt_cost_short(e)
 
 
@@ -96,113 +112,28 @@ def fmt_final(s: ArchStats) -> str:
     return f"{s.final_mean:.2f}" if s.final_mean is not None else ""
 
 
-def retired_note(report: Report) -> list[str]:
-    """Which versions this view hides, and how to show them again."""
-    if not report.retired:
-        return []
-    items = "; ".join(
-        f"{r.submission} @{r.sha256[:8]} (since {r.at[:10]}{': ' + r.reason if r.reason else ''})"
-        for r in report.retired
-    )
-    return [f"retired, not shown: {items}. `harness retire NAME@SHA --restore` shows a version again."]
-
-
-def legend(report: Report) -> list[str]:
-    seeds = f" ({_seed_list(report.seeds)})" if report.seeds else ""
-    return (
-        [
-            f"profile {report.profile}, phase {report.phase}; best fine-class test accuracy (%) per architecture (the "
-            "task's metric: the best of every epoch's test evaluation, so optimistic): mean ± sample std "
-            "(ddof = 1) over seeds, n = seeds counted; each seed counts by its latest attempt (failed: its latest "
-            "attempt failed; retried: the seed has more than one attempt, each a row); runs of seeds outside the "
-            "profile's are not counted. final ARCH: the mean of the last epoch's fine test accuracy, which no "
-            "choice of epoch flatters.",
-            "score = geometric mean over the architectures of the per-architecture means "
-            f"[its {LEVEL:.0%} t-interval over the per-seed scores, each seed's geometric mean across the "
-            "architectures]; 'incomplete' = not every protocol seed"
-            f"{seeds} has an ok latest attempt on every architecture: shown, not scored or ranked."
-            + (f" Ranked on {report.only_arch} alone (--arch)." if report.only_arch else ""),
-            f"Comparison groups: entries are ranked, compared with {REFERENCE_BASELINE.removesuffix('.py')} and "
-            f"adjusted only within their settings; the first tables are the task's ({HEADLINE}, shared network), "
-            "each other precision, topology, compile or deterministic setting has its own table.",
-            f"Δ vs {REFERENCE_BASELINE.removesuffix('.py')}: mean over paired seeds (seeds both have) of the per-seed "
-            f"difference, [its {LEVEL:.0%} t-interval]; {TEST_NAME} (df = n - 1); Δ pooled: the same over paired "
-            f"(architecture, seed). {CORRECTION}'s method adjusts every p-value of a comparison group as one family "
-            "(each entry against it per architecture and pooled, and every pair of ranked entries, pooled): "
-            f"* = adjusted p < {ALPHA}. With n = 3 "
-            "seeds (2 df) only large, consistent differences can reach it; no marker does not mean no difference.",
-            "rank (a-b): the ranks that no significant pairwise result contradicts (a = 1 + the entries significantly "
-            "above it, b = the group's count - those significantly below it); an entry significantly above another "
-            "never has a range reaching that entry's rank.",
-        ]
-        + (
-            [
-                f"cost: training time over {REFERENCE_BASELINE.removesuffix('.py')}'s: every epoch of each counted run "
-                "(a resumed run counts all its epochs), summed over the (architecture, seed) runs both have on the "
-                "same device type, sandbox, channels_last and torch version, with the same settings. A loaded "
-                "machine or runs sharing it (--jobs) inflate it, and the rows do not say so; shown, never part of "
-                "the score."
-            ]
-            if any(e.cost is not None for e in report.entries)
-            else []
-        )
-        + (
-            [
-                f"{CONTROL_LABEL}: on each architecture, the best of the static-weight sweep L = L_fine + w L_coarse "
-                f"(w in {', '.join(f'{w:g}' for w in sorted(SWEEP.values()))}) that is measured; the weight is "
-                "chosen on the test accuracy shown, so the line flatters it: not ranked, not tested."
-            ]
-            if report.controls
-            else []
-        )
-        + unranked_note(report)
-        + published_notes(report)
-        + retired_note(report)
-    )
+def fmt_improvement(e: Standing) -> str:
+    return f"{e.improvement:.2f}" if e.improvement is not None else ""
 
 
 def _columns(report: Report) -> list[str]:
     cols = ["rank", "entry"]
     for arch in report.archs:
         cols += [arch, f"final {arch}", f"Δ {arch}"]
-    return cols + ["Δ pooled", "score", "cost"]
+    return cols + ["Δ score", "vs tuned static weight", "P(>EW)", "score", "cost"]
 
 
 def _cells(report: Report, e: Standing) -> list[str]:
-    cells = [fmt_rank(e), e.display]
+    cells = [fmt_rank(e, ranges=show_ranges(report)), e.display]
     for arch in report.archs:
         s = e.archs[arch]
         cells += [fmt_stats(s, e.picked.get(arch, "")), fmt_final(s), fmt_diff(s)]
-    return cells + [fmt_diff(e.pooled) if e.pooled is not None else "", fmt_score(e), fmt_cost(e)]
+    return cells + [fmt_comparison(e.vs_ref), fmt_tuned(e), fmt_improvement(e), fmt_score(e), fmt_cost(e)]
 
 
 def _source(e: Standing) -> str:
     """A published row's source and what produced it; a reproduction's origin."""
     return f"{e.source}: {e.note}" if e.note else e.source
-
-
-def published_notes(report: Report) -> list[str]:
-    """What produced each published baseline row and what reproduces it here (once per name), and
-    one line for the rows nothing here can reproduce."""
-    seen: dict[str, str] = {}
-    others = False
-    for e in report.references:
-        what = published(e.submission) if e.kind == "reference" else None
-        if what is not None and what.baseline:
-            seen.setdefault(e.label, f"{e.label}: {what.note}; reproduced by baselines/{what.baseline}")
-        elif e.kind == "reference":
-            others = True
-    lines = list(seen.values())
-    if others:
-        lines.append(
-            "the other published rows: loss strategies whose code is not published; nothing here reproduces them"
-        )
-    if any(e.kind == "reproduction" for e in report.references):
-        lines.append(
-            "measured here: the reproduction's own runs (the task's settings), beside the published numbers; "
-            "the published seeds and hardware differ, so read the difference as a check, not a test"
-        )
-    return lines
 
 
 def section_table(report: Report, section: Section, *, source: bool = True) -> tuple[list[str], list[list[str]]]:
@@ -216,7 +147,7 @@ def section_table(report: Report, section: Section, *, source: bool = True) -> t
     return [cols[i] for i in keep], [[row[i] for i in keep] for row in cells]
 
 
-# ---- markdown / csv -------------------------------------------------------------------------------------
+# ---- markdown ---------------------------------------------------------------------------------------
 
 
 def render_markdown(report: Report) -> str:

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch.utils._pytree import tree_map
 
-from harness.fileio import write_atomic
+from harness.fileio import private_dirs, write_atomic
 from harness.protocol import EpochMetrics, RunSpec
 
 KEEP = 2
@@ -170,7 +170,7 @@ class Checkpointer:
             self._error = e
 
     def _write(self, epochs_done: int, history: list[EpochMetrics], frames: list[bytes], state: dict) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.dir)
         # entries from before this one only: a later or equal one was damaged (we resumed before it)
         # or belongs to an attempt that this one replaces
         entries = [e for e in self._entries() if e["epochs_done"] < epochs_done]

@@ -13,7 +13,10 @@ One line per logged step::
 ``weight_*`` are ``dL/dL_k`` of that step; ``head_fine`` / ``head_coarse`` (``dH/dL_k``) are added
 when the module defines ``head_loss``; ``scalars`` holds what the module's optional ``scalars()``
 method returned after the step (at most 8 names, checked as hostile input by
-:func:`~harness.isolation.messages.scalars_report`), when it returned any.
+:func:`~harness.isolation.messages.scalars_report`), when it returned any. A run keeps at most
+:data:`MAX_RUN_SCALARS` distinct names, the first it saw (a resumed run counts those before its
+checkpoint): a step that reported others has them left out and counted in ``scalars_dropped``, so
+that no module can fill a report with thousands of series.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from harness.isolation.client import LossWorker, StepReply, StepRequest, WorkerE
 from harness.rundir import RunDir
 
 MAX_POINTS = 400  # logged steps per run, at most
+MAX_RUN_SCALARS = 16  # distinct scalars() names a run keeps
 
 
 def log_positions(steps_per_epoch: int, epochs: int) -> frozenset[int]:
@@ -41,6 +45,7 @@ class StepLog:
         self.positions = log_positions(steps_per_epoch, epochs)
         self.lines: list[dict] = []
         run.restart_steps(first_epoch * steps_per_epoch)  # a resumed run keeps the steps before its checkpoint
+        self.names = {name for line in run.read_steps() for name in line.get("scalars", {})}
 
     def step(self, i: int, request: StepRequest, reply: StepReply) -> None:
         """Batch ``i`` of the epoch was trained with ``reply``: log it when it is one of the positions."""
@@ -61,8 +66,14 @@ class StepLog:
             scalars = self.worker.scalars()
         except WorkerError as e:
             raise RunFailed(f"epoch {request.epoch}, step {request.step}: {e}") from e
-        if scalars:
-            line["scalars"] = scalars
+        for name in scalars:
+            if len(self.names) < MAX_RUN_SCALARS:
+                self.names.add(name)
+        kept = {name: value for name, value in scalars.items() if name in self.names}
+        if kept:
+            line["scalars"] = kept
+        if len(kept) < len(scalars):
+            line["scalars_dropped"] = len(scalars) - len(kept)
         self.lines.append(line)
 
     def flush(self) -> None:

@@ -35,7 +35,7 @@ CASES = [
     ("benign.py", None, "harmless", "the sandbox starts and trains a plain loss"),
     ("net_loopback.py", "import of 'socket' is not allowed", "harmless", "connection refused: no network"),
     ("read_host_file.py", "`open` is not allowed", "rejected", "FileNotFoundError (the host file is not there)"),
-    ("read_environment.py", "import of 'os' is not allowed", "harmless", "host variables are cleared"),
+    ("read_environment.py", None, "harmless", "host variables are cleared"),  # os.environ reads are allowed
     ("write_leaderboard.py", "`open` is not allowed", "harmless", "read-only root; the paths do not exist"),
     ("walk_autograd_graph.py", "the attribute 'grad_fn' is not allowed", "harmless", "the losses are fresh leaves"),
     ("gc_objects.py", "import of 'gc' is not allowed", "harmless", "no model in the worker's memory"),
@@ -44,8 +44,8 @@ CASES = [
     ("getattr_as_value.py", "`getattr` may only be called directly", "harmless", "os inside the sandbox only"),
     ("monkeypatch_torch.py", "modifying the module 'torch.nn.functional'", "harmless", "patches the worker's torch only"),
     ("obfuscated_import.py", "the name '__builtins__' is not allowed", "harmless", "os inside the sandbox"),
-    ("fork_bomb.py", "import of 'os' is not allowed", "rejected", "BlockingIOError (process limit)"),
-    ("detached_process.py", "import of 'os' is not allowed", "harmless", "killed with the sandbox"),
+    ("fork_bomb.py", "os.fork is not allowed", "rejected", "BlockingIOError (process limit)"),
+    ("detached_process.py", "os.fork is not allowed", "harmless", "killed with the sandbox"),
     ("allocate_gibs.py", None, "rejected", "killed by signal SIGKILL (memory limit)"),
     ("hang_in_init.py", None, "rejected", "did not answer within"),
     ("hang_after_check.py", None, "failed", "did not answer within 3 s"),
@@ -56,8 +56,8 @@ CASES = [
     ("returns_constant.py", None, "rejected", "never depends on fine_loss"),
     ("huge_parameter.py", None, "rejected", "50,000,000 parameters; the limit is 1,000,000"),
     ("flood_output.py", "import of 'sys' is not allowed", "harmless", "protocol intact, log capped"),
-    ("kill_parent.py", "import of 'os' is not allowed", "harmless", "its parent is the sandbox's init"),
-    ("exit_mid_run.py", "import of 'os' is not allowed", "failed", "exit code 3"),
+    ("kill_parent.py", "os.kill is not allowed", "harmless", "its parent is the sandbox's init"),
+    ("exit_mid_run.py", "os._exit is not allowed", "failed", "exit code 3"),
 ]
 
 HERE = Path(__file__).parent

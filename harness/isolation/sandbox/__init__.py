@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -56,10 +55,12 @@ def site_paths() -> list[str]:
     ]
 
 
-def worker_argv(python: str, worker: str) -> list[str]:
-    """The worker's command line: isolated mode, no bytecode, and the package directories."""
-    args = [python, "-I", "-B", worker]
-    for path in site_paths():
+def worker_argv(python: str, worker: str, sys_path: list[str] | None = None, *, no_site: bool = False) -> list[str]:
+    """The worker's command line: isolated mode, no bytecode, and the package directories (``sys_path``,
+    default :func:`site_paths`). ``no_site``: without the ``site`` module too (``-S``), so that the
+    worker's path is exactly the interpreter's standard library and ``sys_path``."""
+    args = [python, "-I", "-S", "-B", worker] if no_site else [python, "-I", "-B", worker]
+    for path in site_paths() if sys_path is None else sys_path:
         args += ["--sys-path", path]
     return args
 
@@ -185,18 +186,62 @@ class PipeProcess:
             cleanup()
 
 
-def stage(submission: Path, directory: Path | None = None) -> Path:
+SANDBOX_UID = 65534  # the user the real sandboxes run the worker as ("nobody")
+
+
+def stage(submission: Path, directory: Path | None = None, *, for_other_uid: bool = False) -> Path:
     """Copies of the worker script and the submission under neutral names (``worker.py``,
-    ``submission.py``) in ``directory``, else a fresh private directory under the system's temp
-    dir (returned): what a backend runs or mounts, so that nothing the worker can see (its command
-    line, ``/proc/self/mountinfo``, ``__file__``) names the checkout, the runs directory or the
-    submission's own name. The caller removes the directory when the worker is gone."""
-    staged = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix=STAGED_PREFIX))
-    staged.chmod(0o755)  # the sandboxes' unprivileged user reads it
+    ``submission.py``) in ``directory`` (which the caller made with :func:`private_dir`), else in a
+    fresh private directory under the system's temp dir (returned): what a backend runs or mounts,
+    so that nothing the worker can see (its command line, ``/proc/self/mountinfo``, ``__file__``)
+    names the checkout, the runs directory or the submission's own name. The caller removes the
+    directory when the worker is gone.
+
+    Nothing staged is readable by another local user: the directory is 0700 (made by ``mkdtemp``: a
+    new name each time, created atomically, never an existing path or a link) and the files 0600.
+    ``for_other_uid``: the worker runs as :data:`SANDBOX_UID` on the host (Docker) and reaches the
+    files through bind mounts, which do not pass through the private directory: as root they are
+    handed to that user (0400); otherwise they are 0644, still behind the 0700 directory."""
+    staged = Path(directory) if directory is not None else private_dir(STAGED_PREFIX)
     for source, name in ((WORKER_SCRIPT, "worker.py"), (Path(submission), "submission.py")):
-        shutil.copyfile(source, staged / name)
-        (staged / name).chmod(0o644)
+        write_private(staged / name, Path(source).read_bytes(), for_other_uid=for_other_uid)
     return staged
+
+
+def private_dir(prefix: str) -> Path:
+    """A new directory under the system's temp dir that only this user can enter (0700)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    st = os.lstat(path)
+    if st.st_uid != os.geteuid() or st.st_mode & 0o077:  # mkdtemp guarantees both; a changed umask does not matter
+        raise OSError(f"{path} is not a private directory of this user")
+    return path
+
+
+def write_private(path: Path, data: bytes, *, for_other_uid: bool = False) -> None:
+    """``data`` into a new file ``path`` (never an existing file or a link: ``O_EXCL | O_NOFOLLOW``)
+    readable by this user only, or by the sandbox's user (see :func:`stage`)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        hand_over(fd, for_other_uid, readable=True)
+    finally:
+        os.close(fd)
+
+
+def hand_over(target: int | Path, for_other_uid: bool, *, readable: bool = False) -> None:
+    """Give the sandbox's user access to ``target`` (an open file's descriptor, or a path inside a
+    private directory: a bound socket): as root by ownership (0400 for a file it reads, 0600 for a
+    socket it connects to), otherwise by mode (0644, 0666), which the private directory around it
+    keeps from other local users. Without ``for_other_uid``: this user only (0600)."""
+    if not for_other_uid:
+        os.chmod(target, 0o600)
+    elif os.geteuid() == 0:
+        os.chown(target, SANDBOX_UID, SANDBOX_UID)
+        os.chmod(target, 0o400 if readable else 0o600)
+    else:
+        os.chmod(target, 0o644 if readable else 0o666)
 
 
 def spawn_pipes(argv: list[str], *, env: dict[str, str], cleanup: Callable[[], None] | None = None) -> PipeProcess:

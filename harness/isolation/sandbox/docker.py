@@ -7,9 +7,13 @@ driver: what the worker prints reaches only the trainer's capped worker log); on
 script and the submission are mounted, read-only, into an image that holds Python and torch and nothing
 else (see the top-level ``Dockerfile`` and ``harness image build``). No GPU is requested.
 
-The protocol runs over a Unix socket: the trainer listens in a private directory bind-mounted
-read-only into the container, the worker connects (``--connect``), and the trainer reads and
-writes the connection directly, with no relay thread in the way of a step's round trip. The
+The protocol runs over a Unix socket: the trainer listens in a private directory (0700: no other
+local user can reach the socket or the staged files, which only bind mounts bring into the
+container), the worker connects (``--connect``) and first sends a per-run secret that only the
+container and the trainer hold (``--token-file``, a file bind-mounted read-only); a connection
+without it gets nothing and is dropped, and the trainer goes on waiting for the real worker. The
+trainer then reads and writes the connection directly, with no relay thread in the way of a step's
+round trip. The
 container's attach stream carries only what the worker prints, to the capped worker log.
 :class:`DockerProcess` presents all this as a :class:`~harness.isolation.sandbox.WorkerProcess`.
 Containers carry their owner's identity as labels (:func:`owner_labels`: the trainer's pid and
@@ -23,18 +27,30 @@ container) and a live trainer's containers are never touched, nor a container wi
 from __future__ import annotations
 
 import functools
+import hmac
 import os
+import secrets
+import select
 import shutil
 import socket
 import struct
 import subprocess
-import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.isolation.sandbox import INSIDE_SUBMISSION, INSIDE_WORKER, Sandbox, register_sandbox, stage
+from harness.isolation.sandbox import (
+    INSIDE_SUBMISSION,
+    INSIDE_WORKER,
+    Sandbox,
+    hand_over,
+    private_dir,
+    register_sandbox,
+    stage,
+    write_private,
+)
 from harness.isolation.sandbox.limits import Limits
 from harness.isolation.sandbox.none import SINGLE_THREAD_ENV
 from harness.procinfo import boot_id, pid_namespace, start_time
@@ -70,8 +86,12 @@ def is_own_orphan(labels: dict[str, str]) -> bool:
     return start_time(int(pid)) != start  # gone, or its pid reused by another process
 
 
-INSIDE_IO = "/sandbox/io"  # the private directory holding the protocol socket
+INSIDE_SOCKET = "/sandbox/io/sock"  # where the protocol socket is bind-mounted
+INSIDE_TOKEN = "/sandbox/token"  # and the run's secret
+TOKEN_BYTES = 32
 CONNECT_TIMEOUT_S = 60.0  # for the worker to start Python and connect (before it imports torch)
+AUTH_TIMEOUT_S = 5.0  # for a connection to send the secret
+MAX_PENDING = 16  # connections waiting to authenticate; the oldest goes when one more arrives
 
 
 def _client() -> Any:
@@ -247,17 +267,28 @@ class DockerSandbox(Sandbox):
         from docker.types import LogConfig  # optional: only this backend needs it
 
         env = dict(SINGLE_THREAD_ENV, PATH="/usr/local/bin:/usr/bin:/bin", LANG="C.UTF-8", HOME="/tmp")
-        io_dir = Path(tempfile.mkdtemp(prefix="harness-io-"))
+        io_dir = private_dir("harness-io-")
+        token = secrets.token_bytes(TOKEN_BYTES)
         container = listener = None
         try:
-            stage(submission, io_dir)
+            stage(submission, io_dir, for_other_uid=True)
+            write_private(io_dir / "token", token, for_other_uid=True)
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             listener.bind(str(io_dir / "sock"))
-            (io_dir / "sock").chmod(0o777)  # the worker runs as uid 65534
-            listener.listen(1)
+            hand_over(io_dir / "sock", True)  # the worker runs as uid 65534; the 0700 directory keeps others out
+            listener.listen(MAX_PENDING)
             container = self.client.containers.create(
                 IMAGE,
-                command=["python3", "-I", "-B", INSIDE_WORKER, "--connect", f"{INSIDE_IO}/sock"],
+                command=[
+                    "python3",
+                    "-I",
+                    "-B",
+                    INSIDE_WORKER,
+                    "--connect",
+                    INSIDE_SOCKET,
+                    "--token-file",
+                    INSIDE_TOKEN,
+                ],
                 stdin_open=False,
                 tty=False,
                 network_mode="none",
@@ -272,10 +303,13 @@ class DockerSandbox(Sandbox):
                 tmpfs={"/tmp": f"size={self.limits.tmpfs_bytes},mode=1777"},
                 environment=env,
                 working_dir="/tmp",
-                volumes={  # neutral copies in the private directory: no host path of the run in the mount table
+                # file by file, from the private directory: neutral names, no host path of the run in the
+                # mount table, and nothing of the directory itself (it stays 0700)
+                volumes={
                     str(io_dir / "worker.py"): {"bind": INSIDE_WORKER, "mode": "ro"},
                     str(io_dir / "submission.py"): {"bind": INSIDE_SUBMISSION, "mode": "ro"},
-                    str(io_dir): {"bind": INSIDE_IO, "mode": "ro"},
+                    str(io_dir / "token"): {"bind": INSIDE_TOKEN, "mode": "ro"},
+                    str(io_dir / "sock"): {"bind": INSIDE_SOCKET, "mode": "rw"},
                 },
                 labels=owner_labels(),
                 ipc_mode="none",
@@ -286,7 +320,7 @@ class DockerSandbox(Sandbox):
             sock = self.client.api.attach_socket(container.id, params={"stdout": 1, "stderr": 1, "stream": 1})
             raw = sock._sock  # the SDK's SocketIO wraps the hijacked connection
             container.start()
-            conn = self._accept(listener, container)
+            conn = accept_worker(listener, token, container_gone(container))
         except Exception as e:  # SDK errors become spawn failures for the run
             if container is not None:
                 try:
@@ -300,17 +334,69 @@ class DockerSandbox(Sandbox):
                 listener.close()
         return DockerProcess(container, raw, conn, io_dir), INSIDE_SUBMISSION
 
-    @staticmethod
-    def _accept(listener: socket.socket, container: Any) -> socket.socket:
-        """The worker's connection; fails early if the container exits before it connects."""
-        deadline = time.monotonic() + CONNECT_TIMEOUT_S
-        listener.settimeout(1.0)
+
+def container_gone(container: Any) -> Callable[[], str | None]:
+    """For :func:`accept_worker`: the container's state when it has ended, else None."""
+
+    def gone() -> str | None:
+        container.reload()
+        return container.status if container.status in ("exited", "dead") else None
+
+    return gone
+
+
+def accept_worker(
+    listener: socket.socket, token: bytes, gone: Callable[[], str | None], timeout: float = CONNECT_TIMEOUT_S
+) -> socket.socket:
+    """The worker's connection: the first one that sends ``token`` within :data:`AUTH_TIMEOUT_S`.
+    Any other connection (a local user who reached the socket, a second connection from inside) is
+    sent nothing and closed, and waiting goes on; several are handled at once, so one that stays
+    silent cannot hold the real worker back. Fails when ``gone()`` reports that the worker's
+    container ended, or after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    pending: dict[socket.socket, tuple[bytearray, float]] = {}
+    listener.setblocking(False)
+
+    def drop(conn: socket.socket) -> None:
+        pending.pop(conn, None)
+        conn.close()
+
+    try:
         while True:
-            try:
-                conn, _ = listener.accept()
-                conn.setblocking(True)
-                return conn
-            except TimeoutError:
-                container.reload()
-                if container.status in ("exited", "dead") or time.monotonic() > deadline:
-                    raise OSError(f"the worker did not connect (container {container.status})") from None
+            now = time.monotonic()
+            for conn, (_, expires) in list(pending.items()):
+                if now > expires:
+                    drop(conn)
+            if now > deadline:
+                raise OSError(f"the worker did not connect within {timeout:.0f} s")
+            ready, _, _ = select.select([listener, *pending], [], [], 1.0)
+            if not ready and (state := gone()) is not None:
+                raise OSError(f"the worker did not connect (container {state})")
+            for s in ready:
+                if s is listener:
+                    try:
+                        conn, _ = listener.accept()
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    conn.setblocking(False)
+                    if len(pending) >= MAX_PENDING:
+                        drop(min(pending, key=lambda c: pending[c][1]))
+                    pending[conn] = (bytearray(), now + AUTH_TIMEOUT_S)
+                    continue
+                got = pending[s][0]
+                try:
+                    chunk = s.recv(len(token) - len(got))
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    chunk = b""
+                got += chunk
+                if not chunk or (len(got) == len(token) and not hmac.compare_digest(bytes(got), token)):
+                    drop(s)
+                elif len(got) == len(token):
+                    pending.pop(s)
+                    s.setblocking(True)
+                    return s
+    finally:
+        for conn in list(pending):
+            drop(conn)

@@ -3,7 +3,7 @@
 1. The base image (a build argument) must exist locally. ``--bootstrap`` makes one from
    Debian bookworm with ``debootstrap`` (root, the ``debootstrap`` package, access to a
    Debian mirror) and ``docker import``: no image registry is needed.
-2. A wheelhouse with torch (the host's torch version) and pip is prepared on the host with
+2. A wheelhouse with torch, numpy and scipy (the host's versions) and pip is prepared on the host with
    ``pip download``; the host's Python must match the base image's ``python3`` (3.11 for
    bookworm), which the build checks by importing torch.
 3. ``docker build`` runs with ``network_mode=none``: nothing is downloaded during the build.
@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from importlib.metadata import version as version_of
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,7 @@ def build_image(*, base_image: str = DEFAULT_BASE, bootstrap: bool = False, tag:
                 "--quiet",
                 f"torch=={version}",
                 f"numpy=={np.__version__}",  # submissions may use numpy
+                f"scipy=={version_of('scipy')}",  # and scipy's numerical parts (scipy.optimize, ...)
                 "pip",
                 "-d",
                 str(Path(ctx) / "wheelhouse"),

@@ -1,6 +1,7 @@
 """Gradient-aware weighting written as public code often writes it: the Gramian as a parameter with a
-default, and ``**kwargs`` to swallow anything else. The harness passes optional inputs only to
-keyword-only parameters, so this trains as equal weighting: ``harness check`` must warn."""
+default, and ``**kwargs`` to swallow anything else (never read). The harness passes optional inputs only
+to keyword-only parameters (or through ``**kwargs`` where the code reads them), so this trains as equal
+weighting: ``harness check`` must warn."""
 
 import torch.nn as nn
 
