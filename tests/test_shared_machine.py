@@ -5,6 +5,7 @@ real CLI where the attack is on a run."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -330,11 +331,16 @@ def test_a_busy_neighbour_takes_its_share(monkeypatch):
     """A process spinning on a CPU is a competitor: a trainer next to it on this machine's CPUs takes
     at most the others."""
     monkeypatch.delenv(sharing.THREADS_ENV, raising=False)
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    # not a child of this process (whose descendants are its own loss workers, never competitors): a
+    # shell starts it in the background and exits, so that it is reparented away from us
+    started = subprocess.run(["sh", "-c", f"'{sys.executable}' -c 'while True: pass' >/dev/null 2>&1 & echo $!"],
+                             capture_output=True, text=True, check=True)
+    spinner = int(started.stdout)
     import torch
 
     before = torch.get_num_threads()
     try:
+        assert spinner not in sharing._descendants(os.getpid(), sharing.sample().parents)
         time.sleep(0.5)
         with sharing.CpuShare("cpu") as share:
             assert share.threads <= max(1, sharing.usable_cpus() - 1)
@@ -346,8 +352,7 @@ def test_a_busy_neighbour_takes_its_share(monkeypatch):
         with sharing.CpuShare("cuda") as share:
             assert share.threads == 0  # a GPU run leaves torch's threads alone
     finally:
-        spinner.kill()
-        spinner.wait()
+        os.kill(spinner, signal.SIGKILL)
         torch.set_num_threads(before)
 
 
