@@ -28,8 +28,8 @@ from harness.report.data import BoardRecord, ComparisonRecord, EntryRecord
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from harness.evaluate import Outcome
-    from harness.options import EvaluateOptions
+    from harness.evaluate.options import EvaluateOptions
+    from harness.evaluate.run import Outcome
 
 # ------------------------------------------------------------------------ check and evaluate
 
@@ -107,9 +107,9 @@ def check(path: str | Path, *, sandbox: str = "auto") -> CheckResult:
     """Check one file as ``harness check`` does (``sandbox``: auto, docker, bwrap or none; auto falls back
     to none with a warning on ``console`` when no sandbox is installed). A rejected file gives ``ok=False``
     and the reason in ``problem``."""
+    from harness.evaluate.names import check_name
     from harness.isolation.check import directory_message, interface_check, static_check
     from harness.isolation.sandbox import resolve_sandbox
-    from harness.names import check_name
 
     if not isinstance(path, (str, Path)):
         raise UsageError(f"check takes one file (a str or Path), got {type(path).__name__}: check each file in turn")
@@ -153,9 +153,9 @@ def evaluate(
     **options: Any,
 ) -> EvaluationResult:
     """Evaluate ``paths`` as ``harness evaluate`` does and return what happened. ``options``: the fields of
-    :class:`~harness.options.EvaluateOptions` (``archs=["resnet20"]``, ``seeds=[42]``, ``sandbox="bwrap"``,
+    :class:`~harness.evaluate.options.EvaluateOptions` (``archs=["resnet20"]``, ``seeds=[42]``, ``sandbox="bwrap"``,
     ``leaderboard="lb.csv"``, ...). A rejected file is listed in ``rejected`` (exit code 2), the others go on."""
-    from harness.text import SafeConsole
+    from harness.util.text import SafeConsole
 
     files = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     opts = evaluate_options(profile, kind, options)
@@ -164,7 +164,7 @@ def evaluate(
 
 def run_to_result(files: list[Path], opts: EvaluateOptions, console: Console) -> EvaluationResult:
     """Run the evaluation; a single file's rejection (the command's error) becomes the result's."""
-    from harness.evaluate import run_evaluation
+    from harness.evaluate.run import run_evaluation
     from harness.report import console as show
 
     try:
@@ -186,7 +186,7 @@ def run_to_result(files: list[Path], opts: EvaluateOptions, console: Console) ->
 
 def evaluate_options(profile: str, kind: str, options: dict[str, Any]) -> EvaluateOptions:
     """The options model from keyword arguments, with a plain message for a bad one (no validation dump)."""
-    from harness.options import EvaluateOptions
+    from harness.evaluate.options import EvaluateOptions
     from harness.protocol import get_profile
 
     fields = EvaluateOptions.model_fields
@@ -207,10 +207,11 @@ def evaluate_options(profile: str, kind: str, options: dict[str, Any]) -> Evalua
 
 
 def evaluation_result(outcome: Outcome, opts: EvaluateOptions) -> EvaluationResult:
-    """An :class:`~harness.evaluate.Outcome` as an :class:`EvaluationResult`."""
-    from harness import leaderboard, report
-    from harness.leaderboard.retired import retired
+    """An :class:`~harness.evaluate.run.Outcome` as an :class:`EvaluationResult`."""
+    from harness import report
+    from harness import results as leaderboard
     from harness.report.data import entry_record
+    from harness.results.retired import retired
 
     runs = []
     for rec in outcome.records:
@@ -282,8 +283,8 @@ def evaluate_files(
     """:func:`evaluate` as plain data (JSON-ready), as ``harness evaluate --json`` prints it; kept for
     scripts written against it. Unlike :func:`evaluate`, a single rejected file raises
     :class:`~harness.errors.SubmissionRejected`."""
-    from harness.evaluate import run_evaluation
-    from harness.text import SafeConsole
+    from harness.evaluate.run import run_evaluation
+    from harness.util.text import SafeConsole
 
     opts = evaluate_options(profile, kind, options)
     out = console or SafeConsole(stderr=True, highlight=False)
@@ -333,8 +334,9 @@ def _query(**given: Any) -> BoardQuery:
 
 
 def _report(q: BoardQuery, arch: str | None = None):
-    from harness import leaderboard, report
-    from harness.leaderboard.retired import retired
+    from harness import report
+    from harness import results as leaderboard
+    from harness.results.retired import retired
 
     path = q.leaderboard or leaderboard.find_default(q.profile)
     if not Path(path).exists():
@@ -376,9 +378,9 @@ def compare(
     """``harness compare A B`` as data: ``a`` and ``b`` name entries as the command takes them (``x``,
     ``x.py``, ``x@1a2b3c4d``). Raises :class:`~harness.errors.UsageError` when one names no entry
     (with the command that would run a missing baseline) or several."""
-    from harness import aggregate
     from harness.report.compare import find_entry, paired
     from harness.report.data import comparison_record, entry_model
+    from harness.results import aggregate
 
     q = _query(leaderboard=path, profile=profile, phase=phase, versions=versions)
     rep = _report(q)

@@ -385,7 +385,7 @@ class LeaderboardRow(_Frozen):
     """One line of ``leaderboard.csv``: one run measured here, or one published result.
 
     The field order is the column order; ``schema_version`` changes whenever it does, and
-    ``harness.leaderboard.MIGRATIONS`` gains the step from the previous version.
+    ``harness.results.MIGRATIONS`` gains the step from the previous version.
     Version 2 added ``compile`` and ``deterministic``; version 3 ``origin``, ``source``, ``topology``
     and ``attempt``; version 4 ``submission_path``, and attempts counted per entry (kind and name) as
     well as per file version (:data:`RUN_COLUMNS`); version 5 ``float32_math``.

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from helpers import REPO, LiveHarness, harness_env
 
 from harness.training.data import load_dataset, write_synthetic
-
-from helpers import REPO, LiveHarness, harness_env
 
 
 @pytest.fixture(scope="session")

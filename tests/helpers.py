@@ -291,7 +291,7 @@ SEEDS = (42, 123, 456)
 def write_leaderboard(path, rows, *, shipped=False):
     """``rows`` appended to ``path``; ``shipped``: to a copy of the repository's leaderboard.csv (its
     published rows), as a user's evaluation in the checkout appends to it."""
-    from harness.leaderboard import append_row
+    from harness.results import append_row
 
     if shipped:
         shutil.copyfile(REPO / "leaderboard.csv", path)

@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import SEEDS, leaderboard_row, write_leaderboard
 from scipy import stats
 
 from harness import api, report
 from harness.errors import UsageError
-from harness.leaderboard import read_rows
 from harness.report.data import BoardRecord
-
-from helpers import SEEDS, leaderboard_row, write_leaderboard
+from harness.results import read_rows
 
 EW = {"resnet20": (60.0, 61.0, 62.0), "resnet56": (70.0, 71.5, 71.0)}
 MINE = {"resnet20": (61.5, 62.0, 63.6), "resnet56": (71.2, 72.4, 72.5)}

@@ -96,7 +96,7 @@ def test_no_import_cycle():
     # a registering package's edges to its own backends are its registry, not a dependency
     for package in REGISTERING:
         graph[package] = {m for m in graph[package] if not m.startswith(package + ".")}
-    assert graph["harness.evaluate"], "the checker must see imports"
+    assert graph["harness.evaluate.run"], "the checker must see imports"
     assert _cycles(graph) == []
 
 

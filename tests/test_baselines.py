@@ -8,7 +8,6 @@ import subprocess
 import pandas as pd
 import pytest
 import torch
-
 from helpers import BASELINES, call, harness_env, load, require_sandbox
 
 NAMES = sorted(p.stem for p in BASELINES.glob("*.py"))

@@ -11,10 +11,9 @@ import warnings
 
 import pytest
 import torch
+from helpers import call, gram, load, random_pairs
 from torchjd.aggregation import AlignedMTLWeighting, CAGradWeighting, IMTLGWeighting, NashMTL, UPGradWeighting
 from torchjd.linalg import QuadprogProjector
-
-from helpers import call, gram, load, random_pairs
 
 F64 = torch.float64
 GRAMIAN_BASELINES = ["pcgrad", "mgda", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl", "upgrad", "db_mtl"]

@@ -29,15 +29,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import BASELINES, run_spec, tiny_profile
 from scipy import optimize
 from torchjd.aggregation import IMTLG, Aggregator, AlignedMTL, MGDAWeighting, PCGrad, UPGrad
 from torchjd.autojac import jac_to_grad, mtl_backward
 from torchjd.linalg import QuadprogProjector
 
-from helpers import BASELINES, run_spec, tiny_profile
+from harness.isolation.sandbox import get_sandbox
 from harness.training.data import TrainLoader
 from harness.training.models import build_model
-from harness.isolation.sandbox import get_sandbox
 from harness.training.trainer import run_one
 
 F64 = torch.float64

@@ -10,12 +10,11 @@ import json
 
 import numpy as np
 import pytest
+from helpers import SEEDS, harness, harness_in_terminal, leaderboard_row, write_leaderboard
 from rich.console import Console
 
 from harness import report
-from harness.leaderboard import read_rows
-
-from helpers import SEEDS, harness, harness_in_terminal, leaderboard_row, write_leaderboard
+from harness.results import read_rows
 
 SWEEP = ("equal_weighting.py", "static_coarse_0p3.py", "static_coarse_2.py", "fine_only.py")
 OFFSETS = {"equal_weighting.py": 0.0, "static_coarse_0p3.py": -0.2, "static_coarse_2.py": 0.3, "fine_only.py": -0.6,

@@ -8,10 +8,9 @@ import subprocess
 
 import pandas as pd
 import pytest
-
-from harness.cli import build_parser
-
 from helpers import REPO, SUBMISSIONS, harness, harness_env
+
+from harness.cli.commands import build_parser
 
 
 @pytest.mark.slow
@@ -146,8 +145,8 @@ def test_missing_dataset_error_names_the_fix(tmp_path):
 def test_the_quick_profile_is_the_full_protocol_shortened_and_kept_apart(tmp_path):
     """``--profile quick``: CIFAR-100 and every setting of the full protocol but the epoch count,
     its rows in their own file (so nothing mixes them with 200-epoch results)."""
-    from harness.leaderboard import default_path
     from harness.protocol import PROFILES
+    from harness.results import default_path
 
     full, quick = PROFILES["full"].model_dump(), PROFILES["quick"].model_dump()
     assert {k for k in full if full[k] != quick[k]} == {"name", "description", "epochs"} and quick["epochs"] == 30

@@ -26,7 +26,7 @@ def imported(*args: str, cwd) -> tuple[subprocess.CompletedProcess, set[str]]:
 @pytest.fixture
 def board(tmp_path):
     """A leaderboard with two entries (one of them the reference baseline) over three seeds."""
-    from harness.leaderboard.store import append_row
+    from harness.results.store import append_row
 
     rows = [leaderboard_row(seed=s, acc=10.0 + s % 7, submission=name, kind=kind, submission_path=f"{name}",
                             run_id=f"tiny/{kind}/{name}/resnet20-seed{s}")
@@ -48,7 +48,7 @@ def board(tmp_path):
 def test_commands_that_do_not_train_do_not_import_torch(args, board, tmp_path):
     r, modules = imported(*args, cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
-    assert "harness.cli" in modules and "rich" in modules  # the record is complete: the command ran
+    assert "harness.cli.commands" in modules and "rich" in modules  # the record is complete: the command ran
     assert not {m for m in modules if m == "torch" or m.startswith("torch.")}, sorted(
         m for m in modules if m.startswith("torch"))[:5]
 
@@ -59,6 +59,6 @@ def test_a_command_that_builds_models_still_imports_torch_after_setting_the_thre
     r, modules = imported("models", cwd=tmp_path)
     assert r.returncode == 0 and "torch" in modules
     env = {k: v for k, v in harness_env().items() if k != "OMP_WAIT_POLICY"}
-    code = "import os, harness.cli, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    code = "import os, harness.cli.commands, torch; print(os.environ['OMP_WAIT_POLICY'])"
     probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO)
     assert probe.stdout.strip() == "PASSIVE", probe.stderr

@@ -1,5 +1,5 @@
 """Every interval and adjusted p-value of the standings against a computation
-independent of harness.aggregate and harness.family: scipy's paired t-test and its confidence
+independent of harness.results.aggregate and harness.results.family: scipy's paired t-test and its confidence
 interval on per-seed scores (scipy's geometric mean), Holm's weighted step-down procedure run as its
 definition states on the exported tests, the leave-one-seed-out tuned static weight and its
 equivalence test rebuilt from the rows, rliable's probability of improvement from scipy's
@@ -13,12 +13,11 @@ import json
 
 import pandas as pd
 import pytest
+from helpers import leaderboard_row
 from scipy import stats
 
-from harness import aggregate, report
-from harness.leaderboard import append_row, read_rows
-
-from helpers import leaderboard_row
+from harness import report
+from harness.results import aggregate, append_row, read_rows
 
 SEEDS = (42, 123, 456)
 EW = {"resnet20": (60.0, 61.0, 62.0), "resnet56": (70.0, 71.5, 71.0)}
@@ -215,7 +214,7 @@ def test_the_detectable_effect_has_the_stated_power():
     """The smallest difference with 80% power, checked by simulating the paired t-test at that difference."""
     import numpy as np
 
-    from harness.stats import detectable
+    from harness.results.stats import detectable
 
     rng = np.random.default_rng(0)
     for n, level in ((3, 0.05), (3, 0.0013), (10, 0.0013)):

@@ -1,7 +1,7 @@
 """The static-weight sweep, the tuned static weight (leave one seed out) that every entry is tested
 against and its descriptive "best static weight" line, the cost column, and the final-epoch and
 coarse accuracies, each checked against a computation made directly on the leaderboard rows with
-pandas and scipy (not through harness.aggregate or harness.family), and the files' weights against
+pandas and scipy (not through harness.results.aggregate or harness.results.family), and the files' weights against
 autograd."""
 
 from __future__ import annotations
@@ -11,14 +11,13 @@ import math
 
 import pandas as pd
 import pytest
+from helpers import BASELINES, call, harness, harness_in_terminal, leaderboard_row, load
 from scipy import stats
 
 from harness import report
-from harness.leaderboard import append_row, read_rows
-from harness.family import MARGIN
-from harness.static_sweep import CONTROL_LABEL, SWEEP, TUNED_LABEL
-
-from helpers import BASELINES, call, harness, harness_in_terminal, leaderboard_row, load
+from harness.results import append_row, read_rows
+from harness.results.family import MARGIN
+from harness.results.static_sweep import CONTROL_LABEL, SWEEP, TUNED_LABEL
 
 SEEDS = (42, 123, 456)
 ARCHS = ("resnet20", "resnet56")

@@ -6,8 +6,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.training.data import (CIFAR100_MEAN, CIFAR100_STD, DatasetError, Split, TrainLoader, epoch_generator,
-                          eval_batches, load_dataset, load_split, write_synthetic)
+from harness.training.data import (
+    CIFAR100_MEAN,
+    CIFAR100_STD,
+    DatasetError,
+    Split,
+    TrainLoader,
+    epoch_generator,
+    eval_batches,
+    load_dataset,
+    load_split,
+    write_synthetic,
+)
 
 
 def test_synthetic_is_deterministic_and_hierarchical(tmp_path):

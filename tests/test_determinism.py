@@ -1,10 +1,9 @@
 import pytest
 import torch
+from helpers import BASELINES, run_spec, tiny_profile
 
 from harness.isolation.sandbox import get_sandbox
 from harness.training.trainer import run_one
-
-from helpers import BASELINES, run_spec, tiny_profile
 
 pytestmark = pytest.mark.slow  # trains twice
 

@@ -116,8 +116,8 @@ def test_rows_record_the_float32_math_and_older_rows_migrate_to_what_they_comput
     import pandas as pd
     from helpers import harness, leaderboard_row
 
-    from harness.leaderboard import read_rows
-    from harness.leaderboard.store import COLUMNS_BY_VERSION
+    from harness.results import read_rows
+    from harness.results.store import COLUMNS_BY_VERSION
 
     rows = [leaderboard_row(seed=1).model_dump(),
             leaderboard_row(seed=2, precision="tf32", device="cuda:NVIDIA H100").model_dump(),
@@ -135,7 +135,7 @@ def test_rows_record_the_float32_math_and_older_rows_migrate_to_what_they_comput
 def test_runs_share_a_gpu_by_default_as_far_as_its_memory_goes(monkeypatch, tmp_path):
     """The CUDA-only lines of the default --jobs, with torch's CUDA queries stood in for: 6 GiB a
     unit of the free memory of every visible GPU; one at a time on a CPU; MPS seen by its pipe."""
-    from harness.plan import EvaluateOptions, local_jobs
+    from harness.evaluate.plan import EvaluateOptions, local_jobs
     from harness.protocol import get_profile
 
     gib = 2**30

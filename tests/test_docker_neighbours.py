@@ -23,7 +23,7 @@ def test_only_a_proven_orphan_of_this_kind_is_removed():
     assert docker_backend.is_own_orphan(gone)
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        from harness.procinfo import start_time
+        from harness.util.procinfo import start_time
 
         running = dict(mine, **{"harness.owner.pid": str(live.pid), "harness.owner.start": start_time(live.pid)})
         assert not docker_backend.is_own_orphan(running)

@@ -14,11 +14,11 @@ import inspect
 import pytest
 import torch
 import torch.nn.functional as F
-
 from helpers import BASELINES, SUBMISSIONS, run_spec, tiny_profile
+
+from harness.isolation.sandbox import get_sandbox
 from harness.training.data import TrainLoader
 from harness.training.models import build_model
-from harness.isolation.sandbox import get_sandbox
 from harness.training.trainer import run_one
 
 pytestmark = pytest.mark.slow  # trains: every test runs the trainer against an in-process reference

@@ -15,11 +15,9 @@ import time
 
 import pandas as pd
 import pytest
+from helpers import REPO, SUBMISSIONS, LiveHarness, child_pids, cmdline, harness_env, leaderboard_row, require_sandbox
 
 from harness.executors import STOP_GRACE_S
-
-from helpers import (REPO, SUBMISSIONS, LiveHarness, child_pids, cmdline, harness_env, leaderboard_row,
-                     require_sandbox)
 
 pytestmark = pytest.mark.slow  # trains: evaluations interrupted, killed and resumed
 
@@ -117,7 +115,7 @@ def test_a_full_disk_while_appending_leaves_no_partial_row_and_the_next_evaluati
     lb_dir = tmp_path / "small-disk"
     lb_dir.mkdir()
     seed_rows = tmp_path / "before.csv"
-    from harness import leaderboard
+    from harness import results as leaderboard
 
     n, size = 0, 0
     while size < 3300:

@@ -8,12 +8,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from helpers import SEEDS, harness, leaderboard_row, write_leaderboard
 
 from harness import report
-from harness.leaderboard import read_rows
 from harness.report import figures
-
-from helpers import SEEDS, harness, leaderboard_row, write_leaderboard
+from harness.results import read_rows
 
 ACC = {"resnet20": (60.0, 61.0, 62.0), "resnet56": (70.0, 71.5, 71.0)}
 
@@ -56,7 +55,7 @@ def test_the_tradeoff_legend_lists_only_what_is_drawn(tmp_path, entries, listed)
 def test_the_report_plots_each_submissions_weights_per_step_and_its_scalars(tmp_path):
     import json
 
-    from harness.rundir import RunDir
+    from harness.results.rundir import RunDir
 
     rows = _rows("mine.py", "submission", "a") + _rows("pcgrad.py", "baseline", "b")
     path = write_leaderboard(tmp_path / "leaderboard.csv", rows)
@@ -83,7 +82,7 @@ def _steps_lines(steps, scalars=lambda s: {}, weight=lambda s: s / 40):
 
 
 def test_step_plots_have_whole_number_ticks(tmp_path, monkeypatch):
-    from harness.rundir import RunDir
+    from harness.results.rundir import RunDir
 
     rows = _rows("mine.py", "submission", "a")
     path = write_leaderboard(tmp_path / "leaderboard.csv", rows)
@@ -143,7 +142,7 @@ def test_hostile_numbers_and_names_beside_a_normal_entry_in_one_html_report(tmp_
     import json
     import time
 
-    from harness.rundir import RunDir
+    from harness.results.rundir import RunDir
 
     entries = {"normal.py": "n", "gate.py": "g", "rotating.py": "r", "garbled.py": "x"}
     rows = [row for name, sha in entries.items() for row in _rows(name, "submission", sha)]

@@ -17,7 +17,7 @@ import torch.nn as nn
 from helpers import BASELINES, REPO, SUBMISSIONS, harness, run_spec, tiny_profile
 
 from harness.isolation.sandbox import get_sandbox
-from harness.rundir import RunDir
+from harness.results.rundir import RunDir
 from harness.training.fused_run import fusable, run_fused
 from harness.training.models import build_model, get_arch, register_arch
 from harness.training.trainer import TrainHooks, run_one

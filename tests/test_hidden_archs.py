@@ -16,7 +16,7 @@ from helpers import REPO, harness, run_spec, tiny_profile
 from harness.errors import UsageError
 from harness.executors import Job, RunObserver
 from harness.executors.local import LocalExecutor
-from harness.rundir import RunDir
+from harness.results.rundir import RunDir
 from harness.training import models
 
 ARCH_FILE = """

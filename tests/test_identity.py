@@ -9,10 +9,9 @@ import shutil
 
 import pandas as pd
 import pytest
-
-from harness.leaderboard import append_row, read_rows
-
 from helpers import BASELINES, REPO, harness, leaderboard_row
+
+from harness.results import append_row, read_rows
 
 pytestmark = pytest.mark.slow
 
@@ -141,7 +140,7 @@ def test_attempts_count_per_entry_and_migrate_renumbers_them(tmp_path):
     again = append_row(lb, leaderboard_row(submission="a.py"))
     assert (a.attempt, b.attempt, again.attempt) == (1, 1, 2)
     v3 = tmp_path / "v3.csv"  # version 3 counted both names' rows as attempts of one run
-    from harness.leaderboard.store import COLUMNS_BY_VERSION
+    from harness.results.store import COLUMNS_BY_VERSION
 
     cols = COLUMNS_BY_VERSION[3]
     df = pd.read_csv(lb, dtype=str, keep_default_na=False)

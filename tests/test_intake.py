@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from helpers import REPO, harness, leaderboard_row
 
-from harness.leaderboard import append_row
+from harness.results import append_row
 
 EXAMPLE = (REPO / "submissions" / "example_loss.py").read_text()
 ESC_NAME = "esc_\x1b]0;pwned\x07\x1b]52;c;aGk=\x07\x1b[2K\x1b[31;1mRANK-1-VERIFIED\x1b[0m.py"

@@ -5,11 +5,10 @@ import time
 
 import pandas as pd
 import pytest
-
-from harness.leaderboard import HEADER_LINE, LeaderboardError, append_row, read_rows
-from harness.protocol import LEADERBOARD_COLUMNS
-
 from helpers import leaderboard_row as make_row
+
+from harness.protocol import LEADERBOARD_COLUMNS
+from harness.results import HEADER_LINE, LeaderboardError, append_row, read_rows
 
 
 def test_append_creates_header_and_keeps_rows(tmp_path):

@@ -4,12 +4,11 @@ parameters (bounded), so an EMA or an initial loss can be read after the run."""
 from __future__ import annotations
 
 import pytest
+from helpers import SUBMISSIONS
 
 from harness.isolation.client import LossWorker, StepRequest
 from harness.isolation.sandbox import get_sandbox
 from harness.protocol import OptimizerSettings
-
-from helpers import SUBMISSIONS
 
 
 def test_state_reports_buffers_and_plain_numbers():

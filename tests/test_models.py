@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from harness.errors import UsageError
-
 from harness.training import models
 from harness.training.models import available_archs, build_model, count_parameters, get_arch, load_hidden_archs
 

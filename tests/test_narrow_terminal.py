@@ -8,13 +8,13 @@ import re
 import shutil
 
 import pytest
+from helpers import REPO, harness_on_screen, run_spec, tiny_profile
 from rich.cells import cell_len
 from rich.console import Console
 
-from harness.leaderboard.record import Recorded
 from harness.protocol import RunResult
 from harness.report.run_table import results_table
-from helpers import REPO, harness_on_screen, run_spec, tiny_profile
+from harness.results.record import Recorded
 
 LONG = "uncertainty_weighting_with_a_learned_temperature_and_warmup_v2.py"
 

@@ -7,12 +7,12 @@ import io
 import re
 
 import pytest
+from helpers import run_spec, tiny_profile
 from rich.console import Console
 
-from helpers import run_spec, tiny_profile
-from harness.training.models import forward_macs
-from harness.progress import EvaluationProgress
 from harness.protocol import RunResult
+from harness.report.progress import EvaluationProgress
+from harness.training.models import forward_macs
 
 
 class Clock:

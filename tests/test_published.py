@@ -4,20 +4,21 @@ them; aggregates keep the two apart; and its growth does not make the harness co
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
-
-import json
 
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers import REPO, harness, leaderboard_row
-from harness import leaderboard, provenance, report
-from harness.leaderboard import append_row, read_rows
-from harness.published import PUBLISHED, published
+
+from harness import report
+from harness import results as leaderboard
 from harness.protocol import LeaderboardRow
+from harness.results import append_row, read_rows
+from harness.results.published import PUBLISHED, published
+from harness.util import provenance
 
 SHIPPED = REPO / "leaderboard.csv"
 

@@ -22,8 +22,8 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from helpers import BASELINES, run_spec, tiny_profile
+
 from harness.isolation.sandbox import get_sandbox
 from harness.training.data import TrainLoader
 from harness.training.models import build_model

@@ -9,12 +9,11 @@ import math
 import statistics
 
 import pytest
+from helpers import SEEDS, leaderboard_row, write_leaderboard
 from scipy import stats
 
 from harness import report
-from harness.leaderboard import read_rows
-
-from helpers import SEEDS, leaderboard_row, write_leaderboard
+from harness.results import read_rows
 
 ARCHS = ("resnet20", "resnet56")
 EW = {"resnet20": {42: 60.0, 123: 61.0, 456: 62.0}, "resnet56": {42: 70.0, 123: 71.5, 456: 71.0}}

@@ -12,7 +12,6 @@ import subprocess
 
 import pandas as pd
 import pytest
-
 from helpers import REPO, LiveHarness, harness_env, run_spec, tiny_profile
 
 if not os.environ.get("HARNESS_REQUIRE_RAY"):  # CI sets it: there a missing Ray fails the tests
@@ -83,12 +82,13 @@ def test_deterministic_runs_carry_the_cublas_setting_into_ray_tasks(monkeypatch)
     """A task on a cluster joined with --ray-address does not inherit the driver's environment: the
     setting travels in the task's runtime_env. Checked in a real Ray task, with the driver's
     environment lacking it."""
+    from pathlib import Path
+
     import ray
 
     from harness.executors import Job
     from harness.executors.ray_tasks import task_options
-    from harness.rundir import RunDir
-    from pathlib import Path
+    from harness.results.rundir import RunDir
 
 
     def job(deterministic):

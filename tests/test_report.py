@@ -16,14 +16,13 @@ import warnings
 
 import pandas as pd
 import pytest
+from helpers import SEEDS, harness, harness_in_terminal, leaderboard_row, write_leaderboard
 from scipy import stats
 
-from harness import aggregate, report
-from harness.report import figures
-from harness.leaderboard import LeaderboardError, append_row, read_rows
+from harness import report
 from harness.protocol import LEADERBOARD_COLUMNS, EpochMetrics
-
-from helpers import SEEDS, harness, harness_in_terminal, leaderboard_row, write_leaderboard
+from harness.report import figures
+from harness.results import LeaderboardError, aggregate, append_row, read_rows
 
 EW = {"resnet20": (60.0, 61.0, 62.0), "resnet56": (70.0, 71.5, 71.0)}
 GOOD = {"resnet20": (61.5, 62.0, 63.6), "resnet56": (71.2, 72.4, 72.5)}  # consistently better

@@ -9,11 +9,10 @@ import statistics
 
 import pandas as pd
 import pytest
+from helpers import harness, leaderboard_row
 from scipy import stats
 
-from harness.leaderboard import append_row
-
-from helpers import harness, leaderboard_row
+from harness.results import append_row
 
 SEEDS = (42, 123, 456)
 A = {"resnet20": (61.5, 62.0, 63.6), "resnet56": (71.2, 72.4, 72.5)}

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from helpers import REPO, harness, leaderboard_row
 
-from harness.leaderboard import append_row
+from harness.results import append_row
 
 pytestmark = pytest.mark.slow  # each test starts the harness command
 

@@ -13,12 +13,11 @@ import time
 
 import pandas as pd
 import pytest
-
-from harness.rundir import RunDir
-from harness.isolation.sandbox import get_sandbox
-from harness.training.trainer import TrainHooks, run_one
-
 from helpers import BASELINES, REPO, SUBMISSIONS, harness, harness_env, run_spec, tiny_profile
+
+from harness.isolation.sandbox import get_sandbox
+from harness.results.rundir import RunDir
+from harness.training.trainer import TrainHooks, run_one
 
 pytestmark = pytest.mark.slow  # trains: runs interrupted and resumed
 

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO, loopback_listener, require_sandbox
-from harness.protocol import OptimizerSettings
+
 from harness.isolation.client import LossWorker, StepRequest, WorkerError
+from harness.protocol import OptimizerSettings
 
 pytestmark = pytest.mark.slow  # starts workers in every sandbox backend
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import harness
 
-from harness import selftest
+from harness.tools import selftest
 
 
 @pytest.mark.slow
@@ -57,7 +57,7 @@ def test_a_figure_that_differs_fails_the_selftest_and_keeps_its_files(tmp_path, 
 
 
 def test_selftest_help_starts_without_torch():
-    probe = ("import sys\nfrom harness.cli import main\ntry:\n    main(['selftest', '--help'])\nexcept SystemExit:\n"
+    probe = ("import sys\nfrom harness.cli.commands import main\ntry:\n    main(['selftest', '--help'])\nexcept SystemExit:\n"
              "    pass\nprint('torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

@@ -24,7 +24,7 @@ pytest.importorskip("uvicorn")
 
 from helpers import REPO, harness, harness_env, leaderboard_row  # noqa: E402
 
-from harness.leaderboard import append_row  # noqa: E402
+from harness.results import append_row  # noqa: E402
 
 pytestmark = pytest.mark.slow
 EXAMPLE = REPO / "submissions" / "example_loss.py"

@@ -92,7 +92,7 @@ def test_an_entry_name_belongs_to_one_participant_in_any_case(tmp_path):
 def test_serve_without_the_extra_says_how_to_install(monkeypatch, tmp_path, capsys):
     import importlib.util
 
-    from harness import cli
+    from harness.cli.commands import main as cli
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real(name, *a))

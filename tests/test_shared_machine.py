@@ -16,15 +16,14 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import REPO, harness, read_leaderboard, require_sandbox, run_spec, tiny_profile
+from other_user import Prowler, as_other, require_other_uid, run_as_other, shared_dir
 
 from harness.isolation import worker as wire
 from harness.isolation.messages import WorkerError, scalars_report
 from harness.isolation.sandbox import SANDBOX_UID, stage
 from harness.isolation.sandbox.docker import accept_worker
 from harness.training import sharing
-
-from helpers import REPO, harness, read_leaderboard, require_sandbox, run_spec, tiny_profile
-from other_user import Prowler, as_other, require_other_uid, run_as_other, shared_dir
 
 EXAMPLE = REPO / "submissions" / "example_loss.py"
 
@@ -281,7 +280,7 @@ def test_scalars_time_counts_in_the_run_budget(write_submission, tmp_path, tiny_
 def test_a_run_keeps_at_most_sixteen_scalar_names(write_submission, tmp_path, tiny_splits):
     """Eight new names at every logged step: the run keeps the first sixteen and counts the rest."""
     from harness.isolation.sandbox import get_sandbox
-    from harness.rundir import RunDir
+    from harness.results.rundir import RunDir
     from harness.training.steplog import MAX_RUN_SCALARS
     from harness.training.trainer import run_one
 

@@ -9,13 +9,12 @@ import json
 import pytest
 import torch
 import torch.nn as nn
+from helpers import BASELINES, harness, run_spec, tiny_profile
 
-from harness.training.models import build_model, get_arch, register_arch
 from harness.isolation.sandbox import get_sandbox
 from harness.training.device import autocast_context, set_determinism
+from harness.training.models import build_model, get_arch, register_arch
 from harness.training.trainer import run_one
-
-from helpers import BASELINES, harness, run_spec, tiny_profile
 
 TOY = "toy_cnn_for_tests"
 try:

@@ -1,5 +1,5 @@
 """The leaderboard's statistics against simulations with known truth, through the code the board
-runs (:func:`harness.family.claims`, vectorised over boards; a test below checks that the board's
+runs (:func:`harness.results.family.claims`, vectorised over boards; a test below checks that the board's
 standings are exactly its output): the family-wise error of every claim under the global null for
 any correlation of an entry's seed effects across architectures, normal and heavy-tailed noise; the
 score interval's coverage; rank ranges that hold the true ranks; the equivalence label at the margin.
@@ -16,12 +16,11 @@ import math
 
 import numpy as np
 import pytest
-
-from harness import family, report
-from harness.family import ALPHA, MARGIN
-from harness.leaderboard import append_row, read_rows
-
 from helpers import harness, harness_in_terminal, leaderboard_row
+
+from harness import report
+from harness.results import append_row, family, read_rows
+from harness.results.family import ALPHA, MARGIN
 
 SEEDS = (42, 123, 456)
 BASE = np.array([67.0, 71.0, 73.5])  # the task's table's levels, roughly (resnet20, resnet56, vgg16bn)

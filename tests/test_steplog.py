@@ -6,17 +6,16 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import SUBMISSIONS, run_spec, tiny_profile
 
 from harness.errors import SubmissionRejected
 from harness.isolation.check import interface_check
 from harness.isolation.messages import WorkerError, scalars_report
 from harness.isolation.sandbox import get_sandbox
 from harness.isolation.worker import MAX_SCALAR_NAME, MAX_SCALARS
-from harness.rundir import RunDir
+from harness.results.rundir import RunDir
 from harness.training import steplog
 from harness.training.trainer import run_one
-
-from helpers import SUBMISSIONS, run_spec, tiny_profile
 
 NONE = get_sandbox("none")
 

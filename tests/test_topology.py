@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from harness.leaderboard import read_rows
-from harness.training.models import build_model, count_parameters, shared_parameters
-from harness.protocol import TOPOLOGIES
-
 from helpers import harness, run_spec, tiny_profile
+
+from harness.protocol import TOPOLOGIES
+from harness.results import read_rows
+from harness.training.models import build_model, count_parameters, shared_parameters
 
 
 def test_topologies_build_the_networks_of_seed_003():
@@ -96,7 +95,7 @@ def test_runs_with_other_settings_have_their_own_directories(tmp_path):
     """A topology (or precision) run never shares a checkpoint, a pending row or a metrics file with
     the shared run of the same architecture and seed."""
     from harness.protocol import EntryKey
-    from harness.rundir import EvalDir
+    from harness.results.rundir import EvalDir
 
     eval_dir = EvalDir.of(tmp_path, "tiny", EntryKey(kind="submission", name="loss.py"), "ab" * 32)
     spec = run_spec(tiny_profile())

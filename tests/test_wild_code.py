@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from helpers import SUBMISSIONS, harness
 
 WILD = SUBMISSIONS / "wild"

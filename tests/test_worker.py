@@ -1,13 +1,13 @@
 """The loss worker and the interface check, through the same code the CLI uses."""
 
 import pytest
-
 from helpers import BASELINES, REDTEAM, SUBMISSIONS, run_spec, tiny_profile
-from harness.protocol import OptimizerSettings
-from harness.isolation.sandbox import get_sandbox
+
 from harness.isolation.check import SubmissionRejected, interface_check, static_check
-from harness.training.trainer import run_one
 from harness.isolation.client import LossWorker, StepRequest
+from harness.isolation.sandbox import get_sandbox
+from harness.protocol import OptimizerSettings
+from harness.training.trainer import run_one
 
 NONE = get_sandbox("none")
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.protocol import EpochMetrics, RunResult, RunSpec
-from harness.rundir import RunDir
+from harness.results.rundir import RunDir
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from pathlib import Path
 from harness.executors import STOP_GRACE_S, Executor, Job, OnResult, RunObserver, units
 from harness.executors.events import INTERRUPTED, Finished, Interrupted, deliver, execute_unit, placed_here
 from harness.protocol import RunResult, RunSpec
-from harness.rundir import RunDir
+from harness.results.rundir import RunDir
 from harness.training.device import device_for_slot, threads_per_run
 
 

@@ -31,10 +31,10 @@ from harness.errors import UsageError
 from harness.executors import STOP_GRACE_S, Executor, Job, OnResult, RunObserver
 from harness.executors.events import Finished, Interrupted, deliver, execute, placed_here
 from harness.protocol import RunResult, RunSpec
-from harness.provenance import harness_commit, harness_version
-from harness.rundir import RunDir
+from harness.results.rundir import RunDir
 from harness.training.data import Split
 from harness.training.device import determinism_env
+from harness.util.provenance import harness_commit, harness_version
 
 POLL_S = 0.2
 

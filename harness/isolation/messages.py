@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.isolation import worker as wire
-from harness.text import printable
+from harness.util.text import printable
 
 MAX_STAGE = 40  # characters of the worker's reported stage that are kept
 MAX_MESSAGE = 2000

@@ -11,12 +11,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness import aggregate
-from harness.aggregate import LEVEL, TEST_NAME, Comparison, Standing
 from harness.errors import UsageError
-from harness.names import SOURCE_BASELINES
+from harness.evaluate.names import SOURCE_BASELINES
 from harness.report.model import Report
-from harness.stats import geometric_mean
+from harness.results import aggregate
+from harness.results.aggregate import LEVEL, TEST_NAME, Comparison, Standing
+from harness.results.stats import geometric_mean
 
 SCORE = "score"
 

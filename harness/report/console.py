@@ -14,9 +14,9 @@ from rich.table import Table
 
 from harness.isolation.check import CheckReport
 from harness.isolation.sandbox import as_user_path
-from harness.leaderboard.record import Recorded
 from harness.protocol import Phase, Profile
 from harness.report import run_table
+from harness.results.record import Recorded
 
 
 def capabilities(console: Console, report: CheckReport, profile: Profile | None = None) -> None:
@@ -57,7 +57,7 @@ def warning(console: Console, text: str) -> None:
 
 
 def planned_file(console: Console, f, lb_path: Path) -> None:
-    """What is known of a :class:`~harness.plan.PlannedFile` before training: runs skipped, rows of an
+    """What is known of a :class:`~harness.evaluate.plan.PlannedFile` before training: runs skipped, rows of an
     earlier evaluation recorded now or still unwritten."""
     for (arch, seed), finished in f.skipped.items():
         console.print(
@@ -126,8 +126,9 @@ def standing(
 ) -> None:
     """These entries' file versions (``(kind, name, sha256)``) against the baselines already in the
     leaderboard (same profile and phase)."""
-    from harness import leaderboard, report
-    from harness.leaderboard.retired import retired
+    from harness import report
+    from harness import results as leaderboard
+    from harness.results.retired import retired
 
     rep = report.build(leaderboard.read_rows(lb_path), phase, profile.name, retired(lb_path))
     mine = [e for e in rep.entries if e.version_key in versions]
@@ -147,7 +148,7 @@ def standing(
 
 
 def bench(console: Console, rep, *, rounds: int, steps: int) -> None:
-    """The tables of a :class:`~harness.bench.BenchReport`."""
+    """The tables of a :class:`~harness.tools.bench.BenchReport`."""
     table = Table(
         title=f"training throughput on {rep.device} ({rep.precision}, channels_last={rep.channels_last}, "
         f"{rep.threads} threads; harness worker in '{rep.sandbox}')",

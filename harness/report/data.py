@@ -15,10 +15,10 @@ import json
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from harness.aggregate import ALPHA, ArchStats, Comparison, Standing
-from harness.family import MARGIN
 from harness.report.model import HEADLINE, Report
-from harness.text import csv_cell, one_line
+from harness.results.aggregate import ALPHA, ArchStats, Comparison, Standing
+from harness.results.family import MARGIN
+from harness.util.text import csv_cell, one_line
 
 
 class _Model(BaseModel):
@@ -128,7 +128,7 @@ class TestRecord(_Model):
 
 
 class PowerRecord(_Model):
-    """What a group's tests can detect with 80% power (:class:`harness.family.Power`)."""
+    """What a group's tests can detect with 80% power (:class:`harness.results.family.Power`)."""
 
     group: str
     seeds: int

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import aggregate
-from harness.aggregate import ArchStats, Standing
 from harness.report.model import Report
-from harness.rundir import RunDir
-from harness.static_sweep import SWEEP, sweep_members
+from harness.results import aggregate
+from harness.results.aggregate import ArchStats, Standing
+from harness.results.rundir import RunDir
+from harness.results.static_sweep import SWEEP, sweep_members
 
 Figure = tuple[str, str]  # (caption, base64 PNG); an empty PNG: the caption is a note that it failed
 MAX_SCALAR_NAMES = 16  # distinct scalars() names drawn per submission's figure

@@ -11,8 +11,8 @@ from harness.report.figures import learning_curves, tradeoffs
 from harness.report.legend import legend
 from harness.report.model import Report, Section
 from harness.report.text import section_table
-from harness.rundir import RunDir
-from harness.text import printable
+from harness.results.rundir import RunDir
+from harness.util.text import printable
 
 
 def failures(report: Report, runs_dir: Path, limit: int = 600) -> list[tuple[str, str, int, str]]:

@@ -4,11 +4,11 @@
 
 from __future__ import annotations
 
-from harness.aggregate import LEVEL, MIN_COST_SECONDS, REFERENCE_BASELINE, TEST_NAME
-from harness.family import ALPHA, MARGIN, PRIMARY_SHARE, Power
-from harness.published import published
 from harness.report.model import HEADLINE, Report
-from harness.static_sweep import CONTROL_LABEL, SWEEP, TUNED_LABEL
+from harness.results.aggregate import LEVEL, MIN_COST_SECONDS, REFERENCE_BASELINE, TEST_NAME
+from harness.results.family import ALPHA, MARGIN, PRIMARY_SHARE, Power
+from harness.results.published import published
+from harness.results.static_sweep import CONTROL_LABEL, SWEEP, TUNED_LABEL
 
 _REF = REFERENCE_BASELINE.removesuffix(".py")
 

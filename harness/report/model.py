@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from harness import aggregate, board, published, static_sweep
-from harness.aggregate import Standing
 from harness.errors import UsageError
-from harness.family import Power
-from harness.leaderboard.retired import Retired
 from harness.protocol import PROFILES, Phase
+from harness.results import aggregate, board, published, static_sweep
+from harness.results.aggregate import Standing
+from harness.results.family import Power
+from harness.results.retired import Retired
 
 SECTIONS = (
     ("submission", "submissions"),

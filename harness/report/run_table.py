@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
-from harness.leaderboard.record import Recorded
+from harness.results.record import Recorded
 
 # (detailed header, compact header, justification)
 _COLUMNS = (

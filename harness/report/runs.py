@@ -11,10 +11,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.aggregate import DEFAULT_SETTINGS, settings_label
 from harness.errors import UsageError
+from harness.evaluate.names import place_of
 from harness.isolation.check import sha256_file
-from harness.names import place_of
+from harness.results.aggregate import DEFAULT_SETTINGS, settings_label
 
 
 def submission_rows(
@@ -23,7 +23,7 @@ def submission_rows(
     """The entry name ``target`` means (a path to the file, or its name with or without ``.py``), its
     measured rows (of ``profile`` and ``kind`` only, when given), and the sha256 of the file when it
     is one here (its current version). For a file, only the rows recorded from its place count: a
-    file of the same name elsewhere is another entry's (:mod:`harness.names`); when every row of the
+    file of the same name elsewhere is another entry's (:mod:`harness.evaluate.names`); when every row of the
     name comes from elsewhere, :class:`UsageError` says where."""
     path = Path(target)
     current = sha256_file(path) if path.is_file() else None

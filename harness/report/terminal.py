@@ -15,10 +15,10 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
-from harness.aggregate import ArchStats, Comparison, Standing
 from harness.report.legend import legend, short_legend
 from harness.report.model import Report, Section
 from harness.report.text import fmt_cost_short, fmt_final, fmt_rank, section_table, show_ranges
+from harness.results.aggregate import ArchStats, Comparison, Standing
 
 
 def render_table(report: Report, console: Console, *, highlight: Collection[tuple[str, str, str]] = ()) -> None:

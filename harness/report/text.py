@@ -4,10 +4,10 @@
 
 from __future__ import annotations
 
-from harness.aggregate import ArchStats, Comparison, Standing
 from harness.report.legend import legend
 from harness.report.model import Report, Section
-from harness.text import markdown_text
+from harness.results.aggregate import ArchStats, Comparison, Standing
+from harness.util.text import markdown_text
 
 __all__ = ["fmt_comparison", "fmt_diff", "fmt_rank", "fmt_score", "fmt_stats", "fmt_tuned", "render_markdown"]
 

@@ -2,7 +2,7 @@
 it goes through here.
 
 - **Intake**: the command line's own checks on an upload (the entry-name rule and the baselines'
-  reserved names of :mod:`harness.names`, the size limit and the static check of
+  reserved names of :mod:`harness.evaluate.names`, the size limit and the static check of
   :mod:`harness.isolation.check`), with the command line's messages. Nothing is imported.
 - **Evaluation**: the ``harness evaluate FILE --json`` command line of a submission, run as a child
   process by :mod:`harness.serve.runner` (so the server never imports a submission, and a child's
@@ -22,9 +22,9 @@ import tempfile
 from pathlib import Path
 
 from harness.errors import SubmissionRejected
+from harness.evaluate.names import SOURCE_BASELINES, baseline_names, check_name, reserved_problem
 from harness.isolation.check import MAX_FILE_BYTES, read_submission, sha256_file, static_check
-from harness.leaderboard import HEADER_LINE, default_path
-from harness.names import SOURCE_BASELINES, baseline_names, check_name, reserved_problem
+from harness.results import HEADER_LINE, default_path
 from harness.serve.settings import ServeSettings
 
 __all__ = ["MAX_FILE_BYTES", "default_path", "sha256_file"]

@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 from torch.utils._pytree import tree_map
 
-from harness.fileio import private_dirs, write_atomic
 from harness.protocol import EpochMetrics, RunSpec
+from harness.util.fileio import private_dirs, write_atomic
 
 KEEP = 2
 

@@ -31,7 +31,7 @@ from filelock import FileLock
 from platformdirs import user_cache_dir
 
 from harness.errors import DatasetError
-from harness.fileio import write_atomic
+from harness.util.fileio import write_atomic
 
 if TYPE_CHECKING:
     from harness.protocol import Profile

@@ -22,8 +22,7 @@ import torch
 from harness.isolation.client import LossWorker
 from harness.isolation.sandbox import Sandbox
 from harness.protocol import EpochMetrics, RunResult, RunSpec
-from harness.provenance import device_name
-from harness.rundir import RunDir
+from harness.results.rundir import RunDir
 from harness.training.checkpoint import Checkpointer, background_writes
 from harness.training.compiled import no_silent_fallback
 from harness.training.data import Split, eval_batches
@@ -44,6 +43,7 @@ from harness.training.trainer import (
     run_one,
     train_loader,
 )
+from harness.util.provenance import device_name
 
 
 def fusable(specs: list[RunSpec]) -> bool:

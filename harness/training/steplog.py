@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from harness.errors import RunFailed
 from harness.isolation.client import LossWorker, StepReply, StepRequest, WorkerError
-from harness.rundir import RunDir
+from harness.results.rundir import RunDir
 
 MAX_POINTS = 400  # logged steps per run, at most
 MAX_RUN_SCALARS = 16  # distinct scalars() names a run keeps

@@ -38,8 +38,7 @@ from harness.errors import RunFailed
 from harness.isolation.client import LossWorker, StepReply, StepRequest, WorkerError
 from harness.isolation.sandbox import Sandbox, as_user_path
 from harness.protocol import EpochMetrics, RunResult, RunSpec
-from harness.provenance import device_name
-from harness.rundir import RunDir
+from harness.results.rundir import RunDir
 from harness.training.checkpoint import Checkpointer, Resume, background_writes
 from harness.training.compiled import compile_forward, no_silent_fallback
 from harness.training.data import Split, TrainLoader, eval_batches
@@ -57,6 +56,7 @@ from harness.training.gradients import (
 from harness.training.models import TwoHeadNet, build_model, task_reach
 from harness.training.sharing import CpuShare
 from harness.training.steplog import StepLog
+from harness.util.provenance import device_name
 
 # ------------------------------------------------------------------------ one step
 
@@ -397,7 +397,7 @@ def run_one(
 ) -> RunOutcome:
     """Train ``spec.arch`` with ``spec.seed`` and the submission's loss; never raises for
     a failure of the submission or the worker: the outcome is then ``failed``. Its files go
-    into ``run_dir`` (:class:`~harness.rundir.RunDir`); an interrupted run resumes from its
+    into ``run_dir`` (:class:`~harness.results.rundir.RunDir`); an interrupted run resumes from its
     last checkpoint, a run the submission failed starts again from epoch 0. On the CPU the run
     takes its share of the machine's cores among the trainers running on it (at most ``threads``
     when given: :class:`~harness.training.sharing.CpuShare`).

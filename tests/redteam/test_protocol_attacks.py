@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import BASELINES, require_sandbox, run_spec, tiny_profile
+
+from harness.isolation.client import LossWorker, StepRequest, WorkerError
 from harness.protocol import OptimizerSettings
 from harness.training.trainer import run_one
-from harness.isolation.client import LossWorker, StepRequest, WorkerError
 
 pytestmark = pytest.mark.slow  # starts hostile workers in every sandbox backend
 

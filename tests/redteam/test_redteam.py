@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from helpers import harness_env, loopback_listener, require_sandbox, run_spec, tiny_profile
+
 from harness.errors import SubmissionRejected
 from harness.isolation.check import interface_check, static_check
 from harness.training.trainer import run_one

@@ -53,7 +53,7 @@ from harness.isolation.sandbox import (
 )
 from harness.isolation.sandbox.limits import Limits
 from harness.isolation.sandbox.none import SINGLE_THREAD_ENV
-from harness.procinfo import boot_id, pid_namespace, start_time
+from harness.util.procinfo import boot_id, pid_namespace, start_time
 
 IMAGE = os.environ.get("HARNESS_SANDBOX_IMAGE", "harness-sandbox:latest")
 LABEL = "harness.loss-worker"

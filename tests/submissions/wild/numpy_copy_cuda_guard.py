@@ -1,6 +1,7 @@
 """Written as researchers write: numpy, copy, and the usual CUDA guard (False in the sandbox)."""
 
 import copy
+
 import numpy as np
 import torch
 import torch.nn as nn

@@ -1,5 +1,5 @@
 """Every significance claim of one comparison group, computed from per-seed accuracies as arrays, for
-one board (:mod:`harness.aggregate` calls it with one) or thousands at once (the simulations in
+one board (:mod:`harness.results.aggregate` calls it with one) or thousands at once (the simulations in
 ``tests/test_statistics_simulation.py`` call the same function).
 
 The independent unit is the seed: a seed fixes the initialisation and the data order on every
@@ -10,7 +10,7 @@ accuracies; on one architecture, its accuracy), over the seeds both sides have (
 Nothing is pooled over (architecture, seed): that treats the runs of one seed as independent and
 overstates the evidence when they are correlated.
 
-The family, per group, adjusted with Holm's weighted step-down method (:func:`harness.stats.weighted_holm`):
+The family, per group, adjusted with Holm's weighted step-down method (:func:`harness.results.stats.weighted_holm`):
 
 - *primary* (share :data:`PRIMARY_SHARE` of alpha when there are pairwise tests, else all of it):
   each ranked entry against ``equal_weighting``; each ranked entry that is not a static weight
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.ranking import competition_ranks, rank_ranges, scores, seed_scores
-from harness.stats import Paired, detectable, probability_of_improvement, weighted_holm
+from harness.results.ranking import competition_ranks, rank_ranges, scores, seed_scores
+from harness.results.stats import Paired, detectable, probability_of_improvement, weighted_holm
 
 ALPHA = 0.05
 MARGIN = 0.3  # points of score: within it, "equivalent" to the tuned static weight (docs/statistics.md)

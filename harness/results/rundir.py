@@ -30,8 +30,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.fileio import private_dirs
 from harness.protocol import EntryKey, EpochMetrics, RunResult, RunSpec
+from harness.util.fileio import private_dirs
 
 
 @dataclass(frozen=True)

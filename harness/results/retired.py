@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import UsageError
-from harness.fileio import append_text, lock_for
-from harness.provenance import utc_now
+from harness.util.fileio import append_text, lock_for
+from harness.util.provenance import utc_now
 
 FIELDS = ("at", "action", "submission", "submission_sha256", "reason", "kind")  # kind last: older files lack it
 

@@ -1,6 +1,6 @@
 """Scores, ranks and rank ranges of one comparison group, as arrays (any leading axes: one board, or
 thousands in the simulations of the tests), from per-seed accuracies and the significant results
-alone; :mod:`harness.family` calls them.
+alone; :mod:`harness.results.family` calls them.
 
 The score of an entry is the geometric mean over the architectures of its per-architecture mean
 accuracies over the protocol's seeds. Its interval is the t-interval over its *per-seed scores*

@@ -1,9 +1,9 @@
 """Leaderboard entries: per architecture the mean, sample std and n over seeds, the score, and the
 descriptive difference from ``equal_weighting`` on each architecture; what is tested and claimed
-about a comparison group is :mod:`harness.board` (with :mod:`harness.family`).
+about a comparison group is :mod:`harness.results.board` (with :mod:`harness.results.family`).
 
-Input is the leaderboard as read by :func:`harness.leaderboard.read_rows`: one row per run measured
-here, and published rows, which are only ever shown apart (:func:`harness.published.reference_standings`).
+Input is the leaderboard as read by :func:`harness.results.read_rows`: one row per run measured
+here, and published rows, which are only ever shown apart (:func:`harness.results.published.reference_standings`).
 An *entry* (:class:`harness.protocol.EntryKey`) is a name and a kind; each standing is one of its
 file versions run with one set of protocol options (:class:`harness.protocol.SeriesKey`). One
 version per entry and settings is *current* (the one the board ranks): the newest (the version
@@ -38,11 +38,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from harness.family import ALPHA as ALPHA  # re-exported: the views state it
 from harness.protocol import ENTRY_COLUMNS, HIDDEN_ARCHS, PUBLIC_ARCHS, EntryKey, Phase, RunSettings
-from harness.stats import LEVEL as LEVEL  # re-exported: the views state it
-from harness.stats import geometric_mean, holm, mean, paired_test, statistics_std, t_interval
-from harness.text import one_line
+from harness.results.family import ALPHA as ALPHA  # re-exported: the views state it
+from harness.results.stats import LEVEL as LEVEL  # re-exported: the views state it
+from harness.results.stats import geometric_mean, holm, mean, paired_test, statistics_std, t_interval
+from harness.util.text import one_line
 
 __all__ = ["ALPHA", "LEVEL", "holm", "paired_test"]  # re-exported for the tests and views
 
@@ -64,7 +64,7 @@ def settings_label(precision: object, compile: object, deterministic: object, to
 
 
 TEST_NAME = "paired t-test over per-seed scores, two-sided"
-CORRECTION = "Holm"  # weighted step-down, one family per comparison group (harness.family)
+CORRECTION = "Holm"  # weighted step-down, one family per comparison group (harness.results.family)
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ class Standing:
     score: float | None
     rank: int | None = None
     source: str = ""  # where a reference row was reported
-    note: str = ""  # a published row: which implementation produced it (harness.published)
+    note: str = ""  # a published row: which implementation produced it (harness.results.published)
     settings: str = "fp32"  # its comparison group (:attr:`RunSettings.label`): ranked and tested only within it
     vs_ref: Comparison | None = None  # against equal_weighting, on per-seed scores (ranked entries: primary)
     vs_tuned: Comparison | None = None  # against the tuned static weight, with the equivalence test
@@ -273,7 +273,7 @@ def entries(
     selected: Mapping[tuple[str, str], str] | None = None,
 ) -> list[Standing]:
     """Measured entries of ``phase`` (one standing per file version and settings) with their
-    statistics on ``archs``, untested (:func:`harness.board.groups` tests and ranks them).
+    statistics on ``archs``, untested (:func:`harness.results.board.groups` tests and ranks them).
     ``protocol_seeds``: the seeds every architecture needs for an entry to be complete;
     ``selected``: ``(kind, name) -> sha256`` of the version to rank instead of the newest."""
     df = df[(df["phase"] == phase) & (df["origin"] == "measured")].copy()
@@ -348,7 +348,7 @@ def identical_entries(rows: pd.DataFrame) -> dict[tuple[str, str, str], tuple[st
 
 def compare(a: Mapping[int, float], b: Mapping[int, float]) -> Comparison:
     """``a`` against ``b`` over their common seeds: the mean difference, its t-interval and the
-    unadjusted paired t-test (a descriptive comparison; :mod:`harness.family` runs the board's tests)."""
+    unadjusted paired t-test (a descriptive comparison; :mod:`harness.results.family` runs the board's tests)."""
     common = sorted(set(a) & set(b))
     diffs = [a[k] - b[k] for k in common]
     p, n_pairs = paired_test(dict(a), dict(b))

@@ -1,4 +1,4 @@
-"""How the live progress display fits the terminal (:mod:`harness.progress` owns what it says).
+"""How the live progress display fits the terminal (:mod:`harness.report.progress` owns what it says).
 
 Every task of the :class:`FittedProgress` carries the text fields ``label``, ``state``, ``stats``
 (fields separated by two spaces), ``eta`` and ``run`` (``all`` for the overall line, else the run's

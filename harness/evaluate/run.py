@@ -1,9 +1,9 @@
 """``harness evaluate``: plan -> check -> run -> record -> present, for one or several files.
 
-Each file is statically checked and copied (:mod:`harness.plan`), its interface checked in the
+Each file is statically checked and copied (:mod:`harness.evaluate.plan`), its interface checked in the
 sandbox, then every (file, architecture, seed) run not done yet is carried out by one executor
 (:mod:`harness.executors`); each run's row is appended as the run ends
-(:mod:`harness.leaderboard.record`) and the results are shown against the baselines
+(:mod:`harness.results.record`) and the results are shown against the baselines
 (:mod:`harness.report.console`). Each run is independent: a failed run is reported (terminal,
 ``failure.txt``, a ``failed`` row) and the others go on.
 """
@@ -17,13 +17,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from harness import leaderboard
+from harness import results as leaderboard
 from harness.errors import ExitCode, SubmissionRejected
-from harness.executors import Job
-from harness.isolation.check import CheckReport, interface_check
-from harness.isolation.sandbox import Sandbox, resolve_sandbox
-from harness.leaderboard.record import Recorded, Recorder
-from harness.plan import (
+from harness.evaluate.plan import (
     EvaluateOptions,
     PlannedFile,
     device_label,
@@ -35,9 +31,13 @@ from harness.plan import (
     planned_archs,
     planned_seeds,
 )
-from harness.progress import EvaluationProgress
+from harness.executors import Job
+from harness.isolation.check import CheckReport, interface_check
+from harness.isolation.sandbox import Sandbox, resolve_sandbox
 from harness.protocol import RunResult
 from harness.report import console as show
+from harness.report.progress import EvaluationProgress
+from harness.results.record import Recorded, Recorder
 from harness.training.data import load_profile_data
 from harness.training.device import prepare_determinism, resolve_precision
 
@@ -57,7 +57,7 @@ def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Conso
 class Outcome:
     """What one evaluation did: its exit code, the rows it recorded (runs that ended now), the file
     versions it covered (``(kind, name, sha256)``) and the leaderboard it wrote to; the files it
-    planned (with the runs it did not train: :class:`~harness.plan.PlannedFile`), the interface check's
+    planned (with the runs it did not train: :class:`~harness.evaluate.plan.PlannedFile`), the interface check's
     report of each file it checked (by the file's path as given) and the files it rejected, with why."""
 
     code: ExitCode

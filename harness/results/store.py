@@ -2,7 +2,7 @@
 never rewriting.
 
 Appending takes an exclusive file lock (``<csv>.lock``), checks that the existing header
-is exactly this schema's, and writes the row with :func:`harness.fileio.append_text` (one
+is exactly this schema's, and writes the row with :func:`harness.util.fileio.append_text` (one
 ``O_APPEND`` write, fsynced; truncated back on failure, so no partial row is left). A file with
 another header (a foreign CSV, an older schema) is never touched: :class:`LeaderboardError` says
 what was found and what to do.
@@ -21,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import LeaderboardError, UsageError
-from harness.fileio import append_text, lock_for, write_atomic
 from harness.protocol import LEADERBOARD_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION, LeaderboardRow, SeriesKey, key_values
+from harness.util.fileio import append_text, lock_for, write_atomic
 
 
 def _csv_line(values: list[object]) -> str:

@@ -6,8 +6,8 @@ Kurin et al. (2022) and Xin et al. (2022) found that specialised multi-task opti
 plain scalarization (a fixed weighted sum of the losses) once it is tuned as carefully; Xin et al.
 sweep the static weights. So every entry is tested against the *tuned static weight*: for each
 seed, the weight with the best score on the other seeds (leave one seed out), scored on that seed
-(:func:`harness.family.leave_one_seed_out`; the line is :data:`TUNED_LABEL`, built in
-:mod:`harness.board`). The *best static weight* line (:func:`best_static`) is descriptive: per
+(:func:`harness.results.family.leave_one_seed_out`; the line is :data:`TUNED_LABEL`, built in
+:mod:`harness.results.board`). The *best static weight* line (:func:`best_static`) is descriptive: per
 architecture, the weight with the best mean on the very accuracies it shows, which flatters it; it
 is not ranked and carries no test (a p-value after choosing on test would not mean what it says).
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from harness.aggregate import DEFAULT_SETTINGS, ArchStats, Standing, score_of
+from harness.results.aggregate import DEFAULT_SETTINGS, ArchStats, Standing, score_of
 
 # baseline file -> its coarse weight (the fine weight is 1); each file states it, tests check both agree
 SWEEP: dict[str, float] = {

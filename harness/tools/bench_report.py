@@ -1,4 +1,4 @@
-"""The figures ``harness bench`` measures (:mod:`harness.bench`), as data: per architecture, per
+"""The figures ``harness bench`` measures (:mod:`harness.tools.bench`), as data: per architecture, per
 sandbox round trip, per ``--jobs`` count, and the whole report (``--json`` prints :meth:`BenchReport.to_dict`)."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""The leaderboard: its CSV file (:mod:`~harness.leaderboard.store`) and how finished runs become
-its rows (:mod:`~harness.leaderboard.record`)."""
+"""The leaderboard: its CSV file (:mod:`~harness.results.store`) and how finished runs become
+its rows (:mod:`~harness.results.record`)."""
 
-from harness.leaderboard.store import (
+from harness.results.store import (
     COLUMNS_BY_VERSION,
     HEADER_LINE,
     MIGRATIONS,

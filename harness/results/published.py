@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from harness.aggregate import DEFAULT_SETTINGS, Standing, arch_stats, score_of
-from harness.text import one_line
+from harness.results.aggregate import DEFAULT_SETTINGS, Standing, arch_stats, score_of
+from harness.util.text import one_line
 
 __all__ = ["PUBLISHED", "Published", "published", "reference_standings", "reproductions"]
 
@@ -114,7 +114,7 @@ def reference_standings(rows: pd.DataFrame, archs: list[str], phase: str | None 
 
 def reproductions(references: list[Standing], measured: list[Standing]) -> list[Standing]:
     """``references`` with, after the published rows of each name, the measured row of the baseline that
-    reproduces its implementation (:mod:`harness.published`), when the task's settings have one: its
+    reproduces its implementation (:mod:`harness.results.published`), when the task's settings have one: its
     accuracies and score only (kind ``reproduction``, unranked, untested here)."""
     out = []
     for i, ref in enumerate(references):

@@ -1,7 +1,7 @@
 """The board: each comparison group's entries tested, ranked and ordered, as the views show them.
 
-:func:`groups` splits the entries of :func:`harness.aggregate.entries` by comparison group and
-:func:`compare_group` runs one group's family of tests through :func:`harness.family.claims` (the
+:func:`groups` splits the entries of :func:`harness.results.aggregate.entries` by comparison group and
+:func:`compare_group` runs one group's family of tests through :func:`harness.results.family.claims` (the
 same function the simulations in the tests run on thousands of boards), then writes its results
 into the standings: the score interval, the rank and its range, the comparison with
 ``equal_weighting`` and with the tuned static weight, the pairwise tests, and the tuned static
@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness import family
-from harness.aggregate import (
+from harness.protocol import Phase
+from harness.results import family
+from harness.results.aggregate import (
     DEFAULT_SETTINGS,
     REFERENCE_BASELINE,
     ArchStats,
@@ -32,8 +33,7 @@ from harness.aggregate import (
     score_of,
     with_differences,
 )
-from harness.protocol import Phase
-from harness.static_sweep import SWEEP, TUNED_LABEL
+from harness.results.static_sweep import SWEEP, TUNED_LABEL
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def reference_of(members: list[Standing]) -> Standing | None:
 
 def compare_group(members: list[Standing], protocol_seeds: tuple[int, ...] = ()) -> Group:
     """One comparison group (entries with the same settings): the descriptive differences from its
-    equal weighting, then the family of tests (:func:`harness.family.claims`) and what they allow."""
+    equal weighting, then the family of tests (:func:`harness.results.family.claims`) and what they allow."""
     if not members:
         return Group(DEFAULT_SETTINGS, [], None, None, 0)
     ref = reference_of(members)
@@ -125,7 +125,7 @@ def _value(a: np.ndarray, *index: int) -> float | None:
 def _comparison(
     t, adjusted: np.ndarray, i: int, fam: str, weight: float, seeds: list[int], eq_adjusted=None, eq_weight=0.0
 ) -> Comparison:
-    """Slot ``i`` of the :class:`~harness.stats.Paired` ``t`` (board 0) as a :class:`Comparison`."""
+    """Slot ``i`` of the :class:`~harness.results.stats.Paired` ``t`` (board 0) as a :class:`Comparison`."""
     low, high, n = _value(t.low, i), _value(t.high, i), int(t.n[0, i])
     p = _value(t.p, i)
     no_test = "" if p is not None else f"{n} paired seed{'s' * (n != 1)}" if n < 2 else "identical per-seed differences"

@@ -29,10 +29,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from harness.bench_report import ArchBench, BenchReport, JobsThroughput, RoundTrip
 from harness.isolation.client import LossWorker, StepRequest
 from harness.isolation.sandbox import Sandbox, available_sandboxes, get_sandbox, resolve_sandbox
 from harness.protocol import PROFILES, Precision
+from harness.tools.bench_report import ArchBench, BenchReport, JobsThroughput, RoundTrip
 from harness.training.data import CIFAR100_MEAN, CIFAR100_STD, Split, TrainLoader, eval_batches
 from harness.training.device import (
     autocast_context,

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from harness.errors import UsageError
-from harness.names import SOURCE_BASELINES
+from harness.evaluate.names import SOURCE_BASELINES
 from harness.protocol import Kind, Phase, Precision, Profile, Topology
 
 ExecutorName = Literal["local", "ray"]
@@ -73,6 +73,6 @@ class EvaluateOptions(BaseModel):
 
     @property
     def leaderboard_path(self) -> Path:
-        from harness.leaderboard.store import default_path
+        from harness.results.store import default_path
 
         return self.leaderboard or default_path(self.profile.name)

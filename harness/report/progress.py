@@ -25,8 +25,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from harness.executors import RunObserver
-from harness.progress_layout import FittedProgress
 from harness.protocol import EpochMetrics, RunKey, RunResult, RunSpec
+from harness.report.progress_layout import FittedProgress
 from harness.training.models import forward_macs
 
 REFRESH_S = 0.5  # how often the ETAs are recomputed

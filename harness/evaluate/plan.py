@@ -1,4 +1,4 @@
-"""Planning an evaluation: given its options (:mod:`harness.options`), which files,
+"""Planning an evaluation: given its options (:mod:`harness.evaluate.options`), which files,
 architectures and seeds it trains, which of those runs are already done, where the runs go, and
 which executor carries them out.
 """
@@ -15,15 +15,15 @@ import pandas as pd
 import torch
 
 from harness.errors import SubmissionRejected, UsageError
+from harness.evaluate.names import baseline_names, check_name, place_of, reserved_problem
+from harness.evaluate.options import EvaluateOptions
 from harness.executors import Executor, Job, units
-from harness.fileio import private_dirs, write_atomic
 from harness.isolation.check import directory_message, read_submission, sha256_file, static_check
-from harness.leaderboard.record import Recorder
-from harness.names import baseline_names, check_name, place_of, reserved_problem
-from harness.options import EvaluateOptions
 from harness.protocol import HIDDEN_ARCHS, ArchSource, EntryKey, LeaderboardRow, Precision, Profile, RunSpec
-from harness.provenance import device_name
-from harness.rundir import EvalDir
+from harness.results.record import Recorder
+from harness.results.rundir import EvalDir
+from harness.util.fileio import private_dirs, write_atomic
+from harness.util.provenance import device_name
 
 
 def planned_archs(opts: EvaluateOptions) -> tuple[str, ...]:
@@ -83,7 +83,7 @@ class PlannedFile:
 
     path: Path
     entry: EntryKey
-    place: str  # where the file is, as the leaderboard records it (harness.names.place_of)
+    place: str  # where the file is, as the leaderboard records it (harness.evaluate.names.place_of)
     eval_dir: EvalDir
     sha: str
     skipped: dict[tuple[str, int], str] = field(default_factory=dict)  # ok in the leaderboard: finished_at
@@ -133,7 +133,7 @@ def entry_of(
     path: Path, opts: EvaluateOptions, existing: pd.DataFrame, planned: list[PlannedFile]
 ) -> tuple[EntryKey, str] | None:
     """The entry ``path`` is evaluated as, and its place; None when the same file is already planned.
-    Raises ``SubmissionRejected`` for a name that breaks the rule (:mod:`harness.names`), a baseline's
+    Raises ``SubmissionRejected`` for a name that breaks the rule (:mod:`harness.evaluate.names`), a baseline's
     name taken by a submission, or a name that already belongs to a file in another place."""
     if path.is_dir():
         raise SubmissionRejected(directory_message(path))
@@ -170,7 +170,7 @@ def entry_of(
 def suggest_other(path: Path, name: str) -> str:
     """A name for a second file called ``name``: its directory's name before it, when that helps."""
     parent = Path(os.path.abspath(path)).parent.name
-    from harness.names import suggest_name
+    from harness.evaluate.names import suggest_name
 
     return suggest_name(f"{parent}_{name}" if parent else f"other_{name}")
 
@@ -210,7 +210,7 @@ def plan_files(
         f = PlannedFile(path, entry, place, eval_dir, sha)
         if not opts.force:
             series = spec_for(f, opts, "-", 0, "cpu", "none", precision).key.series
-            from harness.leaderboard.record import completed_runs
+            from harness.results.record import completed_runs
 
             done = completed_runs(existing, series)
             f.skipped = {run: t for run, t in done.items() if run in {(a, s) for a in archs for s in seeds}}

@@ -13,10 +13,10 @@ import sys
 from rich.console import Console
 from rich.markup import escape
 
-from harness import cli_parser
+from harness.cli import parser as cli_parser
 from harness.errors import ExitCode, HarnessError, SubmissionRejected, UsageError
 from harness.protocol import TOPOLOGIES, get_profile
-from harness.text import SafeConsole
+from harness.util.text import SafeConsole
 
 # Commands that do not train (--help, leaderboard, runs, compare, retire) start without torch: every
 # import of the training stack (torch, the trainer, the data, the sandboxes' workers) is inside the
@@ -26,7 +26,7 @@ from harness.text import SafeConsole
 def _evaluate_options(args: argparse.Namespace, kind: str):
     """The options model from the command line; what was not given keeps the model's default, and
     the model checks the combination."""
-    from harness.options import EvaluateOptions
+    from harness.evaluate.options import EvaluateOptions
 
     given = dict(
         profile=get_profile(args.profile),
@@ -59,7 +59,7 @@ def _evaluate_options(args: argparse.Namespace, kind: str):
 
 
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
-    from harness.evaluate import evaluate
+    from harness.evaluate.run import evaluate
 
     opts = _evaluate_options(args, "submission")
     if not args.json:
@@ -78,7 +78,7 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
 def cmd_baselines(args: argparse.Namespace, console: Console) -> int:
     """Evaluate every file in the baselines directory (or those named by --only) as ordinary
     submissions whose rows say ``kind=baseline``, all their runs scheduled together."""
-    from harness.evaluate import evaluate
+    from harness.evaluate.run import evaluate
 
     files = sorted(p for p in args.baselines_dir.glob("*.py") if not p.name.startswith("_"))
     known = {p.stem: p for p in files}
@@ -94,9 +94,9 @@ def cmd_baselines(args: argparse.Namespace, console: Console) -> int:
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
     """Check each file (static check, then the interface in the sandbox); every file is checked
     even after one is rejected. Exit 2 if any was rejected."""
+    from harness.evaluate.names import check_name
     from harness.isolation.check import directory_message, interface_check, static_check
     from harness.isolation.sandbox import resolve_sandbox
-    from harness.names import check_name
     from harness.report import console as show
 
     sandbox, warning = resolve_sandbox(args.sandbox, allow_fallback=True)
@@ -133,7 +133,7 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_image_build(args: argparse.Namespace, console: Console) -> int:
-    from harness.isolation.sandbox.image import build_image
+    from harness.tools.image import build_image
 
     build_image(base_image=args.base_image, bootstrap=args.bootstrap, console=console)
     return ExitCode.OK
@@ -159,7 +159,8 @@ def cmd_data_download(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
-    from harness import leaderboard, report
+    from harness import report
+    from harness import results as leaderboard
 
     path = _leaderboard_path(args)
     versions = args.versions or ()
@@ -172,7 +173,7 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
     if args.output is None:
         sys.stdout.write(text)
     else:
-        from harness.fileio import write_atomic
+        from harness.util.fileio import write_atomic
 
         args.output.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(args.output, text.encode("utf-8"))
@@ -184,7 +185,7 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
 
 
 def retired(path):
-    from harness.leaderboard.retired import retired as read
+    from harness.results.retired import retired as read
 
     return read(path)
 
@@ -192,8 +193,8 @@ def retired(path):
 def _leaderboard_path(args: argparse.Namespace):
     """The leaderboard a view reads; when the user named none and several are here, one line on
     standard error says which and how to choose another."""
-    from harness import leaderboard
-    from harness.leaderboard.store import choice_note
+    from harness import results as leaderboard
+    from harness.results.store import choice_note
 
     path = args.leaderboard or leaderboard.find_default(args.profile)
     if not path.exists():
@@ -205,7 +206,8 @@ def _leaderboard_path(args: argparse.Namespace):
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    from harness import leaderboard, report
+    from harness import report
+    from harness import results as leaderboard
     from harness.report.compare import find_entry, render_compare
 
     path = _leaderboard_path(args)
@@ -221,10 +223,10 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 def cmd_retire(args: argparse.Namespace, console: Console) -> int:
     """Hide a file version from every view (or show it again): an event appended beside the
     leaderboard, whose rows stay as they are."""
-    from harness import leaderboard
-    from harness.aggregate import REFERENCE_BASELINE
-    from harness.leaderboard.retired import append_event
+    from harness import results as leaderboard
     from harness.report.runs import submission_rows
+    from harness.results.aggregate import REFERENCE_BASELINE
+    from harness.results.retired import append_event
 
     path = _leaderboard_path(args)
     target, _, sha = args.target.partition("@")
@@ -267,7 +269,7 @@ def cmd_retire(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_runs(args: argparse.Namespace, console: Console) -> int:
-    from harness import leaderboard
+    from harness import results as leaderboard
     from harness.report.runs import render_runs
 
     path = _leaderboard_path(args)
@@ -302,8 +304,8 @@ def cmd_models(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
-    from harness.leaderboard import migrate
     from harness.protocol import SCHEMA_VERSION
+    from harness.results import migrate
 
     dst, version = migrate(args.path, args.output)
     console.print(f"wrote {dst}: schema version {version} -> {SCHEMA_VERSION}; {args.path} is unchanged")
@@ -315,7 +317,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
 
     import torch
 
-    from harness.bench import run_bench
+    from harness.tools.bench import run_bench
     from harness.training.device import resolve_device
     from harness.training.models import available_archs, get_arch, load_hidden_archs
 
@@ -361,7 +363,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_selftest(args: argparse.Namespace, console: Console) -> int:
-    from harness.selftest import run_selftest
+    from harness.tools.selftest import run_selftest
 
     return run_selftest(
         args.device,

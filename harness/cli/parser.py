@@ -1,5 +1,5 @@
 """The ``harness`` command line: its commands, options and help texts (the commands themselves are
-in :mod:`harness.cli`)."""
+in :mod:`harness.cli.commands`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from harness.evaluate.names import NAME_RULE, SOURCE_BASELINES
 from harness.isolation.sandbox import available_sandboxes
-from harness.names import NAME_RULE, SOURCE_BASELINES
 from harness.protocol import PROFILES, TOPOLOGIES
 
 Handler = Callable[[argparse.Namespace, Console], int]
@@ -41,7 +41,7 @@ wrong, 130 interrupted."""
 def _version() -> str:
     import torch
 
-    from harness.provenance import harness_commit, harness_version
+    from harness.util.provenance import harness_commit, harness_version
 
     commit = harness_commit()
     short = commit if commit == "unknown" else commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
@@ -352,8 +352,8 @@ def _add_version_option(p: argparse.ArgumentParser) -> None:
 
 def _add_evaluate_options(ev: argparse.ArgumentParser) -> None:
     """The options of evaluate and baselines. A flag left out is None (False for a switch) and takes the
-    options model's default (:class:`harness.options.EvaluateOptions`), which the help texts quote."""
-    from harness.options import EvaluateOptions
+    options model's default (:class:`harness.evaluate.options.EvaluateOptions`), which the help texts quote."""
+    from harness.evaluate.options import EvaluateOptions
 
     def default(name: str) -> object:
         return EvaluateOptions.model_fields[name].default

@@ -2,7 +2,7 @@
 which runs a leaderboard already holds.
 
 A row that cannot be appended (a full disk, a changed file) is kept as the run's ``row.json``
-(:class:`~harness.rundir.RunDir`); the next evaluation of the same file version records it without
+(:class:`~harness.results.rundir.RunDir`); the next evaluation of the same file version records it without
 training again (:meth:`Recorder.recover`).
 """
 
@@ -15,11 +15,11 @@ import pandas as pd
 import torch
 
 from harness.errors import LeaderboardError
-from harness.fileio import write_atomic
-from harness.leaderboard.store import append_row, rows_of
 from harness.protocol import SCHEMA_VERSION, LeaderboardRow, RunResult, RunSpec, SeriesKey
-from harness.provenance import device_name, harness_commit, harness_version, utc_now
-from harness.rundir import EvalDir, RunDir
+from harness.results.rundir import EvalDir, RunDir
+from harness.results.store import append_row, rows_of
+from harness.util.fileio import write_atomic
+from harness.util.provenance import device_name, harness_commit, harness_version, utc_now
 
 
 def row_for(spec: RunSpec, result: RunResult, run_id: str) -> LeaderboardRow:

@@ -1,0 +1,1 @@
+"""Small helpers every part uses: atomic files, text cleaning, process identity, provenance."""
