@@ -16,6 +16,36 @@ from helpers import REPO, LiveHarness, harness_env
 from harness.training.data import load_dataset, write_synthetic
 
 
+def pytest_configure(config) -> None:
+    """Each test process trains with a fixed number of torch threads (``$HARNESS_THREADS``), so that a
+    result does not depend on what else the machine runs (the CPU sharing measures its neighbours):
+    one per process under pytest-xdist (its workers share the cores), else every usable CPU. The
+    tests of the sharing itself remove it. An explicit ``$HARNESS_THREADS`` is kept."""
+    from harness.training.sharing import THREADS_ENV, usable_cpus
+
+    if not os.environ.get(THREADS_ENV):
+        os.environ[THREADS_ENV] = "1" if hasattr(config, "workerinput") else str(usable_cpus())
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config, items) -> None:
+    """Under ``--dist loadgroup``, the tests that share an expensive fixture run in one worker, so that
+    it is built once: the README's smoke evaluation (one group) and each module-scoped fixture (one
+    group per module)."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        for name in info.names_closure:
+            defs = info.name2fixturedefs.get(name) or ()
+            if name == "readme_smoke_run":
+                item.add_marker(pytest.mark.xdist_group("readme-smoke"))
+                break
+            if any(d.scope == "module" for d in defs):
+                item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+                break
+
+
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
     """A small synthetic dataset (600 train / 200 test), generated once per session."""
