@@ -9,7 +9,6 @@ from helpers import SUBMISSIONS, harness
 
 from harness.isolation.check import probe_epochs
 
-pytestmark = pytest.mark.slow  # each test starts the harness command
 
 def test_the_probe_visits_every_epoch_of_the_run_in_order():
     assert probe_epochs(200) == [(0, 3), (1, 3), (2, 3), (3, 3)] + [(e, 1) for e in range(4, 200)]
@@ -17,6 +16,7 @@ def test_the_probe_visits_every_epoch_of_the_run_in_order():
     assert probe_epochs(3) == [(0, 4), (1, 4), (2, 4)] and probe_epochs(1) == [(0, 12)]
 
 
+@pytest.mark.slow  # starts the harness command
 @pytest.mark.parametrize("name", ["wild/curriculum_coarse_first.py", "inplace_scale.py"])
 def test_task_interface_files_pass_the_check(name, tmp_path):
     r = harness("check", SUBMISSIONS / name, "--sandbox", "none", cwd=tmp_path)
@@ -24,6 +24,7 @@ def test_task_interface_files_pass_the_check(name, tmp_path):
     assert f"{name.split('/')[-1]}: ok (208 probe calls" in " ".join(r.stdout.split())
 
 
+@pytest.mark.slow  # starts the harness command
 def test_a_curriculum_fails_where_the_run_never_reaches_the_fine_task(tmp_path):
     """The tiny profile's single epoch never gets past epoch 5: there the loss never uses fine_loss."""
     r = harness("evaluate", SUBMISSIONS / "wild" / "curriculum_coarse_first.py", "--profile", "tiny", "--sandbox",

@@ -215,10 +215,10 @@ def test_neutral_paths_from_a_virtual_environment_inside_the_checkout(name, tmp_
 
 
 @pytest.mark.parametrize("name", BACKENDS)
-def test_memory_cap(name, tmp_path, listener):
+def test_memory_cap(name, tmp_path, listener, request):
     sandbox = backend(name)
-    if name == "none":
-        pytest.skip("known gap of --sandbox none: no memory cap (allocating 3 GiB would succeed)")
+    if name == "none":  # the known gap, checked to stay what it is: allocating 3 GiB succeeds
+        request.applymarker(pytest.mark.xfail(strict=True, reason="--sandbox none has no memory cap"))
     probe, _ = make_probe(tmp_path, listener, allocate="yes")
     with pytest.raises(WorkerError) as e:
         run_probe(sandbox, probe, tmp_path / "worker.log")
