@@ -2,7 +2,7 @@
 # Nothing is downloaded during the build: the base image is a build argument (built
 # locally, e.g. from debootstrap, when no registry is reachable) and Python packages come
 # from the wheelhouse in the build context, which `harness image build` prepares on the host.
-# The worker script and the submission are bind-mounted read-only at run time.
+# The worker script, its wire format (wire.py) and the submission are bind-mounted read-only at run time.
 ARG BASE_IMAGE=harness-base:bookworm
 FROM ${BASE_IMAGE}
 COPY wheelhouse /tmp/wheelhouse

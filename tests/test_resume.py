@@ -250,7 +250,7 @@ def test_a_checkpoint_whose_messages_another_build_wrote_is_not_replayed(tmp_pat
     """STEP records of another layout (an older harness's, before the head norms and the losses after
     the update joined them) would be refused by the worker as a failure of the submission: the
     checkpoint is set aside instead, and the run starts from scratch."""
-    from harness.isolation import worker as wire
+    from harness.isolation import wire
     from harness.training.checkpoint import Checkpointer
 
     spec = run_spec(tiny_profile(epochs=3), submission="famo.py")

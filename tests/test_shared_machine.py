@@ -19,7 +19,7 @@ import pytest
 from helpers import REPO, harness, read_leaderboard, require_sandbox, run_spec, tiny_profile
 from other_user import Prowler, as_other, require_other_uid, run_as_other, shared_dir
 
-from harness.isolation import worker as wire
+from harness.isolation import wire, worker
 from harness.isolation.messages import WorkerError, scalars_report
 from harness.isolation.sandbox import SANDBOX_UID, stage
 from harness.isolation.sandbox.docker import accept_worker
@@ -78,7 +78,7 @@ def test_staged_files_are_private(tmp_path):
     staged = stage(EXAMPLE)
     try:
         assert stat.S_IMODE(staged.stat().st_mode) == 0o700 and staged.stat().st_uid == os.geteuid()
-        for name in ("worker.py", "submission.py"):
+        for name in ("worker.py", "wire.py", "submission.py"):
             assert stat.S_IMODE((staged / name).stat().st_mode) == 0o600
         assert (staged / "submission.py").read_bytes() == EXAMPLE.read_bytes()
     finally:
@@ -227,8 +227,8 @@ def test_scalar_names_follow_one_rule_on_both_sides():
             return {self.name: 1.0}
 
     for name in bad:
-        with pytest.raises(wire.InterfaceError):
-            wire.read_scalars(Module(name))
+        with pytest.raises(worker.InterfaceError):
+            worker.read_scalars(Module(name))
 
 
 SLOW_SCALARS = '''

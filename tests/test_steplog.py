@@ -12,7 +12,7 @@ from harness.errors import SubmissionRejected
 from harness.isolation.check import interface_check
 from harness.isolation.messages import WorkerError, scalars_report
 from harness.isolation.sandbox import get_sandbox
-from harness.isolation.worker import MAX_SCALAR_NAME, MAX_SCALARS
+from harness.isolation.wire import MAX_SCALAR_NAME, MAX_SCALARS
 from harness.results.rundir import RunDir
 from harness.training import steplog
 from harness.training.trainer import run_one

@@ -127,7 +127,7 @@ def test_head_loss_gives_the_heads_their_own_weights():
     ((float("nan"), 1.0, 1.0, 1.0, 1.0), 0b1111, False, "non-finite"),
 ])
 def test_a_result_record_that_contradicts_itself_is_a_protocol_violation(values, flags, head_loss, message):
-    from harness.isolation import worker as wire
+    from harness.isolation import wire
     from harness.isolation.client import StepReply, WorkerError
 
     payload = wire.RESULT_RECORD.pack(*values, flags)

@@ -22,8 +22,10 @@ from harness.errors import SubmissionRejected
 from harness.isolation.client import LossWorker, StepRequest, WorkerError
 from harness.isolation.inputs import input_problems, input_warnings
 from harness.isolation.rules import allowed_imports, find_problems
-from harness.isolation.sandbox import Sandbox, as_user_path
+from harness.isolation.sandbox import Sandbox
 from harness.protocol import PROFILES, OptimizerSettings, Profile
+from harness.util.hints import GRAMIAN_HINT, file_reaches_for_gradients, reaches_for_gradients
+from harness.util.userpath import as_user_path
 
 MAX_FILE_BYTES = 64 * 1024
 CIFAR100_TRAIN = 50_000  # training images of CIFAR-100 (the full protocol: 391 steps of 128 per epoch)
@@ -170,61 +172,6 @@ class WorkerTime:
         return math.floor(self.budget / (self.seconds / self.calls) / self.steps_per_epoch) + 1
 
 
-GRADIENT_ACCESS = frozenset(
-    {
-        "param_groups",
-        "grad",
-        "grad_fn",
-        "next_functions",
-        "zero_grad",
-        "register_hook",
-        "optimizer",
-        "model",
-        "named_parameters",
-    }
-)
-GRAMIAN_HINT = """\
-the loss module never sees the model, its optimizer, its gradients or the autograd graph. A
-gradient-based method declares a keyword-only `gramian`: the trainer passes G[i][j] = <g_i, g_j>,
-the inner products of the two tasks' gradients over the shared parameters, and the method returns
-its weighting of the losses:
-
-    def forward(self, fine_loss, coarse_loss, epoch, total_epochs, *, gramian):
-        g_ff, g_fc, g_cc = gramian[0, 0], gramian[0, 1], gramian[1, 1]
-        w_fine, w_coarse = ...  # your method's weights, computed from G
-        return w_fine * fine_loss + w_coarse * coarse_loss
-
-    def head_loss(self, fine_loss, coarse_loss):  # optional: what each task's own head trains on
-        return fine_loss + coarse_loss
-
-For two tasks this is exact for every method whose update of the shared parameters is
-w_fine * g_fine + w_coarse * g_coarse with weights computed from G (and from numbers the module keeps,
-such as an EMA of the cosine): PCGrad, MGDA, CAGrad, IMTL-G, Nash-MTL, Aligned-MTL, UPGrad, GradNorm,
-DB-MTL, whole-model GradVac; `head_sq_norms` adds each task's squared gradient norm over its own head.
-It cannot express a method that treats coordinates (GradDrop) or layers (GradVac's layer-wise variants)
-differently, or that keeps per-coordinate or gradient-vector state (MoCo, SDMGrad, ExcessMTL's AdaGrad
-accumulator): a port of one of those would not be the method.
-(submissions/README.md, "Optional inputs" and "What the Gramian can express")"""
-
-
-def reaches_for_gradients(tree: ast.Module) -> bool:
-    """Whether the file reaches for what a loss module never gets: an optimizer, a model, gradients,
-    parameter groups or the autograd graph (by attribute, parameter or variable name)."""
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and node.attr in GRADIENT_ACCESS:
-            return True
-        if isinstance(node, ast.arg) and node.arg in ("optimizer", "model"):
-            return True
-    return False
-
-
-def _reaches_for_gradients(path: Path) -> bool:
-    try:
-        return reaches_for_gradients(ast.parse(path.read_text(encoding="utf-8")))
-    except (OSError, SyntaxError, UnicodeDecodeError, RecursionError):
-        return False
-
-
 FIRST_EPOCHS = 4  # probed with several steps each, as the start of a run
 STEPS = 3  # steps per probed epoch at the start
 
@@ -312,7 +259,7 @@ def interface_check(
                 weights.append((reply.w_fine, reply.w_coarse))
             worker.scalars()  # a scalars() that breaks its contract is found here, not in training
     except WorkerError as e:
-        hint = f"\n{GRAMIAN_HINT}" if _reaches_for_gradients(path) else ""
+        hint = f"\n{GRAMIAN_HINT}" if file_reaches_for_gradients(path) else ""
         raise SubmissionRejected(
             f"{shown}: interface check failed ({e.stage}): {as_user_path(str(e), shown, path)}{hint}"
         ) from None

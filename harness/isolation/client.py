@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.isolation import worker as wire
+from harness.isolation import wire
 from harness.isolation.inputs import kwargs_inputs
 from harness.isolation.messages import (
     MAX_MESSAGE,

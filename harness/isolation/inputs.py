@@ -1,6 +1,6 @@
 """What ``MultiTaskLoss.forward`` asks for, read from the file's syntax tree (nothing is imported).
 
-The harness passes an optional input (:data:`~harness.isolation.worker.CAPABILITIES`) to a
+The harness passes an optional input (:data:`~harness.isolation.wire.CAPABILITIES`) to a
 keyword-only parameter of that name, or, for a ``forward(..., **kwargs)`` as LibMTL and much public code
 write it, through ``**kwargs`` when the code reads the input's name there as a literal string
 (``kwargs.get("gramian")``, ``kwargs["step"]``, ``"gramian" in kwargs``, ``kwargs.pop(...)``,
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.isolation.rules import Problem
-from harness.isolation.worker import CAPABILITIES
+from harness.isolation.wire import CAPABILITIES
 
 INTERFACE = ("fine_loss", "coarse_loss", "epoch", "total_epochs")
 KEY_METHODS = ("get", "pop", "setdefault")  # kwargs.get("gramian"), ...: the first argument is the key

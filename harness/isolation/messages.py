@@ -2,7 +2,7 @@
 sends and the worker's replies, each validated as hostile input (every field checked, every text
 made printable), and :class:`WorkerError`, the one way a worker's failure is reported.
 
-The byte layouts are :mod:`harness.isolation.worker`'s (the sandboxed script holds the wire format).
+The byte layouts are :mod:`harness.isolation.wire`'s (staged beside the sandboxed worker, which loads it too).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from harness.isolation import worker as wire
+from harness.isolation import wire
 from harness.util.text import printable
 
 MAX_STAGE = 40  # characters of the worker's reported stage that are kept
@@ -162,7 +162,7 @@ def _finite_number(x: object) -> bool:
 
 def loss_state(reply: dict[str, Any], limit: int) -> dict[str, list[float]]:
     """Validate the worker's parameter report: finite numbers only, at most ``limit`` of them,
-    names by the worker's own rule (:func:`~harness.isolation.worker.valid_name`)."""
+    names by the worker's own rule (:func:`~harness.isolation.wire.valid_name`)."""
     params = reply.get("params")
     if (
         not isinstance(params, dict)
@@ -178,8 +178,8 @@ def loss_state(reply: dict[str, Any], limit: int) -> dict[str, list[float]]:
 
 def scalars_report(reply: dict[str, Any]) -> dict[str, float]:
     """Validate the worker's report of what the module's ``scalars()`` said (the worker checked it
-    too, but runs beside the submission): at most :data:`~harness.isolation.worker.MAX_SCALARS`
-    names by the worker's own rule (:func:`~harness.isolation.worker.valid_name`), finite numbers
+    too, but runs beside the submission): at most :data:`~harness.isolation.wire.MAX_SCALARS`
+    names by the worker's own rule (:func:`~harness.isolation.wire.valid_name`), finite numbers
     only."""
     scalars = reply.get("scalars")
     if (

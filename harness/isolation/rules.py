@@ -11,7 +11,7 @@ Rules (documented for submitters in ``submissions/README.md``):
 1. Imports come from :data:`ALLOWED_MODULES`; ``from M import name`` may not import a
    forbidden or private name. On some allowed modules only part is allowed (:data:`MODULE_PARTS`:
    ``os.environ`` and ``os.getenv``; scipy's numerical parts, not its file readers; ``logging``
-   without file handlers). An optional tool (:data:`~harness.isolation.worker.OPTIONAL_TOOLS`: wandb,
+   without file handlers). An optional tool (:data:`~harness.isolation.wire.OPTIONAL_TOOLS`: wandb,
    tensorboard, tqdm, ...) may be imported inside ``try: ... except ImportError:``; the worker makes
    that import fail, so the fallback runs. Other refused imports name the alternative
    (:data:`ALTERNATIVES`).
@@ -32,7 +32,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-from harness.isolation.worker import OPTIONAL_TOOLS
+from harness.isolation.wire import OPTIONAL_TOOLS
 
 ALLOWED_MODULES = frozenset(
     {

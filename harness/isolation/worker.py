@@ -1,28 +1,10 @@
-"""The loss worker: the only process that imports a submission, and its wire protocol.
+"""The loss worker: the only process that imports a submission.
 
-This file runs inside the sandbox as a plain script (``python -I worker.py``) and imports
-nothing but the standard library and torch; the trainer imports it only for the frame
-and record definitions below.
-
-Wire format (both directions): frames of ``<type: u8><length: u32 LE><payload>``. Control
-payloads are UTF-8 JSON objects; the per-step request and reply are fixed-size
-little-endian binary records (:data:`STEP_RECORD`, :data:`RESULT_RECORD`). Nothing is
-ever pickled. The protocol runs over fds 0/1, or over a Unix socket connection when the
-trainer passes ``--connect PATH`` (Docker); either way the worker moves it to private fds
-before it imports the submission, so whatever the submission prints goes to stderr (the
-worker log) and cannot corrupt the protocol.
-
-Session::
-
-    trainer -> INIT {"submission", "seed", "optimizer", "max_params", "dtype", "kwargs_inputs"}
-    worker  -> READY {"capabilities", "num_params", "head_loss", "warnings"}   | ERROR {...}
-    trainer -> STEP record                              (one per training step)
-    worker  -> RESULT record                            | ERROR {...}
-    trainer -> STATE                                   (optional, any time)
-    worker  -> STATE {"params": {name: [values...]}}
-    trainer -> SCALARS                                 (optional, after a step)
-    worker  -> SCALARS {"scalars": {name: value}}      (what the module's scalars() reports)
-    trainer -> CLOSE, or closes the pipe
+It runs in the sandbox as a plain script (``python -I worker.py``) and imports nothing but the
+standard library, torch and ``wire.py`` (the wire format), staged read-only beside it by every
+sandbox (:func:`harness.isolation.sandbox.stage`) and loaded by its path (:func:`_load_wire`: ``-I``
+puts no script directory on ``sys.path``) before a frame is read or the submission imported. The
+trainer never imports this file: it speaks the format through :mod:`harness.isolation.wire`.
 
 Per STEP the worker runs ``forward`` on fresh leaf tensors, checks the result, backpropagates it,
 steps its own SGD and replies with the derivatives and which losses ``L`` uses at all
@@ -36,180 +18,33 @@ import json
 import math
 import os
 import random
-import struct
 import sys
 import traceback
-from typing import Any, NamedTuple
-
-# ------------------------------------------------------------------------ wire format
-
-INIT, STEP, STATE, CLOSE, SCALARS = 1, 2, 3, 4, 5  # trainer -> worker
-READY, RESULT, ERROR, STATE_REPLY, SCALARS_REPLY = 101, 102, 103, 104, 105  # worker -> trainer
-
-HEADER = struct.Struct("<BI")
-MAX_FRAME = 4 << 20  # bytes; a longer frame is a protocol violation
-
-STEP_RECORD = struct.Struct("<qqqqddddddddddddI")
-MAX_STATE_EXTRA = 10_000  # numbers of buffers and plain attributes in a state report, beyond the parameters
-MAX_SCALARS, MAX_SCALAR_NAME = 8, 40  # what a module's optional scalars() may report: names, their length
-MAX_STATE_NAME = 200
-NAME_PUNCTUATION = frozenset(" _.:-/[]()+=,#%*")
+from typing import TYPE_CHECKING, Any
 
 
-def valid_name(name: object, limit: int) -> bool:
-    """The one rule for a name the worker reports (a scalar's, a parameter's, a buffer's), applied on
-    both sides: 1 to ``limit`` letters, digits and ``NAME_PUNCTUATION``, no leading or trailing
-    space (no control, format, separator or markup character: nothing that hides, reorders, breaks
-    a line or a table, or reaches a page as HTML)."""
-    return (
-        isinstance(name, str)
-        and 0 < len(name) <= limit
-        and name == name.strip()
-        and all(c.isalnum() or c in NAME_PUNCTUATION for c in name)
-    )
+def _load_wire() -> Any:
+    """``wire.py`` from this script's own directory (the sandbox's read-only staged copy), by its path:
+    no directory joins ``sys.path``, no other module named ``wire`` can stand in for it, and the
+    submission cannot import it by name."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wire.py")
+    spec = importlib.util.spec_from_file_location("wire", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load the wire format from {path}")
+    spec.loader.exec_module(module := importlib.util.module_from_spec(spec))
+    return module
 
 
-class StepRecord(NamedTuple):
-    epoch: int
-    total_epochs: int
-    step: int
-    steps_per_epoch: int
-    lr: float
-    fine_loss: float
-    coarse_loss: float
-    g00: float
-    g01: float
-    g11: float
-    batch_fine_acc: float
-    batch_coarse_acc: float
-    head_fine_sq: float
-    head_coarse_sq: float
-    after_fine: float
-    after_coarse: float
-    flags: int
-
-
-FLAG_GRAMIAN, FLAG_ACCURACY, FLAG_HEAD_NORMS, FLAG_AFTER = 1, 2, 4, 8
-
-RESULT_RECORD = struct.Struct("<dddddI")
-
-
-class ResultRecord(NamedTuple):
-    """``w_*``: dL/dL_k; ``h_*``: dH/dL_k, H the head loss (``L`` itself when the module defines no
-    ``head_loss``). A derivative whose USES bit is clear is 0.0 and means "no dependency": that task
-    gets no gradient at all."""
-
-    loss: float
-    w_fine: float
-    w_coarse: float
-    h_fine: float
-    h_coarse: float
-    flags: int
-
-
-USES_FINE, USES_COARSE, HEAD_USES_FINE, HEAD_USES_COARSE = 1, 2, 4, 8
-HEAD_LOSS = "head_loss"
-"""Optional method ``head_loss(self, fine_loss, coarse_loss) -> 0-d tensor``: what the task heads
-are trained on (head k receives ``dH/dL_k * grad L_k``); the shared parameters follow ``forward``."""
-
-CAPABILITIES: dict[str, str] = {
-    "gramian": "2x2 tensor G[i][j] = <g_i, g_j> of the per-task gradients (0 = fine, 1 = coarse) over "
-    "the parameters both losses reach (the shared backbone in the task's topology), or over all "
-    "parameters when none is shared (independent networks: G[0][1] = 0)",
-    "step": "int, global training step, 0-indexed (epoch * steps_per_epoch + batch index)",
-    "steps_per_epoch": "int, training steps per epoch",
-    "batch_fine_acc": "float in [0, 1], fine accuracy of the current training batch before the update",
-    "batch_coarse_acc": "float in [0, 1], coarse accuracy of the current training batch before the update",
-    "head_sq_norms": "tensor (|g_fine|^2, |g_coarse|^2) over the parameters only that task's loss reaches, beyond "
-    "those of `gramian` (each task's own head in the task's topology): G[k][k] + head_sq_norms[k] is the "
-    "squared norm of task k's gradient over every parameter its loss reaches",
-    "previous_losses_after_update": "tensor (fine, coarse): the previous call's batch, its losses recomputed after "
-    "the update that call caused (a second forward pass, training mode, no gradient); None on a run's first call",
-}
-"""Optional keyword-only parameters of ``forward``; the trainer computes only those asked for."""
-
-OPTIONAL_TOOLS = frozenset(
-    {"wandb", "tensorboard", "tensorboardX", "torch.utils.tensorboard", "tqdm", "mlflow", "neptune", "comet_ml"}
-    | {"clearml", "aim", "swanlab", "visdom"}
-)
-"""Experiment trackers and progress bars: a submission may import them only under ``try: ... except
-ImportError:`` (the static check), and every such import fails in the worker whatever the environment
-has installed, so the fallback always runs (``scalars()`` records numbers instead)."""
-
-TRACEBACK_LIMIT = 4000  # characters of a submission's traceback that travel back
-
-
-def pack_frame(kind: int, payload: bytes = b"") -> bytes:
-    return HEADER.pack(kind, len(payload)) + payload
-
-
-def pack_json(kind: int, obj: dict[str, Any]) -> bytes:
-    return pack_frame(kind, json.dumps(obj, allow_nan=False).encode())
-
-
-def pack_step(record: StepRecord) -> bytes:
-    return pack_frame(STEP, STEP_RECORD.pack(*record))
-
-
-def unpack_step(payload: bytes) -> StepRecord:
-    return StepRecord._make(STEP_RECORD.unpack(payload))
-
-
-def pack_result(record: ResultRecord) -> bytes:
-    return pack_frame(RESULT, RESULT_RECORD.pack(*record))
-
-
-def unpack_result(payload: bytes) -> ResultRecord:
-    return ResultRecord._make(RESULT_RECORD.unpack(payload))
-
-
-# ----------------------------------------------------------------------------- worker
+if TYPE_CHECKING or __package__:  # imported as a module of the harness (its tests, the type checker)
+    from harness.isolation import wire
+else:  # the sandbox's script
+    wire = _load_wire()
 
 
 class InterfaceError(Exception):
     """The submission broke the interface contract (a message for the submitter)."""
-
-
-def _read_exact(fd: int, n: int) -> bytes | None:
-    chunks, remaining = [], n
-    while remaining:
-        chunk = os.read(fd, remaining)
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _claim_protocol_fds(connect: str | None = None, token_file: str | None = None) -> tuple[int, int]:
-    """Move the protocol to private fds; point fd 0 at /dev/null and fd 1 at stderr. With
-    ``connect`` (a Unix socket path, the Docker backend's transport) the protocol runs over a
-    connection to it instead of over fds 0/1, which first carries the run's secret read from
-    ``token_file`` (the trainer talks only to a connection that sends it)."""
-    if connect is not None:
-        import socket
-
-        token = b""
-        if token_file is not None:
-            with open(token_file, "rb") as f:
-                token = f.read()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(connect)
-        sock.sendall(token)
-        proto_in = proto_out = sock.detach()  # a plain fd: os.read / os.write, non-inheritable
-    else:
-        proto_in, proto_out = os.dup(0), os.dup(1)  # non-inheritable by default
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    os.dup2(2, 1)
-    return proto_in, proto_out
 
 
 CPU_HINT = (
@@ -233,8 +68,8 @@ def _short_traceback(exc: BaseException, submission: str) -> str:
             frames = frames[i:]
             break
     text = "".join(traceback.format_list(frames)) + "".join(traceback.format_exception_only(type(exc), exc))
-    if len(text) > TRACEBACK_LIMIT:
-        text = "...\n" + text[-TRACEBACK_LIMIT:]
+    if len(text) > wire.TRACEBACK_LIMIT:
+        text = "...\n" + text[-wire.TRACEBACK_LIMIT :]
     return text
 
 
@@ -256,15 +91,15 @@ def read_capabilities(forward: Any, kwargs_inputs: tuple[str, ...] | list[str] =
     for p in params:
         if p.kind != p.KEYWORD_ONLY:
             continue
-        if p.name in CAPABILITIES:
+        if p.name in wire.CAPABILITIES:
             caps.append(p.name)
         elif p.default is p.empty:
             raise InterfaceError(
                 f"MultiTaskLoss.forward has a required keyword-only parameter {p.name!r} that the "
-                f"harness does not provide; available: {', '.join(CAPABILITIES)}"
+                f"harness does not provide; available: {', '.join(wire.CAPABILITIES)}"
             )
     if any(p.kind == p.VAR_KEYWORD for p in params):
-        caps += [k for k in kwargs_inputs if k in CAPABILITIES and k not in caps]
+        caps += [k for k in kwargs_inputs if k in wire.CAPABILITIES and k not in caps]
     return caps
 
 
@@ -302,22 +137,22 @@ def read_head_loss(module: Any) -> Any:
     """The module's bound ``head_loss`` method, or None. Only a function defined on the class
     counts: a file written for the task's interface that happens to keep an attribute of that name (``self.head_loss =
     nn.CrossEntropyLoss()``, a number) is left alone. It takes ``(fine_loss, coarse_loss)``."""
-    if not inspect.isfunction(inspect.getattr_static(type(module), HEAD_LOSS, None)):
+    if not inspect.isfunction(inspect.getattr_static(type(module), wire.HEAD_LOSS, None)):
         return None
-    method = getattr(module, HEAD_LOSS)
+    method = getattr(module, wire.HEAD_LOSS)
     try:
         inspect.signature(method).bind(0.0, 0.0)
     except (TypeError, ValueError) as e:
-        raise InterfaceError(f"MultiTaskLoss.{HEAD_LOSS} must accept (fine_loss, coarse_loss): {e}") from e
+        raise InterfaceError(f"MultiTaskLoss.{wire.HEAD_LOSS} must accept (fine_loss, coarse_loss): {e}") from e
     return method
 
 
 def _import_without_optional_tools(real: Any) -> Any:
-    """``__import__`` for the submission's module: an import of one of :data:`OPTIONAL_TOOLS` fails."""
+    """``__import__`` for the submission's module: an import of one of :data:`wire.OPTIONAL_TOOLS` fails."""
 
     def guarded(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
         for full in [name] + [f"{name}.{item}" for item in fromlist or ()]:
-            if any(full == t or full.startswith(t + ".") for t in OPTIONAL_TOOLS):
+            if any(full == t or full.startswith(t + ".") for t in wire.OPTIONAL_TOOLS):
                 raise ModuleNotFoundError(f"No module named {full!r} (not in the loss worker)", name=full)
         return real(name, globals, locals, fromlist, level)
 
@@ -412,7 +247,7 @@ class LossSession:
         sgd = {k: init["optimizer"][k] for k in ("lr", "momentum", "weight_decay", "nesterov")}
         self.optimizer = torch.optim.SGD(self.params, **sgd) if self.params else None
 
-    def step(self, record: StepRecord) -> ResultRecord:
+    def step(self, record: wire.StepRecord) -> wire.ResultRecord:
         """One training step."""
         torch = self.torch
         fine_leaf = torch.tensor(record.fine_loss, dtype=self.dtype, requires_grad=True)
@@ -431,27 +266,31 @@ class LossSession:
             fine_h = torch.tensor(record.fine_loss, dtype=self.dtype, requires_grad=True)
             coarse_h = torch.tensor(record.coarse_loss, dtype=self.dtype, requires_grad=True)
             head = self.head_loss(fine_h, coarse_h)
-            self._check_output(head, HEAD_LOSS)
+            self._check_output(head, wire.HEAD_LOSS)
             grad_fine, grad_coarse = torch.autograd.grad(head, [fine_h, coarse_h], allow_unused=True)  # no parameters
             h_fine, h_coarse, head_uses = self._derivatives(grad_fine, grad_coarse, "the head loss")
         if self.optimizer is not None:
             for group in self.optimizer.param_groups:
                 group["lr"] = record.lr
             self.optimizer.step()
-        return ResultRecord(float(out.detach()), d_fine, d_coarse, h_fine, h_coarse, uses | head_uses << 2)
+        return wire.ResultRecord(float(out.detach()), d_fine, d_coarse, h_fine, h_coarse, uses | head_uses << 2)
 
-    def _input(self, cap: str, r: StepRecord) -> Any:
-        """The value of the optional input ``cap`` for this step (:data:`CAPABILITIES`)."""
+    def _input(self, cap: str, r: wire.StepRecord) -> Any:
+        """The value of the optional input ``cap`` for this step (:data:`~harness.isolation.wire.CAPABILITIES`)."""
         pairs = {
-            "gramian": (FLAG_GRAMIAN, [[r.g00, r.g01], [r.g01, r.g11]]),
-            "head_sq_norms": (FLAG_HEAD_NORMS, [r.head_fine_sq, r.head_coarse_sq]),
-            "batch_fine_acc": (FLAG_ACCURACY, r.batch_fine_acc),
-            "batch_coarse_acc": (FLAG_ACCURACY, r.batch_coarse_acc),
+            "gramian": (wire.FLAG_GRAMIAN, [[r.g00, r.g01], [r.g01, r.g11]]),
+            "head_sq_norms": (wire.FLAG_HEAD_NORMS, [r.head_fine_sq, r.head_coarse_sq]),
+            "batch_fine_acc": (wire.FLAG_ACCURACY, r.batch_fine_acc),
+            "batch_coarse_acc": (wire.FLAG_ACCURACY, r.batch_coarse_acc),
         }
         if cap in ("step", "steps_per_epoch"):
             return int(getattr(r, cap))
         if cap == "previous_losses_after_update":  # absent on a run's first call
-            return self.torch.tensor([r.after_fine, r.after_coarse], dtype=self.dtype) if r.flags & FLAG_AFTER else None
+            return (
+                self.torch.tensor([r.after_fine, r.after_coarse], dtype=self.dtype)
+                if r.flags & wire.FLAG_AFTER
+                else None
+            )
         flag, value = pairs[cap]
         if not r.flags & flag:
             raise RuntimeError(f"trainer sent no {cap}")
@@ -468,7 +307,7 @@ class LossSession:
         return (
             d_fine,
             d_coarse,
-            (USES_FINE if grad_fine is not None else 0) | (USES_COARSE if grad_coarse is not None else 0),
+            (wire.USES_FINE if grad_fine is not None else 0) | (wire.USES_COARSE if grad_coarse is not None else 0),
         )
 
     def _check_output(self, out: Any, method: str) -> None:
@@ -500,17 +339,17 @@ class LossSession:
             )
 
     def state(self) -> dict[str, list[float]]:
-        """The module's parameters, then (up to :data:`MAX_STATE_EXTRA` numbers) its floating and
-        integer buffers (``buffer:NAME``: an EMA, an initial loss) and its plain-number attributes
+        """The module's parameters, then (up to :data:`wire.MAX_STATE_EXTRA` numbers) its floating and integer
+        buffers (``buffer:NAME``: an EMA, an initial loss) and its plain-number attributes
         (``attr:NAME``: a step counter, a list of past losses); non-finite values are left out."""
         import torch
 
         out = {
             name: p.detach().reshape(-1).tolist()
             for name, p in self.module.named_parameters()
-            if valid_name(name, MAX_STATE_NAME)
+            if wire.valid_name(name, wire.MAX_STATE_NAME)
         }
-        room = MAX_STATE_EXTRA
+        room = wire.MAX_STATE_EXTRA
         extra: list[tuple[str, list[float]]] = []
         for name, b in self.module.named_buffers():
             if not b.dtype.is_complex and b.dtype != torch.bool:
@@ -525,7 +364,7 @@ class LossSession:
                 extra.append((f"attr:{name}", [float(x) for x in numbers]))
         for name, values in extra:
             values = [v for v in values if math.isfinite(v)]
-            if values and len(values) <= room and valid_name(name, MAX_STATE_NAME):
+            if values and len(values) <= room and wire.valid_name(name, wire.MAX_STATE_NAME):
                 out[name] = values
                 room -= len(values)
         return out
@@ -547,14 +386,14 @@ def read_scalars(module: Any) -> dict[str, float]:
         return np is not None and isinstance(v, (np.generic, np.ndarray)) and v.size == 1 and v.dtype.kind in "biuf"
 
     contract = (
-        f"a dict of at most {MAX_SCALARS} names (each at most {MAX_SCALAR_NAME} characters: letters, digits, spaces "
-        f"or {''.join(sorted(NAME_PUNCTUATION - {' '}))}) to numbers (int, float, a numpy number or a one-element "
-        "tensor or array)"
+        f"a dict of at most {wire.MAX_SCALARS} names (each at most {wire.MAX_SCALAR_NAME} characters: letters, "
+        f"digits, spaces or {''.join(sorted(wire.NAME_PUNCTUATION - {' '}))}) to numbers (int, float, a numpy "
+        "number or a one-element tensor or array)"
     )
-    if not (isinstance(out, dict) and len(out) <= MAX_SCALARS):
+    if not (isinstance(out, dict) and len(out) <= wire.MAX_SCALARS):
         raise InterfaceError(f"MultiTaskLoss.scalars() must return {contract}; got {repr(out)[:200]}")
     for k, v in out.items():
-        if not valid_name(k, MAX_SCALAR_NAME):
+        if not wire.valid_name(k, wire.MAX_SCALAR_NAME):
             raise InterfaceError(f"MultiTaskLoss.scalars() returned the name {repr(k)[:60]}; it must return {contract}")
         if not number(v):
             raise InterfaceError(
@@ -584,37 +423,28 @@ def _options(argv: list[str], name: str) -> list[str]:
     return [value for flag, value in zip(argv, argv[1:]) if flag == name]
 
 
-def _read_frame(fd: int) -> tuple[int, bytes] | None:
-    """The next frame's ``(type, payload)``, or None at the end of the input."""
-    header = _read_exact(fd, HEADER.size)
-    if header is None:
-        return None
-    kind, length = HEADER.unpack(header)
-    payload = _read_exact(fd, length) if length else b""
-    return None if payload is None else (kind, payload)
-
-
 def main() -> int:
     argv = sys.argv[1:]
-    # --sys-path: the worker runs isolated (python -I), where a virtual environment's or a --user
-    # install's packages are otherwise not found
+    # --sys-path: under python -I a virtual environment's or a --user install's packages are not found
     sys.path.extend(p for p in _options(argv, "--sys-path") if p not in sys.path)
     _die_with_parent()
     connect, token_file = _options(argv, "--connect"), _options(argv, "--token-file")
-    proto_in, proto_out = _claim_protocol_fds(connect[0] if connect else None, token_file[0] if token_file else None)
+    proto_in, proto_out = wire.claim_protocol_fds(
+        connect[0] if connect else None, token_file[0] if token_file else None
+    )
 
     def send(frame: bytes) -> None:
-        _write_all(proto_out, frame)
+        wire.write_all(proto_out, frame)
 
     def fail(stage: str, message: str, tb: str = "") -> int:
-        send(pack_json(ERROR, {"stage": stage, "message": message, "traceback": tb}))
+        send(wire.pack_json(wire.ERROR, {"stage": stage, "message": message, "traceback": tb}))
         return 1
 
-    frame = _read_frame(proto_in)
+    frame = wire.read_frame(proto_in)
     if frame is None:
         return 0
     kind, payload = frame
-    if kind != INIT:
+    if kind != wire.INIT:
         return fail("protocol", "expected INIT")
     init = json.loads(payload)
     submission = init["submission"]
@@ -625,8 +455,8 @@ def main() -> int:
     except BaseException as e:  # noqa: BLE001  (anything the submission raises while loading)
         return fail("load", _raised("importing or constructing MultiTaskLoss", e), _short_traceback(e, submission))
     send(
-        pack_json(
-            READY,
+        wire.pack_json(
+            wire.READY,
             {
                 "capabilities": session.capabilities,
                 "num_params": session.num_params,
@@ -636,30 +466,30 @@ def main() -> int:
         )
     )
 
-    while (frame := _read_frame(proto_in)) is not None:
+    while (frame := wire.read_frame(proto_in)) is not None:
         kind, payload = frame
-        if kind == STEP:
-            if len(payload) != STEP_RECORD.size:
+        if kind == wire.STEP:
+            if len(payload) != wire.STEP_RECORD.size:
                 return fail("protocol", f"STEP record of {len(payload)} bytes")
             try:
-                send(pack_result(session.step(unpack_step(payload))))
+                send(wire.pack_result(session.step(wire.unpack_step(payload))))
             except InterfaceError as e:
                 return fail("forward", str(e))
             except BaseException as e:  # noqa: BLE001
                 return fail("forward", _raised("forward", e), _short_traceback(e, submission))
-        elif kind == STATE:
+        elif kind == wire.STATE:
             try:
-                send(pack_json(STATE_REPLY, {"params": session.state()}))
+                send(wire.pack_json(wire.STATE_REPLY, {"params": session.state()}))
             except ValueError as e:  # non-finite parameters cannot travel as JSON
                 return fail("state", f"cannot report the loss module's parameters: {e}")
-        elif kind == SCALARS:
+        elif kind == wire.SCALARS:
             try:
-                send(pack_json(SCALARS_REPLY, {"scalars": read_scalars(session.module)}))
+                send(wire.pack_json(wire.SCALARS_REPLY, {"scalars": read_scalars(session.module)}))
             except InterfaceError as e:
                 return fail("scalars", str(e))
             except BaseException as e:  # noqa: BLE001
                 return fail("scalars", _raised("scalars()", e), _short_traceback(e, submission))
-        elif kind == CLOSE:
+        elif kind == wire.CLOSE:
             return 0
         else:
             return fail("protocol", f"unknown frame type {kind}")

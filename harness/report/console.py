@@ -13,10 +13,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.isolation.check import CheckReport
-from harness.isolation.sandbox import as_user_path
 from harness.protocol import Phase, Profile
 from harness.report import run_table
 from harness.results.record import Recorded
+from harness.util.userpath import as_user_path
 
 
 def capabilities(console: Console, report: CheckReport, profile: Profile | None = None) -> None:

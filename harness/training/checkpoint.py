@@ -50,7 +50,7 @@ def _sha256(data: bytes) -> str:
 
 
 def _frames(blob: bytes) -> list[bytes]:
-    from harness.isolation import worker as wire
+    from harness.isolation import wire
 
     frames, i = [], 0
     while i < len(blob):

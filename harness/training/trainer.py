@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from harness.errors import RunFailed
 from harness.isolation.client import LossWorker, StepReply, StepRequest, WorkerError
-from harness.isolation.sandbox import Sandbox, as_user_path
+from harness.isolation.sandbox import Sandbox
 from harness.protocol import EpochMetrics, RunResult, RunSpec
 from harness.results.rundir import RunDir
 from harness.training.checkpoint import Checkpointer, Resume, background_writes
@@ -57,6 +57,7 @@ from harness.training.models import TwoHeadNet, build_model, task_reach
 from harness.training.sharing import CpuShare
 from harness.training.steplog import StepLog
 from harness.util.provenance import device_name
+from harness.util.userpath import as_user_path
 
 # ------------------------------------------------------------------------ one step
 

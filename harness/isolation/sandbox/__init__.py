@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import signal
 import subprocess
 import tempfile
@@ -23,23 +22,13 @@ from typing import IO, Protocol, cast, final
 from harness.errors import UsageError
 
 WORKER_SCRIPT = Path(__file__).resolve().parent.parent / "worker.py"
+WIRE_MODULE = WORKER_SCRIPT.with_name("wire.py")  # the wire format, which the worker loads from beside itself
 INSIDE_WORKER = "/sandbox/worker.py"  # where the real sandboxes mount the worker script, read-only
+INSIDE_WIRE = "/sandbox/wire.py"  # and the wire format, beside it
 INSIDE_SUBMISSION = "/sandbox/submission.py"  # and the submission
 
 
 STAGED_PREFIX = "harness-w-"  # the directories of stage()
-_STAGED = re.compile(re.escape(tempfile.gettempdir()) + "/" + STAGED_PREFIX + r"[A-Za-z0-9_]+/submission\.py")
-
-
-def as_user_path(text: str, shown: Path, copy: Path | None = None) -> str:
-    """``text`` (a worker's message or traceback) naming ``shown`` where it names the file inside
-    the sandbox (or its staged copy, which ``--sandbox none`` runs), or ``copy`` (the evaluation's
-    copy), whether by its absolute or its given path."""
-    text = _STAGED.sub(lambda _: str(shown), text.replace(INSIDE_SUBMISSION, str(shown)))
-    if copy is not None:
-        for form in dict.fromkeys((str(Path(copy).resolve()), str(copy))):  # the longer, absolute one first
-            text = text.replace(form, str(shown))
-    return text
 
 
 def site_paths() -> list[str]:
@@ -190,12 +179,12 @@ SANDBOX_UID = 65534  # the user the real sandboxes run the worker as ("nobody")
 
 
 def stage(submission: Path, directory: Path | None = None, *, for_other_uid: bool = False) -> Path:
-    """Copies of the worker script and the submission under neutral names (``worker.py``,
-    ``submission.py``) in ``directory`` (which the caller made with :func:`private_dir`), else in a
-    fresh private directory under the system's temp dir (returned): what a backend runs or mounts,
-    so that nothing the worker can see (its command line, ``/proc/self/mountinfo``, ``__file__``)
-    names the checkout, the runs directory or the submission's own name. The caller removes the
-    directory when the worker is gone.
+    """Copies of the worker script, the wire format beside it and the submission under neutral names
+    (``worker.py``, ``wire.py``, ``submission.py``) in ``directory`` (which the caller made with
+    :func:`private_dir`), else in a fresh private directory under the system's temp dir (returned):
+    what a backend runs or mounts, so that nothing the worker can see (its command line,
+    ``/proc/self/mountinfo``, ``__file__``) names the checkout, the runs directory or the
+    submission's own name. The caller removes the directory when the worker is gone.
 
     Nothing staged is readable by another local user: the directory is 0700 (made by ``mkdtemp``: a
     new name each time, created atomically, never an existing path or a link) and the files 0600.
@@ -203,7 +192,7 @@ def stage(submission: Path, directory: Path | None = None, *, for_other_uid: boo
     files through bind mounts, which do not pass through the private directory: as root they are
     handed to that user (0400); otherwise they are 0644, still behind the 0700 directory."""
     staged = Path(directory) if directory is not None else private_dir(STAGED_PREFIX)
-    for source, name in ((WORKER_SCRIPT, "worker.py"), (Path(submission), "submission.py")):
+    for source, name in ((WORKER_SCRIPT, "worker.py"), (WIRE_MODULE, "wire.py"), (Path(submission), "submission.py")):
         write_private(staged / name, Path(source).read_bytes(), for_other_uid=for_other_uid)
     return staged
 

@@ -1,14 +1,14 @@
 """``bwrap``: the worker in a bubblewrap sandbox.
 
 Enforced: new user, pid, network, ipc, uts and cgroup namespaces (no network at all); all
-capabilities dropped, uid/gid 65534; the worker is the pid namespace's init (``--as-pid-1``: no
-host path in /proc/1, and whatever it leaves behind dies with it); a cleared environment; a read-only root that holds
-only /usr (and its /lib, /bin links), the interpreter the harness runs on and its package
-directories, the worker script and the submission file, all read-only; a fresh /proc and a minimal,
-read-only /dev;
-a size-capped tmpfs at /tmp; die-with-parent and a new session; memory, process-count and
-CPU limits through a cgroup (:mod:`harness.isolation.sandbox.limits`). No data, runs dir,
-leaderboard, home directory or host environment variable is visible.
+capabilities dropped, uid/gid 65534; the worker is the pid namespace's init (``--as-pid-1``: no host
+path in /proc/1, and whatever it leaves behind dies with it); a cleared environment; a read-only
+root that holds only /usr (and its /lib, /bin links), the interpreter the harness runs on and its
+package directories, the worker script, the wire format beside it and the submission file, all
+read-only; a fresh /proc and a minimal, read-only /dev; a size-capped tmpfs at /tmp; die-with-parent
+and a new session; memory, process-count and CPU limits through a cgroup
+(:mod:`harness.isolation.sandbox.limits`). No data, runs dir, leaderboard, home directory or host
+environment variable is visible.
 
 Neutral paths (:func:`python_layout`): wherever the environment lives (a virtual environment inside
 the checkout, pyenv, conda, a ``--user`` install, one under /tmp), the interpreter's installation is
@@ -34,6 +34,7 @@ from pathlib import Path
 
 from harness.isolation.sandbox import (
     INSIDE_SUBMISSION,
+    INSIDE_WIRE,
     INSIDE_WORKER,
     PipeProcess,
     Sandbox,
@@ -182,6 +183,7 @@ def _sandbox_args(exe: str, limits: Limits, staged: Path | None) -> list[str]:
         args += ["--ro-bind", str(host), where]
     if staged is not None:  # neutral copies (sandbox.stage): no host path of the run in the mount table
         args += ["--ro-bind", str(staged / "worker.py"), INSIDE_WORKER]
+        args += ["--ro-bind", str(staged / "wire.py"), INSIDE_WIRE]
         args += ["--ro-bind", str(staged / "submission.py"), INSIDE_SUBMISSION]
     args += ["--remount-ro", "/", "--chdir", "/tmp"]
     for key, value in env.items():

@@ -4,8 +4,9 @@ Enforced: no network (``network_mode=none``); read-only root filesystem; all cap
 dropped; ``no-new-privileges``; uid/gid 65534; memory (no swap), process-count and CPU
 limits; a size-capped tmpfs at /tmp; a cleared environment; no engine log (the ``none`` log
 driver: what the worker prints reaches only the trainer's capped worker log); only the worker
-script and the submission are mounted, read-only, into an image that holds Python and torch and nothing
-else (see the top-level ``Dockerfile`` and ``harness image build``). No GPU is requested.
+script, the wire format beside it and the submission are mounted, read-only, into an image that
+holds Python and torch and nothing else (see the top-level ``Dockerfile`` and ``harness image
+build``). No GPU is requested.
 
 The protocol runs over a Unix socket: the trainer listens in a private directory (0700: no other
 local user can reach the socket or the staged files, which only bind mounts bring into the
@@ -43,6 +44,7 @@ from typing import Any
 
 from harness.isolation.sandbox import (
     INSIDE_SUBMISSION,
+    INSIDE_WIRE,
     INSIDE_WORKER,
     Sandbox,
     hand_over,
@@ -307,6 +309,7 @@ class DockerSandbox(Sandbox):
                 # mount table, and nothing of the directory itself (it stays 0700)
                 volumes={
                     str(io_dir / "worker.py"): {"bind": INSIDE_WORKER, "mode": "ro"},
+                    str(io_dir / "wire.py"): {"bind": INSIDE_WIRE, "mode": "ro"},
                     str(io_dir / "submission.py"): {"bind": INSIDE_SUBMISSION, "mode": "ro"},
                     str(io_dir / "token"): {"bind": INSIDE_TOKEN, "mode": "ro"},
                     str(io_dir / "sock"): {"bind": INSIDE_SOCKET, "mode": "rw"},
