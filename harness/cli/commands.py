@@ -13,7 +13,7 @@ import sys
 from rich.console import Console
 from rich.markup import escape
 
-from harness.cli import parser as cli_parser
+import harness.cli.parser as cli_parser
 from harness.errors import ExitCode, HarnessError, SubmissionRejected, UsageError
 from harness.protocol import TOPOLOGIES, get_profile
 from harness.util.text import SafeConsole
