@@ -110,3 +110,19 @@ def test_the_trusted_side_never_imports_the_worker():
     worker = "harness.isolation.worker"
     assert [name for name, path in MODULES.items() if worker in _imports(name, path)] == []
     assert _imports(worker, MODULES[worker]) <= {"harness.isolation", "harness.isolation.wire"}  # for the type checker
+
+
+def test_the_paths_a_module_derives_from_its_own_file_name_the_checkout():
+    """Modules that find the checkout from ``__file__`` (and so break when they move to another
+    package depth) name the files they mean."""
+    from harness.evaluate.names import SOURCE_BASELINES
+    from harness.tools.image import DOCKERFILE
+    from harness.tools.selftest import SOURCE
+    from harness.training.models import default_hidden_dir
+    from harness.util.provenance import SOURCE_DIR
+
+    checkout = PACKAGE.parent
+    assert SOURCE_DIR == SOURCE == checkout and (checkout / "pyproject.toml").is_file()
+    assert SOURCE_BASELINES == checkout / "baselines" and (SOURCE_BASELINES / "equal_weighting.py").is_file()
+    assert DOCKERFILE == checkout / "Dockerfile" and DOCKERFILE.is_file()
+    assert default_hidden_dir() == checkout / "hidden" and default_hidden_dir().is_dir()

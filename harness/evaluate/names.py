@@ -26,7 +26,7 @@ from pathlib import Path
 
 from harness.errors import SubmissionRejected
 
-SOURCE_BASELINES = Path(__file__).resolve().parent.parent / "baselines"
+SOURCE_BASELINES = Path(__file__).resolve().parents[2] / "baselines"  # the checkout's
 """The baselines of the source checkout: ``harness baselines``' default, and the names reserved for them."""
 MAX_NAME = 100
 NAME_RULE = (

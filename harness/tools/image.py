@@ -27,7 +27,7 @@ from harness.errors import HarnessError
 from harness.isolation.sandbox.docker import IMAGE, _client, docker_problem
 
 DEFAULT_BASE = "harness-base:bookworm"
-DOCKERFILE = Path(__file__).resolve().parents[3] / "Dockerfile"
+DOCKERFILE = Path(__file__).resolve().parents[2] / "Dockerfile"
 
 
 def _docker() -> Any:

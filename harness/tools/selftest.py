@@ -38,7 +38,7 @@ from pathlib import Path
 
 from harness.errors import ExitCode, UsageError
 
-SOURCE = Path(__file__).resolve().parents[1]  # the checkout: submissions/ and baselines/
+SOURCE = Path(__file__).resolve().parents[2]  # the checkout: submissions/ and baselines/
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from harness import __version__
 if TYPE_CHECKING:  # torch is imported where a device is named, not by the views that read provenance
     import torch
 
-SOURCE_DIR = Path(__file__).resolve().parent.parent
+SOURCE_DIR = Path(__file__).resolve().parents[2]  # the checkout (harness/util/provenance.py)
 TRACKED_LEADERBOARD = "leaderboard.csv"  # the repository's own, with the published rows
 
 
