@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import LeaderboardError, UsageError
-from harness.protocol import LEADERBOARD_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION, LeaderboardRow, SeriesKey, key_values
+from harness.protocol import LEADERBOARD_COLUMNS, SCHEMA_VERSION, LeaderboardRow, SeriesKey, key_values
 from harness.util.fileio import append_text, lock_for, write_atomic
 
 
@@ -108,6 +108,8 @@ _V3_RUN = (
     "deterministic",
 )  # what version 3 counted attempts by (the file's content only)
 _V4_COLUMNS = _V3_COLUMNS[:6] + ("submission_path",) + _V3_COLUMNS[6:]
+_V4_RUN = ("kind", "submission", "submission_sha256", "profile", "phase", "topology")
+_V4_RUN += ("precision", "compile", "deterministic", "arch", "seed")  # what versions 4 and 5 counted attempts by
 _V5_COLUMNS = _V4_COLUMNS[:22] + ("float32_math",) + _V4_COLUMNS[22:]
 COLUMNS_BY_VERSION: dict[int, tuple[str, ...]] = {
     1: _V1_COLUMNS,
@@ -146,7 +148,7 @@ def _v3_to_v4(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     df["submission_path"] = ""
     measured = df["origin"] == "measured"
-    keys = [df.loc[measured, c].astype(str).str.lower() for c in RUN_COLUMNS]
+    keys = [df.loc[measured, c].astype(str).str.lower() for c in _V4_RUN]
     df.loc[measured, "attempt"] = (df.loc[measured].groupby(keys, sort=False).cumcount() + 1).astype(str)
     return df
 
