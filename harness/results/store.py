@@ -108,7 +108,7 @@ _V3_RUN = (
     "deterministic",
 )  # what version 3 counted attempts by (the file's content only)
 _V4_COLUMNS = _V3_COLUMNS[:6] + ("submission_path",) + _V3_COLUMNS[6:]
-_V4_RUN = ("kind", "submission", "submission_sha256", "profile", "phase", "topology")
+_V4_RUN: tuple[str, ...] = ("kind", "submission", "submission_sha256", "profile", "phase", "topology")
 _V4_RUN += ("precision", "compile", "deterministic", "arch", "seed")  # what versions 4 and 5 counted attempts by
 _V5_COLUMNS = _V4_COLUMNS[:22] + ("float32_math",) + _V4_COLUMNS[22:]
 COLUMNS_BY_VERSION: dict[int, tuple[str, ...]] = {
