@@ -9,31 +9,21 @@ settings that produced it.
 from __future__ import annotations
 
 import math
-from typing import Literal, cast, get_args
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness.errors import UsageError
+from harness.settings import PLACE, Phase, Precision, RunSettings, Topology
+from harness.settings import PROTOCOL_VERSION as PROTOCOL_VERSION  # re-exported
+from harness.settings import TOPOLOGIES as TOPOLOGIES  # re-exported
 
 PUBLIC_ARCHS: tuple[str, ...] = ("resnet20", "resnet56")
 HIDDEN_ARCHS: tuple[str, ...] = ("vgg16bn",)
 PROTOCOL_SEEDS: tuple[int, ...] = (42, 123, 456)
 
-Phase = Literal["public", "final"]
 Kind = Literal["baseline", "submission"]
 Status = Literal["ok", "failed"]
-Topology = Literal["shared", "independent", "reuse-coarse", "reuse-fine", "shared-reuse-coarse", "shared-reuse-fine"]
-"""How the two tasks share the network (the CIFAR-100 topology study): ``shared``, the task's one backbone with two
-heads; ``independent``, a backbone per task; ``reuse-coarse`` / ``reuse-fine``, independent backbones
-where one head also reads the other head's logits; ``shared-reuse-*``, the same on one backbone."""
-TOPOLOGIES: tuple[str, ...] = get_args(Topology)
-Precision = Literal["fp32", "tf32", "bf16", "fp64"]
-"""fp32: the protocol: float32 as PyTorch computes it by default, as the task's published rows were
-produced (IEEE on a CPU; on a CUDA GPU from Ampere on, cuDNN convolutions in TensorFloat-32 and
-matmuls in IEEE float32). tf32: TF32 matmuls as well (CUDA only). bf16: bfloat16 autocast. fp64: for
-verification (the equivalence tests), slow. Each is recorded and kept apart in the aggregates; what
-the convolutions and matmuls actually computed in is recorded beside it
-(:func:`harness.training.device.float32_math`)."""
 
 
 class _Frozen(BaseModel):
@@ -180,30 +170,6 @@ class EntryKey(_Frozen):
         return self.name if self.kind == "submission" else f"{self.name} (baseline)"
 
 
-class RunSettings(_Frozen):
-    """The protocol options that change what a run computes: runs with other settings are other runs,
-    and their rows other series. Device, sandbox and channels_last change only where and how fast it
-    runs: a run resumes across them, and they are recorded, not part of the identity."""
-
-    profile: str
-    phase: Phase = "public"
-    topology: Topology = "shared"
-    precision: Precision = "fp32"
-    compile: bool = False
-    deterministic: bool = False
-
-    @property
-    def label(self) -> str:
-        """``fp32``, ``bf16+compile``, ``fp32 independent``...: what differs from the protocol's
-        computation (profile and phase are shown apart)."""
-        return (
-            self.precision
-            + ("+compile" if self.compile else "")
-            + ("+deterministic" if self.deterministic else "")
-            + ("" if self.topology == "shared" else f" {self.topology}")
-        )
-
-
 class SeriesKey(_Frozen):
     """One file version of one entry run with one set of settings: the runs a standing aggregates and
     the skip rule looks through (one per architecture and seed)."""
@@ -253,7 +219,7 @@ class ArchSource(_Frozen):
     machine) and its sha256. A process that has not loaded it (a ``--jobs`` child, a Ray task)
     loads that file, or the bytes the executor sends with the task, only if the sha256 matches."""
 
-    path: str
+    path: Annotated[str, PLACE]
     sha256: str
 
 
@@ -263,7 +229,7 @@ class RunSpec(_Frozen):
     submission: str = Field(description="the entry's name: the file name, or --name")
     submission_sha256: str
     kind: Kind = "submission"
-    submission_path: str = Field(
+    submission_path: Annotated[str, PLACE] = Field(
         default="",
         description="where the file was evaluated from, as the leaderboard "
         "records it (the identity check of same-named files); not part of the run's "
@@ -274,18 +240,21 @@ class RunSpec(_Frozen):
     topology: Topology = "shared"
     arch: str
     seed: int
-    device: str
-    sandbox: str = "none"
+    device: Annotated[str, PLACE]
+    sandbox: Annotated[str, PLACE] = "none"
     precision: Precision = "fp32"
-    channels_last: bool = True
+    channels_last: Annotated[bool, PLACE] = True
     compile: bool = Field(default=False, description="the model's forward pass through torch.compile")
     deterministic: bool = Field(
         default=False, description="torch.use_deterministic_algorithms and cuDNN determinism (cudnn.benchmark off)"
     )
+    protocol_version: int = Field(
+        default=PROTOCOL_VERSION, description="the trainer build's compatibility number (harness.settings)"
+    )
     arch_source: ArchSource | None = Field(
         default=None, description="the file defining a hidden architecture (None: a built-in one)"
     )
-    fused: bool = Field(
+    fused: Annotated[bool, PLACE] = Field(
         default=False,
         description="trained as one model with the other seeds of its architecture (harness.training.fused): an "
         "exact reorganisation up to float rounding, like the device; recorded, not part of the run's identity",
@@ -303,14 +272,9 @@ class RunSpec(_Frozen):
 
     @property
     def settings(self) -> RunSettings:
-        return RunSettings(
-            profile=self.profile.name,
-            phase=self.phase,
-            topology=self.topology,
-            precision=self.precision,
-            compile=self.compile,
-            deterministic=self.deterministic,
-        )
+        """Its :class:`RunSettings`: the spec's fields of the same names (the profile by its name)."""
+        values = {name: getattr(self, name) for name in RunSettings.model_fields}
+        return RunSettings.model_validate({**values, "profile": self.profile.name})
 
     @property
     def key(self) -> RunKey:
@@ -377,7 +341,7 @@ class RunResult(_Frozen):
         )
 
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 Origin = Literal["measured", "published"]
 
 
@@ -388,7 +352,8 @@ class LeaderboardRow(_Frozen):
     ``harness.results.MIGRATIONS`` gains the step from the previous version.
     Version 2 added ``compile`` and ``deterministic``; version 3 ``origin``, ``source``, ``topology``
     and ``attempt``; version 4 ``submission_path``, and attempts counted per entry (kind and name) as
-    well as per file version (:data:`RUN_COLUMNS`); version 5 ``float32_math``.
+    well as per file version (:data:`RUN_COLUMNS`); version 5 ``float32_math``; version 6
+    ``protocol_version`` (:data:`harness.settings.PROTOCOL_VERSION`).
     Accuracies are percentages; ``best_epoch`` is 0-indexed. A failed run has empty accuracy
     columns and ``status=failed`` (its reason is in ``runs/<run_id>/failure.txt``). ``attempt``
     numbers the rows of one run (:class:`RunKey`: same entry, file version, settings, architecture and
@@ -430,6 +395,9 @@ class LeaderboardRow(_Frozen):
     channels_last: bool | None = None
     compile: bool | None = None
     deterministic: bool | None = None
+    protocol_version: int | None = Field(
+        default=None, description="the trainer build's compatibility number; empty for a published row"
+    )
     torch_version: str | None = None
     harness_version: str | None = None
     harness_commit: str | None = None
@@ -452,6 +420,7 @@ class LeaderboardRow(_Frozen):
             "channels_last",
             "compile",
             "deterministic",
+            "protocol_version",
             "torch_version",
             "harness_version",
             "harness_commit",
@@ -471,14 +440,7 @@ class LeaderboardRow(_Frozen):
         return RunKey(
             entry=EntryKey(kind=self.kind, name=self.submission),
             sha256=self.submission_sha256 or "",
-            settings=RunSettings(
-                profile=self.profile,
-                phase=self.phase,
-                topology=self.topology,
-                precision=cast(Precision, self.precision or "fp32"),
-                compile=bool(self.compile),
-                deterministic=bool(self.deterministic),
-            ),
+            settings=RunSettings.from_cells({name: getattr(self, name) for name in SETTINGS_COLUMNS}),
             arch=self.arch,
             seed=self.seed,
         )

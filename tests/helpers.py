@@ -107,7 +107,7 @@ def leaderboard_row(seed=42, status="ok", acc=12.5, **kw):
         best_fine_acc=acc if status == "ok" else None, best_epoch=0 if status == "ok" else None,
         final_fine_acc=acc if status == "ok" else None, best_coarse_acc=30.0 if status == "ok" else None,
         wall_seconds=3.2, device="cpu", precision="fp32", channels_last=True, compile=False, deterministic=False,
-        torch_version="2.13.0", harness_version="0.1.0", harness_commit="abc", sandbox="none",
+        protocol_version=1, torch_version="2.13.0", harness_version="0.1.0", harness_commit="abc", sandbox="none",
         run_id=f"tiny/x/public/resnet20-seed{seed}", status=status,
     )
     values.update(kw)

@@ -128,7 +128,7 @@ def test_rows_record_the_float32_math_and_older_rows_migrate_to_what_they_comput
     v4[list(COLUMNS_BY_VERSION[4])].to_csv(tmp_path / "lb.csv", index=False, lineterminator="\n")
     r = harness("migrate", tmp_path / "lb.csv", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    got = read_rows(tmp_path / "lb.v5.csv").set_index("seed")["float32_math"].fillna("").to_dict()
+    got = read_rows(tmp_path / "lb.v6.csv").set_index("seed")["float32_math"].fillna("").to_dict()
     assert got == {1: "ieee", 2: "tf32", 3: "ieee", 4: ""}
 
 

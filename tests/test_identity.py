@@ -150,4 +150,4 @@ def test_attempts_count_per_entry_and_migrate_renumbers_them(tmp_path):
     df[list(cols)].to_csv(v3, index=False, lineterminator="\n")
     r = harness("migrate", v3, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert read_rows(tmp_path / "v3.v5.csv")["attempt"].tolist() == [1, 1, 2]
+    assert read_rows(tmp_path / "v3.v6.csv")["attempt"].tolist() == [1, 1, 2]

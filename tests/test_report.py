@@ -203,7 +203,8 @@ def test_cli_formats_sections_and_markers(full_leaderboard, tmp_path):
 @pytest.mark.slow
 def test_migrate_converts_a_copy_and_append_names_the_command(tmp_path):
     v1_columns = [c for c in LEADERBOARD_COLUMNS if c not in ("origin", "source", "topology", "attempt", "compile",
-                                                               "deterministic", "submission_path", "float32_math")]
+                                                               "deterministic", "submission_path", "float32_math",
+                                                               "protocol_version")]
     v1_header = ",".join(v1_columns) + "\n"
     v1_row = ("1,2026-11-01T10:00:00+00:00,loss.py," + "ab" * 32 + ",submission,tiny,public,resnet20,42,1,12.5,0,"
               "12.5,30,3.2,cpu,fp32,true,2.13.0,0.1.0,abc,none,tiny/x/public/resnet20-seed42,ok\n")
@@ -215,9 +216,9 @@ def test_migrate_converts_a_copy_and_append_names_the_command(tmp_path):
     r = harness("migrate", old, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert old.read_bytes() == before
-    new = tmp_path / "leaderboard-tiny.v5.csv"
+    new = tmp_path / "leaderboard-tiny.v6.csv"
     df = read_rows(new)
-    assert len(df) == 2 and df["best_fine_acc"].iloc[0] == 12.5 and set(df["schema_version"]) == {5}
+    assert len(df) == 2 and df["best_fine_acc"].iloc[0] == 12.5 and set(df["schema_version"]) == {6}
     assert set(df["float32_math"]) == {"ieee"}  # older harness versions computed float32 in IEEE
     assert set(df["submission_path"]) == {""}  # unknown for rows written before it was recorded
     assert str(df["compile"].iloc[0]).lower() == "false" and str(df["deterministic"].iloc[0]).lower() == "false"

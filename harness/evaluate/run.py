@@ -97,7 +97,8 @@ class Evaluation:
     def __init__(self, paths: list[Path], opts: EvaluateOptions, console: Console) -> None:
         self.paths, self.opts, self.console = paths, opts, console
         self.lb_path = opts.leaderboard_path
-        self.existing = leaderboard.read_rows(self.lb_path)  # refuses a foreign CSV before hours of training
+        # refuses a foreign CSV, or one of an older schema, before hours of training
+        self.existing = leaderboard.read_rows(self.lb_path, appending=True)
         self.archs, self.seeds = planned_archs(opts), planned_seeds(opts)
         self.device = plan_device(opts)
         self.precision = resolve_precision(opts.precision or opts.profile.precision, self.device)

@@ -14,7 +14,7 @@ from rich.table import Table
 from harness.errors import UsageError
 from harness.evaluate.names import place_of
 from harness.isolation.check import sha256_file
-from harness.results.aggregate import DEFAULT_SETTINGS, settings_label
+from harness.results.aggregate import DEFAULT_SETTINGS, settings_labels
 
 
 def submission_rows(
@@ -63,10 +63,7 @@ def render_runs(
     if mine.empty:
         known = ", ".join(sorted(set(rows.loc[rows["origin"] == "measured", "submission"]))) or "none"
         raise UsageError(f"no rows of {name} in {lb_path}; submissions there: {known}")
-    settings = [
-        settings_label(p, c, d, t)
-        for p, c, d, t in zip(mine["precision"], mine["compile"], mine["deterministic"], mine["topology"])
-    ]
+    settings = settings_labels(mine)
     show_settings = any(s != DEFAULT_SETTINGS for s in settings)
     profiles = sorted(set(mine["profile"]))
     kinds = len(set(mine["kind"])) > 1

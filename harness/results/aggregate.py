@@ -21,7 +21,8 @@ seeds only; ok runs of extra seeds (``harness evaluate --seed 7``) are kept apar
 and count in the tests, which pair the seeds both sides have. Only complete entries get a score.
 
 Comparison groups: the protocol's settings that change what a run computes (precision, topology,
-compile, deterministic: :attr:`harness.protocol.RunSettings.label`; profile and phase are one view)
+compile, deterministic, the protocol version: :attr:`harness.protocol.RunSettings.label`; profile and
+phase are one view)
 define a group. Entries are ranked, compared with the group's own ``equal_weighting`` and tested
 only within their group; the headline group is the task's settings (``fp32``).
 
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from harness.protocol import ENTRY_COLUMNS, HIDDEN_ARCHS, PUBLIC_ARCHS, EntryKey, Phase, RunSettings
+from harness.protocol import ENTRY_COLUMNS, HIDDEN_ARCHS, PUBLIC_ARCHS, SETTINGS_COLUMNS, EntryKey, Phase, RunSettings
 from harness.results.family import ALPHA as ALPHA  # re-exported: the views state it
 from harness.results.stats import LEVEL as LEVEL  # re-exported: the views state it
 from harness.results.stats import geometric_mean, holm, mean, paired_test, statistics_std, t_interval
@@ -47,20 +48,14 @@ from harness.util.text import one_line
 __all__ = ["ALPHA", "LEVEL", "holm", "paired_test"]  # re-exported for the tests and views
 
 REFERENCE_BASELINE = "equal_weighting.py"
-DEFAULT_SETTINGS = "fp32"
+DEFAULT_SETTINGS = RunSettings(profile="").label  # "fp32": the protocol's own, the headline group
 
 
-def settings_label(precision: object, compile: object, deterministic: object, topology: object = "shared") -> str:
-    """:attr:`harness.protocol.RunSettings.label` of a row's cells (booleans as the CSV holds them)."""
-    truthy = lambda v: str(v).strip().lower() in ("true", "1")  # noqa: E731
-    cells = {
-        "profile": "",
-        "precision": str(precision),
-        "compile": truthy(compile),
-        "deterministic": truthy(deterministic),
-        "topology": str(topology),
-    }
-    return RunSettings.model_validate(cells).label
+def settings_labels(rows: pd.DataFrame) -> list[str]:
+    """:attr:`harness.protocol.RunSettings.label` of each row (its comparison group), from its settings
+    columns as the CSV holds them (:meth:`~harness.protocol.RunSettings.from_cells`)."""
+    columns = [c for c in SETTINGS_COLUMNS if c in rows.columns]
+    return [RunSettings.from_cells(dict(zip(columns, cells))).label for cells in zip(*(rows[c] for c in columns))]
 
 
 TEST_NAME = "paired t-test over per-seed scores, two-sided"
@@ -277,10 +272,7 @@ def entries(
     ``protocol_seeds``: the seeds every architecture needs for an entry to be complete;
     ``selected``: ``(kind, name) -> sha256`` of the version to rank instead of the newest."""
     df = df[(df["phase"] == phase) & (df["origin"] == "measured")].copy()
-    df["settings"] = [
-        settings_label(p, c, d, t)
-        for p, c, d, t in zip(df["precision"], df["compile"], df["deterministic"], df["topology"])
-    ]
+    df["settings"] = settings_labels(df)
     entry = list(ENTRY_COLUMNS)
     groups = df.groupby(entry + ["submission_sha256", "settings"], sort=True)
     names = df.groupby(entry)["submission_sha256"].nunique()

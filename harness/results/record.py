@@ -8,6 +8,7 @@ training again (:meth:`Recorder.recover`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +32,6 @@ def row_for(spec: RunSpec, result: RunResult, run_id: str) -> LeaderboardRow:
         submission_path=spec.submission_path,
         kind=spec.kind,
         profile=spec.profile.name,
-        phase=spec.phase,
-        topology=spec.topology,
         arch=spec.arch,
         seed=spec.seed,
         epochs=spec.profile.epochs,
@@ -42,17 +41,15 @@ def row_for(spec: RunSpec, result: RunResult, run_id: str) -> LeaderboardRow:
         best_coarse_acc=result.best_coarse_acc,
         wall_seconds=round(result.wall_seconds, 2),
         device=_recorded_device(spec, result),
-        precision=spec.precision,
         float32_math=result.float32_math,
         channels_last=spec.channels_last,
-        compile=spec.compile,
-        deterministic=spec.deterministic,
         torch_version=torch.__version__,
         harness_version=harness_version(),
         harness_commit=harness_commit(),
         sandbox=spec.sandbox,
         run_id=run_id,
         status=result.status,
+        **spec.settings.model_dump(exclude={"profile"}),  # every setting is a column of its own name
     )
 
 
@@ -115,7 +112,9 @@ class Recorder:
         again)."""
         run = eval_dir.run(spec)
         try:
-            row = LeaderboardRow.model_validate_json(run.pending_row.read_text())
+            kept = json.loads(run.pending_row.read_text())
+            # one kept before the protocol version was recorded was written by a build of version 1
+            row = LeaderboardRow.model_validate({"protocol_version": 1, **kept} if isinstance(kept, dict) else kept)
         except (OSError, ValueError):
             return None, None
         # kept by an older version: this one's schema, and the place this evaluation records

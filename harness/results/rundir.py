@@ -145,9 +145,8 @@ class EvalDir:
     def run(self, spec: RunSpec) -> RunDir:
         """The run's directory (one per :class:`~harness.protocol.RunKey`; the entry and file version
         are this directory's): ``<phase>/<arch>-seed<seed>``, with the settings that are not the
-        protocol's own appended (``-independent``, ``-bf16``, ``-compile``, ``-deterministic``), so
-        that runs with other settings never share a checkpoint, a pending row or a metrics file."""
-        extra: list[str] = [spec.topology] if spec.topology != "shared" else []
-        extra += [spec.precision] if spec.precision != "fp32" else []
-        extra += [name for name in ("compile", "deterministic") if getattr(spec, name)]
-        return RunDir(self.path / spec.phase / "-".join([f"{spec.arch}-seed{spec.seed}", *extra]))
+        protocol's own appended (``-independent``, ``-bf16``, ``-compile``, ``-deterministic``:
+        :attr:`~harness.protocol.RunSettings.dir_suffix`), so that runs with other settings never share
+        a checkpoint, a pending row or a metrics file."""
+        parts = [f"{spec.arch}-seed{spec.seed}", *spec.settings.dir_suffix]
+        return RunDir(self.path / spec.phase / "-".join(parts))

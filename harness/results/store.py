@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import LeaderboardError, UsageError
-from harness.protocol import LEADERBOARD_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION, LeaderboardRow, SeriesKey, key_values
+from harness.protocol import LEADERBOARD_COLUMNS, SCHEMA_VERSION, LeaderboardRow, SeriesKey, key_values
 from harness.util.fileio import append_text, lock_for, write_atomic
 
 
@@ -108,11 +108,15 @@ _V3_RUN = (
     "deterministic",
 )  # what version 3 counted attempts by (the file's content only)
 _V4_COLUMNS = _V3_COLUMNS[:6] + ("submission_path",) + _V3_COLUMNS[6:]
+_V4_RUN: tuple[str, ...] = ("kind", "submission", "submission_sha256", "profile", "phase", "topology")
+_V4_RUN += ("precision", "compile", "deterministic", "arch", "seed")  # what versions 4 and 5 counted attempts by
+_V5_COLUMNS = _V4_COLUMNS[:22] + ("float32_math",) + _V4_COLUMNS[22:]
 COLUMNS_BY_VERSION: dict[int, tuple[str, ...]] = {
     1: _V1_COLUMNS,
     2: _V2_COLUMNS,
     3: _V3_COLUMNS,
     4: _V4_COLUMNS,
+    5: _V5_COLUMNS,
     SCHEMA_VERSION: LEADERBOARD_COLUMNS,
 }
 
@@ -144,7 +148,7 @@ def _v3_to_v4(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     df["submission_path"] = ""
     measured = df["origin"] == "measured"
-    keys = [df.loc[measured, c].astype(str).str.lower() for c in RUN_COLUMNS]
+    keys = [df.loc[measured, c].astype(str).str.lower() for c in _V4_RUN]
     df.loc[measured, "attempt"] = (df.loc[measured].groupby(keys, sort=False).cumcount() + 1).astype(str)
     return df
 
@@ -162,7 +166,16 @@ def _v4_to_v5(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
+def _v5_to_v6(df: pd.DataFrame) -> pd.DataFrame:
+    """v6 added ``protocol_version`` (:data:`harness.protocol.PROTOCOL_VERSION`): measured rows of
+    earlier harness versions were trained by protocol version 1; published rows do not say (empty)."""
+    df = df.copy()
+    df["protocol_version"] = ""
+    df.loc[df["origin"] == "measured", "protocol_version"] = "1"
+    return df
+
+
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6}
 if set(COLUMNS_BY_VERSION) != set(MIGRATIONS) | {SCHEMA_VERSION}:
     raise RuntimeError("every older schema version needs its migration step")
 
@@ -253,14 +266,41 @@ def append_row(path: Path, row: LeaderboardRow) -> LeaderboardRow:
     return row
 
 
-def read_rows(path: Path) -> pd.DataFrame:
+def _older_version(path: Path) -> int | None:
+    """The schema version of a leaderboard of an older version; None for any other file."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            version = _header_version(f.readline())
+    except (OSError, UnicodeDecodeError):
+        return None
+    return version if version != SCHEMA_VERSION else None
+
+
+def _migrated(path: Path, version: int) -> pd.DataFrame:
+    """The rows of ``path`` (schema ``version``) as cells of the current schema; torn rows dropped."""
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines="skip")
+    df = df[df["status"].isin(["ok", "failed"])]
+    while version < SCHEMA_VERSION:
+        df = MIGRATIONS[version](df)
+        version += 1
+    df["schema_version"] = str(SCHEMA_VERSION)
+    return df[list(LEADERBOARD_COLUMNS)]
+
+
+def read_rows(path: Path, *, appending: bool = False) -> pd.DataFrame:
     """The leaderboard as a DataFrame with the schema's columns (empty if absent); a row
-    torn by a crash mid-write is left out."""
+    torn by a crash mid-write is left out. A file of an older schema version is migrated as it is
+    read (the file is left as it is), unless ``appending``: then it is refused like a foreign one,
+    since rows are never appended to it (``harness migrate`` converts a copy)."""
     path = Path(path)
-    if not _check_header(path):
+    source: Path | io.StringIO = path
+    version = None if appending else _older_version(path)
+    if version is not None:
+        source = io.StringIO(_migrated(path, version).to_csv(index=False, lineterminator="\n"))
+    elif not _check_header(path):
         return pd.DataFrame(columns=list(LEADERBOARD_COLUMNS))
     df = pd.read_csv(
-        path,
+        source,
         dtype={
             "submission": str,
             "submission_sha256": str,
@@ -296,15 +336,9 @@ def migrate(src: Path, dst: Path | None = None) -> tuple[Path, int]:
         raise LeaderboardError(f"{src} is already schema version {SCHEMA_VERSION}; nothing to migrate")
     if dst.exists():
         raise LeaderboardError(f"{dst} already exists; choose another --output")
-    df = pd.read_csv(src, dtype=str, keep_default_na=False, on_bad_lines="skip")
-    df = df[df["status"].isin(["ok", "failed"])]
-    original = version
-    while version < SCHEMA_VERSION:
-        df = MIGRATIONS[version](df)
-        version += 1
-    df["schema_version"] = str(SCHEMA_VERSION)
-    write_atomic(dst, df[list(LEADERBOARD_COLUMNS)].to_csv(index=False, lineterminator="\n").encode("utf-8"))
-    return dst, original
+    df = _migrated(src, version)
+    write_atomic(dst, df.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+    return dst, version
 
 
 def default_path(profile: str) -> Path:

@@ -32,6 +32,7 @@ import torch
 from torch.utils._pytree import tree_map
 
 from harness.protocol import EpochMetrics, RunSpec
+from harness.settings import identity
 from harness.util.fileio import private_dirs, write_atomic
 
 KEEP = 2
@@ -43,6 +44,12 @@ class Resume:
     history: list[EpochMetrics]
     frames: list[bytes]
     state: dict
+
+
+def _identity(spec: dict) -> dict:
+    """What a spec (as JSON) computes (:func:`harness.settings.identity`); one written before the
+    protocol version was recorded was written by a build of version 1."""
+    return identity({"protocol_version": 1, **spec}, RunSpec)
 
 
 def _sha256(data: bytes) -> str:
@@ -77,18 +84,9 @@ def background_writes(device: torch.device) -> bool:
 class Checkpointer:
     def __init__(self, directory: Path, spec: RunSpec) -> None:
         self.dir = Path(directory)  # a run's RunDir.checkpoint
-        # where it runs (device, sandbox), where the file came from and where a hidden architecture's file
-        # lies may change between attempts; what it computes may not (the field is left out for a built-in
-        # architecture, so that checkpoints of earlier versions stay usable)
-        self.spec_json = spec.model_dump_json(
-            exclude={
-                "device": True,
-                "sandbox": True,
-                "submission_path": True,
-                "fused": True,
-                "arch_source": True if spec.arch_source is None else {"path"},
-            }
-        )
+        # what it computes must not change between attempts; where and how fast it runs (the spec's fields
+        # marked PLACE: device, sandbox, channels_last...) may (harness.settings.identity)
+        self.identity = _identity(json.loads(spec.model_dump_json()))
         self.messages = self.dir / "messages.bin"
         self.manifest = self.dir / "manifest.json"
         self._writer: threading.Thread | None = None
@@ -106,12 +104,20 @@ class Checkpointer:
             self._writer = None
         self._error = None
 
+    def _ours(self, spec: object) -> bool:
+        """Whether a manifest's spec (its identity as JSON) is this run's: it computes the same."""
+        try:
+            data = json.loads(spec) if isinstance(spec, str) else None
+        except ValueError:
+            return False
+        return isinstance(data, dict) and _identity(data) == self.identity
+
     def _entries(self) -> list[dict]:
         try:
             data = json.loads(self.manifest.read_text())
         except (OSError, ValueError):
             return []
-        if not isinstance(data, dict) or data.get("spec") != self.spec_json:  # not ours to resume
+        if not isinstance(data, dict) or not self._ours(data.get("spec")):  # not ours to resume
             return []
         keys = {"file": str, "sha256": str, "message_bytes": int, "messages_sha256": str, "epochs_done": int}
         entries = data.get("checkpoints")
@@ -127,7 +133,7 @@ class Checkpointer:
             data = json.loads(self.manifest.read_text())
         except (OSError, ValueError):
             return False
-        return isinstance(data, dict) and bool(data.get("checkpoints")) and data.get("spec") != self.spec_json
+        return isinstance(data, dict) and bool(data.get("checkpoints")) and not self._ours(data.get("spec"))
 
     def save(
         self,
@@ -201,7 +207,7 @@ class Checkpointer:
         for old in entries[:-KEEP]:
             (self.dir / old["file"]).unlink(missing_ok=True)
         entries = entries[-KEEP:]
-        write_atomic(self.manifest, json.dumps({"spec": self.spec_json, "checkpoints": entries}).encode())
+        write_atomic(self.manifest, json.dumps({"spec": json.dumps(self.identity), "checkpoints": entries}).encode())
 
     def load(self, at_most: int | None = None) -> tuple[Resume | None, list[str]]:
         """The newest intact checkpoint (None: start from scratch), of at most ``at_most`` epochs when
