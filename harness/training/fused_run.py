@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from harness.events import ONE_STEP, EpochDone, RunObserver, RunResumed, RunStarted
 from harness.isolation.client import LossWorker
 from harness.isolation.sandbox import Sandbox
 from harness.protocol import EpochMetrics, RunResult, RunSpec
@@ -33,7 +34,6 @@ from harness.training.steplog import StepLog
 from harness.training.trainer import (
     Carry,
     RunOutcome,
-    TrainHooks,
     TrainMeans,
     _failure,
     _loss_state,
@@ -66,7 +66,7 @@ def run_fused(
     test: Split,
     run_dirs: list[RunDir],
     sandbox: Sandbox,
-    hooks: list[TrainHooks] | None = None,
+    observers: list[RunObserver] | None = None,
     threads: int = 0,
 ) -> list[RunOutcome]:
     """Train the seeds of ``specs`` (:func:`fusable`) as one fused model; one outcome per spec, in
@@ -74,7 +74,7 @@ def run_fused(
     ``failed``); an internal error fails every seed still training."""
     if not fusable(specs):
         raise ValueError("run_fused needs two or more seeds of one entry, architecture and settings")
-    hooks = hooks or [TrainHooks() for _ in specs]
+    observers = observers or [RunObserver() for _ in specs]
     runs = list(run_dirs)
     first, profile = specs[0], specs[0].profile
     for spec, run in zip(specs, runs):
@@ -94,9 +94,9 @@ def run_fused(
         done = [resume.epochs_done if resume else 0 for _, _, resume, _ in started]
     if len(set(done)) > 1:
         return [  # the seeds stopped at different epochs: each goes on from its own checkpoint
-            run_one(spec, submission=submission, train=train, test=test, run_dir=run, sandbox=sandbox, hooks=h,
-                    threads=threads)
-            for spec, run, h in zip(specs, runs, hooks)
+            run_one(spec, submission=submission, train=train, test=test, run_dir=run, sandbox=sandbox,
+                    observer=observer, threads=threads)
+            for spec, run, observer in zip(specs, runs, observers)
         ]  # fmt: skip
     models = [model for model, _, _, _ in started]
     optimizers = [optimizer for _, optimizer, _, _ in started]
@@ -113,10 +113,10 @@ def run_fused(
     histories = [list(r.history) if r is not None else [] for r in resumes]
     carries = [Carry(r.state["after_losses"].to(device) if r and r.state.get("after_losses") is not None else None)
                for r in resumes]  # fmt: skip
-    for h, resume, (_, _, _, notes) in zip(hooks, resumes, started):
-        h.started(profile.epochs * steps)
+    for spec, observer, resume, (_, _, _, notes) in zip(specs, observers, resumes, started):
+        observer.on_event(spec, RunStarted(profile.epochs * steps))
         if resume is not None or notes:
-            h.resumed(first_epoch, first_epoch * steps, notes)
+            observer.on_event(spec, RunResumed(first_epoch, first_epoch * steps, tuple(notes)))
     results: dict[int, RunResult] = {}
     loss_states: dict[int, dict[str, list[float]] | None] = {}
 
@@ -155,7 +155,7 @@ def run_fused(
 
             def on_step(s: int):
                 def done() -> None:
-                    hooks[s].step_done()
+                    observers[s].on_event(specs[s], ONE_STEP)
                     if s == fused.active[0]:
                         share.tick()
 
@@ -209,8 +209,9 @@ def run_fused(
                             checkpoint_state(models[s], optimizers[s], device, carries[s]),
                             background=background_writes(device),
                         )
-                for s in fused.active:  # after every seed's checkpoint (a hook may stop the run)
-                    hooks[s].epoch_done(histories[s][-1], max(m.test_fine_acc for m in histories[s]))
+                for s in fused.active:  # after every seed's checkpoint (an observer may stop the run)
+                    best = max(m.test_fine_acc for m in histories[s])
+                    observers[s].on_event(specs[s], EpochDone(histories[s][-1], best))
             for s in list(fused.active):
                 loss_states[s] = _loss_state(workers[s], runs[s])
                 results[s] = RunResult.from_epochs(histories[s], sum(m.seconds for m in histories[s]))

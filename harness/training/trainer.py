@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.errors import RunFailed
+from harness.events import ONE_STEP, EpochDone, RunObserver, RunResumed, RunStarted
 from harness.isolation.client import LossWorker, StepReply, StepRequest, WorkerError
 from harness.isolation.sandbox import Sandbox, as_user_path
 from harness.protocol import EpochMetrics, RunResult, RunSpec
@@ -216,16 +217,6 @@ def _losses_after_update(
 # -------------------------------------------------------------------------- one run
 
 
-class TrainHooks:
-    """What a run reports while it trains (the default does nothing). The executors turn these
-    into events for the driver (:mod:`harness.executors.events`); tests use them to stop a run."""
-
-    def started(self, total_steps: int) -> None: ...
-    def resumed(self, epochs_done: int, steps_done: int, notes: list[str]) -> None: ...
-    def step_done(self) -> None: ...
-    def epoch_done(self, metrics: EpochMetrics, best_fine_acc: float) -> None: ...
-
-
 @dataclass
 class RunOutcome:
     result: RunResult
@@ -392,7 +383,7 @@ def run_one(
     test: Split,
     run_dir: RunDir | Path,
     sandbox: Sandbox,
-    hooks: TrainHooks | None = None,
+    observer: RunObserver | None = None,
     threads: int = 0,
 ) -> RunOutcome:
     """Train ``spec.arch`` with ``spec.seed`` and the submission's loss; never raises for
@@ -402,7 +393,7 @@ def run_one(
     takes its share of the machine's cores among the trainers running on it (at most ``threads``
     when given: :class:`~harness.training.sharing.CpuShare`).
     """
-    hooks = hooks or TrainHooks()
+    observer = observer or RunObserver()
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
     profile = spec.profile
     run.start(spec)
@@ -417,10 +408,10 @@ def run_one(
     test_batches = eval_batches(
         test, batch_size=profile.eval_batch_size, device=device, channels_last=spec.channels_last, dtype=dtype
     )
-    hooks.started(profile.epochs * loader.steps_per_epoch)
+    observer.on_event(spec, RunStarted(profile.epochs * loader.steps_per_epoch))
     first_epoch, history = (resume.epochs_done, list(resume.history)) if resume is not None else (0, [])
     if resume is not None or notes:
-        hooks.resumed(first_epoch, first_epoch * loader.steps_per_epoch, notes)
+        observer.on_event(spec, RunResumed(first_epoch, first_epoch * loader.steps_per_epoch, tuple(notes)))
     loss_state = None
     after = resume.state.get("after_losses") if resume is not None else None
     carry = Carry(after.to(device) if after is not None else None)
@@ -444,7 +435,7 @@ def run_one(
             log = StepLog(run, worker, loader.steps_per_epoch, profile.epochs, first_epoch)
 
             def on_step() -> None:
-                hooks.step_done()
+                observer.on_event(spec, ONE_STEP)
                 share.tick()
 
             for epoch in range(first_epoch, profile.epochs):
@@ -459,7 +450,7 @@ def run_one(
                     checkpointer.save(
                         epoch + 1, history, worker.sent_steps, state, background=background_writes(device)
                     )
-                hooks.epoch_done(metrics, max(m.test_fine_acc for m in history))
+                observer.on_event(spec, EpochDone(metrics, max(m.test_fine_acc for m in history)))
             loss_state = _loss_state(worker, run)
         # the training time of every epoch, the ones before a resume included (their checkpointed metrics)
         result = RunResult.from_epochs(history, sum(m.seconds for m in history))
