@@ -12,10 +12,11 @@ import pytest
 import torch
 from helpers import BASELINES, run_spec, tiny_profile
 
+from harness.events import EpochDone, RunObserver, RunResumed
 from harness.isolation.sandbox import get_sandbox
 from harness.training import checkpoint, trainer
 from harness.training.checkpoint import Checkpointer
-from harness.training.trainer import TrainHooks, run_one
+from harness.training.trainer import run_one
 
 
 def _state(value: float) -> dict:
@@ -69,15 +70,14 @@ def test_a_background_write_cut_short_leaves_the_previous_checkpoint_and_says_wh
     assert json.loads((tmp_path / "ckpt" / "manifest.json").read_text())["checkpoints"][-1]["epochs_done"] == 1
 
 
-class CrashAfter(TrainHooks):
+class CrashAfter(RunObserver):
     def __init__(self, epoch: int) -> None:
         self.epoch, self.resumed_at = epoch, []
 
-    def resumed(self, epochs_done, steps_done, notes):
-        self.resumed_at.append(epochs_done)
-
-    def epoch_done(self, metrics, best):
-        if metrics.epoch == self.epoch:
+    def on_event(self, spec, event):
+        if isinstance(event, RunResumed):
+            self.resumed_at.append(event.epochs_done)
+        if isinstance(event, EpochDone) and event.metrics.epoch == self.epoch:
             raise KeyboardInterrupt
 
 
@@ -89,7 +89,7 @@ def test_a_run_resumed_from_background_checkpoints_ends_bit_for_bit(tmp_path, ti
 
     def go(name, hooks=None):
         return run_one(spec, submission=BASELINES / "gradnorm.py", train=train, test=test, run_dir=tmp_path / name,
-                       sandbox=get_sandbox("none"), hooks=hooks)
+                       sandbox=get_sandbox("none"), observer=hooks)
 
     whole = go("whole")
     with pytest.raises(KeyboardInterrupt):

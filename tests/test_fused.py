@@ -16,11 +16,12 @@ import torch
 import torch.nn as nn
 from helpers import BASELINES, REPO, SUBMISSIONS, harness, run_spec, tiny_profile
 
+from harness.events import EpochDone, RunObserver
 from harness.isolation.sandbox import get_sandbox
 from harness.results.rundir import RunDir
 from harness.training.fused_run import fusable, run_fused
 from harness.training.models import build_model, get_arch, register_arch
-from harness.training.trainer import TrainHooks, run_one
+from harness.training.trainer import run_one
 
 pytestmark = pytest.mark.slow  # trains: separate runs against fused ones
 
@@ -66,7 +67,7 @@ def _fused(tmp_path, splits, submission, specs, name="fused", hooks=None):
     train, test = splits
     specs = [spec.model_copy(update={"fused": True}) for spec in specs]
     return run_fused(specs, submission=submission, train=train, test=test, sandbox=get_sandbox("none"),
-                     run_dirs=[RunDir(tmp_path / name / str(spec.seed)) for spec in specs], hooks=hooks)
+                     run_dirs=[RunDir(tmp_path / name / str(spec.seed)) for spec in specs], observers=hooks)
 
 
 def _metrics(run_dir):
@@ -161,12 +162,12 @@ def test_a_compiled_fused_run_equals_the_eager_one(tmp_path, tiny_splits, monkey
             assert torch.equal(b.model.state_dict()["coarse_head.weight"], initial["coarse_head.weight"])
 
 
-class StopAfter(TrainHooks):
+class StopAfter(RunObserver):
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def epoch_done(self, metrics, best):
-        if metrics.epoch == self.epoch:
+    def on_event(self, spec, event):
+        if isinstance(event, EpochDone) and event.metrics.epoch == self.epoch:
             raise KeyboardInterrupt  # as a Ctrl-C: the checkpoints are kept
 
 
@@ -179,7 +180,7 @@ def test_an_interrupted_fused_run_resumes_bit_for_bit(tmp_path, tiny_splits, bet
     specs = _specs(submission, "fp32", TOY, epochs=3)
     whole = _fused(tmp_path, tiny_splits, submission, specs, name="whole")
     with pytest.raises(KeyboardInterrupt):
-        _fused(tmp_path, tiny_splits, submission, specs, name="cut", hooks=[StopAfter(1), TrainHooks(), TrainHooks()])
+        _fused(tmp_path, tiny_splits, submission, specs, name="cut", hooks=[StopAfter(1), RunObserver(), RunObserver()])
     if between_seeds:
         ckpt = tmp_path / "cut" / "123" / "checkpoint"
         manifest = json.loads((ckpt / "manifest.json").read_text())

@@ -10,6 +10,7 @@ import pytest
 from helpers import run_spec, tiny_profile
 from rich.console import Console
 
+from harness.events import EpochDone, RunFinished, RunResumed, RunRetrying, RunStarted, StepsDone
 from harness.protocol import RunResult
 from harness.report.progress import EvaluationProgress
 from harness.training.models import forward_macs
@@ -37,11 +38,11 @@ def test_eta_weighs_architectures_and_divides_by_the_runs_at_once():
     c = forward_macs("resnet56") / forward_macs("resnet20")
     assert p.eta() is None and p.summary() == "0/3 runs ended, 0 running, 3 queued"
     with p:
-        p.run_started(r20, 10)
-        p.run_started(r56, 10)
+        p.on_event(r20, RunStarted(10))
+        p.on_event(r56, RunStarted(10))
         clock.t = 10.0
-        p.steps_done(r20, 5)
-        p.steps_done(r56, 2)
+        p.on_event(r20, StepsDone(5))
+        p.on_event(r56, StepsDone(2))
         # 20 run-seconds bought 0.5 * 2 epochs of resnet20 and 0.2 * 2 epochs of resnet56
         rate = 20 / (1 + 0.4 * c)
         assert p.seconds_per_work() == pytest.approx(rate)
@@ -49,10 +50,10 @@ def test_eta_weighs_architectures_and_divides_by_the_runs_at_once():
         assert p.eta() == pytest.approx(left * rate / 2)
         assert p.summary() == "0/3 runs ended, 2 running, 1 queued"
         clock.t = 20.0
-        p.steps_done(r20, 5)
-        p.run_finished(r20, RunResult(status="ok", epochs_done=2, best_fine_acc=3.0, wall_seconds=20.0))
-        p.run_started(later, 10)
-        p.run_retrying(r56, 1, 2, "WorkerCrashedError: gone")
+        p.on_event(r20, StepsDone(5))
+        p.on_event(r20, RunFinished(RunResult(status="ok", epochs_done=2, best_fine_acc=3.0, wall_seconds=20.0)))
+        p.on_event(later, RunStarted(10))
+        p.on_event(r56, RunRetrying(1, 2, "WorkerCrashedError: gone"))
         assert p.summary() == "1/3 runs ended, 2 running, 0 queued"
     text = out.getvalue()
     assert "progress: 1/3 runs ended, 1 running, 1 queued; ETA 0:" in " ".join(text.split())
@@ -63,10 +64,10 @@ def test_a_resumed_run_is_measured_only_on_the_steps_of_this_session():
     profile = tiny_profile(epochs=4)
     spec = run_spec(profile, "resnet20", 1)
     p, clock, out = _progress([spec], parallel=1)
-    p.run_started(spec, 40)
-    p.run_resumed(spec, 2, 20, [])
+    p.on_event(spec, RunStarted(40))
+    p.on_event(spec, RunResumed(2, 20))
     clock.t = 5.0
-    p.steps_done(spec, 10)  # 10 steps = 1 epoch in 5 s; the 20 replayed steps cost nothing here
+    p.on_event(spec, StepsDone(10))  # 10 steps = 1 epoch in 5 s; the 20 replayed steps cost nothing here
     assert p.seconds_per_work() == pytest.approx(5.0)
     assert p.eta() == pytest.approx(5.0)
     assert "resuming after epoch 2/4" in out.getvalue()
@@ -101,14 +102,14 @@ def _busy(names=("a_rather_long_submission_name.py", "b.py")):
     specs = [run_spec(profile, a, s, submission=n) for n in names for a in ("resnet20", "resnet56") for s in (42, 123, 456)]
     p, clock, _ = _progress(specs, parallel=2)
     for spec in specs[:3]:
-        p.run_started(spec, 30)
+        p.on_event(spec, RunStarted(30))
     clock.t = 12.0
-    p.steps_done(specs[0], 10)
+    p.on_event(specs[0], StepsDone(10))
     m = EpochMetrics(epoch=0, lr=0.1, train_fine_loss=4.399, train_coarse_loss=2.281, train_combined_loss=6.68,
                      weight_fine=1, weight_coarse=1, test_fine_loss=4.0, test_coarse_loss=2.0, test_fine_acc=88.8,
                      test_coarse_acc=90.0, seconds=12.0)
-    p.epoch_done(specs[0], m, 88.8)
-    p.run_finished(specs[2], RunResult(status="ok", epochs_done=3, best_fine_acc=45.4, wall_seconds=39.0))
+    p.on_event(specs[0], EpochDone(m, 88.8))
+    p.on_event(specs[2], RunFinished(RunResult(status="ok", epochs_done=3, best_fine_acc=45.4, wall_seconds=39.0)))
     return p
 
 

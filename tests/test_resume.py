@@ -15,9 +15,10 @@ import pandas as pd
 import pytest
 from helpers import BASELINES, REPO, SUBMISSIONS, harness, harness_env, run_spec, tiny_profile
 
+from harness.events import EpochDone, RunObserver, RunResumed
 from harness.isolation.sandbox import get_sandbox
 from harness.results.rundir import RunDir
-from harness.training.trainer import TrainHooks, run_one
+from harness.training.trainer import run_one
 
 pytestmark = pytest.mark.slow  # trains: runs interrupted and resumed
 
@@ -26,15 +27,14 @@ class Crash(BaseException):
     """Stands for a kill: not an Exception, so run_one does not turn it into a failed run."""
 
 
-class CrashAfter(TrainHooks):
+class CrashAfter(RunObserver):
     def __init__(self, epoch: int) -> None:
         self.epoch, self.resumed_at = epoch, []
 
-    def resumed(self, epochs_done, steps_done, notes):
-        self.resumed_at.append((epochs_done, notes))
-
-    def epoch_done(self, metrics, best):
-        if metrics.epoch == self.epoch:
+    def on_event(self, spec, event):
+        if isinstance(event, RunResumed):
+            self.resumed_at.append((event.epochs_done, list(event.notes)))
+        if isinstance(event, EpochDone) and event.metrics.epoch == self.epoch:
             raise Crash
 
 
@@ -42,7 +42,7 @@ def _run(tmp_path, tiny_splits, name, observer=None, submission="gradnorm.py"):
     train, test = tiny_splits
     spec = run_spec(tiny_profile(epochs=3), submission=submission)
     return run_one(spec, submission=BASELINES / submission, train=train, test=test, run_dir=tmp_path / name,
-                   sandbox=get_sandbox("none"), hooks=observer)
+                   sandbox=get_sandbox("none"), observer=observer)
 
 
 def _metrics(run_dir):
@@ -78,7 +78,7 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one_then_to_scratch(tmp
 
     def go(observer):
         return run_one(spec, submission=BASELINES / "gradnorm.py", train=train, test=test, run_dir=tmp_path / "r",
-                       sandbox=get_sandbox("none"), hooks=observer)
+                       sandbox=get_sandbox("none"), observer=observer)
 
     with pytest.raises(Crash):
         go(CrashAfter(epoch=2))  # checkpoints after epochs 1 and 2
@@ -107,7 +107,7 @@ def test_after_falling_back_to_an_older_checkpoint_the_next_save_is_usable(tmp_p
 
     def go(name, observer):
         return run_one(spec, submission=BASELINES / "gradnorm.py", train=train, test=test, run_dir=tmp_path / name,
-                       sandbox=get_sandbox("none"), hooks=observer)
+                       sandbox=get_sandbox("none"), observer=observer)
 
     whole = go("whole", None)
     with pytest.raises(Crash):
@@ -144,7 +144,7 @@ def test_an_unusable_checkpoint_is_reported_and_the_run_starts_fresh(tmp_path, t
 
     def go(name, observer=None):
         return run_one(spec, submission=BASELINES / "dwa.py", train=train, test=test, run_dir=tmp_path / name,
-                       sandbox=get_sandbox("none"), hooks=observer)
+                       sandbox=get_sandbox("none"), observer=observer)
 
     fresh = go("fresh")
     for name, state in {
@@ -195,7 +195,7 @@ def test_a_failure_caused_by_the_submission_is_not_resumed(tmp_path, tiny_splits
 
     def go(observer):
         return run_one(spec, submission=SUBMISSIONS / "fails_in_second_epoch.py", train=train, test=test,
-                       run_dir=tmp_path / "r", sandbox=get_sandbox("none"), hooks=observer)
+                       run_dir=tmp_path / "r", sandbox=get_sandbox("none"), observer=observer)
 
     first = go(None)
     assert first.result.status == "failed" and first.result.epochs_done == 1

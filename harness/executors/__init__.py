@@ -6,9 +6,10 @@
 
 Every executor carries a run out through the same function,
 :func:`harness.executors.events.execute`, wherever it runs; the run's progress comes back as
-small typed events that :func:`~harness.executors.events.deliver` turns into calls of the
-driver's :class:`RunObserver`. Each job ends in the driver with :meth:`Executor.finish`: a failed
-run's reason in its ``failure.txt``, the observer's ``run_finished``, then ``on_result`` (which
+small typed events (:mod:`harness.events`) that :func:`~harness.executors.events.deliver` hands to
+the driver's :class:`~harness.events.RunObserver`. Each job ends in the driver with
+:meth:`Executor.finish`: a failed run's reason in its ``failure.txt``, the observer's
+:class:`~harness.events.RunFinished`, then ``on_result`` (which
 records the row; only the driver writes the leaderboard), in the order the runs end. A run that
 fails (the submission, the worker, a lost process) ends as a ``failed`` result with its reason,
 and the others go on.
@@ -23,7 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.protocol import EpochMetrics, RunResult, RunSpec
+from harness.events import RunFinished
+from harness.events import RunObserver as RunObserver  # re-exported: the executors' observer
+from harness.protocol import RunResult, RunSpec
 from harness.results.rundir import RunDir
 
 
@@ -34,18 +37,6 @@ class Job:
     spec: RunSpec
     run_dir: RunDir
     submission: Path
-
-
-class RunObserver:
-    """The driver's view of the runs as they go (the default does nothing); ``spec`` says which run."""
-
-    def run_placed(self, spec: RunSpec, where: str) -> None: ...
-    def run_started(self, spec: RunSpec, total_steps: int) -> None: ...
-    def run_resumed(self, spec: RunSpec, epochs_done: int, steps_done: int, notes: list[str]) -> None: ...
-    def steps_done(self, spec: RunSpec, steps: int) -> None: ...
-    def epoch_done(self, spec: RunSpec, metrics: EpochMetrics, best_fine_acc: float) -> None: ...
-    def run_retrying(self, spec: RunSpec, attempt: int, retries: int, reason: str) -> None: ...
-    def run_finished(self, spec: RunSpec, result: RunResult) -> None: ...
 
 
 OnResult = Callable[[Job, RunResult], None]
@@ -78,5 +69,5 @@ class Executor(ABC):
         Ray task gets it here)."""
         if result.status == "failed" and result.reason:
             job.run_dir.note_failure(job.spec, result.reason)
-        observer.run_finished(job.spec, result)
+        observer.on_event(job.spec, RunFinished(result))
         on_result(job, result)

@@ -1,10 +1,11 @@
 """One run, wherever it runs, and the events it sends to the driver.
 
 :func:`execute` is the one way a run is carried out, by every executor: it loads the data (unless
-it is handed over), calls :func:`harness.training.trainer.run_one` with a :class:`Reporter` as its hooks, and
-sends what happens as small typed events through ``send`` (a pipe, a Ray actor, or a direct call
-for the inline executor). The driver's side, :func:`deliver`, turns each event into a call of its
-:class:`~harness.executors.RunObserver`. Every event carries the ``key`` the executor gave the run.
+it is handed over), calls :func:`harness.training.trainer.run_one` with a :class:`Reporter` as its
+observer, and sends what happens as :class:`Keyed` events (:mod:`harness.events`) through ``send``
+(a pipe, a Ray actor, or a direct call for the inline executor). The driver's side,
+:func:`deliver`, hands each progress event to its :class:`~harness.events.RunObserver`. Every event
+carries the ``key`` the executor gave the run.
 """
 
 from __future__ import annotations
@@ -17,87 +18,60 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.executors import Job, RunObserver
+from harness.events import RunEvent, RunFinished, RunInterrupted, RunObserver, RunPlaced, StepsDone
+from harness.executors import Job
 from harness.isolation.sandbox import Sandbox
-from harness.protocol import EpochMetrics, RunResult, RunSpec
-from harness.training.trainer import TrainHooks
+from harness.protocol import RunResult, RunSpec
 
 STEP_BATCH = 10  # steps per progress event
 
 
-PROGRESS_CALLS = ("run_placed", "run_started", "run_resumed", "steps_done", "epoch_done")
-"""The :class:`~harness.executors.RunObserver` calls a run's progress becomes, in the driver."""
-
-
 @dataclass(frozen=True)
-class Progress:
-    """One call of the driver's observer for the run ``key``: ``call`` is the method (one of
-    :data:`PROGRESS_CALLS`), ``args`` its arguments after the run's spec."""
+class Keyed:
+    """An event of the run the executor calls ``key`` (picklable: it crosses pipes and Ray)."""
 
     key: object
-    call: str
-    args: tuple
+    event: RunEvent
 
 
-@dataclass(frozen=True)
-class Finished:
-    key: object
-    result: RunResult
-
-
-@dataclass(frozen=True)
-class Interrupted:
-    """The run's process was stopped (SIGTERM, Ctrl-C) and has unwound; no result follows."""
-
-    key: object
-
-
-Event = Progress | Finished | Interrupted
-Send = Callable[[Event], None]
+Send = Callable[[Keyed], None]
 INTERRUPTED = (
     "the run was stopped (SIGTERM or Ctrl-C) before it finished; its last per-epoch checkpoint "
     "is kept: run the same command again to resume it"
 )
 
 
-class Reporter(TrainHooks):
-    """The trainer's hooks of one run, sent as :class:`Progress` events (steps in batches of
-    ``STEP_BATCH``)."""
+class Reporter(RunObserver):
+    """The trainer's events of one run, sent under ``key`` (steps in batches of ``STEP_BATCH``)."""
 
     def __init__(self, send: Send, key: object) -> None:
         self.send, self.key, self.pending = send, key, 0
 
-    def started(self, total_steps: int) -> None:
-        self.send(Progress(self.key, "run_started", (total_steps,)))
-
-    def resumed(self, epochs_done: int, steps_done: int, notes: list[str]) -> None:
-        self.send(Progress(self.key, "run_resumed", (epochs_done, steps_done, list(notes))))
-
-    def step_done(self) -> None:
-        self.pending += 1
-        if self.pending >= STEP_BATCH:
-            self.flush()
+    def on_event(self, spec: RunSpec, event: RunEvent) -> None:
+        match event:
+            case StepsDone(steps):
+                self.pending += steps
+                if self.pending >= STEP_BATCH:
+                    self.flush()
+            case _:
+                self.flush()  # the steps before it arrive first
+                self.send(Keyed(self.key, event))
 
     def flush(self) -> None:
         if self.pending:
-            self.send(Progress(self.key, "steps_done", (self.pending,)))
+            self.send(Keyed(self.key, StepsDone(self.pending)))
             self.pending = 0
 
-    def epoch_done(self, metrics: EpochMetrics, best_fine_acc: float) -> None:
-        self.flush()
-        self.send(Progress(self.key, "epoch_done", (metrics, best_fine_acc)))
 
-
-def deliver(event: Event, spec: RunSpec, observer: RunObserver) -> RunResult | None:
-    """Replay one event of the run ``spec`` on ``observer``; returns the result of ``Finished``
-    (whose ``run_finished`` is the executor's, with the recording)."""
-    if isinstance(event, Progress):
-        if event.call not in PROGRESS_CALLS:
-            raise ValueError(f"unknown progress call {event.call!r}")
-        getattr(observer, event.call)(spec, *event.args)
-    elif isinstance(event, Finished):
-        return event.result
-    return None
+def deliver(message: Keyed, spec: RunSpec, observer: RunObserver) -> None:
+    """Hand one progress event of the run ``spec`` to ``observer``. The end of a run
+    (:class:`~harness.events.RunFinished`, :class:`~harness.events.RunInterrupted`) is the executor's:
+    its :meth:`~harness.executors.Executor.finish` tells the observer, after the recording."""
+    match message.event:
+        case RunFinished() | RunInterrupted():
+            pass
+        case event:
+            observer.on_event(spec, event)
 
 
 def _stop_on_signal(signum: int, frame: object) -> None:
@@ -125,9 +99,9 @@ def _stop_when_the_driver_dies() -> None:
         pass
 
 
-def placed_here(key: object) -> Progress:
+def placed_here(key: object) -> Keyed:
     """The event saying that the run ``key`` runs in this process, on this host."""
-    return Progress(key, "run_placed", (f"process {os.getpid()} on {socket.gethostname()}",))
+    return Keyed(key, RunPlaced(f"process {os.getpid()} on {socket.gethostname()}"))
 
 
 def execute(
@@ -143,7 +117,7 @@ def execute(
     arch_code: bytes | None = None,
 ) -> RunResult:
     """Carry out one run in this process, reporting through ``send``; returns the result (also sent
-    as ``Finished``). :func:`execute_unit` with one job."""
+    as :class:`~harness.events.RunFinished`). :func:`execute_unit` with one job."""
     return execute_unit(
         [job],
         sandbox=sandbox,
@@ -172,7 +146,7 @@ def execute_unit(
     """Carry out one unit of work in this process (:func:`harness.executors.units`): one run, or the
     fused seeds of one run (:func:`harness.training.fused_run.run_fused`), reporting each job's
     progress through ``send`` under its key; returns the results in order (each also sent as
-    ``Finished``).
+    :class:`~harness.events.RunFinished`).
 
     ``data`` is ``(train, test)`` when the caller hands the splits over, else they are loaded from
     ``data_dir``. A hidden architecture this process has not loaded is loaded from the file the
@@ -208,7 +182,7 @@ def execute_unit(
                     test=test,
                     run_dir=first.run_dir,
                     sandbox=box,
-                    hooks=reporters[0],
+                    observer=reporters[0],
                     threads=threads,
                 )
             ]
@@ -222,7 +196,7 @@ def execute_unit(
                 test=test,
                 run_dirs=[job.run_dir for job in jobs],
                 sandbox=box,
-                hooks=list(reporters),
+                observers=list(reporters),
                 threads=threads,
             )
         results = [outcome.result for outcome in outcomes]
@@ -233,5 +207,5 @@ def execute_unit(
         results = [failed] * len(jobs)
     for reporter, key, result in zip(reporters, keys, results):
         reporter.flush()
-        send(Finished(key, result))
+        send(Keyed(key, RunFinished(result)))
     return results

@@ -3,8 +3,9 @@ the data."""
 
 from __future__ import annotations
 
-from harness.executors import Executor, Job, OnResult, RunObserver, units
-from harness.executors.events import Event, Send, deliver, execute_unit
+from harness.events import RunObserver
+from harness.executors import Executor, Job, OnResult, units
+from harness.executors.events import Keyed, Send, deliver, execute_unit
 from harness.isolation.sandbox import Sandbox
 from harness.protocol import RunSpec
 
@@ -12,8 +13,8 @@ from harness.protocol import RunSpec
 def _sender(specs: dict[object, RunSpec], observer: RunObserver) -> Send:
     """The events of the runs ``specs`` (by key) replayed on ``observer`` as they come."""
 
-    def send(event: Event) -> None:
-        deliver(event, specs[event.key], observer)
+    def send(message: Keyed) -> None:
+        deliver(message, specs[message.key], observer)
 
     return send
 

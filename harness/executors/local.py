@@ -23,8 +23,9 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from harness.executors import STOP_GRACE_S, Executor, Job, OnResult, RunObserver, units
-from harness.executors.events import INTERRUPTED, Finished, Interrupted, deliver, execute_unit, placed_here
+from harness.events import RunFinished, RunInterrupted, RunObserver
+from harness.executors import STOP_GRACE_S, Executor, Job, OnResult, units
+from harness.executors.events import INTERRUPTED, Keyed, deliver, execute_unit, placed_here
 from harness.protocol import RunResult, RunSpec
 from harness.results.rundir import RunDir
 from harness.training.device import device_for_slot, threads_per_run
@@ -57,7 +58,7 @@ def _child(
             handle_signals=True,
         )
     except KeyboardInterrupt:  # stopped by the driver: the runs' cleanup has run
-        conn.send(Interrupted(0))
+        conn.send(Keyed(0, RunInterrupted()))
     finally:
         conn.close()
 
@@ -77,18 +78,21 @@ class _Child:
         """Handle every event that has arrived; notes the end of the pipe."""
         while not self.eof and self.conn.poll():
             try:
-                event = self.conn.recv()
+                message = self.conn.recv()
             except (EOFError, OSError, ValueError, TypeError, AttributeError, ImportError):  # closed, or torn
                 self.eof = True
                 return
-            if not isinstance(event.key, int) or not 0 <= event.key < len(self.jobs):
+            if not isinstance(message, Keyed) or not isinstance(message.key, int):
                 continue
-            if isinstance(event, Interrupted):
-                self.interrupted = True
-            elif isinstance(event, Finished):
-                self.results[event.key] = event.result
-            else:
-                deliver(event, self.jobs[event.key].spec, observer)
+            if not 0 <= message.key < len(self.jobs):
+                continue
+            match message.event:
+                case RunInterrupted():
+                    self.interrupted = True
+                case RunFinished(result):
+                    self.results[message.key] = result
+                case _:
+                    deliver(message, self.jobs[message.key].spec, observer)
 
     @property
     def done(self) -> bool:

@@ -28,8 +28,9 @@ from typing import Any
 import ray
 
 from harness.errors import UsageError
-from harness.executors import STOP_GRACE_S, Executor, Job, OnResult, RunObserver
-from harness.executors.events import Finished, Interrupted, deliver, execute, placed_here
+from harness.events import RunObserver, RunRetrying
+from harness.executors import STOP_GRACE_S, Executor, Job, OnResult
+from harness.executors.events import Keyed, deliver, execute, placed_here
 from harness.protocol import RunResult, RunSpec
 from harness.results.rundir import RunDir
 from harness.training.data import Split
@@ -53,18 +54,18 @@ def task_options(jobs: list[Job], cpus: float, gpus: float) -> dict:
 
 
 class _Events:
-    """A Ray actor collecting the tasks' progress events for the driver to drain."""
+    """A Ray actor collecting the tasks' progress events (:class:`Keyed`) for the driver to drain."""
 
     def __init__(self) -> None:
-        self.events: list = []
+        self.events: list[Keyed] = []
 
-    def put(self, event) -> None:
+    def put(self, event: Keyed) -> None:
         self.events.append(event)
 
     def flushed(self) -> None:
         """Returns once every event put before this call is here (an actor runs its calls in order)."""
 
-    def drain(self) -> list:
+    def drain(self) -> list[Keyed]:
         events, self.events = self.events, []
         return events
 
@@ -250,10 +251,10 @@ class _Flight:
             batch = ray.get(self.events.drain.remote())
         except RayError:  # progress only; results come with the tasks
             return
-        for event in batch:
-            job = self.live.get(event.key)
-            if job is not None and not isinstance(event, (Finished, Interrupted)):
-                deliver(event, job.spec, self.observer)
+        for message in batch:
+            job = self.live.get(message.key) if isinstance(message, Keyed) and isinstance(message.key, str) else None
+            if job is not None:  # deliver leaves a run's end to finish()
+                deliver(message, job.spec, self.observer)
 
     def finish(self, ref) -> None:
         from ray.exceptions import RayError, RayTaskError
@@ -268,7 +269,7 @@ class _Flight:
         except RayError as e:  # the task was lost: worker or node died, result lost
             reason = f"{type(e).__name__}: {' '.join(str(e).split())[:400]}"
             if attempt < retries:
-                self.observer.run_retrying(job.spec, attempt + 1, retries, reason)
+                self.observer.on_event(job.spec, RunRetrying(attempt + 1, retries, reason))
                 self.submit(job, attempt + 1)
                 return
             gave_up = f"{retries} retr{'y' if retries == 1 else 'ies'}"

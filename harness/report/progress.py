@@ -24,8 +24,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, TaskID, TextColumn, TimeElapsedColumn
 
-from harness.executors import RunObserver
-from harness.protocol import EpochMetrics, RunKey, RunResult, RunSpec
+from harness.events import (
+    EpochDone,
+    RunEvent,
+    RunFinished,
+    RunInterrupted,
+    RunObserver,
+    RunPlaced,
+    RunResumed,
+    RunRetrying,
+    RunStarted,
+    StepsDone,
+    unhandled,
+)
+from harness.protocol import RunKey, RunSpec
 from harness.report.progress_layout import FittedProgress
 from harness.training.models import forward_macs
 
@@ -180,11 +192,31 @@ class EvaluationProgress(RunObserver):
 
     # ------------------------------------------------------------------ RunObserver
 
-    def run_placed(self, spec: RunSpec, where: str) -> None:
+    def on_event(self, spec: RunSpec, event: RunEvent) -> None:
         r = self.runs[spec.key]
-        self._log(f"{escape(r.label)}: running in {escape(where)}")
+        match event:
+            case RunPlaced(where):
+                self._log(f"{escape(r.label)}: running in {escape(where)}")
+            case RunStarted(total_steps):
+                self._started(spec, total_steps)
+            case RunResumed():
+                self._resumed(spec, event)
+            case StepsDone(steps):
+                r.steps += steps
+                self._set(r, completed=r.fraction)
+                self._update_overall(force=False)
+            case EpochDone():
+                self._epoch_done(spec, event)
+            case RunRetrying():
+                self._retrying(r, event)
+            case RunFinished():
+                self._finished(r, event)
+            case RunInterrupted():
+                pass  # the executor ends the run with a result
+            case _:
+                unhandled(event)
 
-    def run_started(self, spec: RunSpec, total_steps: int) -> None:
+    def _started(self, spec: RunSpec, total_steps: int) -> None:
         r = self.runs[spec.key]
         r.state, r.total_steps, r.steps, r.steps_at_start = "running", total_steps, 0, 0
         r.started, r.ended = self.clock(), None
@@ -194,9 +226,9 @@ class EvaluationProgress(RunObserver):
         self._log(f"{escape(r.label)}: training {n} epoch{'s' if n != 1 else ''} on {spec.device}")
         self._update_overall()
 
-    def run_resumed(self, spec: RunSpec, epochs_done: int, steps_done: int, notes: list[str]) -> None:
-        r = self.runs[spec.key]
-        for note in notes:
+    def _resumed(self, spec: RunSpec, event: RunResumed) -> None:
+        r, epochs_done, steps_done = self.runs[spec.key], event.epochs_done, event.steps_done
+        for note in event.notes:
             self.console.print(f"[yellow]{escape(r.label)}: {escape(note)}[/]")
         if epochs_done:
             self.console.print(
@@ -210,14 +242,8 @@ class EvaluationProgress(RunObserver):
         self._set(r, state=f"epoch {epochs_done}/{spec.profile.epochs}", completed=r.fraction)
         self._update_overall()
 
-    def steps_done(self, spec: RunSpec, steps: int) -> None:
-        r = self.runs[spec.key]
-        r.steps += steps
-        self._set(r, completed=r.fraction)
-        self._update_overall(force=False)
-
-    def epoch_done(self, spec: RunSpec, m: EpochMetrics, best_fine_acc: float) -> None:
-        r = self.runs[spec.key]
+    def _epoch_done(self, spec: RunSpec, event: EpochDone) -> None:
+        r, m, best_fine_acc = self.runs[spec.key], event.metrics, event.best_fine_acc
         r.epoch = m.epoch + 1
         stats = (
             f"loss {m.train_fine_loss:.3f}/{m.train_coarse_loss:.3f}  "
@@ -227,8 +253,8 @@ class EvaluationProgress(RunObserver):
         self._log(f"{escape(r.label)}  epoch {r.epoch}/{spec.profile.epochs}  {stats}  ({m.seconds:.1f} s)")
         self._update_overall()
 
-    def run_retrying(self, spec: RunSpec, attempt: int, retries: int, reason: str) -> None:
-        r = self.runs[spec.key]
+    def _retrying(self, r: RunState, event: RunRetrying) -> None:
+        attempt, retries, reason = event.attempt, event.retries, event.reason
         if r.started is not None:  # its clock stops until the new attempt starts
             r.ended = self.clock()
         r.state = "retrying"
@@ -239,8 +265,8 @@ class EvaluationProgress(RunObserver):
         )
         self._update_overall()
 
-    def run_finished(self, spec: RunSpec, result: RunResult) -> None:
-        r = self.runs[spec.key]
+    def _finished(self, r: RunState, event: RunFinished) -> None:
+        result = event.result
         r.state, r.ended = result.status, self.clock()
         done = "[green]ok[/]" if result.status == "ok" else "[red]failed[/]"
         best = f"best {result.best_fine_acc:.2f}%" if result.best_fine_acc is not None else ""

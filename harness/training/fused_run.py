@@ -17,33 +17,34 @@ import contextlib
 import time
 from pathlib import Path
 
-import torch
-
-from harness.isolation.client import LossWorker
+from harness.events import ONE_STEP, EpochDone, RunObserver
 from harness.isolation.sandbox import Sandbox
-from harness.protocol import EpochMetrics, RunResult, RunSpec
+from harness.protocol import RunResult, RunSpec
 from harness.results.rundir import RunDir
-from harness.training.checkpoint import Checkpointer, background_writes
+from harness.training.checkpoint import Checkpointer
 from harness.training.compiled import no_silent_fallback
-from harness.training.data import Split, eval_batches
-from harness.training.device import float32_math, set_determinism, set_fp32_precision
+from harness.training.data import Split
 from harness.training.fused import FusedNet, Seed, evaluate_fused, train_fused_epoch
+from harness.training.lifecycle import (
+    RunOutcome,
+    announce_start,
+    best_fine_acc,
+    completed,
+    device_test_batches,
+    epoch_metrics,
+    failed,
+    final_loss_state,
+    loss_worker,
+    record_epoch,
+    set_up_device,
+    start_run,
+    start_worker,
+    train_loader,
+    write_result,
+)
 from harness.training.sharing import CpuShare
 from harness.training.steplog import StepLog
-from harness.training.trainer import (
-    Carry,
-    RunOutcome,
-    TrainHooks,
-    TrainMeans,
-    _failure,
-    _loss_state,
-    _start,
-    _start_worker,
-    checkpoint_state,
-    run_one,
-    train_loader,
-)
-from harness.util.provenance import device_name
+from harness.training.trainer import TrainMeans, resumed_carry, run_one, save_checkpoint
 
 
 def fusable(specs: list[RunSpec]) -> bool:
@@ -66,7 +67,7 @@ def run_fused(
     test: Split,
     run_dirs: list[RunDir],
     sandbox: Sandbox,
-    hooks: list[TrainHooks] | None = None,
+    observers: list[RunObserver] | None = None,
     threads: int = 0,
 ) -> list[RunOutcome]:
     """Train the seeds of ``specs`` (:func:`fusable`) as one fused model; one outcome per spec, in
@@ -74,29 +75,27 @@ def run_fused(
     ``failed``); an internal error fails every seed still training."""
     if not fusable(specs):
         raise ValueError("run_fused needs two or more seeds of one entry, architecture and settings")
-    hooks = hooks or [TrainHooks() for _ in specs]
+    observers = observers or [RunObserver() for _ in specs]
     runs = list(run_dirs)
     first, profile = specs[0], specs[0].profile
     for spec, run in zip(specs, runs):
         run.start(spec)
     start = time.perf_counter()
-    device, dtype = torch.device(first.device), getattr(torch, first.dtype)
-    set_determinism(first.deterministic, device)
-    set_fp32_precision(first.precision, device)
+    device, dtype = set_up_device(first)
     checkpointers = [Checkpointer(run.checkpoint, spec) for spec, run in zip(specs, runs)]
-    started = [_start(spec, run, device, dtype, ck) for spec, run, ck in zip(specs, runs, checkpointers)]
+    started = [start_run(spec, run, device, dtype, ck) for spec, run, ck in zip(specs, runs, checkpointers)]
     done = [resume.epochs_done if resume else 0 for _, _, resume, _ in started]
     if max(done) == min(done) + 1:  # stopped between two seeds' checkpoints: the previous one is kept
         started = [
-            _start(spec, run, device, dtype, ck, at_most=min(done)) if e > min(done) else got
+            start_run(spec, run, device, dtype, ck, at_most=min(done)) if e > min(done) else got
             for spec, run, ck, got, e in zip(specs, runs, checkpointers, started, done)
         ]
         done = [resume.epochs_done if resume else 0 for _, _, resume, _ in started]
     if len(set(done)) > 1:
         return [  # the seeds stopped at different epochs: each goes on from its own checkpoint
-            run_one(spec, submission=submission, train=train, test=test, run_dir=run, sandbox=sandbox, hooks=h,
-                    threads=threads)
-            for spec, run, h in zip(specs, runs, hooks)
+            run_one(spec, submission=submission, train=train, test=test, run_dir=run, sandbox=sandbox,
+                    observer=observer, threads=threads)
+            for spec, run, observer in zip(specs, runs, observers)
         ]  # fmt: skip
     models = [model for model, _, _, _ in started]
     optimizers = [optimizer for _, optimizer, _, _ in started]
@@ -105,49 +104,31 @@ def run_fused(
     if first.compile:
         fused.compile()
     loaders = [train_loader(spec, train, device, dtype) for spec in specs]
-    test_batches = eval_batches(
-        test, batch_size=profile.eval_batch_size, device=device, channels_last=first.channels_last, dtype=dtype
-    )
+    test_batches = device_test_batches(first, test, device, dtype)
     steps = loaders[0].steps_per_epoch
-    first_epoch = resumes[0].epochs_done if resumes[0] is not None else 0
-    histories = [list(r.history) if r is not None else [] for r in resumes]
-    carries = [Carry(r.state["after_losses"].to(device) if r and r.state.get("after_losses") is not None else None)
-               for r in resumes]  # fmt: skip
-    for h, resume, (_, _, _, notes) in zip(hooks, resumes, started):
-        h.started(profile.epochs * steps)
-        if resume is not None or notes:
-            h.resumed(first_epoch, first_epoch * steps, notes)
+    started_at = [
+        announce_start(observer, spec, resume, notes, steps)
+        for spec, observer, resume, (_, _, _, notes) in zip(specs, observers, resumes, started)
+    ]
+    first_epoch, histories = started_at[0][0], [history for _, history in started_at]  # every seed's first epoch
+    carries = [resumed_carry(resume, device) for resume in resumes]
     results: dict[int, RunResult] = {}
     loss_states: dict[int, dict[str, list[float]] | None] = {}
 
     def fail(s: int, e: Exception) -> None:
-        reason = _failure(specs[s], e, submission, runs[s], checkpointers[s], len(histories[s]))
-        results[s] = RunResult.failed(reason, epochs_done=len(histories[s]), wall_seconds=time.perf_counter() - start)
+        results[s] = failed(specs[s], e, submission, runs[s], checkpointers[s], histories[s], start)
 
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(no_silent_fallback(first.compile))
             share = stack.enter_context(CpuShare(device.type, cap=threads))
             workers = [
-                stack.enter_context(
-                    LossWorker(
-                        submission,
-                        sandbox=sandbox,
-                        seed=spec.seed,
-                        optimizer=profile.optimizer,
-                        dtype=spec.dtype,
-                        log_path=run.worker_log,
-                        start_timeout=profile.worker_start_timeout_s,
-                        call_timeout=profile.worker_call_timeout_s,
-                        run_budget=profile.worker_run_budget_s,
-                    )
-                )
-                for spec, run in zip(specs, runs)
+                stack.enter_context(loss_worker(spec, run, submission, sandbox)) for spec, run in zip(specs, runs)
             ]
             logs: list[StepLog | None] = [None] * len(specs)
             for s, (worker, resume) in enumerate(zip(workers, resumes)):
                 try:
-                    _start_worker(worker, resume)
+                    start_worker(worker, resume)
                     logs[s] = StepLog(runs[s], worker, steps, profile.epochs, first_epoch)
                 except Exception as e:  # noqa: BLE001  (this seed's worker; the others go on)
                     fail(s, e)
@@ -155,7 +136,7 @@ def run_fused(
 
             def on_step(s: int):
                 def done() -> None:
-                    hooks[s].step_done()
+                    observers[s].on_event(specs[s], ONE_STEP)
                     if s == fused.active[0]:
                         share.tick()
 
@@ -182,38 +163,16 @@ def run_fused(
                 tests = evaluate_fused(fused, test_batches, precision=first.precision)
                 seconds = (time.perf_counter() - epoch_start) / len(seeds)  # the fused epoch, shared
                 for seed, test_metrics in zip([seed for seed in seeds if seed.s in fused.active], tests):
-                    s, train_means = seed.s, seed.means
-                    metrics = EpochMetrics(
-                        epoch=epoch,
-                        lr=lr,
-                        train_fine_loss=train_means.fine_loss,
-                        train_coarse_loss=train_means.coarse_loss,
-                        train_combined_loss=train_means.combined_loss,
-                        weight_fine=train_means.w_fine,
-                        weight_coarse=train_means.w_coarse,
-                        test_fine_loss=test_metrics.fine_loss,
-                        test_coarse_loss=test_metrics.coarse_loss,
-                        test_fine_acc=test_metrics.fine_acc,
-                        test_coarse_acc=test_metrics.coarse_acc,
-                        seconds=seconds,
-                    )
-                    histories[s].append(metrics)
-                    runs[s].append_metrics(metrics)
-                    if logs[s] is not None:
-                        logs[s].flush()  # type: ignore[union-attr]
+                    s, metrics = seed.s, epoch_metrics(epoch, lr, seed.means, test_metrics, seconds)
+                    record_epoch(runs[s], histories[s], metrics, logs[s])
                     if epoch + 1 < profile.epochs:
-                        checkpointers[s].save(
-                            epoch + 1,
-                            histories[s],
-                            workers[s].sent_steps,
-                            checkpoint_state(models[s], optimizers[s], device, carries[s]),
-                            background=background_writes(device),
-                        )
-                for s in fused.active:  # after every seed's checkpoint (a hook may stop the run)
-                    hooks[s].epoch_done(histories[s][-1], max(m.test_fine_acc for m in histories[s]))
+                        save_checkpoint(checkpointers[s], epoch + 1, histories[s], workers[s], models[s], optimizers[s],
+                                        device, carries[s])  # fmt: skip
+                for s in fused.active:  # after every seed's checkpoint (an observer may stop the run)
+                    observers[s].on_event(specs[s], EpochDone(histories[s][-1], best_fine_acc(histories[s])))
             for s in list(fused.active):
-                loss_states[s] = _loss_state(workers[s], runs[s])
-                results[s] = RunResult.from_epochs(histories[s], sum(m.seconds for m in histories[s]))
+                loss_states[s] = final_loss_state(workers[s], runs[s])
+                results[s] = completed(histories[s])
                 checkpointers[s].clear()
     except Exception as e:  # noqa: BLE001  (an internal error: every seed still training fails with it)
         for s in range(len(specs)):
@@ -224,7 +183,6 @@ def run_fused(
             checkpointer.settle()  # a stopped run leaves no write under way
     outcomes = []
     for s in range(len(specs)):
-        result = results[s].model_copy(update={"device": device_name(device), "float32_math": float32_math(device)})
-        runs[s].write_result(result)
+        result = write_result(runs[s], results[s], device)
         outcomes.append(RunOutcome(result, histories[s], models[s], loss_states.get(s)))
     return outcomes

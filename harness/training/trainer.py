@@ -24,9 +24,9 @@ losses go to the worker with the next step's request.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,17 +35,19 @@ import torch
 import torch.nn.functional as F
 
 from harness.errors import RunFailed
+from harness.events import ONE_STEP, EpochDone, RunObserver
 from harness.isolation.client import LossWorker, StepReply, StepRequest, WorkerError
 from harness.isolation.sandbox import Sandbox
-from harness.protocol import EpochMetrics, RunResult, RunSpec
+from harness.protocol import EpochMetrics, RunSpec
 from harness.results.rundir import RunDir
 from harness.training.checkpoint import Checkpointer, Resume, background_writes
 from harness.training.compiled import compile_forward, no_silent_fallback
-from harness.training.data import Split, TrainLoader, eval_batches
-from harness.training.device import autocast_context, float32_math, set_determinism, set_fp32_precision
+from harness.training.data import Split, TrainLoader
+from harness.training.device import autocast_context
 from harness.training.evaluation import TestMetrics as TestMetrics  # re-exported
 from harness.training.evaluation import evaluate as evaluate  # re-exported
 from harness.training.gradients import (
+    Grads,
     _backward_combined,
     _backward_per_task,
     _drop_unreached,
@@ -53,11 +55,26 @@ from harness.training.gradients import (
     _head_sq_norms,
     _task_gradients,
 )
-from harness.training.models import TwoHeadNet, build_model, task_reach
+from harness.training.lifecycle import (
+    RunOutcome,
+    announce_start,
+    best_fine_acc,
+    completed,
+    device_test_batches,
+    epoch_metrics,
+    failed,
+    final_loss_state,
+    loss_worker,
+    record_epoch,
+    set_up_device,
+    start_run,
+    start_worker,
+    train_loader,
+    write_result,
+)
+from harness.training.models import TwoHeadNet, task_reach
 from harness.training.sharing import CpuShare
 from harness.training.steplog import StepLog
-from harness.util.provenance import device_name
-from harness.util.userpath import as_user_path
 
 # ------------------------------------------------------------------------ one step
 
@@ -93,6 +110,55 @@ class Carry:
     after_losses: torch.Tensor | None = None
 
 
+Reach = tuple[list[bool], list[bool]]
+Indices = tuple[list[int], list[int]]
+
+
+@dataclass
+class _StepPlan:
+    """What each step of an epoch computes, as the worker asked (its :class:`Ready`) and the model's
+    topology decide (which losses reach each parameter: found once per epoch)."""
+
+    params: list[torch.nn.Parameter]
+    use_gramian: bool
+    use_accuracy: bool
+    use_head_norms: bool
+    use_after: bool
+    per_task: bool  # the heads and the backbone are weighted apart
+    compiled: bool  # its backward hands zeros where eager autograd leaves None
+    reach: Reach = ([], [])
+    groups: Indices = ([], [])  # the shared parameters (both losses reach them), the others
+    gramian_over: list[int] = field(default_factory=list)  # nothing shared: every parameter, G01 = 0
+    own: Indices = ([], [])  # each head's own parameters (when some are shared)
+
+    @classmethod
+    def of(cls, model: TwoHeadNet, forward: Callable, worker: LossWorker) -> _StepPlan:
+        ready = worker.ready
+        if ready is None:
+            raise RuntimeError("train_one_epoch needs a started worker")
+        caps = ready.capabilities
+        use_gramian, use_head_norms = "gramian" in caps, "head_sq_norms" in caps
+        plan = cls(
+            params=list(model.parameters()),
+            use_gramian=use_gramian,
+            use_accuracy="batch_fine_acc" in caps or "batch_coarse_acc" in caps,
+            use_head_norms=use_head_norms,
+            use_after="previous_losses_after_update" in caps,
+            per_task=bool(use_gramian or use_head_norms or ready.head_loss),
+            compiled=forward is not model,
+        )
+        if plan.per_task or plan.compiled:
+            plan.reach = task_reach(model)
+        if plan.per_task:
+            (fine, coarse), n = plan.reach, len(plan.params)
+            shared = [i for i, (f, c) in enumerate(zip(fine, coarse)) if f and c]
+            plan.groups = (shared, [i for i in range(n) if not (fine[i] and coarse[i])])
+            plan.gramian_over = shared or list(range(n))
+            others = plan.groups[1]
+            plan.own = ([i for i in others if fine[i]], [i for i in others if coarse[i]]) if shared else ([], [])
+        return plan
+
+
 def train_one_epoch(
     model: TwoHeadNet,
     loader: TrainLoader,
@@ -114,89 +180,98 @@ def train_one_epoch(
     every N-th step (:class:`~harness.training.steplog.StepLog`)."""
     carry = Carry() if carry is None else carry
     forward = model if forward is None else forward
-    ready = worker.ready
-    if ready is None:
-        raise RuntimeError("train_one_epoch needs a started worker")
-    lr = optimizer.param_groups[0]["lr"]
-    use_gramian = "gramian" in ready.capabilities
-    use_accuracy = "batch_fine_acc" in ready.capabilities or "batch_coarse_acc" in ready.capabilities
-    use_head_norms = "head_sq_norms" in ready.capabilities
-    use_after = "previous_losses_after_update" in ready.capabilities
-    per_task = use_gramian or use_head_norms or ready.head_loss  # the heads and the backbone are weighted apart
-    compiled = forward is not model  # its backward hands zeros where eager autograd leaves None
-    params = list(model.parameters())
-    if per_task or compiled:  # which losses reach each parameter: fixed by the topology, found once per epoch
-        reach = task_reach(model)
-    if per_task:
-        shared = [i for i, (f, c) in enumerate(zip(*reach)) if f and c]  # both losses reach them
-        groups = (shared, [i for i in range(len(params)) if not (reach[0][i] and reach[1][i])])
-        gramian_over = shared or list(range(len(params)))  # nothing shared: over every parameter, G01 = 0
-        own = ([i for i in groups[1] if reach[0][i]], [i for i in groups[1] if reach[1][i]]) if shared else ([], [])
-    steps_per_epoch = loader.steps_per_epoch
+    plan = _StepPlan.of(model, forward, worker)
+    lr, steps_per_epoch = optimizer.param_groups[0]["lr"], loader.steps_per_epoch
+    at = StepRequest(epoch=epoch, total_epochs=total_epochs, step=0, steps_per_epoch=steps_per_epoch, lr=lr,
+                     fine_loss=0.0, coarse_loss=0.0)  # fmt: skip
     means = TrainMeans()
     model.train()
     for i, (x, y_fine, y_coarse) in enumerate(loader.epoch(epoch)):
-        step = epoch * steps_per_epoch + i
         with autocast_context(precision, x.device.type):
             fine_logits, coarse_logits = forward(x)
             fine = F.cross_entropy(fine_logits, y_fine)  # float32 under autocast
             coarse = F.cross_entropy(coarse_logits, y_coarse)
         optimizer.zero_grad(set_to_none=True)
-
-        to_host = [fine.detach(), coarse.detach()]
-        if per_task:
-            g_fine, g_coarse = _task_gradients(params, fine, coarse, reach)
-        if use_gramian:
-            to_host.extend(_gramian(g_fine, g_coarse, gramian_over))
-        if use_head_norms:
-            to_host.extend(_head_sq_norms(g_fine, g_coarse, own, fine.device))
-        after = carry.after_losses if use_after else None
-        if after is not None:
-            to_host.extend(after)
-        if use_accuracy:
-            to_host.append((fine_logits.argmax(1) == y_fine).float().mean())
-            to_host.append((coarse_logits.argmax(1) == y_coarse).float().mean())
-        host = torch.stack(to_host).tolist()  # the one host synchronisation of the step
-        fine_v, coarse_v = host[0], host[1]
-        if not all(math.isfinite(v) for v in host):
-            what = "task losses" if not (math.isfinite(fine_v) and math.isfinite(coarse_v)) else "task gradients"
-            raise RunFailed(
-                f"training diverged: the {what} became non-finite "
-                f"(fine loss={fine_v}, coarse loss={coarse_v}) at epoch {epoch}, step {step}"
-            )
-        request = StepRequest(
-            epoch=epoch,
-            total_epochs=total_epochs,
-            step=step,
-            steps_per_epoch=steps_per_epoch,
-            lr=lr,
-            fine_loss=fine_v,
-            coarse_loss=coarse_v,
-            gramian=tuple(host[2:5]) if use_gramian else None,
-            head_sq_norms=_at(host, 2 + 3 * use_gramian) if use_head_norms else None,
-            after_losses=_at(host, 2 + 3 * use_gramian + 2 * use_head_norms) if after is not None else None,
-            batch_accuracy=tuple(host[-2:]) if use_accuracy else None,
-        )
-        try:
-            reply = worker.step(request)
-        except WorkerError as e:
-            raise RunFailed(f"epoch {epoch}, step {step}: {e}") from e
-
-        if per_task:
-            _backward_per_task(params, groups, g_fine, g_coarse, reply)
-        else:
-            _backward_combined(fine, coarse, reply)
-            if compiled:
-                _drop_unreached(params, reach, reply)
+        grads = _task_gradients(plan.params, fine, coarse, plan.reach) if plan.per_task else None
+        after = carry.after_losses if plan.use_after else None
+        accuracy = (fine_logits, y_fine, coarse_logits, y_coarse) if plan.use_accuracy else None
+        request = _request(plan, at, epoch * steps_per_epoch + i, fine, coarse, grads, after, accuracy)
+        reply = _ask(worker, request)
+        _backward(plan, fine, coarse, grads, reply)
         optimizer.step()
-        if use_after:  # the same batch after the update, as FAMO's official code measures it
+        if plan.use_after:  # the same batch after the update, as FAMO's official code measures it
             carry.after_losses = _losses_after_update(forward, x, y_fine, y_coarse, precision)
-        means.add(fine_v, coarse_v, reply)
+        means.add(request.fine_loss, request.coarse_loss, reply)
         if log is not None:
             log.step(i, request, reply)
         if on_step is not None:
             on_step()
     return means
+
+
+def _request(
+    plan: _StepPlan,
+    at: StepRequest,
+    step: int,
+    fine: torch.Tensor,
+    coarse: torch.Tensor,
+    grads: tuple[Grads, Grads] | None,
+    after: torch.Tensor | None,
+    accuracy: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None,
+) -> StepRequest:
+    """The step's request to the worker (``at``: the epoch's fields; ``step`` counts from the first
+    epoch): the two losses and what the
+    worker asked for, brought to the host in the step's one synchronisation. Raises
+    :class:`RunFailed` when any of them is not finite (the training diverged)."""
+    to_host = [fine.detach(), coarse.detach()]
+    if grads is not None and plan.use_gramian:
+        to_host.extend(_gramian(grads[0], grads[1], plan.gramian_over))
+    if grads is not None and plan.use_head_norms:
+        to_host.extend(_head_sq_norms(grads[0], grads[1], plan.own, fine.device))
+    if after is not None:
+        to_host.extend(after)
+    if accuracy is not None:
+        fine_logits, y_fine, coarse_logits, y_coarse = accuracy
+        to_host.append((fine_logits.argmax(1) == y_fine).float().mean())
+        to_host.append((coarse_logits.argmax(1) == y_coarse).float().mean())
+    host = torch.stack(to_host).tolist()  # the one host synchronisation of the step
+    fine_v, coarse_v = host[0], host[1]
+    if not all(math.isfinite(v) for v in host):
+        what = "task losses" if not (math.isfinite(fine_v) and math.isfinite(coarse_v)) else "task gradients"
+        raise RunFailed(
+            f"training diverged: the {what} became non-finite "
+            f"(fine loss={fine_v}, coarse loss={coarse_v}) at epoch {at.epoch}, step {step}"
+        )
+    g, h = plan.use_gramian, plan.use_head_norms
+    return dataclasses.replace(
+        at,
+        step=step,
+        fine_loss=fine_v,
+        coarse_loss=coarse_v,
+        gramian=tuple(host[2:5]) if g else None,
+        head_sq_norms=_at(host, 2 + 3 * g) if h else None,
+        after_losses=_at(host, 2 + 3 * g + 2 * h) if after is not None else None,
+        batch_accuracy=tuple(host[-2:]) if accuracy is not None else None,
+    )
+
+
+def _ask(worker: LossWorker, request: StepRequest) -> StepReply:
+    try:
+        return worker.step(request)
+    except WorkerError as e:
+        raise RunFailed(f"epoch {request.epoch}, step {request.step}: {e}") from e
+
+
+def _backward(
+    plan: _StepPlan, fine: torch.Tensor, coarse: torch.Tensor, grads: tuple[Grads, Grads] | None, reply: StepReply
+) -> None:
+    """The gradient of ``L`` into the parameters: per task and parameter group, or combined."""
+    if grads is not None:
+        _backward_per_task(plan.params, plan.groups, grads[0], grads[1], reply)
+    else:
+        _backward_combined(fine, coarse, reply)
+        if plan.compiled:
+            _drop_unreached(plan.params, plan.reach, reply)
 
 
 def _at(host: list[float], i: int) -> tuple[float, float]:
@@ -217,57 +292,12 @@ def _losses_after_update(
 # -------------------------------------------------------------------------- one run
 
 
-class TrainHooks:
-    """What a run reports while it trains (the default does nothing). The executors turn these
-    into events for the driver (:mod:`harness.executors.events`); tests use them to stop a run."""
-
-    def started(self, total_steps: int) -> None: ...
-    def resumed(self, epochs_done: int, steps_done: int, notes: list[str]) -> None: ...
-    def step_done(self) -> None: ...
-    def epoch_done(self, metrics: EpochMetrics, best_fine_acc: float) -> None: ...
-
-
-@dataclass
-class RunOutcome:
-    result: RunResult
-    history: list[EpochMetrics] = field(default_factory=list)
-    model: TwoHeadNet | None = None
-    loss_state: dict[str, list[float]] | None = None
-
-
-def _fresh_model(spec: RunSpec, device: torch.device, dtype: torch.dtype) -> tuple[TwoHeadNet, torch.optim.Optimizer]:
-    """The model as initialised by the run's seed, and its SGD optimizer."""
-    torch.manual_seed(spec.seed)
-    model = build_model(spec.arch, topology=spec.topology).to(device, dtype)
-    if spec.channels_last:
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    opt = spec.profile.optimizer
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay, nesterov=opt.nesterov
-    )
-    return model, optimizer
-
-
-def train_loader(spec: RunSpec, train: Split, device: torch.device, dtype: torch.dtype) -> TrainLoader:
-    """The run's training split on ``device``, in the order and augmentation its seed draws."""
-    profile = spec.profile
-    return TrainLoader(
-        train,
-        batch_size=profile.batch_size,
-        seed=spec.seed,
-        device=device,
-        padding=profile.crop_padding,
-        flip=profile.horizontal_flip,
-        channels_last=spec.channels_last,
-        dtype=dtype,
-    )
-
-
 def checkpoint_state(
     model: TwoHeadNet, optimizer: torch.optim.Optimizer, device: torch.device, carry: Carry
 ) -> dict[str, object]:
-    """What a checkpoint holds besides the metrics and messages (:func:`_restore` reads it back).
-    A tensor that is a view of a larger one (a fused seed's BatchNorm buffers) is saved on its own."""
+    """What a checkpoint holds besides the metrics and messages (:func:`~harness.training.lifecycle.restore`
+    and :func:`resumed_carry` read it back). A tensor that is a view of a larger one (a fused seed's
+    BatchNorm buffers) is saved on its own."""
     return {
         "model": {
             k: v.clone() if v.untyped_storage().nbytes() != v.nbytes else v for k, v in model.state_dict().items()
@@ -279,43 +309,27 @@ def checkpoint_state(
     }
 
 
-def _restore(state: dict, model: TwoHeadNet, optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    """Load a checkpoint's state (CPU tensors: the optimizer state follows its parameters' device;
-    RNG states must stay CPU byte tensors, as ``set_rng_state`` requires on every device)."""
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng_cpu"])
-    if device.type == "cuda" and state.get("rng_cuda") is not None:
-        torch.cuda.set_rng_state(state["rng_cuda"], device)
-
-
-def _start(
-    spec: RunSpec,
-    run: RunDir,
-    device: torch.device,
-    dtype: torch.dtype,
+def save_checkpoint(
     checkpointer: Checkpointer,
-    at_most: int | None = None,
-) -> tuple[TwoHeadNet, torch.optim.Optimizer, Resume | None, list[str]]:
-    """The model and optimizer the run goes on from: its last intact checkpoint's (of at most
-    ``at_most`` epochs), else fresh (the checkpoint directory is then cleared). ``metrics.jsonl`` is
-    made to match. Never raises for a damaged checkpoint: the notes say what was found."""
-    resume, notes = checkpointer.load(at_most)  # never raises; tensors on the CPU
-    model, optimizer = _fresh_model(spec, device, dtype)
-    if resume is not None:
-        try:
-            _restore(resume.state, model, optimizer, device)
-        except Exception as e:  # noqa: BLE001  (intact file, unusable content: e.g. written by another build)
-            notes.append(
-                f"the checkpoint after epoch {resume.epochs_done} cannot be used "
-                f"({type(e).__name__}: {e}); starting from scratch"
-            )
-            resume = None
-            model, optimizer = _fresh_model(spec, device, dtype)  # the failed restore may have changed it
-    if resume is None:
-        checkpointer.clear()
-    run.restart_history(resume.history if resume is not None else [])
-    return model, optimizer, resume, notes
+    epochs_done: int,
+    history: list[EpochMetrics],
+    worker: LossWorker,
+    model: TwoHeadNet,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    carry: Carry,
+) -> None:
+    """The checkpoint after ``epochs_done`` epochs, of a run or of one fused seed: its
+    :func:`checkpoint_state`, its metrics so far and the messages its loss module was sent
+    (written in the background on a GPU)."""
+    state = checkpoint_state(model, optimizer, device, carry)
+    checkpointer.save(epochs_done, history, worker.sent_steps, state, background=background_writes(device))
+
+
+def resumed_carry(resume: Resume | None, device: torch.device) -> Carry:
+    """What the checkpointed step left for the next one (nothing when the run starts afresh)."""
+    after = resume.state.get("after_losses") if resume is not None else None
+    return Carry(after.to(device) if after is not None else None)
 
 
 def _epoch(
@@ -351,38 +365,7 @@ def _epoch(
         log=log,
     )
     test = evaluate(model, test_batches, precision=spec.precision, forward=forward)
-    return EpochMetrics(
-        epoch=epoch,
-        lr=lr,
-        train_fine_loss=train.fine_loss,
-        train_coarse_loss=train.coarse_loss,
-        train_combined_loss=train.combined_loss,
-        weight_fine=train.w_fine,
-        weight_coarse=train.w_coarse,
-        test_fine_loss=test.fine_loss,
-        test_coarse_loss=test.coarse_loss,
-        test_fine_acc=test.fine_acc,
-        test_coarse_acc=test.coarse_acc,
-        seconds=time.perf_counter() - start,
-    )
-
-
-def _failure(
-    spec: RunSpec, e: Exception, submission: Path, run: RunDir, checkpointer: Checkpointer, epochs_done: int
-) -> str:
-    """Why the run failed, as ``failure.txt`` records it. A failure the submission or its worker
-    caused (an error, a crash, a limit, a divergence: :class:`RunFailed`) clears the checkpoint, so the
-    next attempt starts from epoch 0 and failing on purpose cannot buy a re-draw of the epochs since
-    the last checkpoint (a killed process or a Ctrl-C, not RunFailed, still resumes)."""
-    if isinstance(e, RunFailed):
-        reason = as_user_path(str(e), submission)
-        checkpointer.clear()
-        note = "(a new attempt starts from epoch 0: failures caused by the submission are not resumed)\n"
-    else:
-        reason = f"internal error at epoch {epochs_done}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=-8)}"
-        note = ""
-    run.write_failure(f"{spec.submission} failed on {spec.arch}, seed {spec.seed}:\n{reason}\n{note}")
-    return reason.strip()
+    return epoch_metrics(epoch, lr, train, test, time.perf_counter() - start)
 
 
 def run_one(
@@ -393,108 +376,53 @@ def run_one(
     test: Split,
     run_dir: RunDir | Path,
     sandbox: Sandbox,
-    hooks: TrainHooks | None = None,
+    observer: RunObserver | None = None,
     threads: int = 0,
 ) -> RunOutcome:
     """Train ``spec.arch`` with ``spec.seed`` and the submission's loss; never raises for
     a failure of the submission or the worker: the outcome is then ``failed``. Its files go
     into ``run_dir`` (:class:`~harness.results.rundir.RunDir`); an interrupted run resumes from its
-    last checkpoint, a run the submission failed starts again from epoch 0. On the CPU the run
-    takes its share of the machine's cores among the trainers running on it (at most ``threads``
-    when given: :class:`~harness.training.sharing.CpuShare`).
+    last checkpoint, a run the submission failed starts again from epoch 0. Its progress goes to
+    ``observer`` (:mod:`harness.events`). On the CPU the run takes its share of the machine's cores
+    among the trainers running on it (at most ``threads`` when given:
+    :class:`~harness.training.sharing.CpuShare`).
     """
-    hooks = hooks or TrainHooks()
+    observer = observer or RunObserver()
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
-    profile = spec.profile
     run.start(spec)
     start = time.perf_counter()
-    device, dtype = torch.device(spec.device), getattr(torch, spec.dtype)
-    set_determinism(spec.deterministic, device)
-    set_fp32_precision(spec.precision, device)
+    device, dtype = set_up_device(spec)
     checkpointer = Checkpointer(run.checkpoint, spec)
-    model, optimizer, resume, notes = _start(spec, run, device, dtype, checkpointer)
+    model, optimizer, resume, notes = start_run(spec, run, device, dtype, checkpointer)
     forward = compile_forward(model) if spec.compile else model  # shares the parameters
     loader = train_loader(spec, train, device, dtype)
-    test_batches = eval_batches(
-        test, batch_size=profile.eval_batch_size, device=device, channels_last=spec.channels_last, dtype=dtype
-    )
-    hooks.started(profile.epochs * loader.steps_per_epoch)
-    first_epoch, history = (resume.epochs_done, list(resume.history)) if resume is not None else (0, [])
-    if resume is not None or notes:
-        hooks.resumed(first_epoch, first_epoch * loader.steps_per_epoch, notes)
-    loss_state = None
-    after = resume.state.get("after_losses") if resume is not None else None
-    carry = Carry(after.to(device) if after is not None else None)
+    batches = device_test_batches(spec, test, device, dtype)
+    first_epoch, history = announce_start(observer, spec, resume, notes, loader.steps_per_epoch)
+    carry, loss_state = resumed_carry(resume, device), None
     try:
         with (
             no_silent_fallback(spec.compile),
             CpuShare(device.type, cap=threads) as share,
-            LossWorker(
-                submission,
-                sandbox=sandbox,
-                seed=spec.seed,
-                optimizer=profile.optimizer,
-                dtype=spec.dtype,
-                log_path=run.worker_log,
-                start_timeout=profile.worker_start_timeout_s,
-                call_timeout=profile.worker_call_timeout_s,
-                run_budget=profile.worker_run_budget_s,
-            ) as worker,
+            loss_worker(spec, run, submission, sandbox) as worker,
         ):
-            _start_worker(worker, resume)
-            log = StepLog(run, worker, loader.steps_per_epoch, profile.epochs, first_epoch)
+            start_worker(worker, resume)
+            log = StepLog(run, worker, loader.steps_per_epoch, spec.profile.epochs, first_epoch)
 
             def on_step() -> None:
-                hooks.step_done()
+                observer.on_event(spec, ONE_STEP)
                 share.tick()
 
-            for epoch in range(first_epoch, profile.epochs):
-                metrics = _epoch(
-                    spec, epoch, model, optimizer, worker, loader, test_batches, forward, on_step, carry, log
-                )
-                history.append(metrics)
-                run.append_metrics(metrics)
-                log.flush()
-                if epoch + 1 < profile.epochs:
-                    state = checkpoint_state(model, optimizer, device, carry)
-                    checkpointer.save(
-                        epoch + 1, history, worker.sent_steps, state, background=background_writes(device)
-                    )
-                hooks.epoch_done(metrics, max(m.test_fine_acc for m in history))
-            loss_state = _loss_state(worker, run)
-        # the training time of every epoch, the ones before a resume included (their checkpointed metrics)
-        result = RunResult.from_epochs(history, sum(m.seconds for m in history))
+            for epoch in range(first_epoch, spec.profile.epochs):
+                metrics = _epoch(spec, epoch, model, optimizer, worker, loader, batches, forward, on_step, carry, log)
+                record_epoch(run, history, metrics, log)
+                if epoch + 1 < spec.profile.epochs:
+                    save_checkpoint(checkpointer, epoch + 1, history, worker, model, optimizer, device, carry)
+                observer.on_event(spec, EpochDone(metrics, best_fine_acc(history)))
+            loss_state = final_loss_state(worker, run)
+        result = completed(history)
         checkpointer.clear()
     except Exception as e:  # noqa: BLE001  (one run's failure must not stop the others)
-        reason = _failure(spec, e, submission, run, checkpointer, len(history))
-        result = RunResult.failed(reason, epochs_done=len(history), wall_seconds=time.perf_counter() - start)
+        result = failed(spec, e, submission, run, checkpointer, history, start)
     finally:
         checkpointer.settle()  # a stopped run leaves no write under way
-    result = result.model_copy(update={"device": device_name(device), "float32_math": float32_math(device)})
-    run.write_result(result)
-    return RunOutcome(result, history, model, loss_state)
-
-
-def _start_worker(worker: LossWorker, resume: Resume | None) -> None:
-    """Start the loss worker; on resume, rebuild the loss module's state from what the trainer sent
-    (never from anything the worker wrote)."""
-    try:
-        worker.start()
-    except WorkerError as e:
-        raise RunFailed(f"starting the loss module: {e}") from e
-    if resume is not None:
-        try:
-            worker.replay(resume.frames)
-        except WorkerError as e:
-            raise RunFailed(f"replaying the first {resume.epochs_done} epochs to the loss module: {e}") from e
-
-
-def _loss_state(worker: LossWorker, run: RunDir) -> dict[str, list[float]] | None:
-    """The loss module's final parameters, written to ``loss_state.json`` (a report only: a worker
-    that cannot say them does not fail the run)."""
-    try:
-        state = worker.state()
-    except WorkerError:
-        return None
-    run.write_loss_state(state)
-    return state
+    return RunOutcome(write_result(run, result, device), history, model, loss_state)
