@@ -153,3 +153,17 @@ def test_retire_is_per_file_version_and_guards_the_reference(lb, tmp_path):
     assert harness("retire", "mine@2222", "--leaderboard", lb, cwd=tmp_path).returncode == 0
     md = harness("leaderboard", "--leaderboard", lb, "--format", "markdown", cwd=tmp_path).stdout
     assert "mine.py @22222222 (since " in md.split("retired, not shown")[1]
+
+
+def test_retiring_a_version_leaves_a_byte_identical_entry_shown(lb, tmp_path):
+    """A version is an entry's: retiring mine.py's marks only mine.py's rows retired, and copy.py (the same
+    bytes, another entry) stays in ``harness runs`` and on the board as it was."""
+    _write(lb, "copy.py", A, "2", 24)  # byte-identical to mine.py's newest version
+    assert harness("retire", "mine@2222", "--leaderboard", lb, cwd=tmp_path).returncode == 0
+    mine = harness("runs", "mine", "--leaderboard", lb, cwd=tmp_path)
+    assert mine.returncode == 0 and "22222222 retired" in mine.stdout, mine.stderr
+    copy = harness("runs", "copy", "--leaderboard", lb, cwd=tmp_path)
+    assert copy.returncode == 0 and "22222222" in copy.stdout and "retired" not in copy.stdout, copy.stdout
+    md = harness("leaderboard", "--leaderboard", lb, "--format", "markdown", cwd=tmp_path).stdout
+    shown, hidden = md.split("retired, not shown")
+    assert "| 1 | copy.py |" in shown and "mine.py @22222222" in hidden and "copy.py" not in hidden

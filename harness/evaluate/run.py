@@ -34,7 +34,7 @@ from harness.evaluate.plan import (
 from harness.executors import Job
 from harness.isolation.check import CheckReport, interface_check
 from harness.isolation.sandbox import Sandbox, resolve_sandbox
-from harness.protocol import RunResult
+from harness.protocol import RunResult, VersionKey
 from harness.report import console as show
 from harness.report.progress import EvaluationProgress
 from harness.results.record import Recorded, Recorder
@@ -56,13 +56,13 @@ def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Conso
 @dataclass(frozen=True)
 class Outcome:
     """What one evaluation did: its exit code, the rows it recorded (runs that ended now), the file
-    versions it covered (``(kind, name, sha256)``) and the leaderboard it wrote to; the files it
+    versions it covered and the leaderboard it wrote to; the files it
     planned (with the runs it did not train: :class:`~harness.evaluate.plan.PlannedFile`), the interface check's
     report of each file it checked (by the file's path as given) and the files it rejected, with why."""
 
     code: ExitCode
     records: list[Recorded]
-    versions: Collection[tuple[str, str, str]]
+    versions: Collection[VersionKey]
     leaderboard: Path
     files: list[PlannedFile] = field(default_factory=list)
     checks: dict[str, CheckReport] = field(default_factory=dict)
@@ -140,7 +140,7 @@ class Evaluation:
             self.rejected,
             lambda path: self.console.print(f"{escape(str(path))}: listed twice; evaluated once"),
         )
-        self.versions = {(f.entry.kind, f.entry.name, f.sha) for f in files}
+        self.versions = {VersionKey(entry=f.entry, sha256=f.sha) for f in files}
         for f in files:
             show.planned_file(self.console, f, self.lb_path)
             self.codes[str(f.path)] = ExitCode.RUN_FAILED if f.unwritten else ExitCode.OK

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from harness.isolation.check import CheckReport
 from harness.isolation.sandbox import as_user_path
-from harness.protocol import Phase, Profile
+from harness.protocol import Phase, Profile, VersionKey
 from harness.report import run_table
 from harness.results.record import Recorded
 
@@ -121,10 +121,8 @@ def results(console: Console, records: Sequence[Recorded], lb_path: Path, *, sev
         )
 
 
-def standing(
-    console: Console, lb_path: Path, profile: Profile, phase: Phase, versions: Collection[tuple[str, str, str]]
-) -> None:
-    """These entries' file versions (``(kind, name, sha256)``) against the baselines already in the
+def standing(console: Console, lb_path: Path, profile: Profile, phase: Phase, versions: Collection[VersionKey]) -> None:
+    """These entries' file versions against the baselines already in the
     leaderboard (same profile and phase)."""
     from harness import report
     from harness import results as leaderboard
