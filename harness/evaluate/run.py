@@ -79,13 +79,17 @@ def run_evaluation(paths: Path | Sequence[Path], opts: EvaluateOptions, console:
     files = ev.plan()
     todo = ev.not_done(files)
     records: list[Recorded] = []
-    if todo:
+    waiting = [f for f in files if f in todo or f.pending]  # a pending row is appended once its file passed the check
+    if waiting:
         sandbox = ev.sandbox()
-        checked = ev.check(todo, sandbox)
+        checked = ev.check(waiting, sandbox)
         if not checked:
             return ev.outcome(records, files)
-        records = ev.run(checked, sandbox)
-        ev.present(records, several=len(checked) > 1)
+        ev.recover(checked)
+        todo = [f for f in checked if f in todo]
+        if todo:
+            records = ev.run(todo, sandbox)
+            ev.present(records, several=len(todo) > 1)
     ev.standing(files)
     return ev.outcome(records, files)
 
@@ -143,8 +147,16 @@ class Evaluation:
         self.versions = {VersionKey(entry=f.entry, sha256=f.sha) for f in files}
         for f in files:
             show.planned_file(self.console, f, self.lb_path)
-            self.codes[str(f.path)] = ExitCode.RUN_FAILED if f.unwritten else ExitCode.OK
+            self.codes[str(f.path)] = ExitCode.OK
         return files
+
+    def recover(self, files: list[PlannedFile]) -> None:
+        """Append the rows an earlier evaluation of these files (checked now) left pending."""
+        for f in files:
+            f.recover(self.recorder)
+            show.recovered(self.console, f, self.lb_path)
+            if f.unwritten:
+                self.codes[str(f.path)] = max(self.codes[str(f.path)], ExitCode.RUN_FAILED)
 
     def not_done(self, files: list[PlannedFile]) -> list[PlannedFile]:
         """The files with runs left to train."""

@@ -57,13 +57,17 @@ def warning(console: Console, text: str) -> None:
 
 
 def planned_file(console: Console, f, lb_path: Path) -> None:
-    """What is known of a :class:`~harness.evaluate.plan.PlannedFile` before training: runs skipped, rows of an
-    earlier evaluation recorded now or still unwritten."""
+    """What is known of a :class:`~harness.evaluate.plan.PlannedFile` before its check: runs skipped."""
     for (arch, seed), finished in f.skipped.items():
         console.print(
             f"skipping {escape(f.entry.name)} {arch} seed {seed}: already in {escape(str(lb_path))} (ok, "
             f"finished {finished}) for this version of the entry; --force re-runs it"
         )
+
+
+def recovered(console: Console, f, lb_path: Path) -> None:
+    """The rows of an earlier evaluation of a checked :class:`~harness.evaluate.plan.PlannedFile`:
+    recorded now, or still unwritten."""
     for row in f.recovered:
         console.print(
             f"recorded {escape(row.submission)} {row.arch} seed {row.seed} in {escape(str(lb_path))}: the "

@@ -107,24 +107,32 @@ class Recorder:
         run.pending_row.unlink(missing_ok=True)
         return None, None
 
-    def recover(self, eval_dir: EvalDir, spec: RunSpec) -> tuple[LeaderboardRow | None, str | None]:
-        """Append the ok row that an earlier evaluation finished for the run ``spec`` describes (the
-        same :class:`~harness.protocol.RunKey`) but could not write. Returns ``(row, problem)``:
-        ``(None, None)`` when there is no such row, ``(row, None)`` when it was appended now, and
-        ``(row, problem)`` when it still cannot be (it stays in ``row.json``; the run is not trained
-        again)."""
-        run = eval_dir.run(spec)
+    def pending(self, eval_dir: EvalDir, spec: RunSpec) -> LeaderboardRow | None:
+        """The ok row that an earlier evaluation finished for the run ``spec`` describes (the same
+        :class:`~harness.protocol.RunKey`) but could not write, as it would be appended; None when there
+        is none. Reads only: planning finds these rows, and they are appended (:meth:`recover`) only
+        once the file has passed its check."""
         try:
-            row = LeaderboardRow.model_validate_json(run.pending_row.read_text())
+            row = LeaderboardRow.model_validate_json(eval_dir.run(spec).pending_row.read_text())
         except (OSError, ValueError):
-            return None, None
+            return None
         # kept by an older version: this one's schema, and the place this evaluation records
         row = row.model_copy(
             update={"schema_version": SCHEMA_VERSION, "submission_path": row.submission_path or spec.submission_path}
         )
         if row.origin != "measured" or row.status != "ok" or row.key != spec.key:
+            return None
+        return row
+
+    def recover(self, eval_dir: EvalDir, spec: RunSpec) -> tuple[LeaderboardRow | None, str | None]:
+        """Append the :meth:`pending` row of the run ``spec`` describes. Returns ``(row, problem)``:
+        ``(None, None)`` when there is no such row, ``(row, None)`` when it was appended now, and
+        ``(row, problem)`` when it still cannot be (it stays in ``row.json``; the run is not trained
+        again)."""
+        row = self.pending(eval_dir, spec)
+        if row is None:
             return None, None
-        problem, _ = self._append(row, run)
+        problem, _ = self._append(row, eval_dir.run(spec))
         return row, problem
 
 
