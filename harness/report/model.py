@@ -10,7 +10,7 @@ and test).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -146,6 +146,11 @@ def build(
         power={g.settings: g.power for g in groups},
         family_size={g.settings: g.family_size for g in groups},
     )
+
+
+def seed_list(seeds: Iterable[object]) -> str:
+    """Seeds as every view writes them: ``42/123/456``."""
+    return "/".join(str(x) for x in seeds)
 
 
 def select_versions(df: pd.DataFrame, versions: Sequence[str]) -> dict[tuple[str, str], str]:

@@ -42,6 +42,7 @@ from harness.protocol import ENTRY_COLUMNS, HIDDEN_ARCHS, PUBLIC_ARCHS, EntryKey
 from harness.results.family import ALPHA as ALPHA  # re-exported: the views state it
 from harness.results.stats import LEVEL as LEVEL  # re-exported: the views state it
 from harness.results.stats import geometric_mean, holm, mean, paired_test, statistics_std, t_interval
+from harness.results.store import latest_attempts
 from harness.util.text import one_line
 
 __all__ = ["ALPHA", "LEVEL", "holm", "paired_test"]  # re-exported for the tests and views
@@ -204,7 +205,7 @@ def _per_seed(runs: pd.DataFrame, protocol_seeds: tuple[int, ...] = ()) -> ArchS
     ``protocol_seeds``, the ok runs of other seeds are kept apart (``extra``: the tests pair them, the
     accuracies shown and the score do not count them, since other entries may not have them); a failed
     latest attempt of any seed counts as failed."""
-    latest = runs.sort_values("finished_at", kind="stable").groupby("seed", sort=True).tail(1)
+    latest = latest_attempts(runs, ["seed"])
     outside = ~latest["seed"].isin(protocol_seeds) if protocol_seeds else pd.Series(False, index=latest.index)
     ok_all = latest[latest["status"] == "ok"]
     ok = ok_all[~outside.loc[ok_all.index]]

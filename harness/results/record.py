@@ -17,7 +17,7 @@ import torch
 from harness.errors import LeaderboardError
 from harness.protocol import SCHEMA_VERSION, LeaderboardRow, RunResult, RunSpec, SeriesKey
 from harness.results.rundir import EvalDir, RunDir
-from harness.results.store import append_row, rows_of
+from harness.results.store import append_row, latest_attempts, rows_of
 from harness.util.fileio import write_atomic
 from harness.util.provenance import device_name, harness_commit, harness_version, utc_now
 
@@ -141,6 +141,6 @@ def completed_runs(rows: pd.DataFrame, series: SeriesKey) -> dict[tuple[str, int
     settings) whose latest attempt is ok: the rule the standings count by (a seed whose latest attempt
     failed is run again). Another entry's runs never count, even of a byte-identical file."""
     mine = rows_of(rows, series)
-    latest = mine.sort_values("finished_at", kind="stable").groupby(["arch", "seed"], sort=False).tail(1)
+    latest = latest_attempts(mine, ["arch", "seed"])
     ok = latest[latest["status"] == "ok"]
     return {(str(a), int(s)): str(t) for a, s, t in zip(ok["arch"], ok["seed"], ok["finished_at"])}

@@ -20,7 +20,6 @@ checkpoint directory is removed when the run finishes.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import shutil
@@ -32,7 +31,7 @@ import torch
 from torch.utils._pytree import tree_map
 
 from harness.protocol import EpochMetrics, RunSpec
-from harness.util.fileio import private_dirs, write_atomic
+from harness.util.fileio import private_dirs, sha256_bytes, write_atomic
 
 KEEP = 2
 
@@ -43,10 +42,6 @@ class Resume:
     history: list[EpochMetrics]
     frames: list[bytes]
     state: dict
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _frames(blob: bytes) -> list[bytes]:
@@ -192,9 +187,9 @@ class Checkpointer:
         entries.append(
             {
                 "file": path.name,
-                "sha256": _sha256(data),
+                "sha256": sha256_bytes(data),
                 "message_bytes": len(blob),
-                "messages_sha256": _sha256(blob),
+                "messages_sha256": sha256_bytes(blob),
                 "epochs_done": epochs_done,
             }
         )
@@ -229,9 +224,9 @@ class Checkpointer:
             try:
                 prefix = log[: entry["message_bytes"]]
                 if (
-                    _sha256(data) != entry["sha256"]
+                    sha256_bytes(data) != entry["sha256"]
                     or len(prefix) != entry["message_bytes"]
-                    or _sha256(prefix) != entry["messages_sha256"]
+                    or sha256_bytes(prefix) != entry["messages_sha256"]
                 ):
                     notes.append(f"checkpoint {entry['file']} is damaged (checksum mismatch)")
                     continue
