@@ -216,11 +216,6 @@ class VersionKey(_Frozen):
         """The version of the entry ``(kind, name)`` whose file hashes to ``sha256`` (leaderboard values)."""
         return cls(entry=EntryKey.model_validate({"kind": kind, "name": name}), sha256=sha256)
 
-    @property
-    def version(self) -> VersionKey:
-        """This key's file version alone (a :class:`SeriesKey` or :class:`RunKey` without the rest)."""
-        return VersionKey(entry=self.entry, sha256=self.sha256)
-
 
 class SeriesKey(VersionKey):
     """One file version of one entry run with one set of settings: the runs a standing aggregates and
