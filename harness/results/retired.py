@@ -35,10 +35,8 @@ class Retired:
     kind: str = ""  # "" (an older event): every kind
 
     def hides(self, version: VersionKey) -> bool:
-        return (version.entry.name, version.sha256) == (self.submission, self.sha256) and self.kind in (
-            "",
-            version.entry.kind,
-        )
+        same = (version.entry.name, version.sha256) == (self.submission, self.sha256)
+        return same and self.kind in ("", version.entry.kind)
 
 
 def side_path(lb_path: Path) -> Path:
