@@ -170,12 +170,23 @@ class EntryKey(_Frozen):
         return self.name if self.kind == "submission" else f"{self.name} (baseline)"
 
 
-class SeriesKey(_Frozen):
-    """One file version of one entry run with one set of settings: the runs a standing aggregates and
-    the skip rule looks through (one per architecture and seed)."""
+class VersionKey(_Frozen):
+    """One file version of one entry: its kind, name and sha256. Two entries with byte-identical files
+    have two versions: retiring, highlighting or selecting one never touches the other."""
 
     entry: EntryKey
     sha256: str
+
+    @classmethod
+    def of(cls, kind: str, name: str, sha256: str) -> VersionKey:
+        """The version of the entry ``(kind, name)`` whose file hashes to ``sha256`` (leaderboard values)."""
+        return cls(entry=EntryKey.model_validate({"kind": kind, "name": name}), sha256=sha256)
+
+
+class SeriesKey(VersionKey):
+    """One file version of one entry run with one set of settings: the runs a standing aggregates and
+    the skip rule looks through (one per architecture and seed)."""
+
     settings: RunSettings
 
 

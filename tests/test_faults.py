@@ -155,3 +155,42 @@ def test_a_full_disk_while_appending_leaves_no_partial_row_and_the_next_evaluati
     assert len(after) == n + 1 and after["status"].tolist()[-1] == "ok" and after["seed"].tolist()[-1] == 42
     pending = list((tmp_path / "runs").rglob("row.json"))
     assert pending == []
+
+
+def test_a_pending_row_is_recorded_only_once_its_file_has_passed_the_check(tmp_path):
+    """A row an earlier evaluation kept in row.json is appended after the file's interface check, never
+    while planning: a file the check refuses now leaves the leaderboard as it was (and its row.json in
+    place); a file that passes has its row recorded without training again."""
+    from harness import results as leaderboard
+    from harness.protocol import EntryKey
+    from harness.results.rundir import EvalDir
+    from harness.util.fileio import sha256_file
+
+    def pending(name):
+        sha = sha256_file(tmp_path / name)
+        run = EvalDir.of(tmp_path / "runs", "tiny", EntryKey(kind="submission", name=name), sha).path
+        row = leaderboard_row(submission=name, submission_sha256=sha, submission_path=name,
+                              run_id=f"tiny/submission/{name[:-3]}-{sha[:12]}/public/resnet20-seed42")
+        (run / "public" / "resnet20-seed42").mkdir(parents=True)
+        (run / "public" / "resnet20-seed42" / "row.json").write_text(row.model_dump_json())
+        return run / "public" / "resnet20-seed42" / "row.json"
+
+    lb = tmp_path / "leaderboard-tiny.csv"
+    leaderboard.append_row(lb, leaderboard_row(submission="other.py"))
+    before = lb.read_bytes()
+    shutil.copy(SUBMISSIONS / "float_return.py", tmp_path / "refused.py")  # passes the static check, not the interface
+    kept = pending("refused.py")
+    r = subprocess.run([shutil.which("harness"), "evaluate", "refused.py", "--profile", "tiny", "--sandbox", "none"],
+                       cwd=tmp_path, env=harness_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "interface check failed" in " ".join(r.stderr.split()), r.stdout + r.stderr
+    assert lb.read_bytes() == before and kept.exists()  # no row appended; the kept one still waits
+    shutil.copy(REPO / "submissions" / "example_loss.py", tmp_path / "passes.py")
+    kept = pending("passes.py")
+    r = subprocess.run([shutil.which("harness"), "evaluate", "passes.py", "--profile", "tiny", "--sandbox", "none"],
+                       cwd=tmp_path, env=harness_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = " ".join(r.stdout.split())
+    assert out.index("checking passes.py") < out.index("recorded passes.py resnet20 seed 42"), out
+    assert not re.search(r"training \d+ epoch", r.stdout) and not kept.exists()
+    rows = pd.read_csv(lb)
+    assert rows["submission"].tolist() == ["other.py", "passes.py"] and rows["seed"].tolist() == [42, 42]

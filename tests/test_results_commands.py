@@ -153,3 +153,35 @@ def test_retire_is_per_file_version_and_guards_the_reference(lb, tmp_path):
     assert harness("retire", "mine@2222", "--leaderboard", lb, cwd=tmp_path).returncode == 0
     md = harness("leaderboard", "--leaderboard", lb, "--format", "markdown", cwd=tmp_path).stdout
     assert "mine.py @22222222 (since " in md.split("retired, not shown")[1]
+
+
+def test_retiring_a_version_leaves_a_byte_identical_entry_shown(lb, tmp_path):
+    """A version is an entry's: retiring mine.py's marks only mine.py's rows retired, and copy.py (the same
+    bytes, another entry) stays in ``harness runs`` and on the board as it was."""
+    _write(lb, "copy.py", A, "2", 24)  # byte-identical to mine.py's newest version
+    assert harness("retire", "mine@2222", "--leaderboard", lb, cwd=tmp_path).returncode == 0
+    mine = harness("runs", "mine", "--leaderboard", lb, cwd=tmp_path)
+    assert mine.returncode == 0 and "22222222 retired" in mine.stdout, mine.stderr
+    copy = harness("runs", "copy", "--leaderboard", lb, cwd=tmp_path)
+    assert copy.returncode == 0 and "22222222" in copy.stdout and "retired" not in copy.stdout, copy.stdout
+    md = harness("leaderboard", "--leaderboard", lb, "--format", "markdown", cwd=tmp_path).stdout
+    shown, hidden = md.split("retired, not shown")
+    assert "| 1 | copy.py |" in shown and "mine.py @22222222" in hidden and "copy.py" not in hidden
+
+
+def test_retired_versions_are_keyed_by_kind_name_and_sha256(tmp_path):
+    from harness.protocol import VersionKey
+    from harness.results.retired import append_event, retired, side_path
+
+    lb, sha = tmp_path / "lb.csv", "1" * 64
+    append_event(lb, "retire", "submission", "a.py", sha, "bug")
+    hidden, mine = retired(lb), VersionKey.of("submission", "a.py", sha)
+    assert set(hidden) == {mine} and hidden[mine].reason == "bug"
+    assert VersionKey.of("submission", "b.py", sha) not in hidden  # a byte-identical copy: another version
+    assert VersionKey.of("baseline", "a.py", sha) not in hidden  # a baseline of the same name: another entry
+    append_event(lb, "restore", "submission", "a.py", sha)
+    assert retired(lb) == {}
+    old = tmp_path / "old.csv"  # an older side file: no kind, so its event is each kind's version of that name
+    side_path(old).write_text(f"at,action,submission,submission_sha256,reason\n2026-01-01,retire,c.py,{sha},x\n")
+    assert set(retired(old)) == {VersionKey.of(kind, "c.py", sha) for kind in ("submission", "baseline")}
+    assert all(r.hides(v) and not r.hides(VersionKey.of(v.entry.kind, "d.py", sha)) for v, r in retired(old).items())

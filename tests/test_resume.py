@@ -72,6 +72,28 @@ def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, tiny_spl
     assert len(seconds) == 3 and resumed.result.wall_seconds == pytest.approx(sum(seconds), rel=1e-9)
 
 
+def test_a_line_torn_by_the_interruption_keeps_every_earlier_step_and_epoch(tmp_path, tiny_splits):
+    """The kill cut epoch 2's lines short: on resume the steps and epochs before the checkpoint are
+    all kept (not the whole log dropped for one bad line), and the run ends with the uninterrupted
+    run's logs."""
+    _run(tmp_path, tiny_splits, "whole")
+    with pytest.raises(Crash):
+        _run(tmp_path, tiny_splits, "cut", CrashAfter(epoch=1))
+    cut, whole = RunDir(tmp_path / "cut"), RunDir(tmp_path / "whole")
+    before = cut.read_steps()
+    assert {x["epoch"] for x in before} == {0, 1}
+    for log in (cut.steps, cut.metrics):  # half a line, as a write cut by SIGKILL leaves it
+        with open(log, "a") as f:
+            f.write('{"step": 99, "epoch": 2, "lo')
+    assert cut.read_steps() == before and len(cut.read_metrics()) == 2
+    watcher = CrashAfter(epoch=-1)
+    resumed = _run(tmp_path, tiny_splits, "cut", watcher)
+    assert watcher.resumed_at == [(2, [])] and resumed.result.status == "ok"
+    assert cut.read_steps()[: len(before)] == before
+    assert [(x["epoch"], x["step"]) for x in cut.read_steps()] == [(x["epoch"], x["step"]) for x in whole.read_steps()]
+    assert _metrics(tmp_path / "cut") == _metrics(tmp_path / "whole")  # every line whole again
+
+
 def test_a_damaged_checkpoint_falls_back_to_the_previous_one_then_to_scratch(tmp_path, tiny_splits):
     train, test = tiny_splits
     spec = run_spec(tiny_profile(epochs=4), submission="gradnorm.py")

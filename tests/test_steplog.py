@@ -62,6 +62,23 @@ def test_the_weights_and_the_scalars_of_every_nth_step_are_recorded(tmp_path, ti
     assert all(json.loads(json.dumps(x)) == x for x in lines)
 
 
+def test_a_line_torn_by_a_crash_is_skipped_and_the_lines_around_it_kept(tmp_path):
+    run = RunDir(tmp_path)
+    run.append_steps([{"step": 0, "epoch": 0}, {"step": 1, "epoch": 0}])
+    with open(run.steps, "a") as f:
+        f.write('{"step": 2, "epoch": 0, "lo')  # the last line, cut short by a kill
+    assert [x["step"] for x in run.read_steps()] == [0, 1]
+    run.append_steps([{"step": 2, "epoch": 0}])  # an append ends the torn line first: it stays one bad line
+    assert [x["step"] for x in run.read_steps()] == [0, 1, 2]
+    run.restart_steps(2)  # a resume from step 2 keeps every step before it, and only whole lines
+    assert [x["step"] for x in run.read_steps()] == [0, 1]
+    assert [json.loads(line)["step"] for line in run.steps.read_text().splitlines()] == [0, 1]
+    run.metrics.write_text('{"epoch": 0}\n{"epoch": 1}\n{"epo')
+    assert run.read_metrics() == [{"epoch": 0}, {"epoch": 1}]
+    run.metrics.write_text("[1, 2]\nnot json\n")  # nothing but damage: nothing
+    assert run.read_metrics() == [] and RunDir(tmp_path / "absent").read_steps() == []
+
+
 @pytest.mark.parametrize(
     ("body", "why"),
     [

@@ -274,13 +274,7 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
 
     path = _leaderboard_path(args)
     render_runs(
-        console,
-        leaderboard.read_rows(path),
-        args.submission,
-        path,
-        args.runs_dir,
-        {(kind, sha) for kind, _, sha in retired(path)},
-        profile=args.profile,
+        console, leaderboard.read_rows(path), args.submission, path, args.runs_dir, retired(path), profile=args.profile
     )
     return ExitCode.OK
 

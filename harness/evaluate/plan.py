@@ -5,7 +5,6 @@ which executor carries them out.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,11 +17,11 @@ from harness.errors import SubmissionRejected, UsageError
 from harness.evaluate.names import baseline_names, check_name, place_of, reserved_problem
 from harness.evaluate.options import EvaluateOptions
 from harness.executors import Executor, Job, units
-from harness.isolation.check import directory_message, read_submission, sha256_file, static_check
+from harness.isolation.check import directory_message, read_submission, static_check
 from harness.protocol import HIDDEN_ARCHS, ArchSource, EntryKey, LeaderboardRow, Precision, Profile, RunSpec
 from harness.results.record import Recorder
 from harness.results.rundir import EvalDir
-from harness.util.fileio import private_dirs, write_atomic
+from harness.util.fileio import private_dirs, sha256_bytes, sha256_file, write_atomic
 from harness.util.provenance import device_name
 
 
@@ -68,7 +67,7 @@ def prepare_submission(path: Path, runs_dir: Path, profile: Profile, entry: Entr
     Returns the directory and the sha256. Raises ``SubmissionRejected``."""
     data = read_submission(path)  # read once: what is hashed is what is checked and copied
     static_check(path, data)
-    sha = hashlib.sha256(data).hexdigest()
+    sha = sha256_bytes(data)
     eval_dir = EvalDir.of(runs_dir, profile.name, entry, sha)
     private_dirs(eval_dir.path)
     copy = eval_dir.submission
@@ -87,16 +86,29 @@ class PlannedFile:
     eval_dir: EvalDir
     sha: str
     skipped: dict[tuple[str, int], str] = field(default_factory=dict)  # ok in the leaderboard: finished_at
+    pending: list[RunSpec] = field(default_factory=list)  # runs with a row in row.json, appended after the check
     recovered: list[LeaderboardRow] = field(default_factory=list)  # pending rows appended now
     unwritten: list[tuple[LeaderboardRow, str, Path]] = field(default_factory=list)  # still failing: row.json
 
     def done(self) -> set[tuple[str, int]]:
-        """Runs not to train: ok in the leaderboard, or finished with a row still waiting in row.json."""
+        """Runs not to train: ok in the leaderboard, or finished with a row waiting in row.json."""
         return (
             set(self.skipped)
+            | {(s.arch, s.seed) for s in self.pending}
             | {(r.arch, r.seed) for r in self.recovered}
             | {(r.arch, r.seed) for r, _, _ in self.unwritten}
         )
+
+    def recover(self, recorder: Recorder) -> None:
+        """Append the rows an earlier evaluation left pending (:attr:`pending`): called once the file
+        has passed its check, never before, so that a file refused now adds no row."""
+        for spec in self.pending:
+            row, problem = recorder.recover(self.eval_dir, spec)
+            if row is not None and problem is None:
+                self.recovered.append(row)
+            elif row is not None and problem is not None:
+                self.unwritten.append((row, problem, self.eval_dir.run(spec).pending_row))
+        self.pending = []
 
 
 def spec_for(
@@ -187,9 +199,9 @@ def plan_files(
     repeated: Callable[[Path], None],
 ) -> list[PlannedFile]:
     """Name, statically check and copy each file (a rejected one goes to ``rejected``, a file listed
-    twice to ``repeated``), record the rows an earlier evaluation left pending, and find the runs
-    already done (none with ``--force``). Each file is its own entry: a byte-identical copy of
-    another entry's file is evaluated again under its own name."""
+    twice to ``repeated``), find the rows an earlier evaluation left pending (recorded after the check:
+    :meth:`PlannedFile.recover`) and the runs already done (none with ``--force``). Each file is its
+    own entry: a byte-identical copy of another entry's file is evaluated again under its own name."""
     if opts.name and len(paths) > 1:
         raise UsageError(f"--name names one entry; {len(paths)} files were given")
     files: list[PlannedFile] = []
@@ -216,11 +228,8 @@ def plan_files(
             f.skipped = {run: t for run, t in done.items() if run in {(a, s) for a in archs for s in seeds}}
             for arch, seed in ((a, s) for a in archs for s in seeds if (a, s) not in done):
                 spec = spec_for(f, opts, arch, seed, "cpu", "none", precision)
-                row, problem = recorder.recover(eval_dir, spec)
-                if row is not None and problem is None:
-                    f.recovered.append(row)
-                elif row is not None and problem is not None:
-                    f.unwritten.append((row, problem, eval_dir.run(spec).pending_row))
+                if recorder.pending(eval_dir, spec) is not None:
+                    f.pending.append(spec)
         files.append(f)
     return files
 

@@ -34,7 +34,7 @@ from harness.evaluate.plan import (
 from harness.executors import Job
 from harness.isolation.check import CheckReport, interface_check
 from harness.isolation.sandbox import Sandbox, resolve_sandbox
-from harness.protocol import RunResult
+from harness.protocol import RunResult, VersionKey
 from harness.report import console as show
 from harness.report.progress import EvaluationProgress
 from harness.results.record import Recorded, Recorder
@@ -56,13 +56,13 @@ def evaluate(paths: Path | Sequence[Path], opts: EvaluateOptions, console: Conso
 @dataclass(frozen=True)
 class Outcome:
     """What one evaluation did: its exit code, the rows it recorded (runs that ended now), the file
-    versions it covered (``(kind, name, sha256)``) and the leaderboard it wrote to; the files it
+    versions it covered and the leaderboard it wrote to; the files it
     planned (with the runs it did not train: :class:`~harness.evaluate.plan.PlannedFile`), the interface check's
     report of each file it checked (by the file's path as given) and the files it rejected, with why."""
 
     code: ExitCode
     records: list[Recorded]
-    versions: Collection[tuple[str, str, str]]
+    versions: Collection[VersionKey]
     leaderboard: Path
     files: list[PlannedFile] = field(default_factory=list)
     checks: dict[str, CheckReport] = field(default_factory=dict)
@@ -79,13 +79,17 @@ def run_evaluation(paths: Path | Sequence[Path], opts: EvaluateOptions, console:
     files = ev.plan()
     todo = ev.not_done(files)
     records: list[Recorded] = []
-    if todo:
+    waiting = [f for f in files if f in todo or f.pending]  # a pending row is appended once its file passed the check
+    if waiting:
         sandbox = ev.sandbox()
-        checked = ev.check(todo, sandbox)
+        checked = ev.check(waiting, sandbox)
         if not checked:
             return ev.outcome(records, files)
-        records = ev.run(checked, sandbox)
-        ev.present(records, several=len(checked) > 1)
+        ev.recover(checked)
+        todo = [f for f in checked if f in todo]
+        if todo:
+            records = ev.run(todo, sandbox)
+            ev.present(records, several=len(todo) > 1)
     ev.standing(files)
     return ev.outcome(records, files)
 
@@ -141,11 +145,19 @@ class Evaluation:
             self.rejected,
             lambda path: self.console.print(f"{escape(str(path))}: listed twice; evaluated once"),
         )
-        self.versions = {(f.entry.kind, f.entry.name, f.sha) for f in files}
+        self.versions = {VersionKey(entry=f.entry, sha256=f.sha) for f in files}
         for f in files:
             show.planned_file(self.console, f, self.lb_path)
-            self.codes[str(f.path)] = ExitCode.RUN_FAILED if f.unwritten else ExitCode.OK
+            self.codes[str(f.path)] = ExitCode.OK
         return files
+
+    def recover(self, files: list[PlannedFile]) -> None:
+        """Append the rows an earlier evaluation of these files (checked now) left pending."""
+        for f in files:
+            f.recover(self.recorder)
+            show.recovered(self.console, f, self.lb_path)
+            if f.unwritten:
+                self.codes[str(f.path)] = max(self.codes[str(f.path)], ExitCode.RUN_FAILED)
 
     def not_done(self, files: list[PlannedFile]) -> list[PlannedFile]:
         """The files with runs left to train."""

@@ -18,7 +18,6 @@ inside the run is not a lost task: :func:`harness.training.trainer.run_one` turn
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
 import os
 import tempfile
@@ -35,6 +34,7 @@ from harness.protocol import RunResult, RunSpec
 from harness.results.rundir import RunDir
 from harness.training.data import Split
 from harness.training.device import determinism_env
+from harness.util.fileio import sha256_file
 from harness.util.provenance import harness_commit, harness_version
 
 POLL_S = 0.2
@@ -98,7 +98,7 @@ def _task(
             f"this Ray node runs harness {build_id()}, the driver {build}: install the same harness on every node"
         ).model_dump_json()
     submission, scratch = Path(submission_name), None
-    if not (submission.is_file() and hashlib.sha256(submission.read_bytes()).hexdigest() == spec.submission_sha256):
+    if not (submission.is_file() and sha256_file(submission) == spec.submission_sha256):
         # not on a shared filesystem: the driver's copy travels with the task
         scratch = tempfile.TemporaryDirectory(prefix="harness-submission-")
         submission = Path(scratch.name) / "submission.py"

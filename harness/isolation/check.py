@@ -9,7 +9,6 @@ schedule with exactly the messages training sends.
 from __future__ import annotations
 
 import ast
-import hashlib
 import math
 import random
 import stat
@@ -35,10 +34,6 @@ _TOO_DEEP = (
     "{path}: nested too deeply to be checked (an expression or block nested hundreds of levels deep); "
     "split it into smaller expressions"
 )
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def directory_message(path: Path) -> str:

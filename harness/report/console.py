@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.isolation.check import CheckReport
-from harness.protocol import Phase, Profile
+from harness.protocol import Phase, Profile, VersionKey
 from harness.report import run_table
 from harness.results.record import Recorded
 from harness.util.userpath import as_user_path
@@ -57,13 +57,17 @@ def warning(console: Console, text: str) -> None:
 
 
 def planned_file(console: Console, f, lb_path: Path) -> None:
-    """What is known of a :class:`~harness.evaluate.plan.PlannedFile` before training: runs skipped, rows of an
-    earlier evaluation recorded now or still unwritten."""
+    """What is known of a :class:`~harness.evaluate.plan.PlannedFile` before its check: runs skipped."""
     for (arch, seed), finished in f.skipped.items():
         console.print(
             f"skipping {escape(f.entry.name)} {arch} seed {seed}: already in {escape(str(lb_path))} (ok, "
             f"finished {finished}) for this version of the entry; --force re-runs it"
         )
+
+
+def recovered(console: Console, f, lb_path: Path) -> None:
+    """The rows of an earlier evaluation of a checked :class:`~harness.evaluate.plan.PlannedFile`:
+    recorded now, or still unwritten."""
     for row in f.recovered:
         console.print(
             f"recorded {escape(row.submission)} {row.arch} seed {row.seed} in {escape(str(lb_path))}: the "
@@ -121,10 +125,8 @@ def results(console: Console, records: Sequence[Recorded], lb_path: Path, *, sev
         )
 
 
-def standing(
-    console: Console, lb_path: Path, profile: Profile, phase: Phase, versions: Collection[tuple[str, str, str]]
-) -> None:
-    """These entries' file versions (``(kind, name, sha256)``) against the baselines already in the
+def standing(console: Console, lb_path: Path, profile: Profile, phase: Phase, versions: Collection[VersionKey]) -> None:
+    """These entries' file versions against the baselines already in the
     leaderboard (same profile and phase)."""
     from harness import report
     from harness import results as leaderboard

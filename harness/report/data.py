@@ -15,7 +15,7 @@ import json
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from harness.report.model import HEADLINE, Report
+from harness.report.model import HEADLINE, Report, seed_list
 from harness.results.aggregate import ALPHA, ArchStats, Comparison, Standing
 from harness.results.family import MARGIN
 from harness.util.text import csv_cell, one_line
@@ -388,7 +388,7 @@ TAIL = (
 
 
 def _list(values: object) -> str:
-    return "/".join(map(str, values)) if isinstance(values, list) else ""
+    return seed_list(values) if isinstance(values, list) else ""
 
 
 def render_csv(report: Report) -> str:

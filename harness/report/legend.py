@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from harness.report.model import HEADLINE, Report
+from harness.report.model import HEADLINE, Report, seed_list
 from harness.results.aggregate import LEVEL, MIN_COST_SECONDS, REFERENCE_BASELINE, TEST_NAME
 from harness.results.family import ALPHA, MARGIN, PRIMARY_SHARE, Power
 from harness.results.published import published
@@ -14,7 +14,7 @@ _REF = REFERENCE_BASELINE.removesuffix(".py")
 
 
 def _seeds(report: Report) -> str:
-    return "/".join(str(x) for x in report.seeds)
+    return seed_list(report.seeds)
 
 
 def _several_seeds(report: Report) -> bool:

@@ -10,13 +10,13 @@ and test).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from harness.errors import UsageError
-from harness.protocol import PROFILES, Phase
+from harness.protocol import PROFILES, Phase, VersionKey
 from harness.results import aggregate, board, published, static_sweep
 from harness.results.aggregate import Standing
 from harness.results.family import Power
@@ -94,7 +94,7 @@ def build(
     df: pd.DataFrame,
     phase: Phase,
     profile: str | None = None,
-    retired: Mapping[tuple[str, str, str], Retired] | None = None,
+    retired: Mapping[VersionKey, Retired] | None = None,
     arch: str | None = None,
     versions: Sequence[str] = (),
 ) -> Report:
@@ -111,12 +111,14 @@ def build(
             )
         profile = profiles[0] if profiles else "full"
     df = df[df["profile"] == profile]
-    events = list((retired or {}).values())
-    which = [
-        next((r for r in events if r.hides(k, n, s)), None)
-        for k, n, s in zip(df["kind"], df["submission"], df["submission_sha256"])
+    measured = df["origin"] == "measured"
+    row_versions = [
+        (str(k), str(n), str(s)) if m else None
+        for k, n, s, m in zip(df["kind"], df["submission"], df["submission_sha256"], measured)
     ]
-    hidden = (df["origin"] == "measured") & pd.Series([w is not None for w in which], index=df.index, dtype=bool)
+    keys = {v: VersionKey.of(*v) for v in set(row_versions) if v is not None} if retired else {}
+    which = [retired.get(keys[v]) if retired and v is not None else None for v in row_versions]
+    hidden = pd.Series([w is not None for w in which], index=df.index, dtype=bool)
     gone = sorted({w for w, h in zip(which, hidden) if h and w is not None}, key=lambda r: (r.submission, r.sha256))
     df = df[~hidden]
     profile_archs = PROFILES[profile].archs if profile in PROFILES else ()
@@ -144,6 +146,11 @@ def build(
         power={g.settings: g.power for g in groups},
         family_size={g.settings: g.family_size for g in groups},
     )
+
+
+def seed_list(seeds: Iterable[object]) -> str:
+    """Seeds as every view writes them: ``42/123/456``."""
+    return "/".join(str(x) for x in seeds)
 
 
 def select_versions(df: pd.DataFrame, versions: Sequence[str]) -> dict[tuple[str, str], str]:

@@ -13,8 +13,9 @@ from rich.table import Table
 
 from harness.errors import UsageError
 from harness.evaluate.names import place_of
-from harness.isolation.check import sha256_file
+from harness.protocol import VersionKey
 from harness.results.aggregate import DEFAULT_SETTINGS, settings_labels
+from harness.util.fileio import sha256_file
 
 
 def submission_rows(
@@ -52,13 +53,13 @@ def render_runs(
     target: str,
     lb_path: Path,
     runs_dir: Path,
-    retired: Collection[tuple[str, str]] = (),
+    retired: Collection[VersionKey] = (),
     *,
     profile: str | None = None,
 ) -> None:
     """The table (a profile column when the rows hold several, a kind column when the name is both a
-    submission's and a baseline's); versions in ``retired`` (``(kind, sha256)``, kind "" for every
-    kind) are marked so (hidden from the views)."""
+    submission's and a baseline's); versions in ``retired`` (this entry's, by kind, name and sha256:
+    never a byte-identical copy's) are marked so (hidden from the views)."""
     name, mine, current = submission_rows(rows, target, lb_path, profile)
     if mine.empty:
         known = ", ".join(sorted(set(rows.loc[rows["origin"] == "measured", "submission"]))) or "none"
@@ -81,7 +82,7 @@ def render_runs(
         version = (
             r["submission_sha256"][:8]
             + (" *" if r["submission_sha256"] == current else "")
-            + (" retired" if {(r["kind"], r["submission_sha256"]), ("", r["submission_sha256"])} & set(retired) else "")
+            + (" retired" if VersionKey.of(r["kind"], r["submission"], r["submission_sha256"]) in retired else "")
         )
         status = "[green]ok[/]" if r["status"] == "ok" else "[red]failed[/]"
         best = "" if pd.isna(r["best_fine_acc"]) else f"{r['best_fine_acc']:.2f}"

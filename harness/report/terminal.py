@@ -15,13 +15,14 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
+from harness.protocol import VersionKey
 from harness.report.legend import legend, short_legend
 from harness.report.model import Report, Section
 from harness.report.text import fmt_cost_short, fmt_final, fmt_rank, section_table, show_ranges
 from harness.results.aggregate import ArchStats, Comparison, Standing
 
 
-def render_table(report: Report, console: Console, *, highlight: Collection[tuple[str, str, str]] = ()) -> None:
+def render_table(report: Report, console: Console, *, highlight: Collection[VersionKey] = ()) -> None:
     """Print the sections of ``report``; rows of the file versions in ``highlight`` in bold."""
     notes = {
         src: i + 1 for i, src in enumerate(dict.fromkeys(e.source for e in report.references if e.kind == "reference"))
@@ -49,9 +50,7 @@ def _label(e: Standing, notes: dict[str, int]) -> str:
     return f"{e.label} [{notes[e.source]}]" if e.kind == "reference" else e.display
 
 
-def _detailed(
-    report: Report, section: Section, notes: dict[str, int], highlight: Collection[tuple[str, str, str]]
-) -> Table:
+def _detailed(report: Report, section: Section, notes: dict[str, int], highlight: Collection[VersionKey]) -> Table:
     table = Table(title=escape(section.title), title_justify="left")
     rows = section.rows
     cols, cells = section_table(report, section, source=False)
@@ -63,9 +62,7 @@ def _detailed(
     return table
 
 
-def _compact(
-    report: Report, section: Section, notes: dict[str, int], highlight: Collection[tuple[str, str, str]]
-) -> Table:
+def _compact(report: Report, section: Section, notes: dict[str, int], highlight: Collection[VersionKey]) -> Table:
     title, rows = section.title, section.rows
     unders = [[_under(e, arch) for arch in report.archs] + [_mark(e.vs_ref)] for e in rows]
     finals = [[fmt_final(e.archs[arch]) for arch in report.archs] + [""] for e in rows]

@@ -5,25 +5,21 @@
 from __future__ import annotations
 
 from harness.report.legend import legend
-from harness.report.model import Report, Section
+from harness.report.model import Report, Section, seed_list
 from harness.results.aggregate import ArchStats, Comparison, Standing
 from harness.util.text import markdown_text
 
 __all__ = ["fmt_comparison", "fmt_diff", "fmt_rank", "fmt_score", "fmt_stats", "fmt_tuned", "render_markdown"]
 
 
-def _seed_list(seeds: tuple[int, ...]) -> str:
-    return "/".join(str(x) for x in seeds)
-
-
 def fmt_stats(s: ArchStats, note: str = "") -> str:
     """``61.00 ± 1.00 (n=3)``, with the seeds that failed, are missing or were retried, the extra
     seeds the tests also pair, and ``note``."""
     problems = (
-        ([f"failed {_seed_list(s.failed_seeds)}"] if s.failed_seeds else [])
-        + ([f"missing {_seed_list(s.missing)}"] if s.missing else [])
-        + ([f"retried {_seed_list(s.retried)}"] if s.retried else [])
-        + ([f"extra seeds {_seed_list(tuple(sorted(s.extra)))}"] if s.extra else [])
+        ([f"failed {seed_list(s.failed_seeds)}"] if s.failed_seeds else [])
+        + ([f"missing {seed_list(s.missing)}"] if s.missing else [])
+        + ([f"retried {seed_list(s.retried)}"] if s.retried else [])
+        + ([f"extra seeds {seed_list(tuple(sorted(s.extra)))}"] if s.extra else [])
         + ([note] if note else [])
     )
     if s.mean is None:

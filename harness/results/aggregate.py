@@ -39,10 +39,20 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from harness.protocol import ENTRY_COLUMNS, HIDDEN_ARCHS, PUBLIC_ARCHS, SETTINGS_COLUMNS, EntryKey, Phase, RunSettings
+from harness.protocol import (
+    ENTRY_COLUMNS,
+    HIDDEN_ARCHS,
+    PUBLIC_ARCHS,
+    SETTINGS_COLUMNS,
+    EntryKey,
+    Phase,
+    RunSettings,
+    VersionKey,
+)
 from harness.results.family import ALPHA as ALPHA  # re-exported: the views state it
 from harness.results.stats import LEVEL as LEVEL  # re-exported: the views state it
 from harness.results.stats import geometric_mean, holm, mean, paired_test, statistics_std, t_interval
+from harness.results.store import latest_attempts
 from harness.util.text import one_line
 
 __all__ = ["ALPHA", "LEVEL", "holm", "paired_test"]  # re-exported for the tests and views
@@ -172,9 +182,9 @@ class Standing:
         return EntryKey.model_validate({"kind": self.kind, "name": self.submission})
 
     @property
-    def version_key(self) -> tuple[str, str, str]:
-        """``(kind, name, sha256)``: one file version of one entry."""
-        return (self.kind, self.submission, self.sha256)
+    def version_key(self) -> VersionKey:
+        """One file version of one entry (an entry's: never a byte-identical copy's)."""
+        return VersionKey(entry=self.entry, sha256=self.sha256)
 
     @property
     def complete(self) -> bool:
@@ -199,7 +209,7 @@ def _per_seed(runs: pd.DataFrame, protocol_seeds: tuple[int, ...] = ()) -> ArchS
     ``protocol_seeds``, the ok runs of other seeds are kept apart (``extra``: the tests pair them, the
     accuracies shown and the score do not count them, since other entries may not have them); a failed
     latest attempt of any seed counts as failed."""
-    latest = runs.sort_values("finished_at", kind="stable").groupby("seed", sort=True).tail(1)
+    latest = latest_attempts(runs, ["seed"])
     outside = ~latest["seed"].isin(protocol_seeds) if protocol_seeds else pd.Series(False, index=latest.index)
     ok_all = latest[latest["status"] == "ok"]
     ok = ok_all[~outside.loc[ok_all.index]]
@@ -309,15 +319,15 @@ def entries(
                 score=score_of(per_arch),
                 settings=settings,
                 version=version,
-                identical_to=copies.get((kind, submission, sha), ()),
+                identical_to=copies.get(VersionKey.of(kind, submission, sha), ()),
                 current=current,
             )
         )
     return out
 
 
-def identical_entries(rows: pd.DataFrame) -> dict[tuple[str, str, str], tuple[str, ...]]:
-    """``(kind, name, sha256)`` -> the other entries that have a byte-identical version among
+def identical_entries(rows: pd.DataFrame) -> dict[VersionKey, tuple[str, ...]]:
+    """A version -> the other entries that have a byte-identical version among
     ``rows`` (measured rows): the copy check. A submission is marked identical to any other entry
     (``baseline x.py`` for a baseline); a baseline only to another baseline. Nothing is hidden: each
     copy is evaluated and shown as its own entry."""
@@ -332,7 +342,7 @@ def identical_entries(rows: pd.DataFrame) -> dict[tuple[str, str, str], tuple[st
                 (k, n) for k, n in entries if (k, n) != (kind, name) and (kind == "submission" or k == kind)
             )
             if others:
-                out[(kind, name, sha)] = tuple(
+                out[VersionKey.of(kind, name, sha)] = tuple(
                     one_line(n) if k == "submission" else f"baseline {one_line(n)}" for k, n in others
                 )
     return out

@@ -18,7 +18,7 @@ import torch
 from harness.errors import LeaderboardError
 from harness.protocol import SCHEMA_VERSION, LeaderboardRow, RunResult, RunSpec, SeriesKey
 from harness.results.rundir import EvalDir, RunDir
-from harness.results.store import append_row, rows_of
+from harness.results.store import append_row, latest_attempts, rows_of
 from harness.util.fileio import write_atomic
 from harness.util.provenance import device_name, harness_commit, harness_version, utc_now
 
@@ -104,26 +104,34 @@ class Recorder:
         run.pending_row.unlink(missing_ok=True)
         return None, None
 
-    def recover(self, eval_dir: EvalDir, spec: RunSpec) -> tuple[LeaderboardRow | None, str | None]:
-        """Append the ok row that an earlier evaluation finished for the run ``spec`` describes (the
-        same :class:`~harness.protocol.RunKey`) but could not write. Returns ``(row, problem)``:
-        ``(None, None)`` when there is no such row, ``(row, None)`` when it was appended now, and
-        ``(row, problem)`` when it still cannot be (it stays in ``row.json``; the run is not trained
-        again)."""
-        run = eval_dir.run(spec)
+    def pending(self, eval_dir: EvalDir, spec: RunSpec) -> LeaderboardRow | None:
+        """The ok row that an earlier evaluation finished for the run ``spec`` describes (the same
+        :class:`~harness.protocol.RunKey`) but could not write, as it would be appended; None when there
+        is none. Reads only: planning finds these rows, and they are appended (:meth:`recover`) only
+        once the file has passed its check."""
         try:
-            kept = json.loads(run.pending_row.read_text())
+            kept = json.loads(eval_dir.run(spec).pending_row.read_text())
             # one kept before the protocol version was recorded was written by a build of version 1
             row = LeaderboardRow.model_validate({"protocol_version": 1, **kept} if isinstance(kept, dict) else kept)
         except (OSError, ValueError):
-            return None, None
+            return None
         # kept by an older version: this one's schema, and the place this evaluation records
         row = row.model_copy(
             update={"schema_version": SCHEMA_VERSION, "submission_path": row.submission_path or spec.submission_path}
         )
         if row.origin != "measured" or row.status != "ok" or row.key != spec.key:
+            return None
+        return row
+
+    def recover(self, eval_dir: EvalDir, spec: RunSpec) -> tuple[LeaderboardRow | None, str | None]:
+        """Append the :meth:`pending` row of the run ``spec`` describes. Returns ``(row, problem)``:
+        ``(None, None)`` when there is no such row, ``(row, None)`` when it was appended now, and
+        ``(row, problem)`` when it still cannot be (it stays in ``row.json``; the run is not trained
+        again)."""
+        row = self.pending(eval_dir, spec)
+        if row is None:
             return None, None
-        problem, _ = self._append(row, run)
+        problem, _ = self._append(row, eval_dir.run(spec))
         return row, problem
 
 
@@ -132,6 +140,6 @@ def completed_runs(rows: pd.DataFrame, series: SeriesKey) -> dict[tuple[str, int
     settings) whose latest attempt is ok: the rule the standings count by (a seed whose latest attempt
     failed is run again). Another entry's runs never count, even of a byte-identical file."""
     mine = rows_of(rows, series)
-    latest = mine.sort_values("finished_at", kind="stable").groupby(["arch", "seed"], sort=False).tail(1)
+    latest = latest_attempts(mine, ["arch", "seed"])
     ok = latest[latest["status"] == "ok"]
     return {(str(a), int(s)): str(t) for a, s, t in zip(ok["arch"], ok["seed"], ok["finished_at"])}

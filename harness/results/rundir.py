@@ -21,7 +21,9 @@
 
 A run's id in the leaderboard (``run_id``) is its directory relative to ``<runs>``. Writers
 and readers (trainer, recorder, report, checkpointer) go through :class:`EvalDir` and
-:class:`RunDir`; the content of each file is defined by the model it holds.
+:class:`RunDir`; the content of each file is defined by the model it holds. Every file is written
+through :mod:`harness.util.fileio`: whole files atomically, the ``.jsonl`` logs by whole appended
+lines; their readers skip a line a crash tore and keep the others.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.protocol import EntryKey, EpochMetrics, RunResult, RunSpec
-from harness.util.fileio import private_dirs
+from harness.util.fileio import append_text, json_lines, private_dirs, read_json_lines, write_atomic
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class RunDir:
     def start(self, spec: RunSpec) -> None:
         """Create the directory, record ``spec`` and drop what a previous attempt concluded."""
         private_dirs(self.path)
-        self.settings.write_text(spec.model_dump_json(indent=2))
+        write_atomic(self.settings, spec.model_dump_json(indent=2).encode())
         for stale in (self.failure, self.result, self.loss_state):
             stale.unlink(missing_ok=True)
 
@@ -70,29 +72,29 @@ class RunDir:
         """The run goes on from ``history`` (empty: from scratch): ``metrics.jsonl`` holds exactly
         those epochs (a line written after the checkpoint goes); a fresh start drops the worker log."""
         if history:
-            self.metrics.write_text("".join(m.model_dump_json() + "\n" for m in history))
+            write_atomic(self.metrics, "".join(m.model_dump_json() + "\n" for m in history).encode())
         else:
             for stale in (self.worker_log, self.metrics):
                 stale.unlink(missing_ok=True)
 
     def restart_steps(self, first_step: int) -> None:
-        """``steps.jsonl`` keeps the steps before ``first_step`` (where the run goes on from)."""
+        """``steps.jsonl`` keeps every step before ``first_step`` (where the run goes on from), a line
+        torn by the interruption aside."""
         kept = [line for line in self.read_steps() if line.get("step", first_step) < first_step]
-        self.steps.write_text("".join(json.dumps(line, allow_nan=False) + "\n" for line in kept))
+        write_atomic(self.steps, json_lines(kept).encode())
 
     def append_steps(self, lines: list[dict]) -> None:
-        with open(self.steps, "a") as f:
-            f.write("".join(json.dumps(line, allow_nan=False) + "\n" for line in lines))
+        if lines:
+            append_text(self.steps, json_lines(lines))
 
     def append_metrics(self, metrics: EpochMetrics) -> None:
-        with open(self.metrics, "a") as f:
-            f.write(metrics.model_dump_json() + "\n")
+        append_text(self.metrics, metrics.model_dump_json() + "\n")
 
     def write_loss_state(self, state: dict[str, list[float]]) -> None:
-        self.loss_state.write_text(json.dumps(state, allow_nan=False))
+        write_atomic(self.loss_state, json.dumps(state, allow_nan=False).encode())
 
     def write_failure(self, text: str) -> None:
-        self.failure.write_text(text)
+        write_atomic(self.failure, text.encode())
 
     def note_failure(self, spec: RunSpec, reason: str) -> None:
         """Make ``failure.txt`` say ``reason``: kept when it already does (the trainer's own account,
@@ -103,23 +105,19 @@ class RunDir:
         self.write_failure(f"{spec.submission} failed on {spec.arch}, seed {spec.seed}:\n{reason}\n")
 
     def write_result(self, result: RunResult) -> None:
-        self.result.write_text(result.model_dump_json(indent=2))
+        write_atomic(self.result, result.model_dump_json(indent=2).encode())
 
     # ---------------------------------------------------------------- readers
 
     def read_metrics(self) -> list[dict]:
-        """The epochs' metrics as dicts; empty when the file is absent or unreadable."""
-        try:
-            return [json.loads(line) for line in self.metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except (OSError, ValueError):
-            return []
+        """The epochs' metrics as dicts; empty when the file is absent or unreadable, without a line a
+        crash tore (:func:`~harness.util.fileio.read_json_lines`)."""
+        return read_json_lines(self.metrics)
 
     def read_steps(self) -> list[dict]:
-        """The logged steps as dicts (:mod:`harness.training.steplog`); empty when absent or unreadable."""
-        try:
-            return [json.loads(line) for line in self.steps.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except (OSError, ValueError):
-            return []
+        """The logged steps as dicts (:mod:`harness.training.steplog`); empty when absent or unreadable,
+        without a line a crash tore."""
+        return read_json_lines(self.steps)
 
     def read_failure(self) -> str | None:
         try:

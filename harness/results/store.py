@@ -14,7 +14,6 @@ version next to the old one (``OLD.v<N>.csv``) and leaves the old file as it was
 
 from __future__ import annotations
 
-import csv
 import io
 from pathlib import Path
 
@@ -22,16 +21,9 @@ import pandas as pd
 
 from harness.errors import LeaderboardError, UsageError
 from harness.protocol import LEADERBOARD_COLUMNS, SCHEMA_VERSION, LeaderboardRow, SeriesKey, key_values
-from harness.util.fileio import append_text, lock_for, write_atomic
+from harness.util.fileio import append_text, csv_line, lock_for, write_atomic
 
-
-def _csv_line(values: list[object]) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(values)
-    return buf.getvalue()
-
-
-HEADER_LINE = _csv_line(list(LEADERBOARD_COLUMNS))
+HEADER_LINE = csv_line(LEADERBOARD_COLUMNS)
 
 _V1_COLUMNS = (
     "schema_version",
@@ -184,7 +176,7 @@ def _header_version(first_line: str) -> int | None:
     if first_line.endswith("\r\n"):
         first_line = first_line[:-2] + "\n"
     for version, columns in COLUMNS_BY_VERSION.items():
-        if first_line == _csv_line(list(columns)):
+        if first_line == csv_line(columns):
             return version
     return None
 
@@ -245,6 +237,13 @@ def rows_of(rows: pd.DataFrame, key: SeriesKey) -> pd.DataFrame:
     return rows[same]
 
 
+def latest_attempts(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """The latest attempt (the row finished last; of rows finished at once, the one appended last) of
+    each group of ``runs`` by the columns ``by``: the one rule by which a run counts, for the skip rule
+    and the standings alike."""
+    return runs.sort_values("finished_at", kind="stable").groupby(by, sort=False).tail(1)
+
+
 def _attempt(path: Path, row: LeaderboardRow) -> int:
     """1 + the rows of the same run already in the file (read under the append lock)."""
     return 1 + len(rows_of(read_rows(path), row.key))
@@ -260,7 +259,7 @@ def append_row(path: Path, row: LeaderboardRow) -> LeaderboardRow:
         if row.origin == "measured":
             row = row.model_copy(update={"attempt": _attempt(path, row) if has_header else 1})
         try:
-            append_text(path, _csv_line([_format(getattr(row, c)) for c in LEADERBOARD_COLUMNS]), header=HEADER_LINE)
+            append_text(path, csv_line([_format(getattr(row, c)) for c in LEADERBOARD_COLUMNS]), header=HEADER_LINE)
         except OSError as e:
             raise LeaderboardError(f"could not append to {path} ({e}); the file is unchanged") from e
     return row

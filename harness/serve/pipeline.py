@@ -23,9 +23,10 @@ from pathlib import Path
 
 from harness.errors import SubmissionRejected
 from harness.evaluate.names import SOURCE_BASELINES, baseline_names, check_name, reserved_problem
-from harness.isolation.check import MAX_FILE_BYTES, read_submission, sha256_file, static_check
+from harness.isolation.check import MAX_FILE_BYTES, read_submission, static_check
 from harness.results import HEADER_LINE, default_path
 from harness.serve.settings import ServeSettings
+from harness.util.fileio import sha256_file
 
 __all__ = ["MAX_FILE_BYTES", "default_path", "sha256_file"]
 

@@ -20,7 +20,6 @@ checkpoint directory is removed when the run finishes.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import shutil
@@ -33,7 +32,7 @@ from torch.utils._pytree import tree_map
 
 from harness.protocol import EpochMetrics, RunSpec
 from harness.settings import identity
-from harness.util.fileio import private_dirs, write_atomic
+from harness.util.fileio import private_dirs, sha256_bytes, write_atomic
 
 KEEP = 2
 
@@ -50,10 +49,6 @@ def _identity(spec: dict) -> dict:
     """What a spec (as JSON) computes (:func:`harness.settings.identity`); one written before the
     protocol version was recorded was written by a build of version 1."""
     return identity({"protocol_version": 1, **spec}, RunSpec)
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _frames(blob: bytes) -> list[bytes]:
@@ -198,9 +193,9 @@ class Checkpointer:
         entries.append(
             {
                 "file": path.name,
-                "sha256": _sha256(data),
+                "sha256": sha256_bytes(data),
                 "message_bytes": len(blob),
-                "messages_sha256": _sha256(blob),
+                "messages_sha256": sha256_bytes(blob),
                 "epochs_done": epochs_done,
             }
         )
@@ -235,9 +230,9 @@ class Checkpointer:
             try:
                 prefix = log[: entry["message_bytes"]]
                 if (
-                    _sha256(data) != entry["sha256"]
+                    sha256_bytes(data) != entry["sha256"]
                     or len(prefix) != entry["message_bytes"]
-                    or _sha256(prefix) != entry["messages_sha256"]
+                    or sha256_bytes(prefix) != entry["messages_sha256"]
                 ):
                     notes.append(f"checkpoint {entry['file']} is damaged (checksum mismatch)")
                     continue

@@ -14,7 +14,6 @@ which has a deterministic backward on CUDA, unlike ``AdaptiveAvgPool2d``), 64-d 
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import torch
 from torch import nn
 
 from harness.errors import UsageError
+from harness.util.fileio import sha256_bytes
 
 HeadFactory = Callable[[int, int], nn.Module]
 """``head_factory(in_features, num_classes) -> nn.Module``."""
@@ -104,7 +104,7 @@ def load_hidden_archs(hidden_dir: Path | None = None) -> list[str]:
     before = set(_REGISTRY)
     for path in sorted(hidden_dir.glob("*.py")):
         data = path.read_bytes()
-        _exec_arch_module(path.resolve(), data, hashlib.sha256(data).hexdigest())
+        _exec_arch_module(path.resolve(), data, sha256_bytes(data))
     return sorted(set(_REGISTRY) - before)
 
 
@@ -129,12 +129,12 @@ def load_arch_file(name: str, path: str, sha256: str, content: bytes | None = No
             )
         return
     data = content
-    if data is None or hashlib.sha256(data).hexdigest() != sha256:
+    if data is None or sha256_bytes(data) != sha256:
         try:
             data = Path(path).read_bytes()
         except OSError as e:
             raise UsageError(f"the architecture {name!r} is defined in {path}, which cannot be read here ({e})") from e
-    if hashlib.sha256(data).hexdigest() != sha256:
+    if sha256_bytes(data) != sha256:
         raise UsageError(
             f"{path} changed since the evaluation was planned (its sha256 is no longer {sha256[:12]}): "
             "restore it, or start the evaluation again"

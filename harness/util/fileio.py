@@ -1,10 +1,16 @@
 """Writing files so that a crash never leaves half of one: the one atomic writer and the one locked
-append of the package."""
+append of the package, the one CSV line and JSON-lines format (and their reader, which survives a line
+torn by a crash), and the one sha256 of a file."""
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
+import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from filelock import FileLock
@@ -82,3 +88,44 @@ def append_text(path: Path, text: str, *, header: str = "") -> None:
         raise
     finally:
         os.close(fd)
+
+
+def sha256_bytes(data: bytes) -> str:
+    """The hex sha256 of ``data``: a file version's identity (the bytes as read once)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of the file at ``path``."""
+    return sha256_bytes(Path(path).read_bytes())
+
+
+def csv_line(values: Iterable[object]) -> str:
+    """``values`` as one CSV line (newline-terminated), quoted as the leaderboard and its side files are."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(values)
+    return buf.getvalue()
+
+
+def json_lines(records: Iterable[object]) -> str:
+    """``records`` as JSON lines (strict JSON: a NaN or an infinity is a ``ValueError``)."""
+    return "".join(json.dumps(r, allow_nan=False) + "\n" for r in records)
+
+
+def read_json_lines(path: Path) -> list[dict]:
+    """The JSON objects of the lines of ``path``, in order (empty when it is absent or unreadable). A
+    line that is not one (the last line, torn by a crash mid-write; a line ended by the next append)
+    is skipped, and the lines around it kept: each line stands alone."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line) if line.strip() else None
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
