@@ -70,8 +70,8 @@ class MultiTaskLoss(nn.Module):
             grad = z[k] * (delta[k] - mean) + WEIGHT_DECAY * self.xi[k]  # J_softmax^T delta, + L2
             self.m[k] = BETA1 * self.m[k] + (1 - BETA1) * grad
             self.v[k] = BETA2 * self.v[k] + (1 - BETA2) * grad * grad
-            m_hat = self.m[k] / (1 - BETA1 ** self.t)
-            v_hat = self.v[k] / (1 - BETA2 ** self.t)
+            m_hat = self.m[k] / (1 - BETA1**self.t)
+            v_hat = self.v[k] / (1 - BETA2**self.t)
             self.xi[k] -= LR * m_hat / (math.sqrt(v_hat) + ADAM_EPS)
 
     def forward(self, fine_loss, coarse_loss, epoch, total_epochs, *, previous_losses_after_update):

@@ -44,8 +44,13 @@ class MultiTaskLoss(nn.Module):
         w = 2 * torch.softmax(self.s, dim=0)
         g = gramian.detach().to(w.dtype)
         norms = w * torch.diagonal(g).clamp(min=0).sqrt()
-        ratios = torch.tensor([float(fine_loss.detach()) * self.sums[2] / self.sums[0],
-                               float(coarse_loss.detach()) * self.sums[2] / self.sums[1]], dtype=w.dtype)
+        ratios = torch.tensor(
+            [
+                float(fine_loss.detach()) * self.sums[2] / self.sums[0],
+                float(coarse_loss.detach()) * self.sums[2] / self.sums[1],
+            ],
+            dtype=w.dtype,
+        )
         target = (norms.mean() * (ratios / ratios.mean()) ** ALPHA).detach()
         grad_loss = (norms - target).abs().sum()
         w_fixed = w.detach()

@@ -14,7 +14,8 @@ conflict, can stop at a point that violates the condition; the closed form canno
 Normalisation, as in the official code (``max_norm = 1.0``): after backpropagating
 ``sum_k a_k L_k`` it clips the norm of the shared parameters' gradient to 1 (``clip_grad_norm_``: the factor
 ``1 / (norm + 1e-6)`` where below 1), so the backbone gets ``a_k`` scaled by that factor for
-``norm = sqrt(a^T G a)`` (at the solution ``a^T G a = K = 2``: the clip is always active), while the task heads keep the unclipped ``a_k`` times their own gradient
+``norm = sqrt(a^T G a)`` (at the solution ``a^T G a = K = 2``: the clip is always active), while the
+task heads keep the unclipped ``a_k`` times their own gradient
 (``head_loss``). Weights are recomputed every step (``update_weights_every = 1``). Where the
 gradients are exactly opposed or one is zero the condition has no solution and the weights fall
 back to (1, 1) before the clip.

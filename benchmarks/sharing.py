@@ -38,7 +38,15 @@ def run_group(n: int, sharing: bool) -> float:
     """Wall seconds for ``n`` evaluations started at once."""
     exe = shutil.which("harness") or sys.executable
     cmd = ([exe] if exe.endswith("harness") else [exe, "-m", "harness.cli"]) + [
-        "evaluate", str(SUBMISSION), "--profile", "smoke", "--arch", "resnet20", "--sandbox", "none"]
+        "evaluate",
+        str(SUBMISSION),
+        "--profile",
+        "smoke",
+        "--arch",
+        "resnet20",
+        "--sandbox",
+        "none",
+    ]
     procs = []
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as root:
@@ -49,8 +57,11 @@ def run_group(n: int, sharing: bool) -> float:
             if not sharing:
                 env["HARNESS_THREADS"] = str(os.cpu_count() or 1)  # every trainer takes every CPU
                 env["OMP_WAIT_POLICY"] = "ACTIVE"
-            procs.append(subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                          stdin=subprocess.DEVNULL))
+            procs.append(
+                subprocess.Popen(
+                    cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+                )
+            )
         for p in procs:
             _, err = p.communicate()
             if p.returncode != 0:
@@ -72,8 +83,10 @@ def main() -> None:
             if n == 1 and sharing:
                 continue
             wall = run_group(n, sharing)
-            print(f"{n:>3} {'sharing' if sharing else 'without sharing':>16} {wall:8.1f} {n * alone / wall:24.2f}",
-                  flush=True)
+            print(
+                f"{n:>3} {'sharing' if sharing else 'without sharing':>16} {wall:8.1f} {n * alone / wall:24.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,12 @@ CONFIG_D = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 
 
 def mlp_head(in_features: int, num_classes: int) -> nn.Module:
     head = nn.Sequential(
-        nn.Linear(in_features, 512), nn.ReLU(inplace=True), nn.Dropout(),
-        nn.Linear(512, 512), nn.ReLU(inplace=True), nn.Dropout(),
+        nn.Linear(in_features, 512),
+        nn.ReLU(inplace=True),
+        nn.Dropout(),
+        nn.Linear(512, 512),
+        nn.ReLU(inplace=True),
+        nn.Dropout(),
         nn.Linear(512, num_classes),
     )
     for m in head.modules():

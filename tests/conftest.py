@@ -116,9 +116,23 @@ def readme_smoke_run(tmp_path_factory) -> SmokeRun:
                 neighbour = f"the evaluation never reached its first epoch's end: {e}"
             else:
                 neighbour = subprocess.run(
-                    ["unshare", "--pid", "--fork", shutil.which("harness"), "check", str(example), "--sandbox",
-                     "docker"], cwd=tmp_path_factory.mktemp("docker-neighbour"), capture_output=True, text=True,
-                    timeout=300, env=harness_env(), stdin=subprocess.DEVNULL)
+                    [
+                        "unshare",
+                        "--pid",
+                        "--fork",
+                        shutil.which("harness"),
+                        "check",
+                        str(example),
+                        "--sandbox",
+                        "docker",
+                    ],
+                    cwd=tmp_path_factory.mktemp("docker-neighbour"),
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                    env=harness_env(),
+                    stdin=subprocess.DEVNULL,
+                )
         code, out = run.finish(timeout=900)
     finally:
         run.kill()

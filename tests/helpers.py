@@ -93,8 +93,9 @@ def tiny_profile(**overrides):
 def run_spec(profile, arch="resnet20", seed=42, submission="loss.py"):
     from harness.protocol import RunSpec
 
-    return RunSpec(submission=submission, submission_sha256="0" * 64, profile=profile, arch=arch, seed=seed,
-                   device="cpu")
+    return RunSpec(
+        submission=submission, submission_sha256="0" * 64, profile=profile, arch=arch, seed=seed, device="cpu"
+    )
 
 
 def leaderboard_row(seed=42, status="ok", acc=12.5, **kw):
@@ -102,13 +103,32 @@ def leaderboard_row(seed=42, status="ok", acc=12.5, **kw):
     from harness.protocol import LeaderboardRow
 
     values = dict(
-        finished_at="2026-11-23T10:00:00+00:00", submission="loss.py", submission_sha256="ab" * 32,
-        kind="submission", profile="tiny", phase="public", arch="resnet20", seed=seed, epochs=1,
-        best_fine_acc=acc if status == "ok" else None, best_epoch=0 if status == "ok" else None,
-        final_fine_acc=acc if status == "ok" else None, best_coarse_acc=30.0 if status == "ok" else None,
-        wall_seconds=3.2, device="cpu", precision="fp32", channels_last=True, compile=False, deterministic=False,
-        protocol_version=1, torch_version="2.13.0", harness_version="0.1.0", harness_commit="abc", sandbox="none",
-        run_id=f"tiny/x/public/resnet20-seed{seed}", status=status,
+        finished_at="2026-11-23T10:00:00+00:00",
+        submission="loss.py",
+        submission_sha256="ab" * 32,
+        kind="submission",
+        profile="tiny",
+        phase="public",
+        arch="resnet20",
+        seed=seed,
+        epochs=1,
+        best_fine_acc=acc if status == "ok" else None,
+        best_epoch=0 if status == "ok" else None,
+        final_fine_acc=acc if status == "ok" else None,
+        best_coarse_acc=30.0 if status == "ok" else None,
+        wall_seconds=3.2,
+        device="cpu",
+        precision="fp32",
+        channels_last=True,
+        compile=False,
+        deterministic=False,
+        protocol_version=1,
+        torch_version="2.13.0",
+        harness_version="0.1.0",
+        harness_commit="abc",
+        sandbox="none",
+        run_id=f"tiny/x/public/resnet20-seed{seed}",
+        status=status,
     )
     values.update(kw)
     return LeaderboardRow(**values)
@@ -116,13 +136,21 @@ def leaderboard_row(seed=42, status="ok", acc=12.5, **kw):
 
 # --- the ``harness`` command ------------------------------------------------------------------
 
+
 def harness(*args, cwd, timeout=600, env: dict[str, str] | None = None):
     """``harness ARGS`` run to the end in ``cwd`` (with ``env`` added to the environment): the
     CompletedProcess (output captured as text)."""
     exe = shutil.which("harness")
     cmd = [exe] if exe else [sys.executable, "-m", "harness.cli"]
-    return subprocess.run(cmd + [str(a) for a in args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**harness_env(), **(env or {})}, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        cmd + [str(a) for a in args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**harness_env(), **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def read_leaderboard(path: Path) -> list[dict[str, str]]:
@@ -220,9 +248,17 @@ class LiveHarness:
 
     def __init__(self, *args, cwd: Path, env: dict[str, str] | None = None) -> None:
         exe = shutil.which("harness")
-        self.proc = subprocess.Popen([exe, *map(str, args)], cwd=cwd, env=env or harness_env(), text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True, preexec_fn=_default_sigint)
+        self.proc = subprocess.Popen(
+            [exe, *map(str, args)],
+            cwd=cwd,
+            env=env or harness_env(),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_default_sigint,
+        )
         self.lines: list[str] = []
         self._queue: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -255,8 +291,10 @@ class LiveHarness:
             while (line := self._queue.get(timeout=10)) is not None:
                 self.lines.append(line)
         except queue.Empty:
-            raise AssertionError("harness exited but its output stays open: a process it started is still "
-                                 "running:\n" + "\n".join(self.lines)) from None
+            raise AssertionError(
+                "harness exited but its output stays open: a process it started is still "
+                "running:\n" + "\n".join(self.lines)
+            ) from None
         return rc, "\n".join(self.lines)
 
     def kill(self) -> None:
@@ -301,6 +339,7 @@ def write_leaderboard(path, rows, *, shipped=False):
 
 
 # --- baselines loaded directly (outside the sandbox) -----------------------------------------------
+
 
 def load(name: str):
     """A ``MultiTaskLoss`` from ``baselines/NAME.py``, imported directly."""

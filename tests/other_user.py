@@ -22,8 +22,13 @@ def require_other_uid() -> None:
     """Skip unless this process can act as another user (root, ``setpriv``, a Python for that user);
     where ``HARNESS_REQUIRE_OTHER_UID`` is set (CI), fail instead."""
     problem = (
-        "not root" if os.geteuid() != 0 else "setpriv is missing" if shutil.which("setpriv") is None
-        else f"{PYTHON} is missing" if not os.access(PYTHON, os.X_OK) else None
+        "not root"
+        if os.geteuid() != 0
+        else "setpriv is missing"
+        if shutil.which("setpriv") is None
+        else f"{PYTHON} is missing"
+        if not os.access(PYTHON, os.X_OK)
+        else None
     )
     if problem:
         if os.environ.get("HARNESS_REQUIRE_OTHER_UID"):
@@ -50,13 +55,19 @@ def run_as_other(code: str, *args: str, timeout: float = 60) -> subprocess.Compl
     script.write_text(textwrap.dedent(code))
     script.chmod(0o644)
     try:
-        return subprocess.run(as_other([PYTHON, "-I", str(script), *args]), capture_output=True, text=True,
-                              timeout=timeout, cwd="/", env={"PATH": "/usr/bin:/bin"})
+        return subprocess.run(
+            as_other([PYTHON, "-I", str(script), *args]),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd="/",
+            env={"PATH": "/usr/bin:/bin"},
+        )
     finally:
         shutil.rmtree(where, ignore_errors=True)
 
 
-PROWLER = r'''
+PROWLER = r"""
 import json, os, socket, sys, time
 tmp, report, stop = sys.argv[1:4]
 seen, successes = set(), []
@@ -101,7 +112,7 @@ while not os.path.exists(stop):
     time.sleep(0.002)
 with open(report, "w") as f:
     json.dump({"seen": sorted(seen), "successes": successes}, f)
-'''
+"""
 
 
 class Prowler:
@@ -119,8 +130,13 @@ class Prowler:
         script.write_text(PROWLER)
         script.chmod(0o644)
         args = [str(self.tmp), str(self.where / "report.json"), str(self.where / "stop")]
-        self.proc = subprocess.Popen(as_other([PYTHON, "-I", str(script), *args]), cwd="/",
-                                     env={"PATH": "/usr/bin:/bin"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            as_other([PYTHON, "-I", str(script), *args]),
+            cwd="/",
+            env={"PATH": "/usr/bin:/bin"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:

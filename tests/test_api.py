@@ -20,10 +20,12 @@ def test_the_api_gives_typed_results_and_clear_errors(tmp_path):
     """``api.check`` and ``api.evaluate`` return pydantic models; a bad argument says what to pass, with
     no validation dump; a rejected file is data."""
     example = Path(__file__).parent.parent / "submissions" / "example_loss.py"
-    for bad, expected in [(dict(archs="resnet20"), "archs is a list, e.g. archs=['resnet20'] (got 'resnet20')"),
-                          (dict(arch=["resnet20"]), "unknown option(s) arch; the options are: archs,"),
-                          (dict(seeds=["first"]), "invalid evaluation options: seeds.0='first'"),
-                          (dict(jobs=0), "--jobs must be at least 1")]:
+    for bad, expected in [
+        (dict(archs="resnet20"), "archs is a list, e.g. archs=['resnet20'] (got 'resnet20')"),
+        (dict(arch=["resnet20"]), "unknown option(s) arch; the options are: archs,"),
+        (dict(seeds=["first"]), "invalid evaluation options: seeds.0='first'"),
+        (dict(jobs=0), "--jobs must be at least 1"),
+    ]:
         with pytest.raises(UsageError) as e:
             api.evaluate(example, profile="tiny", **bad)
         assert expected in str(e.value) and "pydantic" not in str(e.value) and "http" not in str(e.value), e.value
@@ -53,7 +55,11 @@ def test_evaluate_json_lists_skipped_runs_and_keeps_stdout_pure(tmp_path):
     assert again.returncode == 0 and data["runs"] == [] and data["checks"] == {}
     [skipped] = data["skipped"]
     assert (skipped["entry"], skipped["arch"], skipped["seed"], skipped["status"]) == (
-        "example_loss.py", "resnet20", 42, "skipped")
+        "example_loss.py",
+        "resnet20",
+        42,
+        "skipped",
+    )
     assert skipped["reason"].startswith("already in leaderboard-tiny.csv (ok, finished ")
     assert "--force runs it again" in skipped["reason"]
     broken = tmp_path / "broken.py"

@@ -21,10 +21,22 @@ MINE = {"resnet20": (61.5, 62.0, 63.6), "resnet56": (71.2, 72.4, 72.5)}
 
 @pytest.fixture
 def lb(tmp_path):
-    rows = [leaderboard_row(seed=s, acc=v, submission=name, kind=kind, submission_sha256=name[0] * 64, profile="full",
-                            arch=arch, epochs=200, run_id=f"full/{name}/{arch}-{s}")
-            for name, kind, accs in (("equal_weighting.py", "baseline", EW), ("mine.py", "submission", MINE))
-            for arch, values in accs.items() for s, v in zip(SEEDS, values)]
+    rows = [
+        leaderboard_row(
+            seed=s,
+            acc=v,
+            submission=name,
+            kind=kind,
+            submission_sha256=name[0] * 64,
+            profile="full",
+            arch=arch,
+            epochs=200,
+            run_id=f"full/{name}/{arch}-{s}",
+        )
+        for name, kind, accs in (("equal_weighting.py", "baseline", EW), ("mine.py", "submission", MINE))
+        for arch, values in accs.items()
+        for s, v in zip(SEEDS, values)
+    ]
     return write_leaderboard(tmp_path / "leaderboard.csv", rows)
 
 

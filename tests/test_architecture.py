@@ -36,7 +36,7 @@ def _imports(name: str, path: Path) -> set[str]:
             base = node.module
             if node.level:
                 package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
-                base = ".".join(package[:len(package) - node.level + 1] + [node.module])
+                base = ".".join(package[: len(package) - node.level + 1] + [node.module])
             targets = [f"{base}.{a.name}" for a in node.names] + [base]
         for t in targets:
             while t and t not in MODULES:

@@ -15,9 +15,33 @@ NAMES = sorted(p.stem for p in BASELINES.glob("*.py"))
 
 def test_the_expected_files_exist():
     assert set(NAMES) == {
-        "equal_weighting", "uncertainty", "dwa", "dwa_batch", "pcgrad", "fine_only", "coarse_anneal", "rlw", "gls",
-        "db_mtl", "famo", "famo_next_batch", "pcgrad_mlsbench", "amtl", "mgda", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl", "upgrad", "gradnorm",
-        "static_coarse_0p1", "static_coarse_0p3", "static_coarse_0p5", "static_coarse_2", "static_coarse_3"}
+        "equal_weighting",
+        "uncertainty",
+        "dwa",
+        "dwa_batch",
+        "pcgrad",
+        "fine_only",
+        "coarse_anneal",
+        "rlw",
+        "gls",
+        "db_mtl",
+        "famo",
+        "famo_next_batch",
+        "pcgrad_mlsbench",
+        "amtl",
+        "mgda",
+        "cagrad",
+        "imtl_g",
+        "nash_mtl",
+        "aligned_mtl",
+        "upgrad",
+        "gradnorm",
+        "static_coarse_0p1",
+        "static_coarse_0p3",
+        "static_coarse_0p5",
+        "static_coarse_2",
+        "static_coarse_3",
+    }
 
 
 def test_fixed_weightings():
@@ -103,8 +127,9 @@ def test_famo_matches_an_adam_driven_reference(name):
     gen = torch.Generator().manual_seed(0)
     prev, seen = None, set()
     for step in range(40):
-        losses = torch.tensor([4.6, 3.0], dtype=torch.float64) * torch.exp(-step / 20 * torch.rand(2, generator=gen,
-                                                                                                 dtype=torch.float64))
+        losses = torch.tensor([4.6, 3.0], dtype=torch.float64) * torch.exp(
+            -step / 20 * torch.rand(2, generator=gen, dtype=torch.float64)
+        )
         after = None if prev is None else prev * (0.9 + 0.2 * torch.rand(2, generator=gen, dtype=torch.float64))
         if prev is not None:
             delta = (prev + 1e-8).log() - ((after if name == "famo" else losses) + 1e-8).log()
@@ -126,18 +151,26 @@ def test_amtl_weights_follow_epoch_achievements():
     loss = load("amtl")
     schedule = {0: [(0.2, 0.5), (0.4, 0.7)], 1: [(0.5, 0.8), (0.5, 0.8)], 2: [(0.9, 0.9)]}
     fine, coarse = 3.0, 1.5
-    softmax = lambda a, b: (math.exp(a) / (math.exp(a) + math.exp(b)), math.exp(b) / (math.exp(a) + math.exp(b)))
+
+    def softmax(a, b):
+        return math.exp(a) / (math.exp(a) + math.exp(b)), math.exp(b) / (math.exp(a) + math.exp(b))
+
     kpi_1 = (0.3, 0.6)  # epoch-0 mean accuracies, the first measurement
     kpi_2 = (0.1 * 0.5 + 0.9 * 0.3, 0.1 * 0.8 + 0.9 * 0.6)  # EMA with momentum 0.1
-    expected = {0: (0.5, 0.5), 1: softmax((1 - kpi_1[0]) ** 2, (1 - kpi_1[1]) ** 2),
-                2: softmax((1 - kpi_2[0]) ** 2, (1 - kpi_2[1]) ** 2)}
+    expected = {
+        0: (0.5, 0.5),
+        1: softmax((1 - kpi_1[0]) ** 2, (1 - kpi_1[1]) ** 2),
+        2: softmax((1 - kpi_2[0]) ** 2, (1 - kpi_2[1]) ** 2),
+    }
     for epoch, batches in schedule.items():
         for acc_f, acc_c in batches:
             value, d_f, d_c = call(loss, fine, coarse, epoch=epoch, batch_fine_acc=acc_f, batch_coarse_acc=acc_c)
             w_f, w_c = expected[epoch]
-            assert value == pytest.approx(fine ** w_f * coarse ** w_c, rel=1e-6)
-            assert (d_f, d_c) == (pytest.approx(w_f * value / fine, rel=1e-5), pytest.approx(w_c * value / coarse,
-                                                                                             rel=1e-5))
+            assert value == pytest.approx(fine**w_f * coarse**w_c, rel=1e-6)
+            assert (d_f, d_c) == (
+                pytest.approx(w_f * value / fine, rel=1e-5),
+                pytest.approx(w_c * value / coarse, rel=1e-5),
+            )
     assert expected[1][0] > expected[1][1]  # the task with the lower achievement gets more weight
 
 
@@ -166,9 +199,14 @@ def test_gradnorm_weights_and_their_gradient():
 def test_every_baseline_passes_harness_check(tmp_path):
     # bubblewrap: a sandbox that starts in a fraction of Docker's time (19 files; both are tested elsewhere)
     require_sandbox("bwrap")
-    r = subprocess.run([shutil.which("harness"), "check", "--sandbox", "bwrap",
-                        *(str(BASELINES / f"{name}.py") for name in NAMES)],
-                       capture_output=True, text=True, env=harness_env(), cwd=tmp_path, timeout=600)
+    r = subprocess.run(
+        [shutil.which("harness"), "check", "--sandbox", "bwrap", *(str(BASELINES / f"{name}.py") for name in NAMES)],
+        capture_output=True,
+        text=True,
+        env=harness_env(),
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     for name in NAMES:
         assert f"{name}.py: ok" in r.stdout, name
@@ -182,15 +220,28 @@ def test_harness_baselines_marks_rows_as_baselines(tmp_path):
     chosen = ["equal_weighting", "pcgrad", "gradnorm", "amtl", "famo"]
     args = [a for name in chosen for a in ("--only", name)]
     require_sandbox("bwrap")
-    r = subprocess.run([shutil.which("harness"), "baselines", *args, "--profile", "tiny", "--sandbox", "bwrap"],
-                       capture_output=True,
-                       text=True, env=harness_env(), cwd=tmp_path, timeout=600)
+    r = subprocess.run(
+        [shutil.which("harness"), "baselines", *args, "--profile", "tiny", "--sandbox", "bwrap"],
+        capture_output=True,
+        text=True,
+        env=harness_env(),
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "no baselines in" not in r.stdout and "standing in leaderboard-tiny.csv" in r.stdout  # they are the baselines
+    assert (
+        "no baselines in" not in r.stdout and "standing in leaderboard-tiny.csv" in r.stdout
+    )  # they are the baselines
     df = pd.read_csv(tmp_path / "leaderboard-tiny.csv")
     assert sorted(df["submission"]) == sorted(f"{name}.py" for name in chosen)
     assert (df["kind"] == "baseline").all() and (df["status"] == "ok").all()
     assert (df["best_fine_acc"] > 0).all()
-    r = subprocess.run([shutil.which("harness"), "baselines", "--only", "nope", "--profile", "tiny"],
-                       capture_output=True, text=True, env=harness_env(), cwd=tmp_path, timeout=60)
+    r = subprocess.run(
+        [shutil.which("harness"), "baselines", "--only", "nope", "--profile", "tiny"],
+        capture_output=True,
+        text=True,
+        env=harness_env(),
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert r.returncode == 2 and "unknown baseline(s) nope" in r.stderr

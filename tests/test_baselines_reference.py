@@ -7,8 +7,9 @@ References, independent of the baseline files and of the harness's Gramian path:
 
 * TorchJD's ``mtl_backward`` + ``jac_to_grad`` with the method's aggregator (UPGrad, PCGrad,
   IMTL-G, Aligned-MTL; for CAGrad an aggregator written here from the paper, see ``ExactCAGrad``):
-  the aggregator combines the shared parameters' Jacobian, each head gets its own task's gradient. Scale conventions differ only by the constant factor each baseline
-  documents (e.g. TorchJD's MGDA weights sum to 1, the baseline's to 2); the factor is applied to
+  the aggregator combines the shared parameters' Jacobian, each head gets its own task's gradient.
+  Scale conventions differ only by the constant factor each baseline documents (e.g. TorchJD's
+  MGDA weights sum to 1, the baseline's to 2); the factor is applied to
   the aggregator's output. Regularisation epsilons are cut to ~1e-12 (TorchJD's default 1e-4 ridge
   moves the weights by up to 1e-2).
 * For the methods TorchJD lacks, or whose official code differs from ``mtl_backward``: the official
@@ -51,7 +52,7 @@ def _flat(grads):
 def _set_shared_grad(shared, vector):
     i = 0
     for p in shared:
-        p.grad = vector[i:i + p.numel()].view_as(p).clone()
+        p.grad = vector[i : i + p.numel()].view_as(p).clone()
         i += p.numel()
 
 
@@ -66,6 +67,7 @@ def torchjd_step(aggregator, factor=1.0):
     def step(model, features, fine, coarse, state):
         mtl_backward([fine, coarse], features=features)
         jac_to_grad(list(model.backbone.parameters()), aggregator)
+
     return step
 
 
@@ -91,7 +93,7 @@ class ExactCAGrad(Aggregator):
             g_x = g_c + x * d
             n = float(g_x.norm())
             slope = float(d @ g0) + k * float(g_x @ d) / n
-            curvature = k * (float(d @ d) * n * n - float(g_x @ d) ** 2) / n ** 3
+            curvature = k * (float(d @ d) * n * n - float(g_x @ d) ** 2) / n**3
             if curvature <= 0 or not 0.0 < x < 1.0:
                 break
             x = min(max(x - slope / curvature, 0.0), 1.0)
@@ -153,8 +155,9 @@ def gradnorm_step(model, features, fine, coarse, state):
         return
     shared = list(model.backbone.parameters())
     w = 2 * torch.softmax(s, dim=0)
-    g_norms = torch.stack([_flat(torch.autograd.grad(loss, shared, retain_graph=True)).norm()
-                           for loss in (fine, coarse)])
+    g_norms = torch.stack(
+        [_flat(torch.autograd.grad(loss, shared, retain_graph=True)).norm() for loss in (fine, coarse)]
+    )
     norms = w * g_norms
     ratio = torch.stack([fine.detach(), coarse.detach()]) / (state["sums"] / state["count"])
     target = (norms.mean() * (ratio / ratio.mean()) ** 1.5).detach()
@@ -166,9 +169,12 @@ def gradnorm_step(model, features, fine, coarse, state):
 C = 0.4
 REFERENCES = {
     "pcgrad": (lambda: torchjd_step(PCGrad()), EXACT),
-    "upgrad": (lambda: torchjd_step(UPGrad(pref_vector=torch.ones(2, dtype=F64),
-                                           projector=QuadprogProjector(norm_eps=1e-12, reg_eps=1e-12))),
-               dict(rtol=1e-7, atol=1e-10)),  # the 1e-12 ridge itself moves weights by ~1e-11 relative
+    "upgrad": (
+        lambda: torchjd_step(
+            UPGrad(pref_vector=torch.ones(2, dtype=F64), projector=QuadprogProjector(norm_eps=1e-12, reg_eps=1e-12))
+        ),
+        dict(rtol=1e-7, atol=1e-10),
+    ),  # the 1e-12 ridge itself moves weights by ~1e-11 relative
     "mgda": (lambda: mgda_step, EXACT),
     "imtl_g": (lambda: torchjd_step(IMTLG(), factor=2.0), EXACT),
     "cagrad": (lambda: torchjd_step(ExactCAGrad()), EXACT),
@@ -187,8 +193,9 @@ def train_reference(step, profile, train, seed):
     state = {"s": torch.nn.Parameter(torch.zeros(2, dtype=F64)), "sums": torch.zeros(2, dtype=F64), "count": 0}
     params = list(model.parameters()) + ([state["s"]] if step is gradnorm_step else [])
     optimizer = torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
-    loader = TrainLoader(train, batch_size=profile.batch_size, seed=seed, device=torch.device("cpu"),
-                         channels_last=True, dtype=F64)
+    loader = TrainLoader(
+        train, batch_size=profile.batch_size, seed=seed, device=torch.device("cpu"), channels_last=True, dtype=F64
+    )
     model.train()
     for epoch in range(profile.epochs):
         state["epoch"] = epoch
@@ -224,8 +231,14 @@ def test_baseline_trains_every_parameter_as_its_reference(name, tiny_splits, tmp
     train = train.head(128)  # two steps per epoch, four in all: momentum, state and the epoch boundary included
     profile = tiny_profile(epochs=2, optimizer=tiny_profile().optimizer.model_copy(update={"lr": 0.1}))
     spec = run_spec(profile, submission=f"{name}.py").model_copy(update={"precision": "fp64"})
-    outcome = run_one(spec, submission=BASELINES / f"{name}.py", train=train, test=test,
-                      run_dir=tmp_path / "run", sandbox=get_sandbox("none"))
+    outcome = run_one(
+        spec,
+        submission=BASELINES / f"{name}.py",
+        train=train,
+        test=test,
+        run_dir=tmp_path / "run",
+        sandbox=get_sandbox("none"),
+    )
     assert outcome.result.status == "ok", outcome.result.reason
     make_step, tol = REFERENCES[name]
     with warnings.catch_warnings():

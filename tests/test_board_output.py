@@ -17,27 +17,55 @@ from harness import report
 from harness.results import read_rows
 
 SWEEP = ("equal_weighting.py", "static_coarse_0p3.py", "static_coarse_2.py", "fine_only.py")
-OFFSETS = {"equal_weighting.py": 0.0, "static_coarse_0p3.py": -0.2, "static_coarse_2.py": 0.3, "fine_only.py": -0.6,
-           "pcgrad.py": 0.1, "uncertainty_weighting_with_a_long_name_v2.py": 0.8, "good.py": 2.5, "meh.py": -0.3}
+OFFSETS = {
+    "equal_weighting.py": 0.0,
+    "static_coarse_0p3.py": -0.2,
+    "static_coarse_2.py": 0.3,
+    "fine_only.py": -0.6,
+    "pcgrad.py": 0.1,
+    "uncertainty_weighting_with_a_long_name_v2.py": 0.8,
+    "good.py": 2.5,
+    "meh.py": -0.3,
+}
 
 
 def full_board(tmp_path):
     """Three seeds, two architectures, the static-weight sweep and a submission with a long name, runs
     of five minutes (a cost means something), the shipped published rows."""
     rng = np.random.default_rng(4)
-    rows = [leaderboard_row(seed=s, acc=round(base + off + rng.normal(0, 0.4), 2), submission=name,
-                            kind="baseline" if name in SWEEP or name == "pcgrad.py" else "submission",
-                            submission_sha256=f"{i:x}" * 64, profile="full", arch=arch, epochs=200,
-                            wall_seconds=300.0 * (1.5 if name == "good.py" else 1), run_id=f"full/{name}/{arch}-{s}")
-            for i, (name, off) in enumerate(OFFSETS.items())
-            for arch, base in (("resnet20", 67.0), ("resnet56", 71.0)) for s in SEEDS]
+    rows = [
+        leaderboard_row(
+            seed=s,
+            acc=round(base + off + rng.normal(0, 0.4), 2),
+            submission=name,
+            kind="baseline" if name in SWEEP or name == "pcgrad.py" else "submission",
+            submission_sha256=f"{i:x}" * 64,
+            profile="full",
+            arch=arch,
+            epochs=200,
+            wall_seconds=300.0 * (1.5 if name == "good.py" else 1),
+            run_id=f"full/{name}/{arch}-{s}",
+        )
+        for i, (name, off) in enumerate(OFFSETS.items())
+        for arch, base in (("resnet20", 67.0), ("resnet56", 71.0))
+        for s in SEEDS
+    ]
     return write_leaderboard(tmp_path / "leaderboard.csv", rows, shipped=True)
 
 
 def tiny_board(tmp_path, names=("equal_weighting.py", "mine.py", "other.py")):
     """The tiny profile: one seed, one architecture, runs of 3 seconds."""
-    rows = [leaderboard_row(seed=42, acc=2.0 + i * 0.7, submission=n, kind="baseline" if n in SWEEP else "submission",
-                            submission_sha256=n[0] * 64, run_id=f"tiny/{n}/resnet20-42") for i, n in enumerate(names)]
+    rows = [
+        leaderboard_row(
+            seed=42,
+            acc=2.0 + i * 0.7,
+            submission=n,
+            kind="baseline" if n in SWEEP else "submission",
+            submission_sha256=n[0] * 64,
+            run_id=f"tiny/{n}/resnet20-42",
+        )
+        for i, n in enumerate(names)
+    ]
     return write_leaderboard(tmp_path / "leaderboard-tiny.csv", rows)
 
 
@@ -63,8 +91,20 @@ def test_a_one_seed_board_says_nothing_of_tests_spread_ranges_or_cost(tmp_path):
     for width in (80, 400):  # the compact table and its short legend, the detailed one and its full legend
         out = " ".join(printed(board, width).split())
         assert "one seed (42)" in out
-        for absent in ("Holm", "adjusted", "n = 3", "mean±std", "± ", "rank (a-b)", "ranks its", "cost",
-                       "P(>EW)", "wider terminal", "Intervals and p-values", "What this board can detect"):
+        for absent in (
+            "Holm",
+            "adjusted",
+            "n = 3",
+            "mean±std",
+            "± ",
+            "rank (a-b)",
+            "ranks its",
+            "cost",
+            "P(>EW)",
+            "wider terminal",
+            "Intervals and p-values",
+            "What this board can detect",
+        ):
             assert absent not in out, (absent, width, out)
     rep = report.build(read_rows(board), "public")
     assert not rep.tested and all(e.vs_ref is None or e.vs_ref.p_value is None for e in rep.entries)
@@ -83,9 +123,20 @@ def test_a_three_seed_board_says_what_it_tests_and_what_it_can_detect(tmp_path):
 
 
 def test_a_single_ranked_entry_has_no_rank_range(tmp_path):
-    rows = [leaderboard_row(seed=s, acc=60.0 + s / 100, submission="alone.py", submission_sha256="a" * 64,
-                            profile="full", arch=arch, epochs=200, run_id=f"full/alone/{arch}-{s}")
-            for arch in ("resnet20", "resnet56") for s in SEEDS]
+    rows = [
+        leaderboard_row(
+            seed=s,
+            acc=60.0 + s / 100,
+            submission="alone.py",
+            submission_sha256="a" * 64,
+            profile="full",
+            arch=arch,
+            epochs=200,
+            run_id=f"full/alone/{arch}-{s}",
+        )
+        for arch in ("resnet20", "resnet56")
+        for s in SEEDS
+    ]
     out = printed(write_leaderboard(tmp_path / "lb.csv", rows), 400)
     line = next(x for x in out.splitlines() if "alone.py" in x)
     assert "(1-" not in line and "rank (a-b)" not in out
@@ -136,9 +187,18 @@ def test_extra_seeds_run_and_are_paired_while_the_score_stays_the_protocols(tmp_
 
 def test_a_board_of_extra_seeds_only_is_shown_unranked(tmp_path):
     """Runs of seeds outside the profile's only (tiny's is 42): listed, incomplete, nothing tested."""
-    rows = [leaderboard_row(seed=s, acc=2.0 + s + (n == "mine.py"), submission=n,
-                            kind="baseline" if n in SWEEP else "submission", submission_sha256=n[0] * 64,
-                            run_id=f"tiny/{n}/resnet20-{s}") for n in ("equal_weighting.py", "mine.py") for s in (1, 2)]
+    rows = [
+        leaderboard_row(
+            seed=s,
+            acc=2.0 + s + (n == "mine.py"),
+            submission=n,
+            kind="baseline" if n in SWEEP else "submission",
+            submission_sha256=n[0] * 64,
+            run_id=f"tiny/{n}/resnet20-{s}",
+        )
+        for n in ("equal_weighting.py", "mine.py")
+        for s in (1, 2)
+    ]
     rep = report.build(read_rows(write_leaderboard(tmp_path / "lb.csv", rows)), "public")
     mine = next(e for e in rep.entries if e.submission == "mine.py")
     assert mine.rank is None and mine.score is None and mine.archs["resnet20"].extra == {1: 4.0, 2: 5.0}

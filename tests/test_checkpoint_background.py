@@ -88,8 +88,15 @@ def test_a_run_resumed_from_background_checkpoints_ends_bit_for_bit(tmp_path, ti
     spec = run_spec(tiny_profile(epochs=3), submission="gradnorm.py")
 
     def go(name, hooks=None):
-        return run_one(spec, submission=BASELINES / "gradnorm.py", train=train, test=test, run_dir=tmp_path / name,
-                       sandbox=get_sandbox("none"), observer=hooks)
+        return run_one(
+            spec,
+            submission=BASELINES / "gradnorm.py",
+            train=train,
+            test=test,
+            run_dir=tmp_path / name,
+            sandbox=get_sandbox("none"),
+            observer=hooks,
+        )
 
     whole = go("whole")
     with pytest.raises(KeyboardInterrupt):

@@ -22,11 +22,14 @@ def test_check_accepts_task_card_files_and_reports_capabilities(tmp_path):
     assert r.returncode == 0 and "extra inputs: gramian" in r.stdout
 
 
-@pytest.mark.parametrize("name, message", [
-    ("vector_return.py", "forward must return a 0-d tensor (a scalar), got shape (2,)"),
-    ("no_class.py", "defines no top-level `class MultiTaskLoss"),
-    ("prints_garbage.py", "prints_garbage.py:3: import of 'sys' is not allowed: print() needs no sys"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("vector_return.py", "forward must return a 0-d tensor (a scalar), got shape (2,)"),
+        ("no_class.py", "defines no top-level `class MultiTaskLoss"),
+        ("prints_garbage.py", "prints_garbage.py:3: import of 'sys' is not allowed: print() needs no sys"),
+    ],
+)
 @pytest.mark.slow
 def test_check_rejects_with_exit_2(name, message, tmp_path):
     r = harness("check", SUBMISSIONS / name, cwd=tmp_path)
@@ -49,8 +52,17 @@ def test_evaluate_tiny_appends_ok_rows_and_writes_run_dirs(tmp_path):
     from harness.isolation.sandbox import AUTO_ORDER, get_sandbox
 
     available = [name for name in AUTO_ORDER if get_sandbox(name).available()]
-    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "tiny",
-                "--seed", "1", "--seed", "2", cwd=tmp_path)
+    r = harness(
+        "evaluate",
+        REPO / "submissions" / "example_loss.py",
+        "--profile",
+        "tiny",
+        "--seed",
+        "1",
+        "--seed",
+        "2",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     df = pd.read_csv(tmp_path / "leaderboard-tiny.csv")
     if available:  # with neither, the fallback is test_auto_sandbox_falls_back_loudly_for_the_demo_profiles
@@ -70,15 +82,34 @@ def test_evaluate_tiny_appends_ok_rows_and_writes_run_dirs(tmp_path):
 
     # re-running resumes: every run has an ok row for this file version, so nothing trains
     stamp = (run_dir / "metrics.jsonl").stat().st_mtime_ns
-    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "tiny",
-                "--seed", "1", "--seed", "2", cwd=tmp_path)
+    r = harness(
+        "evaluate",
+        REPO / "submissions" / "example_loss.py",
+        "--profile",
+        "tiny",
+        "--seed",
+        "1",
+        "--seed",
+        "2",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     out = " ".join(r.stdout.split())
-    assert "skipping example_loss.py resnet20 seed 1: already in leaderboard-tiny.csv" in out and "nothing to run" in out
+    assert (
+        "skipping example_loss.py resnet20 seed 1: already in leaderboard-tiny.csv" in out and "nothing to run" in out
+    )
     assert len(pd.read_csv(tmp_path / "leaderboard-tiny.csv")) == 2
     assert (run_dir / "metrics.jsonl").stat().st_mtime_ns == stamp
-    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "tiny", "--seed", "1", "--force",
-                cwd=tmp_path)
+    r = harness(
+        "evaluate",
+        REPO / "submissions" / "example_loss.py",
+        "--profile",
+        "tiny",
+        "--seed",
+        "1",
+        "--force",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0 and "appended 1 row(s)" in r.stdout
     assert pd.read_csv(tmp_path / "leaderboard-tiny.csv")["seed"].tolist() == [1, 2, 1]
 
@@ -86,8 +117,18 @@ def test_evaluate_tiny_appends_ok_rows_and_writes_run_dirs(tmp_path):
 @pytest.mark.slow
 def test_evaluate_several_files_schedules_them_together_and_reports_a_rejected_one(tmp_path):
     example = REPO / "submissions" / "example_loss.py"
-    r = harness("evaluate", example, SUBMISSIONS / "dwa_state.py", SUBMISSIONS / "no_class.py", example,
-                "--profile", "tiny", "--jobs", "2", cwd=tmp_path)
+    r = harness(
+        "evaluate",
+        example,
+        SUBMISSIONS / "dwa_state.py",
+        SUBMISSIONS / "no_class.py",
+        example,
+        "--profile",
+        "tiny",
+        "--jobs",
+        "2",
+        cwd=tmp_path,
+    )
     assert r.returncode == 2, r.stdout + r.stderr  # a file was rejected; the others were evaluated
     out = " ".join(r.stdout.split())
     assert "defines no top-level `class MultiTaskLoss" in out and f"not ok: {SUBMISSIONS / 'no_class.py'}" in out
@@ -100,8 +141,9 @@ def test_evaluate_several_files_schedules_them_together_and_reports_a_rejected_o
 
 @pytest.mark.slow
 def test_evaluate_reports_a_failed_run_and_finishes_the_others(tmp_path):
-    r = harness("evaluate", SUBMISSIONS / "raises_later.py", "--profile", "tiny",
-                "--seed", "1", "--seed", "2", cwd=tmp_path)
+    r = harness(
+        "evaluate", SUBMISSIONS / "raises_later.py", "--profile", "tiny", "--seed", "1", "--seed", "2", cwd=tmp_path
+    )
     assert r.returncode == 1
     df = pd.read_csv(tmp_path / "leaderboard-tiny.csv")
     assert df.set_index("seed")["status"].to_dict() == {1: "failed", 2: "ok"}
@@ -116,8 +158,9 @@ def test_evaluate_reports_a_failed_run_and_finishes_the_others(tmp_path):
     assert re.search(r"resnet20 │ +2 │ ok +│ +[\d.]+ │ +1 │", r.stdout), r.stdout
     assert "epoch 1/1" in r.stdout
     # re-running retries the failed run only
-    r = harness("evaluate", SUBMISSIONS / "raises_later.py", "--profile", "tiny",
-                "--seed", "1", "--seed", "2", cwd=tmp_path)
+    r = harness(
+        "evaluate", SUBMISSIONS / "raises_later.py", "--profile", "tiny", "--seed", "1", "--seed", "2", cwd=tmp_path
+    )
     assert r.returncode == 1 and "skipping raises_later.py resnet20 seed 2" in r.stdout
     df = pd.read_csv(tmp_path / "leaderboard-tiny.csv")
     assert df["seed"].tolist() == [1, 2, 1] and df["status"].tolist() == ["failed", "ok", "failed"]
@@ -135,8 +178,7 @@ def test_evaluate_rejects_before_training(tmp_path):
 
 @pytest.mark.slow
 def test_missing_dataset_error_names_the_fix(tmp_path):
-    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--data-dir", tmp_path / "nowhere",
-                cwd=tmp_path)
+    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--data-dir", tmp_path / "nowhere", cwd=tmp_path)
     assert r.returncode == 1
     assert "harness data download" in r.stderr and "nowhere" in r.stderr
 
@@ -151,8 +193,15 @@ def test_the_quick_profile_is_the_full_protocol_shortened_and_kept_apart(tmp_pat
     full, quick = PROFILES["full"].model_dump(), PROFILES["quick"].model_dump()
     assert {k for k in full if full[k] != quick[k]} == {"name", "description", "epochs"} and quick["epochs"] == 30
     assert default_path("quick").name == "leaderboard-quick.csv"
-    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "quick", "--data-dir",
-                tmp_path / "nowhere", cwd=tmp_path)
+    r = harness(
+        "evaluate",
+        REPO / "submissions" / "example_loss.py",
+        "--profile",
+        "quick",
+        "--data-dir",
+        tmp_path / "nowhere",
+        cwd=tmp_path,
+    )
     assert r.returncode == 1 and "harness data download" in r.stderr  # real data, as the full protocol
     assert not list(tmp_path.glob("leaderboard*.csv"))
 
@@ -182,8 +231,14 @@ def _without_sandboxes(tmp_path):
 
 def test_auto_sandbox_refuses_the_full_profile_without_a_sandbox(tmp_path):
     exe = shutil.which("harness")
-    r = subprocess.run([exe, "evaluate", str(REPO / "submissions" / "example_loss.py")], cwd=tmp_path,
-                       capture_output=True, text=True, env=_without_sandboxes(tmp_path), timeout=300)
+    r = subprocess.run(
+        [exe, "evaluate", str(REPO / "submissions" / "example_loss.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=_without_sandboxes(tmp_path),
+        timeout=300,
+    )
     assert r.returncode == 2
     assert "no sandbox is available" in r.stderr and "bubblewrap" in r.stderr and "--sandbox none" in r.stderr
 
@@ -191,8 +246,14 @@ def test_auto_sandbox_refuses_the_full_profile_without_a_sandbox(tmp_path):
 @pytest.mark.slow
 def test_auto_sandbox_falls_back_loudly_for_the_demo_profiles(tmp_path):
     exe = shutil.which("harness")
-    r = subprocess.run([exe, "evaluate", str(REPO / "submissions" / "example_loss.py"), "--profile", "tiny"],
-                       cwd=tmp_path, capture_output=True, text=True, env=_without_sandboxes(tmp_path), timeout=300)
+    r = subprocess.run(
+        [exe, "evaluate", str(REPO / "submissions" / "example_loss.py"), "--profile", "tiny"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=_without_sandboxes(tmp_path),
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert "NO SANDBOX AVAILABLE" in r.stdout
     assert pd.read_csv(tmp_path / "leaderboard-tiny.csv")["sandbox"].tolist() == ["none"]
@@ -202,12 +263,25 @@ def test_auto_sandbox_falls_back_loudly_for_the_demo_profiles(tmp_path):
 def test_protocol_options_are_recorded_and_keep_runs_apart(tmp_path):
     """--precision bf16 and --deterministic run (on the CPU here) with --jobs 2 (two processes),
     are recorded in the rows, and a run with other settings is not taken for already done."""
-    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "tiny", "--precision", "bf16",
-                "--deterministic", "--jobs", "2", "--seed", "1", "--seed", "2", cwd=tmp_path)
+    r = harness(
+        "evaluate",
+        REPO / "submissions" / "example_loss.py",
+        "--profile",
+        "tiny",
+        "--precision",
+        "bf16",
+        "--deterministic",
+        "--jobs",
+        "2",
+        "--seed",
+        "1",
+        "--seed",
+        "2",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "running up to 2 runs at once" in r.stdout and "appended 2 row(s)" in r.stdout
-    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "tiny", "--seed", "1",
-                cwd=tmp_path)
+    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "tiny", "--seed", "1", cwd=tmp_path)
     assert r.returncode == 0 and "appended 1 row(s)" in r.stdout, r.stdout + r.stderr
     df = pd.read_csv(tmp_path / "leaderboard-tiny.csv")
     assert sorted(df["seed"][:2]) == [1, 2] and (df["status"] == "ok").all()
@@ -217,15 +291,31 @@ def test_protocol_options_are_recorded_and_keep_runs_apart(tmp_path):
         assert (tmp_path / "runs" / run_id / "metrics.jsonl").exists()
     r = harness("leaderboard", cwd=tmp_path)
     assert "example_loss.py [bf16+deterministic]" in r.stdout and "│ example_loss.py " in r.stdout
-    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "tiny", "--jobs", "0",
-                cwd=tmp_path)
+    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "tiny", "--jobs", "0", cwd=tmp_path)
     assert r.returncode == 2 and "--jobs must be at least 1" in r.stderr
 
 
 @pytest.mark.slow
 def test_bench_json_reports_every_figure(tmp_path):
-    r = harness("bench", "--json", "--arch", "resnet20", "--steps", "1", "--rounds", "1", "--calls", "20",
-                "--eval-images", "200", "--batch", "32", "--jobs", "2", cwd=tmp_path)
+    r = harness(
+        "bench",
+        "--json",
+        "--arch",
+        "resnet20",
+        "--steps",
+        "1",
+        "--rounds",
+        "1",
+        "--calls",
+        "20",
+        "--eval-images",
+        "200",
+        "--batch",
+        "32",
+        "--jobs",
+        "2",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     rep = json.loads(r.stdout)
     (arch,) = rep["archs"]
@@ -238,9 +328,29 @@ def test_bench_json_reports_every_figure(tmp_path):
     trips = {t["sandbox"]: t for t in rep["roundtrips"]}
     assert "none" in trips and all(0 < t["median_us"] <= t["p99_us"] for t in trips.values())
     # float64 end to end (a float32 input or worker against float64 parameters would raise)
-    r = harness("bench", "--json", "--precision", "fp64", "--arch", "resnet20", "--steps", "1", "--rounds", "1",
-                "--calls", "20", "--eval-images", "100", "--batch", "8", "--sandbox", "none", "--jobs", "1",
-                cwd=tmp_path)
+    r = harness(
+        "bench",
+        "--json",
+        "--precision",
+        "fp64",
+        "--arch",
+        "resnet20",
+        "--steps",
+        "1",
+        "--rounds",
+        "1",
+        "--calls",
+        "20",
+        "--eval-images",
+        "100",
+        "--batch",
+        "8",
+        "--sandbox",
+        "none",
+        "--jobs",
+        "1",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     rep = json.loads(r.stdout)
     assert rep["precision"] == "fp64" and rep["archs"][0]["harness_img_s"] > 0

@@ -33,9 +33,21 @@ ENTRIES = {
 
 
 def _rows(name, accs, kind="submission"):
-    return [leaderboard_row(seed=seed, acc=acc, submission=name, kind=kind, submission_sha256=name[0] * 64,
-                            profile="full", arch=arch, epochs=200, run_id=f"full/{name}/{arch}-{seed}")
-            for arch, values in accs.items() for seed, acc in zip(SEEDS, values)]
+    return [
+        leaderboard_row(
+            seed=seed,
+            acc=acc,
+            submission=name,
+            kind=kind,
+            submission_sha256=name[0] * 64,
+            profile="full",
+            arch=arch,
+            epochs=200,
+            run_id=f"full/{name}/{arch}-{seed}",
+        )
+        for arch, values in accs.items()
+        for seed, acc in zip(SEEDS, values)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -141,10 +153,13 @@ def test_holm_rebuilt_from_the_exported_tests(rep):
     # one test per ranked entry against equal weighting, and one per pair of ranked entries without it
     assert sum(t["test"] == "vs equal_weighting" for t in data) == n - 1
     assert sum(t["test"] == "pair" for t in data) == (n - 1) * (n - 2) // 2 - sum(
-        e.pairs.get(o) is not None and e.pairs[o].p_value is None for e in ranked for o in e.pairs)
+        e.pairs.get(o) is not None and e.pairs[o].p_value is None for e in ranked for o in e.pairs
+    )
     primary = [t for t in data if t["family"] == "primary"]
     assert sum(t["weight"] for t in primary) == pytest.approx(0.8)  # the primary tests' share of alpha
     assert any(t["p"] < aggregate.ALPHA <= t["p_adjusted"] for t in data)  # a raw "hit" the family removes
+
+
 def test_holm_handles_ties_and_untested_slots():
     adjusted = aggregate.holm([0.01, None, 0.01, 0.04, 0.5])
     assert adjusted[1] is None

@@ -22,16 +22,19 @@ except Exception:  # noqa: BLE001  (not registered yet in this process)
 
     @register_arch(TOY, feature_dim=8)
     def _toy() -> nn.Module:
-        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                             nn.Flatten())
+        return nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
 
 
-def _train(tmp_path, splits, name, *, arch=TOY, submission=SUBMISSIONS / "warmup_ignores_coarse.py", profile=None,
-           **options):
+def _train(
+    tmp_path, splits, name, *, arch=TOY, submission=SUBMISSIONS / "warmup_ignores_coarse.py", profile=None, **options
+):
     train, test = splits
     spec = run_spec(profile or tiny_profile(), arch=arch, submission=submission.name).model_copy(update=options)
-    outcome = run_one(spec, submission=submission, train=train, test=test, run_dir=tmp_path / name,
-                      sandbox=get_sandbox("none"))
+    outcome = run_one(
+        spec, submission=submission, train=train, test=test, run_dir=tmp_path / name, sandbox=get_sandbox("none")
+    )
     assert outcome.result.status == "ok", outcome.result.reason
     return outcome
 
@@ -98,8 +101,14 @@ def test_a_compiled_run_that_would_fall_back_to_eager_fails_instead(tmp_path, ti
     # torch's own patch, not monkeypatch: pytest >= 9.2 undoes a module attribute that is not in the
     # module's __dict__ by deleting it, which hides torch's config entry for the rest of the process
     with torch._dynamo.config.patch(recompile_limit=1):
-        outcome = run_one(spec, submission=BASELINES / "famo.py", train=train, test=test,
-                          run_dir=tmp_path / "r", sandbox=get_sandbox("none"))
+        outcome = run_one(
+            spec,
+            submission=BASELINES / "famo.py",
+            train=train,
+            test=test,
+            run_dir=tmp_path / "r",
+            sandbox=get_sandbox("none"),
+        )
     assert outcome.result.status == "failed"
     assert "recompile_limit" in outcome.result.reason, outcome.result.reason
     assert "recompile_limit" in (tmp_path / "r" / "failure.txt").read_text()

@@ -29,8 +29,13 @@ SWEEP_ROWS = {
     "static_coarse_2.py": {"resnet20": (62.5, 61.0, 61.5), "resnet56": (70.3, 70.4, 70.9)},
 }
 FAILED = {("static_coarse_2.py", "resnet56", 123)}  # the best resnet56 mean, but not complete there
-WALL = {"fine_only.py": 100.0, "static_coarse_0p3.py": 100.0, "equal_weighting.py": 100.0,
-        "static_coarse_2.py": 100.0, "slow.py": 250.0}
+WALL = {
+    "fine_only.py": 100.0,
+    "static_coarse_0p3.py": 100.0,
+    "equal_weighting.py": 100.0,
+    "static_coarse_2.py": 100.0,
+    "slow.py": 250.0,
+}
 
 
 def _rows():
@@ -43,13 +48,24 @@ def _rows():
                 failed = (name, arch, seed) in FAILED
                 # one run of slow.py is on another device: the cost ratio must leave it out
                 device = "cuda:0" if (name, arch, seed) == ("slow.py", "resnet56", 456) else "cpu"
-                rows.append(leaderboard_row(
-                    seed=seed, acc=acc, status="failed" if failed else "ok", submission=name,
-                    kind="submission" if name == "slow.py" else "baseline", submission_sha256=name[:4].ljust(64, "0"),
-                    profile="full", arch=arch, epochs=200, final_fine_acc=None if failed else acc - 0.5,
-                    best_coarse_acc=None if failed else acc + 10 + w, device=device,
-                    wall_seconds=WALL[name] * (2 if arch == "resnet56" else 1) * (7 if device != "cpu" else 1),
-                    run_id=f"full/{name}/public/{arch}-seed{seed}"))
+                rows.append(
+                    leaderboard_row(
+                        seed=seed,
+                        acc=acc,
+                        status="failed" if failed else "ok",
+                        submission=name,
+                        kind="submission" if name == "slow.py" else "baseline",
+                        submission_sha256=name[:4].ljust(64, "0"),
+                        profile="full",
+                        arch=arch,
+                        epochs=200,
+                        final_fine_acc=None if failed else acc - 0.5,
+                        best_coarse_acc=None if failed else acc + 10 + w,
+                        device=device,
+                        wall_seconds=WALL[name] * (2 if arch == "resnet56" else 1) * (7 if device != "cpu" else 1),
+                        run_id=f"full/{name}/public/{arch}-seed{seed}",
+                    )
+                )
     return rows
 
 
@@ -91,8 +107,9 @@ def test_best_static_weight_line_matches_pandas(lb):
         assert control.archs[arch].mean == pytest.approx(means[arch][best], rel=1e-12)
         assert control.archs[arch].p_value is None and control.archs[arch].ci is None  # chosen on test
     assert control.picked == {"resnet20": "w=2", "resnet56": "w=1"}  # static_coarse_2 failed a resnet56 seed
-    assert control.score == pytest.approx(math.sqrt(means["resnet20"]["static_coarse_2.py"]
-                                                    * means["resnet56"]["equal_weighting.py"]))
+    assert control.score == pytest.approx(
+        math.sqrt(means["resnet20"]["static_coarse_2.py"] * means["resnet56"]["equal_weighting.py"])
+    )
 
 
 def test_cost_final_and_coarse_match_pandas(lb):
@@ -119,9 +136,13 @@ def test_the_formats_show_them(lb):
     control = table[table["entry"] == CONTROL_LABEL].iloc[0]
     assert control["entry"] == CONTROL_LABEL and control["resnet20_picked"] == "w=2" and pd.isna(control["rank"])
     slow = table[table["entry"] == "slow.py"].iloc[0]
-    assert slow["cost"] == 2.5 and slow["cost_on"] == "cpu, none" and slow["resnet20_final_mean"] == round(62.1 - 0.5, 2)
+    assert (
+        slow["cost"] == 2.5 and slow["cost_on"] == "cpu, none" and slow["resnet20_final_mean"] == round(62.1 - 0.5, 2)
+    )
     r = harness("leaderboard", "--leaderboard", lb, "--format", "markdown", cwd=lb.parent)
-    assert "| cost |" in r.stdout and "| 2.50x (cpu, none) |" in r.stdout and "(n=3; w=2)" in r.stdout  # and what it compared
+    assert (
+        "| cost |" in r.stdout and "| 2.50x (cpu, none) |" in r.stdout and "(n=3; w=2)" in r.stdout
+    )  # and what it compared
     code, out = harness_in_terminal("leaderboard", "--leaderboard", lb, cwd=lb.parent, columns=80)
     assert code == 0 and max(len(line.rstrip()) for line in out.splitlines()) <= 80
     lines = out.splitlines()
@@ -133,9 +154,21 @@ def test_the_formats_show_them(lb):
 
 
 def _append(path, name, arch, seed, acc, *, sha="s", kind="baseline", status="ok"):
-    append_row(path, leaderboard_row(seed=seed, acc=acc, status=status, submission=name, kind=kind,
-                                     submission_sha256=sha * 64, profile="full", arch=arch, epochs=200,
-                                     run_id=f"full/{name}-{sha}/public/{arch}-seed{seed}"))
+    append_row(
+        path,
+        leaderboard_row(
+            seed=seed,
+            acc=acc,
+            status=status,
+            submission=name,
+            kind=kind,
+            submission_sha256=sha * 64,
+            profile="full",
+            arch=arch,
+            epochs=200,
+            run_id=f"full/{name}-{sha}/public/{arch}-seed{seed}",
+        ),
+    )
 
 
 def test_the_control_line_has_no_interval_and_says_when_no_weight_qualifies(tmp_path):
@@ -164,12 +197,26 @@ def test_the_version_the_board_ranks_is_the_sweeps_candidate(tmp_path):
     one ``--version`` selects) is the sweep's weight; the other is listed, never a candidate."""
     path = tmp_path / "lb.csv"
     for seed in SEEDS:
-        for name, acc, sha, day in (("equal_weighting.py", 60.0, "s", 21), ("static_coarse_2.py", 63.0, "a", 21),
-                                    ("static_coarse_2.py", 62.0, "b", 22)):
-            append_row(path, leaderboard_row(seed=seed, acc=acc + seed / 1000, submission=name, kind="baseline",
-                                             submission_sha256=sha * 64, profile="full", arch="resnet20", epochs=200,
-                                             finished_at=f"2026-11-{day}T10:00:00+00:00",
-                                             run_id=f"full/{name}-{sha}/public/resnet20-seed{seed}"))
+        for name, acc, sha, day in (
+            ("equal_weighting.py", 60.0, "s", 21),
+            ("static_coarse_2.py", 63.0, "a", 21),
+            ("static_coarse_2.py", 62.0, "b", 22),
+        ):
+            append_row(
+                path,
+                leaderboard_row(
+                    seed=seed,
+                    acc=acc + seed / 1000,
+                    submission=name,
+                    kind="baseline",
+                    submission_sha256=sha * 64,
+                    profile="full",
+                    arch="resnet20",
+                    epochs=200,
+                    finished_at=f"2026-11-{day}T10:00:00+00:00",
+                    run_id=f"full/{name}-{sha}/public/resnet20-seed{seed}",
+                ),
+            )
     rep = report.build(read_rows(path), "public")
     assert {e.label for e in rep.entries} >= {"static_coarse_2.py @aaaaaaaa", "static_coarse_2.py @bbbbbbbb"}
     assert _control(rep).picked["resnet20"] == "w=2 @bbbbbbbb"  # the newest, though the older one scored higher
@@ -182,8 +229,9 @@ def test_the_version_the_board_ranks_is_the_sweeps_candidate(tmp_path):
 
 def _per_seed(df, name):
     """seed -> the geometric mean over the architectures of the seed's ok accuracies (scipy)."""
-    ok = df[(df["submission"] == name) & (df["status"] == "ok")].pivot(index="seed", columns="arch",
-                                                                     values="best_fine_acc")
+    ok = df[(df["submission"] == name) & (df["status"] == "ok")].pivot(
+        index="seed", columns="arch", values="best_fine_acc"
+    )
     return {int(s): stats.gmean(row.values) for s, row in ok.dropna().iterrows()}
 
 
@@ -194,8 +242,11 @@ def test_the_tuned_static_weight_is_chosen_on_the_other_seeds_and_tested(lb):
     one-sided tests of equivalence), and labelled by the adjusted p-values."""
     df = pd.read_csv(lb)
     rep = report.build(read_rows(lb), "public")
-    complete = [n for n in SWEEP_ROWS if len(_per_seed(df, n)) == len(SEEDS) and (n, "resnet56", 123) not in
-                {(a, b, c) for a, b, c in FAILED}]
+    complete = [
+        n
+        for n in SWEEP_ROWS
+        if len(_per_seed(df, n)) == len(SEEDS) and (n, "resnet56", 123) not in {(a, b, c) for a, b, c in FAILED}
+    ]
     assert complete == ["fine_only.py", "static_coarse_0p3.py", "equal_weighting.py"]  # static_coarse_2 failed
     scores = {n: _per_seed(df, n) for n in complete}
     comparator, chosen = {}, {}
@@ -206,8 +257,10 @@ def test_the_tuned_static_weight_is_chosen_on_the_other_seeds_and_tested(lb):
     tuned = _control(rep, TUNED_LABEL)
     assert tuned.picked["resnet20"] == "w: " + "/".join(f"{SWEEP[chosen[s]]:g}" for s in SEEDS)
     for arch in ARCHS:  # its accuracies: those of the weight chosen for each seed
-        want = [df[(df["submission"] == chosen[s]) & (df["arch"] == arch) & (df["seed"] == s)]["best_fine_acc"].item()
-                for s in SEEDS]
+        want = [
+            df[(df["submission"] == chosen[s]) & (df["arch"] == arch) & (df["seed"] == s)]["best_fine_acc"].item()
+            for s in SEEDS
+        ]
         assert tuned.archs[arch].mean == pytest.approx(sum(want) / 3, rel=1e-12)
     slow = {e.label: e for e in rep.entries}["slow.py"]
     d = [_per_seed(df, "slow.py")[s] - comparator[s] for s in SEEDS]
@@ -217,8 +270,11 @@ def test_the_tuned_static_weight_is_chosen_on_the_other_seeds_and_tested(lb):
     lower = stats.ttest_1samp([x + MARGIN for x in d], 0.0, alternative="greater").pvalue  # H0: diff <= -margin
     upper = stats.ttest_1samp([x - MARGIN for x in d], 0.0, alternative="less").pvalue  # H0: diff >= +margin
     assert t.p_equivalent == pytest.approx(max(lower, upper), rel=1e-9)
-    want = ("better" if t.diff > 0 else "worse") if t.p_adjusted < 0.05 else (
-        "equivalent" if t.p_equivalent_adjusted < 0.05 else "inconclusive")
+    want = (
+        ("better" if t.diff > 0 else "worse")
+        if t.p_adjusted < 0.05
+        else ("equivalent" if t.p_equivalent_adjusted < 0.05 else "inconclusive")
+    )
     assert slow.tuned_label == want
     # the static weights are the comparator: they get no label against it
     assert all(not e.tuned_label for e in rep.entries if e.submission in SWEEP)
@@ -232,8 +288,7 @@ def test_names_that_look_like_markup_or_formulas(tmp_path):
         for name, acc in (("equal_weighting.py", 60.0), ("a$\\bad{$b.py", 61.0), ("[red]x[/red].py", 59.0)):
             _append(path, name, "resnet20", seed, acc + seed / 1000, sha=name[0], kind="submission")
         _append(path, "<i>x</i>.py", "<i>arch</i>", seed, 50.0, sha="i", kind="submission", status="failed")
-    r = harness("leaderboard", "--leaderboard", path, "--format", "html", "--output", tmp_path / "r.html",
-                cwd=tmp_path)
+    r = harness("leaderboard", "--leaderboard", path, "--format", "html", "--output", tmp_path / "r.html", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     page = (tmp_path / "r.html").read_text()
     assert "<i>" not in page and "&lt;i&gt;arch&lt;/i&gt;" in page and "a$\\bad{$b.py" in page

@@ -75,8 +75,16 @@ def _split(n: int) -> Split:
 
 
 def test_full_size_epoch_keeps_last_partial_batch():
-    loader = TrainLoader(Split(torch.zeros(50_000, 3, 32, 32, dtype=torch.uint8), torch.zeros(50_000, dtype=torch.long),
-                               torch.zeros(50_000, dtype=torch.long)), batch_size=128, seed=42, device=torch.device("cpu"))
+    loader = TrainLoader(
+        Split(
+            torch.zeros(50_000, 3, 32, 32, dtype=torch.uint8),
+            torch.zeros(50_000, dtype=torch.long),
+            torch.zeros(50_000, dtype=torch.long),
+        ),
+        batch_size=128,
+        seed=42,
+        device=torch.device("cpu"),
+    )
     assert loader.steps_per_epoch == 391
     sizes = [x.shape[0] for x, _, _ in loader.epoch(0)]
     assert len(sizes) == 391 and sizes[-1] == 50_000 - 390 * 128 and sum(sizes) == 50_000
@@ -96,7 +104,7 @@ def test_augmentation_matches_per_image_crop_and_flip():
     assert torch.equal(labels, split.fine[order])
     for k, i in enumerate(order.tolist()):
         padded = F.pad(split.images[i], (4, 4, 4, 4))  # zero fill, like RandomCrop(32, padding=4)
-        crop = padded[:, offsets[0, i]: offsets[0, i] + 32, offsets[1, i]: offsets[1, i] + 32]
+        crop = padded[:, offsets[0, i] : offsets[0, i] + 32, offsets[1, i] : offsets[1, i] + 32]
         if flips[i]:
             crop = crop.flip(2)
         expected = (crop.float() / 255 - mean) / std

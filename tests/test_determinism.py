@@ -10,8 +10,14 @@ pytestmark = pytest.mark.slow  # trains twice
 
 def _train(seed, tiny_splits, run_dir):
     train, test = tiny_splits
-    return run_one(run_spec(tiny_profile(epochs=2), seed=seed), submission=BASELINES / "uncertainty.py",
-                   train=train, test=test, run_dir=run_dir, sandbox=get_sandbox("none"))
+    return run_one(
+        run_spec(tiny_profile(epochs=2), seed=seed),
+        submission=BASELINES / "uncertainty.py",
+        train=train,
+        test=test,
+        run_dir=run_dir,
+        sandbox=get_sandbox("none"),
+    )
 
 
 def test_same_seed_same_weights_other_seed_different(tiny_splits, tmp_path):
@@ -23,5 +29,7 @@ def test_same_seed_same_weights_other_seed_different(tiny_splits, tmp_path):
     assert [m.test_fine_acc for m in a.history] == [m.test_fine_acc for m in b.history]
     assert [m.train_fine_loss for m in a.history] == [m.train_fine_loss for m in b.history]
     assert a.loss_state == b.loss_state
-    assert not torch.equal(a.model.state_dict()["backbone.body.0.weight"], c.model.state_dict()["backbone.body.0.weight"])
+    assert not torch.equal(
+        a.model.state_dict()["backbone.body.0.weight"], c.model.state_dict()["backbone.body.0.weight"]
+    )
     assert [m.train_fine_loss for m in a.history] != [m.train_fine_loss for m in c.history]

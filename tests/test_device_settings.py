@@ -38,10 +38,20 @@ def _every_view() -> dict[str, object]:
 
 
 EXPECTED = {
-    "fp32": {"cudnn.allow_tf32": True, "matmul.allow_tf32": False, "float32_matmul_precision": "highest",
-             "conv": "tf32", "matmul": "ieee"},
-    "tf32": {"cudnn.allow_tf32": True, "matmul.allow_tf32": True, "float32_matmul_precision": "high",
-             "conv": "tf32", "matmul": "tf32"},
+    "fp32": {
+        "cudnn.allow_tf32": True,
+        "matmul.allow_tf32": False,
+        "float32_matmul_precision": "highest",
+        "conv": "tf32",
+        "matmul": "ieee",
+    },
+    "tf32": {
+        "cudnn.allow_tf32": True,
+        "matmul.allow_tf32": True,
+        "float32_matmul_precision": "high",
+        "conv": "tf32",
+        "matmul": "tf32",
+    },
 }
 EXPECTED["bf16"] = EXPECTED["fp64"] = EXPECTED["fp32"]
 
@@ -62,8 +72,10 @@ def test_fp32_on_cuda_is_what_pytorch_does_by_default(restore_flags):
     import subprocess
     import sys
 
-    probe = ("import torch; b = torch.backends; print(b.cudnn.conv.fp32_precision, b.cudnn.allow_tf32, "
-             "b.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision())")
+    probe = (
+        "import torch; b = torch.backends; print(b.cudnn.conv.fp32_precision, b.cudnn.allow_tf32, "
+        "b.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision())"
+    )
     fresh = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
     dev.set_fp32_precision("tf32", CUDA)  # whatever ran before in this process
     dev.set_fp32_precision("fp32", CUDA)
@@ -72,12 +84,20 @@ def test_fp32_on_cuda_is_what_pytorch_does_by_default(restore_flags):
     assert fresh == [str(view[k]) for k in keys]
 
 
-@pytest.mark.parametrize("capability, precision, expected", [
-    ((9, 0), "fp32", "tf32-conv"), ((9, 0), "bf16", "tf32-conv"), ((9, 0), "tf32", "tf32"),
-    ((8, 0), "fp32", "tf32-conv"), ((7, 0), "fp32", "ieee"), ((7, 0), "tf32", "ieee"),
-])
-def test_the_recorded_float32_math_follows_the_flags_and_the_gpu(capability, precision, expected, monkeypatch,
-                                                                    restore_flags):
+@pytest.mark.parametrize(
+    "capability, precision, expected",
+    [
+        ((9, 0), "fp32", "tf32-conv"),
+        ((9, 0), "bf16", "tf32-conv"),
+        ((9, 0), "tf32", "tf32"),
+        ((8, 0), "fp32", "tf32-conv"),
+        ((7, 0), "fp32", "ieee"),
+        ((7, 0), "tf32", "ieee"),
+    ],
+)
+def test_the_recorded_float32_math_follows_the_flags_and_the_gpu(
+    capability, precision, expected, monkeypatch, restore_flags
+):
     """The value every row records, read from the flags; a GPU before Ampere has no TF32."""
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     dev.set_fp32_precision(precision, CUDA)
@@ -93,8 +113,14 @@ def test_the_python_api_sets_cublas_workspace_before_anything_starts(tmp_path, m
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     with pytest.raises(SubmissionRejected):
-        evaluate_files([tmp_path / "missing.py"], profile="tiny", deterministic=True, sandbox="none",
-                       runs_dir=tmp_path / "runs", leaderboard=tmp_path / "lb.csv")
+        evaluate_files(
+            [tmp_path / "missing.py"],
+            profile="tiny",
+            deterministic=True,
+            sandbox="none",
+            runs_dir=tmp_path / "runs",
+            leaderboard=tmp_path / "lb.csv",
+        )
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
 
 
@@ -119,10 +145,12 @@ def test_rows_record_the_float32_math_and_older_rows_migrate_to_what_they_comput
     from harness.results import read_rows
     from harness.results.store import COLUMNS_BY_VERSION
 
-    rows = [leaderboard_row(seed=1).model_dump(),
-            leaderboard_row(seed=2, precision="tf32", device="cuda:NVIDIA H100").model_dump(),
-            leaderboard_row(seed=3, precision="tf32", device="cpu").model_dump(),
-            {**leaderboard_row(seed=4).model_dump(), "origin": "published", "source": "a paper"}]
+    rows = [
+        leaderboard_row(seed=1).model_dump(),
+        leaderboard_row(seed=2, precision="tf32", device="cuda:NVIDIA H100").model_dump(),
+        leaderboard_row(seed=3, precision="tf32", device="cpu").model_dump(),
+        {**leaderboard_row(seed=4).model_dump(), "origin": "published", "source": "a paper"},
+    ]
     v4 = pd.DataFrame(rows).astype(str).replace({"None": ""})
     v4["schema_version"] = "4"
     v4[list(COLUMNS_BY_VERSION[4])].to_csv(tmp_path / "lb.csv", index=False, lineterminator="\n")

@@ -39,8 +39,9 @@ def reference_training(path, profile, train, seed, dtype, topology="shared"):
     opt = profile.optimizer
     params = list(model.parameters()) + list(loss_module.parameters())
     optimizer = torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
-    loader = TrainLoader(train, batch_size=profile.batch_size, seed=seed, device=torch.device("cpu"),
-                         channels_last=True, dtype=dtype)
+    loader = TrainLoader(
+        train, batch_size=profile.batch_size, seed=seed, device=torch.device("cpu"), channels_last=True, dtype=dtype
+    )
     wants = {p.name for p in inspect.signature(loss_module.forward).parameters.values() if p.kind == p.KEYWORD_ONLY}
     model.train()
     for epoch in range(profile.epochs):
@@ -51,21 +52,32 @@ def reference_training(path, profile, train, seed, dtype, topology="shared"):
             fine = F.cross_entropy(fine_logits, y_fine)
             coarse = F.cross_entropy(coarse_logits, y_coarse)
             available = {
-                "step": epoch * loader.steps_per_epoch + i, "steps_per_epoch": loader.steps_per_epoch,
+                "step": epoch * loader.steps_per_epoch + i,
+                "steps_per_epoch": loader.steps_per_epoch,
                 "batch_fine_acc": float((fine_logits.argmax(1) == y_fine).float().mean()),
                 "batch_coarse_acc": float((coarse_logits.argmax(1) == y_coarse).float().mean()),
             }
             kwargs = {name: value for name, value in available.items() if name in wants}
             if "gramian" in wants:  # over the parameters both losses reach; all of them when none is
                 model_params = list(model.parameters())
-                per_task = [torch.autograd.grad(t, model_params, retain_graph=True, allow_unused=True)
-                            for t in (fine, coarse)]
+                per_task = [
+                    torch.autograd.grad(t, model_params, retain_graph=True, allow_unused=True) for t in (fine, coarse)
+                ]
                 both = [f is not None and c is not None for f, c in zip(*per_task)]
                 over = both if any(both) else [True] * len(both)
-                g_f, g_c = (torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
-                                       for g, p, keep in zip(grads, model_params, over) if keep]) for grads in per_task)
-                kwargs["gramian"] = torch.stack([torch.stack([g_f @ g_f, g_f @ g_c]),
-                                                 torch.stack([g_c @ g_f, g_c @ g_c])]).detach()
+                g_f, g_c = (
+                    torch.cat(
+                        [
+                            (g if g is not None else torch.zeros_like(p)).reshape(-1)
+                            for g, p, keep in zip(grads, model_params, over)
+                            if keep
+                        ]
+                    )
+                    for grads in per_task
+                )
+                kwargs["gramian"] = torch.stack(
+                    [torch.stack([g_f @ g_f, g_f @ g_c]), torch.stack([g_c @ g_f, g_c @ g_c])]
+                ).detach()
             loss = loss_module(fine, coarse, epoch, profile.epochs, **kwargs)
             optimizer.zero_grad()  # to None: a parameter the loss does not reach is skipped by SGD
             loss.backward()
@@ -76,33 +88,46 @@ def reference_training(path, profile, train, seed, dtype, topology="shared"):
 EXACT = dict(rtol=1e-9, atol=1e-11)
 
 
-@pytest.mark.parametrize("path, param, precision, tol", [
-    # Same graph on both sides: float32 agrees to rounding.
-    (BASELINES / "uncertainty.py", "log_vars", "fp32", dict(rtol=1e-4, atol=2e-6)),
-    # The Gramian path sums the per-task gradients after the backbone's backward, the
-    # reference before it; in float32 the two orders round differently (both are ~5e-4 from
-    # the float64 truth) and Gramian-driven weights amplify that over steps, so the exact
-    # comparison runs in float64.
-    (SUBMISSIONS / "gramian_mgda.py", "t", "fp64", EXACT),
-    (BASELINES / "uncertainty.py", "log_vars", "fp64", EXACT),
-    # a fine-only first epoch: the coarse head must get no gradient then (not a zero one)
-    (SUBMISSIONS / "warmup_ignores_coarse.py", None, "fp64", EXACT),
-    # epoch, step, batch accuracies, two learnable parameters, Python state, a task left out on some steps
-    (SUBMISSIONS / "everything_inputs.py", "log_vars", "fp64", EXACT),
-    # the same file in float32: the worker computes in float32 too, so the orders of operations match
-    (SUBMISSIONS / "everything_inputs.py", "log_vars", "fp32", dict(rtol=1e-4, atol=2e-6)),
-    # the per-task (Gramian) path with the coarse task left out for an epoch
-    (SUBMISSIONS / "gramian_warmup.py", None, "fp64", EXACT),
-    # in-place operations on the losses (the worker's inputs are non-leaf, as real losses are)
-    (SUBMISSIONS / "inplace_scale.py", None, "fp64", EXACT),
-], ids=["uncertainty-fp32", "gramian-fp64", "uncertainty-fp64", "ignored-task-fp64", "every-input-fp64",
-        "every-input-fp32", "gramian-ignored-task-fp64", "inplace-fp64"])
+@pytest.mark.parametrize(
+    "path, param, precision, tol",
+    [
+        # Same graph on both sides: float32 agrees to rounding.
+        (BASELINES / "uncertainty.py", "log_vars", "fp32", dict(rtol=1e-4, atol=2e-6)),
+        # The Gramian path sums the per-task gradients after the backbone's backward, the
+        # reference before it; in float32 the two orders round differently (both are ~5e-4 from
+        # the float64 truth) and Gramian-driven weights amplify that over steps, so the exact
+        # comparison runs in float64.
+        (SUBMISSIONS / "gramian_mgda.py", "t", "fp64", EXACT),
+        (BASELINES / "uncertainty.py", "log_vars", "fp64", EXACT),
+        # a fine-only first epoch: the coarse head must get no gradient then (not a zero one)
+        (SUBMISSIONS / "warmup_ignores_coarse.py", None, "fp64", EXACT),
+        # epoch, step, batch accuracies, two learnable parameters, Python state, a task left out on some steps
+        (SUBMISSIONS / "everything_inputs.py", "log_vars", "fp64", EXACT),
+        # the same file in float32: the worker computes in float32 too, so the orders of operations match
+        (SUBMISSIONS / "everything_inputs.py", "log_vars", "fp32", dict(rtol=1e-4, atol=2e-6)),
+        # the per-task (Gramian) path with the coarse task left out for an epoch
+        (SUBMISSIONS / "gramian_warmup.py", None, "fp64", EXACT),
+        # in-place operations on the losses (the worker's inputs are non-leaf, as real losses are)
+        (SUBMISSIONS / "inplace_scale.py", None, "fp64", EXACT),
+    ],
+    ids=[
+        "uncertainty-fp32",
+        "gramian-fp64",
+        "uncertainty-fp64",
+        "ignored-task-fp64",
+        "every-input-fp64",
+        "every-input-fp32",
+        "gramian-ignored-task-fp64",
+        "inplace-fp64",
+    ],
+)
 def test_worker_path_equals_in_process_reference(path, param, precision, tol, tiny_splits, tmp_path):
     train, test = tiny_splits
     profile = tiny_profile(epochs=2, optimizer=tiny_profile().optimizer.model_copy(update={"lr": 0.1}))
     spec = run_spec(profile).model_copy(update={"precision": precision})
-    outcome = run_one(spec, submission=path, train=train, test=test,
-                      run_dir=tmp_path / "run", sandbox=get_sandbox("none"))
+    outcome = run_one(
+        spec, submission=path, train=train, test=test, run_dir=tmp_path / "run", sandbox=get_sandbox("none")
+    )
     assert outcome.result.status == "ok", outcome.result.reason
     dtype = getattr(torch, spec.dtype)
     ref_model, ref_loss = reference_training(path, profile, train, seed=42, dtype=dtype)
@@ -129,10 +154,17 @@ def test_worker_path_equals_in_process_reference(path, param, precision, tol, ti
 GRAMIAN, PLAIN = SUBMISSIONS / "gramian_warmup.py", SUBMISSIONS / "warmup_ignores_coarse.py"
 
 
-@pytest.mark.parametrize("path, topology", [
-    *((GRAMIAN, t) for t in ("independent", "reuse-coarse", "reuse-fine", "shared-reuse-coarse", "shared-reuse-fine")),
-    *((PLAIN, t) for t in ("independent", "reuse-coarse", "shared-reuse-fine")),
-], ids=lambda v: v.stem if hasattr(v, "stem") else v)
+@pytest.mark.parametrize(
+    "path, topology",
+    [
+        *(
+            (GRAMIAN, t)
+            for t in ("independent", "reuse-coarse", "reuse-fine", "shared-reuse-coarse", "shared-reuse-fine")
+        ),
+        *((PLAIN, t) for t in ("independent", "reuse-coarse", "shared-reuse-fine")),
+    ],
+    ids=lambda v: v.stem if hasattr(v, "stem") else v,
+)
 def test_worker_path_equals_in_process_reference_in_every_topology(path, topology, tiny_splits, tmp_path):
     """Seed 003's topologies: the exactness and idle-head guarantees hold whatever the network shares
     (fp64, every parameter), on the per-task (Gramian) path in each topology and on the plain path
@@ -141,8 +173,9 @@ def test_worker_path_equals_in_process_reference_in_every_topology(path, topolog
     train = train.head(128)
     profile = tiny_profile(epochs=2, optimizer=tiny_profile().optimizer.model_copy(update={"lr": 0.1}))
     spec = run_spec(profile).model_copy(update={"precision": "fp64", "topology": topology})
-    outcome = run_one(spec, submission=path, train=train, test=test, run_dir=tmp_path / "run",
-                      sandbox=get_sandbox("none"))
+    outcome = run_one(
+        spec, submission=path, train=train, test=test, run_dir=tmp_path / "run", sandbox=get_sandbox("none")
+    )
     assert outcome.result.status == "ok", outcome.result.reason
     ref_model, _ = reference_training(path, profile, train, seed=42, dtype=torch.float64, topology=topology)
     got, want = outcome.model.state_dict(), ref_model.state_dict()
@@ -151,8 +184,11 @@ def test_worker_path_equals_in_process_reference_in_every_topology(path, topolog
         torch.testing.assert_close(got[key], want[key], **EXACT, msg=key)
     torch.manual_seed(42)
     fresh = build_model("resnet20", topology=topology).to(torch.float64).state_dict()
-    moved = [k for k in ("backbone.body.0.weight", "coarse_backbone.body.0.weight", "fine_head.weight",
-                         "coarse_head.weight") if k in want]
+    moved = [
+        k
+        for k in ("backbone.body.0.weight", "coarse_backbone.body.0.weight", "fine_head.weight", "coarse_head.weight")
+        if k in want
+    ]
     for key in moved:
         assert (got[key] - fresh[key]).abs().max() > 1e-4, key
 
@@ -164,16 +200,21 @@ def test_an_ignored_task_differs_from_a_zero_weighted_one(tiny_splits, tmp_path)
     profile = tiny_profile(epochs=1, optimizer=tiny_profile().optimizer.model_copy(update={"lr": 0.1}))
     spec = run_spec(profile).model_copy(update={"precision": "fp64"})
     ignored = tmp_path / "ignored.py"
-    ignored.write_text("import torch.nn as nn\n\nclass MultiTaskLoss(nn.Module):\n"
-                       "    def forward(self, fine_loss, coarse_loss, epoch, total_epochs):\n        return fine_loss\n")
+    ignored.write_text(
+        "import torch.nn as nn\n\nclass MultiTaskLoss(nn.Module):\n"
+        "    def forward(self, fine_loss, coarse_loss, epoch, total_epochs):\n        return fine_loss\n"
+    )
     zero = tmp_path / "zero.py"
-    zero.write_text("import torch.nn as nn\n\nclass MultiTaskLoss(nn.Module):\n"
-                    "    def forward(self, fine_loss, coarse_loss, epoch, total_epochs):\n"
-                    "        return fine_loss + 0.0 * coarse_loss\n")
+    zero.write_text(
+        "import torch.nn as nn\n\nclass MultiTaskLoss(nn.Module):\n"
+        "    def forward(self, fine_loss, coarse_loss, epoch, total_epochs):\n"
+        "        return fine_loss + 0.0 * coarse_loss\n"
+    )
     heads = {}
     for path in (ignored, zero):
-        outcome = run_one(spec, submission=path, train=train, test=test, run_dir=tmp_path / path.stem,
-                          sandbox=get_sandbox("none"))
+        outcome = run_one(
+            spec, submission=path, train=train, test=test, run_dir=tmp_path / path.stem, sandbox=get_sandbox("none")
+        )
         assert outcome.result.status == "ok", outcome.result.reason
         heads[path.stem] = outcome.model.coarse_head.weight.detach()
     torch.manual_seed(42)
@@ -190,8 +231,9 @@ def test_head_loss_without_the_gramian_trains_the_heads_on_it(tiny_splits, tmp_p
     path = SUBMISSIONS / "head_loss_plain.py"
     profile = tiny_profile(epochs=2, optimizer=tiny_profile().optimizer.model_copy(update={"lr": 0.1}))
     spec = run_spec(profile).model_copy(update={"precision": "fp64"})
-    outcome = run_one(spec, submission=path, train=train, test=test, run_dir=tmp_path / "run",
-                      sandbox=get_sandbox("none"))
+    outcome = run_one(
+        spec, submission=path, train=train, test=test, run_dir=tmp_path / "run", sandbox=get_sandbox("none")
+    )
     assert outcome.result.status == "ok", outcome.result.reason
 
     torch.manual_seed(42)
@@ -199,8 +241,14 @@ def test_head_loss_without_the_gramian_trains_the_heads_on_it(tiny_splits, tmp_p
     loss_module = _load(path)()
     opt = profile.optimizer
     optimizer = torch.optim.SGD(model.parameters(), lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
-    loader = TrainLoader(train, batch_size=profile.batch_size, seed=42, device=torch.device("cpu"),
-                         channels_last=True, dtype=torch.float64)
+    loader = TrainLoader(
+        train,
+        batch_size=profile.batch_size,
+        seed=42,
+        device=torch.device("cpu"),
+        channels_last=True,
+        dtype=torch.float64,
+    )
     shared, heads = list(model.backbone_parameters()), list(model.head_parameters())
     model.train()
     for epoch in range(profile.epochs):

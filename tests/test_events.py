@@ -22,11 +22,30 @@ from harness.events import (
 from harness.executors.events import STEP_BATCH, Keyed, Reporter, deliver
 from harness.protocol import EpochMetrics, RunResult
 
-METRICS = EpochMetrics(epoch=0, lr=0.1, train_fine_loss=4.4, train_coarse_loss=2.3, train_combined_loss=6.7,
-                       weight_fine=1, weight_coarse=1, test_fine_loss=4.0, test_coarse_loss=2.0, test_fine_acc=8.8,
-                       test_coarse_acc=9.0, seconds=1.5)
-EVENTS = [RunPlaced("process 1 on here"), RunStarted(40), RunResumed(2, 20, ("a note",)), StepsDone(7),
-          EpochDone(METRICS, 8.8), RunRetrying(1, 2, "lost"), RunFinished(RunResult.failed("why")), RunInterrupted()]
+METRICS = EpochMetrics(
+    epoch=0,
+    lr=0.1,
+    train_fine_loss=4.4,
+    train_coarse_loss=2.3,
+    train_combined_loss=6.7,
+    weight_fine=1,
+    weight_coarse=1,
+    test_fine_loss=4.0,
+    test_coarse_loss=2.0,
+    test_fine_acc=8.8,
+    test_coarse_acc=9.0,
+    seconds=1.5,
+)
+EVENTS = [
+    RunPlaced("process 1 on here"),
+    RunStarted(40),
+    RunResumed(2, 20, ("a note",)),
+    StepsDone(7),
+    EpochDone(METRICS, 8.8),
+    RunRetrying(1, 2, "lost"),
+    RunFinished(RunResult.failed("why")),
+    RunInterrupted(),
+]
 
 
 class Seen(RunObserver):
@@ -51,8 +70,12 @@ def test_the_reporter_sends_steps_in_batches_and_flushes_them_before_any_other_e
     for _ in range(STEP_BATCH + 3):
         reporter.on_event(spec, ONE_STEP)
     reporter.on_event(spec, EpochDone(METRICS, 8.8))
-    assert sent == [Keyed(5, RunStarted(40)), Keyed(5, StepsDone(STEP_BATCH)), Keyed(5, StepsDone(3)),
-                    Keyed(5, EpochDone(METRICS, 8.8))]
+    assert sent == [
+        Keyed(5, RunStarted(40)),
+        Keyed(5, StepsDone(STEP_BATCH)),
+        Keyed(5, StepsDone(3)),
+        Keyed(5, EpochDone(METRICS, 8.8)),
+    ]
 
 
 def test_deliver_leaves_a_runs_end_to_the_executor():

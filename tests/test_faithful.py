@@ -27,6 +27,13 @@ def test_task_interface_files_pass_the_check(name, tmp_path):
 @pytest.mark.slow  # starts the harness command
 def test_a_curriculum_fails_where_the_run_never_reaches_the_fine_task(tmp_path):
     """The tiny profile's single epoch never gets past epoch 5: there the loss never uses fine_loss."""
-    r = harness("evaluate", SUBMISSIONS / "wild" / "curriculum_coarse_first.py", "--profile", "tiny", "--sandbox",
-                "none", cwd=tmp_path)
+    r = harness(
+        "evaluate",
+        SUBMISSIONS / "wild" / "curriculum_coarse_first.py",
+        "--profile",
+        "tiny",
+        "--sandbox",
+        "none",
+        cwd=tmp_path,
+    )
     assert r.returncode == 2 and "never depends on fine_loss" in r.stdout + r.stderr

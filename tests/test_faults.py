@@ -27,8 +27,23 @@ SLOW = SUBMISSIONS / "slow_steps.py"
 @pytest.mark.bwrap
 def test_under_jobs_a_killed_worker_or_run_process_fails_that_run_and_the_others_finish(tmp_path):
     require_sandbox("bwrap")
-    h = LiveHarness("evaluate", SLOW, "--profile", "tiny", "--jobs", "2", "--sandbox", "bwrap",
-                    "--seed", "1", "--seed", "2", "--seed", "3", cwd=tmp_path)
+    h = LiveHarness(
+        "evaluate",
+        SLOW,
+        "--profile",
+        "tiny",
+        "--jobs",
+        "2",
+        "--sandbox",
+        "bwrap",
+        "--seed",
+        "1",
+        "--seed",
+        "2",
+        "--seed",
+        "3",
+        cwd=tmp_path,
+    )
     try:
         pids = {}
         for _ in range(2):
@@ -52,10 +67,14 @@ def test_under_jobs_a_killed_worker_or_run_process_fails_that_run_and_the_others
     assert df.loc[1, "status"] == "failed" and df.loc[2, "status"] == "failed" and df.loc[3, "status"] == "ok"
     flat = " ".join(out.split())
     # killed in its training steps (or, on a loaded machine, while it was still starting)
-    assert re.search(r"run failed: slow_steps.py resnet20 seed 1: (epoch 0, step \d|starting the loss module): the "
-                     r"loss worker exited[^(]* \(killed by signal SIGKILL", flat), out
-    assert "run failed: slow_steps.py resnet20 seed 2: the run's process died without a result (exit code -9)" \
-        in flat, out
+    assert re.search(
+        r"run failed: slow_steps.py resnet20 seed 1: (epoch 0, step \d|starting the loss module): the "
+        r"loss worker exited[^(]* \(killed by signal SIGKILL",
+        flat,
+    ), out
+    assert (
+        "run failed: slow_steps.py resnet20 seed 2: the run's process died without a result (exit code -9)" in flat
+    ), out
     assert "3/3 runs ended, 2 failed" in flat
 
 
@@ -66,8 +85,21 @@ def _checkpoint_epochs(run_dir) -> int:
 
 def test_ctrl_c_stops_cleanly_removes_sandboxes_keeps_checkpoints_and_says_how_to_resume(tmp_path):
     """SIGINT to the process group, as a terminal's Ctrl-C sends it, during a --jobs 2 smoke run."""
-    h = LiveHarness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "smoke", "--arch", "resnet20",
-                    "--jobs", "2", "--seed", "1", "--seed", "2", cwd=tmp_path)
+    h = LiveHarness(
+        "evaluate",
+        REPO / "submissions" / "example_loss.py",
+        "--profile",
+        "smoke",
+        "--arch",
+        "resnet20",
+        "--jobs",
+        "2",
+        "--seed",
+        "1",
+        "--seed",
+        "2",
+        cwd=tmp_path,
+    )
     try:
         sandbox = h.wait_for(r"in sandbox '(\w+)'").group(1)
         pids = [int(h.wait_for(r"running in process (\d+)").group(1)) for _ in range(2)]
@@ -100,8 +132,7 @@ def test_ctrl_c_stops_cleanly_removes_sandboxes_keeps_checkpoints_and_says_how_t
 def _can_mount_tmpfs() -> bool:
     if os.geteuid() != 0 or not shutil.which("unshare"):
         return False
-    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=8k tmpfs /mnt"],
-                           capture_output=True)
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=8k tmpfs /mnt"], capture_output=True)
     return probe.returncode == 0
 
 
@@ -126,8 +157,15 @@ def test_a_full_disk_while_appending_leaves_no_partial_row_and_the_next_evaluati
     leaderboard.append_row(seed_rows, leaderboard_row(seed=100 + n, submission="loss" + "x" * pad + ".py"))
     n += 1
     assert seed_rows.stat().st_size == 4050
-    cmd = [shutil.which("harness"), "evaluate", str(REPO / "submissions" / "example_loss.py"), "--profile", "tiny",
-           "--leaderboard", str(lb_dir / "lb.csv")]
+    cmd = [
+        shutil.which("harness"),
+        "evaluate",
+        str(REPO / "submissions" / "example_loss.py"),
+        "--profile",
+        "tiny",
+        "--leaderboard",
+        str(lb_dir / "lb.csv"),
+    ]
     script = f"""
         set -u
         mount -t tmpfs -o size=16k tmpfs {lb_dir}
@@ -139,8 +177,14 @@ def test_a_full_disk_while_appending_leaves_no_partial_row_and_the_next_evaluati
         {" ".join(cmd)} > {tmp_path}/second.out 2>&1; echo $? > {tmp_path}/second.rc
         cp {lb_dir}/lb.csv {tmp_path}/after-second.csv
     """
-    subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=tmp_path, env=harness_env(), check=True, timeout=600,
-                   stdin=subprocess.DEVNULL)
+    subprocess.run(
+        ["unshare", "-m", "sh", "-c", script],
+        cwd=tmp_path,
+        env=harness_env(),
+        check=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
     first = (tmp_path / "first.out").read_text()
     assert (tmp_path / "first.rc").read_text().strip() == "1", first
     flat = " ".join(first.split())
@@ -169,8 +213,12 @@ def test_a_pending_row_is_recorded_only_once_its_file_has_passed_the_check(tmp_p
     def pending(name):
         sha = sha256_file(tmp_path / name)
         run = EvalDir.of(tmp_path / "runs", "tiny", EntryKey(kind="submission", name=name), sha).path
-        row = leaderboard_row(submission=name, submission_sha256=sha, submission_path=name,
-                              run_id=f"tiny/submission/{name[:-3]}-{sha[:12]}/public/resnet20-seed42")
+        row = leaderboard_row(
+            submission=name,
+            submission_sha256=sha,
+            submission_path=name,
+            run_id=f"tiny/submission/{name[:-3]}-{sha[:12]}/public/resnet20-seed42",
+        )
         (run / "public" / "resnet20-seed42").mkdir(parents=True)
         (run / "public" / "resnet20-seed42" / "row.json").write_text(row.model_dump_json())
         return run / "public" / "resnet20-seed42" / "row.json"
@@ -180,14 +228,26 @@ def test_a_pending_row_is_recorded_only_once_its_file_has_passed_the_check(tmp_p
     before = lb.read_bytes()
     shutil.copy(SUBMISSIONS / "float_return.py", tmp_path / "refused.py")  # passes the static check, not the interface
     kept = pending("refused.py")
-    r = subprocess.run([shutil.which("harness"), "evaluate", "refused.py", "--profile", "tiny", "--sandbox", "none"],
-                       cwd=tmp_path, env=harness_env(), capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [shutil.which("harness"), "evaluate", "refused.py", "--profile", "tiny", "--sandbox", "none"],
+        cwd=tmp_path,
+        env=harness_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2 and "interface check failed" in " ".join(r.stderr.split()), r.stdout + r.stderr
     assert lb.read_bytes() == before and kept.exists()  # no row appended; the kept one still waits
     shutil.copy(REPO / "submissions" / "example_loss.py", tmp_path / "passes.py")
     kept = pending("passes.py")
-    r = subprocess.run([shutil.which("harness"), "evaluate", "passes.py", "--profile", "tiny", "--sandbox", "none"],
-                       cwd=tmp_path, env=harness_env(), capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [shutil.which("harness"), "evaluate", "passes.py", "--profile", "tiny", "--sandbox", "none"],
+        cwd=tmp_path,
+        env=harness_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     out = " ".join(r.stdout.split())
     assert out.index("checking passes.py") < out.index("recorded passes.py resnet20 seed 42"), out

@@ -19,10 +19,19 @@ ACC = {"resnet20": (60.0, 61.0, 62.0), "resnet56": (70.0, 71.5, 71.0)}
 
 def _rows(name, kind, sha):
     return [
-        leaderboard_row(seed=seed, acc=acc + (kind == "submission"), submission=name, kind=kind,
-                        submission_sha256=sha * 64, profile="full", arch=arch, epochs=200,
-                        run_id=f"full/{name}/public/{arch}-seed{seed}")
-        for arch, values in ACC.items() for seed, acc in zip(SEEDS, values)
+        leaderboard_row(
+            seed=seed,
+            acc=acc + (kind == "submission"),
+            submission=name,
+            kind=kind,
+            submission_sha256=sha * 64,
+            profile="full",
+            arch=arch,
+            epochs=200,
+            run_id=f"full/{name}/public/{arch}-seed{seed}",
+        )
+        for arch, values in ACC.items()
+        for seed, acc in zip(SEEDS, values)
     ]
 
 
@@ -42,8 +51,14 @@ def _legend(tmp_path, *entries) -> list[str]:
         ([("mine.py", "submission", "a")], ["submission"]),
         ([("mine.py", "submission", "a"), ("pcgrad.py", "baseline", "b")], ["submission", "baseline"]),
         ([("pcgrad.py", "baseline", "b")], ["baseline"]),
-        ([("mine.py", "submission", "a"), ("equal_weighting.py", "baseline", "c"), ("fine_only.py", "baseline", "d")],
-         ["submission", "static-weight sweep (by w)"]),
+        (
+            [
+                ("mine.py", "submission", "a"),
+                ("equal_weighting.py", "baseline", "c"),
+                ("fine_only.py", "baseline", "d"),
+            ],
+            ["submission", "static-weight sweep (by w)"],
+        ),
     ],
 )
 def test_the_tradeoff_legend_lists_only_what_is_drawn(tmp_path, entries, listed):
@@ -62,14 +77,26 @@ def test_the_report_plots_each_submissions_weights_per_step_and_its_scalars(tmp_
     for row in rows:
         run = RunDir.from_id(tmp_path / "runs", row.run_id)
         run.path.mkdir(parents=True)
-        lines = [dict(step=s, epoch=s // 10, loss=1.0, fine_loss=1.0, coarse_loss=1.0, weight_fine=1.0,
-                      weight_coarse=s / 40, **({"scalars": {"gate": s / 40}} if row.arch == "resnet20" else {}))
-                 for s in range(9, 40, 10)]
+        lines = [
+            dict(
+                step=s,
+                epoch=s // 10,
+                loss=1.0,
+                fine_loss=1.0,
+                coarse_loss=1.0,
+                weight_fine=1.0,
+                weight_coarse=s / 40,
+                **({"scalars": {"gate": s / 40}} if row.arch == "resnet20" else {}),
+            )
+            for s in range(9, 40, 10)
+        ]
         run.append_steps(lines)
     rep = report.build(read_rows(path), "public")
     captions = [caption for caption, _ in figures.learning_curves(rep, tmp_path / "runs")]
-    assert "mine.py: the weights it gave each task's loss at every logged step and what its scalars() reported " \
-           "(gate); one line style per seed" in captions
+    assert (
+        "mine.py: the weights it gave each task's loss at every logged step and what its scalars() reported "
+        "(gate); one line style per seed" in captions
+    )
     assert not any(c.startswith("pcgrad.py") for c in captions)  # per submission, as the other figures
     assert json.loads(RunDir.from_id(tmp_path / "runs", rows[0].run_id).steps.read_text().splitlines()[0])["step"] == 9
     # nothing logged (runs from before steps.jsonl): no figure, no error
@@ -77,8 +104,19 @@ def test_the_report_plots_each_submissions_weights_per_step_and_its_scalars(tmp_
 
 
 def _steps_lines(steps, scalars=lambda s: {}, weight=lambda s: s / 40):
-    return [dict(step=s, epoch=0, loss=1.0, fine_loss=1.0, coarse_loss=1.0, weight_fine=1.0, weight_coarse=weight(s),
-                 **({"scalars": scalars(s)} if scalars(s) else {})) for s in steps]
+    return [
+        dict(
+            step=s,
+            epoch=0,
+            loss=1.0,
+            fine_loss=1.0,
+            coarse_loss=1.0,
+            weight_fine=1.0,
+            weight_coarse=weight(s),
+            **({"scalars": scalars(s)} if scalars(s) else {}),
+        )
+        for s in steps
+    ]
 
 
 def test_step_plots_have_whole_number_ticks(tmp_path, monkeypatch):
@@ -105,10 +143,22 @@ def test_the_tradeoff_names_do_not_overlap(tmp_path):
     for k in range(14):
         name, kind = (f"method_{k:02d}.py", "submission") if k % 2 else (f"baseline_{k:02d}.py", "baseline")
         fine, coarse = {0: (50.0, 60.0), 1: (70.0, 80.0)}.get(k, (60.0 + 0.003 * k, 70.0 + 0.002 * k))
-        rows += [leaderboard_row(seed=seed, acc=fine + seed / 1e5, submission=name, kind=kind,
-                                 submission_sha256=f"{k:x}" * 64, profile="full", arch=arch, epochs=200,
-                                 best_coarse_acc=coarse, run_id=f"full/{name}/{arch}-{seed}")
-                 for arch in ACC for seed in SEEDS]
+        rows += [
+            leaderboard_row(
+                seed=seed,
+                acc=fine + seed / 1e5,
+                submission=name,
+                kind=kind,
+                submission_sha256=f"{k:x}" * 64,
+                profile="full",
+                arch=arch,
+                epochs=200,
+                best_coarse_acc=coarse,
+                run_id=f"full/{name}/{arch}-{seed}",
+            )
+            for arch in ACC
+            for seed in SEEDS
+        ]
     rep = report.build(read_rows(write_leaderboard(tmp_path / "lb.csv", rows)), "public")
     plt = figures._pyplot()
     fig, _ = figures.tradeoff_figure(rep, plt)
@@ -119,7 +169,7 @@ def test_the_tradeoff_names_do_not_overlap(tmp_path):
         boxes = [Text.get_window_extent(t, renderer) for t in ax.texts]  # the names, without their lines
         assert len(boxes) == 14
         for i, a in enumerate(boxes):
-            for b in boxes[i + 1:]:
+            for b in boxes[i + 1 :]:
                 assert not (a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1), (a, b)
     plt.close(fig)
 
@@ -127,10 +177,24 @@ def test_the_tradeoff_names_do_not_overlap(tmp_path):
 def _metrics_lines(epochs, acc, weight=1.0):
     from harness.protocol import EpochMetrics
 
-    return "".join(EpochMetrics(epoch=i, lr=0.1, train_fine_loss=1.0, train_coarse_loss=1.0, train_combined_loss=2.0,
-                                weight_fine=weight, weight_coarse=1.0, test_fine_loss=1.0, test_coarse_loss=1.0,
-                                test_fine_acc=acc * (i + 1) / epochs, test_coarse_acc=50.0, seconds=1.0)
-                   .model_dump_json() + "\n" for i in range(epochs))
+    return "".join(
+        EpochMetrics(
+            epoch=i,
+            lr=0.1,
+            train_fine_loss=1.0,
+            train_coarse_loss=1.0,
+            train_combined_loss=2.0,
+            weight_fine=weight,
+            weight_coarse=1.0,
+            test_fine_loss=1.0,
+            test_coarse_loss=1.0,
+            test_fine_acc=acc * (i + 1) / epochs,
+            test_coarse_acc=50.0,
+            seconds=1.0,
+        ).model_dump_json()
+        + "\n"
+        for i in range(epochs)
+    )
 
 
 @pytest.mark.slow
@@ -162,8 +226,19 @@ def test_hostile_numbers_and_names_beside_a_normal_entry_in_one_html_report(tmp_
             value = (lambda s: 1e308) if huge else (lambda s: s / 4000)
             run.append_steps(_steps_lines(steps, scalars=lambda s, v=value: {"gate": v(s)}, weight=value))
     started = time.monotonic()
-    r = harness("leaderboard", "--leaderboard", path, "--format", "html", "--runs-dir", tmp_path / "runs",
-                "--output", tmp_path / "report.html", cwd=tmp_path, timeout=300)
+    r = harness(
+        "leaderboard",
+        "--leaderboard",
+        path,
+        "--format",
+        "html",
+        "--runs-dir",
+        tmp_path / "runs",
+        "--output",
+        tmp_path / "report.html",
+        cwd=tmp_path,
+        timeout=300,
+    )
     took = time.monotonic() - started
     assert r.returncode == 0, r.stderr
     assert took < 240, took  # 3,200 names would take minutes to draw; 16 take seconds

@@ -53,21 +53,41 @@ def _profile(epochs=2):
 
 
 def _specs(submission, precision, arch, seeds=SEEDS, epochs=2):
-    return [run_spec(_profile(epochs), arch=arch, seed=s, submission=submission.name).model_copy(
-        update={"precision": precision}) for s in seeds]
+    return [
+        run_spec(_profile(epochs), arch=arch, seed=s, submission=submission.name).model_copy(
+            update={"precision": precision}
+        )
+        for s in seeds
+    ]
 
 
 def _separate(tmp_path, splits, submission, specs):
     train, test = splits
-    return [run_one(spec, submission=submission, train=train, test=test, run_dir=tmp_path / f"separate-{spec.seed}",
-                    sandbox=get_sandbox("none")) for spec in specs]
+    return [
+        run_one(
+            spec,
+            submission=submission,
+            train=train,
+            test=test,
+            run_dir=tmp_path / f"separate-{spec.seed}",
+            sandbox=get_sandbox("none"),
+        )
+        for spec in specs
+    ]
 
 
 def _fused(tmp_path, splits, submission, specs, name="fused", hooks=None):
     train, test = splits
     specs = [spec.model_copy(update={"fused": True}) for spec in specs]
-    return run_fused(specs, submission=submission, train=train, test=test, sandbox=get_sandbox("none"),
-                     run_dirs=[RunDir(tmp_path / name / str(spec.seed)) for spec in specs], observers=hooks)
+    return run_fused(
+        specs,
+        submission=submission,
+        train=train,
+        test=test,
+        sandbox=get_sandbox("none"),
+        run_dirs=[RunDir(tmp_path / name / str(spec.seed)) for spec in specs],
+        observers=hooks,
+    )
 
 
 def _metrics(run_dir):
@@ -95,9 +115,11 @@ CASES = [
 EPOCHS = {(TOY, "fp64"): 2, (TOY, "fp32"): 1, ("resnet20", "fp64"): 1}  # a few steps each (4 an epoch)
 
 
-@pytest.mark.parametrize("arch, submission, precision, tol", CASES,
-                         ids=["plain-resnet20", "gramian-resnet20", "seed-sits-out", "after-update", "every-input",
-                              "plain-fp32"])
+@pytest.mark.parametrize(
+    "arch, submission, precision, tol",
+    CASES,
+    ids=["plain-resnet20", "gramian-resnet20", "seed-sits-out", "after-update", "every-input", "plain-fp32"],
+)
 def test_a_fused_run_equals_its_separate_runs(tmp_path, tiny_splits, arch, submission, precision, tol):
     specs = _specs(submission, precision, arch, epochs=EPOCHS[arch, precision])
     assert fusable(specs)
@@ -112,8 +134,11 @@ def test_a_fused_run_equals_its_separate_runs(tmp_path, tiny_splits, arch, submi
             torch.testing.assert_close(got[key], want[key], **tol, msg=f"seed {spec.seed}: {key}")
         assert a.loss_state.keys() == b.loss_state.keys()
         for key in a.loss_state:
-            torch.testing.assert_close(torch.tensor(b.loss_state[key], dtype=torch.float64),
-                                       torch.tensor(a.loss_state[key], dtype=torch.float64), **tol)
+            torch.testing.assert_close(
+                torch.tensor(b.loss_state[key], dtype=torch.float64),
+                torch.tensor(a.loss_state[key], dtype=torch.float64),
+                **tol,
+            )
         for ma, mb in zip(a.history, b.history):
             for field in ("train_fine_loss", "train_coarse_loss", "weight_fine", "weight_coarse"):
                 assert getattr(mb, field) == pytest.approx(getattr(ma, field), rel=tol["rtol"], abs=tol["atol"])
@@ -127,9 +152,11 @@ def test_a_fused_run_equals_its_separate_runs(tmp_path, tiny_splits, arch, submi
             assert untouched == (spec.seed == 123)
 
 
-@pytest.mark.parametrize("submission", [SUBMISSIONS / "seed_sits_out.py", BASELINES / "famo.py",
-                                        SUBMISSIONS / "gramian_warmup.py"],
-                         ids=["seed-sits-out", "after-update", "gramian"])
+@pytest.mark.parametrize(
+    "submission",
+    [SUBMISSIONS / "seed_sits_out.py", BASELINES / "famo.py", SUBMISSIONS / "gramian_warmup.py"],
+    ids=["seed-sits-out", "after-update", "gramian"],
+)
 def test_a_compiled_fused_run_equals_the_eager_one(tmp_path, tiny_splits, monkeypatch, submission):
     """--fuse with --compile: the fused forward (stacking included) through torch.compile (aot_eager
     here), in training, without gradient (the after-update pass) and in evaluation; a head a seed
@@ -147,8 +174,9 @@ def test_a_compiled_fused_run_equals_the_eager_one(tmp_path, tiny_splits, monkey
     monkeypatch.setattr(compiled, "BACKEND", counting_aot_eager)
     specs = _specs(submission, "fp64", TOY)
     eager = _fused(tmp_path, tiny_splits, submission, specs, name="eager")
-    got = _fused(tmp_path, tiny_splits, submission, [s.model_copy(update={"compile": True}) for s in specs],
-                 name="compiled")
+    got = _fused(
+        tmp_path, tiny_splits, submission, [s.model_copy(update={"compile": True}) for s in specs], name="compiled"
+    )
     steps, test_batches = 2 * 4, 2 * 1  # 2 epochs of 4 steps; the 100 test images in one batch
     passes = steps * (2 if submission.name == "famo.py" else 1) + test_batches
     assert len(calls) >= passes  # every fused forward ran compiled (a graph break may split one into two)
@@ -220,17 +248,50 @@ def test_through_the_cli_rows_and_run_directories_are_those_of_separate_runs(tmp
     for fuse in ("--fuse", "--no-fuse"):
         cwd = tmp_path / fuse
         cwd.mkdir()
-        r = harness("evaluate", example, "--profile", "tiny", "--seed", "1", "--seed", "2", "--sandbox", "none",
-                    "--device", "cpu", "--precision", "fp64", fuse, cwd=cwd)
+        r = harness(
+            "evaluate",
+            example,
+            "--profile",
+            "tiny",
+            "--seed",
+            "1",
+            "--seed",
+            "2",
+            "--sandbox",
+            "none",
+            "--device",
+            "cpu",
+            "--precision",
+            "fp64",
+            fuse,
+            cwd=cwd,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         assert ("2 runs trained fused" in r.stdout) == (fuse == "--fuse")
         out[fuse] = pd.read_csv(cwd / "leaderboard-tiny.csv")
         for run_id in out[fuse]["run_id"]:
             assert json.loads((cwd / "runs" / run_id / "settings.json").read_text())["fused"] == (fuse == "--fuse")
     a, b = out["--fuse"], out["--no-fuse"]
-    same = ["kind", "submission", "submission_sha256", "profile", "phase", "topology", "arch", "seed", "attempt",
-            "precision", "compile", "deterministic", "run_id", "status", "best_fine_acc", "best_epoch",
-            "final_fine_acc", "best_coarse_acc"]
+    same = [
+        "kind",
+        "submission",
+        "submission_sha256",
+        "profile",
+        "phase",
+        "topology",
+        "arch",
+        "seed",
+        "attempt",
+        "precision",
+        "compile",
+        "deterministic",
+        "run_id",
+        "status",
+        "best_fine_acc",
+        "best_epoch",
+        "final_fine_acc",
+        "best_coarse_acc",
+    ]
     assert len(a) == 2 and a[same].equals(b[same])
     assert set(a["float32_math"]) == set(b["float32_math"]) == {"ieee"}  # a CPU has no TF32
     shutil.rmtree(tmp_path / "--fuse")

@@ -79,9 +79,28 @@ def test_a_child_that_fails_before_training_leaves_its_reason_in_failure_txt(tmp
 def test_final_phase_with_jobs_trains_the_hidden_architecture_in_its_child_processes(tmp_path):
     """The issue's command: every vgg16bn run failed in its --jobs child ("unknown architecture")."""
     start = time.monotonic()
-    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "tiny", "--phase", "final",
-                "--arch", "vgg16bn", "--seed", "42", "--seed", "123", "--jobs", "2", "--sandbox", "none",
-                "--device", "cpu", cwd=tmp_path, timeout=900)
+    r = harness(
+        "evaluate",
+        REPO / "submissions" / "example_loss.py",
+        "--profile",
+        "tiny",
+        "--phase",
+        "final",
+        "--arch",
+        "vgg16bn",
+        "--seed",
+        "42",
+        "--seed",
+        "123",
+        "--jobs",
+        "2",
+        "--sandbox",
+        "none",
+        "--device",
+        "cpu",
+        cwd=tmp_path,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     df = pd.read_csv(tmp_path / "leaderboard-tiny.csv")
     assert sorted(df["seed"]) == [42, 123] and set(df["status"]) == {"ok"} and set(df["arch"]) == {"vgg16bn"}
@@ -95,9 +114,30 @@ def test_final_phase_with_jobs_trains_the_hidden_architecture_in_its_child_proce
 
 @pytest.mark.slow
 def test_bench_measures_a_hidden_architecture_in_its_concurrent_children(tmp_path):
-    r = harness("bench", "--arch", "vgg16bn", "--device", "cpu", "--steps", "1", "--rounds", "1", "--batch", "4",
-                "--calls", "5", "--eval-images", "20", "--jobs", "2", "--sandbox", "none", "--json", cwd=tmp_path,
-                timeout=900)
+    r = harness(
+        "bench",
+        "--arch",
+        "vgg16bn",
+        "--device",
+        "cpu",
+        "--steps",
+        "1",
+        "--rounds",
+        "1",
+        "--batch",
+        "4",
+        "--calls",
+        "5",
+        "--eval-images",
+        "20",
+        "--jobs",
+        "2",
+        "--sandbox",
+        "none",
+        "--json",
+        cwd=tmp_path,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     report = json.loads(r.stdout)
     assert [a["arch"] for a in report["archs"]] == ["vgg16bn"] and report["archs"][0]["harness_img_s"] > 0

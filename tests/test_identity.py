@@ -50,7 +50,9 @@ def test_a_copy_of_the_reference_does_not_displace_it(tmp_path):
     assert "my_new_method.py (identical to baseline equal_weighting.py)" in md
     rows = read_rows(tmp_path / "lb.csv")
     assert rows[["kind", "submission", "attempt"]].values.tolist() == [
-        ["submission", "my_new_method.py", 1], ["baseline", "equal_weighting.py", 1]]
+        ["submission", "my_new_method.py", 1],
+        ["baseline", "equal_weighting.py", 1],
+    ]
     assert len(set(rows["run_id"])) == 2  # two run directories, one per entry
 
 
@@ -88,7 +90,10 @@ def test_a_file_name_belongs_to_one_place(tmp_path):
     assert "2 row(s), 2 version(s)" in runs  # alice's two versions, none of bob's
     rows = read_rows(tmp_path / "lb.csv")
     assert rows[["submission", "submission_path"]].values.tolist() == [
-        ["loss.py", "alice/loss.py"], ["bob_loss.py", "bob/loss.py"], ["loss.py", "alice/loss.py"]]
+        ["loss.py", "alice/loss.py"],
+        ["bob_loss.py", "bob/loss.py"],
+        ["loss.py", "alice/loss.py"],
+    ]
     r, out = _run(tmp_path, "evaluate", alice, bob, "--name", "x.py")
     assert r.returncode == 2 and "--name names one entry" in out
 
@@ -102,8 +107,9 @@ def test_a_baseline_file_is_evaluated_as_a_baseline(tmp_path):
     assert read_rows(tmp_path / "lb.csv")["kind"].tolist() == ["baseline"]
 
 
-@pytest.mark.parametrize("name", ["equal_weighting.py", "Equal_Weighting.py", "equal_weighting\u200b.py",
-                                  "equal_weighting\uff0epy"])
+@pytest.mark.parametrize(
+    "name", ["equal_weighting.py", "Equal_Weighting.py", "equal_weighting\u200b.py", "equal_weighting\uff0epy"]
+)
 def test_no_submission_looks_like_a_baseline(tmp_path, name):
     path = _copy(REPO / "submissions" / "example_loss.py", tmp_path / "subs" / name)
     r, out = _run(tmp_path, "evaluate", path)
@@ -112,8 +118,11 @@ def test_no_submission_looks_like_a_baseline(tmp_path, name):
     if name.isascii():
         assert "equal_weighting.py is a baseline's name" in out
     else:
-        assert "cannot name an entry" in out and "\\u" in out and ("U+200B ZERO WIDTH SPACE (invisible)" in out or
-                                                                   "U+FF0E FULLWIDTH FULL STOP" in out)
+        assert (
+            "cannot name an entry" in out
+            and "\\u" in out
+            and ("U+200B ZERO WIDTH SPACE (invisible)" in out or "U+FF0E FULLWIDTH FULL STOP" in out)
+        )
     r, out = _run(tmp_path, "evaluate", path, "--name", "my_ew.py")
     assert r.returncode == 0, out  # an explicit name is the way out
     assert read_rows(tmp_path / "lb.csv")["submission"].tolist() == ["my_ew.py"]
@@ -122,8 +131,16 @@ def test_no_submission_looks_like_a_baseline(tmp_path, name):
 def test_retire_decides_by_kind(tmp_path):
     lb = tmp_path / "lb.csv"
     for kind, sha, acc in (("baseline", "e", 50.0), ("submission", "f", 40.0)):  # an older board: one name, two kinds
-        append_row(lb, leaderboard_row(submission="equal_weighting.py", kind=kind, submission_sha256=sha * 64, acc=acc,
-                                       run_id=f"tiny/{kind}/public/resnet20-seed42"))
+        append_row(
+            lb,
+            leaderboard_row(
+                submission="equal_weighting.py",
+                kind=kind,
+                submission_sha256=sha * 64,
+                acc=acc,
+                run_id=f"tiny/{kind}/public/resnet20-seed42",
+            ),
+        )
     r = harness("retire", "equal_weighting", "--leaderboard", lb, cwd=tmp_path)
     assert r.returncode == 2 and "--kind" in r.stderr
     r = harness("retire", "equal_weighting", "--kind", "baseline", "--leaderboard", lb, cwd=tmp_path)

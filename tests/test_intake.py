@@ -22,8 +22,9 @@ def test_one_bad_file_never_stops_the_batch(tmp_path):
     subs = tmp_path / "subs"
     subs.mkdir()
     (subs / "good.py").write_text(EXAMPLE)
-    (subs / "deep.py").write_text(EXAMPLE.replace("return ", "return 0 * (" + "+".join(["fine_loss"] * 500) + ") + ",
-                                                  1))
+    (subs / "deep.py").write_text(
+        EXAMPLE.replace("return ", "return 0 * (" + "+".join(["fine_loss"] * 500) + ") + ", 1)
+    )
     (subs / ("x" * 250 + ".py")).write_text(EXAMPLE)
     (subs / ESC_NAME).write_text(EXAMPLE)
     (subs / "=HYPERLINK(1).py").write_text(EXAMPLE)
@@ -34,8 +35,20 @@ def test_one_bad_file_never_stops_the_batch(tmp_path):
     os.mkfifo(subs / "fifo.py")
     (subs / "latin1.py").write_bytes(EXAMPLE.encode() + "# caf\xe9\n".encode("latin-1"))
     files = sorted(subs.iterdir())
-    r = harness("evaluate", *files, "--profile", "tiny", "--sandbox", "none", "--leaderboard", tmp_path / "lb.csv",
-                "--runs-dir", tmp_path / "runs", cwd=tmp_path, timeout=600)
+    r = harness(
+        "evaluate",
+        *files,
+        "--profile",
+        "tiny",
+        "--sandbox",
+        "none",
+        "--leaderboard",
+        tmp_path / "lb.csv",
+        "--runs-dir",
+        tmp_path / "runs",
+        cwd=tmp_path,
+        timeout=600,
+    )
     out = r.stdout + r.stderr
     assert r.returncode == 2, out
     assert "\x1b" not in out and "\r" not in out.replace("\r\n", "\n")  # no escape sequence reached the output
@@ -54,15 +67,17 @@ def test_a_hostile_name_in_a_leaderboard_is_shown_cleaned(tmp_path):
     lb = tmp_path / "lb.csv"
     hostile = "evil\n# Verified winner <img src=x onerror=alert(1)> [x](http://e)\x1b[31m.py"
     append_row(lb, leaderboard_row(submission=hostile))
-    append_row(lb, leaderboard_row(submission="=HYPERLINK(\"http://e\").py", submission_sha256="cd" * 32))
+    append_row(lb, leaderboard_row(submission='=HYPERLINK("http://e").py', submission_sha256="cd" * 32))
     md = harness("leaderboard", "--leaderboard", lb, "--format", "markdown", cwd=tmp_path).stdout
     assert "<img" not in md and "\x1b" not in md and "[x](http" not in md and "\\[x\\](http://e)" in md
-    assert [line for line in md.splitlines() if line.startswith("#")] == ["# Leaderboard (tiny, public phase)",
-                                                                         "## Submissions"]
+    assert [line for line in md.splitlines() if line.startswith("#")] == [
+        "# Leaderboard (tiny, public phase)",
+        "## Submissions",
+    ]
     assert "&lt;img src=x onerror=alert(1)&gt;" in md
     csv = harness("leaderboard", "--leaderboard", lb, "--format", "csv", cwd=tmp_path).stdout
     entries = pd.read_csv(io.StringIO(csv))["entry"].tolist()
-    assert "'=HYPERLINK(\"http://e\").py" in entries and all(not e.startswith("=") for e in entries)
+    assert '\'=HYPERLINK("http://e").py' in entries and all(not e.startswith("=") for e in entries)
     table = harness("leaderboard", "--leaderboard", lb, cwd=tmp_path)
     assert table.returncode == 0 and "\x1b" not in table.stdout + table.stderr
     html = harness("leaderboard", "--leaderboard", lb, "--format", "html", cwd=tmp_path).stdout

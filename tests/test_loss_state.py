@@ -12,8 +12,9 @@ from harness.protocol import OptimizerSettings
 
 
 def test_state_reports_buffers_and_plain_numbers():
-    with LossWorker(SUBMISSIONS / "ema_state.py", sandbox=get_sandbox("none"), seed=0,
-                    optimizer=OptimizerSettings()) as w:
+    with LossWorker(
+        SUBMISSIONS / "ema_state.py", sandbox=get_sandbox("none"), seed=0, optimizer=OptimizerSettings()
+    ) as w:
         w.start()
         w.step(StepRequest(0, 10, 0, 5, 0.1, fine_loss=4.0, coarse_loss=2.0))
         w.step(StepRequest(0, 10, 1, 5, 0.1, fine_loss=3.0, coarse_loss=1.0))

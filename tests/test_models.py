@@ -67,7 +67,8 @@ def test_vgg16bn_ends_in_the_tasks_two_linear_heads():
     bound = 1 / math.sqrt(512)
     for head in (model.fine_head, model.coarse_head):
         assert float(head.weight.abs().max()) <= bound and float(head.weight.std()) == pytest.approx(
-            bound / math.sqrt(3), rel=0.1)
+            bound / math.sqrt(3), rel=0.1
+        )
         assert float(head.bias.abs().max()) <= bound and torch.count_nonzero(head.bias) > 0
 
 

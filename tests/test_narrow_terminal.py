@@ -26,14 +26,25 @@ def _table(records, width: int, several: bool) -> list[str]:
 
 
 def _record(submission: str, arch: str, seed: int, acc: float | None = 44.8) -> Recorded:
-    result = RunResult(status="ok" if acc else "failed", epochs_done=3, best_fine_acc=acc, best_epoch=2 if acc else None,
-                       final_fine_acc=acc, best_coarse_acc=acc and acc + 15.25, wall_seconds=1234.0,
-                       reason=None if acc else "WorkerError: boom")
+    result = RunResult(
+        status="ok" if acc else "failed",
+        epochs_done=3,
+        best_fine_acc=acc,
+        best_epoch=2 if acc else None,
+        final_fine_acc=acc,
+        best_coarse_acc=acc and acc + 15.25,
+        wall_seconds=1234.0,
+        reason=None if acc else "WorkerError: boom",
+    )
     return Recorded(spec=run_spec(tiny_profile(), arch, seed, submission=submission), result=result, run=None)
 
 
 def test_the_results_table_is_compact_at_80_columns_with_every_name_and_number_whole():
-    records = [_record(LONG, "resnet20", 42), _record("b.py", "resnet56", 456, 100.0), _record(LONG, "resnet56", 123, None)]
+    records = [
+        _record(LONG, "resnet20", 42),
+        _record("b.py", "resnet56", 456, 100.0),
+        _record(LONG, "resnet56", 123, None),
+    ]
     lines = _table(records, 80, several=True)
     text = "\n".join(lines)
     assert all(cell_len(line) <= 80 for line in lines) and "…" not in text, text
@@ -65,7 +76,9 @@ def test_evaluate_reads_whole_on_an_80_column_terminal(tmp_path):
     assert re.search(r"^b resnet20 seed 42 +━+ ok\n  best +[\d.]+%  \d:\d\d:\d\d$", text, re.M), text
     assert re.search(r"^  2/2 runs ended, 0 running, 0 queued  \d:\d\d:\d\d", text, re.M), text
     # a frame drawn while training: the losses and accuracies whole
-    assert any(re.fullmatch(r"  (epoch 1/1  )?loss [\d.]+/[\d.]+  test fine +[\d.]+%  best +[\d.]+%.*", x) for x in drawn)
+    assert any(
+        re.fullmatch(r"  (epoch 1/1  )?loss [\d.]+/[\d.]+  test fine +[\d.]+%  best +[\d.]+%.*", x) for x in drawn
+    )
     # the results table: both files, every number
     assert re.search(r"^ resnet20 seed 42 +ok +[\d.]+ +1 +[\d.]+ +[\d.]+ +\d+ s$", text, re.M), text
     assert LONG in "".join(line.strip() for line in screen) and "\n b.py\n" in text, text

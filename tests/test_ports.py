@@ -35,8 +35,17 @@ def test_a_gramian_read_from_kwargs_is_delivered_end_to_end(tmp_path):
     steps), the file counts the steps on which it had the Gramian: every one."""
     require_sandbox("bwrap")
     lb = tmp_path / "lb.csv"
-    r = harness("evaluate", PORTS / "gradvac_libmtl_kwargs.py", "--profile", "tiny", "--sandbox", "bwrap",
-                "--leaderboard", lb, cwd=tmp_path)
+    r = harness(
+        "evaluate",
+        PORTS / "gradvac_libmtl_kwargs.py",
+        "--profile",
+        "tiny",
+        "--sandbox",
+        "bwrap",
+        "--leaderboard",
+        lb,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "extra inputs: gramian" in r.stdout and "warning" not in r.stdout
     row = pd.read_csv(lb).iloc[0]
@@ -45,37 +54,54 @@ def test_a_gramian_read_from_kwargs_is_delivered_end_to_end(tmp_path):
     assert state["attr:n_updates"] == [4.0]
 
 
-@pytest.mark.parametrize("body, message", [
-    ("""
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (
+            """
      def forward(self, fine_loss, coarse_loss, epoch, total_epochs, **kwargs):
          return self._weigh(fine_loss, coarse_loss, **kwargs)
 
      def _weigh(self, fine_loss, coarse_loss, gramian=None):
          return fine_loss + coarse_loss
-     """, "forward passes **kwargs on to another call: the harness passes an optional input through **kwargs only "
-          "where the code reads its name as a literal string"),
-    ("""
+     """,
+            "forward passes **kwargs on to another call: the harness passes an optional input through **kwargs only "
+            "where the code reads its name as a literal string",
+        ),
+        (
+            """
      def forward(self, fine_loss, coarse_loss, epoch, total_epochs, **kwargs):
          inputs = {name: kwargs.get(name) for name in ("gramian", "step")}
          return fine_loss + coarse_loss
-     """, "forward reads kwargs.get(...) with a key that is not a literal string"),
-    ("""
+     """,
+            "forward reads kwargs.get(...) with a key that is not a literal string",
+        ),
+        (
+            """
      def forward(self, fine_loss, coarse_loss, epoch, total_epochs, **kwargs):
          beta = kwargs['GradVac_beta']
          return fine_loss + beta * coarse_loss
-     """, "forward reads 'GradVac_beta' from **kwargs, which the harness never passes; it passes only: gramian, "
-          "step, steps_per_epoch"),
-    ("""
+     """,
+            "forward reads 'GradVac_beta' from **kwargs, which the harness never passes; it passes only: gramian, "
+            "step, steps_per_epoch",
+        ),
+        (
+            """
      def forward(self, fine_loss, coarse_loss, epoch, total_epochs, **kwargs):
          return fine_loss + coarse_loss * (kwargs.get('gramain') is None)
-     """, "(did you mean 'gramian'?)"),
-])
+     """,
+            "(did you mean 'gramian'?)",
+        ),
+    ],
+)
 def test_a_kwargs_read_the_check_cannot_deliver_is_refused_before_training(body, message, tmp_path):
     path = tmp_path / "port.py"
-    path.write_text("import torch.nn as nn\n\n\nclass MultiTaskLoss(nn.Module):\n"
-                    + textwrap.indent(textwrap.dedent(body), "    "))
-    r = harness("evaluate", path, "--profile", "tiny", "--sandbox", "none", "--leaderboard", tmp_path / "lb.csv",
-                cwd=tmp_path)
+    path.write_text(
+        "import torch.nn as nn\n\n\nclass MultiTaskLoss(nn.Module):\n" + textwrap.indent(textwrap.dedent(body), "    ")
+    )
+    r = harness(
+        "evaluate", path, "--profile", "tiny", "--sandbox", "none", "--leaderboard", tmp_path / "lb.csv", cwd=tmp_path
+    )
     flat = " ".join(r.stderr.split())
     assert r.returncode == 2 and message in flat, r.stdout + r.stderr
     assert "declare the inputs it needs as keyword-only parameters" in flat or "A setting belongs in the file" in flat
@@ -92,17 +118,22 @@ def test_a_tensor_that_requires_grad_but_is_no_parameter_is_named(tmp_path):
     r = harness("check", imtl, "--sandbox", "bwrap", cwd=tmp_path)
     flat = " ".join(r.stdout.split())
     assert r.returncode == 0, r.stdout + r.stderr
-    assert ("warning: self.loss_scale is a tensor with requires_grad=True but not an nn.Parameter, so nothing "
-            "trains it") in flat and "wrap it in nn.Parameter" in flat
+    assert (
+        "warning: self.loss_scale is a tensor with requires_grad=True but not an nn.Parameter, so nothing trains it"
+    ) in flat and "wrap it in nn.Parameter" in flat
     assert f"next: harness evaluate {imtl} --profile smoke" in flat
-    result = api.evaluate(imtl, profile="tiny", sandbox="none", leaderboard=tmp_path / "lb.csv",
-                          runs_dir=tmp_path / "runs")
+    result = api.evaluate(
+        imtl, profile="tiny", sandbox="none", leaderboard=tmp_path / "lb.csv", runs_dir=tmp_path / "runs"
+    )
     assert result.exit_code == 0 and [run.status for run in result.runs] == ["ok"]
     assert any("self.loss_scale is a tensor with requires_grad=True" in w for w in result.checks[str(imtl)].warnings)
     fixed = tmp_path / "imtl_fixed.py"
-    fixed.write_text(imtl.read_text().replace(
-        "torch.tensor([0.0] * self.task_num, device=self.device, requires_grad=True)",
-        "nn.Parameter(torch.tensor([0.0] * self.task_num, device=self.device))"))
+    fixed.write_text(
+        imtl.read_text().replace(
+            "torch.tensor([0.0] * self.task_num, device=self.device, requires_grad=True)",
+            "nn.Parameter(torch.tensor([0.0] * self.task_num, device=self.device))",
+        )
+    )
     report = api.check(fixed, sandbox="bwrap")
     assert report.ok and report.num_params == 2 and report.warnings == [] and report.capabilities == ["gramian"]
 
@@ -116,8 +147,9 @@ def test_fairgrad_with_scipy_runs_in_both_sandboxes(sandbox, tmp_path):
     r = harness("check", PORTS / "fairgrad_scipy.py", "--sandbox", sandbox, cwd=tmp_path)
     assert r.returncode == 0 and "extra inputs: gramian" in r.stdout, r.stdout + r.stderr
     G = np.array([[4.0, -1.0], [-1.0, 2.0]])
-    with LossWorker(PORTS / "fairgrad_scipy.py", sandbox=chosen, seed=0, optimizer=OptimizerSettings(),
-                    dtype="float64") as worker:
+    with LossWorker(
+        PORTS / "fairgrad_scipy.py", sandbox=chosen, seed=0, optimizer=OptimizerSettings(), dtype="float64"
+    ) as worker:
         worker.start()
         reply = worker.step(StepRequest(0, 10, 0, 5, 0.1, 2.0, 1.0, gramian=(G[0, 0], G[0, 1], G[1, 1])))
     w = np.array([reply.w_fine, reply.w_coarse])
@@ -132,8 +164,11 @@ def test_a_kaggle_notebook_file_runs_and_its_optional_tools_fail_cleanly(sandbox
     says so); its numpy numbers in scalars() are accepted."""
     chosen = require_sandbox(sandbox)
     site = tmp_path / "site-packages"
-    for name, source in {"wandb/__init__.py": "def init(**kw): pass\ndef log(d): pass\n",
-                         "tqdm/__init__.py": "tqdm = list\n", "tqdm/auto.py": "tqdm = list\n"}.items():
+    for name, source in {
+        "wandb/__init__.py": "def init(**kw): pass\ndef log(d): pass\n",
+        "tqdm/__init__.py": "tqdm = list\n",
+        "tqdm/auto.py": "tqdm = list\n",
+    }.items():
         (site / name).parent.mkdir(parents=True, exist_ok=True)
         (site / name).write_text(source)
     site.chmod(0o755)
@@ -143,8 +178,10 @@ def test_a_kaggle_notebook_file_runs_and_its_optional_tools_fail_cleanly(sandbox
     report = interface_check(PORTS / "kaggle_curriculum.py", sandbox=chosen, log_path=log, total_epochs=10)
     text = log.read_text()
     assert "wandb: False, tensorboard: False, tqdm: False" in text, text
-    assert any("WARMUP_FRAC, MAX_COARSE: the loss worker's environment is empty, so the defaults in the file apply"
-               in w for w in report.warnings), report.warnings
+    assert any(
+        "WARMUP_FRAC, MAX_COARSE: the loss worker's environment is empty, so the defaults in the file apply" in w
+        for w in report.warnings
+    ), report.warnings
     with LossWorker(PORTS / "kaggle_curriculum.py", sandbox=chosen, seed=0, optimizer=OptimizerSettings()) as worker:
         worker.start()
         reply = worker.step(StepRequest(5, 10, 0, 5, 0.1, 2.0, 1.0))

@@ -33,7 +33,11 @@ def _progress(specs, parallel):
 
 def test_eta_weighs_architectures_and_divides_by_the_runs_at_once():
     profile = tiny_profile(epochs=2)
-    r20, r56, later = run_spec(profile, "resnet20", 1), run_spec(profile, "resnet56", 1), run_spec(profile, "resnet20", 2)
+    r20, r56, later = (
+        run_spec(profile, "resnet20", 1),
+        run_spec(profile, "resnet56", 1),
+        run_spec(profile, "resnet20", 2),
+    )
     p, clock, out = _progress([r20, r56, later], parallel=2)
     c = forward_macs("resnet56") / forward_macs("resnet20")
     assert p.eta() is None and p.summary() == "0/3 runs ended, 0 running, 3 queued"
@@ -81,7 +85,10 @@ def test_several_files_are_labelled_by_file():
     assert sorted(r.label for r in p.runs.values()) == ["a resnet20 seed 1", "b resnet20 seed 1"]
     c = a.model_copy(update={"kind": "baseline"})  # a baseline of the same name: another entry
     p, _, _ = _progress([a, c], parallel=1)
-    assert sorted(r.label for r in p.runs.values()) == ["a (baseline) resnet20 seed 1", "a (submission) resnet20 seed 1"]
+    assert sorted(r.label for r in p.runs.values()) == [
+        "a (baseline) resnet20 seed 1",
+        "a (submission) resnet20 seed 1",
+    ]
 
 
 # --- at 80 columns ---------------------------------------------------------------------------------
@@ -99,15 +106,28 @@ def _busy(names=("a_rather_long_submission_name.py", "b.py")):
     from harness.protocol import EpochMetrics
 
     profile = tiny_profile(epochs=3)
-    specs = [run_spec(profile, a, s, submission=n) for n in names for a in ("resnet20", "resnet56") for s in (42, 123, 456)]
+    specs = [
+        run_spec(profile, a, s, submission=n) for n in names for a in ("resnet20", "resnet56") for s in (42, 123, 456)
+    ]
     p, clock, _ = _progress(specs, parallel=2)
     for spec in specs[:3]:
         p.on_event(spec, RunStarted(30))
     clock.t = 12.0
     p.on_event(specs[0], StepsDone(10))
-    m = EpochMetrics(epoch=0, lr=0.1, train_fine_loss=4.399, train_coarse_loss=2.281, train_combined_loss=6.68,
-                     weight_fine=1, weight_coarse=1, test_fine_loss=4.0, test_coarse_loss=2.0, test_fine_acc=88.8,
-                     test_coarse_acc=90.0, seconds=12.0)
+    m = EpochMetrics(
+        epoch=0,
+        lr=0.1,
+        train_fine_loss=4.399,
+        train_coarse_loss=2.281,
+        train_combined_loss=6.68,
+        weight_fine=1,
+        weight_coarse=1,
+        test_fine_loss=4.0,
+        test_coarse_loss=2.0,
+        test_fine_acc=88.8,
+        test_coarse_acc=90.0,
+        seconds=12.0,
+    )
     p.on_event(specs[0], EpochDone(m, 88.8))
     p.on_event(specs[2], RunFinished(RunResult(status="ok", epochs_done=3, best_fine_acc=45.4, wall_seconds=39.0)))
     return p

@@ -46,7 +46,10 @@ def test_every_published_row_says_what_produced_it_and_what_reproduces_it():
     for name, what in PUBLISHED.items():
         assert what.note and "\n" not in what.note and (what.baseline is None or what.baseline in baselines), name
     assert {n: p.baseline for n, p in PUBLISHED.items() if p.baseline} == {
-        "dwa": "dwa_batch.py", "pcgrad": "pcgrad_mlsbench.py", "uncertainty": "uncertainty.py"}
+        "dwa": "dwa_batch.py",
+        "pcgrad": "pcgrad_mlsbench.py",
+        "uncertainty": "uncertainty.py",
+    }
     assert "coarse head was never trained" in published("pcgrad").note
     assert published("openai/gpt-5.4 (agent)").baseline is None and published("equal_weighting") is None
 
@@ -56,8 +59,12 @@ def test_published_rows_stay_outside_every_score(tmp_path):
     shutil.copyfile(SHIPPED, path)
     for arch in ("resnet20", "resnet56"):
         for seed in (42, 123, 456):
-            append_row(path, leaderboard_row(seed=seed, acc=50.0, profile="full", arch=arch, epochs=200,
-                                             submission="dwa", kind="baseline"))
+            append_row(
+                path,
+                leaderboard_row(
+                    seed=seed, acc=50.0, profile="full", arch=arch, epochs=200, submission="dwa", kind="baseline"
+                ),
+            )
     rep = report.build(read_rows(path), "public")
     assert [e.label for e in rep.entries] == ["dwa"] and rep.entries[0].score == pytest.approx(50.0)
     assert all(r.rank is None for r in rep.references) and {"dwa", "pcgrad"} <= {r.label for r in rep.references}
@@ -114,15 +121,27 @@ def test_a_torn_line_does_not_restart_the_attempt_count(tmp_path):
 def test_the_published_section_shows_each_reproduction_beside_the_rows_it_reproduces(tmp_path):
     from helpers import write_leaderboard
 
-    rows = [leaderboard_row(seed=seed, acc=acc + d, submission=name, kind="baseline", submission_sha256=name[0] * 64,
-                            profile="full", arch=arch, epochs=200, run_id=f"full/{name}/{arch}-{seed}")
-            for name, d in (("dwa_batch.py", 0.0), ("equal_weighting.py", -0.3))
-            for arch, acc in (("resnet20", 67.5), ("resnet56", 71.8)) for seed in (42, 123, 456)]
+    rows = [
+        leaderboard_row(
+            seed=seed,
+            acc=acc + d,
+            submission=name,
+            kind="baseline",
+            submission_sha256=name[0] * 64,
+            profile="full",
+            arch=arch,
+            epochs=200,
+            run_id=f"full/{name}/{arch}-{seed}",
+        )
+        for name, d in (("dwa_batch.py", 0.0), ("equal_weighting.py", -0.3))
+        for arch, acc in (("resnet20", 67.5), ("resnet56", 71.8))
+        for seed in (42, 123, 456)
+    ]
     lb = write_leaderboard(tmp_path / "leaderboard.csv", rows, shipped=True)
     rep = report.build(read_rows(lb), "public")
     labels = [e.label for e in rep.references]
     mine = labels.index("measured here: dwa_batch.py")
-    assert labels[mine - 2:mine] == ["dwa", "dwa"] and labels.count("measured here: dwa_batch.py") == 1
+    assert labels[mine - 2 : mine] == ["dwa", "dwa"] and labels.count("measured here: dwa_batch.py") == 1
     shown = rep.references[mine]
     assert shown.kind == "reproduction" and shown.rank is None and shown.archs["resnet20"].mean == pytest.approx(67.5)
     assert all(s.p_value is None and s.diff is None for s in shown.archs.values())  # numbers only, no tests here
@@ -159,8 +178,9 @@ def test_published_rows_are_scored_only_where_their_numbers_mean_a_score(tmp_pat
     assert dwa1.score is None and dwa1.single_seed_score == pytest.approx(one_score)
     md = report.render_markdown(final)
     assert f"| 1 seed: {dwa1.single_seed_score:.2f} |" in md and f"| {dwa3.score:.2f} |" in md
-    assert "published rows of the final phase have no score here" in report.render_markdown(report.build(shipped,
-                                                                                                          "public"))
+    assert "published rows of the final phase have no score here" in report.render_markdown(
+        report.build(shipped, "public")
+    )
     data = json.loads(report.render_json(final))
     one_seed = [e for e in data["entries"] if e["section"] == "reference" and e["archs"]["resnet20"]["n"] == 1]
     assert one_seed and all(e["score"] is None and e["single_seed_score"] is not None for e in one_seed)

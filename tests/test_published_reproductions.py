@@ -89,8 +89,9 @@ class PCGradFill(nn.Module):
         flat = []
         for loss in (fine_loss, coarse_loss):
             grads = torch.autograd.grad(loss, self.shared, retain_graph=True, allow_unused=True)
-            flat.append(torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
-                                   for g, p in zip(grads, self.shared)]))
+            flat.append(
+                torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, self.shared)])
+            )
         g0, g1 = flat
         dot = g0 @ g1
         if dot < 0:
@@ -99,7 +100,7 @@ class PCGradFill(nn.Module):
         g = g0 + g1
         out, i = 0, 0
         for p in self.shared:
-            out = out + (g[i:i + p.numel()].view_as(p).detach() * p).sum()
+            out = out + (g[i : i + p.numel()].view_as(p).detach() * p).sum()
             i += p.numel()
         return out
 
@@ -134,8 +135,9 @@ class OfficialFAMO:
 def _setup(profile, train, seed, topology="shared"):
     torch.manual_seed(seed)
     model = build_model("resnet20", topology=topology).to(dtype=F64, memory_format=torch.channels_last)
-    loader = TrainLoader(train, batch_size=profile.batch_size, seed=seed, device=torch.device("cpu"),
-                         channels_last=True, dtype=F64)
+    loader = TrainLoader(
+        train, batch_size=profile.batch_size, seed=seed, device=torch.device("cpu"), channels_last=True, dtype=F64
+    )
     return model, loader
 
 
@@ -145,16 +147,21 @@ def task_loop(fill, profile, train, seed=42, topology="shared"):
     model, loader = _setup(profile, train, seed, topology)
     module = fill().to(F64)
     opt = profile.optimizer
-    optimizer = torch.optim.SGD(list(model.parameters()) + list(module.parameters()), lr=opt.lr,
-                                momentum=opt.momentum, weight_decay=opt.weight_decay)
+    optimizer = torch.optim.SGD(
+        list(model.parameters()) + list(module.parameters()),
+        lr=opt.lr,
+        momentum=opt.momentum,
+        weight_decay=opt.weight_decay,
+    )
     model.train()
     for epoch in range(profile.epochs):
         for group in optimizer.param_groups:
             group["lr"] = opt.lr_at(epoch, profile.epochs)
         for x, y_fine, y_coarse in loader.epoch(epoch):
             fine_logits, coarse_logits = model(x)
-            loss = module(F.cross_entropy(fine_logits, y_fine), F.cross_entropy(coarse_logits, y_coarse), epoch,
-                          profile.epochs)
+            loss = module(
+                F.cross_entropy(fine_logits, y_fine), F.cross_entropy(coarse_logits, y_coarse), epoch, profile.epochs
+            )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -191,8 +198,14 @@ def famo_loop(profile, train, seed=42):
 
 def _harness_run(name, profile, train, test, tmp_path, topology="shared"):
     spec = run_spec(profile, submission=f"{name}.py").model_copy(update={"precision": "fp64", "topology": topology})
-    outcome = run_one(spec, submission=BASELINES / f"{name}.py", train=train, test=test,
-                      run_dir=tmp_path / name, sandbox=get_sandbox("none"))
+    outcome = run_one(
+        spec,
+        submission=BASELINES / f"{name}.py",
+        train=train,
+        test=test,
+        run_dir=tmp_path / name,
+        sandbox=get_sandbox("none"),
+    )
     assert outcome.result.status == "ok", outcome.result.reason
     return outcome
 
@@ -230,8 +243,9 @@ def test_loss_weighting_fills_are_reproduced(name, fill, profile, splits, tmp_pa
     for key in ("backbone.body.0.weight", "fine_head.weight", "coarse_head.weight"):
         assert (model.state_dict()[key] - initial[key]).abs().max() > 1e-4, key  # the reference really trained it
     for param_name, param in module.named_parameters():
-        torch.testing.assert_close(torch.tensor(outcome.loss_state[param_name], dtype=F64),
-                                   param.detach().reshape(-1), **EXACT)
+        torch.testing.assert_close(
+            torch.tensor(outcome.loss_state[param_name], dtype=F64), param.detach().reshape(-1), **EXACT
+        )
         assert param.detach().abs().max() > 1e-3  # the module's parameters moved
 
 
@@ -267,4 +281,6 @@ def test_famo_is_the_official_algorithm(profile, splits, tmp_path):
     torch.testing.assert_close(torch.tensor(outcome.loss_state["attr:xi"], dtype=F64), logits[-2], **EXACT)
     # the cheaper next-batch variant is a different method: the same comparison tells it apart
     cheap = _harness_run("famo_next_batch", profile, train, test, tmp_path).model.state_dict()
-    assert max(float((cheap[k] - model.state_dict()[k]).abs().max()) for k in cheap if cheap[k].is_floating_point()) > 1e-6
+    assert (
+        max(float((cheap[k] - model.state_dict()[k]).abs().max()) for k in cheap if cheap[k].is_floating_point()) > 1e-6
+    )

@@ -25,9 +25,21 @@ def rows(name, accs, *, sha, kind="submission", failed=(), when="2026-11-23T10:0
     for arch, per_seed in accs.items():
         for seed, acc in per_seed.items():
             status = "failed" if (arch, seed) in failed else "ok"
-            out.append(leaderboard_row(seed=seed, status=status, acc=acc, submission=name, kind=kind,
-                                       submission_sha256=sha * 64, profile="full", arch=arch, epochs=200,
-                                       finished_at=when, run_id=f"full/{name}/{arch}-seed{seed}-{when[11:13]}"))
+            out.append(
+                leaderboard_row(
+                    seed=seed,
+                    status=status,
+                    acc=acc,
+                    submission=name,
+                    kind=kind,
+                    submission_sha256=sha * 64,
+                    profile="full",
+                    arch=arch,
+                    epochs=200,
+                    finished_at=when,
+                    run_id=f"full/{name}/{arch}-seed{seed}-{when[11:13]}",
+                )
+            )
     return out
 
 
@@ -48,8 +60,13 @@ def standings(tmp_path):
         + rows("lucky.py", lucky, sha="l", failed={(a, s) for a in ARCHS for s in (123, 456)})
         # ok at first, then a retry of seed 456 failed: the latest attempt decides
         + rows("regressed.py", complete, sha="r")
-        + rows("regressed.py", {"resnet20": {456: 99.0}}, sha="r", failed={("resnet20", 456)},
-               when="2026-11-23T12:00:00+00:00")
+        + rows(
+            "regressed.py",
+            {"resnet20": {456: 99.0}},
+            sha="r",
+            failed={("resnet20", 456)},
+            when="2026-11-23T12:00:00+00:00",
+        )
         # failed at first, then ok on a retry: counts as ok
         + rows("recovered.py", complete, sha="v", failed={("resnet56", 123)})
         + rows("recovered.py", {"resnet56": {123: 73.0}}, sha="v", when="2026-11-23T12:00:00+00:00")
@@ -57,8 +74,7 @@ def standings(tmp_path):
         + rows("extra.py", complete, sha="x")
         + rows("extra.py", {"resnet20": {7: 99.0}, "resnet56": {7: 99.0}}, sha="x")
         # never ran seed 456 on resnet56
-        + rows("partial.py", {"resnet20": complete["resnet20"],
-                              "resnet56": {42: 75.0, 123: 76.0}}, sha="p")
+        + rows("partial.py", {"resnet20": complete["resnet20"], "resnet56": {42: 75.0, 123: 76.0}}, sha="p")
     )
     rep = report.build(read_rows(write_leaderboard(tmp_path / "leaderboard.csv", all_rows)), "public")
     return rep, {e.label: e for e in rep.entries}
@@ -74,8 +90,10 @@ def test_only_complete_entries_are_scored_and_ranked(standings):
     for name in ("lucky.py", "regressed.py", "partial.py"):
         assert by[name].score is None and by[name].rank is None, name
     # the complete entry's score from the raw numbers
-    want = math.sqrt(statistics.mean([v + 0.5 for v in EW["resnet20"].values()])
-                     * statistics.mean([v + 0.5 for v in EW["resnet56"].values()]))
+    want = math.sqrt(
+        statistics.mean([v + 0.5 for v in EW["resnet20"].values()])
+        * statistics.mean([v + 0.5 for v in EW["resnet56"].values()])
+    )
     assert by["complete.py"].score == pytest.approx(want, rel=1e-12)
 
 

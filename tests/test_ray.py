@@ -21,9 +21,27 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]  # Ray clusters and evaluations
 
 
 def test_ray_executor_retries_a_lost_task_from_its_checkpoint_and_gives_up_after_the_bound(tmp_path):
-    h = LiveHarness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "smoke", "--arch", "resnet20",
-                    "--seed", "1", "--seed", "2", "--executor", "ray", "--jobs", "2", "--ray-retries", "1",
-                    "--device", "cpu", cwd=tmp_path)
+    h = LiveHarness(
+        "evaluate",
+        REPO / "submissions" / "example_loss.py",
+        "--profile",
+        "smoke",
+        "--arch",
+        "resnet20",
+        "--seed",
+        "1",
+        "--seed",
+        "2",
+        "--executor",
+        "ray",
+        "--jobs",
+        "2",
+        "--ray-retries",
+        "1",
+        "--device",
+        "cpu",
+        cwd=tmp_path,
+    )
     pids: dict[int, int] = {}
     kills = {1: 0, 2: 0}
     try:
@@ -58,10 +76,27 @@ def test_ray_executor_retries_a_lost_task_from_its_checkpoint_and_gives_up_after
 
 
 def test_a_request_no_ray_node_can_meet_is_refused_instead_of_queued_forever(tmp_path):
-    r = subprocess.run([shutil.which("harness"), "evaluate", str(REPO / "submissions" / "example_loss.py"),
-                        "--profile", "tiny", "--executor", "ray", "--cpus-per-run", "512", "--device", "cpu"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=300, env=harness_env(),
-                       stdin=subprocess.DEVNULL)
+    r = subprocess.run(
+        [
+            shutil.which("harness"),
+            "evaluate",
+            str(REPO / "submissions" / "example_loss.py"),
+            "--profile",
+            "tiny",
+            "--executor",
+            "ray",
+            "--cpus-per-run",
+            "512",
+            "--device",
+            "cpu",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=harness_env(),
+        stdin=subprocess.DEVNULL,
+    )
     assert r.returncode == 2, r.stdout + r.stderr
     assert "each run asks for 512 CPUs but the largest Ray node has" in " ".join(r.stderr.split())
 
@@ -74,8 +109,9 @@ def test_a_task_on_a_node_with_another_harness_build_fails_with_the_reason(tmp_p
     out = _task(spec.model_dump_json(), str(tmp_path), "loss.py", b"", None, "none", 1, None, "0:0", "9.9 (abc)")
     result = json.loads(out)
     assert result["status"] == "failed"
-    assert result["reason"] == (f"this Ray node runs harness {build_id()}, the driver 9.9 (abc): install the same "
-                                "harness on every node")
+    assert result["reason"] == (
+        f"this Ray node runs harness {build_id()}, the driver 9.9 (abc): install the same harness on every node"
+    )
 
 
 def test_deterministic_runs_carry_the_cublas_setting_into_ray_tasks(monkeypatch):
@@ -89,7 +125,6 @@ def test_deterministic_runs_carry_the_cublas_setting_into_ray_tasks(monkeypatch)
     from harness.executors import Job
     from harness.executors.ray_tasks import task_options
     from harness.results.rundir import RunDir
-
 
     def job(deterministic):
         spec = run_spec(tiny_profile()).model_copy(update={"deterministic": deterministic})

@@ -34,19 +34,32 @@ def rows_for(name, kind, accs, sha, profile="full", phase="public", failed=(), a
     for arch, values in accs.items():
         for seed, acc in zip(SEEDS, values):
             status = "failed" if (arch, seed) in failed else "ok"
-            rows.append(leaderboard_row(seed=seed, status=status, acc=acc, submission=name, kind=kind,
-                                        submission_sha256=sha * 64, profile=profile, phase=phase, arch=arch,
-                                        epochs=200, run_id=f"{profile}/{name}/{phase}/{arch}-seed{seed}"))
+            rows.append(
+                leaderboard_row(
+                    seed=seed,
+                    status=status,
+                    acc=acc,
+                    submission=name,
+                    kind=kind,
+                    submission_sha256=sha * 64,
+                    profile=profile,
+                    phase=phase,
+                    arch=arch,
+                    epochs=200,
+                    run_id=f"{profile}/{name}/{phase}/{arch}-seed{seed}",
+                )
+            )
     return rows
 
 
 @pytest.fixture
 def full_leaderboard(tmp_path):
-    rows = (rows_for("equal_weighting.py", "baseline", EW, "e")
-            + rows_for("pcgrad.py", "baseline", NOISY, "p")
-            + rows_for("good.py", "submission", GOOD, "g")
-            + rows_for("broken.py", "submission", GOOD, "b",
-                       failed={("resnet56", s) for s in SEEDS} | {("resnet20", 456)}))
+    rows = (
+        rows_for("equal_weighting.py", "baseline", EW, "e")
+        + rows_for("pcgrad.py", "baseline", NOISY, "p")
+        + rows_for("good.py", "submission", GOOD, "g")
+        + rows_for("broken.py", "submission", GOOD, "b", failed={("resnet56", s) for s in SEEDS} | {("resnet20", 456)})
+    )
     return write_leaderboard(tmp_path / "leaderboard.csv", rows, shipped=True)
 
 
@@ -77,8 +90,10 @@ def test_aggregates_match_hand_computation(full_leaderboard):
     # per architecture the test is descriptive (no adjusted p, no claim); the board tests per-seed scores, each
     # seed's geometric mean over the architectures, paired by seed (df = 2), adjusted (tests/test_comparisons.py)
     assert good.archs["resnet20"].p_value < 0.05 and not hasattr(good.archs["resnet20"], "p_adjusted")
-    per_seed = {n: [math.sqrt(a * b) for a, b in zip(v["resnet20"], v["resnet56"])] for n, v in
-                (("good", GOOD), ("ew", EW), ("noisy", NOISY))}
+    per_seed = {
+        n: [math.sqrt(a * b) for a, b in zip(v["resnet20"], v["resnet56"])]
+        for n, v in (("good", GOOD), ("ew", EW), ("noisy", NOISY))
+    }
     assert good.vs_ref.p_value == pytest.approx(paired_p_df2(per_seed["good"], per_seed["ew"]), rel=1e-9)
     assert good.vs_ref.p_value < good.vs_ref.p_adjusted and good.vs_ref.family == "primary"
     assert not e["pcgrad.py"].vs_ref.significant  # same mean spread, inconsistent sign
@@ -94,8 +109,15 @@ def test_aggregates_match_hand_computation(full_leaderboard):
 
 def test_a_rerun_counts_each_seed_once_and_versions_are_separate(tmp_path):
     rows = rows_for("equal_weighting.py", "baseline", EW, "e") + rows_for("x.py", "submission", GOOD, "1")
-    rerun = leaderboard_row(seed=42, acc=99.0, submission="x.py", submission_sha256="1" * 64, profile="full",
-                            arch="resnet20", finished_at="2026-11-24T10:00:00+00:00")
+    rerun = leaderboard_row(
+        seed=42,
+        acc=99.0,
+        submission="x.py",
+        submission_sha256="1" * 64,
+        profile="full",
+        arch="resnet20",
+        finished_at="2026-11-24T10:00:00+00:00",
+    )
     edited = rows_for("x.py", "submission", EW, "2")
     path = write_leaderboard(tmp_path / "lb.csv", rows + [rerun] + edited)
     e = by_label(report.build(read_rows(path), "public"))
@@ -119,8 +141,9 @@ def test_paired_test_refuses_to_test_with_fewer_than_two_pairs():
 
 def test_phases_and_reference_rows(tmp_path):
     final = {"resnet20": EW["resnet20"], "resnet56": EW["resnet56"], "vgg16bn": (72.0, 73.0, 74.0)}
-    rows = (rows_for("equal_weighting.py", "baseline", EW, "e")
-            + rows_for("equal_weighting.py", "baseline", final, "e", phase="final"))
+    rows = rows_for("equal_weighting.py", "baseline", EW, "e") + rows_for(
+        "equal_weighting.py", "baseline", final, "e", phase="final"
+    )
     df = read_rows(write_leaderboard(tmp_path / "lb.csv", rows, shipped=True))
     public, fin = report.build(df, "public"), report.build(df, "final")
     assert "vgg16bn" not in public.archs and fin.archs == ["resnet20", "resnet56", "vgg16bn"]
@@ -129,7 +152,9 @@ def test_phases_and_reference_rows(tmp_path):
     assert {r.label for r in public.references} >= {"dwa", "pcgrad", "uncertainty"}
     assert all(r.rank is None and r.source for r in public.references)
     assert [e.label for e in public.entries] == ["equal_weighting.py"]
-    dwa_card = [r for r in public.references if r.label == "dwa" and r.source.startswith("the task's published table")][0]
+    dwa_card = [r for r in public.references if r.label == "dwa" and r.source.startswith("the task's published table")][
+        0
+    ]
     assert dwa_card.archs["resnet20"].mean == pytest.approx(67.96) and dwa_card.archs["resnet20"].n == 1
     # other profiles get no reference rows (the numbers are for the full protocol)
     tiny = read_rows(write_leaderboard(tmp_path / "tiny.csv", [leaderboard_row()]))
@@ -152,17 +177,22 @@ def test_cli_formats_sections_and_markers(full_leaderboard, tmp_path):
     cell = lambda v: f"{statistics.mean(v):.2f}±{statistics.stdev(v):.2f}"  # noqa: E731
     diff = lambda a, b: f"{statistics.mean(a) - statistics.mean(b):+.2f}"  # noqa: E731
     score = math.sqrt(statistics.mean(GOOD["resnet20"]) * statistics.mean(GOOD["resnet56"]))
-    assert lines[good].split() == ["1", "good.py", cell(GOOD["resnet20"]), cell(GOOD["resnet56"]), f"{score:.2f}"], \
-        lines[good]  # no cost: every run took 3.2 s, too short for a cost to mean anything
+    assert lines[good].split() == ["1", "good.py", cell(GOOD["resnet20"]), cell(GOOD["resnet56"]), f"{score:.2f}"], (
+        lines[good]
+    )  # no cost: every run took 3.2 s, too short for a cost to mean anything
     g = by_label(report.build(read_rows(full_leaderboard), "public"))
     assert g["good.py"].rank_range == (1, 2) and g["equal_weighting.py"].rank == 2
-    assert lines[good + 1].split() == ["1-2"] + [f"{g['good.py'].archs[a].final_mean:.2f}" for a in ("resnet20",
-                                                                                                   "resnet56")]
+    assert lines[good + 1].split() == ["1-2"] + [
+        f"{g['good.py'].archs[a].final_mean:.2f}" for a in ("resnet20", "resnet56")
+    ]
     seeds = {n: [math.sqrt(a * b) for a, b in zip(v["resnet20"], v["resnet56"])] for n, v in (("g", GOOD), ("e", EW))}
     test = stats.ttest_rel(seeds["g"], seeds["e"])
     delta = statistics.mean(seeds["g"]) - statistics.mean(seeds["e"])
-    assert lines[good + 2].split() == [diff(GOOD["resnet20"], EW["resnet20"]),
-                                       diff(GOOD["resnet56"], EW["resnet56"]), f"{delta:+.2f}*"], lines[good + 2]
+    assert lines[good + 2].split() == [
+        diff(GOOD["resnet20"], EW["resnet20"]),
+        diff(GOOD["resnet56"], EW["resnet56"]),
+        f"{delta:+.2f}*",
+    ], lines[good + 2]
     broken = next(line for line in lines if " broken.py " in line).split()
     assert broken == ["broken.py", "61.75±0.35", "f", "failed", "-"], broken
     assert "61.00±1.00" in out  # equal_weighting on resnet20
@@ -202,12 +232,27 @@ def test_cli_formats_sections_and_markers(full_leaderboard, tmp_path):
 
 @pytest.mark.slow
 def test_migrate_converts_a_copy_and_append_names_the_command(tmp_path):
-    v1_columns = [c for c in LEADERBOARD_COLUMNS if c not in ("origin", "source", "topology", "attempt", "compile",
-                                                               "deterministic", "submission_path", "float32_math",
-                                                               "protocol_version")]
+    v1_columns = [
+        c
+        for c in LEADERBOARD_COLUMNS
+        if c
+        not in (
+            "origin",
+            "source",
+            "topology",
+            "attempt",
+            "compile",
+            "deterministic",
+            "submission_path",
+            "float32_math",
+            "protocol_version",
+        )
+    ]
     v1_header = ",".join(v1_columns) + "\n"
-    v1_row = ("1,2026-11-01T10:00:00+00:00,loss.py," + "ab" * 32 + ",submission,tiny,public,resnet20,42,1,12.5,0,"
-              "12.5,30,3.2,cpu,fp32,true,2.13.0,0.1.0,abc,none,tiny/x/public/resnet20-seed42,ok\n")
+    v1_row = (
+        "1,2026-11-01T10:00:00+00:00,loss.py," + "ab" * 32 + ",submission,tiny,public,resnet20,42,1,12.5,0,"
+        "12.5,30,3.2,cpu,fp32,true,2.13.0,0.1.0,abc,none,tiny/x/public/resnet20-seed42,ok\n"
+    )
     old = tmp_path / "leaderboard-tiny.csv"
     old.write_text(v1_header + v1_row + v1_row.replace("2026-11-01T10", "2026-11-02T10"))  # two attempts
     before = old.read_bytes()
@@ -241,10 +286,20 @@ def _write_runs(runs_dir, rows, epochs=4):
         run.mkdir(parents=True, exist_ok=True)
         with open(run / "metrics.jsonl", "w") as f:
             for i in range(epochs):
-                m = EpochMetrics(epoch=i, lr=0.1, train_fine_loss=4.0 - i, train_coarse_loss=3.0 - i / 2,
-                                 train_combined_loss=7.0 - i, weight_fine=1.0 + 0.1 * i, weight_coarse=1.0 - 0.1 * i,
-                                 test_fine_loss=4.0, test_coarse_loss=3.0,
-                                 test_fine_acc=row.best_fine_acc * (i + 1) / epochs, test_coarse_acc=50.0, seconds=1.0)
+                m = EpochMetrics(
+                    epoch=i,
+                    lr=0.1,
+                    train_fine_loss=4.0 - i,
+                    train_coarse_loss=3.0 - i / 2,
+                    train_combined_loss=7.0 - i,
+                    weight_fine=1.0 + 0.1 * i,
+                    weight_coarse=1.0 - 0.1 * i,
+                    test_fine_loss=4.0,
+                    test_coarse_loss=3.0,
+                    test_fine_acc=row.best_fine_acc * (i + 1) / epochs,
+                    test_coarse_acc=50.0,
+                    seconds=1.0,
+                )
                 f.write(m.model_dump_json() + "\n")
 
 
@@ -269,19 +324,23 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
         if os.environ.get("HARNESS_REQUIRE_BROWSER"):
             pytest.fail("chromium is not installed, and HARNESS_REQUIRE_BROWSER is set (.ci/run installs it)")
         pytest.skip("chromium is not installed (apt-get install chromium)")
-    rows = (rows_for("equal_weighting.py", "baseline", EW, "e") + rows_for("pcgrad.py", "baseline", NOISY, "p")
-            + rows_for("good.py", "submission", GOOD, "g")
-            + rows_for("broken.py", "submission", GOOD, "b", failed={("resnet56", s) for s in SEEDS}))
+    rows = (
+        rows_for("equal_weighting.py", "baseline", EW, "e")
+        + rows_for("pcgrad.py", "baseline", NOISY, "p")
+        + rows_for("good.py", "submission", GOOD, "g")
+        + rows_for("broken.py", "submission", GOOD, "b", failed={("resnet56", s) for s in SEEDS})
+    )
     path = write_leaderboard(tmp_path / "leaderboard.csv", rows, shipped=True)
     _write_runs(tmp_path / "runs", rows)
     (tmp_path / "runs" / "full/broken.py/public/resnet56-seed42").mkdir(parents=True)
     (tmp_path / "runs" / "full/broken.py/public/resnet56-seed42" / "failure.txt").write_text(
-        "broken.py failed on resnet56, seed 42:\nthe loss is nan at epoch 3 <b>not markup</b>")
+        "broken.py failed on resnet56, seed 42:\nthe loss is nan at epoch 3 <b>not markup</b>"
+    )
     r = harness("leaderboard", "--format", "html", "--output", "out/report.html", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     page = (tmp_path / "out" / "report.html").read_text()
     # the trade-off figure, then per submission its learning curves and its loss weights
-    assert page.count("data:image/png;base64,") == 5 and "src=\"http" not in page  # self-contained
+    assert page.count("data:image/png;base64,") == 5 and 'src="http' not in page  # self-contained
     assert path.exists()
     # the failure reasons, escaped; a seed with no failure.txt says where it was looked for
     assert "the loss is nan at epoch 3 &lt;b&gt;not markup&lt;/b&gt;" in page
@@ -298,8 +357,12 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
     probe = tmp_path / "out" / "probe.html"
     probe.write_text(page.replace("</body>", CHECK_SCRIPT))
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars"]
-    dom = subprocess.run([browser, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
-                         capture_output=True, text=True, timeout=120)
+    dom = subprocess.run(
+        [browser, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     found = re.search(r"data-check=\"([^\"]+)\"", dom.stdout)
     assert found, dom.stdout[-2000:] + dom.stderr[-2000:]
     check = json.loads(found.group(1).replace("&quot;", '"'))
@@ -308,8 +371,17 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
     assert check["tables"] == 4 and check["rows"] >= 1 + 3 + 1 + 1
 
     shot = tmp_path / "shot.png"
-    subprocess.run([browser, *flags, "--window-size=1200,4000", f"--screenshot={shot}",
-                    (tmp_path / "out" / "report.html").as_uri()], capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            browser,
+            *flags,
+            "--window-size=1200,4000",
+            f"--screenshot={shot}",
+            (tmp_path / "out" / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
     import matplotlib.image
 
     pixels = matplotlib.image.imread(shot)[..., :3]

@@ -23,10 +23,22 @@ def _write(path, name, accs, sha, day, kind="submission", failed=()):
     for arch, values in accs.items():
         for seed, acc in zip(SEEDS, values):
             bad = (arch, seed) in failed
-            append_row(path, leaderboard_row(
-                seed=seed, acc=acc, status="failed" if bad else "ok", submission=name, kind=kind,
-                submission_sha256=sha * 64, profile="full", arch=arch, epochs=200,
-                finished_at=f"2026-11-{day:02d}T10:00:00+00:00", run_id=f"full/{name}-{sha}/public/{arch}-seed{seed}"))
+            append_row(
+                path,
+                leaderboard_row(
+                    seed=seed,
+                    acc=acc,
+                    status="failed" if bad else "ok",
+                    submission=name,
+                    kind=kind,
+                    submission_sha256=sha * 64,
+                    profile="full",
+                    arch=arch,
+                    epochs=200,
+                    finished_at=f"2026-11-{day:02d}T10:00:00+00:00",
+                    run_id=f"full/{name}-{sha}/public/{arch}-seed{seed}",
+                ),
+            )
 
 
 @pytest.fixture
@@ -85,8 +97,11 @@ def test_retire_hides_a_version_and_keeps_its_rows(lb, tmp_path):
 def test_compare_pairs_two_entries_like_scipy(lb, tmp_path):
     r = harness("compare", "mine@2222", "equal_weighting", "--leaderboard", lb, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    rows = {line.split()[0]: line.split() for line in r.stdout.splitlines() if line.split()[:1] in (
-        ["resnet20"], ["resnet56"], ["score"])}
+    rows = {
+        line.split()[0]: line.split()
+        for line in r.stdout.splitlines()
+        if line.split()[:1] in (["resnet20"], ["resnet56"], ["score"])
+    }
     for arch in ("resnet20", "resnet56"):
         test = stats.ttest_rel(A[arch], B[arch])
         low, high = test.confidence_interval(0.95)
@@ -95,8 +110,7 @@ def test_compare_pairs_two_entries_like_scipy(lb, tmp_path):
     # per-seed scores: each seed's geometric mean over the architectures, paired by seed
     score = {n: [stats.gmean(pair) for pair in zip(v["resnet20"], v["resnet56"])] for n, v in (("A", A), ("B", B))}
     test = stats.ttest_rel(score["A"], score["B"])
-    assert rows["score"][-1] == "3" and rows["score"][-2] == ("<0.001" if test.pvalue < 0.001 else
-                                                               f"{test.pvalue:.3f}")
+    assert rows["score"][-1] == "3" and rows["score"][-2] == ("<0.001" if test.pvalue < 0.001 else f"{test.pvalue:.3f}")
     assert "p is not adjusted" in " ".join(r.stdout.split())
     r = harness("compare", "mine", "equal_weighting", "--leaderboard", lb, cwd=tmp_path)  # the newest version
     assert r.returncode == 0 and "A = mine.py @22222222 (2026-11-23)" in r.stdout, r.stdout + r.stderr
@@ -109,14 +123,16 @@ def test_one_ranked_line_per_entry_older_versions_listed_below(lb, tmp_path):
 
     _write(lb, "mine.py", {a: tuple(v + 5 for v in vals) for a, vals in B.items()}, "3", 22)  # better, but older
     data = json.loads(harness("leaderboard", "--leaderboard", lb, "--format", "json", cwd=tmp_path).stdout)
-    entries = [(e["name"], e["version"], e["rank"], e["current"]) for e in data["entries"]
-               if e["section"] == "submission"]
+    entries = [
+        (e["name"], e["version"], e["rank"], e["current"]) for e in data["entries"] if e["section"] == "submission"
+    ]
     assert entries[0] == ("mine.py", "22222222", 1, True)  # the newest version, ranked, first of its section
     old = entries[1:]  # then the older ones, unranked
     assert {e[1] for e in old} == {"11111111", "33333333"} and all(e[2] is None and not e[3] for e in old)
     assert not [t for t in data["tests"] if "33333333" in t["a"] + t["b"]]  # never tested
-    picked = json.loads(harness("leaderboard", "--leaderboard", lb, "--format", "json", "--version", "mine@3333",
-                                cwd=tmp_path).stdout)
+    picked = json.loads(
+        harness("leaderboard", "--leaderboard", lb, "--format", "json", "--version", "mine@3333", cwd=tmp_path).stdout
+    )
     ranked = {e["version"]: e["rank"] for e in picked["entries"] if e["name"] == "mine.py"}
     assert ranked == {"33333333": 1, "22222222": None, "11111111": None}
     r = harness("leaderboard", "--leaderboard", lb, "--version", "mine@9999", cwd=tmp_path)

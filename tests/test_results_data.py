@@ -14,6 +14,7 @@ from harness.results import append_row
 
 pytestmark = pytest.mark.slow  # each test starts the harness command
 
+
 def _same(got, want) -> bool:
     return (got is None and pd.isna(want)) or got == want
 
@@ -22,14 +23,25 @@ def test_json_has_the_csv_fields_nested_per_architecture(tmp_path):
     lb = tmp_path / "lb.csv"
     for seed, (mine, ew) in zip((42, 123, 456), ((61.5, 60.0), (62.0, 61.0), (63.6, 62.0))):
         append_row(lb, leaderboard_row(seed=seed, acc=mine, submission="mine.py", profile="full", epochs=200))
-        append_row(lb, leaderboard_row(seed=seed, acc=ew, submission="equal_weighting.py", kind="baseline",
-                                       submission_sha256="e" * 64, profile="full", epochs=200))
+        append_row(
+            lb,
+            leaderboard_row(
+                seed=seed,
+                acc=ew,
+                submission="equal_weighting.py",
+                kind="baseline",
+                submission_sha256="e" * 64,
+                profile="full",
+                epochs=200,
+            ),
+        )
     out = harness("leaderboard", "--leaderboard", lb, "--format", "json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["profile"] == "full" and data["seeds"] == [42, 123, 456]
-    table = pd.read_csv(io.StringIO(harness("leaderboard", "--leaderboard", lb, "--format", "csv",
-                                            cwd=tmp_path).stdout)).set_index("entry")
+    table = pd.read_csv(
+        io.StringIO(harness("leaderboard", "--leaderboard", lb, "--format", "csv", cwd=tmp_path).stdout)
+    ).set_index("entry")
     for e in data["entries"]:
         row = table.loc[e["entry"]]
         for arch, values in e["archs"].items():
@@ -71,7 +83,8 @@ def test_evaluate_json_and_the_python_function_give_the_same_outcome(tmp_path):
     assert (run["entry"], run["arch"], run["seed"], run["row_written"]) == ("example_loss.py", "resnet20", 42, True)
     assert cli["standing"][0]["entry"] == "example_loss.py"
     assert cli["standing"][0]["archs"]["resnet20"]["mean"] == round(run["best_fine_acc"], 2)
-    api = evaluate_files([example], profile="tiny", sandbox="none", runs_dir=tmp_path / "runs2",
-                         leaderboard=tmp_path / "api.csv")
+    api = evaluate_files(
+        [example], profile="tiny", sandbox="none", runs_dir=tmp_path / "runs2", leaderboard=tmp_path / "api.csv"
+    )
     assert api["runs"][0]["best_fine_acc"] == run["best_fine_acc"]  # the same seed, the same run
     assert api.keys() == cli.keys()

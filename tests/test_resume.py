@@ -41,8 +41,15 @@ class CrashAfter(RunObserver):
 def _run(tmp_path, tiny_splits, name, observer=None, submission="gradnorm.py"):
     train, test = tiny_splits
     spec = run_spec(tiny_profile(epochs=3), submission=submission)
-    return run_one(spec, submission=BASELINES / submission, train=train, test=test, run_dir=tmp_path / name,
-                   sandbox=get_sandbox("none"), observer=observer)
+    return run_one(
+        spec,
+        submission=BASELINES / submission,
+        train=train,
+        test=test,
+        run_dir=tmp_path / name,
+        sandbox=get_sandbox("none"),
+        observer=observer,
+    )
 
 
 def _metrics(run_dir):
@@ -99,8 +106,15 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one_then_to_scratch(tmp
     spec = run_spec(tiny_profile(epochs=4), submission="gradnorm.py")
 
     def go(observer):
-        return run_one(spec, submission=BASELINES / "gradnorm.py", train=train, test=test, run_dir=tmp_path / "r",
-                       sandbox=get_sandbox("none"), observer=observer)
+        return run_one(
+            spec,
+            submission=BASELINES / "gradnorm.py",
+            train=train,
+            test=test,
+            run_dir=tmp_path / "r",
+            sandbox=get_sandbox("none"),
+            observer=observer,
+        )
 
     with pytest.raises(Crash):
         go(CrashAfter(epoch=2))  # checkpoints after epochs 1 and 2
@@ -128,8 +142,15 @@ def test_after_falling_back_to_an_older_checkpoint_the_next_save_is_usable(tmp_p
     spec = run_spec(tiny_profile(epochs=5), submission="gradnorm.py")
 
     def go(name, observer):
-        return run_one(spec, submission=BASELINES / "gradnorm.py", train=train, test=test, run_dir=tmp_path / name,
-                       sandbox=get_sandbox("none"), observer=observer)
+        return run_one(
+            spec,
+            submission=BASELINES / "gradnorm.py",
+            train=train,
+            test=test,
+            run_dir=tmp_path / name,
+            sandbox=get_sandbox("none"),
+            observer=observer,
+        )
 
     whole = go("whole", None)
     with pytest.raises(Crash):
@@ -165,20 +186,34 @@ def test_an_unusable_checkpoint_is_reported_and_the_run_starts_fresh(tmp_path, t
     spec = run_spec(tiny_profile(epochs=2), submission="dwa.py")
 
     def go(name, observer=None):
-        return run_one(spec, submission=BASELINES / "dwa.py", train=train, test=test, run_dir=tmp_path / name,
-                       sandbox=get_sandbox("none"), observer=observer)
+        return run_one(
+            spec,
+            submission=BASELINES / "dwa.py",
+            train=train,
+            test=test,
+            run_dir=tmp_path / name,
+            sandbox=get_sandbox("none"),
+            observer=observer,
+        )
 
     fresh = go("fresh")
     for name, state in {
-        "wrong-model": {"model": build_model("resnet56").state_dict(), "optimizer": {}, "rng_cpu": torch.get_rng_state()},
-        "wrong-rng": {"model": build_model("resnet20").state_dict(), "rng_cpu": torch.zeros(3),
-                      "optimizer": torch.optim.SGD(build_model("resnet20").parameters(), lr=0.1).state_dict()},
+        "wrong-model": {
+            "model": build_model("resnet56").state_dict(),
+            "optimizer": {},
+            "rng_cpu": torch.get_rng_state(),
+        },
+        "wrong-rng": {
+            "model": build_model("resnet20").state_dict(),
+            "rng_cpu": torch.zeros(3),
+            "optimizer": torch.optim.SGD(build_model("resnet20").parameters(), lr=0.1).state_dict(),
+        },
     }.items():
         Checkpointer(RunDir(tmp_path / name).checkpoint, spec).save(1, fresh.history[:1], [], state)
         watcher = CrashAfter(epoch=-1)
         outcome = go(name, watcher)
         assert outcome.result.status == "ok", outcome.result.reason
-        (epochs, notes), = watcher.resumed_at
+        ((epochs, notes),) = watcher.resumed_at
         assert epochs == 0 and len(notes) == 1 and "cannot be used" in notes[0] and "starting from scratch" in notes[0]
         assert _metrics(tmp_path / name) == _metrics(tmp_path / "fresh"), name
         for key, value in fresh.model.state_dict().items():
@@ -216,8 +251,15 @@ def test_a_failure_caused_by_the_submission_is_not_resumed(tmp_path, tiny_splits
     spec = run_spec(tiny_profile(epochs=3), submission="fails_in_second_epoch.py")
 
     def go(observer):
-        return run_one(spec, submission=SUBMISSIONS / "fails_in_second_epoch.py", train=train, test=test,
-                       run_dir=tmp_path / "r", sandbox=get_sandbox("none"), observer=observer)
+        return run_one(
+            spec,
+            submission=SUBMISSIONS / "fails_in_second_epoch.py",
+            train=train,
+            test=test,
+            run_dir=tmp_path / "r",
+            sandbox=get_sandbox("none"),
+            observer=observer,
+        )
 
     first = go(None)
     assert first.result.status == "failed" and first.result.epochs_done == 1
@@ -230,9 +272,23 @@ def test_a_failure_caused_by_the_submission_is_not_resumed(tmp_path, tiny_splits
 
 
 def _evaluate_and_kill_in_second_epoch(cwd):
-    proc = subprocess.Popen([shutil.which("harness"), "evaluate", str(REPO / "submissions" / "example_loss.py"), "--profile", "smoke",
-                                   "--arch", "resnet20"], cwd=cwd, env=harness_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            shutil.which("harness"),
+            "evaluate",
+            str(REPO / "submissions" / "example_loss.py"),
+            "--profile",
+            "smoke",
+            "--arch",
+            "resnet20",
+        ],
+        cwd=cwd,
+        env=harness_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     metrics = None
     while time.monotonic() < deadline and proc.poll() is None:
@@ -256,16 +312,19 @@ def test_a_sigkilled_smoke_evaluation_resumes_and_matches_an_uninterrupted_one(t
     metrics = _evaluate_and_kill_in_second_epoch(cut)
     assert metrics.read_text().count("\n") in (1, 2)  # killed in epoch 2 (or just after its metrics line)
     assert not (cut / "leaderboard-smoke.csv").exists() or len(pd.read_csv(cut / "leaderboard-smoke.csv")) == 0
-    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "smoke", "--arch", "resnet20",
-                cwd=cut)
+    r = harness(
+        "evaluate", REPO / "submissions" / "example_loss.py", "--profile", "smoke", "--arch", "resnet20", cwd=cut
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "resuming after epoch" in r.stdout
     trained = [line.split("epoch ")[1][:3] for line in r.stdout.splitlines() if "seed 42  epoch " in line]
     assert "1/3" not in trained and "3/3" in trained, r.stdout  # only the missing epochs were trained
     a, b = pd.read_csv(whole / "leaderboard-smoke.csv"), pd.read_csv(cut / "leaderboard-smoke.csv")
     a = a[a["arch"] == "resnet20"]
-    assert len(b) == 1 and (a["best_fine_acc"].tolist(), a["final_fine_acc"].tolist()) == (b["best_fine_acc"].tolist(),
-                                                                           b["final_fine_acc"].tolist())
+    assert len(b) == 1 and (a["best_fine_acc"].tolist(), a["final_fine_acc"].tolist()) == (
+        b["best_fine_acc"].tolist(),
+        b["final_fine_acc"].tolist(),
+    )
 
 
 def test_a_checkpoint_whose_messages_another_build_wrote_is_not_replayed(tmp_path):

@@ -24,12 +24,24 @@ from harness.protocol import OptimizerSettings
 pytestmark = pytest.mark.slow  # starts workers in every sandbox backend
 
 TEMPLATE = Path(__file__).parent / "sandbox_probe_template.py"
-BACKENDS = [pytest.param("none"), pytest.param("bwrap", marks=pytest.mark.bwrap),
-            pytest.param("docker", marks=pytest.mark.docker)]
+BACKENDS = [
+    pytest.param("none"),
+    pytest.param("bwrap", marks=pytest.mark.bwrap),
+    pytest.param("docker", marks=pytest.mark.docker),
+]
 
 #: What ``--sandbox none`` does not protect against (it is for trusted code).
-NONE_GAPS = {"network", "secret_file", "write_leaderboard", "write_tmp_64mib", "write_dev_shm", "uid_root",
-             "spawn_64", "detached_survives", "memory"}
+NONE_GAPS = {
+    "network",
+    "secret_file",
+    "write_leaderboard",
+    "write_tmp_64mib",
+    "write_dev_shm",
+    "uid_root",
+    "spawn_64",
+    "detached_survives",
+    "memory",
+}
 
 
 def backend(name):
@@ -48,23 +60,29 @@ def make_probe(tmp_path, port, allocate="no"):
     secret.write_text("host-secret")
     leaderboard = tmp_path / "leaderboard.csv"
     leaderboard.write_text("schema_version\n")
-    source = (TEMPLATE.read_text().replace("SECRET_FILE_PATH", str(secret)).replace("LEADERBOARD_PATH", str(leaderboard))
-              .replace("PORT_NUMBER", str(port)).replace("SECRET_ENV_NAME", "HARNESS_TEST_SECRET")
-              .replace('"ALLOCATE"', f'"{allocate}"'))
+    source = (
+        TEMPLATE.read_text()
+        .replace("SECRET_FILE_PATH", str(secret))
+        .replace("LEADERBOARD_PATH", str(leaderboard))
+        .replace("PORT_NUMBER", str(port))
+        .replace("SECRET_ENV_NAME", "HARNESS_TEST_SECRET")
+        .replace('"ALLOCATE"', f'"{allocate}"')
+    )
     probe = tmp_path / "probe.py"
     probe.write_text(source)
     return probe, leaderboard
 
 
 def run_probe(sandbox, probe, log, steps=1):
-    with LossWorker(probe, sandbox=sandbox, seed=0, optimizer=OptimizerSettings(), log_path=log,
-                    start_timeout=120, call_timeout=60) as worker:
+    with LossWorker(
+        probe, sandbox=sandbox, seed=0, optimizer=OptimizerSettings(), log_path=log, start_timeout=120, call_timeout=60
+    ) as worker:
         worker.start()
         for i in range(steps):
             worker.step(StepRequest(0, 10, i, 5, 0.1, 2.0, 1.0))
     text = log.read_text(errors="replace")
     line = next(line for line in text.splitlines() if line.startswith("PROBE "))
-    return json.loads(line[len("PROBE "):]), text
+    return json.loads(line[len("PROBE ") :]), text
 
 
 def _alive(pid: int) -> bool:
@@ -125,9 +143,19 @@ def test_conformance(name, tmp_path, listener, monkeypatch):
         assert not report["write_root"]["ok"]
         # pid 1 is the worker itself (bwrap --as-pid-1; Docker's entrypoint): no host path of the run shows
         assert str(tmp_path) not in json.dumps(report["pid1_cmdline"]), report["pid1_cmdline"]
-        assert set(report["environ"]) <= {"PATH", "LANG", "HOME", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                           "PYTHONHASHSEED", "CUDA_VISIBLE_DEVICES", "PWD", "LC_CTYPE", "HOSTNAME",
-                                           "LD_LIBRARY_PATH"}
+        assert set(report["environ"]) <= {
+            "PATH",
+            "LANG",
+            "HOME",
+            "OMP_NUM_THREADS",
+            "MKL_NUM_THREADS",
+            "PYTHONHASHSEED",
+            "CUDA_VISIBLE_DEVICES",
+            "PWD",
+            "LC_CTYPE",
+            "HOSTNAME",
+            "LD_LIBRARY_PATH",
+        }
         assert report["environ"].count("LD_LIBRARY_PATH") == 0 or name == "bwrap"  # the interpreter's, neutral
 
 
@@ -201,13 +229,14 @@ def test_neutral_paths_from_a_virtual_environment_inside_the_checkout(name, tmp_
     )
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME")}
     env["PYTHONPATH"] = str(REPO)
-    r = subprocess.run([str(venv / "bin" / "python"), "-c", script], capture_output=True, text=True, env=env,
-                       cwd=tmp_path, timeout=300)
+    r = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
     assert r.returncode == 0, r.stderr
     environment = json.loads(r.stdout.splitlines()[-1])
     assert environment[0].startswith(str(checkout)) and any(p.startswith(str(checkout)) for p in environment[3:])
     log = (tmp_path / "worker.log").read_text(errors="replace")
-    report = json.loads(next(x for x in log.splitlines() if x.startswith("PROBE "))[len("PROBE "):])
+    report = json.loads(next(x for x in log.splitlines() if x.startswith("PROBE "))[len("PROBE ") :])
     environment = sorted({q for p in environment for q in (p, str(Path(p).resolve()))}, key=len, reverse=True)
     assert_neutral_paths(name, report, [str(checkout), str(tmp_path), "probe.py"], environment)
     if name == "bwrap":  # the venv's own packages came in under a neutral path
@@ -236,15 +265,18 @@ def test_bwrap_rlimit_fallback_caps_memory_and_cpu_time(tmp_path, monkeypatch):
     sandbox = backend("bwrap")
     monkeypatch.setattr(bwrap, "make_cgroups", lambda limits: CgroupSet())
     probe = tmp_path / "limits.py"
-    probe.write_text("import resource, sys\nimport torch.nn as nn\n\n"
-                     "class MultiTaskLoss(nn.Module):\n"
-                     "    def __init__(self):\n        super().__init__()\n"
-                     "        print('LIMITS', resource.getrlimit(resource.RLIMIT_CPU)[0],\n"
-                     "              resource.getrlimit(resource.RLIMIT_AS)[0], file=sys.stderr, flush=True)\n\n"
-                     "    def forward(self, fine_loss, coarse_loss, epoch, total_epochs):\n"
-                     "        return fine_loss + coarse_loss\n")
-    with LossWorker(probe, sandbox=sandbox, seed=0, optimizer=OptimizerSettings(), log_path=tmp_path / "log",
-                    start_timeout=120) as worker:
+    probe.write_text(
+        "import resource, sys\nimport torch.nn as nn\n\n"
+        "class MultiTaskLoss(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n"
+        "        print('LIMITS', resource.getrlimit(resource.RLIMIT_CPU)[0],\n"
+        "              resource.getrlimit(resource.RLIMIT_AS)[0], file=sys.stderr, flush=True)\n\n"
+        "    def forward(self, fine_loss, coarse_loss, epoch, total_epochs):\n"
+        "        return fine_loss + coarse_loss\n"
+    )
+    with LossWorker(
+        probe, sandbox=sandbox, seed=0, optimizer=OptimizerSettings(), log_path=tmp_path / "log", start_timeout=120
+    ) as worker:
         worker.start()
     line = next(x for x in (tmp_path / "log").read_text().splitlines() if x.startswith("LIMITS"))
     cpu, address_space = (int(v) for v in line.split()[1:])

@@ -21,8 +21,13 @@ def test_selftest_on_the_cpu_passes_through_the_cli(tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     assert "DIFF" not in out and "figures as expected" in out
-    for check in ("evaluation", "resume", "Gramian (mgda) and after-update (famo) inputs, --compile (aot_eager)",
-                  "fused seeds vs separate runs sharing the device", "harness bench"):
+    for check in (
+        "evaluation",
+        "resume",
+        "Gramian (mgda) and after-update (famo) inputs, --compile (aot_eager)",
+        "fused seeds vs separate runs sharing the device",
+        "harness bench",
+    ):
         assert f"ok    {check}:" in out, check
     assert "resume: metrics vs the uninterrupted run: identical (expected identical)" in out
     assert (tmp_path / "work" / "resume" / "leaderboard-selftest.csv").exists()  # --keep keeps the files
@@ -57,8 +62,11 @@ def test_a_figure_that_differs_fails_the_selftest_and_keeps_its_files(tmp_path, 
 
 
 def test_selftest_help_starts_without_torch():
-    probe = ("import sys\nfrom harness.cli.commands import main\ntry:\n    main(['selftest', '--help'])\nexcept SystemExit:\n"
-             "    pass\nprint('torch' in sys.modules)")
+    probe = (
+        "import sys\nfrom harness.cli.commands import main\n"
+        "try:\n    main(['selftest', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules)"
+    )
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "--device {cpu,cuda}" in r.stdout and r.stdout.strip().endswith("False")

@@ -57,8 +57,14 @@ class Server:
     def start(self) -> Server:
         args = ["serve", "--profile", "tiny", "--sandbox", "none", "--port", str(self.port), *self.extra]
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "harness.cli", *args], cwd=self.cwd, stdout=out,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=harness_env())
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "harness.cli", *args],
+                cwd=self.cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=harness_env(),
+            )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log.read_text()
@@ -102,8 +108,13 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def upload(url: str, token: str, filename: str, data: bytes, name: str | None = None) -> httpx.Response:
-    return httpx.post(f"{url}/api/submissions", headers=bearer(token), files={"file": (filename, data)},
-                      data={"name": name} if name else None, timeout=60)
+    return httpx.post(
+        f"{url}/api/submissions",
+        headers=bearer(token),
+        files={"file": (filename, data)},
+        data={"name": name} if name else None,
+        timeout=60,
+    )
 
 
 def wait_done(url: str, token: str, sid: str, timeout: float = 900) -> dict:
@@ -126,8 +137,12 @@ def csv_rows(path: Path, entry: str) -> list[dict[str, str]]:
 def test_upload_poll_results_privacy_and_the_live_page(tmp_path):
     alice, bob = add_participant(tmp_path, "alice"), add_participant(tmp_path, "bob")
     # the final phase's hidden architecture, evaluated by the operator: never shown by a public board
-    append_row(tmp_path / "leaderboard-tiny.csv", leaderboard_row(
-        submission="hidden_probe.py", phase="final", arch="vgg16bn", acc=77.7, run_id="tiny/h/final/vgg16bn-seed42"))
+    append_row(
+        tmp_path / "leaderboard-tiny.csv",
+        leaderboard_row(
+            submission="hidden_probe.py", phase="final", arch="vgg16bn", acc=77.7, run_id="tiny/h/final/vgg16bn-seed42"
+        ),
+    )
     with Server(tmp_path) as server:
         url = server.url
         before = httpx.get(f"{url}/api/leaderboard/version").json()["version"]
@@ -161,8 +176,18 @@ def test_upload_poll_results_privacy_and_the_live_page(tmp_path):
         assert float(rows[0]["best_fine_acc"]) == pytest.approx(run["best_fine_acc"], abs=1e-3)
 
         # the board's JSON is the command line's
-        cli = harness("leaderboard", "--format", "json", "--leaderboard", "leaderboard-tiny.csv", "--profile", "tiny",
-                      "--runs-dir", "runs", cwd=tmp_path)
+        cli = harness(
+            "leaderboard",
+            "--format",
+            "json",
+            "--leaderboard",
+            "leaderboard-tiny.csv",
+            "--profile",
+            "tiny",
+            "--runs-dir",
+            "runs",
+            cwd=tmp_path,
+        )
         assert cli.returncode == 0, cli.stderr
         served = httpx.get(f"{url}/api/leaderboard", timeout=300)
         assert served.status_code == 200 and served.json() == json.loads(cli.stdout)
@@ -176,8 +201,14 @@ def test_upload_poll_results_privacy_and_the_live_page(tmp_path):
         # harness submit --wait: the same file again is evaluated as a new submission whose run is
         # skipped (it has its row); the outcome is printed as evaluate --json prints it
         env = dict(harness_env(), HARNESS_TOKEN=alice)
-        sent = subprocess.run([sys.executable, "-m", "harness.cli", "submit", str(EXAMPLE), "--server", url, "--wait"],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=900, env=env)
+        sent = subprocess.run(
+            [sys.executable, "-m", "harness.cli", "submit", str(EXAMPLE), "--server", url, "--wait"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env=env,
+        )
         assert sent.returncode == 0, sent.stderr
         outcome = json.loads(sent.stdout)
         assert set(outcome) == {"exit_code", "leaderboard", "profile", "phase", "runs", "standing"}
@@ -189,7 +220,7 @@ def test_upload_poll_results_privacy_and_the_live_page(tmp_path):
         assert httpx.get(f"{url}/api/submissions", headers=bearer(bob)).status_code == 401
 
         page = _chromium_dom(url + "/", tmp_path / "page.png")
-        board = page[page.index('id="board"'):]
+        board = page[page.index('id="board"') :]
         assert "<td>example_loss.py</td>" in board and "Submit a loss" in page
 
     # tokens never reach a log; uploads and the database are private
@@ -209,11 +240,13 @@ def _chromium_dom(url: str, shot: Path) -> str:
             pytest.fail("chromium is not installed, and HARNESS_REQUIRE_BROWSER is set")
         pytest.skip("chromium is not installed (apt-get install chromium)")
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars"]
-    subprocess.run([browser, *flags, "--window-size=1200,1000", f"--screenshot={shot}", url],
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [browser, *flags, "--window-size=1200,1000", f"--screenshot={shot}", url], capture_output=True, timeout=300
+    )
     assert shot.exists() and shot.stat().st_size > 10_000
-    dom = subprocess.run([browser, *flags, "--virtual-time-budget=3000", "--dump-dom", url],
-                         capture_output=True, text=True, timeout=300)
+    dom = subprocess.run(
+        [browser, *flags, "--virtual-time-budget=3000", "--dump-dom", url], capture_output=True, text=True, timeout=300
+    )
     return dom.stdout
 
 
@@ -245,8 +278,12 @@ def test_intake_refuses_with_the_command_lines_messages(tmp_path):
         r = upload(server.url, alice, "../../escape.py", EXAMPLE.read_bytes())
         assert r.status_code == 400 and "contains '/' at position 3" in r.json()["error"]
         # over the request limit: 413 before the body is read
-        r = httpx.post(f"{server.url}/api/submissions", headers=bearer(alice),
-                       files={"file": ("huge.py", b"x" * (2 * 1024 * 1024))}, timeout=60)
+        r = httpx.post(
+            f"{server.url}/api/submissions",
+            headers=bearer(alice),
+            files={"file": ("huge.py", b"x" * (2 * 1024 * 1024))},
+            timeout=60,
+        )
         assert r.status_code == 413 and "over 1,048,576 bytes" in r.json()["error"]
         # no token, a wrong token: 401 with the Bearer challenge; the headers of every response
         r = httpx.post(f"{server.url}/api/submissions", files={"file": ("a.py", b"")})
@@ -274,8 +311,11 @@ def test_quota_and_request_rate(tmp_path):
         assert "the next slot opens at" in r.json()["error"] and r.json()["retry_after"] == wait
         assert upload(server.url, bob, "bobs.py", NOT_A_LOSS.encode()).status_code == 201  # a quota each
         # both of alice's end rejected by the interface check in the sandbox, with its message
-        sub = wait_done(server.url, alice, httpx.get(f"{server.url}/api/submissions", headers=bearer(alice))
-                        .json()["submissions"][-1]["id"])
+        sub = wait_done(
+            server.url,
+            alice,
+            httpx.get(f"{server.url}/api/submissions", headers=bearer(alice)).json()["submissions"][-1]["id"],
+        )
         assert sub["status"] == "rejected" and sub["exit_code"] == 2 and sub["outcome"] is None
         # the file as she named it (not the server's private path), and the check's own words
         assert sub["reason"].startswith("not_a_loss_0.py: interface check failed"), sub["reason"]
@@ -300,8 +340,11 @@ def test_kill_9_with_one_running_and_one_queued_loses_nothing(tmp_path):
                 break
             time.sleep(0.2)
         assert httpx.get(f"{server.url}/api/submissions/{b}", headers=bearer(bob)).json()["status"] == "queued"
-        pid = sqlite3.connect(tmp_path / "harness-serve.sqlite").execute(
-            "SELECT pid FROM submissions WHERE id = ?", (a,)).fetchone()[0]
+        pid = (
+            sqlite3.connect(tmp_path / "harness-serve.sqlite")
+            .execute("SELECT pid FROM submissions WHERE id = ?", (a,))
+            .fetchone()[0]
+        )
         assert pid and Path(f"/proc/{pid}").exists()
         server.kill9()
     finally:

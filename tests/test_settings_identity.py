@@ -42,8 +42,9 @@ def test_a_checkpoint_of_the_previous_build_still_resumes_unless_the_protocol_ve
     ckpt = _checkpoint(tmp_path, spec)
     ckpt.save(1, [], [], {"model": {}})
     manifest = json.loads(ckpt.manifest.read_text())
-    old = spec.model_dump(mode="json", exclude={"device", "sandbox", "submission_path", "fused", "arch_source",
-                                                "protocol_version"})
+    old = spec.model_dump(
+        mode="json", exclude={"device", "sandbox", "submission_path", "fused", "arch_source", "protocol_version"}
+    )
     manifest["spec"] = json.dumps({**old, "channels_last": not spec.channels_last})
     ckpt.manifest.write_text(json.dumps(manifest))
     resume, notes = _checkpoint(tmp_path, spec).load()
@@ -52,15 +53,25 @@ def test_a_checkpoint_of_the_previous_build_still_resumes_unless_the_protocol_ve
     assert resume is None and "other settings" in notes[0]
 
 
-@pytest.mark.parametrize(("settings", "label", "suffix"), [
-    ({}, "fp32", "resnet20-seed42"),
-    ({"precision": "bf16"}, "bf16", "resnet20-seed42-bf16"),
-    ({"compile": True, "deterministic": True}, "fp32+compile+deterministic", "resnet20-seed42-compile-deterministic"),
-    ({"topology": "reuse-fine", "precision": "fp64"}, "fp64 reuse-fine", "resnet20-seed42-reuse-fine-fp64"),
-    ({"topology": "independent", "precision": "bf16", "compile": True}, "bf16+compile independent",
-     "resnet20-seed42-independent-bf16-compile"),
-    ({"protocol_version": 1}, "fp32", "resnet20-seed42"),
-])
+@pytest.mark.parametrize(
+    ("settings", "label", "suffix"),
+    [
+        ({}, "fp32", "resnet20-seed42"),
+        ({"precision": "bf16"}, "bf16", "resnet20-seed42-bf16"),
+        (
+            {"compile": True, "deterministic": True},
+            "fp32+compile+deterministic",
+            "resnet20-seed42-compile-deterministic",
+        ),
+        ({"topology": "reuse-fine", "precision": "fp64"}, "fp64 reuse-fine", "resnet20-seed42-reuse-fine-fp64"),
+        (
+            {"topology": "independent", "precision": "bf16", "compile": True},
+            "bf16+compile independent",
+            "resnet20-seed42-independent-bf16-compile",
+        ),
+        ({"protocol_version": 1}, "fp32", "resnet20-seed42"),
+    ],
+)
 def test_labels_and_run_directories_of_existing_settings_are_unchanged(tmp_path, settings, label, suffix):
     """The names rows and run directories already carry: derived now, byte for byte as before."""
     spec = run_spec(tiny_profile(), submission="famo.py").model_copy(update=settings)
@@ -77,9 +88,21 @@ def test_labels_and_run_directories_of_existing_settings_are_unchanged(tmp_path,
 def test_another_protocol_version_is_another_standing(tmp_path):
     """Rows identical but for the trainer build's protocol version are never pooled: through the
     board a user reads (harness.api.leaderboard), they are two entries in two settings groups."""
-    rows = [leaderboard_row(seed=s, acc=60.0 + i + v, submission="mine.py", profile="full", arch=arch, epochs=200,
-                            protocol_version=v, run_id=f"full/{arch}-{s}-{v}")
-            for v in (1, 2) for arch in ("resnet20", "resnet56") for i, s in enumerate(SEEDS)]
+    rows = [
+        leaderboard_row(
+            seed=s,
+            acc=60.0 + i + v,
+            submission="mine.py",
+            profile="full",
+            arch=arch,
+            epochs=200,
+            protocol_version=v,
+            run_id=f"full/{arch}-{s}-{v}",
+        )
+        for v in (1, 2)
+        for arch in ("resnet20", "resnet56")
+        for i, s in enumerate(SEEDS)
+    ]
     board = api.leaderboard(write_leaderboard(tmp_path / "leaderboard.csv", rows))
     mine = sorted((e.group or "", e.entry, e.archs["resnet20"].n) for e in board.entries if e.name == "mine.py")
     assert mine == [("fp32", "mine.py", 3), ("fp32 protocol2", "mine.py [fp32 protocol2]", 3)]
@@ -92,8 +115,10 @@ def test_a_version_5_leaderboard_migrates_to_protocol_version_1(tmp_path):
     and ``harness migrate`` converts a copy."""
     from harness.results.store import COLUMNS_BY_VERSION, migrate
 
-    rows = [leaderboard_row(seed=1).model_dump(),
-            {**leaderboard_row(seed=2).model_dump(), "origin": "published", "source": "a paper"}]
+    rows = [
+        leaderboard_row(seed=1).model_dump(),
+        {**leaderboard_row(seed=2).model_dump(), "origin": "published", "source": "a paper"},
+    ]
     v5 = pd.DataFrame(rows).astype(str).replace({"None": ""})
     v5["schema_version"] = "5"
     path = tmp_path / "lb.csv"
@@ -117,6 +142,7 @@ def test_a_version_5_leaderboard_migrates_to_protocol_version_1(tmp_path):
 
 # --- a new option is one field of RunSettings ------------------------------------------------------
 
+
 def test_every_identity_field_is_named_carried_and_recorded():
     """For each field of RunSettings (whatever they are): a value other than its default shows in the
     label (unless it is the profile or phase, shown apart) and the run directory, changes the run's key
@@ -127,8 +153,14 @@ def test_every_identity_field_is_named_carried_and_recorded():
 
     spec = run_spec(tiny_profile(), submission="famo.py")
     ident = identity(json.loads(spec.model_dump_json()), RunSpec)
-    others = {"phase": "final", "topology": "independent", "precision": "bf16", "compile": True,
-              "deterministic": True, "protocol_version": 2}
+    others = {
+        "phase": "final",
+        "topology": "independent",
+        "precision": "bf16",
+        "compile": True,
+        "deterministic": True,
+        "protocol_version": 2,
+    }
     assert set(RunSettings.model_fields) == {"profile", *others}  # a new field needs a value here
     for name, value in others.items():
         info = RunSettings.model_fields[name]
@@ -142,8 +174,13 @@ def test_every_identity_field_is_named_carried_and_recorded():
             assert changed.settings.dir_suffix != spec.settings.dir_suffix, name
     place = [n for n, f in RunSpec.model_fields.items() if PLACE in f.metadata]
     assert set(place) == {"submission_path", "device", "sandbox", "channels_last", "fused"}
-    for name, value in {"submission_path": "/elsewhere/x.py", "device": "cuda:1", "sandbox": "docker",
-                        "channels_last": not spec.channels_last, "fused": True}.items():
+    for name, value in {
+        "submission_path": "/elsewhere/x.py",
+        "device": "cuda:1",
+        "sandbox": "docker",
+        "channels_last": not spec.channels_last,
+        "fused": True,
+    }.items():
         moved = spec.model_copy(update={name: value})
         assert moved.key == spec.key and identity(json.loads(moved.model_dump_json()), RunSpec) == ident, name
 
@@ -165,7 +202,8 @@ def test_a_field_added_to_run_settings_is_named_and_kept_apart_without_other_cod
     assert wide.label == "bf16+w2+mixup" and wide.dir_suffix == ("bf16", "w2", "mixup")
     assert Wider.from_cells({"precision": "fp32", "width": 4.0, "mixup": "true"}).label == "fp32+w4+mixup"
     assert Wider.from_cells({"precision": "fp32", "width": float("nan"), "mixup": ""}) == base.model_copy(
-        update={"profile": ""})
+        update={"profile": ""}
+    )
 
     class Unnamed(RunSettings):
         depth: int = 1

@@ -96,8 +96,9 @@ def test_staged_files_are_private(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sandbox", [pytest.param("docker", marks=pytest.mark.docker),
-                                     pytest.param("bwrap", marks=pytest.mark.bwrap)])
+@pytest.mark.parametrize(
+    "sandbox", [pytest.param("docker", marks=pytest.mark.docker), pytest.param("bwrap", marks=pytest.mark.bwrap)]
+)
 def test_another_user_cannot_reach_a_running_evaluation(sandbox, tmp_path):
     """Another uid watches the temp directory during a whole evaluation (the check's probe and the
     run), trying to list every staging directory, read every file and connect to every socket: it
@@ -108,8 +109,20 @@ def test_another_user_cannot_reach_a_running_evaluation(sandbox, tmp_path):
     tmp.chmod(0o1777)
     try:
         with Prowler(str(tmp)) as prowler:
-            result = harness("evaluate", EXAMPLE, "--profile", "tiny", "--arch", "resnet20", "--seed", "42",
-                             "--sandbox", sandbox, cwd=tmp_path, env={"TMPDIR": str(tmp)})
+            result = harness(
+                "evaluate",
+                EXAMPLE,
+                "--profile",
+                "tiny",
+                "--arch",
+                "resnet20",
+                "--seed",
+                "42",
+                "--sandbox",
+                sandbox,
+                cwd=tmp_path,
+                env={"TMPDIR": str(tmp)},
+            )
     finally:
         subprocess.run(["rm", "-rf", str(tmp)])
     assert result.returncode == 0, result.stdout + result.stderr
@@ -136,7 +149,8 @@ def test_a_planted_trainer_registry_changes_nothing(tmp_path):
     (victim / "\u00b2-1").write_text("")
     planted = shared_dir()
     default = Path(tempfile.gettempdir()) / "harness-trainers"
-    attack = run_as_other("""
+    attack = run_as_other(
+        """
         import os, sys
         planted, victim, default = sys.argv[1:4]
         os.symlink(victim, os.path.join(planted, "registry"))
@@ -147,13 +161,29 @@ def test_a_planted_trainer_registry_changes_nothing(tmp_path):
             open(os.path.join(default, name), "w").close()
         for i in range(3000):
             open(os.path.join(default, f"junk{i}"), "w").close()
-    """, str(planted), str(victim), str(default))
+    """,
+        str(planted),
+        str(victim),
+        str(default),
+    )
     assert attack.returncode == 0, attack.stderr
     before = {p.name: p.read_bytes() for p in victim.iterdir()}
     try:
         env_registry = {"HARNESS_TRAINERS_DIR": str(planted / "registry")}
-        result = harness("evaluate", EXAMPLE, "--profile", "tiny", "--arch", "resnet20", "--seed", "42",
-                         "--sandbox", "none", cwd=tmp_path, env=env_registry)
+        result = harness(
+            "evaluate",
+            EXAMPLE,
+            "--profile",
+            "tiny",
+            "--arch",
+            "resnet20",
+            "--seed",
+            "42",
+            "--sandbox",
+            "none",
+            cwd=tmp_path,
+            env=env_registry,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         assert [r["status"] for r in read_leaderboard(tmp_path / "leaderboard-tiny.csv")] == ["ok"]
         assert stat.S_IMODE(victim.stat().st_mode) == 0o700
@@ -180,7 +210,8 @@ def test_sleeping_processes_and_forged_leases_do_not_shrink_a_share(tmp_path, mo
     before = torch.get_num_threads()
     try:
         time.sleep(0.3)
-        forged = run_as_other("""
+        forged = run_as_other(
+            """
             import os, sys
             for pid in os.listdir("/proc"):
                 if pid.isdigit():
@@ -189,7 +220,9 @@ def test_sleeping_processes_and_forged_leases_do_not_shrink_a_share(tmp_path, mo
                     except OSError:
                         continue
                     open(os.path.join(sys.argv[1], f"{pid}-{start}"), "w").close()
-        """, str(planted))
+        """,
+            str(planted),
+        )
         assert forged.returncode == 0, forged.stderr
         with sharing.CpuShare("cpu") as share:
             # at most this machine's real cores are busy (other tests, CI): at least 8 - those remain
@@ -209,8 +242,19 @@ def test_scalar_names_follow_one_rule_on_both_sides():
     """The trainer accepts exactly the names the worker may send: no line or paragraph separator,
     tab, soft hyphen, zero-width or markup character."""
     good = ["gate", "w_fine", "alpha[0]", "lr (x1e3)", "α", "loss/fine", "t=1,2"]
-    bad = ["", " gate", "a\nb", "a\tb", "a\u2028b", "soft\u00adhyphen", "zero\u200bwidth", "<b>x</b>", "a&b",
-           "x" * (wire.MAX_SCALAR_NAME + 1), "quote\"d"]
+    bad = [
+        "",
+        " gate",
+        "a\nb",
+        "a\tb",
+        "a\u2028b",
+        "soft\u00adhyphen",
+        "zero\u200bwidth",
+        "<b>x</b>",
+        "a&b",
+        "x" * (wire.MAX_SCALAR_NAME + 1),
+        'quote"d',
+    ]
     for name in good:
         assert wire.valid_name(name, wire.MAX_SCALAR_NAME)
         assert scalars_report({"scalars": {name: 1.0}}) == {name: 1.0}
@@ -231,7 +275,7 @@ def test_scalar_names_follow_one_rule_on_both_sides():
             worker.read_scalars(Module(name))
 
 
-SLOW_SCALARS = '''
+SLOW_SCALARS = """
 import time
 import torch
 from torch import nn
@@ -243,9 +287,9 @@ class MultiTaskLoss(nn.Module):
     def scalars(self):
         time.sleep(0.6)
         return {"gate": 1.0}
-'''
+"""
 
-ROTATING_SCALARS = '''
+ROTATING_SCALARS = """
 from torch import nn
 
 class MultiTaskLoss(nn.Module):
@@ -259,7 +303,7 @@ class MultiTaskLoss(nn.Module):
 
     def scalars(self):
         return {f"s{self.calls}_{i}": float(i) for i in range(8)}
-'''
+"""
 
 
 @pytest.mark.slow
@@ -270,8 +314,14 @@ def test_scalars_time_counts_in_the_run_budget(write_submission, tmp_path, tiny_
 
     train, test = tiny_splits
     profile = tiny_profile(epochs=2, worker_run_budget_s=2.0, worker_call_timeout_s=30.0)
-    outcome = run_one(run_spec(profile), submission=write_submission(SLOW_SCALARS), train=train, test=test,
-                      run_dir=tmp_path / "run", sandbox=get_sandbox("none"))
+    outcome = run_one(
+        run_spec(profile),
+        submission=write_submission(SLOW_SCALARS),
+        train=train,
+        test=test,
+        run_dir=tmp_path / "run",
+        sandbox=get_sandbox("none"),
+    )
     assert outcome.result.status == "failed"
     assert "time budget of 2 s" in outcome.result.reason and "scalars()" in outcome.result.reason
 
@@ -285,8 +335,14 @@ def test_a_run_keeps_at_most_sixteen_scalar_names(write_submission, tmp_path, ti
     from harness.training.trainer import run_one
 
     train, test = tiny_splits
-    outcome = run_one(run_spec(tiny_profile(epochs=2)), submission=write_submission(ROTATING_SCALARS), train=train,
-                      test=test, run_dir=tmp_path / "run", sandbox=get_sandbox("none"))
+    outcome = run_one(
+        run_spec(tiny_profile(epochs=2)),
+        submission=write_submission(ROTATING_SCALARS),
+        train=train,
+        test=test,
+        run_dir=tmp_path / "run",
+        sandbox=get_sandbox("none"),
+    )
     assert outcome.result.status == "ok", outcome.result.reason
     steps = RunDir(tmp_path / "run").read_steps()
     names = {name for line in steps for name in line.get("scalars", {})}
@@ -299,6 +355,7 @@ def test_thread_sharing_reads_only_the_kernel(tmp_path):
     """The competition from a /proc with known CPU times: busy processes count, this process and its
     descendants do not, entries that are not processes (or not readable) are skipped, and a command
     name holding ') ' does not shift the fields."""
+
     def write(root: Path, ticks: dict[int, tuple[int, int, str]]) -> None:
         for pid, (parent, used, comm) in ticks.items():
             (root / str(pid)).mkdir(exist_ok=True)
@@ -311,11 +368,28 @@ def test_thread_sharing_reads_only_the_kernel(tmp_path):
     (root / "\u00b2").mkdir()
     (root / "77").mkdir()  # a process that vanished: no stat
     hz = os.sysconf("SC_CLK_TCK")
-    write(root, {10: (1, 0, "me"), 11: (10, 0, "my worker"), 20: (1, 0, "trainer ) x"), 21: (1, 0, "idle"),
-                 22: (1, 0, "light")})
+    write(
+        root,
+        {
+            10: (1, 0, "me"),
+            11: (10, 0, "my worker"),
+            20: (1, 0, "trainer ) x"),
+            21: (1, 0, "idle"),
+            22: (1, 0, "light"),
+        },
+    )
     before = sharing.sample(root)
-    write(root, {10: (1, 5 * hz, "me"), 11: (10, 5 * hz, "my worker"), 20: (1, 5 * hz, "trainer ) x"),
-                 21: (1, 0, "idle"), 22: (1, hz // 2, "light"), 23: (1, 20 * hz, "new")})
+    write(
+        root,
+        {
+            10: (1, 5 * hz, "me"),
+            11: (10, 5 * hz, "my worker"),
+            20: (1, 5 * hz, "trainer ) x"),
+            21: (1, 0, "idle"),
+            22: (1, hz // 2, "light"),
+            23: (1, 20 * hz, "new"),
+        },
+    )
     after = sharing.Sample(before.at + 5.0, sharing.sample(root).ticks, sharing.sample(root).parents)
     seen = sharing.competition(before, after, me=10)
     assert seen.competitors == 2  # the trainer at 1.0 CPU and the new process (capped at 1.0)
@@ -332,8 +406,12 @@ def test_a_busy_neighbour_takes_its_share(monkeypatch):
     monkeypatch.delenv(sharing.THREADS_ENV, raising=False)
     # not a child of this process (whose descendants are its own loss workers, never competitors): a
     # shell starts it in the background and exits, so that it is reparented away from us
-    started = subprocess.run(["sh", "-c", f"'{sys.executable}' -c 'while True: pass' >/dev/null 2>&1 & echo $!"],
-                             capture_output=True, text=True, check=True)
+    started = subprocess.run(
+        ["sh", "-c", f"'{sys.executable}' -c 'while True: pass' >/dev/null 2>&1 & echo $!"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     spinner = int(started.stdout)
     import torch
 
@@ -358,9 +436,11 @@ def test_a_busy_neighbour_takes_its_share(monkeypatch):
 def test_openmp_threads_wait_passively_unless_told_otherwise():
     code = "import os, harness; print(os.environ['OMP_WAIT_POLICY'])"
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == \
-        "PASSIVE"
+    assert (
+        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip()
+        == "PASSIVE"
+    )
     env["OMP_WAIT_POLICY"] = "ACTIVE"
-    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == \
-        "ACTIVE"
-
+    assert (
+        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "ACTIVE"
+    )

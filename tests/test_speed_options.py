@@ -20,17 +20,25 @@ TOY = "toy_cnn_for_tests"
 try:
     get_arch(TOY)
 except Exception:  # noqa: BLE001  (not registered yet in this process)
+
     @register_arch(TOY, feature_dim=8)
     def _toy() -> nn.Module:
-        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                             nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        return nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
 
 
 def _run(tmp_path, tiny_splits, name, **options):
     train, test = tiny_splits
     spec = run_spec(tiny_profile(epochs=2), arch=TOY, submission="pcgrad.py").model_copy(update=options)
-    outcome = run_one(spec, submission=BASELINES / "pcgrad.py", train=train, test=test, run_dir=tmp_path / name,
-                      sandbox=get_sandbox("none"))
+    outcome = run_one(
+        spec,
+        submission=BASELINES / "pcgrad.py",
+        train=train,
+        test=test,
+        run_dir=tmp_path / name,
+        sandbox=get_sandbox("none"),
+    )
     assert outcome.result.status == "ok", outcome.result.reason
     return [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
 
@@ -68,8 +76,16 @@ def test_determinism_switch(tmp_path):
 
 
 def test_tf32_is_refused_off_cuda(tmp_path):
-    r = harness("evaluate", BASELINES / "equal_weighting.py", "--profile", "tiny", "--device", "cpu",
-                "--precision", "tf32", cwd=tmp_path)
+    r = harness(
+        "evaluate",
+        BASELINES / "equal_weighting.py",
+        "--profile",
+        "tiny",
+        "--device",
+        "cpu",
+        "--precision",
+        "tf32",
+        cwd=tmp_path,
+    )
     assert r.returncode == 2 and "--precision tf32 needs a CUDA device" in r.stdout + r.stderr
     assert not (tmp_path / "leaderboard-tiny.csv").exists()
-

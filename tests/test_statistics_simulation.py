@@ -50,18 +50,22 @@ def board_claims(acc, sweep=SWEEP):
 
 def any_claim(c):
     """Per board: any `*` against equal weighting, any "significantly above", any better/worse label."""
-    return ((c.vs_ref_adjusted < ALPHA).any(-1) | (c.pair_adjusted < ALPHA).any(-1)
-            | np.isin(c.tuned_label, [1, 3]).any(-1))
+    return (
+        (c.vs_ref_adjusted < ALPHA).any(-1) | (c.pair_adjusted < ALPHA).any(-1) | np.isin(c.tuned_label, [1, 3]).any(-1)
+    )
 
 
-CONFIGS = [(e, a, rho, noise)
-           for e in (10, 25) for a in (2, 3) for rho in (0.0, 0.5, 0.8) for noise in ("normal", "t3")]
+CONFIGS = [
+    (e, a, rho, noise) for e in (10, 25) for a in (2, 3) for rho in (0.0, 0.5, 0.8) for noise in ("normal", "t3")
+]
 
 
 def family_wise_error(boards, seed=2026):
     rng = np.random.default_rng(seed)
-    return {cfg: float(any_claim(board_claims(simulate(rng, boards, cfg[0], cfg[1], 3, cfg[2], cfg[3])[0])).mean())
-            for cfg in CONFIGS}
+    return {
+        cfg: float(any_claim(board_claims(simulate(rng, boards, cfg[0], cfg[1], 3, cfg[2], cfg[3])[0])).mean())
+        for cfg in CONFIGS
+    }
 
 
 def test_no_claim_under_the_global_null_beyond_alpha_whatever_the_correlation():
@@ -145,9 +149,20 @@ def test_the_board_reports_exactly_what_the_simulated_code_computes(tmp_path):
         for a, arch in enumerate(("resnet20", "resnet56")):
             for k, s in enumerate(seeds):
                 if not np.isnan(acc[0, e, a, k]):
-                    append_row(path, leaderboard_row(seed=s, acc=float(acc[0, e, a, k]), submission=name, kind=kind,
-                                                     submission_sha256=name[0] * 64, profile="full", arch=arch,
-                                                     epochs=200, run_id=f"full/{name}/{arch}-{s}"))
+                    append_row(
+                        path,
+                        leaderboard_row(
+                            seed=s,
+                            acc=float(acc[0, e, a, k]),
+                            submission=name,
+                            kind=kind,
+                            submission_sha256=name[0] * 64,
+                            profile="full",
+                            arch=arch,
+                            epochs=200,
+                            run_id=f"full/{name}/{arch}-{s}",
+                        ),
+                    )
     rep = report.build(read_rows(path), "public")
     by = {e.label: e for e in rep.entries}
     ranked = np.array([n != "d.py" for n in names])
@@ -190,10 +205,24 @@ def test_power_falls_with_the_family_and_rises_with_seeds():
 
 
 def _rows(name, accs, *, kind="submission", precision="fp32", topology="shared", archs=("resnet20", "resnet56")):
-    return [leaderboard_row(seed=s, acc=accs[a][i], submission=name, kind=kind, submission_sha256=name[0] * 64,
-                            profile="full", arch=a, epochs=200, precision=precision, topology=topology,
-                            run_id=f"full/{name}-{precision}-{topology}/public/{a}-seed{s}")
-            for a in archs for i, s in enumerate(SEEDS) if a in accs and i < len(accs[a])]
+    return [
+        leaderboard_row(
+            seed=s,
+            acc=accs[a][i],
+            submission=name,
+            kind=kind,
+            submission_sha256=name[0] * 64,
+            profile="full",
+            arch=a,
+            epochs=200,
+            precision=precision,
+            topology=topology,
+            run_id=f"full/{name}-{precision}-{topology}/public/{a}-seed{s}",
+        )
+        for a in archs
+        for i, s in enumerate(SEEDS)
+        if a in accs and i < len(accs[a])
+    ]
 
 
 EW = {"resnet20": (60.0, 61.0, 62.0), "resnet56": (70.0, 71.5, 71.0)}
@@ -210,8 +239,11 @@ def test_other_settings_are_ranked_and_adjusted_in_their_own_group(tmp_path):
     head = _rows("equal_weighting.py", EW, kind="baseline") + _rows("sub.py", SUB)
     alone = report.build(read_rows(_write(tmp_path / "a.csv", head)), "public")
     plain = {a: tuple(v + 3.0 for v in vals) for a, vals in SUB.items()}  # a plain sum on another network
-    others = (_rows("plain_sum.py", plain, topology="reuse-coarse") + _rows("sub.py", SUB, precision="bf16")
-              + _rows("equal_weighting.py", EW, kind="baseline", precision="bf16"))
+    others = (
+        _rows("plain_sum.py", plain, topology="reuse-coarse")
+        + _rows("sub.py", SUB, precision="bf16")
+        + _rows("equal_weighting.py", EW, kind="baseline", precision="bf16")
+    )
     mixed = report.build(read_rows(_write(tmp_path / "b.csv", head + others)), "public")
     sub = {(e.label, e.settings): e for e in mixed.entries}
     # the headline: the task's settings only; plain_sum on the reuse-coarse network does not outrank sub.py
@@ -235,8 +267,12 @@ def test_other_settings_are_ranked_and_adjusted_in_their_own_group(tmp_path):
 @pytest.mark.slow
 def test_one_architecture_ranks_what_is_there_and_incomplete_entries_follow_by_what_they_have(tmp_path):
     only20 = {"resnet20": SUB["resnet20"]}
-    rows = (_rows("equal_weighting.py", EW, kind="baseline") + _rows("a_low.py", {"resnet20": (50.0, 51.0, 52.0)})
-            + _rows("z_high.py", only20) + _rows("m_two.py", {"resnet20": (55.0, 56.0, 57.0), "resnet56": (60.0,)}))
+    rows = (
+        _rows("equal_weighting.py", EW, kind="baseline")
+        + _rows("a_low.py", {"resnet20": (50.0, 51.0, 52.0)})
+        + _rows("z_high.py", only20)
+        + _rows("m_two.py", {"resnet20": (55.0, 56.0, 57.0), "resnet56": (60.0,)})
+    )
     lb = _write(tmp_path / "leaderboard.csv", rows)
     whole = json.loads(harness("leaderboard", "--leaderboard", lb, "--format", "json", cwd=tmp_path).stdout)
     unranked = [e["entry"] for e in whole["entries"] if e["rank"] is None]
@@ -269,8 +305,10 @@ def main() -> None:
         print(f"  {a} architectures, rho {rho:.1f}, {noise:6s}: {rate:.4f}")
     for seeds in (3, 10):
         held, significant = rank_coverage(4000, seeds)
-        print(f"rank ranges, 12 entries, {seeds} seeds (rho 0.8, t3): all true ranks held on {held:.4f} of the "
-              f"boards; {significant:.2f} significant results per board")
+        print(
+            f"rank ranges, 12 entries, {seeds} seeds (rho 0.8, t3): all true ranks held on {held:.4f} of the "
+            f"boards; {significant:.2f} significant results per board"
+        )
     print("power: share of boards where one entry truly +1.0 point above equal weighting gets its *")
     for seeds in (3, 5, 10):
         rates = ", ".join(f"{n} entries {power(n, seeds, boards=4000):.3f}" for n in (2, 10, 25))

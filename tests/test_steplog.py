@@ -21,8 +21,10 @@ NONE = get_sandbox("none")
 
 
 # the expected count worked out by hand: 400 points over the epochs, at most every step, at least one
-@pytest.mark.parametrize(("steps_per_epoch", "epochs", "per_epoch"),
-                         [(391, 200, 2), (391, 30, 13), (63, 3, 63), (3, 3, 3), (7, 1000, 1), (1, 1, 1)])
+@pytest.mark.parametrize(
+    ("steps_per_epoch", "epochs", "per_epoch"),
+    [(391, 200, 2), (391, 30, 13), (63, 3, 63), (3, 3, 3), (7, 1000, 1), (1, 1, 1)],
+)
 def test_a_run_logs_at_most_a_few_hundred_steps_at_the_same_positions_each_epoch(steps_per_epoch, epochs, per_epoch):
     positions = sorted(steplog.log_positions(steps_per_epoch, epochs))
     assert positions[-1] == steps_per_epoch - 1 and positions[0] >= 0  # the epoch's last batch, always
@@ -50,8 +52,16 @@ def test_the_weights_and_the_scalars_of_every_nth_step_are_recorded(tmp_path, ti
     for x in lines:
         # dL/dcoarse is the gate; the module's own report of it arrives beside it
         assert x["weight_fine"] == 1.0 and x["weight_coarse"] == pytest.approx(x["scalars"]["gate"], rel=1e-6)
-        assert set(x) == {"step", "epoch", "loss", "fine_loss", "coarse_loss", "weight_fine", "weight_coarse",
-                          "scalars"}
+        assert set(x) == {
+            "step",
+            "epoch",
+            "loss",
+            "fine_loss",
+            "coarse_loss",
+            "weight_fine",
+            "weight_coarse",
+            "scalars",
+        }
     assert [x["scalars"]["calls"] for x in lines] == [3.0, 6.0, 9.0] and lines[0]["scalars"]["warm"] == 1.0
     assert len({x["scalars"]["gate"] for x in lines}) == 3  # the gate is trained
     # every step of a short run, and a module without scalars() has none

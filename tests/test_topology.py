@@ -52,8 +52,13 @@ def test_what_both_tasks_reach_follows_the_topology():
     torch.manual_seed(0)
     model = build_model("resnet20", topology="shared-reuse-coarse").eval()
     fine, _ = model(torch.randn(2, 3, 32, 32))
-    assert model.coarse_head.weight in {p for p, g in zip(model.parameters(), torch.autograd.grad(
-        fine.sum(), list(model.parameters()), allow_unused=True)) if g is not None}
+    assert model.coarse_head.weight in {
+        p
+        for p, g in zip(
+            model.parameters(), torch.autograd.grad(fine.sum(), list(model.parameters()), allow_unused=True)
+        )
+        if g is not None
+    }
 
 
 @pytest.mark.slow
@@ -79,8 +84,9 @@ def test_evaluate_with_a_topology_records_it_and_keeps_it_apart(tmp_path):
     assert f"both tasks reach {coarse_net:,} of its {total:,} parameters" in r.stdout, r.stdout
     r = harness("baselines", "--only", "equal_weighting", *common, cwd=tmp_path)  # the shared topology
     assert r.returncode == 0 and "nothing to run" not in r.stdout, r.stdout  # another run, not a repeat
-    r = harness("baselines", "--only", "equal_weighting", "--topology", "reuse-coarse", "--force", *common,
-                cwd=tmp_path)
+    r = harness(
+        "baselines", "--only", "equal_weighting", "--topology", "reuse-coarse", "--force", *common, cwd=tmp_path
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     rows = read_rows(lb)
     assert rows["topology"].tolist() == ["reuse-coarse", "shared", "reuse-coarse"]
@@ -101,8 +107,12 @@ def test_runs_with_other_settings_have_their_own_directories(tmp_path):
     spec = run_spec(tiny_profile())
     shared = eval_dir.run(spec)
     assert shared.path.name == "resnet20-seed42"  # the protocol's own settings: the name runs always had
-    others = {eval_dir.run(spec.model_copy(update=u)).path for u in (
-        {"topology": "independent"}, {"precision": "bf16"}, {"compile": True}, {"deterministic": True})}
+    others = {
+        eval_dir.run(spec.model_copy(update=u)).path
+        for u in ({"topology": "independent"}, {"precision": "bf16"}, {"compile": True}, {"deterministic": True})
+    }
     assert len(others) == 4 and shared.path not in others
-    assert eval_dir.run(spec.model_copy(update={"topology": "reuse-fine", "precision": "fp64"})).path.name == \
-        "resnet20-seed42-reuse-fine-fp64"
+    assert (
+        eval_dir.run(spec.model_copy(update={"topology": "reuse-fine", "precision": "fp64"})).path.name
+        == "resnet20-seed42-reuse-fine-fp64"
+    )

@@ -12,13 +12,20 @@ from helpers import SUBMISSIONS, harness
 WILD = SUBMISSIONS / "wild"
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("required_argument.py", "MultiTaskLoss is built with no arguments, but its __init__ requires `n_losses`: "
-                             "give it a default"),
-    ("other_class_name.py", "it defines `UncertaintyLoss` (line 5): rename the one the harness should train to "
-                            "MultiTaskLoss"),
-    ("tuple_return.py", "got builtins.tuple: return only the combined loss (not a tuple such as `total, l1, l2`)"),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        (
+            "required_argument.py",
+            "MultiTaskLoss is built with no arguments, but its __init__ requires `n_losses`: give it a default",
+        ),
+        (
+            "other_class_name.py",
+            "it defines `UncertaintyLoss` (line 5): rename the one the harness should train to MultiTaskLoss",
+        ),
+        ("tuple_return.py", "got builtins.tuple: return only the combined loss (not a tuple such as `total, l1, l2`)"),
+    ],
+)
 @pytest.mark.slow
 def test_code_from_the_wild_is_told_what_to_change(name, expected, tmp_path):
     r = harness("check", WILD / name, "--sandbox", "none", cwd=tmp_path)
@@ -38,8 +45,17 @@ def test_a_float_return_says_not_to_call_item(tmp_path):
 def test_a_variadic_forward_gets_the_two_losses_only(tmp_path):
     r = harness("check", WILD / "variadic_forward.py", "--sandbox", "none", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    r = harness("evaluate", WILD / "variadic_forward.py", "--profile", "tiny", "--sandbox", "none",
-                "--leaderboard", tmp_path / "lb.csv", cwd=tmp_path)
+    r = harness(
+        "evaluate",
+        WILD / "variadic_forward.py",
+        "--profile",
+        "tiny",
+        "--sandbox",
+        "none",
+        "--leaderboard",
+        tmp_path / "lb.csv",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stdout + r.stderr  # it raises if the epoch arrives among the losses
 
 
@@ -63,8 +79,10 @@ def test_an_optional_input_that_would_never_arrive_is_warned_about(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     flat = " ".join(r.stdout.split())
     assert "extra inputs: none" in flat
-    assert ("warning: forward's parameter `gramian` is positional, so the harness never passes it (it keeps its "
-            "default): make it keyword-only, after a `*`") in flat, flat
+    assert (
+        "warning: forward's parameter `gramian` is positional, so the harness never passes it (it keeps its "
+        "default): make it keyword-only, after a `*`"
+    ) in flat, flat
     assert "kwargs" not in flat
     r = harness("check", SUBMISSIONS / "gramian_mgda.py", "--sandbox", "none", cwd=tmp_path)
     assert r.returncode == 0 and "forward's parameter" not in r.stdout and "**" not in r.stdout  # keyword-only
@@ -78,8 +96,11 @@ def test_check_projects_the_worker_time_of_a_full_run(tmp_path):
     r = harness("check", WILD / "slow_forward.py", "--sandbox", "none", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     flat = " ".join(r.stdout.split())
-    found = re.search(r"worker time: ([\d.]+) ms per call .*? a full run makes 78,200 calls: ~([\d,]+) s of its "
-                      r"3,600 s budget\. It would run out in epoch (\d+) and the run would fail", flat)
+    found = re.search(
+        r"worker time: ([\d.]+) ms per call .*? a full run makes 78,200 calls: ~([\d,]+) s of its "
+        r"3,600 s budget\. It would run out in epoch (\d+) and the run would fail",
+        flat,
+    )
     assert found, flat
     ms, total, epoch = float(found[1]), int(found[2].replace(",", "")), int(found[3])
     assert abs(total - ms / 1e3 * 78_200) <= 0.01 * total + 1
@@ -104,9 +125,11 @@ def test_tracebacks_name_the_file_as_the_user_gave_it(sandbox, tmp_path):
 @pytest.mark.slow
 def test_a_known_input_in_one_of_the_first_four_positions_is_warned_about(tmp_path):
     path = tmp_path / "step_as_epoch.py"
-    path.write_text("import torch.nn as nn\n\n\nclass MultiTaskLoss(nn.Module):\n"
-                    "    def forward(self, fine_loss, coarse_loss, step, total_epochs):\n"
-                    "        return fine_loss + coarse_loss\n")
+    path.write_text(
+        "import torch.nn as nn\n\n\nclass MultiTaskLoss(nn.Module):\n"
+        "    def forward(self, fine_loss, coarse_loss, step, total_epochs):\n"
+        "        return fine_loss + coarse_loss\n"
+    )
     r = harness("check", path, "--sandbox", "none", cwd=tmp_path)
     flat = " ".join(r.stdout.split())
     assert r.returncode == 0 and "forward's parameter `step` is in position 3, which receives epoch" in flat, flat

@@ -12,28 +12,35 @@ from harness.training.trainer import run_one
 NONE = get_sandbox("none")
 
 
-@pytest.mark.parametrize("path, caps", [
-    (BASELINES / "uncertainty.py", ()),
-    (SUBMISSIONS / "dwa_state.py", ()),
-    (SUBMISSIONS / "gramian_mgda.py", ("gramian",)),
-    (SUBMISSIONS / "capabilities.py", ("step", "steps_per_epoch", "batch_fine_acc", "batch_coarse_acc")),
-    (SUBMISSIONS / "prints_garbage.py", ()),
-], ids=lambda v: v.name if hasattr(v, "name") else None)
+@pytest.mark.parametrize(
+    "path, caps",
+    [
+        (BASELINES / "uncertainty.py", ()),
+        (SUBMISSIONS / "dwa_state.py", ()),
+        (SUBMISSIONS / "gramian_mgda.py", ("gramian",)),
+        (SUBMISSIONS / "capabilities.py", ("step", "steps_per_epoch", "batch_fine_acc", "batch_coarse_acc")),
+        (SUBMISSIONS / "prints_garbage.py", ()),
+    ],
+    ids=lambda v: v.name if hasattr(v, "name") else None,
+)
 def test_interface_check_accepts(path, caps):
     report = interface_check(path, sandbox=NONE)
     assert report.capabilities == caps
     assert report.probes == 4 * 3 + 196  # the full protocol's epochs: the first four thrice, the others once
 
 
-@pytest.mark.parametrize("name, message", [
-    ("vector_return.py", "0-d tensor (a scalar), got shape (2,)"),
-    ("float_return.py", "0-d floating torch.Tensor, got builtins.float"),
-    ("detached_return.py", "does not depend on fine_loss or coarse_loss"),
-    ("coarse_only.py", "never depends on fine_loss"),
-    ("raises_in_init.py", "RuntimeError: cannot build this loss"),
-    ("head_loss_wrong_arity.py", "MultiTaskLoss.head_loss must accept (fine_loss, coarse_loss)"),
-    ("head_loss_float.py", "head_loss must return a 0-d floating torch.Tensor, got builtins.float"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("vector_return.py", "0-d tensor (a scalar), got shape (2,)"),
+        ("float_return.py", "0-d floating torch.Tensor, got builtins.float"),
+        ("detached_return.py", "does not depend on fine_loss or coarse_loss"),
+        ("coarse_only.py", "never depends on fine_loss"),
+        ("raises_in_init.py", "RuntimeError: cannot build this loss"),
+        ("head_loss_wrong_arity.py", "MultiTaskLoss.head_loss must accept (fine_loss, coarse_loss)"),
+        ("head_loss_float.py", "head_loss must return a 0-d floating torch.Tensor, got builtins.float"),
+    ],
+)
 def test_interface_check_rejects_with_a_clear_message(name, message):
     with pytest.raises(SubmissionRejected) as e:
         interface_check(SUBMISSIONS / name, sandbox=NONE)
@@ -118,14 +125,27 @@ def test_head_loss_gives_the_heads_their_own_weights():
     assert r.w_fine != pytest.approx(r.h_fine)  # the shared weights are balanced, the heads' are not
 
 
-@pytest.mark.parametrize("values, flags, head_loss, message", [
-    ((1.0, 1.0, 0.5, 1.0, 0.5), 0b1101, True, "a derivative for a loss it does not use"),  # w_coarse without USES_COARSE
-    ((1.0, 1.0, 1.0, 1.0, 1.0), 0b1011, True, "a derivative for a loss it does not use"),  # h_fine, fine "unused" by H
-    ((1.0, 1.0, 1.0, 1.0, 2.0), 0b1111, False, "a head loss it did not announce"),
-    ((1.0, 1.0, 1.0, 1.0, 1.0), 0b1111, False, None),
-    ((1.0, 1.0, 1.0, 1.0, 1.0), 0b10000, False, "unknown flags"),
-    ((float("nan"), 1.0, 1.0, 1.0, 1.0), 0b1111, False, "non-finite"),
-])
+@pytest.mark.parametrize(
+    "values, flags, head_loss, message",
+    [
+        (
+            (1.0, 1.0, 0.5, 1.0, 0.5),
+            0b1101,
+            True,
+            "a derivative for a loss it does not use",
+        ),  # w_coarse without USES_COARSE
+        (
+            (1.0, 1.0, 1.0, 1.0, 1.0),
+            0b1011,
+            True,
+            "a derivative for a loss it does not use",
+        ),  # h_fine, fine "unused" by H
+        ((1.0, 1.0, 1.0, 1.0, 2.0), 0b1111, False, "a head loss it did not announce"),
+        ((1.0, 1.0, 1.0, 1.0, 1.0), 0b1111, False, None),
+        ((1.0, 1.0, 1.0, 1.0, 1.0), 0b10000, False, "unknown flags"),
+        ((float("nan"), 1.0, 1.0, 1.0, 1.0), 0b1111, False, "non-finite"),
+    ],
+)
 def test_a_result_record_that_contradicts_itself_is_a_protocol_violation(values, flags, head_loss, message):
     from harness.isolation import wire
     from harness.isolation.client import StepReply, WorkerError
@@ -142,8 +162,14 @@ def test_a_result_record_that_contradicts_itself_is_a_protocol_violation(values,
 def _run(name, tmp_path, directory=SUBMISSIONS, **profile_overrides):
     profile = tiny_profile(**profile_overrides)
     train, test = _run.splits
-    return run_one(run_spec(profile, submission=name), submission=directory / name, train=train, test=test,
-                   run_dir=tmp_path / "run", sandbox=NONE)
+    return run_one(
+        run_spec(profile, submission=name),
+        submission=directory / name,
+        train=train,
+        test=test,
+        run_dir=tmp_path / "run",
+        sandbox=NONE,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -155,11 +181,23 @@ def _splits(tiny_splits):
 def test_exception_mid_run_fails_with_the_submissions_traceback(tmp_path):
     profile = tiny_profile()
     train, test = _run.splits
-    ok = run_one(run_spec(profile, seed=42), submission=SUBMISSIONS / "raises_later.py", train=train,
-                 test=test, run_dir=tmp_path / "run42", sandbox=NONE)
+    ok = run_one(
+        run_spec(profile, seed=42),
+        submission=SUBMISSIONS / "raises_later.py",
+        train=train,
+        test=test,
+        run_dir=tmp_path / "run42",
+        sandbox=NONE,
+    )
     assert ok.result.status == "ok"  # this submission fails only with seed 1
-    outcome = run_one(run_spec(profile, seed=1), submission=SUBMISSIONS / "raises_later.py", train=train,
-                      test=test, run_dir=tmp_path / "run1", sandbox=NONE)
+    outcome = run_one(
+        run_spec(profile, seed=1),
+        submission=SUBMISSIONS / "raises_later.py",
+        train=train,
+        test=test,
+        run_dir=tmp_path / "run1",
+        sandbox=NONE,
+    )
     assert outcome.result.status == "failed"
     reason = outcome.result.reason
     assert "epoch 0, step 2" in reason and "ZeroDivisionError: deliberate failure" in reason
@@ -239,8 +277,14 @@ def test_escape_sequences_from_the_worker_never_reach_the_reason_or_failure_txt(
         path = tmp_path / "escape_crash.py"
         path.write_text((REDTEAM / "escape_codes.py").read_text().replace("step == 1", "step == -1"))
     train, test = _run.splits
-    outcome = run_one(run_spec(tiny_profile(), seed=seed), submission=path, train=train, test=test,
-                      run_dir=tmp_path / "run", sandbox=NONE)
+    outcome = run_one(
+        run_spec(tiny_profile(), seed=seed),
+        submission=path,
+        train=train,
+        test=test,
+        run_dir=tmp_path / "run",
+        sandbox=NONE,
+    )
     assert outcome.result.status == "failed" and where in outcome.result.reason
     failure = (tmp_path / "run" / "failure.txt").read_text()
     for text in (outcome.result.reason, failure):

@@ -36,14 +36,21 @@ def hostile(backend: str, script: str, monkeypatch) -> object:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_replies_ahead_of_their_requests_fail_the_run_within_the_call_limit(backend, monkeypatch, tiny_splits,
-                                                                            tmp_path):
+def test_replies_ahead_of_their_requests_fail_the_run_within_the_call_limit(
+    backend, monkeypatch, tiny_splits, tmp_path
+):
     sandbox = hostile(backend, "stall_worker.py", monkeypatch)
     train, test = tiny_splits
     spec = run_spec(tiny_profile(worker_call_timeout_s=5.0), submission="equal_weighting.py")
     started = time.monotonic()
-    outcome = run_one(spec, submission=BASELINES / "equal_weighting.py", train=train, test=test,
-                      run_dir=tmp_path / "run", sandbox=sandbox)
+    outcome = run_one(
+        spec,
+        submission=BASELINES / "equal_weighting.py",
+        train=train,
+        test=test,
+        run_dir=tmp_path / "run",
+        sandbox=sandbox,
+    )
     elapsed = time.monotonic() - started
     assert outcome.result.status == "failed"
     assert "sent data before it was asked" in outcome.result.reason, outcome.result.reason
@@ -54,8 +61,14 @@ def test_replies_ahead_of_their_requests_fail_the_run_within_the_call_limit(back
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_worker_that_stops_reading_cannot_block_a_write_or_the_close(backend, monkeypatch):
     sandbox = hostile(backend, "deaf_worker.py", monkeypatch)
-    worker = LossWorker(BASELINES / "equal_weighting.py", sandbox=sandbox, seed=0, optimizer=OptimizerSettings(),
-                        start_timeout=60, call_timeout=2.0)
+    worker = LossWorker(
+        BASELINES / "equal_weighting.py",
+        sandbox=sandbox,
+        seed=0,
+        optimizer=OptimizerSettings(),
+        start_timeout=60,
+        call_timeout=2.0,
+    )
     try:
         worker.start()
         started = time.monotonic()
@@ -72,8 +85,14 @@ def test_a_worker_that_stops_reading_cannot_block_a_write_or_the_close(backend, 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_worker_that_stops_reading_fails_the_step_within_the_call_limit(backend, monkeypatch):
     sandbox = hostile(backend, "deaf_worker.py", monkeypatch)
-    with LossWorker(BASELINES / "equal_weighting.py", sandbox=sandbox, seed=0, optimizer=OptimizerSettings(),
-                    start_timeout=60, call_timeout=2.0) as worker:
+    with LossWorker(
+        BASELINES / "equal_weighting.py",
+        sandbox=sandbox,
+        seed=0,
+        optimizer=OptimizerSettings(),
+        start_timeout=60,
+        call_timeout=2.0,
+    ) as worker:
         worker.start()
         started = time.monotonic()
         with pytest.raises(WorkerError) as e:
@@ -86,8 +105,14 @@ def test_docker_keeps_no_engine_log_of_what_the_worker_prints(tmp_path):
     under /var/lib/docker. The worker's container logs nothing; the run's worker.log is capped."""
     sandbox = require_sandbox("docker")
     log = tmp_path / "worker.log"
-    with LossWorker(Path(__file__).resolve().parent / "print_flood.py", sandbox=sandbox, seed=0,
-                    optimizer=OptimizerSettings(), log_path=log, start_timeout=120) as worker:
+    with LossWorker(
+        Path(__file__).resolve().parent / "print_flood.py",
+        sandbox=sandbox,
+        seed=0,
+        optimizer=OptimizerSettings(),
+        log_path=log,
+        start_timeout=120,
+    ) as worker:
         worker.start()
         container = worker.proc.container
         container.reload()

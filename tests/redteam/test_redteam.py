@@ -42,7 +42,12 @@ CASES = [
     ("getframe.py", "import of 'sys' is not allowed", "harmless", "only the worker's frames"),
     ("os_through_torch.py", "the attribute 'os' is not allowed", "harmless", "the shell runs inside the sandbox"),
     ("getattr_as_value.py", "`getattr` may only be called directly", "harmless", "os inside the sandbox only"),
-    ("monkeypatch_torch.py", "modifying the module 'torch.nn.functional'", "harmless", "patches the worker's torch only"),
+    (
+        "monkeypatch_torch.py",
+        "modifying the module 'torch.nn.functional'",
+        "harmless",
+        "patches the worker's torch only",
+    ),
     ("obfuscated_import.py", "the name '__builtins__' is not allowed", "harmless", "os inside the sandbox"),
     ("fork_bomb.py", "os.fork is not allowed", "rejected", "BlockingIOError (process limit)"),
     ("detached_process.py", "os.fork is not allowed", "harmless", "killed with the sandbox"),
@@ -77,10 +82,14 @@ def host(tmp_path, monkeypatch):
 
 
 def materialise(name: str, host: dict) -> Path:
-    source = ((HERE / name).read_text().replace("REDTEAM_PORT", str(host["port"]))
-              .replace("REDTEAM_SECRET_FILE", str(host["dir"] / "secret.txt"))
-              .replace("REDTEAM_LEADERBOARD", str(host["leaderboard"]))
-              .replace("REDTEAM_MARKER", str(host["marker"])))
+    source = (
+        (HERE / name)
+        .read_text()
+        .replace("REDTEAM_PORT", str(host["port"]))
+        .replace("REDTEAM_SECRET_FILE", str(host["dir"] / "secret.txt"))
+        .replace("REDTEAM_LEADERBOARD", str(host["leaderboard"]))
+        .replace("REDTEAM_MARKER", str(host["marker"]))
+    )
     path = host["dir"] / "submission" / name
     path.parent.mkdir(exist_ok=True)
     path.write_text(source)
@@ -123,14 +132,26 @@ def test_sandboxed(name, static, outcome, message, backend, host, tiny_splits):
     run_dir = host["dir"] / "run"
     observed, text = "harmless", ""
     try:
-        interface_check(path, sandbox=sandbox, log_path=host["dir"] / "check.log", start_timeout=10, call_timeout=5,
-                        total_epochs=profile.epochs)  # as evaluate does: the profile's run
+        interface_check(
+            path,
+            sandbox=sandbox,
+            log_path=host["dir"] / "check.log",
+            start_timeout=10,
+            call_timeout=5,
+            total_epochs=profile.epochs,
+        )  # as evaluate does: the profile's run
     except SubmissionRejected as e:
         observed, text = "rejected", str(e)
     else:
         train, test = tiny_splits
-        result = run_one(run_spec(profile, submission=name), submission=path, train=train, test=test,
-                         run_dir=run_dir, sandbox=sandbox).result
+        result = run_one(
+            run_spec(profile, submission=name),
+            submission=path,
+            train=train,
+            test=test,
+            run_dir=run_dir,
+            sandbox=sandbox,
+        ).result
         if result.status == "failed":
             observed, text = "failed", result.reason
     time.sleep(0.3)
@@ -143,7 +164,9 @@ def test_sandboxed(name, static, outcome, message, backend, host, tiny_splits):
     if outcome != "harmless":
         assert re.search(re.escape(expected_text), text), text
     logs = "".join(p.read_text(errors="replace") for p in host["dir"].rglob("*.log"))
-    logs += "".join(p.read_text(errors="replace") for p in run_dir.glob("*.*") if p.is_file()) if run_dir.exists() else ""
+    logs += (
+        "".join(p.read_text(errors="replace") for p in run_dir.glob("*.*") if p.is_file()) if run_dir.exists() else ""
+    )
     assert SECRET not in text and SECRET not in logs
     assert host["leaderboard"].read_bytes() == leaderboard_before
     assert not host["marker"].exists()
@@ -153,8 +176,12 @@ def test_sandboxed(name, static, outcome, message, backend, host, tiny_splits):
         assert len(log) < (1 << 20) + 200 and b"bytes of worker output were dropped" in log
 
 
-CLI_CASES = [("returns_vector.py", 2, []), ("huge_parameter.py", 2, []),
-             ("hang_after_check.py", 1, ["failed"]), ("allocate_gibs.py", 2, [])]
+CLI_CASES = [
+    ("returns_vector.py", 2, []),
+    ("huge_parameter.py", 2, []),
+    ("hang_after_check.py", 1, ["failed"]),
+    ("allocate_gibs.py", 2, []),
+]
 
 
 @pytest.mark.parametrize("backend", REAL_BACKENDS)
@@ -163,9 +190,26 @@ def test_evaluate_records_no_ok_row_for_hostile_runs(name, code, statuses, backe
     require_sandbox(backend)
     path = materialise(name, host)
     lb = host["dir"] / "lb.csv"
-    r = subprocess.run([shutil.which("harness"), "evaluate", str(path), "--profile", "tiny", "--sandbox", backend,
-                        "--leaderboard", str(lb), "--runs-dir", str(host["dir"] / "runs")],
-                       capture_output=True, text=True, env=harness_env(), cwd=host["dir"], timeout=300)
+    r = subprocess.run(
+        [
+            shutil.which("harness"),
+            "evaluate",
+            str(path),
+            "--profile",
+            "tiny",
+            "--sandbox",
+            backend,
+            "--leaderboard",
+            str(lb),
+            "--runs-dir",
+            str(host["dir"] / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+        env=harness_env(),
+        cwd=host["dir"],
+        timeout=300,
+    )
     assert r.returncode == code, r.stdout + r.stderr
     rows = pd.read_csv(lb)["status"].tolist() if lb.exists() else []
     assert rows == statuses and "ok" not in rows
