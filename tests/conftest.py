@@ -25,6 +25,25 @@ def pytest_configure(config) -> None:
 
     if not os.environ.get(THREADS_ENV):
         os.environ[THREADS_ENV] = "1" if hasattr(config, "workerinput") else str(usable_cpus())
+    if hasattr(config, "workerinput"):
+        # pytest-xdist's workers get COLUMNS=80 and LINES=24 of their own; the tests set the width
+        # they mean (tests/helpers.py harness_env: 160 unless a test names another)
+        os.environ.pop("COLUMNS", None)
+        os.environ.pop("LINES", None)
+        # loadgroup relies on node ids that pytest 9.2 made read-only: say so rather than run slowly
+        config.pluginmanager.register(_GroupsTakeEffect(), "harness-groups-take-effect")
+
+
+class _GroupsTakeEffect:
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config, items) -> None:
+        if config.getvalue("loadgroup"):
+            for item in items:
+                if item.get_closest_marker("xdist_group") is not None and "@" not in item.nodeid:
+                    raise pytest.UsageError(
+                        "pytest-xdist's --dist loadgroup did not group the tests (a pytest it does not support?): "
+                        "install the dev extras' pytest (pip install -e '.[dev]') or run with -n 0"
+                    )
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
