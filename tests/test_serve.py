@@ -211,8 +211,19 @@ def test_upload_poll_results_privacy_and_the_live_page(tmp_path):
         )
         assert sent.returncode == 0, sent.stderr
         outcome = json.loads(sent.stdout)
-        assert set(outcome) == {"exit_code", "leaderboard", "profile", "phase", "runs", "standing"}
-        assert outcome["runs"] == [] and outcome["standing"][0]["entry"] == "example_loss.py"
+        assert set(outcome) == {
+            "exit_code",
+            "leaderboard",
+            "profile",
+            "phase",
+            "runs",
+            "standing",
+            "skipped",
+            "rejected",
+            "checks",
+        }
+        assert outcome["runs"] == [] and len(outcome["skipped"]) == 1  # its one run has its row
+        assert outcome["standing"][0]["entry"] == "example_loss.py"
         assert len(csv_rows(tmp_path / "leaderboard-tiny.csv", "example_loss.py")) == 1  # still one row
 
         # a revoked token stops working at once
@@ -316,7 +327,9 @@ def test_quota_and_request_rate(tmp_path):
             alice,
             httpx.get(f"{server.url}/api/submissions", headers=bearer(alice)).json()["submissions"][-1]["id"],
         )
-        assert sub["status"] == "rejected" and sub["exit_code"] == 2 and sub["outcome"] is None
+        assert sub["status"] == "rejected" and sub["exit_code"] == 2
+        # evaluate --json's outcome: no run, the file among the rejected (under the server's private path)
+        assert sub["outcome"]["runs"] == [] and len(sub["outcome"]["rejected"]) == 1
         # the file as she named it (not the server's private path), and the check's own words
         assert sub["reason"].startswith("not_a_loss_0.py: interface check failed"), sub["reason"]
         assert "must return a 0-d floating torch.Tensor" in sub["reason"]

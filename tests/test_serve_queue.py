@@ -92,12 +92,12 @@ def test_an_entry_name_belongs_to_one_participant_in_any_case(tmp_path):
 def test_serve_without_the_extra_says_how_to_install(monkeypatch, tmp_path, capsys):
     import importlib.util
 
-    from harness.cli.commands import main as cli
+    from harness.cli.commands import main
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real(name, *a))
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["serve", "--profile", "tiny"]) == 2
+    assert main(["serve", "--profile", "tiny"]) == 2
     err = capsys.readouterr().err
     assert "uvicorn missing" in err and "pip install 'harness[serve]'" in err
     assert not (tmp_path / "harness-serve.sqlite").exists()

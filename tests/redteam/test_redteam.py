@@ -28,7 +28,10 @@ from harness.errors import SubmissionRejected
 from harness.isolation.check import interface_check, static_check
 from harness.training.trainer import run_one
 
-pytestmark = pytest.mark.slow  # checks and trains hostile submissions in every sandbox backend
+# checks and trains hostile submissions in every sandbox backend; in one xdist worker, one after another:
+# what a file left running is looked for machine-wide (hostile_processes), so two at once would see
+# each other's
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("redteam")]
 
 # (file, static check: message or None if it passes, sandboxed outcome, message)
 CASES = [
