@@ -219,7 +219,8 @@ def test_hostile_numbers_and_names_beside_a_normal_entry_in_one_html_report(tmp_
         huge = row.submission == "gate.py"
         run.metrics.write_text(_metrics_lines(4, row.best_fine_acc, weight=1e308 if huge else 1.0))
         if row.submission == "garbled.py":
-            run.steps.write_text("[1, 2, 3]\n" * 5)  # valid JSON, not a step
+            # valid JSON, not a step: skipped by the reader as a torn line is, so nothing to draw
+            run.steps.write_text("[1, 2, 3]\n" * 5)
         elif row.submission == "rotating.py":
             run.append_steps(_steps_lines(steps, scalars=lambda s: {f"n{s}_{i}": float(i) for i in range(8)}))
         else:
@@ -252,7 +253,6 @@ def test_hostile_numbers_and_names_beside_a_normal_entry_in_one_html_report(tmp_
     assert len(gate) == 2 and all("symmetric-log scale" in c for c in gate), gate  # per epoch and per step
     rotating = next(c for c in captions if c.startswith("rotating.py: the weights it gave each task&#x27;s loss at"))
     assert "3184 more scalar names not drawn (at most 16 a figure)" in rotating
-    assert notes == [n for n in notes if n.startswith("garbled.py: the logged steps: could not be drawn (")]
-    assert len(notes) == 1 and "AttributeError" in notes[0]
+    assert notes == [] and not any(c.startswith("garbled.py") and "logged step" in c for c in captions), notes
     assert page.count("data:image/png;base64,") == 1 + 4 * 3 - 1  # every figure but the garbled steps'
     json.loads(harness("leaderboard", "--leaderboard", path, "--format", "json", cwd=tmp_path).stdout)

@@ -182,8 +182,11 @@ class Standing:
         return EntryKey.model_validate({"kind": self.kind, "name": self.submission})
 
     @property
-    def version_key(self) -> VersionKey:
-        """One file version of one entry (an entry's: never a byte-identical copy's)."""
+    def version_key(self) -> VersionKey | None:
+        """One file version of one entry (an entry's: never a byte-identical copy's); None for a line
+        that is no file's version (a published reference, the tuned static weight's control)."""
+        if self.kind not in ("baseline", "submission"):
+            return None
         return VersionKey(entry=self.entry, sha256=self.sha256)
 
     @property
