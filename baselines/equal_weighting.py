@@ -1,6 +1,6 @@
 """Equal weighting: the plain sum of the task losses, ``L = L_fine + L_coarse``.
 
-The task card's default baseline. Weights (1, 1).
+The default baseline of the task's protocol. Weights (1, 1).
 """
 
 import torch.nn as nn

@@ -79,6 +79,14 @@ def tiny_splits(synthetic_root):
     return train.head(192), test.head(100)
 
 
+@pytest.fixture(scope="session")
+def exact_splits(tiny_splits):
+    """48 train / 16 test images: with ``helpers.exact_profile``, three steps an epoch (momentum, the
+    epoch boundary and the loss module's state all come into play) at a fraction of the float64 cost."""
+    train, test = tiny_splits
+    return train.head(48), test.head(16)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test uses one session-wide cache dir, never the user's."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib.util
+import json
 import os
 import pty
 import queue
@@ -90,12 +91,47 @@ def tiny_profile(**overrides):
     return get_profile("tiny").model_copy(update=overrides)
 
 
+def exact_profile(epochs: int = 2, batch_size: int = 16):
+    """The tiny profile for the comparisons with a reference implementation: lr 0.1 (the weights move
+    visibly in a few steps) and batches of 16 (a float64 ResNet-20 step on one core costs an eighth
+    of one of 64). With ``exact_splits`` (48 images): three steps an epoch."""
+    return tiny_profile(
+        epochs=epochs, batch_size=batch_size, optimizer=tiny_profile().optimizer.model_copy(update={"lr": 0.1})
+    )
+
+
 def run_spec(profile, arch="resnet20", seed=42, submission="loss.py"):
     from harness.protocol import RunSpec
 
     return RunSpec(
         submission=submission, submission_sha256="0" * 64, profile=profile, arch=arch, seed=seed, device="cpu"
     )
+
+
+class Crash(BaseException):
+    """Stands for a kill: not an Exception, so run_one does not turn it into a failed run."""
+
+
+class CrashAfter:
+    """A run observer that raises ``exc`` once epoch ``epoch`` is done (a stand-in for a kill; -1:
+    never), and records each resume as ``(epochs_done, notes)``."""
+
+    def __init__(self, epoch: int, exc: type[BaseException] = Crash) -> None:
+        self.epoch, self.exc, self.resumed_at = epoch, exc, []
+
+    def on_event(self, spec, event) -> None:
+        from harness.events import EpochDone, RunResumed
+
+        if isinstance(event, RunResumed):
+            self.resumed_at.append((event.epochs_done, list(event.notes)))
+        if isinstance(event, EpochDone) and event.metrics.epoch == self.epoch:
+            raise self.exc
+
+
+def run_metrics(run_dir: Path) -> list[dict]:
+    """A run directory's metrics lines without their timings (which differ between two runs)."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
 def leaderboard_row(seed=42, status="ok", acc=12.5, **kw):

@@ -1,7 +1,7 @@
 """Every gradient-level baseline, trained end to end through the harness (tiny profile, float64, two
-epochs of two steps, lr 0.1, no sandbox), against a reference implementation of its method trained
-in-process from the same seed and data: every parameter of the model (shared backbone and both
-heads) must end the same.
+epochs of two steps of 16 images, lr 0.1, no sandbox), against a reference implementation of its
+method trained in-process from the same seed and data: every parameter of the model (shared
+backbone and both heads) must end the same.
 
 References, independent of the baseline files and of the harness's Gramian path:
 
@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import BASELINES, run_spec, tiny_profile
+from helpers import BASELINES, exact_profile, run_spec
 from scipy import optimize
 from torchjd.aggregation import IMTLG, Aggregator, AlignedMTL, MGDAWeighting, PCGrad, UPGrad
 from torchjd.autojac import jac_to_grad, mtl_backward
@@ -226,10 +226,10 @@ def test_every_gradient_level_baseline_has_a_reference():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(REFERENCES))
-def test_baseline_trains_every_parameter_as_its_reference(name, tiny_splits, tmp_path):
-    train, test = tiny_splits
-    train = train.head(128)  # two steps per epoch, four in all: momentum, state and the epoch boundary included
-    profile = tiny_profile(epochs=2, optimizer=tiny_profile().optimizer.model_copy(update={"lr": 0.1}))
+def test_baseline_trains_every_parameter_as_its_reference(name, exact_splits, tmp_path):
+    train, test = exact_splits
+    train = train.head(32)  # two steps per epoch, four in all: momentum, state and the epoch boundary included
+    profile = exact_profile(epochs=2)
     spec = run_spec(profile, submission=f"{name}.py").model_copy(update={"precision": "fp64"})
     outcome = run_one(
         spec,

@@ -10,9 +10,8 @@ import threading
 
 import pytest
 import torch
-from helpers import BASELINES, run_spec, tiny_profile
+from helpers import BASELINES, CrashAfter, run_metrics, run_spec, tiny_profile
 
-from harness.events import EpochDone, RunObserver, RunResumed
 from harness.isolation.sandbox import get_sandbox
 from harness.training import checkpoint, trainer
 from harness.training.checkpoint import Checkpointer
@@ -70,17 +69,6 @@ def test_a_background_write_cut_short_leaves_the_previous_checkpoint_and_says_wh
     assert json.loads((tmp_path / "ckpt" / "manifest.json").read_text())["checkpoints"][-1]["epochs_done"] == 1
 
 
-class CrashAfter(RunObserver):
-    def __init__(self, epoch: int) -> None:
-        self.epoch, self.resumed_at = epoch, []
-
-    def on_event(self, spec, event):
-        if isinstance(event, RunResumed):
-            self.resumed_at.append(event.epochs_done)
-        if isinstance(event, EpochDone) and event.metrics.epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
 @pytest.mark.slow
 def test_a_run_resumed_from_background_checkpoints_ends_bit_for_bit(tmp_path, tiny_splits, monkeypatch):
     monkeypatch.setattr(trainer, "background_writes", lambda device: True)
@@ -100,15 +88,11 @@ def test_a_run_resumed_from_background_checkpoints_ends_bit_for_bit(tmp_path, ti
 
     whole = go("whole")
     with pytest.raises(KeyboardInterrupt):
-        go("cut", CrashAfter(1))
+        go("cut", CrashAfter(1, KeyboardInterrupt))
     watcher = CrashAfter(-1)
     resumed = go("cut", watcher)
-    assert watcher.resumed_at == [2] and resumed.result.status == "ok"
+    assert watcher.resumed_at == [(2, [])] and resumed.result.status == "ok"
 
-    def metrics(name):
-        rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
-
-    assert metrics("cut") == metrics("whole")
+    assert run_metrics(tmp_path / "cut") == run_metrics(tmp_path / "whole")
     for key, value in whole.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[key], value), key

@@ -12,6 +12,8 @@ from helpers import REPO, SUBMISSIONS, harness, harness_env
 
 from harness.cli.commands import build_parser
 
+EXAMPLE = REPO / "submissions" / "example_loss.py"
+
 
 @pytest.mark.slow
 def test_check_accepts_task_card_files_and_reports_capabilities(tmp_path):
@@ -39,7 +41,7 @@ def test_check_rejects_with_exit_2(name, message, tmp_path):
 
 @pytest.mark.slow
 def test_check_several_files_reports_each_and_exits_2_if_any_is_rejected(tmp_path):
-    r = harness("check", SUBMISSIONS / "no_class.py", REPO / "submissions" / "example_loss.py", cwd=tmp_path)
+    r = harness("check", SUBMISSIONS / "no_class.py", EXAMPLE, cwd=tmp_path)
     assert r.returncode == 2
     assert "example_loss.py: ok" in r.stdout  # checked although the first file was rejected
     err = " ".join(r.stderr.split())
@@ -52,17 +54,7 @@ def test_evaluate_tiny_appends_ok_rows_and_writes_run_dirs(tmp_path):
     from harness.isolation.sandbox import AUTO_ORDER, get_sandbox
 
     available = [name for name in AUTO_ORDER if get_sandbox(name).available()]
-    r = harness(
-        "evaluate",
-        REPO / "submissions" / "example_loss.py",
-        "--profile",
-        "tiny",
-        "--seed",
-        "1",
-        "--seed",
-        "2",
-        cwd=tmp_path,
-    )
+    r = harness("evaluate", EXAMPLE, "--profile", "tiny", "--seed", "1", "--seed", "2", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     df = pd.read_csv(tmp_path / "leaderboard-tiny.csv")
     if available:  # with neither, the fallback is test_auto_sandbox_falls_back_loudly_for_the_demo_profiles
@@ -82,17 +74,7 @@ def test_evaluate_tiny_appends_ok_rows_and_writes_run_dirs(tmp_path):
 
     # re-running resumes: every run has an ok row for this file version, so nothing trains
     stamp = (run_dir / "metrics.jsonl").stat().st_mtime_ns
-    r = harness(
-        "evaluate",
-        REPO / "submissions" / "example_loss.py",
-        "--profile",
-        "tiny",
-        "--seed",
-        "1",
-        "--seed",
-        "2",
-        cwd=tmp_path,
-    )
+    r = harness("evaluate", EXAMPLE, "--profile", "tiny", "--seed", "1", "--seed", "2", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     out = " ".join(r.stdout.split())
     assert (
@@ -100,23 +82,14 @@ def test_evaluate_tiny_appends_ok_rows_and_writes_run_dirs(tmp_path):
     )
     assert len(pd.read_csv(tmp_path / "leaderboard-tiny.csv")) == 2
     assert (run_dir / "metrics.jsonl").stat().st_mtime_ns == stamp
-    r = harness(
-        "evaluate",
-        REPO / "submissions" / "example_loss.py",
-        "--profile",
-        "tiny",
-        "--seed",
-        "1",
-        "--force",
-        cwd=tmp_path,
-    )
+    r = harness("evaluate", EXAMPLE, "--profile", "tiny", "--seed", "1", "--force", cwd=tmp_path)
     assert r.returncode == 0 and "appended 1 row(s)" in r.stdout
     assert pd.read_csv(tmp_path / "leaderboard-tiny.csv")["seed"].tolist() == [1, 2, 1]
 
 
 @pytest.mark.slow
 def test_evaluate_several_files_schedules_them_together_and_reports_a_rejected_one(tmp_path):
-    example = REPO / "submissions" / "example_loss.py"
+    example = EXAMPLE
     r = harness(
         "evaluate",
         example,
@@ -178,7 +151,7 @@ def test_evaluate_rejects_before_training(tmp_path):
 
 @pytest.mark.slow
 def test_missing_dataset_error_names_the_fix(tmp_path):
-    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--data-dir", tmp_path / "nowhere", cwd=tmp_path)
+    r = harness("evaluate", EXAMPLE, "--data-dir", tmp_path / "nowhere", cwd=tmp_path)
     assert r.returncode == 1
     assert "harness data download" in r.stderr and "nowhere" in r.stderr
 
@@ -193,15 +166,7 @@ def test_the_quick_profile_is_the_full_protocol_shortened_and_kept_apart(tmp_pat
     full, quick = PROFILES["full"].model_dump(), PROFILES["quick"].model_dump()
     assert {k for k in full if full[k] != quick[k]} == {"name", "description", "epochs"} and quick["epochs"] == 30
     assert default_path("quick").name == "leaderboard-quick.csv"
-    r = harness(
-        "evaluate",
-        REPO / "submissions" / "example_loss.py",
-        "--profile",
-        "quick",
-        "--data-dir",
-        tmp_path / "nowhere",
-        cwd=tmp_path,
-    )
+    r = harness("evaluate", EXAMPLE, "--profile", "quick", "--data-dir", tmp_path / "nowhere", cwd=tmp_path)
     assert r.returncode == 1 and "harness data download" in r.stderr  # real data, as the full protocol
     assert not list(tmp_path.glob("leaderboard*.csv"))
 
@@ -232,7 +197,7 @@ def _without_sandboxes(tmp_path):
 def test_auto_sandbox_refuses_the_full_profile_without_a_sandbox(tmp_path):
     exe = shutil.which("harness")
     r = subprocess.run(
-        [exe, "evaluate", str(REPO / "submissions" / "example_loss.py")],
+        [exe, "evaluate", str(EXAMPLE)],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -247,7 +212,7 @@ def test_auto_sandbox_refuses_the_full_profile_without_a_sandbox(tmp_path):
 def test_auto_sandbox_falls_back_loudly_for_the_demo_profiles(tmp_path):
     exe = shutil.which("harness")
     r = subprocess.run(
-        [exe, "evaluate", str(REPO / "submissions" / "example_loss.py"), "--profile", "tiny"],
+        [exe, "evaluate", str(EXAMPLE), "--profile", "tiny"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -265,7 +230,7 @@ def test_protocol_options_are_recorded_and_keep_runs_apart(tmp_path):
     are recorded in the rows, and a run with other settings is not taken for already done."""
     r = harness(
         "evaluate",
-        REPO / "submissions" / "example_loss.py",
+        EXAMPLE,
         "--profile",
         "tiny",
         "--precision",
@@ -281,7 +246,7 @@ def test_protocol_options_are_recorded_and_keep_runs_apart(tmp_path):
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "running up to 2 runs at once" in r.stdout and "appended 2 row(s)" in r.stdout
-    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "tiny", "--seed", "1", cwd=tmp_path)
+    r = harness("evaluate", EXAMPLE, "--profile", "tiny", "--seed", "1", cwd=tmp_path)
     assert r.returncode == 0 and "appended 1 row(s)" in r.stdout, r.stdout + r.stderr
     df = pd.read_csv(tmp_path / "leaderboard-tiny.csv")
     assert sorted(df["seed"][:2]) == [1, 2] and (df["status"] == "ok").all()
@@ -291,7 +256,7 @@ def test_protocol_options_are_recorded_and_keep_runs_apart(tmp_path):
         assert (tmp_path / "runs" / run_id / "metrics.jsonl").exists()
     r = harness("leaderboard", cwd=tmp_path)
     assert "example_loss.py [bf16+deterministic]" in r.stdout and "│ example_loss.py " in r.stdout
-    r = harness("evaluate", REPO / "submissions" / "example_loss.py", "--profile", "tiny", "--jobs", "0", cwd=tmp_path)
+    r = harness("evaluate", EXAMPLE, "--profile", "tiny", "--jobs", "0", cwd=tmp_path)
     assert r.returncode == 2 and "--jobs must be at least 1" in r.stderr
 
 

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn as nn
-from helpers import BASELINES, REPO, SUBMISSIONS, harness, run_spec, tiny_profile
+from helpers import BASELINES, REPO, SUBMISSIONS, CrashAfter, exact_profile, harness, run_metrics, run_spec
 
-from harness.events import EpochDone, RunObserver
+from harness.events import RunObserver
 from harness.isolation.sandbox import get_sandbox
 from harness.results.rundir import RunDir
 from harness.training.fused_run import fusable, run_fused
@@ -49,7 +49,14 @@ SEEDS = (42, 123, 456)
 
 
 def _profile(epochs=2):
-    return tiny_profile(epochs=epochs, batch_size=48, optimizer=tiny_profile().optimizer.model_copy(update={"lr": 0.1}))
+    return exact_profile(epochs=epochs)
+
+
+@pytest.fixture
+def splits(tiny_splits):
+    """64 train images (four steps of 16 an epoch) and 16 test images (one batch)."""
+    train, test = tiny_splits
+    return train.head(64), test.head(16)
 
 
 def _specs(submission, precision, arch, seeds=SEEDS, epochs=2):
@@ -90,13 +97,6 @@ def _fused(tmp_path, splits, submission, specs, name="fused", hooks=None):
     )
 
 
-def _metrics(run_dir):
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    for r in rows:
-        r.pop("seconds")
-    return rows
-
-
 FP64 = dict(rtol=1e-9, atol=1e-11)
 CASES = [
     # the plain path, learnable loss parameters, on the task's ResNet-20
@@ -120,11 +120,11 @@ EPOCHS = {(TOY, "fp64"): 2, (TOY, "fp32"): 1, ("resnet20", "fp64"): 1}  # a few 
     CASES,
     ids=["plain-resnet20", "gramian-resnet20", "seed-sits-out", "after-update", "every-input", "plain-fp32"],
 )
-def test_a_fused_run_equals_its_separate_runs(tmp_path, tiny_splits, arch, submission, precision, tol):
+def test_a_fused_run_equals_its_separate_runs(tmp_path, splits, arch, submission, precision, tol):
     specs = _specs(submission, precision, arch, epochs=EPOCHS[arch, precision])
     assert fusable(specs)
-    separate = _separate(tmp_path, tiny_splits, submission, specs)
-    fused = _fused(tmp_path, tiny_splits, submission, specs)
+    separate = _separate(tmp_path, splits, submission, specs)
+    fused = _fused(tmp_path, splits, submission, specs)
     dtype = getattr(torch, specs[0].dtype)
     for spec, a, b in zip(specs, separate, fused):
         assert a.result.status == b.result.status == "ok", (a.result.reason, b.result.reason)
@@ -157,7 +157,7 @@ def test_a_fused_run_equals_its_separate_runs(tmp_path, tiny_splits, arch, submi
     [SUBMISSIONS / "seed_sits_out.py", BASELINES / "famo.py", SUBMISSIONS / "gramian_warmup.py"],
     ids=["seed-sits-out", "after-update", "gramian"],
 )
-def test_a_compiled_fused_run_equals_the_eager_one(tmp_path, tiny_splits, monkeypatch, submission):
+def test_a_compiled_fused_run_equals_the_eager_one(tmp_path, splits, monkeypatch, submission):
     """--fuse with --compile: the fused forward (stacking included) through torch.compile (aot_eager
     here), in training, without gradient (the after-update pass) and in evaluation; a head a seed
     leaves out still gets no gradient."""
@@ -173,11 +173,9 @@ def test_a_compiled_fused_run_equals_the_eager_one(tmp_path, tiny_splits, monkey
 
     monkeypatch.setattr(compiled, "BACKEND", counting_aot_eager)
     specs = _specs(submission, "fp64", TOY)
-    eager = _fused(tmp_path, tiny_splits, submission, specs, name="eager")
-    got = _fused(
-        tmp_path, tiny_splits, submission, [s.model_copy(update={"compile": True}) for s in specs], name="compiled"
-    )
-    steps, test_batches = 2 * 4, 2 * 1  # 2 epochs of 4 steps; the 100 test images in one batch
+    eager = _fused(tmp_path, splits, submission, specs, name="eager")
+    got = _fused(tmp_path, splits, submission, [s.model_copy(update={"compile": True}) for s in specs], name="compiled")
+    steps, test_batches = 2 * 4, 2 * 1  # 2 epochs of 4 steps; the 16 test images in one batch
     passes = steps * (2 if submission.name == "famo.py" else 1) + test_batches
     assert len(calls) >= passes  # every fused forward ran compiled (a graph break may split one into two)
     for spec, a, b in zip(specs, eager, got):
@@ -190,25 +188,17 @@ def test_a_compiled_fused_run_equals_the_eager_one(tmp_path, tiny_splits, monkey
             assert torch.equal(b.model.state_dict()["coarse_head.weight"], initial["coarse_head.weight"])
 
 
-class StopAfter(RunObserver):
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_event(self, spec, event):
-        if isinstance(event, EpochDone) and event.metrics.epoch == self.epoch:
-            raise KeyboardInterrupt  # as a Ctrl-C: the checkpoints are kept
-
-
 @pytest.mark.parametrize("between_seeds", [False, True])
-def test_an_interrupted_fused_run_resumes_bit_for_bit(tmp_path, tiny_splits, between_seeds):
+def test_an_interrupted_fused_run_resumes_bit_for_bit(tmp_path, splits, between_seeds):
     """Stopped after its second epoch; ``between_seeds``: as if the stop came after seed 42's
     checkpoint and before 123's (that one's newest checkpoint is gone): every seed then goes on from
     the epoch they all have."""
     submission = BASELINES / "famo.py"  # state in the worker and in the trainer (the after-update losses)
     specs = _specs(submission, "fp32", TOY, epochs=3)
-    whole = _fused(tmp_path, tiny_splits, submission, specs, name="whole")
+    whole = _fused(tmp_path, splits, submission, specs, name="whole")
     with pytest.raises(KeyboardInterrupt):
-        _fused(tmp_path, tiny_splits, submission, specs, name="cut", hooks=[StopAfter(1), RunObserver(), RunObserver()])
+        stop = [CrashAfter(1, KeyboardInterrupt), RunObserver(), RunObserver()]  # Ctrl-C: checkpoints kept
+        _fused(tmp_path, splits, submission, specs, name="cut", hooks=stop)
     if between_seeds:
         ckpt = tmp_path / "cut" / "123" / "checkpoint"
         manifest = json.loads((ckpt / "manifest.json").read_text())
@@ -216,20 +206,20 @@ def test_an_interrupted_fused_run_resumes_bit_for_bit(tmp_path, tiny_splits, bet
         (ckpt / manifest["checkpoints"][-1]["file"]).unlink()
         manifest["checkpoints"] = manifest["checkpoints"][:-1]
         (ckpt / "manifest.json").write_text(json.dumps(manifest))
-    resumed = _fused(tmp_path, tiny_splits, submission, specs, name="cut")
+    resumed = _fused(tmp_path, splits, submission, specs, name="cut")
     for spec, a, b in zip(specs, whole, resumed):
         assert b.result.status == "ok", b.result.reason
-        assert _metrics(tmp_path / "cut" / str(spec.seed)) == _metrics(tmp_path / "whole" / str(spec.seed))
+        assert run_metrics(tmp_path / "cut" / str(spec.seed)) == run_metrics(tmp_path / "whole" / str(spec.seed))
         for key, value in a.model.state_dict().items():
             assert torch.equal(b.model.state_dict()[key], value), key
         assert a.loss_state == b.loss_state
 
 
-def test_a_seed_that_fails_leaves_the_others_training(tmp_path, tiny_splits):
+def test_a_seed_that_fails_leaves_the_others_training(tmp_path, splits):
     submission = SUBMISSIONS / "one_seed_raises.py"
     specs = _specs(submission, "fp64", TOY)
-    separate = _separate(tmp_path, tiny_splits, submission, specs)
-    fused = _fused(tmp_path, tiny_splits, submission, specs)
+    separate = _separate(tmp_path, splits, submission, specs)
+    fused = _fused(tmp_path, splits, submission, specs)
     for spec, a, b in zip(specs, separate, fused):
         assert a.result.status == b.result.status == ("failed" if spec.seed == 123 else "ok")
         if spec.seed == 123:

@@ -22,7 +22,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from helpers import BASELINES, run_spec, tiny_profile
+from helpers import BASELINES, exact_profile, run_spec
 
 from harness.isolation.sandbox import get_sandbox
 from harness.training.data import TrainLoader
@@ -223,13 +223,12 @@ def _assert_same_model(got, want):
 
 @pytest.fixture
 def profile():
-    return tiny_profile(epochs=2, optimizer=tiny_profile().optimizer.model_copy(update={"lr": 0.1}))
+    return exact_profile(epochs=2)
 
 
 @pytest.fixture
-def splits(tiny_splits):
-    train, test = tiny_splits
-    return train, test
+def splits(exact_splits):
+    return exact_splits
 
 
 @pytest.mark.slow

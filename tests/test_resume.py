@@ -13,29 +13,24 @@ import time
 
 import pandas as pd
 import pytest
-from helpers import BASELINES, REPO, SUBMISSIONS, harness, harness_env, run_spec, tiny_profile
+from helpers import (
+    BASELINES,
+    REPO,
+    SUBMISSIONS,
+    Crash,
+    CrashAfter,
+    harness,
+    harness_env,
+    run_metrics,
+    run_spec,
+    tiny_profile,
+)
 
-from harness.events import EpochDone, RunObserver, RunResumed
 from harness.isolation.sandbox import get_sandbox
 from harness.results.rundir import RunDir
 from harness.training.trainer import run_one
 
 pytestmark = pytest.mark.slow  # trains: runs interrupted and resumed
-
-
-class Crash(BaseException):
-    """Stands for a kill: not an Exception, so run_one does not turn it into a failed run."""
-
-
-class CrashAfter(RunObserver):
-    def __init__(self, epoch: int) -> None:
-        self.epoch, self.resumed_at = epoch, []
-
-    def on_event(self, spec, event):
-        if isinstance(event, RunResumed):
-            self.resumed_at.append((event.epochs_done, list(event.notes)))
-        if isinstance(event, EpochDone) and event.metrics.epoch == self.epoch:
-            raise Crash
 
 
 def _run(tmp_path, tiny_splits, name, observer=None, submission="gradnorm.py"):
@@ -52,13 +47,6 @@ def _run(tmp_path, tiny_splits, name, observer=None, submission="gradnorm.py"):
     )
 
 
-def _metrics(run_dir):
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    for r in rows:
-        r.pop("seconds")
-    return rows
-
-
 @pytest.mark.parametrize("submission", ["gradnorm.py", "famo.py"])
 def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, tiny_splits, submission):
     """GradNorm: learnable parameters, the Gramian and epoch-0 state; FAMO: optimizer state in
@@ -66,12 +54,12 @@ def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, tiny_spl
     whole = _run(tmp_path, tiny_splits, "whole", submission=submission)
     with pytest.raises(Crash):
         _run(tmp_path, tiny_splits, "cut", CrashAfter(epoch=1), submission=submission)
-    assert len(_metrics(tmp_path / "cut")) == 2 and (tmp_path / "cut" / "checkpoint" / "manifest.json").exists()
+    assert len(run_metrics(tmp_path / "cut")) == 2 and (tmp_path / "cut" / "checkpoint" / "manifest.json").exists()
     watcher = CrashAfter(epoch=-1)
     resumed = _run(tmp_path, tiny_splits, "cut", watcher, submission=submission)
     assert watcher.resumed_at == [(2, [])]
     assert resumed.result.status == "ok"
-    assert _metrics(tmp_path / "cut") == _metrics(tmp_path / "whole")
+    assert run_metrics(tmp_path / "cut") == run_metrics(tmp_path / "whole")
     assert resumed.loss_state == whole.loss_state
     assert not (tmp_path / "cut" / "checkpoint").exists()  # removed once the run finished
     # its training time (the cost's input) counts every epoch, the two trained before the interruption too
@@ -98,7 +86,7 @@ def test_a_line_torn_by_the_interruption_keeps_every_earlier_step_and_epoch(tmp_
     assert watcher.resumed_at == [(2, [])] and resumed.result.status == "ok"
     assert cut.read_steps()[: len(before)] == before
     assert [(x["epoch"], x["step"]) for x in cut.read_steps()] == [(x["epoch"], x["step"]) for x in whole.read_steps()]
-    assert _metrics(tmp_path / "cut") == _metrics(tmp_path / "whole")  # every line whole again
+    assert run_metrics(tmp_path / "cut") == run_metrics(tmp_path / "whole")  # every line whole again
 
 
 def test_a_damaged_checkpoint_falls_back_to_the_previous_one_then_to_scratch(tmp_path, tiny_splits):
@@ -130,7 +118,7 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one_then_to_scratch(tmp
         f.write_bytes(b"garbage")
     watcher = CrashAfter(epoch=-1)
     outcome = go(watcher)
-    assert outcome.result.status == "ok" and len(_metrics(tmp_path / "r")) == 4
+    assert outcome.result.status == "ok" and len(run_metrics(tmp_path / "r")) == 4
     assert watcher.resumed_at[0][0] == 0 and len(watcher.resumed_at[0][1]) == 2
 
 
@@ -169,7 +157,7 @@ def test_after_falling_back_to_an_older_checkpoint_the_next_save_is_usable(tmp_p
     resumed = go("r", watcher)
     assert watcher.resumed_at == [(3, [])]  # the checkpoint written after the fallback is intact
     assert resumed.result.status == "ok"
-    assert _metrics(tmp_path / "r") == _metrics(tmp_path / "whole")
+    assert run_metrics(tmp_path / "r") == run_metrics(tmp_path / "whole")
     assert resumed.loss_state == whole.loss_state
 
 
@@ -215,7 +203,7 @@ def test_an_unusable_checkpoint_is_reported_and_the_run_starts_fresh(tmp_path, t
         assert outcome.result.status == "ok", outcome.result.reason
         ((epochs, notes),) = watcher.resumed_at
         assert epochs == 0 and len(notes) == 1 and "cannot be used" in notes[0] and "starting from scratch" in notes[0]
-        assert _metrics(tmp_path / name) == _metrics(tmp_path / "fresh"), name
+        assert run_metrics(tmp_path / name) == run_metrics(tmp_path / "fresh"), name
         for key, value in fresh.model.state_dict().items():
             assert torch.equal(outcome.model.state_dict()[key], value), (name, key)
 
@@ -311,6 +299,11 @@ def test_a_sigkilled_smoke_evaluation_resumes_and_matches_an_uninterrupted_one(t
     cut.mkdir()
     metrics = _evaluate_and_kill_in_second_epoch(cut)
     assert metrics.read_text().count("\n") in (1, 2)  # killed in epoch 2 (or just after its metrics line)
+    killed = RunDir(metrics.parent)
+    first_epoch = [x for x in killed.read_steps() if x["epoch"] == 0]
+    assert first_epoch, "the killed run logged no step of its first epoch"
+    with open(killed.steps, "a") as f:  # and a line torn by the kill, whether or not this kill tore one
+        f.write('{"step": 9999, "epoch": 1, "lo')
     assert not (cut / "leaderboard-smoke.csv").exists() or len(pd.read_csv(cut / "leaderboard-smoke.csv")) == 0
     r = harness(
         "evaluate", REPO / "submissions" / "example_loss.py", "--profile", "smoke", "--arch", "resnet20", cwd=cut
@@ -319,6 +312,13 @@ def test_a_sigkilled_smoke_evaluation_resumes_and_matches_an_uninterrupted_one(t
     assert "resuming after epoch" in r.stdout
     trained = [line.split("epoch ")[1][:3] for line in r.stdout.splitlines() if "seed 42  epoch " in line]
     assert "1/3" not in trained and "3/3" in trained, r.stdout  # only the missing epochs were trained
+    # every step logged before the checkpoint is kept as it was; the log ends as the uninterrupted run's
+    resumed_steps = killed.read_steps()
+    assert resumed_steps[: len(first_epoch)] == first_epoch
+    (uninterrupted,) = whole.glob("runs/smoke/*/*/public/resnet20-seed42*")
+    assert [(x["epoch"], x["step"]) for x in resumed_steps] == [
+        (x["epoch"], x["step"]) for x in RunDir(uninterrupted).read_steps()
+    ]
     a, b = pd.read_csv(whole / "leaderboard-smoke.csv"), pd.read_csv(cut / "leaderboard-smoke.csv")
     a = a[a["arch"] == "resnet20"]
     assert len(b) == 1 and (a["best_fine_acc"].tolist(), a["final_fine_acc"].tolist()) == (

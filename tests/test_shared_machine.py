@@ -28,6 +28,12 @@ from harness.training import sharing
 EXAMPLE = REPO / "submissions" / "example_loss.py"
 
 
+def _evaluate_tiny(sandbox: str, cwd: Path, env: dict[str, str]):
+    """The example file, tiny profile, one ResNet-20 seed, in ``sandbox``: as a user runs it."""
+    args = ("--profile", "tiny", "--arch", "resnet20", "--seed", "42", "--sandbox", sandbox)
+    return harness("evaluate", EXAMPLE, *args, cwd=cwd, env=env)
+
+
 # ------------------------------------------------------------------ the worker's channel
 
 
@@ -109,20 +115,7 @@ def test_another_user_cannot_reach_a_running_evaluation(sandbox, tmp_path):
     tmp.chmod(0o1777)
     try:
         with Prowler(str(tmp)) as prowler:
-            result = harness(
-                "evaluate",
-                EXAMPLE,
-                "--profile",
-                "tiny",
-                "--arch",
-                "resnet20",
-                "--seed",
-                "42",
-                "--sandbox",
-                sandbox,
-                cwd=tmp_path,
-                env={"TMPDIR": str(tmp)},
-            )
+            result = _evaluate_tiny(sandbox, tmp_path, {"TMPDIR": str(tmp)})
     finally:
         subprocess.run(["rm", "-rf", str(tmp)])
     assert result.returncode == 0, result.stdout + result.stderr
@@ -170,20 +163,7 @@ def test_a_planted_trainer_registry_changes_nothing(tmp_path):
     before = {p.name: p.read_bytes() for p in victim.iterdir()}
     try:
         env_registry = {"HARNESS_TRAINERS_DIR": str(planted / "registry")}
-        result = harness(
-            "evaluate",
-            EXAMPLE,
-            "--profile",
-            "tiny",
-            "--arch",
-            "resnet20",
-            "--seed",
-            "42",
-            "--sandbox",
-            "none",
-            cwd=tmp_path,
-            env=env_registry,
-        )
+        result = _evaluate_tiny("none", tmp_path, env_registry)
         assert result.returncode == 0, result.stdout + result.stderr
         assert [r["status"] for r in read_leaderboard(tmp_path / "leaderboard-tiny.csv")] == ["ok"]
         assert stat.S_IMODE(victim.stat().st_mode) == 0o700

@@ -404,20 +404,6 @@ def read_scalars(module: Any) -> dict[str, float]:
     return {k: v for k, v in values.items() if math.isfinite(v)}
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when the trainer dies (best effort)."""
-    try:
-        import ctypes
-
-        parent = os.getppid()
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-    except (OSError, AttributeError):
-        pass
-
-
 def _options(argv: list[str], name: str) -> list[str]:
     """Every value of ``name VALUE`` in the worker's command line (set by the trainer)."""
     return [value for flag, value in zip(argv, argv[1:]) if flag == name]
@@ -427,7 +413,7 @@ def main() -> int:
     argv = sys.argv[1:]
     # --sys-path: under python -I a virtual environment's or a --user install's packages are not found
     sys.path.extend(p for p in _options(argv, "--sys-path") if p not in sys.path)
-    _die_with_parent()
+    wire.die_with_parent()
     connect, token_file = _options(argv, "--connect"), _options(argv, "--token-file")
     proto_in, proto_out = wire.claim_protocol_fds(
         connect[0] if connect else None, token_file[0] if token_file else None
@@ -490,7 +476,7 @@ def main() -> int:
             except BaseException as e:  # noqa: BLE001
                 return fail("scalars", _raised("scalars()", e), _short_traceback(e, submission))
         elif kind == wire.CLOSE:
-            return 0
+            wire.exit_now()
         else:
             return fail("protocol", f"unknown frame type {kind}")
     return 0

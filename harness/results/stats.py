@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import integrate, optimize, stats
 
 LEVEL = 0.95  # of every interval
 
@@ -36,6 +35,8 @@ def t_interval(values: list[float], level: float = LEVEL) -> tuple[float, float]
     """The ``level`` t-interval of the mean of ``values`` (df = n - 1); None below 2 values."""
     if len(values) < 2:
         return None
+    from scipy import stats  # here, not at the top: a command that shows no standing never loads scipy
+
     mean = sum(values) / len(values)
     std = statistics_std(values) or 0.0
     half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1)) * std / math.sqrt(len(values))
@@ -63,6 +64,8 @@ def paired_test(a: dict[int, float], b: dict[int, float]) -> tuple[float | None,
     diffs = [a[s] - b[s] for s in common]
     if max(diffs) - min(diffs) == 0:
         return None, len(common)
+    from scipy import stats
+
     n = len(diffs)
     t = (sum(diffs) / n) / ((statistics_std(diffs) or 0.0) / math.sqrt(n))
     return min(1.0, float(2 * stats.t.sf(abs(t), n - 1))), n  # scipy's ttest_rel, without its overhead
@@ -79,6 +82,8 @@ class Paired:
     every difference identical)."""
 
     def __init__(self, d: np.ndarray, *, level: float = LEVEL, margin: float | None = None) -> None:
+        from scipy import stats
+
         d = np.asarray(d, dtype=float)
         valid = ~np.isnan(d)
         self.n = valid.sum(axis=-1)
@@ -131,6 +136,8 @@ def detectable(n: int, sd: float, level: float, power: float = 0.8) -> float | N
     noncentral t distribution); None below 2 pairs or without spread."""
     if n < 2 or not sd > 0 or not 0 < level < 1:
         return None
+    from scipy import integrate, optimize, stats
+
     df, crit = n - 1, float(stats.t.ppf(1 - level / 2, n - 1))
 
     def short(ncp: float) -> float:
