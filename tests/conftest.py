@@ -80,9 +80,10 @@ def tiny_splits(synthetic_root):
 
 
 @pytest.fixture(scope="session")
-def exact_splits(tiny_splits):
-    """48 train / 16 test images: with ``helpers.exact_profile``, three steps an epoch (momentum, the
-    epoch boundary and the loss module's state all come into play) at a fraction of the float64 cost."""
+def small_splits(tiny_splits):
+    """48 train / 16 test images: in batches of 16 (``helpers.exact_profile``), three steps an epoch
+    (momentum, the epoch boundary and the loss module's state all come into play) at a fraction of
+    the cost of ``tiny_splits`` in batches of 64."""
     train, test = tiny_splits
     return train.head(48), test.head(16)
 

@@ -94,7 +94,7 @@ def tiny_profile(**overrides):
 def exact_profile(epochs: int = 2, batch_size: int = 16):
     """The tiny profile for the comparisons with a reference implementation: lr 0.1 (the weights move
     visibly in a few steps) and batches of 16 (a float64 ResNet-20 step on one core costs an eighth
-    of one of 64). With ``exact_splits`` (48 images): three steps an epoch."""
+    of one of 64). With ``small_splits`` (48 images): three steps an epoch."""
     return tiny_profile(
         epochs=epochs, batch_size=batch_size, optimizer=tiny_profile().optimizer.model_copy(update={"lr": 0.1})
     )

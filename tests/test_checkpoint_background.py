@@ -70,10 +70,10 @@ def test_a_background_write_cut_short_leaves_the_previous_checkpoint_and_says_wh
 
 
 @pytest.mark.slow
-def test_a_run_resumed_from_background_checkpoints_ends_bit_for_bit(tmp_path, tiny_splits, monkeypatch):
+def test_a_run_resumed_from_background_checkpoints_ends_bit_for_bit(tmp_path, small_splits, monkeypatch):
     monkeypatch.setattr(trainer, "background_writes", lambda device: True)
-    train, test = tiny_splits
-    spec = run_spec(tiny_profile(epochs=3), submission="gradnorm.py")
+    train, test = small_splits
+    spec = run_spec(tiny_profile(epochs=3, batch_size=16), submission="gradnorm.py")
 
     def go(name, hooks=None):
         return run_one(

@@ -121,8 +121,8 @@ EXACT = dict(rtol=1e-9, atol=1e-11)
         "inplace-fp64",
     ],
 )
-def test_worker_path_equals_in_process_reference(path, param, precision, tol, exact_splits, tmp_path):
-    train, test = exact_splits
+def test_worker_path_equals_in_process_reference(path, param, precision, tol, small_splits, tmp_path):
+    train, test = small_splits
     profile = exact_profile(epochs=2)
     spec = run_spec(profile).model_copy(update={"precision": precision})
     outcome = run_one(
@@ -165,11 +165,11 @@ GRAMIAN, PLAIN = SUBMISSIONS / "gramian_warmup.py", SUBMISSIONS / "warmup_ignore
     ],
     ids=lambda v: v.stem if hasattr(v, "stem") else v,
 )
-def test_worker_path_equals_in_process_reference_in_every_topology(path, topology, exact_splits, tmp_path):
+def test_worker_path_equals_in_process_reference_in_every_topology(path, topology, small_splits, tmp_path):
     """Seed 003's topologies: the exactness and idle-head guarantees hold whatever the network shares
     (fp64, every parameter), on the per-task (Gramian) path in each topology and on the plain path
     in three, with the coarse task left out for the first epoch."""
-    train, test = exact_splits
+    train, test = small_splits
     train = train.head(32)  # two steps an epoch
     profile = exact_profile(epochs=2)
     spec = run_spec(profile).model_copy(update={"precision": "fp64", "topology": topology})
@@ -193,10 +193,10 @@ def test_worker_path_equals_in_process_reference_in_every_topology(path, topolog
         assert (got[key] - fresh[key]).abs().max() > 1e-4, key
 
 
-def test_an_ignored_task_differs_from_a_zero_weighted_one(exact_splits, tmp_path):
+def test_an_ignored_task_differs_from_a_zero_weighted_one(small_splits, tmp_path):
     """The distinction the exactness rests on, seen from outside: with weight decay, a head whose task
     the loss ignores (no gradient) ends elsewhere than one whose task is weighted by 0 (zero gradient)."""
-    train, test = exact_splits
+    train, test = small_splits
     profile = exact_profile(epochs=1)
     spec = run_spec(profile).model_copy(update={"precision": "fp64"})
     ignored = tmp_path / "ignored.py"
@@ -223,11 +223,11 @@ def test_an_ignored_task_differs_from_a_zero_weighted_one(exact_splits, tmp_path
     assert (heads["zero"] - initial).abs().max() > 0  # weight decay moved it
 
 
-def test_head_loss_without_the_gramian_trains_the_heads_on_it(exact_splits, tmp_path):
+def test_head_loss_without_the_gramian_trains_the_heads_on_it(small_splits, tmp_path):
     """The per-task path taken for a head loss alone: the backbone follows ``forward``, the heads
     follow ``head_loss`` (which leaves the coarse head out on odd steps); reference: autograd of
     ``forward``'s loss for the backbone and of ``head_loss`` for the heads, in one process."""
-    train, test = exact_splits
+    train, test = small_splits
     path = SUBMISSIONS / "head_loss_plain.py"
     profile = exact_profile(epochs=2)
     spec = run_spec(profile).model_copy(update={"precision": "fp64"})

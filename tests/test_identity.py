@@ -123,6 +123,8 @@ def test_no_submission_looks_like_a_baseline(tmp_path, name):
             and "\\u" in out
             and ("U+200B ZERO WIDTH SPACE (invisible)" in out or "U+FF0E FULLWIDTH FULL STOP" in out)
         )
+    if name != "equal_weighting\u200b.py":  # the way out is the same for every name: shown once, for the invisible one
+        return
     r, out = _run(tmp_path, "evaluate", path, "--name", "my_ew.py")
     assert r.returncode == 0, out  # an explicit name is the way out
     assert read_rows(tmp_path / "lb.csv")["submission"].tolist() == ["my_ew.py"]

@@ -227,8 +227,8 @@ def profile():
 
 
 @pytest.fixture
-def splits(exact_splits):
-    return exact_splits
+def splits(small_splits):
+    return small_splits
 
 
 @pytest.mark.slow

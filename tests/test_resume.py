@@ -33,9 +33,9 @@ from harness.training.trainer import run_one
 pytestmark = pytest.mark.slow  # trains: runs interrupted and resumed
 
 
-def _run(tmp_path, tiny_splits, name, observer=None, submission="gradnorm.py"):
-    train, test = tiny_splits
-    spec = run_spec(tiny_profile(epochs=3), submission=submission)
+def _run(tmp_path, small_splits, name, observer=None, submission="gradnorm.py"):
+    train, test = small_splits
+    spec = run_spec(tiny_profile(epochs=3, batch_size=16), submission=submission)
     return run_one(
         spec,
         submission=BASELINES / submission,
@@ -48,15 +48,15 @@ def _run(tmp_path, tiny_splits, name, observer=None, submission="gradnorm.py"):
 
 
 @pytest.mark.parametrize("submission", ["gradnorm.py", "famo.py"])
-def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, tiny_splits, submission):
+def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, small_splits, submission):
     """GradNorm: learnable parameters, the Gramian and epoch-0 state; FAMO: optimizer state in
     plain Python. Both must be rebuilt by the replay for the numbers to match to the bit."""
-    whole = _run(tmp_path, tiny_splits, "whole", submission=submission)
+    whole = _run(tmp_path, small_splits, "whole", submission=submission)
     with pytest.raises(Crash):
-        _run(tmp_path, tiny_splits, "cut", CrashAfter(epoch=1), submission=submission)
+        _run(tmp_path, small_splits, "cut", CrashAfter(epoch=1), submission=submission)
     assert len(run_metrics(tmp_path / "cut")) == 2 and (tmp_path / "cut" / "checkpoint" / "manifest.json").exists()
     watcher = CrashAfter(epoch=-1)
-    resumed = _run(tmp_path, tiny_splits, "cut", watcher, submission=submission)
+    resumed = _run(tmp_path, small_splits, "cut", watcher, submission=submission)
     assert watcher.resumed_at == [(2, [])]
     assert resumed.result.status == "ok"
     assert run_metrics(tmp_path / "cut") == run_metrics(tmp_path / "whole")
@@ -67,13 +67,13 @@ def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, tiny_spl
     assert len(seconds) == 3 and resumed.result.wall_seconds == pytest.approx(sum(seconds), rel=1e-9)
 
 
-def test_a_line_torn_by_the_interruption_keeps_every_earlier_step_and_epoch(tmp_path, tiny_splits):
+def test_a_line_torn_by_the_interruption_keeps_every_earlier_step_and_epoch(tmp_path, small_splits):
     """The kill cut epoch 2's lines short: on resume the steps and epochs before the checkpoint are
     all kept (not the whole log dropped for one bad line), and the run ends with the uninterrupted
     run's logs."""
-    _run(tmp_path, tiny_splits, "whole")
+    _run(tmp_path, small_splits, "whole")
     with pytest.raises(Crash):
-        _run(tmp_path, tiny_splits, "cut", CrashAfter(epoch=1))
+        _run(tmp_path, small_splits, "cut", CrashAfter(epoch=1))
     cut, whole = RunDir(tmp_path / "cut"), RunDir(tmp_path / "whole")
     before = cut.read_steps()
     assert {x["epoch"] for x in before} == {0, 1}
@@ -82,16 +82,16 @@ def test_a_line_torn_by_the_interruption_keeps_every_earlier_step_and_epoch(tmp_
             f.write('{"step": 99, "epoch": 2, "lo')
     assert cut.read_steps() == before and len(cut.read_metrics()) == 2
     watcher = CrashAfter(epoch=-1)
-    resumed = _run(tmp_path, tiny_splits, "cut", watcher)
+    resumed = _run(tmp_path, small_splits, "cut", watcher)
     assert watcher.resumed_at == [(2, [])] and resumed.result.status == "ok"
     assert cut.read_steps()[: len(before)] == before
     assert [(x["epoch"], x["step"]) for x in cut.read_steps()] == [(x["epoch"], x["step"]) for x in whole.read_steps()]
     assert run_metrics(tmp_path / "cut") == run_metrics(tmp_path / "whole")  # every line whole again
 
 
-def test_a_damaged_checkpoint_falls_back_to_the_previous_one_then_to_scratch(tmp_path, tiny_splits):
-    train, test = tiny_splits
-    spec = run_spec(tiny_profile(epochs=4), submission="gradnorm.py")
+def test_a_damaged_checkpoint_falls_back_to_the_previous_one_then_to_scratch(tmp_path, small_splits):
+    train, test = small_splits
+    spec = run_spec(tiny_profile(epochs=4, batch_size=16), submission="gradnorm.py")
 
     def go(observer):
         return run_one(
@@ -122,12 +122,12 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one_then_to_scratch(tmp
     assert watcher.resumed_at[0][0] == 0 and len(watcher.resumed_at[0][1]) == 2
 
 
-def test_after_falling_back_to_an_older_checkpoint_the_next_save_is_usable(tmp_path, tiny_splits):
+def test_after_falling_back_to_an_older_checkpoint_the_next_save_is_usable(tmp_path, small_splits):
     """The newest checkpoint's stretch of the message log is damaged; the run resumes from the older
     one. The next checkpoint must not inherit the damaged bytes: another interruption still resumes
     from it, and the run ends exactly as an uninterrupted one."""
-    train, test = tiny_splits
-    spec = run_spec(tiny_profile(epochs=5), submission="gradnorm.py")
+    train, test = small_splits
+    spec = run_spec(tiny_profile(epochs=5, batch_size=16), submission="gradnorm.py")
 
     def go(name, observer):
         return run_one(
@@ -161,7 +161,7 @@ def test_after_falling_back_to_an_older_checkpoint_the_next_save_is_usable(tmp_p
     assert resumed.loss_state == whole.loss_state
 
 
-def test_an_unusable_checkpoint_is_reported_and_the_run_starts_fresh(tmp_path, tiny_splits):
+def test_an_unusable_checkpoint_is_reported_and_the_run_starts_fresh(tmp_path, small_splits):
     """Intact files (checksums match) whose content this run cannot use, e.g. written by another
     build: ``run_one`` must not raise (every retry would fail the same way), but say so and train
     from scratch, exactly as a fresh run."""
@@ -170,8 +170,8 @@ def test_an_unusable_checkpoint_is_reported_and_the_run_starts_fresh(tmp_path, t
     from harness.training.checkpoint import Checkpointer
     from harness.training.models import build_model
 
-    train, test = tiny_splits
-    spec = run_spec(tiny_profile(epochs=2), submission="dwa.py")
+    train, test = small_splits
+    spec = run_spec(tiny_profile(epochs=2, batch_size=16), submission="dwa.py")
 
     def go(name, observer=None):
         return run_one(
@@ -208,7 +208,7 @@ def test_an_unusable_checkpoint_is_reported_and_the_run_starts_fresh(tmp_path, t
             assert torch.equal(outcome.model.state_dict()[key], value), (name, key)
 
 
-def test_checkpoint_tensors_load_on_the_cpu_whatever_the_run_device(tmp_path, tiny_splits, monkeypatch):
+def test_checkpoint_tensors_load_on_the_cpu_whatever_the_run_device(tmp_path, small_splits, monkeypatch):
     """The contract the CUDA resume relies on: ``set_rng_state`` (CPU and CUDA alike) takes a CPU
     byte tensor, so every tensor, RNG states included, must come back on the CPU; the trainer moves
     the model and optimizer state to the run's device itself."""
@@ -217,8 +217,8 @@ def test_checkpoint_tensors_load_on_the_cpu_whatever_the_run_device(tmp_path, ti
     from harness.training.checkpoint import Checkpointer
 
     with pytest.raises(Crash):
-        _run(tmp_path, tiny_splits, "r", CrashAfter(epoch=0))
-    spec = run_spec(tiny_profile(epochs=3), submission="gradnorm.py")
+        _run(tmp_path, small_splits, "r", CrashAfter(epoch=0))
+    spec = run_spec(tiny_profile(epochs=3, batch_size=16), submission="gradnorm.py")
     real_load, locations = torch.load, []
     monkeypatch.setattr(torch, "load", lambda *a, **k: locations.append(k.get("map_location")) or real_load(*a, **k))
     resume, notes = Checkpointer(RunDir(tmp_path / "r").checkpoint, spec).load()
@@ -231,12 +231,12 @@ def test_checkpoint_tensors_load_on_the_cpu_whatever_the_run_device(tmp_path, ti
     torch.set_rng_state(resume.state["rng_cpu"])
 
 
-def test_a_failure_caused_by_the_submission_is_not_resumed(tmp_path, tiny_splits):
+def test_a_failure_caused_by_the_submission_is_not_resumed(tmp_path, small_splits):
     """Failing on purpose must not buy a re-draw of the epochs since the last checkpoint: the
     checkpoint goes with the failure, and the next attempt starts from epoch 0."""
 
-    train, test = tiny_splits
-    spec = run_spec(tiny_profile(epochs=3), submission="fails_in_second_epoch.py")
+    train, test = small_splits
+    spec = run_spec(tiny_profile(epochs=3, batch_size=16), submission="fails_in_second_epoch.py")
 
     def go(observer):
         return run_one(

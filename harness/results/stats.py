@@ -82,8 +82,6 @@ class Paired:
     every difference identical)."""
 
     def __init__(self, d: np.ndarray, *, level: float = LEVEL, margin: float | None = None) -> None:
-        from scipy import stats
-
         d = np.asarray(d, dtype=float)
         valid = ~np.isnan(d)
         self.n = valid.sum(axis=-1)
@@ -92,6 +90,13 @@ class Paired:
             dev = np.where(valid, d - self.diff[..., None], 0.0)
             sd = np.sqrt((dev**2).sum(axis=-1) / np.maximum(self.n - 1, 1))
             self.se = np.where(self.n >= 2, sd / np.sqrt(np.maximum(self.n, 1)), np.nan)
+            if not (self.n >= 2).any():  # one seed each: nothing has an interval or a test (and scipy stays unloaded)
+                nan = np.full(self.n.shape, np.nan)
+                self.low, self.high, self.p, self.p_equivalent = nan, nan.copy(), nan.copy(), nan.copy()
+                self.testable = np.zeros(self.n.shape, dtype=bool)
+                return
+            from scipy import stats
+
             df = np.maximum(self.n - 1, 1)
             half = stats.t.ppf(0.5 + level / 2, df) * self.se
             self.low, self.high = self.diff - half, self.diff + half
