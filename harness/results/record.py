@@ -24,6 +24,8 @@ from harness.util.provenance import device_name, harness_commit, harness_version
 
 def row_for(spec: RunSpec, result: RunResult, run_id: str) -> LeaderboardRow:
     """The leaderboard row of a finished run (ok or failed)."""
+    import torch  # here, not at the top: a command that records no row (``check``) never loads torch
+
     return LeaderboardRow(
         finished_at=utc_now(),
         submission=spec.submission,
@@ -42,7 +44,7 @@ def row_for(spec: RunSpec, result: RunResult, run_id: str) -> LeaderboardRow:
         device=_recorded_device(spec, result),
         float32_math=result.float32_math,
         channels_last=spec.channels_last,
-        torch_version=_torch().__version__,
+        torch_version=torch.__version__,
         harness_version=harness_version(),
         harness_commit=harness_commit(),
         sandbox=spec.sandbox,
@@ -52,19 +54,13 @@ def row_for(spec: RunSpec, result: RunResult, run_id: str) -> LeaderboardRow:
     )
 
 
-def _torch():
-    """torch, imported when a row is recorded (a command that records none, ``check``, never loads it)."""
-    import torch
-
-    return torch
-
-
 def _recorded_device(spec: RunSpec, result: RunResult) -> str:
     """The device's name as the run reported it; for a run lost before it reported, the driver's
     view of the device (a Ray driver without a GPU cannot name the worker's)."""
     if result.device:
         return result.device
-    torch = _torch()
+    import torch
+
     if spec.device.startswith("cuda") and not torch.cuda.is_available():
         return "cuda"
     return device_name(torch.device(spec.device))

@@ -125,9 +125,7 @@ def set_determinism(deterministic: bool, device: torch.device) -> None:
     deterministic and without autotuning, cuBLAS's workspace setting (:func:`prepare_determinism`).
     Otherwise cuDNN autotunes (faster on a GPU)."""
     prepare_determinism(deterministic)
-    if deterministic or torch.are_deterministic_algorithms_enabled():
-        # only when it changes something: the call imports torch's compiler stack (~2 s on a CPU)
-        torch.use_deterministic_algorithms(deterministic)
+    torch.use_deterministic_algorithms(deterministic)
     if device.type == "cuda":
         torch.backends.cudnn.deterministic = deterministic
         torch.backends.cudnn.benchmark = not deterministic
