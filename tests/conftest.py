@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from helpers import REPO, LiveHarness, harness_env
+from helpers import REPO, LiveHarness, harness, harness_env
 
 from harness.training.data import load_dataset, write_synthetic
 
@@ -46,19 +46,23 @@ class _GroupsTakeEffect:
                     )
 
 
+# the session fixtures that tests of several modules share, each with the xdist group of its tests
+SHARED_RUNS = {"readme_smoke_run": "readme-smoke", "selftest_run": "selftest"}
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items) -> None:
     """Under ``--dist loadgroup``, the tests that share an expensive fixture run in one worker, so that
-    it is built once: the README's smoke evaluation (one group) and each module-scoped fixture (one
-    group per module)."""
+    it is built once: each of :data:`SHARED_RUNS` (the README's smoke evaluation, the selftest: one
+    group each) and each module-scoped fixture (one group per module)."""
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
         if info is None:
             continue
         for name in info.names_closure:
             defs = info.name2fixturedefs.get(name) or ()
-            if name == "readme_smoke_run":
-                item.add_marker(pytest.mark.xdist_group("readme-smoke"))
+            if name in SHARED_RUNS:
+                item.add_marker(pytest.mark.xdist_group(SHARED_RUNS[name]))
                 break
             if any(d.scope == "module" for d in defs):
                 item.add_marker(pytest.mark.xdist_group(item.module.__name__))
@@ -165,3 +169,20 @@ def readme_smoke_run(tmp_path_factory) -> SmokeRun:
     finally:
         run.kill()
     return SmokeRun(subprocess.CompletedProcess(run.proc.args, code, out, ""), cwd, neighbour)
+
+
+class SelftestRun(NamedTuple):
+    """``harness selftest --device cpu --keep WORK``, run once: its outcome (standard output and error
+    together in ``result.stdout``) and the kept scratch directory (a directory per check)."""
+
+    result: subprocess.CompletedProcess
+    work: Path
+
+
+@pytest.fixture(scope="session")
+def selftest_run(tmp_path_factory) -> SelftestRun:
+    """The selftest on the CPU through the command line. Shared by its own test and tests/test_fused.py,
+    which reads the rows and run directories of its fused and separate runs."""
+    cwd = tmp_path_factory.mktemp("selftest")
+    r = harness("selftest", "--device", "cpu", "--keep", cwd / "work", cwd=cwd, timeout=1200)
+    return SelftestRun(r, cwd / "work")

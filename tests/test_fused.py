@@ -8,13 +8,12 @@ training, and through the CLI the rows, run directories and identity are those o
 from __future__ import annotations
 
 import json
-import shutil
 
 import pandas as pd
 import pytest
 import torch
 import torch.nn as nn
-from helpers import BASELINES, REPO, SUBMISSIONS, CrashAfter, exact_profile, harness, run_metrics, run_spec
+from helpers import BASELINES, SUBMISSIONS, CrashAfter, exact_profile, run_metrics, run_spec
 
 from harness.events import RunObserver
 from harness.isolation.sandbox import get_sandbox
@@ -230,38 +229,20 @@ def test_a_seed_that_fails_leaves_the_others_training(tmp_path, splits):
             torch.testing.assert_close(b.model.state_dict()[key], value, **FP64)
 
 
-def test_through_the_cli_rows_and_run_directories_are_those_of_separate_runs(tmp_path):
+def test_through_the_cli_rows_and_run_directories_are_those_of_separate_runs(selftest_run):
     """--fuse on the CPU (the default on CUDA): one row per seed, the same run ids and identity, the
-    same accuracies as an evaluation without it (fp64: far from any rounding tie)."""
-    example = REPO / "submissions" / "example_loss.py"
+    same accuracies as an evaluation without it (fp64: far from any rounding tie). The runs are the
+    selftest's fused check (the tiny profile, seeds 1 and 2, fp64, --fuse against --no-fuse --jobs 2),
+    whose files it keeps."""
     out = {}
-    for fuse in ("--fuse", "--no-fuse"):
-        cwd = tmp_path / fuse
-        cwd.mkdir()
-        r = harness(
-            "evaluate",
-            example,
-            "--profile",
-            "tiny",
-            "--seed",
-            "1",
-            "--seed",
-            "2",
-            "--sandbox",
-            "none",
-            "--device",
-            "cpu",
-            "--precision",
-            "fp64",
-            fuse,
-            cwd=cwd,
-        )
-        assert r.returncode == 0, r.stdout + r.stderr
-        assert ("2 runs trained fused" in r.stdout) == (fuse == "--fuse")
+    for fuse, check in ((True, "fused"), (False, "separate")):
+        cwd = selftest_run.work / check
+        assert ("2 runs trained fused" in (cwd / "output.txt").read_text()) == fuse
         out[fuse] = pd.read_csv(cwd / "leaderboard-tiny.csv")
         for run_id in out[fuse]["run_id"]:
-            assert json.loads((cwd / "runs" / run_id / "settings.json").read_text())["fused"] == (fuse == "--fuse")
-    a, b = out["--fuse"], out["--no-fuse"]
+            settings = json.loads((cwd / "runs" / run_id / "settings.json").read_text())
+            assert settings["fused"] == fuse and settings["precision"] == "fp64"
+    a, b = out[True], out[False]
     same = [
         "kind",
         "submission",
@@ -284,4 +265,3 @@ def test_through_the_cli_rows_and_run_directories_are_those_of_separate_runs(tmp
     ]
     assert len(a) == 2 and a[same].equals(b[same])
     assert set(a["float32_math"]) == set(b["float32_math"]) == {"ieee"}  # a CPU has no TF32
-    shutil.rmtree(tmp_path / "--fuse")

@@ -10,14 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import harness
 
 from harness.tools import selftest
 
 
 @pytest.mark.slow
-def test_selftest_on_the_cpu_passes_through_the_cli(tmp_path):
-    r = harness("selftest", "--device", "cpu", "--keep", tmp_path / "work", cwd=tmp_path, timeout=1200)
+def test_selftest_on_the_cpu_passes_through_the_cli(selftest_run):
+    r, work = selftest_run
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     assert "DIFF" not in out and "figures as expected" in out
@@ -30,7 +29,7 @@ def test_selftest_on_the_cpu_passes_through_the_cli(tmp_path):
     ):
         assert f"ok    {check}:" in out, check
     assert "resume: metrics vs the uninterrupted run: identical (expected identical)" in out
-    assert (tmp_path / "work" / "resume" / "leaderboard-selftest.csv").exists()  # --keep keeps the files
+    assert (work / "resume" / "leaderboard-selftest.csv").exists()  # --keep keeps the files
 
 
 def test_a_figure_that_differs_fails_the_selftest_and_keeps_its_files(tmp_path, monkeypatch):

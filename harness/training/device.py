@@ -125,7 +125,8 @@ def set_determinism(deterministic: bool, device: torch.device) -> None:
     deterministic and without autotuning, cuBLAS's workspace setting (:func:`prepare_determinism`).
     Otherwise cuDNN autotunes (faster on a GPU)."""
     prepare_determinism(deterministic)
-    torch.use_deterministic_algorithms(deterministic)
+    if deterministic or torch.are_deterministic_algorithms_enabled():  # off is torch's default; the call loads
+        torch.use_deterministic_algorithms(deterministic)  # inductor (2 s), which a run that never compiles skips
     if device.type == "cuda":
         torch.backends.cudnn.deterministic = deterministic
         torch.backends.cudnn.benchmark = not deterministic

@@ -36,6 +36,7 @@ from harness.training.device import autocast_context
 from harness.training.evaluation import TestMetrics
 from harness.training.gradients import _backward_per_task, _drop_unreached, _gramian, _head_sq_norms, _reached_gradients
 from harness.training.models import TwoHeadNet, task_reach
+from harness.training.sgd import Optimizer
 from harness.training.steplog import StepLog
 from harness.training.trainer import Carry, TrainMeans
 
@@ -107,7 +108,7 @@ class Seed:
 
     s: int
     loader: TrainLoader
-    optimizer: torch.optim.Optimizer
+    optimizer: Optimizer
     worker: LossWorker
     log: StepLog | None
     means: TrainMeans  # this epoch's

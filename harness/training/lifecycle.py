@@ -25,6 +25,7 @@ from harness.training.data import Split, TrainLoader, eval_batches
 from harness.training.device import float32_math, set_determinism, set_fp32_precision
 from harness.training.evaluation import TestMetrics
 from harness.training.models import TwoHeadNet, build_model
+from harness.training.sgd import Optimizer, make_sgd
 from harness.training.steplog import StepLog
 from harness.util.provenance import device_name
 from harness.util.userpath import as_user_path
@@ -46,17 +47,13 @@ def set_up_device(spec: RunSpec) -> tuple[torch.device, torch.dtype]:
     return device, dtype
 
 
-def fresh_model(spec: RunSpec, device: torch.device, dtype: torch.dtype) -> tuple[TwoHeadNet, torch.optim.Optimizer]:
+def fresh_model(spec: RunSpec, device: torch.device, dtype: torch.dtype) -> tuple[TwoHeadNet, Optimizer]:
     """The model as initialised by the run's seed, and its SGD optimizer."""
     torch.manual_seed(spec.seed)
     model = build_model(spec.arch, topology=spec.topology).to(device, dtype)
     if spec.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    opt = spec.profile.optimizer
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay, nesterov=opt.nesterov
-    )
-    return model, optimizer
+    return model, make_sgd(model.parameters(), device, spec.profile.optimizer)
 
 
 def train_loader(spec: RunSpec, train: Split, device: torch.device, dtype: torch.dtype) -> TrainLoader:
@@ -81,7 +78,7 @@ def device_test_batches(spec: RunSpec, test: Split, device: torch.device, dtype:
     )
 
 
-def restore(state: dict, model: TwoHeadNet, optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+def restore(state: dict, model: TwoHeadNet, optimizer: Optimizer, device: torch.device) -> None:
     """Load a checkpoint's state (:func:`~harness.training.trainer.checkpoint_state` wrote it; CPU
     tensors: the optimizer state follows its parameters' device; RNG states must stay CPU byte
     tensors, as ``set_rng_state`` requires on every device)."""
@@ -99,7 +96,7 @@ def start_run(
     dtype: torch.dtype,
     checkpointer: Checkpointer,
     at_most: int | None = None,
-) -> tuple[TwoHeadNet, torch.optim.Optimizer, Resume | None, list[str]]:
+) -> tuple[TwoHeadNet, Optimizer, Resume | None, list[str]]:
     """The model and optimizer the run goes on from: its last intact checkpoint's (of at most
     ``at_most`` epochs), else fresh (the checkpoint directory is then cleared). ``metrics.jsonl`` is
     made to match. Never raises for a damaged checkpoint: the notes say what was found."""

@@ -73,6 +73,7 @@ from harness.training.lifecycle import (
     write_result,
 )
 from harness.training.models import TwoHeadNet, task_reach
+from harness.training.sgd import Optimizer
 from harness.training.sharing import CpuShare
 from harness.training.steplog import StepLog
 
@@ -162,7 +163,7 @@ class _StepPlan:
 def train_one_epoch(
     model: TwoHeadNet,
     loader: TrainLoader,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Optimizer,
     worker: LossWorker,
     *,
     epoch: int,
@@ -292,9 +293,7 @@ def _losses_after_update(
 # -------------------------------------------------------------------------- one run
 
 
-def checkpoint_state(
-    model: TwoHeadNet, optimizer: torch.optim.Optimizer, device: torch.device, carry: Carry
-) -> dict[str, object]:
+def checkpoint_state(model: TwoHeadNet, optimizer: Optimizer, device: torch.device, carry: Carry) -> dict[str, object]:
     """What a checkpoint holds besides the metrics and messages (:func:`~harness.training.lifecycle.restore`
     and :func:`resumed_carry` read it back). A tensor that is a view of a larger one (a fused seed's
     BatchNorm buffers) is saved on its own."""
@@ -315,7 +314,7 @@ def save_checkpoint(
     history: list[EpochMetrics],
     worker: LossWorker,
     model: TwoHeadNet,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Optimizer,
     device: torch.device,
     carry: Carry,
 ) -> None:
@@ -336,7 +335,7 @@ def _epoch(
     spec: RunSpec,
     epoch: int,
     model: TwoHeadNet,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Optimizer,
     worker: LossWorker,
     loader: TrainLoader,
     test_batches: list,
