@@ -54,7 +54,7 @@ def detached_sleeper():
     if pid == 0:
         os.setsid()
         if os.fork() == 0:
-            os.execv("/bin/sleep", ["sleep", "300"])
+            os.execv("/bin/sleep", ["sleep", "SLEEP_SECONDS"])  # this probe's own: see test_conformance
         os._exit(0)
     os.waitpid(pid, 0)
     return "spawned"

@@ -53,8 +53,12 @@ def test_under_jobs_a_killed_worker_or_run_process_fails_that_run_and_the_others
         for _ in range(2):
             h.wait_for(r"resnet20 seed \d: training 1 epoch")
         time.sleep(1.5)  # into the training steps (about a second each; the worker starts in a fraction of that)
-        # seed 1: kill its loss worker (the bubblewrap sandbox, a child of the run's process)
-        bwraps = [p for p in child_pids(pids[1]) if os.path.basename(cmdline(p)[0]) == "bwrap"]
+        # seed 1: kill its loss worker (the bubblewrap sandbox, a child of the run's process), once it is there:
+        # on a loaded machine the run may not have started it yet
+        deadline = time.monotonic() + 60
+        while not (bwraps := [p for p in child_pids(pids[1]) if os.path.basename((cmdline(p) or [""])[0]) == "bwrap"]):
+            assert time.monotonic() < deadline, [cmdline(p) for p in child_pids(pids[1])]
+            time.sleep(0.1)
         assert len(bwraps) == 1, [cmdline(p) for p in child_pids(pids[1])]
         os.killpg(bwraps[0], signal.SIGKILL)
         # seed 2: kill the run's whole process

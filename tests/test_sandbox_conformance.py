@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from pathlib import Path
 
@@ -56,6 +57,10 @@ def listener():
 
 
 def make_probe(tmp_path, port, allocate="no"):
+    """The probe file and the bait leaderboard; its detached sleeper sleeps ``tmp_path/sleep_seconds`` s, a
+    number of its own: the tests of other backends may run at once, and their sleepers are not this one's."""
+    seconds = str(300 + secrets.randbelow(100_000))
+    (tmp_path / "sleep_seconds").write_text(seconds)
     secret = tmp_path / "secret.txt"
     secret.write_text("host-secret")
     leaderboard = tmp_path / "leaderboard.csv"
@@ -67,6 +72,7 @@ def make_probe(tmp_path, port, allocate="no"):
         .replace("PORT_NUMBER", str(port))
         .replace("SECRET_ENV_NAME", "HARNESS_TEST_SECRET")
         .replace('"ALLOCATE"', f'"{allocate}"')
+        .replace("SLEEP_SECONDS", seconds)
     )
     probe = tmp_path / "probe.py"
     probe.write_text(source)
@@ -93,12 +99,14 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _sleepers() -> set[int]:
+def _sleepers(seconds: str) -> set[int]:
+    """Live ``sleep SECONDS`` processes."""
     pids = set()
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                if (d / "cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", b"300"] and _alive(int(d.name)):
+                argv = (d / "cmdline").read_bytes().split(b"\0")
+                if argv[:2] == [b"sleep", seconds.encode()] and _alive(int(d.name)):
                     pids.add(int(d.name))
             except OSError:
                 pass
@@ -110,10 +118,11 @@ def test_conformance(name, tmp_path, listener, monkeypatch):
     sandbox = backend(name)
     monkeypatch.setenv("HARNESS_TEST_SECRET", "host-secret-env")
     probe, leaderboard = make_probe(tmp_path, listener)
-    before = _sleepers()
+    seconds = (tmp_path / "sleep_seconds").read_text()
+    before = _sleepers(seconds)
     report, log = run_probe(sandbox, probe, tmp_path / "worker.log")
     time.sleep(0.5)
-    leftover = _sleepers() - before
+    leftover = _sleepers(seconds) - before
     for pid in leftover:  # never leave anything behind on the test machine
         os.kill(pid, 9)
 
