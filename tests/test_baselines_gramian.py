@@ -53,6 +53,7 @@ def test_pcgrad_equals_explicit_projection():
         assert_near(update(weights(loss, g_f, g_c), g_f, g_c), expected, 1e-6)
 
 
+@pytest.mark.slow  # over ~3 s
 def test_mgda_is_the_min_norm_point_of_the_hull():
     loss = load("mgda")
     alphas = torch.linspace(0, 1, 100_001, dtype=F64)[:, None]

@@ -111,6 +111,7 @@ def test_a_one_seed_board_says_nothing_of_tests_spread_ranges_or_cost(tmp_path):
     assert [report.text.fmt_rank(e, ranges=report.text.show_ranges(rep)) for e in rep.entries] == ["1", "2", "3"]
 
 
+@pytest.mark.slow  # over ~3 s
 def test_a_three_seed_board_says_what_it_tests_and_what_it_can_detect(tmp_path):
     out = " ".join(printed(full_board(tmp_path), 80).split())
     assert "Holm's weighted adjustment" in out and "mean±std over seeds" in out and "cost = training time" in out

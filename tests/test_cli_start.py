@@ -76,6 +76,7 @@ def test_commands_that_do_not_train_do_not_import_torch(args, board, tmp_path):
     )[:5]
 
 
+@pytest.mark.slow  # over ~3 s
 def test_a_command_that_builds_models_still_imports_torch_after_setting_the_thread_policy(tmp_path):
     """The counterpart: ``models`` needs torch, and ``harness/__init__.py`` sets
     OMP_WAIT_POLICY before torch is imported (it is read once, when torch loads OpenMP)."""

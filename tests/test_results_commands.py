@@ -116,6 +116,7 @@ def test_compare_pairs_two_entries_like_scipy(lb, tmp_path):
     assert r.returncode == 0 and "A = mine.py @22222222 (2026-11-23)" in r.stdout, r.stdout + r.stderr
 
 
+@pytest.mark.slow  # over ~3 s
 def test_one_ranked_line_per_entry_older_versions_listed_below(lb, tmp_path):
     """The older version of mine.py scored higher on resnet20 than equal weighting's and would rank; it
     is listed after the ranked lines, unranked and untested; ``--version`` ranks it instead."""
@@ -171,6 +172,7 @@ def test_retire_is_per_file_version_and_guards_the_reference(lb, tmp_path):
     assert "mine.py @22222222 (since " in md.split("retired, not shown")[1]
 
 
+@pytest.mark.slow  # over ~3 s
 def test_retiring_a_version_leaves_a_byte_identical_entry_shown(lb, tmp_path):
     """A version is an entry's: retiring mine.py's marks only mine.py's rows retired, and copy.py (the same
     bytes, another entry) stays in ``harness runs`` and on the board as it was."""

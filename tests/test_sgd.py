@@ -47,43 +47,48 @@ def _lr(step):
     return 0.1 * (1 + step % 7) / 7  # a schedule: the rate changes every step
 
 
+def _the_models(params, options):
+    """``(step(lr), how many momentum buffers it holds)`` of the model's SGD over ``params``."""
+    sgd = SGD(params, lr=0.1, **options)
+
+    def step(lr):
+        sgd.param_groups[0]["lr"] = lr
+        sgd.step()
+        sgd.zero_grad(set_to_none=True)
+        assert all(p.grad is None for p in params)
+
+    return step, lambda: sum("momentum_buffer" in s for s in sgd.state.values())
+
+
+def _the_loss_workers(params, options):
+    """``(step(lr), how many momentum buffers it holds)`` of the loss worker's ``sgd_step`` over ``params``."""
+    buffers = {}
+
+    def step(lr):
+        with torch.no_grad():
+            sgd_step(params, buffers, lr, **options)
+
+    return step, lambda: len(buffers)
+
+
+@pytest.mark.parametrize("sgd", [_the_models, _the_loss_workers], ids=["the model's", "the loss worker's"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("momentum, weight_decay, nesterov", OPTIONS)
-def test_the_models_sgd_is_torch_sgd_bit_for_bit(momentum, weight_decay, nesterov, dtype):
+def test_each_sgd_is_torch_sgd_bit_for_bit(sgd, momentum, weight_decay, nesterov, dtype):
     g = torch.Generator().manual_seed(0)
     ours = _params(dtype, g)
     theirs = _clone(ours)
     options = {"momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov}
-    a, b = SGD(ours, lr=0.1, **options), torch.optim.SGD(theirs, lr=0.1, **options)
-    for step in range(40):
-        _set_grads(step, g, ours, theirs)
-        a.param_groups[0]["lr"] = b.param_groups[0]["lr"] = _lr(step)
-        a.step()
-        b.step()
-        for x, y in zip(ours, theirs):
-            assert torch.equal(x, y), step
-        a.zero_grad(set_to_none=True)
-        assert all(p.grad is None for p in ours)
-    assert ours[0].is_contiguous(memory_format=torch.channels_last)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("momentum, weight_decay, nesterov", OPTIONS)
-def test_the_loss_workers_sgd_step_is_torch_sgd_bit_for_bit(momentum, weight_decay, nesterov, dtype):
-    g = torch.Generator().manual_seed(1)
-    ours = _params(dtype, g)
-    theirs = _clone(ours)
-    options = {"momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov}
-    reference, buffers = torch.optim.SGD(theirs, lr=0.1, **options), {}
-    for step in range(40):
-        _set_grads(step, g, ours, theirs)
-        with torch.no_grad():
-            sgd_step(ours, buffers, _lr(step), **options)
-        reference.param_groups[0]["lr"] = _lr(step)
+    (step, buffers), reference = sgd(ours, options), torch.optim.SGD(theirs, lr=0.1, **options)
+    for i in range(40):
+        _set_grads(i, g, ours, theirs)
+        step(_lr(i))
+        reference.param_groups[0]["lr"] = _lr(i)
         reference.step()
         for x, y in zip(ours, theirs):
-            assert torch.equal(x, y), step
-    assert (len(buffers) == len(ours)) == (momentum != 0)
+            assert torch.equal(x, y), i
+    assert ours[0].is_contiguous(memory_format=torch.channels_last)
+    assert buffers() == (len(ours) if momentum else 0)
 
 
 def _saved(optimizer):

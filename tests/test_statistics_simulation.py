@@ -132,6 +132,7 @@ def test_equivalent_is_claimed_at_most_alpha_of_the_time_at_the_margin():
     assert rates[0.0] > 0.3, rates
 
 
+@pytest.mark.slow  # over ~3 s
 def test_the_board_reports_exactly_what_the_simulated_code_computes(tmp_path):
     """A simulated board written as leaderboard rows (with an extra seed for some entries and an
     incomplete one) and read back through ``report.build``: every rank, range, p-value, adjusted
@@ -235,6 +236,7 @@ def _write(path, rows):
     return path
 
 
+@pytest.mark.slow  # over ~3 s
 def test_other_settings_are_ranked_and_adjusted_in_their_own_group(tmp_path):
     head = _rows("equal_weighting.py", EW, kind="baseline") + _rows("sub.py", SUB)
     alone = report.build(read_rows(_write(tmp_path / "a.csv", head)), "public")

@@ -43,6 +43,7 @@ def _run(tmp_path, tiny_splits, submission, epochs=3):
     return outcome, RunDir(tmp_path / "run")
 
 
+@pytest.mark.slow  # over ~3 s
 def test_the_weights_and_the_scalars_of_every_nth_step_are_recorded(tmp_path, tiny_splits, monkeypatch):
     monkeypatch.setattr(steplog, "MAX_POINTS", 3)  # one step an epoch: the last of each
     outcome, run = _run(tmp_path, tiny_splits, SUBMISSIONS / "reports_scalars.py")
