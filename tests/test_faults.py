@@ -52,7 +52,7 @@ def test_under_jobs_a_killed_worker_or_run_process_fails_that_run_and_the_others
         assert set(pids) == {1, 2}
         for _ in range(2):
             h.wait_for(r"resnet20 seed \d: training 1 epoch")
-        time.sleep(1.5)  # into the training steps (about a second each; the worker starts in a fraction of that)
+        time.sleep(1.5)  # into the training steps (2.5 s each, slow_steps.py; the worker starts in a fraction of that)
         # seed 1: kill its loss worker (the bubblewrap sandbox, a child of the run's process), once it is there:
         # on a loaded machine the run may not have started it yet
         deadline = time.monotonic() + 60
@@ -88,14 +88,13 @@ def _checkpoint_epochs(run_dir) -> int:
 
 
 def test_ctrl_c_stops_cleanly_removes_sandboxes_keeps_checkpoints_and_says_how_to_resume(tmp_path):
-    """SIGINT to the process group, as a terminal's Ctrl-C sends it, during a --jobs 2 smoke run."""
+    """SIGINT to the process group, as a terminal's Ctrl-C sends it, during a --jobs 2 evaluation: both
+    runs in their second epoch of two (the loss sleeps there: idle_steps.py)."""
     h = LiveHarness(
         "evaluate",
-        REPO / "submissions" / "example_loss.py",
+        SUBMISSIONS / "idle_steps.py",
         "--profile",
-        "smoke",
-        "--arch",
-        "resnet20",
+        "selftest",
         "--jobs",
         "2",
         "--seed",
@@ -108,7 +107,7 @@ def test_ctrl_c_stops_cleanly_removes_sandboxes_keeps_checkpoints_and_says_how_t
         sandbox = h.wait_for(r"in sandbox '(\w+)'").group(1)
         pids = [int(h.wait_for(r"running in process (\d+)").group(1)) for _ in range(2)]
         for _ in range(2):
-            h.wait_for(r"seed \d  epoch 1/3")  # reported after the epoch's checkpoint is written
+            h.wait_for(r"seed \d  epoch 1/2")  # reported after the epoch's checkpoint is written
         os.killpg(h.proc.pid, signal.SIGINT)
         interrupted = time.monotonic()
         rc, out = h.finish(timeout=120)
@@ -119,8 +118,9 @@ def test_ctrl_c_stops_cleanly_removes_sandboxes_keeps_checkpoints_and_says_how_t
     assert stopped_in < STOP_GRACE_S - 5, stopped_in  # the runs unwound by themselves; none had to be killed
     assert "interrupted" in out and "run the same command again to resume" in " ".join(out.split())
     assert "Traceback" not in out, out
-    assert not (tmp_path / "leaderboard-smoke.csv").exists() or pd.read_csv(tmp_path / "leaderboard-smoke.csv").empty
-    runs = sorted((tmp_path / "runs").glob("smoke/*/*/public/resnet20-seed*"))
+    board = tmp_path / "leaderboard-selftest.csv"
+    assert not board.exists() or pd.read_csv(board).empty
+    runs = sorted((tmp_path / "runs").glob("selftest/*/*/public/resnet20-seed*"))
     assert len(runs) == 2 and all(_checkpoint_epochs(r) >= 1 for r in runs)
     for pid in pids:  # the run processes are gone, and nothing they started is left
         assert not os.path.exists(f"/proc/{pid}")

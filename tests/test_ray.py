@@ -12,7 +12,7 @@ import subprocess
 
 import pandas as pd
 import pytest
-from helpers import REPO, LiveHarness, harness_env, run_spec, tiny_profile
+from helpers import REPO, SUBMISSIONS, LiveHarness, harness_env, run_spec, tiny_profile
 
 if not os.environ.get("HARNESS_REQUIRE_RAY"):  # CI sets it: there a missing Ray fails the tests
     pytest.importorskip("ray")
@@ -21,13 +21,12 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]  # Ray clusters and evaluations
 
 
 def test_ray_executor_retries_a_lost_task_from_its_checkpoint_and_gives_up_after_the_bound(tmp_path):
+    # two epochs of four steps; the loss sleeps in the second, so that a kill lands there (idle_steps.py)
     h = LiveHarness(
         "evaluate",
-        REPO / "submissions" / "example_loss.py",
+        SUBMISSIONS / "idle_steps.py",
         "--profile",
-        "smoke",
-        "--arch",
-        "resnet20",
+        "selftest",
         "--seed",
         "1",
         "--seed",
@@ -46,7 +45,7 @@ def test_ray_executor_retries_a_lost_task_from_its_checkpoint_and_gives_up_after
     kills = {1: 0, 2: 0}
     try:
         while kills != {1: 1, 2: 2}:
-            m = h.wait_for(r"resnet20 seed (\d)(?:: running in process (\d+)|  epoch (\d)/3)")
+            m = h.wait_for(r"resnet20 seed (\d)(?:: running in process (\d+)|  epoch (\d)/2)")
             seed = int(m.group(1))
             if m.group(2):
                 pids[seed] = int(m.group(2))
@@ -64,14 +63,14 @@ def test_ray_executor_retries_a_lost_task_from_its_checkpoint_and_gives_up_after
     assert "a local Ray started for this evaluation" in flat
     assert flat.count("the task was lost (WorkerCrashedError") == 2, out
     assert "retry 1 of 1, resuming from its last checkpoint" in flat
-    assert "resnet20 seed 1: resuming after epoch 1/3 from its checkpoint" in flat, out
+    assert "resnet20 seed 1: resuming after epoch 1/2 from its checkpoint" in flat, out
     assert "resnet20 seed 2: the Ray task was lost 2 time(s), the last time with WorkerCrashedError" in flat, out
     assert "gave up after 1 retry (--ray-retries)" in flat
-    df = pd.read_csv(tmp_path / "leaderboard-smoke.csv").set_index("seed")
+    df = pd.read_csv(tmp_path / "leaderboard-selftest.csv").set_index("seed")
     assert df.loc[1, "status"] == "ok" and df.loc[2, "status"] == "failed" and len(df) == 2
     run_dir = tmp_path / "runs" / df.loc[1, "run_id"]
     epochs = [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert epochs == [0, 1, 2]  # the retry trained only the missing epochs
+    assert epochs == [0, 1]  # the retry trained only the missing epoch
     assert json.loads((run_dir / "result.json").read_text())["device"] == "cpu"
 
 
