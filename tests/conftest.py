@@ -54,7 +54,12 @@ SHARED_RUNS = {"readme_smoke_run": "readme-smoke", "selftest_run": "selftest"}
 def pytest_collection_modifyitems(config, items) -> None:
     """Under ``--dist loadgroup``, the tests that share an expensive fixture run in one worker, so that
     it is built once: each of :data:`SHARED_RUNS` (the README's smoke evaluation, the selftest: one
-    group each) and each module-scoped fixture (one group per module)."""
+    group each) and each module-scoped fixture (one group per module).
+
+    Under pytest-xdist the slow tests come first (in their order otherwise): its workers take the tests
+    in this order (the groups first, the largest first), so the run ends on tests that take seconds,
+    not with one worker on a test of a minute while the other has nothing left. Under ``-n 0`` the
+    order stays the files' order."""
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
         if info is None:
@@ -67,6 +72,8 @@ def pytest_collection_modifyitems(config, items) -> None:
             if any(d.scope == "module" for d in defs):
                 item.add_marker(pytest.mark.xdist_group(item.module.__name__))
                 break
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")
