@@ -214,6 +214,29 @@ def test_worker_that_stops_answering_is_killed_and_the_run_fails(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_worker_that_stops_answering_is_killed_when_the_limit_ends():
+    """No CLOSE frame and no grace for a worker that did not answer in time: a hung one could not read
+    it and would keep a core busy through the wait (a graceful close waits up to 2 s)."""
+    import time
+
+    from harness.isolation.client import WorkerError
+
+    steps = [StepRequest(0, 1, i, 4, 0.1, fine_loss=4.0, coarse_loss=2.0) for i in range(3)]
+    with LossWorker(
+        SUBMISSIONS / "hangs_later.py", sandbox=NONE, seed=0, optimizer=OptimizerSettings(), call_timeout=1.0
+    ) as w:
+        w.start()
+        w.step(steps[0]), w.step(steps[1])  # the third call spins for ever
+        proc = w.proc
+        started = time.monotonic()
+        with pytest.raises(WorkerError, match="did not answer within 1 s"):
+            w.step(steps[2])
+        elapsed = time.monotonic() - started
+    assert proc is not None and proc.poll() is not None
+    assert elapsed < 2.5, elapsed  # the 1 s limit, then the kill
+
+
+@pytest.mark.slow
 def test_worker_exit_mid_run_fails_the_run(tmp_path):
     outcome = _run("exit_mid_run.py", tmp_path, directory=REDTEAM)
     assert outcome.result.status == "failed"

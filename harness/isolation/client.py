@@ -152,12 +152,15 @@ class LossWorker:
         self.ready = Ready.from_json(self._expect_json(*reply, expected=wire.READY))
         return self.ready
 
-    def close(self) -> None:
+    def close(self, *, graceful: bool = True) -> None:
+        """Stop the worker: a CLOSE frame and up to 2 s to exit (``graceful``), then kill it. A worker
+        that did not answer in time or broke the protocol is killed at once (``graceful=False``): it
+        would not read the frame, and a hung one would keep a core busy for the wait."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
         try:
-            if proc.poll() is None:  # best effort: never blocks
+            if graceful and proc.poll() is None:  # best effort: never blocks
                 self._write_before(proc, wire.pack_frame(wire.CLOSE), time.monotonic() + CLOSE_WRITE_S)
                 proc.wait(timeout=2)
         except (OSError, subprocess.TimeoutExpired, ValueError, WorkerError):
@@ -280,7 +283,7 @@ class LossWorker:
         if self._buffer or select.select([proc.stdout.fileno()], [], [], 0)[0]:
             if not self._buffer and not self._read_available():
                 raise self._crashed(f"the loss worker exited while {doing}")
-            self.close()
+            self.close(graceful=False)
             raise WorkerError(
                 "protocol", "the worker sent data before it was asked (a reply must follow its request); it was stopped"
             )
@@ -289,7 +292,7 @@ class LossWorker:
         except OSError:
             raise self._crashed("the loss worker exited") from None
         if not sent:
-            self.close()
+            self.close(graceful=False)
             raise WorkerError(
                 "timeout",
                 f"the loss worker did not read its input within {timeout:.0f} s while {doing}; it was stopped",
@@ -352,7 +355,7 @@ class LossWorker:
         remaining = deadline - time.monotonic()
         ready, _, _ = select.select([fd], [], [], max(0.0, remaining))
         if not ready:
-            self.close()
+            self.close(graceful=False)
             raise WorkerError(
                 "timeout", f"the loss worker did not answer within {timeout:.0f} s while {doing}; it was stopped"
             )
