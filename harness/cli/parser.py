@@ -291,7 +291,9 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
         help="local base image with python3 3.11 (default: harness-base:bookworm)",
     )
     ib.add_argument(
-        "--bootstrap", action="store_true", help="build the base image from Debian with debootstrap when it is missing"
+        "--bootstrap",
+        action="store_true",
+        help="build the base image from Debian (mmdebstrap, else debootstrap) when it is missing",
     )
     ib.set_defaults(func=handlers["cmd_image_build"])
 

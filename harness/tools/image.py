@@ -1,7 +1,7 @@
 """``harness image build``: the Docker sandbox image, built with no network access.
 
 1. The base image (a build argument) must exist locally. ``--bootstrap`` makes one from
-   Debian bookworm with ``debootstrap`` (root, the ``debootstrap`` package, access to a
+   Debian bookworm with ``mmdebstrap`` or else ``debootstrap`` (root, either package, access to a
    Debian mirror) and ``docker import``: no image registry is needed.
 2. A wheelhouse with torch, numpy and scipy (the host's versions) and pip is prepared on the host with
    ``pip download``; the host's Python must match the base image's ``python3`` (3.11 for
@@ -42,32 +42,36 @@ def _docker() -> Any:
         ) from None
 
 
+MIRROR = "http://deb.debian.org/debian"
+
+
 def bootstrap_base(client: Any, tag: str, console: Console, suite: str = "bookworm") -> None:
-    """Debootstrap a minimal Debian with python3 and import it as ``tag``."""
-    if shutil.which("debootstrap") is None:
-        raise HarnessError("--bootstrap needs debootstrap (apt-get install debootstrap) and root")
+    """A minimal Debian (minbase) with python3, imported as ``tag``: made by mmdebstrap where it is
+    installed (it resolves with apt, downloads in parallel and writes the tarball itself), else by
+    debootstrap and tar. Both need root and a Debian mirror."""
+    mmdebstrap, debootstrap = shutil.which("mmdebstrap"), shutil.which("debootstrap")
+    if mmdebstrap is None and debootstrap is None:
+        raise HarnessError("--bootstrap needs mmdebstrap or debootstrap (apt-get install mmdebstrap) and root")
     with tempfile.TemporaryDirectory(prefix="harness-rootfs-") as tmp:
-        rootfs = Path(tmp) / "rootfs"
-        console.print(f"debootstrap {suite} (minbase + python3) ...")
-        run = subprocess.run(
-            [
-                "debootstrap",
-                "--variant=minbase",
-                "--include=python3",
-                suite,
-                str(rootfs),
-                "http://deb.debian.org/debian",
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if run.returncode != 0:
-            raise HarnessError(f"debootstrap failed:\n{run.stdout[-1500:]}{run.stderr[-1500:]}")
         tarball = Path(tmp) / "rootfs.tar"
-        subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tarball), "."], check=True)
+        if mmdebstrap is not None:
+            console.print(f"mmdebstrap {suite} (minbase + python3) ...")
+            _bootstrap([mmdebstrap, "--variant=minbase", "--include=python3", suite, str(tarball), MIRROR])
+        else:
+            rootfs = Path(tmp) / "rootfs"
+            console.print(f"debootstrap {suite} (minbase + python3) ...")
+            _bootstrap([str(debootstrap), "--variant=minbase", "--include=python3", suite, str(rootfs), MIRROR])
+            subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tarball), "."], check=True)
         repository, _, version = tag.partition(":")
         client.api.import_image(src=str(tarball), repository=repository, tag=version or "latest")
     console.print(f"imported base image {tag}")
+
+
+def _bootstrap(command: list[str]) -> None:
+    run = subprocess.run(command, capture_output=True, text=True)
+    if run.returncode != 0:
+        name = Path(command[0]).name
+        raise HarnessError(f"{name} failed:\n{run.stdout[-1500:]}{run.stderr[-1500:]}")
 
 
 def build_image(*, base_image: str = DEFAULT_BASE, bootstrap: bool = False, tag: str = IMAGE, console: Console) -> str:
