@@ -91,6 +91,32 @@ def test_several_files_are_labelled_by_file():
     ]
 
 
+def test_on_a_terminal_each_epochs_numbers_are_drawn_even_when_the_run_ends_at_once():
+    """The last epoch's numbers are replaced by the run's result as soon as it ends; they are drawn
+    at the epoch's end, not left to the display's next tick (a tiny run ends within one)."""
+    from harness.protocol import EpochMetrics
+
+    spec = run_spec(tiny_profile(epochs=1), "resnet20", 42)
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120, color_system=None)
+    p = EvaluationProgress(console, [spec])
+    assert p.live
+    m = EpochMetrics(
+        epoch=0, lr=0.1, train_fine_loss=4.399, train_coarse_loss=2.281, train_combined_loss=6.68,
+        weight_fine=1, weight_coarse=1, test_fine_loss=4.0, test_coarse_loss=2.0, test_fine_acc=8.8,
+        test_coarse_acc=20.0, seconds=1.0,
+    )  # fmt: skip
+    with p:
+        p.on_event(spec, RunStarted(4))
+        p.on_event(spec, StepsDone(4))
+        p.on_event(spec, EpochDone(m, 8.8))
+        p.on_event(spec, RunFinished(RunResult(status="ok", epochs_done=1, best_fine_acc=8.8, wall_seconds=1.0)))
+    text = out.getvalue()
+    assert "loss 4.399/2.281  test fine  8.80%  best  8.80%" in text, text
+    last = text[text.rindex("resnet20 seed 42") :]  # the frame left on the screen: the result
+    assert re.match(r"resnet20 seed 42 .*ok +best 8\.80%", last) and "loss" not in last, last
+
+
 # --- at 80 columns ---------------------------------------------------------------------------------
 
 

@@ -252,6 +252,7 @@ class EvaluationProgress(RunObserver):
         self._set(r, state=f"epoch {r.epoch}/{spec.profile.epochs}", stats=stats)
         self._log(f"{escape(r.label)}  epoch {r.epoch}/{spec.profile.epochs}  {stats}  ({m.seconds:.1f} s)")
         self._update_overall()
+        self.progress.refresh()  # drawn now: the last epoch's numbers may be replaced before the next tick
 
     def _retrying(self, r: RunState, event: RunRetrying) -> None:
         attempt, retries, reason = event.attempt, event.retries, event.reason
