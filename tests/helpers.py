@@ -320,6 +320,21 @@ class LiveHarness:
                 return m
         raise AssertionError(f"no {pattern!r} within {timeout} s:\n" + "\n".join(self.lines))
 
+    def wait_for_runs(self, n: int, reached: str, timeout: float = 300.0) -> dict[int, int]:
+        """{seed: process id} of the first ``n`` runs of a ``--jobs`` evaluation, once each has said
+        ``seed S: running in process P`` and a line where ``reached`` (a regular expression) follows
+        ``seed S``: the two kinds of line come in any order, one run's may come between the other's."""
+        processes: dict[int, int] = {}
+        reached_by: set[int] = set()
+        while len(processes) < n or len(reached_by) < n:
+            m = self.wait_for(rf"seed (\d+)(?:: running in process (\d+)|{reached})", timeout)
+            if m.group(2):
+                processes[int(m.group(1))] = int(m.group(2))
+            else:
+                reached_by.add(int(m.group(1)))
+        assert set(processes) == reached_by, (processes, reached_by)
+        return processes
+
     def finish(self, timeout: float = 300.0) -> tuple[int, str]:
         """Wait for the exit; returns (exit code, all output)."""
         rc = self.proc.wait(timeout)

@@ -47,15 +47,8 @@ def test_under_jobs_a_killed_worker_or_run_process_fails_that_run_and_the_others
     try:
         # seeds 1 and 2 in their processes and training (one may start training before the other's
         # process is reported)
-        pids: dict[int, int] = {}
-        training: set[int] = set()
-        while len(pids) < 2 or len(training) < 2:
-            m = h.wait_for(r"resnet20 seed (\d)(?:: running in process (\d+)|: training 1 epoch)")
-            if m.group(2):
-                pids[int(m.group(1))] = int(m.group(2))
-            else:
-                training.add(int(m.group(1)))
-        assert set(pids) == training == {1, 2}
+        pids = h.wait_for_runs(2, ": training 1 epoch")
+        assert set(pids) == {1, 2}
         time.sleep(1.5)  # into the training steps (2.5 s each, slow_steps.py; the worker starts in a fraction of that)
         # seed 1: kill its loss worker (the bubblewrap sandbox, a child of the run's process), once it is there:
         # on a loaded machine the run may not have started it yet
@@ -110,15 +103,7 @@ def test_ctrl_c_stops_cleanly_removes_sandboxes_keeps_checkpoints_and_says_how_t
     try:
         sandbox = h.wait_for(r"in sandbox '(\w+)'").group(1)
         # both runs' processes, and both past their first epoch (reported after its checkpoint is written)
-        processes: dict[int, int] = {}
-        first_epoch: set[int] = set()
-        while len(processes) < 2 or len(first_epoch) < 2:
-            m = h.wait_for(r"seed (\d)(?:: running in process (\d+)|  epoch 1/2)")
-            if m.group(2):
-                processes[int(m.group(1))] = int(m.group(2))
-            else:
-                first_epoch.add(int(m.group(1)))
-        pids = list(processes.values())
+        pids = list(h.wait_for_runs(2, "  epoch 1/2").values())
         os.killpg(h.proc.pid, signal.SIGINT)
         interrupted = time.monotonic()
         rc, out = h.finish(timeout=120)
