@@ -21,12 +21,16 @@ Containers carry their owner's identity as labels (:func:`owner_labels`: the tra
 start time, its pid namespace, the machine's boot id and the user); the next time a backend starts
 on the same engine it removes only the containers it can prove are orphans of its own kind: same
 machine boot, same pid namespace, same user, and the owner process gone (no such pid, or a pid
-reused by a process with another start time). Another user's, another namespace's (a CI job, a
-container) and a live trainer's containers are never touched, nor a container without these labels.
+reused by a process with another start time). A live owner also holds a lock (``flock``) on a file in
+its private directory for as long as its container exists, which the kernel releases only when the
+owner lets it go or ends: a container whose lock is held is never removed, whatever its labels say.
+Another user's, another namespace's (a CI job, a container) and a live trainer's containers are never
+touched, nor a container without these labels.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hmac
 import os
@@ -72,6 +76,41 @@ def owner_labels() -> dict[str, str]:
         f"{OWNER}boot": boot_id(),
         f"{OWNER}uid": str(os.getuid()),
     }
+
+
+OWNER_LOCK = "owner.lock"  # in the owner's private directory, beside the files mounted into the container
+
+
+def hold_owner_lock(io_dir: Path) -> int:
+    """A descriptor holding an exclusive lock on ``io_dir/owner.lock``: the owner's proof of life for
+    its container. The kernel releases it when the descriptor is closed or this process ends, however
+    it ends; no program this process starts inherits it (close-on-exec)."""
+    fd = os.open(io_dir / OWNER_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def owner_holds_lock(mounts: list[dict[str, Any]]) -> bool:
+    """True when the owner of a container with these ``Mounts`` (as the engine reports them) still holds
+    its lock. False when the lock is free or cannot be found (the directory is gone with its owner)."""
+    sources = [m.get("Source") for m in mounts if m.get("Destination") == INSIDE_TOKEN]
+    if not sources or not sources[0]:
+        return False
+    try:
+        fd = os.open(Path(sources[0]).parent / OWNER_LOCK, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # and with it the shared lock this test may have taken
+    return False
 
 
 def is_own_orphan(labels: dict[str, str]) -> bool:
@@ -163,11 +202,12 @@ class DockerProcess:
     ``stdout`` (the protocol connection), ``stderr`` (a pipe fed from the attach stream: everything
     the worker prints), ``poll``, ``wait``, ``kill``, ``release``, ``returncode``."""
 
-    def __init__(self, container: Any, sock: socket.socket, conn: socket.socket, io_dir: Path) -> None:
+    def __init__(self, container: Any, sock: socket.socket, conn: socket.socket, io_dir: Path, lock: int) -> None:
         self.container = container
         self.sock = sock  # the attach stream: the worker's output only
         self.conn = conn
         self.io_dir = io_dir
+        self._lock: int | None = lock  # the owner's lock (hold_owner_lock), released once the container is gone
         self.returncode: int | None = None
         err_r, self._err_w = os.pipe()
         self.stdin = _Stdin(conn)
@@ -230,6 +270,9 @@ class DockerProcess:
                 sock.close()
             except OSError:
                 pass
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
         shutil.rmtree(self.io_dir, ignore_errors=True)
 
     def release(self) -> None:
@@ -259,7 +302,9 @@ class DockerSandbox(Sandbox):
         """Remove the worker containers that trainers like this one left when they died (see the
         module's docstring: only what can be proven an orphan of its own)."""
         for container in self._client.containers.list(all=True, filters={"label": LABEL}):
-            if is_own_orphan(dict(container.labels or {})):
+            if is_own_orphan(dict(container.labels or {})) and not owner_holds_lock(
+                container.attrs.get("Mounts") or []
+            ):
                 try:
                     container.remove(force=True)
                 except Exception:  # noqa: BLE001  (another trainer removed it first)
@@ -272,6 +317,7 @@ class DockerSandbox(Sandbox):
         io_dir = private_dir("harness-io-")
         token = secrets.token_bytes(TOKEN_BYTES)
         container = listener = None
+        lock = hold_owner_lock(io_dir)  # before the container exists, until it is removed (DockerProcess.kill)
         try:
             stage(submission, io_dir, for_other_uid=True)
             write_private(io_dir / "token", token, for_other_uid=True)
@@ -330,12 +376,13 @@ class DockerSandbox(Sandbox):
                     container.remove(force=True)
                 except Exception:  # noqa: BLE001
                     pass
+            os.close(lock)
             shutil.rmtree(io_dir, ignore_errors=True)
             raise OSError(f"docker could not start the sandbox container: {e}") from e
         finally:
             if listener is not None:
                 listener.close()
-        return DockerProcess(container, raw, conn, io_dir), INSIDE_SUBMISSION
+        return DockerProcess(container, raw, conn, io_dir, lock), INSIDE_SUBMISSION
 
 
 def container_gone(container: Any) -> Callable[[], str | None]:
