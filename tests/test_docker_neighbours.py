@@ -80,15 +80,15 @@ def test_a_live_owners_container_stays_whatever_its_labels_say_and_a_dead_owners
     sandbox = require_sandbox("docker")
     client = sandbox.client  # this process's own sweep, before its labels are forged
     forged = dict(docker_backend.owner_labels(), **{"harness.owner.start": "1"})
-    monkeypatch.setattr(docker_backend, "owner_labels", lambda: forged)
-    proc, _ = sandbox.spawn(EXAMPLE)
+    with monkeypatch.context() as m:  # the labels are written when the container is created
+        m.setattr(docker_backend, "owner_labels", lambda: forged)
+        proc, _ = sandbox.spawn(EXAMPLE)
     try:
         _sweep_from_another_process()
         proc.container.reload()  # docker.errors.NotFound had it been removed
         assert proc.container.status == "running"
     finally:
         proc.kill()
-    monkeypatch.undo()
     owner = subprocess.Popen([sys.executable, "-c", OWNER], env=harness_env(), stdout=subprocess.PIPE, text=True)
     try:
         container_id = (owner.stdout.readline() if owner.stdout else "").strip()
