@@ -109,7 +109,7 @@ def owner_holds_lock(mounts: list[dict[str, Any]]) -> bool:
     except BlockingIOError:
         return True
     finally:
-        os.close(fd)  # and with it the shared lock this test may have taken
+        os.close(fd)  # and with it the shared lock this check may have taken
     return False
 
 
