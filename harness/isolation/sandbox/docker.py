@@ -316,9 +316,9 @@ class DockerSandbox(Sandbox):
         env = dict(SINGLE_THREAD_ENV, PATH="/usr/local/bin:/usr/bin:/bin", LANG="C.UTF-8", HOME="/tmp")
         io_dir = private_dir("harness-io-")
         token = secrets.token_bytes(TOKEN_BYTES)
-        container = listener = None
-        lock = hold_owner_lock(io_dir)  # before the container exists, until it is removed (DockerProcess.kill)
+        container = listener = lock = None
         try:
+            lock = hold_owner_lock(io_dir)  # before the container exists, until it is removed (DockerProcess.kill)
             stage(submission, io_dir, for_other_uid=True)
             write_private(io_dir / "token", token, for_other_uid=True)
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -376,7 +376,8 @@ class DockerSandbox(Sandbox):
                     container.remove(force=True)
                 except Exception:  # noqa: BLE001
                     pass
-            os.close(lock)
+            if lock is not None:
+                os.close(lock)
             shutil.rmtree(io_dir, ignore_errors=True)
             raise OSError(f"docker could not start the sandbox container: {e}") from e
         finally:
